@@ -1,0 +1,163 @@
+"""Pieces every action shares: who acts, the desk's policy, events, and what to tell whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import outbox
+from store.keys import new_message_id
+from store.models import EmailId, Participant, Ticket, TicketEvent, utcnow
+from store.outbox import Kind
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a staff member (Slack id), a customer (email), or the desk itself."""
+
+    name: str
+    slack_id: str | None = None
+    email: str | None = None
+
+    @property
+    def ref(self) -> str | None:
+        return self.slack_id or self.email
+
+
+DESK = Actor(name="servicedesk")
+
+
+@dataclass(frozen=True)
+class DeskPolicy:
+    """The settings actions need, so the store never reads the environment."""
+
+    mail_domain: str = "localhost"
+    acknowledge: bool = True
+    reply_delay: timedelta = timedelta(seconds=10)
+    max_participants: int = 25
+    triage_channel: str | None = None
+    support_addresses: frozenset[str] = field(default_factory=frozenset)
+
+
+def record_event(
+    session: Session, ticket: Ticket, kind: str, actor: Actor | None = None, **data: Any
+) -> None:
+    session.add(
+        TicketEvent(
+            ticket_id=ticket.id, kind=kind, actor=actor.ref if actor else None, data=data, created_at=utcnow()
+        )
+    )
+
+
+def touch(ticket: Ticket) -> None:
+    ticket.updated_at = utcnow()
+
+
+def update_card(session: Session, ticket: Ticket) -> None:
+    outbox.enqueue_once(session, Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
+
+
+def thread_line(session: Session, ticket: Ticket, text: str) -> None:
+    """A short line from the desk in the ticket's triage thread."""
+    outbox.enqueue(
+        session,
+        Kind.THREAD_LINE,
+        ticket_id=ticket.id,
+        lane=outbox.triage_lane(ticket.id),
+        payload={"text": text},
+    )
+
+
+def mail_recipients(session: Session, ticket: Ticket) -> list[Participant]:
+    """Who gets the ticket's email: requester first, then Cc participants still subscribed."""
+    participants = session.scalars(
+        select(Participant)
+        .where(
+            Participant.ticket_id == ticket.id,
+            Participant.unsubscribed_at.is_(None),
+            Participant.bounced_at.is_(None),
+        )
+        # "requester" sorts after "cc", so descending puts the requester first.
+        .order_by(Participant.role.desc(), Participant.id)
+    ).all()
+    return list(participants)
+
+
+def thread_references(session: Session, ticket: Ticket) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References that continue the customer's mail thread (RFC 5322 3.6.4)."""
+    ids = session.scalars(
+        select(EmailId.message_id).where(EmailId.ticket_id == ticket.id).order_by(EmailId.id)
+    ).all()
+    received = session.scalars(
+        select(EmailId.message_id)
+        .where(EmailId.ticket_id == ticket.id, EmailId.direction == "received")
+        .order_by(EmailId.id.desc())
+        .limit(1)
+    ).first()
+    in_reply_to = received or (ids[-1] if ids else None)
+    # The first message anchors the thread; the most recent ones keep clients threading. Keep
+    # the header bounded however long the ticket gets.
+    references = list(ids[:1]) + list(ids[1:][-19:]) if ids else []
+    return in_reply_to, references
+
+
+def enqueue_emails(
+    session: Session,
+    ticket: Ticket,
+    policy: DeskPolicy,
+    *,
+    template: str,
+    message_id: int | None = None,
+    only: list[Participant] | None = None,
+    due_at: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """One outbox row per recipient, each with its own Message-ID fixed now. Returns the count."""
+    recipients = only if only is not None else mail_recipients(session, ticket)
+    if not recipients:
+        return 0
+    in_reply_to, references = thread_references(session, ticket)
+    everyone = [p.email for p in mail_recipients(session, ticket)]
+    for participant in recipients:
+        header_id = new_message_id(policy.mail_domain, tag=f"t{ticket.number}")
+        session.add(EmailId(message_id=header_id, ticket_id=ticket.id, direction="sent", created_at=utcnow()))
+        outbox.enqueue(
+            session,
+            Kind.EMAIL,
+            ticket_id=ticket.id,
+            message_id=message_id,
+            payload={
+                "template": template,
+                "to": participant.email,
+                "to_name": participant.name,
+                "cc": [address for address in everyone if address != participant.email],
+                "participant_id": participant.id,
+                "message_id_header": header_id,
+                "in_reply_to": in_reply_to,
+                "references": references,
+                **(extra or {}),
+            },
+            dedupe_key=f"email:{header_id}",
+            due_at=due_at,
+        )
+    return len(recipients)
+
+
+def notify_customer(
+    session: Session, ticket: Ticket, policy: DeskPolicy, template: str, **extra: Any
+) -> None:
+    """A status notice (resolved, closed, reopened, merged): by email, or in their Slack thread."""
+    if ticket.origin_channel and ticket.origin_thread_ts:
+        outbox.enqueue(
+            session,
+            Kind.ORIGIN_LINE,
+            ticket_id=ticket.id,
+            lane=outbox.origin_lane(ticket.id),
+            payload={"template": template, **extra},
+        )
+    else:
+        enqueue_emails(session, ticket, policy, template=template, extra=extra)

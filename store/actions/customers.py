@@ -1,0 +1,113 @@
+"""Customers and their organizations, found or created from an email address or a Slack user."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Customer, Organization
+
+# Mail providers whose users share nothing but the provider: no organization from the domain.
+PUBLIC_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "ymail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "web.de",
+        "mail.com",
+        "yandex.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "localhost",
+    }
+)
+
+
+def organization_for_domain(session: Session, domain: str) -> Organization | None:
+    domain = domain.lower()
+    if not domain or domain in PUBLIC_MAIL_DOMAINS:
+        return None
+    organization = session.scalar(select(Organization).where(Organization.email_domain == domain))
+    if organization is None:
+        organization = Organization(name=domain, email_domain=domain)
+        session.add(organization)
+        session.flush()
+    return organization
+
+
+def organization_for_team(session: Session, team_id: str, name: str | None = None) -> Organization:
+    organization = session.scalar(select(Organization).where(Organization.slack_team_id == team_id))
+    if organization is None:
+        organization = Organization(name=name or team_id, slack_team_id=team_id)
+        session.add(organization)
+        session.flush()
+    elif name and organization.name == team_id:
+        organization.name = name
+    return organization
+
+
+def customer_for_email(session: Session, email: str, name: str = "") -> Customer:
+    """The customer with this address, created on first contact (named from the From header)."""
+    email = email.strip().lower()
+    customer = session.scalar(select(Customer).where(Customer.email == email))
+    if customer is None:
+        organization = organization_for_domain(session, email.rpartition("@")[2])
+        customer = Customer(
+            email=email,
+            name=name or email.partition("@")[0],
+            organization_id=organization.id if organization else None,
+        )
+        session.add(customer)
+        session.flush()
+    elif name and customer.email and customer.name == customer.email.partition("@")[0]:
+        # First seen without a display name (e.g. added by Cc); now we know it.
+        customer.name = name
+    return customer
+
+
+def customer_for_slack_user(
+    session: Session,
+    user_id: str,
+    *,
+    name: str,
+    team_id: str | None,
+    email: str | None = None,
+    home_team_id: str | None = None,
+    team_name: str | None = None,
+) -> Customer:
+    """The customer for a Slack user; their organization is their team when it is not ours."""
+    customer = session.scalar(select(Customer).where(Customer.slack_user_id == user_id))
+    if customer is None and email:
+        customer = session.scalar(select(Customer).where(Customer.email == email.lower()))
+        if customer is not None:
+            customer.slack_user_id = user_id
+    if customer is None:
+        customer = Customer(slack_user_id=user_id, name=name, email=email.lower() if email else None)
+        session.add(customer)
+    customer.slack_team_id = team_id
+    if name:
+        customer.name = name
+    if customer.organization_id is None:
+        organization: Organization | None = None
+        if team_id and team_id != home_team_id:
+            organization = organization_for_team(session, team_id, team_name)
+        elif email:
+            organization = organization_for_domain(session, email.rpartition("@")[2])
+        if organization is not None:
+            customer.organization_id = organization.id
+    session.flush()
+    return customer

@@ -1,0 +1,413 @@
+"""Message actions: customer messages in, staff replies out (after the undo window), notes, edits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import outbox
+from store.actions.common import (
+    Actor,
+    DeskPolicy,
+    enqueue_emails,
+    record_event,
+    thread_line,
+    touch,
+    update_card,
+)
+from store.actions.tickets import REOPENING, set_status
+from store.models import (
+    Attachment,
+    Customer,
+    Delivery,
+    Direction,
+    EmailId,
+    Message,
+    Outbox,
+    OutboxState,
+    Status,
+    Ticket,
+    Visibility,
+    utcnow,
+)
+from store.outbox import Kind
+
+# Receipts on a staff message in the triage thread (Slack reaction names).
+REACTION_PENDING = "hourglass_flowing_sand"
+REACTION_DELIVERED = "white_check_mark"
+REACTION_FAILED = "x"
+REACTION_NOTE = "lock"
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    """A file already written to the file store under its content hash."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool = False
+
+
+def _add_attachments(session: Session, message: Message, attachments: list[NewAttachment]) -> None:
+    for item in attachments:
+        session.add(
+            Attachment(
+                message_id=message.id,
+                filename=item.filename,
+                content_type=item.content_type,
+                size=item.size,
+                sha256=item.sha256,
+                inline=item.inline,
+            )
+        )
+
+
+def message_by_slack_ts(session: Session, channel: str, ts: str) -> Message | None:
+    return session.scalar(select(Message).where(Message.slack_channel == channel, Message.slack_ts == ts))
+
+
+def message_by_email_id(session: Session, message_id: str) -> Message | None:
+    return session.scalar(select(Message).where(Message.email_message_id == message_id))
+
+
+def add_customer_message(
+    session: Session,
+    policy: DeskPolicy,
+    ticket: Ticket,
+    *,
+    customer: Customer,
+    body_markdown: str,
+    source: str,
+    full_markdown: str | None = None,
+    subject: str | None = None,
+    email_message_id: str | None = None,
+    raw_sha256: str | None = None,
+    slack_channel: str | None = None,
+    slack_ts: str | None = None,
+    attachments: list[NewAttachment] | None = None,
+) -> Message:
+    """A customer's message: stored, mirrored into the triage thread, reopening a finished ticket."""
+    now = utcnow()
+    message = Message(
+        ticket_id=ticket.id,
+        direction=Direction.INBOUND,
+        visibility=Visibility.PUBLIC,
+        source=source,
+        author_customer_id=customer.id,
+        author_name=customer.name,
+        body_markdown=body_markdown,
+        full_markdown=full_markdown,
+        subject=subject,
+        email_message_id=email_message_id,
+        raw_sha256=raw_sha256,
+        slack_channel=slack_channel,
+        slack_ts=slack_ts,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    _add_attachments(session, message, attachments or [])
+    if email_message_id:
+        session.add(
+            EmailId(message_id=email_message_id, ticket_id=ticket.id, direction="received", created_at=now)
+        )
+    record_event(
+        session,
+        ticket,
+        "message_in",
+        Actor(customer.name, email=customer.email),
+        source=source,
+        message_id=message.id,
+    )
+    touch(ticket)
+    outbox.enqueue(
+        session,
+        Kind.THREAD_POST,
+        ticket_id=ticket.id,
+        message_id=message.id,
+        lane=outbox.triage_lane(ticket.id),
+    )
+    if ticket.status in REOPENING:
+        set_status(
+            session, policy, ticket, Status.OPEN, Actor(customer.name, email=customer.email), notify=False
+        )
+    elif ticket.status == Status.PENDING:
+        # "pending" waits on the customer: their answer puts it back in the team's court.
+        set_status(
+            session, policy, ticket, Status.OPEN, Actor(customer.name, email=customer.email), notify=False
+        )
+    return message
+
+
+def add_staff_reply(
+    session: Session,
+    policy: DeskPolicy,
+    ticket: Ticket,
+    *,
+    author: Actor,
+    body_markdown: str,
+    slack_channel: str | None,
+    slack_ts: str | None,
+    attachments: list[NewAttachment] | None = None,
+    now: datetime | None = None,
+) -> Message:
+    """A public reply: delivered after the undo window, by email or into the customer's thread."""
+    now = now or utcnow()
+    deliver_after = now + policy.reply_delay
+    message = Message(
+        ticket_id=ticket.id,
+        direction=Direction.OUTBOUND,
+        visibility=Visibility.PUBLIC,
+        source="slack" if slack_ts else "command",
+        author_slack_id=author.slack_id,
+        author_name=author.name,
+        body_markdown=body_markdown,
+        slack_channel=slack_channel,
+        slack_ts=slack_ts,
+        delivery=Delivery.PENDING,
+        deliver_after=deliver_after,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    _add_attachments(session, message, attachments or [])
+    if ticket.origin_channel and ticket.origin_thread_ts:
+        outbox.enqueue(
+            session,
+            Kind.ORIGIN_POST,
+            ticket_id=ticket.id,
+            message_id=message.id,
+            lane=outbox.origin_lane(ticket.id),
+            due_at=deliver_after,
+        )
+        recipients = 1
+    else:
+        recipients = enqueue_emails(
+            session, ticket, policy, template="staff_reply", message_id=message.id, due_at=deliver_after
+        )
+    if recipients == 0:
+        message.delivery = Delivery.FAILED
+        message.delivery_error = "the ticket has no one to deliver to (no subscribed email participant)"
+        thread_line(
+            session, ticket, f"Not delivered: {message.delivery_error}. Add one with `!cc add <email>`."
+        )
+        _react(session, ticket, message, REACTION_FAILED)
+    else:
+        _react(session, ticket, message, REACTION_PENDING)
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+        record_event(session, ticket, "first_response", author, message_id=message.id)
+    record_event(session, ticket, "reply", author, message_id=message.id)
+    touch(ticket)
+    return message
+
+
+def add_note(
+    session: Session,
+    ticket: Ticket,
+    *,
+    author: Actor,
+    body_markdown: str,
+    slack_channel: str | None = None,
+    slack_ts: str | None = None,
+) -> Message:
+    """An internal note: stored, never delivered, marked as a note in the thread at once."""
+    message = Message(
+        ticket_id=ticket.id,
+        direction=Direction.OUTBOUND,
+        visibility=Visibility.INTERNAL,
+        source="slack" if slack_ts else "command",
+        author_slack_id=author.slack_id,
+        author_name=author.name,
+        body_markdown=body_markdown,
+        slack_channel=slack_channel,
+        slack_ts=slack_ts,
+        created_at=utcnow(),
+    )
+    session.add(message)
+    session.flush()
+    if slack_ts:
+        _react(session, ticket, message, REACTION_NOTE)
+    else:
+        # Written with /desk note: post it into the thread, marked as a note.
+        outbox.enqueue(
+            session,
+            Kind.THREAD_POST,
+            ticket_id=ticket.id,
+            message_id=message.id,
+            lane=outbox.triage_lane(ticket.id),
+        )
+    record_event(session, ticket, "note", author, message_id=message.id)
+    touch(ticket)
+    return message
+
+
+def _react(
+    session: Session, ticket: Ticket, message: Message, name: str, *, remove: str | None = None
+) -> None:
+    if not (message.slack_channel and message.slack_ts):
+        return
+    outbox.enqueue(
+        session,
+        Kind.REACTION,
+        ticket_id=ticket.id,
+        message_id=message.id,
+        payload={"channel": message.slack_channel, "ts": message.slack_ts, "add": name, "remove": remove},
+    )
+
+
+def _waiting(message: Message, now: datetime) -> bool:
+    return (
+        message.delivery == Delivery.PENDING
+        and message.deliver_after is not None
+        and now < message.deliver_after
+    )
+
+
+def _delivered_rows(session: Session, message: Message) -> list[Outbox]:
+    return list(
+        session.scalars(
+            select(Outbox).where(Outbox.message_id == message.id, Outbox.state == OutboxState.DONE)
+        )
+    )
+
+
+def edit_slack_message(
+    session: Session,
+    ticket: Ticket,
+    message: Message,
+    *,
+    body_markdown: str,
+    make_note: bool,
+    now: datetime | None = None,
+) -> str:
+    """Someone edited a message we hold. Returns what happened, for logs and tests."""
+    now = now or utcnow()
+    if message.deleted_at is not None or (message.body_markdown == body_markdown and not make_note):
+        return "unchanged"
+    previous = message.body_markdown
+    message.body_markdown = body_markdown
+    message.edited_at = now
+    if message.direction == Direction.INBOUND:
+        if message.mirror_ts:
+            outbox.enqueue(
+                session,
+                Kind.MIRROR_UPDATE,
+                ticket_id=ticket.id,
+                message_id=message.id,
+                lane=outbox.triage_lane(ticket.id),
+            )
+        return "mirrored"
+    if message.visibility == Visibility.INTERNAL:
+        return "note"
+    if _waiting(message, now):
+        if make_note:
+            outbox.cancel_for_message(session, message.id)
+            message.visibility = Visibility.INTERNAL
+            message.delivery = Delivery.CANCELLED
+            record_event(session, ticket, "reply_to_note", None, message_id=message.id)
+            _react(session, ticket, message, REACTION_NOTE, remove=REACTION_PENDING)
+            return "made_note"
+        # The waiting rows read the body when they run: the edit is what gets sent.
+        return "changed_before_delivery"
+    if make_note:
+        thread_line(session, ticket, "That reply was already delivered; it cannot become a note now.")
+        message.body_markdown = previous
+        return "too_late_for_note"
+    if message.mirror_ts:
+        outbox.enqueue(
+            session,
+            Kind.MIRROR_UPDATE,
+            ticket_id=ticket.id,
+            message_id=message.id,
+            lane=outbox.origin_lane(ticket.id),
+        )
+        return "mirrored"
+    if message.delivery == Delivery.DELIVERED:
+        thread_line(
+            session, ticket, "Edited after delivery: the customer already has the earlier text by email."
+        )
+    return "already_sent"
+
+
+def delete_slack_message(
+    session: Session, ticket: Ticket, message: Message, *, now: datetime | None = None
+) -> str:
+    now = now or utcnow()
+    if message.deleted_at is not None:
+        return "unchanged"
+    message.deleted_at = now
+    if message.direction == Direction.INBOUND:
+        if message.mirror_ts:
+            outbox.enqueue(
+                session,
+                Kind.MIRROR_DELETE,
+                ticket_id=ticket.id,
+                message_id=message.id,
+                lane=outbox.triage_lane(ticket.id),
+            )
+        return "mirrored"
+    if message.visibility == Visibility.INTERNAL:
+        return "note"
+    if _waiting(message, now):
+        outbox.cancel_for_message(session, message.id)
+        message.delivery = Delivery.CANCELLED
+        record_event(session, ticket, "reply_cancelled", None, message_id=message.id)
+        return "cancelled"
+    if message.mirror_ts:
+        outbox.enqueue(
+            session,
+            Kind.MIRROR_DELETE,
+            ticket_id=ticket.id,
+            message_id=message.id,
+            lane=outbox.origin_lane(ticket.id),
+        )
+        return "mirrored"
+    if _delivered_rows(session, message):
+        thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
+    return "already_sent"
+
+
+def settle_delivery(session: Session, message_id: int, *, failed_error: str | None = None) -> None:
+    """After one of a reply's deliveries ended: update its receipt once all have ended."""
+    message = session.get(Message, message_id)
+    if message is None or message.delivery not in (Delivery.PENDING, Delivery.FAILED):
+        return
+    ticket = session.get(Ticket, message.ticket_id)
+    assert ticket is not None
+    if failed_error is not None:
+        if message.delivery != Delivery.FAILED:
+            message.delivery = Delivery.FAILED
+            _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
+        message.delivery_error = failed_error
+        return
+    open_rows = session.scalar(
+        select(Outbox.id).where(
+            Outbox.message_id == message.id,
+            Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
+            Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
+        )
+    )
+    if open_rows is None and message.delivery == Delivery.PENDING:
+        message.delivery = Delivery.DELIVERED
+        _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_PENDING)
+        record_event(session, ticket, "delivered", None, message_id=message.id)
+
+
+def record_bounce(session: Session, ticket: Ticket, email: str, reason: str) -> None:
+    from store.models import Participant
+
+    participant = session.scalar(
+        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email.lower())
+    )
+    if participant is not None:
+        participant.bounced_at = utcnow()
+        participant.bounce_reason = reason[:1000]
+    record_event(session, ticket, "bounce", None, email=email, reason=reason[:500])
+    thread_line(session, ticket, f"Mail to {email} bounced: {reason[:300]}")
+    update_card(session, ticket)

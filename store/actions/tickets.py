@@ -1,0 +1,502 @@
+"""Ticket actions: open, find, and triage (status, priority, assignee, labels, links, merge, Cc)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlparse
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from store import outbox
+from store.actions.common import (
+    Actor,
+    DeskPolicy,
+    enqueue_emails,
+    notify_customer,
+    record_event,
+    thread_line,
+    touch,
+    update_card,
+)
+from store.db import InvalidRequest, NotFound
+from store.keys import random_key
+from store.models import (
+    Counter,
+    Customer,
+    EmailId,
+    Label,
+    LinkKind,
+    Message,
+    Origin,
+    Participant,
+    Priority,
+    Status,
+    Ticket,
+    TicketLabel,
+    TicketLink,
+    utcnow,
+)
+
+TICKET_COUNTER = "ticket_number"
+
+
+def next_ticket_number(session: Session) -> int:
+    """Sequential, never reused: the counter row's lock serializes concurrent writers."""
+    value = session.execute(
+        update(Counter)
+        .where(Counter.name == TICKET_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar()
+    if value is None:
+        session.add(Counter(name=TICKET_COUNTER, value=1))
+        session.flush()
+        return 1
+    return int(value)
+
+
+def open_ticket(
+    session: Session,
+    policy: DeskPolicy,
+    *,
+    subject: str,
+    requester: Customer,
+    origin: Origin,
+    actor: Actor,
+    origin_channel: str | None = None,
+    origin_thread_ts: str | None = None,
+) -> Ticket:
+    """A new ticket; its card goes to the triage channel. Messages are added separately."""
+    now = utcnow()
+    ticket = Ticket(
+        number=next_ticket_number(session),
+        subject=(subject.strip() or "(no subject)")[:500],
+        status=Status.OPEN,
+        priority=Priority.NORMAL,
+        origin=origin,
+        requester_id=requester.id,
+        reply_key=random_key(),
+        triage_channel=policy.triage_channel,
+        origin_channel=origin_channel,
+        origin_thread_ts=origin_thread_ts,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    if requester.email and not origin_channel:
+        session.add(
+            Participant(
+                ticket_id=ticket.id,
+                email=requester.email,
+                name=requester.name,
+                role="requester",
+                unsubscribe_key=random_key(),
+                created_at=now,
+            )
+        )
+    record_event(session, ticket, "created", actor, origin=origin.value, requester_id=requester.id)
+    outbox.enqueue(session, outbox.Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
+    if origin_channel and origin_thread_ts:
+        outbox.enqueue(
+            session, outbox.Kind.ORIGIN_ACK, ticket_id=ticket.id, lane=outbox.origin_lane(ticket.id)
+        )
+    return ticket
+
+
+# ----- finding tickets -----
+
+
+def _follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
+    hops = 0
+    while ticket is not None and ticket.merged_into_id is not None and hops < 20:
+        ticket = session.get(Ticket, ticket.merged_into_id)
+        hops += 1
+    return ticket
+
+
+def ticket_by_number(session: Session, number: int, *, lock: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.number == number)
+    if lock:
+        query = query.with_for_update()
+    ticket = session.scalar(query)
+    if ticket is None:
+        raise NotFound(f"there is no ticket #{number}")
+    return ticket
+
+
+def ticket_by_reply_key(session: Session, reply_key: str) -> Ticket | None:
+    """The ticket a reply address belongs to (a merged ticket's key leads to where it went)."""
+    ticket = session.scalar(select(Ticket).where(Ticket.reply_key == reply_key.lower()))
+    return _follow_merges(session, ticket)
+
+
+def ticket_by_email_ids(session: Session, message_ids: Iterable[str]) -> Ticket | None:
+    """The ticket of the first Message-ID (In-Reply-To, then References) we sent or received."""
+    for message_id in message_ids:
+        ticket_id = session.scalar(select(EmailId.ticket_id).where(EmailId.message_id == message_id))
+        if ticket_id is not None:
+            return _follow_merges(session, session.get(Ticket, ticket_id))
+    return None
+
+
+def ticket_by_slack_thread(session: Session, channel: str, thread_ts: str) -> Ticket | None:
+    """The ticket whose triage thread or customer thread this is."""
+    ticket = session.scalar(
+        select(Ticket).where(
+            or_(
+                (Ticket.triage_channel == channel) & (Ticket.triage_ts == thread_ts),
+                (Ticket.origin_channel == channel) & (Ticket.origin_thread_ts == thread_ts),
+            )
+        )
+    )
+    return _follow_merges(session, ticket)
+
+
+def is_triage_thread(ticket: Ticket, channel: str) -> bool:
+    return ticket.triage_channel == channel
+
+
+# ----- triage -----
+
+REOPENING = {Status.RESOLVED.value, Status.CLOSED.value}
+NOTICE_FOR_STATUS = {Status.RESOLVED.value: "resolved", Status.CLOSED.value: "closed"}
+
+
+def set_status(
+    session: Session, policy: DeskPolicy, ticket: Ticket, status: str, actor: Actor, *, notify: bool = True
+) -> bool:
+    """Change the lifecycle state; the customer is told of resolved, closed and reopened."""
+    try:
+        new = Status(status)
+    except ValueError:
+        raise InvalidRequest(f"unknown status {status!r}: use open, pending, resolved or closed") from None
+    old = ticket.status
+    if old == new.value:
+        return False
+    now = utcnow()
+    ticket.status = new.value
+    if new is Status.RESOLVED:
+        ticket.resolved_at = now
+    elif new is Status.CLOSED:
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    reopened = old in REOPENING and new.value not in REOPENING
+    record_event(session, ticket, "reopened" if reopened else "status", actor, old=old, new=new.value)
+    touch(ticket)
+    update_card(session, ticket)
+    thread_line(
+        session, ticket, f"{actor.name} {'reopened the ticket' if reopened else f'set status to {new.value}'}"
+    )
+    if notify:
+        if reopened:
+            notify_customer(session, ticket, policy, "reopened")
+        elif new.value in NOTICE_FOR_STATUS:
+            notify_customer(session, ticket, policy, NOTICE_FOR_STATUS[new.value])
+    return True
+
+
+def set_priority(session: Session, ticket: Ticket, priority: str, actor: Actor) -> bool:
+    try:
+        new = Priority(priority)
+    except ValueError:
+        raise InvalidRequest(f"unknown priority {priority!r}: use low, normal, high or urgent") from None
+    if ticket.priority == new.value:
+        return False
+    record_event(session, ticket, "priority", actor, old=ticket.priority, new=new.value)
+    ticket.priority = new.value
+    touch(ticket)
+    update_card(session, ticket)
+    thread_line(session, ticket, f"{actor.name} set priority to {new.value}")
+    return True
+
+
+def assign(
+    session: Session,
+    ticket: Ticket,
+    assignee_slack_id: str | None,
+    actor: Actor,
+    assignee_name: str | None = None,
+) -> bool:
+    if ticket.assignee_slack_id == assignee_slack_id:
+        return False
+    record_event(session, ticket, "assigned", actor, old=ticket.assignee_slack_id, new=assignee_slack_id)
+    ticket.assignee_slack_id = assignee_slack_id
+    touch(ticket)
+    update_card(session, ticket)
+    if assignee_slack_id:
+        thread_line(
+            session, ticket, f"{actor.name} assigned the ticket to {assignee_name or assignee_slack_id}"
+        )
+    else:
+        thread_line(session, ticket, f"{actor.name} unassigned the ticket")
+    return True
+
+
+def normalise_label(name: str) -> str:
+    cleaned = name.strip().lstrip("+-").strip().lower()
+    if not cleaned or len(cleaned) > 64 or any(c.isspace() or c in ",<>&*`" for c in cleaned):
+        raise InvalidRequest(f"{name!r} is not a label name: one word, up to 64 characters")
+    return cleaned
+
+
+def create_label(session: Session, name: str, color: str | None = None) -> Label:
+    name = normalise_label(name)
+    if session.scalar(select(Label).where(Label.name == name)) is not None:
+        raise InvalidRequest(f"label {name} exists already")
+    if color is not None and not (color.startswith("#") and len(color) in (4, 7)) and not color.isalpha():
+        raise InvalidRequest(f"{color!r} is not a color: use a name or #rrggbb")
+    label = Label(name=name, color=color, created_at=utcnow())
+    session.add(label)
+    session.flush()
+    return label
+
+
+def all_labels(session: Session) -> list[Label]:
+    return list(session.scalars(select(Label).order_by(Label.name)))
+
+
+def change_labels(
+    session: Session, ticket: Ticket, add: Iterable[str], remove: Iterable[str], actor: Actor
+) -> tuple[list[str], list[str]]:
+    """Add and remove labels by name; unknown names are refused (no label made by a typo)."""
+    to_add = [normalise_label(n) for n in add]
+    to_remove = [normalise_label(n) for n in remove]
+    known = {
+        label.name: label
+        for label in session.scalars(select(Label).where(Label.name.in_(to_add + to_remove)))
+    }
+    unknown = sorted({n for n in to_add + to_remove if n not in known})
+    if unknown:
+        raise InvalidRequest(
+            f"no label named {', '.join(unknown)}; create it with `/desk label-create {unknown[0]}`"
+        )
+    current = {label.name for label in ticket.labels}
+    added = [n for n in dict.fromkeys(to_add) if n not in current]
+    removed = [n for n in dict.fromkeys(to_remove) if n in current and n not in added]
+    for name in added:
+        session.add(TicketLabel(ticket_id=ticket.id, label_id=known[name].id))
+    for name in removed:
+        session.execute(
+            delete(TicketLabel).where(
+                TicketLabel.ticket_id == ticket.id, TicketLabel.label_id == known[name].id
+            )
+        )
+    if not added and not removed:
+        return [], []
+    session.flush()
+    session.expire(ticket, ["labels"])
+    record_event(session, ticket, "labels", actor, added=added, removed=removed)
+    touch(ticket)
+    update_card(session, ticket)
+    parts = [f"+{n}" for n in added] + [f"-{n}" for n in removed]
+    thread_line(session, ticket, f"{actor.name} changed labels: {' '.join(parts)}")
+    return added, removed
+
+
+def _check_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or any(c in url for c in " \r\n<>"):
+        raise InvalidRequest(f"{url!r} is not a link: give a ticket number or an http(s) URL")
+    return url
+
+
+def link(
+    session: Session,
+    ticket: Ticket,
+    actor: Actor,
+    *,
+    target: Ticket | None = None,
+    url: str | None = None,
+    kind: str = LinkKind.RELATES,
+) -> bool:
+    try:
+        link_kind = LinkKind(kind)
+    except ValueError:
+        raise InvalidRequest(f"unknown link kind {kind!r}: use relates, duplicates or blocks") from None
+    if target is not None and target.id == ticket.id:
+        raise InvalidRequest("a ticket cannot be linked to itself")
+    if target is None and url is None:
+        raise InvalidRequest("link needs a ticket number or a URL")
+    if url is not None:
+        url = _check_url(url)
+    existing = session.scalar(
+        select(TicketLink).where(
+            TicketLink.ticket_id == ticket.id,
+            TicketLink.target_ticket_id == target.id if target is not None else TicketLink.url == url,
+        )
+    )
+    if existing is not None:
+        if existing.kind == link_kind.value:
+            return False
+        existing.kind = link_kind.value
+    else:
+        session.add(
+            TicketLink(
+                ticket_id=ticket.id,
+                target_ticket_id=target.id if target else None,
+                url=url,
+                kind=link_kind.value,
+                created_by=actor.ref,
+                created_at=utcnow(),
+            )
+        )
+    what = f"#{target.number}" if target is not None else str(url)
+    record_event(session, ticket, "linked", actor, target=what, link_kind=link_kind.value)
+    touch(ticket)
+    update_card(session, ticket)
+    thread_line(session, ticket, f"{actor.name} linked {what} ({link_kind.value})")
+    if target is not None:
+        update_card(session, target)
+        thread_line(
+            session, target, f"{actor.name} linked #{ticket.number} to this ticket ({link_kind.value})"
+        )
+    return True
+
+
+def unlink(
+    session: Session, ticket: Ticket, actor: Actor, *, target: Ticket | None = None, url: str | None = None
+) -> bool:
+    condition = (
+        ((TicketLink.ticket_id == ticket.id) & (TicketLink.target_ticket_id == target.id))
+        | ((TicketLink.ticket_id == target.id) & (TicketLink.target_ticket_id == ticket.id))
+        if target is not None
+        else (TicketLink.ticket_id == ticket.id) & (TicketLink.url == url)
+    )
+    result = session.execute(delete(TicketLink).where(condition))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    what = f"#{target.number}" if target is not None else str(url)
+    record_event(session, ticket, "unlinked", actor, target=what)
+    touch(ticket)
+    update_card(session, ticket)
+    thread_line(session, ticket, f"{actor.name} removed the link to {what}")
+    if target is not None:
+        update_card(session, target)
+    return True
+
+
+def links_of(session: Session, ticket: Ticket) -> list[tuple[str, Ticket | None, str | None]]:
+    """(kind as seen from this ticket, other ticket, url) for the card."""
+    inverse = {"relates": "relates", "duplicates": "duplicated_by", "blocks": "blocked_by"}
+    rows = session.scalars(
+        select(TicketLink)
+        .where(or_(TicketLink.ticket_id == ticket.id, TicketLink.target_ticket_id == ticket.id))
+        .order_by(TicketLink.id)
+    ).all()
+    result: list[tuple[str, Ticket | None, str | None]] = []
+    for row in rows:
+        if row.ticket_id == ticket.id:
+            other = session.get(Ticket, row.target_ticket_id) if row.target_ticket_id else None
+            result.append((row.kind, other, row.url))
+        else:
+            result.append((inverse[row.kind], session.get(Ticket, row.ticket_id), None))
+    return result
+
+
+# ----- participants -----
+
+
+def add_participant(
+    session: Session,
+    policy: DeskPolicy,
+    ticket: Ticket,
+    email: str,
+    actor: Actor,
+    *,
+    name: str = "",
+    notify: bool = True,
+) -> Participant | None:
+    """Add a Cc participant; None when already there, or when the cap is reached (named in the thread)."""
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in email):
+        raise InvalidRequest(f"{email!r} is not an email address")
+    if email in policy.support_addresses or (
+        domain == policy.mail_domain
+        and any(email.startswith(a.partition("@")[0] + "+") for a in policy.support_addresses)
+    ):
+        return None
+    existing = session.scalar(
+        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
+    )
+    if existing is not None:
+        if existing.unsubscribed_at is not None and actor.slack_id:
+            existing.unsubscribed_at = None  # staff re-adding someone is a deliberate choice
+        return None
+    count = len(
+        session.scalars(
+            select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.role == "cc")
+        ).all()
+    )
+    if count >= policy.max_participants:
+        record_event(session, ticket, "participant_capped", actor, email=email)
+        return None
+    participant = Participant(
+        ticket_id=ticket.id,
+        email=email,
+        name=name,
+        role="cc",
+        unsubscribe_key=random_key(),
+        created_at=utcnow(),
+    )
+    session.add(participant)
+    session.flush()
+    record_event(session, ticket, "participant_added", actor, email=email)
+    touch(ticket)
+    if notify:
+        enqueue_emails(session, ticket, policy, template="new_participant", only=[participant])
+    return participant
+
+
+def remove_participant(session: Session, ticket: Ticket, email: str, actor: Actor) -> bool:
+    email = email.strip().lower()
+    participant = session.scalar(
+        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
+    )
+    if participant is None:
+        raise InvalidRequest(f"{email} is not a participant of #{ticket.number}")
+    if participant.role == "requester":
+        raise InvalidRequest(f"{email} is the requester of #{ticket.number} and cannot be removed")
+    session.delete(participant)
+    record_event(session, ticket, "participant_removed", actor, email=email)
+    touch(ticket)
+    thread_line(session, ticket, f"{actor.name} removed {email} from the ticket")
+    return True
+
+
+# ----- merge -----
+
+
+def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, actor: Actor) -> None:
+    """Move messages and participants of `source` into `target`; later replies to source land on target."""
+    if source.id == target.id:
+        raise InvalidRequest("a ticket cannot be merged into itself")
+    if source.merged_into_id is not None:
+        raise InvalidRequest(f"#{source.number} was merged already")
+    if target.merged_into_id is not None:
+        raise InvalidRequest(f"#{target.number} was merged into another ticket; merge into that one")
+    # Tell the source's customer once, while its participants are still its own.
+    notify_customer(session, source, policy, "merged", target_number=target.number)
+    session.execute(update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id))
+    session.execute(update(EmailId).where(EmailId.ticket_id == source.id).values(ticket_id=target.id))
+    target_emails = set(session.scalars(select(Participant.email).where(Participant.ticket_id == target.id)))
+    for participant in session.scalars(select(Participant).where(Participant.ticket_id == source.id)).all():
+        if participant.email in target_emails:
+            session.delete(participant)
+        else:
+            participant.ticket_id = target.id
+            participant.role = "cc"
+    source.merged_into_id = target.id
+    previous = source.status
+    source.status = Status.CLOSED
+    source.closed_at = utcnow()
+    record_event(session, source, "merged", actor, into=target.number, old=previous)
+    record_event(session, target, "merged_in", actor, source=source.number)
+    touch(source)
+    touch(target)
+    update_card(session, source)
+    update_card(session, target)
+    thread_line(session, source, f"{actor.name} merged this ticket into #{target.number}")
+    thread_line(session, target, f"{actor.name} merged #{source.number} into this ticket")

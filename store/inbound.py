@@ -1,0 +1,152 @@
+"""The intake queue: input committed before it is acknowledged (SMTP 250, Slack's HTTP 200).
+
+The edge stores the raw input under a dedupe key (Message-ID, Slack event_id) and answers; the
+worker claims items and turns them into tickets, marking an item done in the same transaction as
+its effects, so each item takes effect exactly once even if a worker dies halfway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from store.db import Database
+from store.models import InboundItem, InboundState, utcnow
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class InboundWork:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    raw: bytes | None
+    attempts: int
+
+
+def accept(
+    db: Database,
+    kind: str,
+    dedupe_key: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    raw: bytes | None = None,
+    lane: str | None = None,
+) -> bool:
+    """Store an input durably. False when the same key was stored before (nothing changes)."""
+    try:
+        with db.transaction() as session:
+            session.add(
+                InboundItem(
+                    kind=kind,
+                    dedupe_key=dedupe_key[:1000],
+                    lane=lane,
+                    payload=payload or {},
+                    raw=raw,
+                    state=InboundState.PENDING,
+                    attempts=0,
+                    received_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def seen(db: Database, dedupe_key: str) -> bool:
+    with db.transaction() as session:
+        return (
+            session.scalar(select(InboundItem.id).where(InboundItem.dedupe_key == dedupe_key[:1000]))
+            is not None
+        )
+
+
+def claim(
+    db: Database,
+    worker_id: str,
+    *,
+    limit: int = 20,
+    lease: timedelta = timedelta(seconds=120),
+    kinds: frozenset[str] | None = None,
+) -> list[InboundWork]:
+    now = utcnow()
+    earlier = aliased(InboundItem)
+    lane_blocked = exists().where(
+        earlier.lane == InboundItem.lane,
+        earlier.id < InboundItem.id,
+        earlier.state.in_([InboundState.PENDING, InboundState.CLAIMED]),
+    )
+    query = (
+        select(InboundItem)
+        .where(
+            or_(
+                InboundItem.state == InboundState.PENDING,
+                and_(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_until < now),
+            )
+        )
+        .where(or_(InboundItem.lane.is_(None), ~lane_blocked))
+        .order_by(InboundItem.id)
+        .limit(limit)
+    )
+    if kinds is not None:
+        query = query.where(InboundItem.kind.in_(sorted(kinds)))
+    if db.is_postgresql:
+        query = query.with_for_update(skip_locked=True, of=InboundItem)
+    with db.transaction() as session:
+        work = []
+        for item in session.scalars(query):
+            item.state = InboundState.CLAIMED
+            item.claimed_by = worker_id
+            item.claimed_until = now + lease
+            item.attempts += 1
+            work.append(InboundWork(item.id, item.kind, dict(item.payload), item.raw, item.attempts))
+        return work
+
+
+def finish(session: Session, item_id: int, worker_id: str) -> bool:
+    """Mark an item done inside the transaction that applied it; False if another worker took it."""
+    result = session.execute(
+        update(InboundItem)
+        .where(
+            InboundItem.id == item_id,
+            InboundItem.claimed_by == worker_id,
+            InboundItem.state == InboundState.CLAIMED,
+        )
+        .values(state=InboundState.DONE, processed_at=utcnow(), claimed_until=None, raw=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> str:
+    """After a failure: retry later, or park the item as failed after MAX_ATTEMPTS (kept for operators)."""
+    with db.transaction() as session:
+        item = session.get(InboundItem, item_id)
+        if item is None or item.claimed_by != worker_id:
+            return "lost"
+        item.last_error = error[:2000]
+        item.claimed_until = None
+        if item.attempts >= MAX_ATTEMPTS:
+            item.state = InboundState.FAILED
+            return InboundState.FAILED.value
+        item.state = InboundState.PENDING
+        return InboundState.PENDING.value
+
+
+def release(db: Database, worker_id: str) -> None:
+    with db.transaction() as session:
+        session.execute(
+            update(InboundItem)
+            .where(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_by == worker_id)
+            .values(
+                state=InboundState.PENDING,
+                claimed_until=None,
+                claimed_by=None,
+                attempts=InboundItem.attempts - 1,
+            )
+        )

@@ -1,0 +1,306 @@
+"""The outbox: what must be delivered, written by actions, claimed and settled by workers.
+
+A row is claimed under a lease (`claimed_until`): a worker that dies simply lets it lapse and
+another worker takes the row again. Rows that share a `lane` (the posts of one Slack thread) are
+performed strictly in id order; everything else flows independently. On PostgreSQL the claim
+uses `FOR UPDATE SKIP LOCKED`, so any number of workers can drain one table.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from store.db import Database
+from store.models import Outbox, OutboxState, utcnow
+
+
+class Kind(enum.StrEnum):
+    """What a row asks for; the worker has one performer per kind."""
+
+    CARD = "slack.card"  # post or update the ticket's card in the triage channel
+    THREAD_POST = "slack.thread_post"  # a customer message (or /desk note) into the triage thread
+    THREAD_LINE = "slack.thread_line"  # a short line from the desk in the triage thread
+    ORIGIN_ACK = "slack.origin_ack"  # "Ticket #42 opened" in the customer's Slack thread
+    ORIGIN_POST = "slack.origin_post"  # a staff reply into the customer's Slack thread
+    ORIGIN_LINE = "slack.origin_line"  # a status notice in the customer's Slack thread
+    MIRROR_UPDATE = "slack.mirror_update"  # an edit mirrored onto the copy we posted
+    MIRROR_DELETE = "slack.mirror_delete"  # a deletion mirrored onto the copy we posted
+    REACTION = "slack.reaction"  # receipts and the note marker
+    EMAIL = "email.send"  # one email to one recipient
+
+
+SLACK_KINDS = frozenset(kind for kind in Kind if kind.value.startswith("slack."))
+
+# How long a delivery keeps trying before it fails for good and the thread is told.
+DEFAULT_DEADLINE = timedelta(days=2)
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 600.0
+
+
+def triage_lane(ticket_id: int) -> str:
+    return f"triage:{ticket_id}"
+
+
+def origin_lane(ticket_id: int) -> str:
+    return f"origin:{ticket_id}"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed row, detached from any session."""
+
+    id: int
+    kind: str
+    ticket_id: int | None
+    message_id: int | None
+    lane: str | None
+    payload: dict[str, Any]
+    attempts: int
+    result: dict[str, Any] = field(default_factory=dict)
+    deadline_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+def enqueue(
+    session: Session,
+    kind: Kind,
+    *,
+    ticket_id: int | None = None,
+    message_id: int | None = None,
+    lane: str | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    due_at: datetime | None = None,
+    deadline: timedelta = DEFAULT_DEADLINE,
+) -> Outbox:
+    now = utcnow()
+    row = Outbox(
+        kind=kind.value,
+        ticket_id=ticket_id,
+        message_id=message_id,
+        lane=lane,
+        payload=payload or {},
+        dedupe_key=dedupe_key,
+        state=OutboxState.PENDING,
+        attempts=0,
+        next_attempt_at=due_at or now,
+        deadline_at=(due_at or now) + deadline,
+        result={},
+        created_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any) -> None:
+    """Enqueue unless an unclaimed row of this kind already waits for the ticket.
+
+    Used for card updates: the performer reads the ticket as it is when it runs, so one waiting
+    row covers any number of changes made before it runs.
+    """
+    waiting = session.scalar(
+        select(Outbox.id).where(
+            Outbox.kind == kind.value,
+            Outbox.ticket_id == ticket_id,
+            Outbox.state == OutboxState.PENDING,
+        )
+    )
+    if waiting is None:
+        enqueue(session, kind, ticket_id=ticket_id, **kwargs)
+
+
+def cancel_for_message(session: Session, message_id: int) -> int:
+    """Cancel the waiting deliveries of a message (a reply deleted or made a note in time)."""
+    result = session.execute(
+        update(Outbox)
+        .where(Outbox.message_id == message_id, Outbox.state == OutboxState.PENDING)
+        .where(Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]))
+        .values(state=OutboxState.CANCELLED, done_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _due_condition(now: datetime) -> Any:
+    return or_(
+        and_(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now),
+        and_(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_until < now),
+    )
+
+
+def claim_due(
+    db: Database,
+    worker_id: str,
+    *,
+    limit: int = 50,
+    lease: timedelta = timedelta(seconds=120),
+    kinds: frozenset[str] | None = None,
+) -> list[OutboxItem]:
+    """Claim up to `limit` due rows whose lane has nothing earlier still waiting."""
+    now = utcnow()
+    earlier = aliased(Outbox)
+    lane_blocked = exists().where(
+        earlier.lane == Outbox.lane,
+        earlier.id < Outbox.id,
+        earlier.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
+    )
+    query = (
+        select(Outbox)
+        .where(_due_condition(now))
+        .where(or_(Outbox.lane.is_(None), ~lane_blocked))
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
+    if kinds is not None:
+        query = query.where(Outbox.kind.in_(sorted(kinds)))
+    if db.is_postgresql:
+        query = query.with_for_update(skip_locked=True, of=Outbox)
+    with db.transaction() as session:
+        rows = list(session.scalars(query))
+        items = []
+        for row in rows:
+            row.state = OutboxState.CLAIMED
+            row.claimed_by = worker_id
+            row.claimed_until = now + lease
+            row.attempts += 1
+            items.append(
+                OutboxItem(
+                    id=row.id,
+                    kind=row.kind,
+                    ticket_id=row.ticket_id,
+                    message_id=row.message_id,
+                    lane=row.lane,
+                    payload=dict(row.payload),
+                    attempts=row.attempts,
+                    result=dict(row.result or {}),
+                    deadline_at=row.deadline_at,
+                    created_at=row.created_at,
+                )
+            )
+        return items
+
+
+def _mine(session: Session, row_id: int, worker_id: str) -> Outbox | None:
+    """The row, if this worker still holds it (its lease may have passed to another worker)."""
+    row = session.get(Outbox, row_id, with_for_update=True)
+    if row is None or row.state != OutboxState.CLAIMED or row.claimed_by != worker_id:
+        return None
+    return row
+
+
+def record_progress(db: Database, row_id: int, worker_id: str, result: dict[str, Any]) -> None:
+    """Keep what a delivery produced so far (a ts, a file id) before the next risky step."""
+    with db.transaction() as session:
+        row = _mine(session, row_id, worker_id)
+        if row is not None:
+            row.result = {**(row.result or {}), **result}
+
+
+def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
+    row = _mine(session, row_id, worker_id)
+    if row is None:
+        return False
+    row.state = OutboxState.DONE
+    row.done_at = utcnow()
+    row.claimed_until = None
+    row.last_error = None
+    if result:
+        row.result = {**(row.result or {}), **result}
+    return True
+
+
+def backoff_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with full jitter between half and the whole step."""
+    step = min(BACKOFF_BASE_SECONDS * (2 ** max(attempts - 1, 0)), BACKOFF_CAP_SECONDS)
+    jitter = (rng or random).uniform(0.5, 1.0)
+    return timedelta(seconds=step * jitter)
+
+
+def schedule_retry(
+    session: Session,
+    row_id: int,
+    worker_id: str,
+    error: str,
+    *,
+    delay: timedelta | None = None,
+    count_attempt: bool = True,
+) -> str:
+    """Put the row back for later; returns the new state ("pending", or "failed" past its deadline)."""
+    row = _mine(session, row_id, worker_id)
+    if row is None:
+        return "lost"
+    now = utcnow()
+    if not count_attempt:
+        row.attempts = max(row.attempts - 1, 0)
+    wait = delay if delay is not None else backoff_delay(row.attempts)
+    row.last_error = error[:2000]
+    row.claimed_until = None
+    if row.deadline_at is not None and now + wait > row.deadline_at and count_attempt:
+        row.state = OutboxState.FAILED
+        row.done_at = now
+        return OutboxState.FAILED.value
+    row.state = OutboxState.PENDING
+    row.next_attempt_at = now + wait
+    return OutboxState.PENDING.value
+
+
+def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bool:
+    row = _mine(session, row_id, worker_id)
+    if row is None:
+        return False
+    row.state = OutboxState.FAILED
+    row.last_error = error[:2000]
+    row.done_at = utcnow()
+    row.claimed_until = None
+    return True
+
+
+def release(db: Database, worker_id: str) -> int:
+    """Give back every row this worker holds (on shutdown), untouched, for another worker."""
+    with db.transaction() as session:
+        result = session.execute(
+            update(Outbox)
+            .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by == worker_id)
+            .values(
+                state=OutboxState.PENDING, claimed_until=None, claimed_by=None, attempts=Outbox.attempts - 1
+            )
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def retry_failed(db: Database, row_id: int) -> bool:
+    """Operator's retry of a failed row: due now, with a fresh deadline."""
+    with db.transaction() as session:
+        row = session.get(Outbox, row_id)
+        if row is None or row.state != OutboxState.FAILED:
+            return False
+        now = utcnow()
+        row.state = OutboxState.PENDING
+        row.next_attempt_at = now
+        row.deadline_at = now + DEFAULT_DEADLINE
+        row.done_at = None
+        return True
+
+
+def oldest_due_age(db: Database) -> float | None:
+    """Seconds the oldest due, undelivered row has waited; None when nothing is due."""
+    now = utcnow()
+    with db.transaction() as session:
+        oldest = session.scalar(
+            select(func.min(Outbox.next_attempt_at)).where(
+                Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]), Outbox.next_attempt_at <= now
+            )
+        )
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:
+        from datetime import UTC
+
+        oldest = oldest.replace(tzinfo=UTC)
+    return max((now - oldest).total_seconds(), 0.0)

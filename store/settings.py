@@ -1,0 +1,167 @@
+"""The one settings object, built once from the environment (and a `.env` file) in `main`.
+
+Nothing reads the environment at import time: `load_settings()` is called by the CLI and the
+result is passed down. Tests build `Settings(...)` directly with field names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting; the message is one line naming the variable."""
+
+
+def _positive(name: str, value: int) -> int:
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive whole number")
+    return value
+
+
+class Settings(BaseModel):
+    """Every variable of the design's settings table, typed, with its default."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    slack_bot_token: Annotated[str | None, Field(alias="SLACK_BOT_TOKEN")] = None
+    slack_signing_secret: Annotated[str | None, Field(alias="SLACK_SIGNING_SECRET")] = None
+    slack_app_token: Annotated[str | None, Field(alias="SLACK_APP_TOKEN")] = None
+    slack_api_url: Annotated[str, Field(alias="SLACK_API_URL")] = "https://slack.com/api/"
+    database_url: Annotated[str, Field(alias="SERVICEDESK_DATABASE_URL")] = "sqlite:///servicedesk.db"
+    http_host: Annotated[str, Field(alias="SERVICEDESK_HTTP_HOST")] = "127.0.0.1"
+    http_port: Annotated[int, Field(alias="SERVICEDESK_HTTP_PORT", ge=0, le=65535)] = 3000
+    smtp_host: Annotated[str, Field(alias="SERVICEDESK_SMTP_HOST")] = "127.0.0.1"
+    smtp_port: Annotated[int, Field(alias="SERVICEDESK_SMTP_PORT", ge=0, le=65535)] = 8025
+    support_address: Annotated[str, Field(alias="SERVICEDESK_SUPPORT_ADDRESS")] = "support@localhost"
+    smtp_relay_url: Annotated[str, Field(alias="SERVICEDESK_SMTP_RELAY_URL")] = "smtp://127.0.0.1:1025"
+    sender_name: Annotated[str, Field(alias="SERVICEDESK_SENDER_NAME")] = "Support"
+    triage_channel: Annotated[str | None, Field(alias="SERVICEDESK_TRIAGE_CHANNEL")] = None
+    intake_channels: Annotated[tuple[str, ...], Field(alias="SERVICEDESK_INTAKE_CHANNELS")] = ()
+    reply_delay_seconds: Annotated[float, Field(alias="SERVICEDESK_REPLY_DELAY_SECONDS", ge=0)] = 10
+    files_dir: Annotated[Path, Field(alias="SERVICEDESK_FILES_DIR")] = Path("servicedesk-files")
+    max_message_bytes: Annotated[int, Field(alias="SERVICEDESK_MAX_MESSAGE_BYTES", gt=0)] = 26_214_400
+    templates_dir: Annotated[Path | None, Field(alias="SERVICEDESK_TEMPLATES_DIR")] = None
+    acknowledge: Annotated[bool, Field(alias="SERVICEDESK_ACKNOWLEDGE")] = True
+    public_url: Annotated[str, Field(alias="SERVICEDESK_PUBLIC_URL")] = ""
+    max_participants: Annotated[int, Field(alias="SERVICEDESK_MAX_PARTICIPANTS", ge=0)] = 25
+
+    @field_validator("intake_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL such as https://slack.com/api/")
+        # slack_sdk joins the method name straight onto the base URL.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("support_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        local, at, domain = value.partition("@")
+        if not at or not local or not domain or "+" in local or any(c in value for c in " \r\n<>"):
+            raise ValueError("expected a plain address such as support@example.com (no '+')")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL, or nothing")
+        return value.rstrip("/")
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xoxb-"):
+            raise ValueError("expected a bot token starting with xoxb-")
+        return value or None
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xapp-"):
+            raise ValueError("expected an app-level token starting with xapp-")
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("expected an SQLAlchemy URL such as sqlite:///servicedesk.db") from exc
+        return value
+
+    @field_validator("triage_channel", "slack_signing_secret")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    # ----- derived values -----
+
+    @property
+    def support_local_part(self) -> str:
+        return self.support_address.partition("@")[0]
+
+    @property
+    def support_domain(self) -> str:
+        return self.support_address.partition("@")[2]
+
+    def require(self, *names: str) -> None:
+        """Stop with one line when a setting this role needs is missing."""
+        for name in names:
+            field = type(self).model_fields[name]
+            if not getattr(self, name):
+                raise SettingsError(f"{field.alias} is required here but is not set")
+
+
+# Tokens and secrets are never echoed, not even in an error line.
+_SECRET_SETTINGS = frozenset(
+    {
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "SERVICEDESK_DATABASE_URL",
+        "SERVICEDESK_SMTP_RELAY_URL",
+    }
+)
+
+
+def _field_alias(field_name: str) -> str:
+    field = Settings.model_fields.get(field_name)
+    return field.alias if field and field.alias else field_name
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+    """Read settings from `environ` over a `.env` file; raise SettingsError with one line."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source = os.environ if environ is None else environ
+    known = {field.alias for field in Settings.model_fields.values()}
+    values.update({k: v for k, v in source.items() if k in known})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = error["loc"][0] if error["loc"] else "?"
+        name = location if isinstance(location, str) and location.isupper() else _field_alias(str(location))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        shown = "hidden" if name in _SECRET_SETTINGS else repr(values.get(name, ""))
+        raise SettingsError(f"{name}: {message} (got {shown})") from None

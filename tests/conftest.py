@@ -1,0 +1,64 @@
+"""Shared fixtures: a clean, migrated database per test (SQLite, or PostgreSQL when
+SERVICEDESK_TEST_DATABASE_URL is set, as CI does)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from store.db import Database
+from store.migrate import upgrade
+from store.models import Base
+
+POSTGRES_URL = os.environ.get("SERVICEDESK_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> str | None:
+    if not POSTGRES_URL:
+        return None
+    db = Database(POSTGRES_URL)
+    upgrade(db)
+    db.dispose()
+    return POSTGRES_URL
+
+
+def _reset_postgres(url: str) -> None:
+    db = Database(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text("INSERT INTO counters (name, value) VALUES ('ticket_number', 0)"))
+    db.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, _sqlite_template: Path, _postgres_migrated: str | None) -> str:
+    """The URL of an empty, migrated database of its own for this test."""
+    if _postgres_migrated:
+        _reset_postgres(_postgres_migrated)
+        return _postgres_migrated
+    path = tmp_path / "servicedesk.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
