@@ -1,0 +1,88 @@
+"""Writing CommonMark safely: escaping a customer's text and building code spans, fences, links.
+
+The canonical body is rendered to HTML for email, so text typed in Slack must not turn into
+formatting there: a customer's ``*`` or ``_`` is escaped, and so is anything that would start a
+heading, list, quote or fence at the beginning of a line. Escaping is kept minimal (``snake_case``
+stays readable) because the stored Markdown is also read as plain text.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Always special inline: backslash, code, emphasis, strikethrough, link brackets, autolinks/HTML.
+_INLINE_SPECIAL = re.compile(r"[\\`*~\[\]<]|_|&(?=#?[A-Za-z0-9]+;)")
+_ORDERED_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
+_BULLET_MARKER = re.compile(r"^[-+](?=\s|$)")
+_RULE_LINE = re.compile(r"^[-=_*+\s\\]+$")
+
+
+def _escape_inline(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        char = match.group(0)
+        if char == "_":
+            start, end = match.start(), match.end()
+            before = text[start - 1] if start > 0 else ""
+            after = text[end] if end < len(text) else ""
+            # An underscore between two letters or digits never delimits emphasis in CommonMark.
+            if before.isalnum() and after.isalnum():
+                return char
+        return "\\" + char
+
+    return _INLINE_SPECIAL.sub(replace, text)
+
+
+def escape_markdown(text: str, *, line_start: bool = False) -> str:
+    """``text`` as literal CommonMark inline content.
+
+    With ``line_start`` the text begins a line, so block syntax (``# ``, ``> ``, ``- ``, ``1. ``,
+    ``---``, ``===``) is neutralised as well.
+    """
+    escaped = _escape_inline(text)
+    if not line_start or not escaped:
+        return escaped
+    if escaped[0] in "#>" or (escaped[0] in "-=+" and _RULE_LINE.match(escaped)):
+        return "\\" + escaped
+    if _BULLET_MARKER.match(escaped):
+        return "\\" + escaped
+    return _ORDERED_MARKER.sub(r"\1\\\2", escaped, count=1)
+
+
+def code_span(text: str) -> str:
+    """An inline code span holding ``text`` verbatim, whatever backticks it contains."""
+    text = text.replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    # CommonMark strips one space from each side when both are present, and a span may not
+    # start or end with a backtick next to the fence: pad in those cases.
+    if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")):
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
+def code_fence(text: str, language: str = "") -> str:
+    """A fenced code block holding ``text`` verbatim."""
+    longest = max((len(run) for run in re.findall(r"^ {0,3}`{3,}", text, flags=re.M)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text[:-1] if text.endswith("\n") else text
+    info = re.sub(r"[`\s]", "", language)
+    return f"{fence}{info}\n{body}\n{fence}"
+
+
+_AUTOLINK_OK = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
+
+
+def link_destination(url: str) -> str:
+    """``url`` as a link destination: angle brackets when it has spaces or parentheses."""
+    if re.search(r"[\s()<>]", url):
+        return "<" + url.replace("<", "%3C").replace(">", "%3E").replace("\n", "") + ">"
+    return url
+
+
+def markdown_link(label_markdown: str, url: str) -> str:
+    """A link; an autolink ``<url>`` when the label is the URL itself."""
+    if not label_markdown or label_markdown == escape_markdown(url):
+        if _AUTOLINK_OK.match(url):
+            return f"<{url}>"
+        label_markdown = escape_markdown(url)
+    return f"[{label_markdown}]({link_destination(url)})"

@@ -1,0 +1,163 @@
+"""Canonical Markdown -> Slack mrkdwn, and splitting into messages within Slack's limits."""
+
+import re
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot.text import DictMentionResolver, markdown_to_mrkdwn, message_payloads, rich_text_to_markdown
+from bot.text.split import MAX_BLOCKS, MESSAGE_BUDGET, SECTION_LIMIT, TEXT_LIMIT, mrkdwn_to_plain
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("# Title\n\nbody", "*Title*\n\nbody"),
+        ("## **Bold** title", "*Bold title*"),
+        ("**b** *i* _i_ ~~s~~ `c`", "*b* _i_ _i_ ~s~ `c`"),
+        ("***both***", "_*both*_"),
+        ("[text](https://x.example/?a=1&b=2)", "<https://x.example/?a=1&amp;b=2|text>"),
+        ("<https://x.example>", "<https://x.example>"),
+        ("[a|b > c](https://x.example/p|q)", "<https://x.example/p%7Cq|a|b &gt; c>"),
+        ("[dan@globex.example](mailto:dan@globex.example)", "<mailto:dan@globex.example|dan@globex.example>"),
+        ("a & b < c > d", "a &amp; b &lt; c &gt; d"),
+        ("`x < y`", "`x &lt; y`"),
+        ("literal \\*stars\\*", "literal *stars*"),
+        ("line one  \nline two\nsoft", "line one\nline two\nsoft"),
+        ("> quoted\n> more\n\nafter", "> quoted\n> more\n\nafter"),
+        ("```python\nif a < b:\n    pass\n```", "```\nif a &lt; b:\n    pass\n```"),
+        (
+            "- one\n- two\n  - nested\n    - deeper\n- three",
+            "• one\n• two\n    ◦ nested\n        ▪ deeper\n• three",
+        ),
+        ("3. three\n4. four", "3. three\n4. four"),
+        ("---", "───────"),
+        ("<b>raw html</b>", "&lt;b&gt;raw html&lt;/b&gt;"),
+        ("![logo](https://x.example/l.png)", "<https://x.example/l.png|logo>"),
+        ("| a | b |\n|---|---|\n| 1 | 2 |", "*a | b*\n1 | 2"),
+    ],
+)
+def test_markdown_to_mrkdwn(markdown, expected):
+    assert markdown_to_mrkdwn(markdown) == expected
+
+
+def test_round_trip_from_slack_rich_text():
+    resolver = DictMentionResolver(users={"U1": "Alice"})
+    blocks = [
+        {
+            "type": "rich_text",
+            "elements": [
+                {
+                    "type": "rich_text_section",
+                    "elements": [
+                        {"type": "text", "text": "Hi "},
+                        {"type": "user", "user_id": "U1"},
+                        {"type": "text", "text": ", see ", "style": {}},
+                        {"type": "text", "text": "this", "style": {"bold": True}},
+                        {"type": "text", "text": " & 2*3\n"},
+                    ],
+                },
+                {
+                    "type": "rich_text_list",
+                    "style": "bullet",
+                    "elements": [
+                        {"type": "rich_text_section", "elements": [{"type": "text", "text": "item"}]}
+                    ],
+                },
+            ],
+        }
+    ]
+    markdown = rich_text_to_markdown(blocks, resolver)
+    assert markdown_to_mrkdwn(markdown) == "Hi @Alice, see *this* &amp; 2*3\n\n• item"
+
+
+def assert_valid(payloads):
+    for payload in payloads:
+        assert len(payload["text"]) <= TEXT_LIMIT
+        assert 0 < len(payload["blocks"]) <= MAX_BLOCKS
+        total = 0
+        for block in payload["blocks"]:
+            Block.parse(block).validate_json()  # slack_sdk's own limit checks
+            text = block["text"]["text"] if block["type"] == "section" else block["elements"][0]["text"]
+            assert len(text) <= SECTION_LIMIT
+            total += len(text)
+        assert total <= MESSAGE_BUDGET
+
+
+def test_short_message_is_one_payload():
+    payloads = message_payloads("Hello **there**", header="*Dan* via email")
+    assert payloads == [
+        {
+            "text": "Dan via email\n\nHello there",
+            "blocks": [
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": "*Dan* via email"}]},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "Hello *there*"}},
+            ],
+        }
+    ]
+
+
+def test_empty_content():
+    assert message_payloads("") == []
+    assert len(message_payloads("", header="hdr")) == 1
+
+
+def test_long_text_splits_into_several_payloads_under_the_limits():
+    paragraphs = [f"Paragraph {n} " + "word & more " * 40 for n in range(200)]
+    payloads = message_payloads("\n\n".join(paragraphs), header="From Dan")
+    assert len(payloads) > 1
+    assert_valid(payloads)
+    joined = "\n\n".join(
+        block["text"]["text"] for p in payloads for block in p["blocks"] if block["type"] == "section"
+    )
+    for n in (0, 99, 199):
+        assert f"Paragraph {n} " in joined
+    assert payloads[0]["blocks"][0]["type"] == "context"
+    assert all(block["type"] == "section" for p in payloads[1:] for block in p["blocks"])
+
+
+def test_one_huge_line_is_cut_at_spaces_not_inside_links_or_entities():
+    line = " ".join(["a&b", "[link text](https://example.com/some/long/path)"] * 600)
+    payloads = message_payloads(line)
+    assert_valid(payloads)
+    for payload in payloads:
+        for block in payload["blocks"]:
+            text = block["text"]["text"]
+            assert text.count("<") == text.count(">")
+            assert not re.search(r"&(?!amp;|lt;|gt;)", text)
+
+
+def test_code_fence_split_is_closed_and_reopened():
+    code = "\n".join(f"line {n} <tag> & stuff" for n in range(800))
+    payloads = message_payloads(f"Before\n\n```\n{code}\n```\n\nAfter")
+    assert_valid(payloads)
+    sections = [block["text"]["text"] for p in payloads for block in p["blocks"]]
+    assert len(sections) > 2
+    for text in sections:
+        assert text.count("```") % 2 == 0, text[:80]
+    body = "\n".join(sections)
+    assert "line 0 &lt;tag&gt; &amp; stuff" in body and "line 799 &lt;tag&gt;" in body
+
+
+def test_code_fence_inside_a_list_item_split_is_closed_and_reopened():
+    code = "\n".join(f"    step {n}" for n in range(600))
+    payloads = message_payloads(f"- item\n\n  ```\n{code}\n  ```")
+    assert_valid(payloads)
+    for payload in payloads:
+        for block in payload["blocks"]:
+            assert block["text"]["text"].count("```") % 2 == 0
+
+
+def test_quote_continuation_stays_quoted():
+    payloads = message_payloads("> " + "quoted words " * 600)
+    assert_valid(payloads)
+    for payload in payloads:
+        for block in payload["blocks"]:
+            assert block["text"]["text"].startswith("> ")
+
+
+def test_plain_fallback():
+    assert (
+        mrkdwn_to_plain("*b* _i_ ~s~ <https://x|label> <https://y>\n```\ncode\n```")
+        == "b i s label https://y\ncode"
+    )
