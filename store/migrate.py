@@ -10,10 +10,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 import migrations
-from store.db import Database, StoreError
+from store.db import Database, StoreError, StoreUnavailable
 
 # An arbitrary fixed key for pg_advisory_lock: "servicedesk migrate".
 _ADVISORY_LOCK_KEY = 0x5D_E5_C0_0D
@@ -46,6 +49,15 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         connection.commit()
 
 
+def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
+    except ResolutionError:
+        return False
+
+
 def current_revision(db: Database) -> str | None:
     with db.engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
@@ -53,11 +65,20 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to `revision`; refuse a database newer than this code."""
+    try:
+        _upgrade(db, revision)
+    except OperationalError as exc:
+        raise StoreUnavailable(
+            f"cannot migrate the database: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
+
+
+def _upgrade(db: Database, revision: str) -> None:
     config = alembic_config(db.url)
     scripts = ScriptDirectory.from_config(config)
     with db.engine.connect() as connection, _migration_lock(connection):
         current = MigrationContext.configure(connection).get_current_revision()
-        if current is not None and scripts.get_revision(current) is None:
+        if current is not None and not _known(scripts, current):
             raise SchemaTooNew(
                 f"the database is at schema revision {current}, newer than this release knows; "
                 "upgrade servicedesk"

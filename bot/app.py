@@ -1,0 +1,54 @@
+"""The Bolt app: request verification on, listeners registered, errors answered without tracebacks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from store.context import Desk
+from bot.listeners import register_all
+from store.db import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def slack_client(desk: Desk) -> AsyncWebClient:
+    """The Web API client, with slack_sdk's automatic retries off: the outbox owns retrying
+    (its default handler re-posts after a connection reset, which is a double post)."""
+    return AsyncWebClient(
+        token=desk.settings.slack_bot_token,
+        base_url=desk.settings.slack_api_url,
+        retry_handlers=[],
+        timeout=15,
+    )
+
+
+def build_bolt_app(
+    desk: Desk, *, client: AsyncWebClient | None = None, socket_mode: bool = False
+) -> AsyncApp:
+    app = AsyncApp(
+        client=client or slack_client(desk),
+        # Socket Mode requests are not signed; HTTP ones always are, and are verified.
+        signing_secret=desk.settings.slack_signing_secret
+        or ("unused-in-socket-mode" if socket_mode else None),
+        request_verification_enabled=not socket_mode,
+        # Store first, answer after: the HTTP response goes out when the listener has finished.
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+    )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse:
+        if isinstance(error, StoreUnavailable):
+            log.error("request not stored, database unavailable: %s", error)
+            # Non-2xx: Slack retries the event later; nothing is lost.
+            return BoltResponse(status=503, body="")
+        log.exception("listener failed", exc_info=error)
+        return BoltResponse(status=500, body="")
+
+    register_all(app, desk)
+    return app

@@ -1,0 +1,155 @@
+"""The `servicedesk` command line. Settings are read once here and passed down.
+
+Errors a person can fix (a bad setting, an unreachable database) print one line and exit 2;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from store.db import StoreError
+from store.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicedesk",
+        description="A Slack-first service desk: email and Slack requests become tickets worked in Slack threads.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the Slack endpoint, the SMTP intake and the delivery worker"
+    )
+    serve.add_argument(
+        "--role",
+        action="append",
+        choices=["web", "smtp", "worker"],
+        help="run only this part (repeatable); default: all three",
+    )
+    serve.add_argument(
+        "--socket-mode", action="store_true", help="receive Slack events over Socket Mode, not HTTP"
+    )
+
+    demo = commands.add_parser("demo", help="play a short story against a local Slack emulator and mail sink")
+    demo.add_argument("--keep", action="store_true", help="leave it running to play by hand")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")
+    db_commands.add_parser("upgrade", help="apply the schema migrations")
+
+    manifest = commands.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--url", help="public base URL of this service (HTTP mode); omit for Socket Mode")
+
+    commands.add_parser("check", help="validate settings, the Slack token, scopes and channel membership")
+
+    box = commands.add_parser("outbox", help="list pending and failed deliveries")
+    box.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")
+    box.add_argument("--limit", type=int, default=50)
+
+    commands.add_parser(
+        "report", help="metrics over a date range (arrives with the automation and metrics work)"
+    )
+    return parser
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.service import ROLES, run_service
+
+    _configure_logging()
+    roles = set(args.role or ROLES)
+    asyncio.run(run_service(settings, roles, socket_mode=args.socket_mode))
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from store.db import Database
+    from store.migrate import upgrade
+
+    if args.db_command != "upgrade":
+        print("usage: servicedesk db upgrade", file=sys.stderr)
+        return EXIT_USAGE
+    db = Database(settings.database_url)
+    upgrade(db)
+    print("database is at the latest schema")
+    return 0
+
+
+def _manifest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.manifest import render_manifest
+
+    print(render_manifest(args.url), end="")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.check import run_check
+
+    return run_check(settings)
+
+
+def _outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.operator import list_outbox, retry_outbox
+
+    if args.retry is not None:
+        return retry_outbox(settings, args.retry)
+    return list_outbox(settings, limit=args.limit)
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    print(
+        "servicedesk report arrives with the automation and metrics work; not available yet", file=sys.stderr
+    )
+    return EXIT_USAGE
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": _serve,
+    "demo": _demo,
+    "db": _db,
+    "manifest": _manifest,
+    "check": _check,
+    "outbox": _outbox,
+    "report": _report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        # The demo brings its own settings: it must run on a machine with nothing configured.
+        settings = Settings() if args.command in ("demo", "manifest") else load_settings()
+        return COMMANDS[args.command](args, settings)
+    except SettingsError as exc:
+        print(f"servicedesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"servicedesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Bolt listeners grouped by kind; each module has a `register(app, desk)`."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from store.context import Desk
+from bot.listeners import events
+
+
+def register_all(app: AsyncApp, desk: Desk) -> None:
+    events.register(app, desk)

@@ -1,0 +1,74 @@
+"""Events API: every subscribed event is stored, then acknowledged; the worker does the rest.
+
+Storing first means an accepted event is never lost (a failure answers 500 and Slack retries);
+the stored `event_id` makes Slack's retries and duplicates change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncAck
+
+from store.context import Desk
+from store import inbound
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBED_EVENTS = (
+    "message",  # also matches message_changed / message_deleted, unlike app.message()
+    "reaction_added",
+    "member_joined_channel",
+    "member_left_channel",
+    "app_home_opened",
+)
+SLACK_EVENT = "slack_event"
+
+
+def from_a_bot(event: dict[str, Any]) -> bool:
+    """Bots (ours above all) are recognised by bot_id/app_id, not by subtype."""
+    if event.get("bot_id") or event.get("app_id") or event.get("subtype") == "bot_message":
+        return True
+    inner = event.get("message") or {}
+    return bool(event.get("subtype") == "message_changed" and (inner.get("bot_id") or inner.get("app_id")))
+
+
+def event_lane(event: dict[str, Any]) -> str | None:
+    """Events of one channel are handled in order (a message before its edit or deletion)."""
+    channel = event.get("channel") or (event.get("item") or {}).get("channel")
+    return f"slack:{channel}" if isinstance(channel, str) else None
+
+
+def worth_storing(event: dict[str, Any], desk: Desk) -> bool:
+    kind = event.get("type")
+    if kind == "message":
+        if from_a_bot(event):
+            return False
+        channel = event.get("channel")
+        return channel == desk.settings.triage_channel or channel in desk.settings.intake_channels
+    if kind in ("member_joined_channel", "member_left_channel"):
+        return event.get("channel") == desk.settings.triage_channel
+    return True
+
+
+def register(app: AsyncApp, desk: Desk) -> None:
+    async def store_event(body: dict[str, Any], ack: AsyncAck) -> None:
+        event = body.get("event") or {}
+        event_id = body.get("event_id")
+        if isinstance(event_id, str) and worth_storing(event, desk):
+            stored = await asyncio.to_thread(
+                inbound.accept,
+                desk.db,
+                SLACK_EVENT,
+                f"slack:{event_id}",
+                payload=body,
+                lane=event_lane(event),
+            )
+            if not stored:
+                log.info("duplicate Slack event %s ignored", event_id)
+        await ack()
+
+    for name in SUBSCRIBED_EVENTS:
+        app.event(name)(store_event)

@@ -1,0 +1,135 @@
+"""`servicedesk serve`: the HTTP endpoint, the SMTP intake and the worker on one asyncio loop.
+
+Roles can run apart (`--role web|smtp|worker`) to scale out around one PostgreSQL. Database work
+runs in threads so it never blocks the loop. SIGTERM/SIGINT: stop accepting, finish or give back
+what is held, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from store.context import Desk
+from store.migrate import upgrade
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("web", "smtp", "worker")
+STOP_GRACE_SECONDS = 8.0
+
+
+@dataclass
+class RunningService:
+    """Where each role listens, once started (ports may have been chosen by the OS)."""
+
+    http_port: int | None = None
+    smtp_port: int | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def required_settings(roles: set[str], socket_mode: bool) -> list[str]:
+    needed: list[str] = []
+    if roles & {"web", "worker"}:
+        needed += ["slack_bot_token", "triage_channel"]
+    if "web" in roles:
+        needed.append("slack_app_token" if socket_mode else "slack_signing_secret")
+    return needed
+
+
+async def run_service(
+    settings: Settings,
+    roles: set[str],
+    *,
+    socket_mode: bool = False,
+    on_ready: Callable[[RunningService], Awaitable[None] | None] | None = None,
+    running: RunningService | None = None,
+) -> None:
+    from bot.app import build_bolt_app, slack_client
+    from bot.assembly import build_worker
+    from mail.intake import start_smtp_intake
+
+    settings.require(*required_settings(roles, socket_mode))
+    desk = Desk.build(settings)
+    await asyncio.to_thread(upgrade, desk.db)
+    running = running or RunningService()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, running.stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests, demo)
+            pass
+
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if "web" in roles:
+            client = slack_client(desk)
+            bolt = build_bolt_app(desk, client=client, socket_mode=socket_mode)
+            from bot.http import build_web_app
+            from bot.web_routes import extra_routes
+
+            web_app = build_web_app(desk.db, None if socket_mode else bolt, extra_routes=extra_routes(desk))
+            runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS / 2)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+            running.http_port = _bound_port(runner)
+            cleanups.append(runner.cleanup)
+            log.info("HTTP listening on %s:%s", settings.http_host, running.http_port)
+            if socket_mode:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+                await handler.connect_async()
+                cleanups.append(handler.close_async)
+                log.info("Socket Mode connected")
+        if "smtp" in roles:
+            server, port = await start_smtp_intake(desk)
+            running.smtp_port = port
+
+            async def close_smtp() -> None:
+                server.close()
+                await server.wait_closed()
+
+            cleanups.insert(0, close_smtp)
+            log.info("SMTP listening on %s:%s", settings.smtp_host, port)
+        if "worker" in roles:
+            worker = build_worker(desk)
+            tasks.append(asyncio.create_task(worker.run()))
+
+            async def stop_worker() -> None:
+                worker.stop()
+
+            cleanups.insert(0, stop_worker)
+        if on_ready is not None:
+            result = on_ready(running)
+            if result is not None:
+                await result
+        await running.stop.wait()
+        log.info("stopping: accepting nothing new, finishing what is held")
+    finally:
+        for cleanup in cleanups:
+            try:
+                await asyncio.wait_for(cleanup(), timeout=STOP_GRACE_SECONDS / 2)
+            except TimeoutError:
+                log.warning("a component did not stop in time")
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS / 2)
+            for task in pending:
+                task.cancel()
+        desk.db.dispose()
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("HTTP site has no socket")

@@ -1,0 +1,142 @@
+"""SMTP intake (aiosmtpd): refuse bad recipients early, answer 250 only once the mail is stored.
+
+The DATA handler stores the raw message in the intake queue (one short transaction) and the
+worker turns it into a ticket; a second delivery of a stored Message-ID is answered 250 and
+changes nothing. If the store is unavailable the answer is 451, so the sending server retries
+(RFC 5321 4.2.5): nothing accepted is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mail.parse import header_message_id
+from store import inbound
+from store.db import Database, StoreUnavailable
+from store.intake_keys import KeyKind, lookup_address_key
+
+log = logging.getLogger(__name__)
+
+EMAIL = "email"
+MAX_RECIPIENTS = 50
+MAX_SESSIONS = 200
+SESSION_TIMEOUT_SECONDS = 120
+
+
+class IntakeHandler:
+    """aiosmtpd hooks: only what this intake needs (RCPT checks, DATA storage)."""
+
+    def __init__(self, db: Database, support_address: str, max_message_bytes: int) -> None:
+        self.db = db
+        self.support_address = support_address.lower()
+        self.local, _, self.domain = self.support_address.partition("@")
+        self.max_message_bytes = max_message_bytes
+        self.sessions = 0
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        verdict = await self._recipient_verdict(address)
+        if verdict is not None:
+            return verdict
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def _recipient_verdict(self, address: str) -> str | None:
+        """None when we accept mail for `address`; else the SMTP reply refusing it."""
+        local, at, domain = address.strip().lower().partition("@")
+        if not at or domain != self.domain:
+            # Never an open relay: only our own domain's support address.
+            return "550 5.1.1 No such recipient here"
+        if local == self.local:
+            return None
+        plus_part = local.removeprefix(self.local + "+") if local.startswith(self.local + "+") else None
+        if plus_part is None:
+            return "550 5.1.1 No such recipient here"
+        try:
+            kind = await asyncio.to_thread(lookup_address_key, self.db, plus_part)
+        except StoreUnavailable:
+            return "451 4.3.0 Temporary failure, please try again later"
+        if kind is KeyKind.UNKNOWN:
+            # A guessed or forged reply key selects nothing (and says nothing about others).
+            return "550 5.1.1 No such recipient here"
+        return None
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content or (
+            envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
+        )
+        if len(raw) > self.max_message_bytes:
+            return "552 5.3.4 Message too big"
+        message_id = header_message_id(raw)
+        payload: dict[str, Any] = {
+            "mail_from": envelope.mail_from or "",
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "peer": str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer),
+        }
+        try:
+            stored = await asyncio.to_thread(
+                inbound.accept, self.db, EMAIL, f"email:{message_id}", payload=payload, raw=raw
+            )
+        except StoreUnavailable as exc:
+            log.error("mail not accepted, store unavailable: %s", exc)
+            return "451 4.3.0 Temporary failure, please try again later"
+        if not stored:
+            log.info("duplicate delivery of %s ignored", message_id)
+        return "250 2.0.0 OK: queued"
+
+
+class BoundedSMTP(SMTP):
+    """Refuses connections past MAX_SESSIONS with a 421, as RFC 5321 4.3.2 allows."""
+
+    def __init__(self, handler: IntakeHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._intake = handler
+        self._counted = False
+
+    def connection_made(self, transport: Any) -> None:
+        if self._intake.sessions >= MAX_SESSIONS:
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.close()
+            return
+        self._intake.sessions += 1
+        self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._intake.sessions -= 1
+            self._counted = False
+        super().connection_lost(exc)
+
+
+async def start_smtp_intake(
+    desk: Any, *, host: str | None = None, port: int | None = None
+) -> tuple[asyncio.Server, int]:
+    """Listen on the running loop; returns the server and the bound port."""
+    settings = desk.settings
+    handler = IntakeHandler(desk.db, settings.support_address, settings.max_message_bytes)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: BoundedSMTP(
+            handler,
+            hostname=settings.support_domain,
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=SESSION_TIMEOUT_SECONDS,
+            ident="servicedesk ESMTP",
+        ),
+        host=host or settings.smtp_host,
+        port=settings.smtp_port if port is None else port,
+    )
+    bound = int(server.sockets[0].getsockname()[1])
+    return server, bound
