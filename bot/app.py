@@ -9,8 +9,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from store.context import Desk
 from bot.listeners import register_all
+from store.context import Desk
 from store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)

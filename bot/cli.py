@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servicedesk",
-        description="A Slack-first service desk: email and Slack requests become tickets worked in Slack threads.",
+        description="A Slack-first service desk: email and Slack requests become tickets in Slack threads.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -8,6 +8,7 @@ what is held, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -61,10 +62,9 @@ async def run_service(
     running = running or RunningService()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
+        # Not possible outside the main thread (tests and the demo run the service in one).
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, running.stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests, demo)
-            pass
 
     cleanups: list[Callable[[], Awaitable[None]]] = []
     tasks: list[asyncio.Task[None]] = []
@@ -121,7 +121,7 @@ async def run_service(
             except TimeoutError:
                 log.warning("a component did not stop in time")
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS / 2)
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS / 2)
             for task in pending:
                 task.cancel()
         desk.db.dispose()

@@ -37,7 +37,7 @@ class IntakeHandler:
         self.max_message_bytes = max_message_bytes
         self.sessions = 0
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
@@ -68,7 +68,7 @@ class IntakeHandler:
             return "550 5.1.1 No such recipient here"
         return None
 
-    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         raw = envelope.original_content or (

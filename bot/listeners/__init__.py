@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from store.context import Desk
 from bot.listeners import events
+from store.context import Desk
 
 
 def register_all(app: AsyncApp, desk: Desk) -> None:

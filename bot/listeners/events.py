@@ -10,10 +10,10 @@ import asyncio
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp, AsyncAck
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from store.context import Desk
 from store import inbound
+from store.context import Desk
 
 log = logging.getLogger(__name__)
 
