@@ -1,0 +1,269 @@
+"""One outbound e-mail, composed to bytes with the ``emails`` package; no sending here (see mail.relay).
+
+What ``emails`` (1.1) does and does not do, and so what this module adds:
+- it sets a Message-ID only when given one: we always give the one fixed when the outbox row was written,
+  so a retried mail keeps its identity (receivers and our own intake deduplicate on it);
+- it refuses header values with CR/LF (BadHeaderError) instead of cleaning them: values from user input are
+  cleaned here first, so a hostile subject or name never fails a delivery nor injects a header;
+- it RFC 2047-encodes non-ASCII subjects and display names, and RFC 2231-encodes attachment names;
+- it always nests multipart/mixed > related > alternative; we build the plain RFC 2046 shape instead:
+  multipart/alternative (text, then HTML: the last part is the preferred one), inside multipart/mixed only
+  when there are attachments;
+- ``as_bytes()`` produces the message without sending (its ``send()`` is not used: see mail.relay).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import emails
+from emails.utils import SafeMIMEMultipart
+
+MAX_ATTACHED_BYTES = 10 * 1024 * 1024
+MAX_REFERENCES = 20
+MAX_FILENAME_CHARS = 150
+OCTET_STREAM = "application/octet-stream"
+
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 5322 msg-id without its angle brackets: no whitespace, no brackets, one "@".
+MESSAGE_ID_RE = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")
+# RFC 5322 field-name: printable US-ASCII except ":".
+HEADER_NAME_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+ANGLE_ADDRESS_RE = re.compile(r"^(.*)<([^<>]*)>$")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9-]+$")
+CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
+# Headers compose() owns; extra_headers may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
+        "references", "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
+        "auto-submitted", "x-auto-response-suppress", "list-unsubscribe", "list-unsubscribe-post",
+        "return-path",
+    }
+)
+
+
+@dataclass(frozen=True)
+class OutboundAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutboundMail:
+    sender_name: str
+    sender_address: str  # From: "<sender name>" <support address>
+    to: str  # one recipient per transaction: "addr" or "Name <addr>"
+    cc: tuple[str, ...]  # the other participants, shown only (never envelope recipients here)
+    reply_to: str  # local+replykey@domain
+    subject: str
+    text: str
+    html: str
+    message_id: str  # fixed by the caller when the outbox row is written (no <>)
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    auto_submitted: str | None  # "auto-replied", "auto-generated", or None for a human reply
+    list_unsubscribe_url: str | None
+    list_unsubscribe_mailto: str | None
+    attachments: tuple[OutboundAttachment, ...]
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+class _Message(emails.Message):
+    """``emails.Message`` with the MIME tree RFC 2046 readers expect (see the module docstring)."""
+
+    def build_message(self, message_cls: type | None = None) -> SafeMIMEMultipart:
+        bodies = [part for part in (self._build_text_part(), self._build_html_part()) if part is not None]
+        if not bodies:
+            raise ValueError("an email needs a text or an HTML part")
+        files = [mime for mime in (attachment.mime for attachment in self.attachments) if mime is not None]
+        if files:
+            root = self._build_root_message(message_cls)  # multipart/mixed
+            alternative = SafeMIMEMultipart("alternative")
+            root.attach(alternative)
+            for body in bodies:
+                alternative.attach(body)
+            for file in files:
+                root.attach(file)
+        else:
+            root = self._build_root_message(message_cls, _subtype="alternative")
+            for body in bodies:
+                root.attach(body)
+        for part in root.walk():
+            if part is not root:
+                del part["MIME-Version"]  # RFC 2045 §4: only the top-level header needs it
+        return root
+
+
+def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
+    """The message as bytes with CRLF line ends, ready for one SMTP transaction. ``now`` sets the Date
+    (the current time by default)."""
+    to_name, to_address = _parse_address(mail.to)
+    if not to_address:
+        raise ValueError(f"not an email address for To: {clean_header_value(mail.to)!r}")
+    cc = [pair for pair in (_parse_address(entry) for entry in mail.cc) if pair[1] and pair[1] != to_address]
+    message = _Message(
+        charset="utf-8",
+        message_id=f"<{_message_id(mail.message_id)}>",
+        date=format_datetime(now or datetime.now(UTC)),
+        subject=clean_header_value(mail.subject),
+        mail_from=(clean_header_value(mail.sender_name) or None, _address(mail.sender_address, "From")),
+        mail_to=[(to_name or None, to_address)],
+        cc=[(name or None, address) for name, address in cc],
+        reply_to=[(None, _address(mail.reply_to, "Reply-To"))],
+        headers=_headers(mail),
+        text=mail.text,
+        html=mail.html or None,
+    )
+    for attachment in mail.attachments:
+        message.attach(
+            filename=safe_filename(attachment.filename),
+            data=attachment.data,
+            mime_type=_content_type(attachment.content_type),
+        )
+    return message.as_bytes()
+
+
+def compose_attachments_within(
+    attachments: Iterable[OutboundAttachment], limit_bytes: int = MAX_ATTACHED_BYTES
+) -> tuple[tuple[OutboundAttachment, ...], tuple[OutboundAttachment, ...]]:
+    """Split attachments into those attached (in order, while they fit within ``limit_bytes`` in total)
+    and those too large, which the caller turns into links. A file that does not fit does not stop the
+    smaller ones after it from being attached."""
+    attached: list[OutboundAttachment] = []
+    too_large: list[OutboundAttachment] = []
+    budget = limit_bytes
+    for attachment in attachments:
+        if len(attachment.data) <= budget:
+            attached.append(attachment)
+            budget -= len(attachment.data)
+        else:
+            too_large.append(attachment)
+    return tuple(attached), tuple(too_large)
+
+
+def clean_header_value(value: str) -> str:
+    """A header value with no CR, LF or other control character (header injection) and single spaces."""
+    return " ".join(CONTROL_RE.sub(" ", value).split())
+
+
+def safe_filename(filename: str) -> str:
+    """An attachment name without a path, control characters or unbounded length."""
+    name = clean_header_value(filename.replace("\\", "/").rsplit("/", 1)[-1]).strip(". ")
+    if len(name) > MAX_FILENAME_CHARS:
+        _stem, dot, extension = name.rpartition(".")
+        keep = extension if dot and len(extension) <= 10 else ""
+        name = name[: MAX_FILENAME_CHARS - len(keep) - 1].rstrip() + ("." + keep if keep else "")
+    return name or "attachment"
+
+
+def _headers(mail: OutboundMail) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    parent = _optional_message_id(mail.in_reply_to)
+    references = _references(mail.references, parent)
+    if parent:
+        headers["In-Reply-To"] = f"<{parent}>"
+    if references:
+        headers["References"] = " ".join(f"<{reference}>" for reference in references)
+    if mail.auto_submitted:
+        if not TOKEN_RE.match(mail.auto_submitted):
+            raise ValueError(f"not an Auto-Submitted keyword: {mail.auto_submitted!r}")
+        # RFC 3834 §5: automatic mail says so, so that auto-responders do not answer it (no mail loops).
+        headers["Auto-Submitted"] = mail.auto_submitted
+        if mail.auto_submitted.lower() != "no":
+            # Exchange and Outlook ignore Auto-Submitted; this stops their out-of-office replies.
+            headers["X-Auto-Response-Suppress"] = "All"
+    headers.update(_list_unsubscribe(mail.list_unsubscribe_url, mail.list_unsubscribe_mailto))
+    for name, value in mail.extra_headers:
+        if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"extra header {name!r} is not a valid header name or is set by compose()")
+        headers[name] = clean_header_value(value)
+    return headers
+
+
+def _list_unsubscribe(url: str | None, mailto: str | None) -> dict[str, str]:
+    # RFC 2369 List-Unsubscribe, so mail clients offer their own "unsubscribe" button.
+    targets: list[str] = []
+    url = clean_header_value(url or "")
+    if url:
+        if not URL_RE.match(url):
+            raise ValueError(f"List-Unsubscribe URL must be an http(s) URL without spaces: {url!r}")
+        targets.append(f"<{url}>")
+    mailto = clean_header_value(mailto or "").removeprefix("mailto:")
+    if mailto:
+        targets.append(f"<mailto:{_address(mailto, 'List-Unsubscribe mailto')}>")
+    headers = {"List-Unsubscribe": ", ".join(targets)} if targets else {}
+    if url.startswith("https://"):
+        # RFC 8058 one-click: the client POSTs to the URL. The RFC allows it for HTTPS URLs only.
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+def _references(references: Sequence[str], parent: str | None) -> list[str]:
+    # RFC 5322 §3.6.4: the parent's References followed by the parent's Message-ID. Long chains keep
+    # the first (the thread's root) and the latest ids, as mail clients do, so the header stays bounded.
+    ids: list[str] = []
+    for reference in (*references, parent):
+        message_id = _optional_message_id(reference)
+        if message_id and message_id not in ids:
+            ids.append(message_id)
+    if parent and ids[-1] != parent:
+        ids.remove(parent)
+        ids.append(parent)
+    if len(ids) > MAX_REFERENCES:
+        ids = [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+    return ids
+
+
+def _message_id(value: str) -> str:
+    message_id = _optional_message_id(value)
+    if not message_id:
+        raise ValueError(f"not a Message-ID (expected left@right, no spaces): {value!r}")
+    return message_id
+
+
+def _optional_message_id(value: str | None) -> str | None:
+    # Ids in In-Reply-To and References may come from customers' mail: an invalid one is dropped.
+    if not value:
+        return None
+    candidate = value.strip().removeprefix("<").removesuffix(">")
+    return candidate if MESSAGE_ID_RE.match(candidate) else None
+
+
+def _parse_address(value: str) -> tuple[str, str]:
+    # "Name <addr>" or "addr". Not email.utils.parseaddr: it reads "Evil Bcc: x@y <e@x>" as a group
+    # and shows x@y; the address in angle brackets is the one we deliver to, so it is the one shown.
+    value = clean_header_value(value)
+    match = ANGLE_ADDRESS_RE.match(value)
+    name, address = (match.group(1), match.group(2).strip()) if match else ("", value)
+    name = name.strip().removeprefix('"').removesuffix('"').replace('\\"', '"').strip()
+    return (name, address) if _is_address(address) else ("", "")
+
+
+def _address(value: str, role: str) -> str:
+    address = clean_header_value(value)
+    if not _is_address(address):
+        raise ValueError(f"not an email address for {role}: {address!r}")
+    return address
+
+
+def _is_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain) and not any(char in address for char in ' <>,;"()\\[]')
+
+
+def _content_type(value: str) -> str:
+    content_type = value.split(";", 1)[0].strip().lower()
+    if not CONTENT_TYPE_RE.match(content_type):
+        return OCTET_STREAM
+    # RFC 2046 §5: message/* and multipart/* parts may not be base64-encoded, and an attachment is.
+    if content_type.startswith(("message/", "multipart/")):
+        return OCTET_STREAM
+    return content_type
+
