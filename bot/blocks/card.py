@@ -1,0 +1,233 @@
+"""The card: a ticket's root message in the triage channel, updated in place on every change.
+
+It shows number, subject, requester, status, priority, assignee and labels as words (operators
+and tests read them), with menus to change them. Every control's block_id carries the ticket
+number, so an action handler knows its ticket from the payload alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from bot.blocks.data import PRIORITIES, STATUSES, CardView, TicketLinkView
+from bot.blocks.format import link_words, mrkdwn_link, ordinal, slack_date, truncate, user_mention, word
+from bot.text import escape_mrkdwn
+
+ACTION_STATUS = "ticket_status"
+ACTION_PRIORITY = "ticket_priority"
+ACTION_ASSIGNEE = "ticket_assignee"
+ACTION_LABELS = "ticket_labels"
+
+HEADER_LIMIT = 150  # header block text
+SECTION_LIMIT = 3000
+OPTION_TEXT_LIMIT = 75
+OPTION_VALUE_LIMIT = 150
+MAX_OPTIONS = 100
+
+PLACEHOLDER_ASSIGNEE = "Assign to…"
+PLACEHOLDER_LABELS = "Add labels…"
+NO_LABELS_HINT = "No labels defined yet: create one with `/desk label-create <name>`."
+MERGED_BANNER = (
+    ":twisted_rightwards_arrows: *Merged into #{target}*: this ticket is closed; continue in #{target}."
+)
+REPEAT_NOTE = ":repeat: {nth} ticket in 30 days from this requester"
+OPENED_NOTE = "Opened {date}"
+ORIGIN_WORDS = {"email": "Email", "slack": "Slack", "web": "Web form", "staff": "Opened by staff"}
+
+_BLOCK_ID = re.compile(r"^ticket:(\d+)(?::|$)")
+
+
+def block_id(number: int, part: str, version: str = "") -> str:
+    """``ticket:42:controls`` (with a version suffix that changes with the card's state)."""
+    return f"ticket:{number}:{part}" + (f":{version}" if version else "")
+
+
+def parse_ticket_number(block_id: str) -> int | None:
+    """The ticket number a card's block_id carries, or None for any other block."""
+    match = _BLOCK_ID.match(block_id or "")
+    return int(match.group(1)) if match else None
+
+
+def _state_version(view: CardView) -> str:
+    # Slack clients keep a select's shown value per block_id: when the state changes the
+    # controls get a new block_id, so an update in place shows the new initial options.
+    state = (
+        f"{view.status}|{view.priority}|{view.assignee_user_id}|{','.join(view.labels)}|{view.merged_into}"
+    )
+    return hashlib.sha1(state.encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _option(label: str, value: str) -> dict[str, Any]:
+    return {"text": _plain(truncate(label, OPTION_TEXT_LIMIT)), "value": value}
+
+
+def link_text(link: TicketLinkView) -> str:
+    """``#17 (blocks)`` for a ticket; ``github.com #9`` (linked) for an issue elsewhere."""
+    kind = word(link.kind).lower()
+    if link.target_number is not None:
+        return f"#{link.target_number} ({kind})"
+    if link.url:
+        shown = mrkdwn_link(link.url, link_words(link.url))
+        return shown if link.kind == "relates" else f"{shown} ({kind})"
+    return ""
+
+
+def requester_text(view: CardView) -> str:
+    who = escape_mrkdwn(view.requester_name)
+    if view.requester_contact and view.requester_contact != view.requester_name:
+        who += f" ({escape_mrkdwn(view.requester_contact)})"
+    if view.organization:
+        who += f" · {escape_mrkdwn(view.organization)}"
+    return who
+
+
+def origin_text(view: CardView) -> str:
+    return escape_mrkdwn(view.origin_label or ORIGIN_WORDS.get(view.origin, word(view.origin)))
+
+
+def labels_text(labels: tuple[str, ...]) -> str:
+    return ", ".join(escape_mrkdwn(label) for label in labels) if labels else "None"
+
+
+def _facts(view: CardView) -> str:
+    lines = [
+        f"Requester: {requester_text(view)}",
+        f"Via: {origin_text(view)}",
+        f"Status: {word(view.status)} · Priority: {word(view.priority)} · "
+        f"Assignee: {user_mention(view.assignee_user_id)}",
+        f"Labels: {labels_text(view.labels)}",
+    ]
+    links = [text for text in map(link_text, view.links) if text]
+    if links:
+        lines.append("Links: " + ", ".join(links))
+    return truncate("\n".join(lines), SECTION_LIMIT)
+
+
+def _label_select(view: CardView) -> dict[str, Any] | None:
+    names = list(dict.fromkeys((*view.labels, *view.available_labels)))
+    names = [name for name in names if 0 < len(name) <= OPTION_VALUE_LIMIT][:MAX_OPTIONS]
+    if not names:
+        return None  # Slack rejects a static select without options
+    element: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": ACTION_LABELS,
+        "placeholder": _plain(PLACEHOLDER_LABELS),
+        "options": [_option(name, name) for name in names],
+    }
+    initial = [_option(name, name) for name in view.labels if name in names]
+    if initial:
+        element["initial_options"] = initial
+    return element
+
+
+def _controls(view: CardView) -> list[dict[str, Any]]:
+    status = [_option(word(value), value) for value in STATUSES]
+    priority = [_option(word(value), value) for value in PRIORITIES]
+    elements: list[dict[str, Any]] = [
+        {
+            "type": "static_select",
+            "action_id": ACTION_STATUS,
+            "placeholder": _plain("Status"),
+            "options": status,
+            **(
+                {"initial_option": _option(word(view.status), view.status)} if view.status in STATUSES else {}
+            ),
+        },
+        {
+            "type": "static_select",
+            "action_id": ACTION_PRIORITY,
+            "placeholder": _plain("Priority"),
+            "options": priority,
+            **(
+                {"initial_option": _option(word(view.priority), view.priority)}
+                if view.priority in PRIORITIES
+                else {}
+            ),
+        },
+        {
+            "type": "users_select",
+            "action_id": ACTION_ASSIGNEE,
+            "placeholder": _plain(PLACEHOLDER_ASSIGNEE),
+            **({"initial_user": view.assignee_user_id} if view.assignee_user_id else {}),
+        },
+    ]
+    labels = _label_select(view)
+    if labels:
+        elements.append(labels)
+    return elements
+
+
+def card_title(view: CardView) -> str:
+    return truncate(f"#{view.number} {view.subject.strip() or '(no subject)'}", HEADER_LIMIT)
+
+
+def card_blocks(view: CardView) -> list[dict[str, Any]]:
+    """The card's blocks: title, merged banner, facts, context, controls."""
+    number = view.number
+    version = _state_version(view)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "block_id": block_id(number, "title"), "text": _plain(card_title(view))}
+    ]
+    if view.merged_into is not None:
+        banner = MERGED_BANNER.format(target=view.merged_into)
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": block_id(number, "merged"),
+                "text": {"type": "mrkdwn", "text": banner},
+            }
+        )
+    blocks.append(
+        {
+            "type": "section",
+            "block_id": block_id(number, "facts", version),
+            "text": {"type": "mrkdwn", "text": _facts(view)},
+        }
+    )
+    context = [OPENED_NOTE.format(date=slack_date(view.created_at))]
+    if view.repeat_requests_30d >= 2:
+        context.append(REPEAT_NOTE.format(nth=ordinal(view.repeat_requests_30d)))
+    blocks.append(
+        {
+            "type": "context",
+            "block_id": block_id(number, "context"),
+            "elements": [{"type": "mrkdwn", "text": text} for text in context],
+        }
+    )
+    if view.merged_into is None:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": block_id(number, "controls", version),
+                "elements": _controls(view),
+            }
+        )
+        if _label_select(view) is None:
+            blocks.append(
+                {
+                    "type": "context",
+                    "block_id": block_id(number, "labels-hint"),
+                    "elements": [{"type": "mrkdwn", "text": NO_LABELS_HINT}],
+                }
+            )
+    return blocks
+
+
+def card_text(view: CardView) -> str:
+    """The card's notification fallback (the message ``text``)."""
+    parts = [
+        escape_mrkdwn(card_title(view)),
+        f"Status: {word(view.status)}",
+        f"Priority: {word(view.priority)}",
+        f"Assignee: {user_mention(view.assignee_user_id)}",
+        f"Labels: {labels_text(view.labels)}",
+    ]
+    if view.merged_into is not None:
+        parts.append(f"Merged into #{view.merged_into}")
+    return " · ".join(parts)

@@ -1,0 +1,71 @@
+"""The App Home tab: the staff member's queue at a glance, and a few metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.blocks.data import HomeView, Metric, TicketSummary
+from bot.blocks.format import age, truncate
+from bot.blocks.lists import NOTHING_HERE, lines_to_sections, ticket_line
+
+HOME_TITLE = "Service desk"
+SECTION_MINE = "Your open tickets"
+SECTION_UNASSIGNED = "Unassigned"
+SECTION_WAITING = "Waiting longest for a reply"
+SECTION_RECENT = "Recently changed"
+SECTION_METRICS = "Metrics"
+HOME_FOOTER = "Type `/desk help` for the commands. Each ticket links to its thread."
+MAX_TICKETS_PER_SECTION = 10  # a home view holds at most 100 blocks
+MAX_METRIC_FIELDS = 10  # a section holds at most 10 fields
+
+
+def _ticket_section(
+    title: str, tickets: tuple[TicketSummary, ...], view: HomeView, *, waiting: bool = False
+) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
+    ]
+    shown = tickets[:MAX_TICKETS_PER_SECTION]
+    if not shown:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": NOTHING_HERE}]})
+        return blocks
+    lines = []
+    for ticket in shown:
+        line = ticket_line(ticket, view.now)
+        if waiting and ticket.waiting_since is not None:
+            line += f" · waiting {age(ticket.waiting_since, view.now)}"
+        lines.append(line)
+    if len(tickets) > len(shown):
+        lines.append(f"…and {len(tickets) - len(shown)} more: `/desk list`")
+    blocks.extend(lines_to_sections(lines))
+    return blocks
+
+
+def _metrics(metrics: tuple[Metric, ...]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": SECTION_METRICS, "emoji": True}}
+    ]
+    if not metrics:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": NOTHING_HERE}]})
+        return blocks
+    for start in range(0, len(metrics), MAX_METRIC_FIELDS):
+        fields = [
+            {"type": "mrkdwn", "text": truncate(f"*{metric.label}*\n{metric.value}", 2000)}
+            for metric in metrics[start : start + MAX_METRIC_FIELDS]
+        ]
+        blocks.append({"type": "section", "fields": fields})
+    return blocks
+
+
+def home_view(view: HomeView) -> dict[str, Any]:
+    """The ``views.publish`` view for ``app_home_opened``."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": HOME_TITLE, "emoji": True}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": HOME_FOOTER}]},
+    ]
+    blocks += _ticket_section(SECTION_MINE, view.my_open, view)
+    blocks += _ticket_section(SECTION_UNASSIGNED, view.unassigned, view)
+    blocks += _ticket_section(SECTION_WAITING, view.oldest_waiting, view, waiting=True)
+    blocks += _ticket_section(SECTION_RECENT, view.recently_changed, view)
+    blocks += _metrics(view.metrics)
+    return {"type": "home", "blocks": blocks[:100]}
