@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.models import Customer, Organization
@@ -37,24 +41,43 @@ PUBLIC_MAIL_DOMAINS = frozenset(
 )
 
 
+Row = TypeVar("Row", Organization, Customer)
+
+
+def _insert_or_get(session: Session, row: Row, existing: Callable[[], Row | None]) -> Row:
+    """Insert `row`, or return the one a concurrent transaction inserted first (unique key race)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+        return row
+    except IntegrityError:
+        found = existing()
+        if found is None:
+            raise
+        return found
+
+
 def organization_for_domain(session: Session, domain: str) -> Organization | None:
     domain = domain.lower()
     if not domain or domain in PUBLIC_MAIL_DOMAINS:
         return None
-    organization = session.scalar(select(Organization).where(Organization.email_domain == domain))
+    query = select(Organization).where(Organization.email_domain == domain)
+    organization = session.scalar(query)
     if organization is None:
-        organization = Organization(name=domain, email_domain=domain)
-        session.add(organization)
-        session.flush()
+        organization = _insert_or_get(
+            session, Organization(name=domain, email_domain=domain), lambda: session.scalar(query)
+        )
     return organization
 
 
 def organization_for_team(session: Session, team_id: str, name: str | None = None) -> Organization:
-    organization = session.scalar(select(Organization).where(Organization.slack_team_id == team_id))
+    query = select(Organization).where(Organization.slack_team_id == team_id)
+    organization = session.scalar(query)
     if organization is None:
-        organization = Organization(name=name or team_id, slack_team_id=team_id)
-        session.add(organization)
-        session.flush()
+        organization = _insert_or_get(
+            session, Organization(name=name or team_id, slack_team_id=team_id), lambda: session.scalar(query)
+        )
     elif name and organization.name == team_id:
         organization.name = name
     return organization
@@ -90,14 +113,15 @@ def customer_for_slack_user(
     team_name: str | None = None,
 ) -> Customer:
     """The customer for a Slack user; their organization is their team when it is not ours."""
-    customer = session.scalar(select(Customer).where(Customer.slack_user_id == user_id))
+    by_user = select(Customer).where(Customer.slack_user_id == user_id)
+    customer = session.scalar(by_user)
     if customer is None and email:
         customer = session.scalar(select(Customer).where(Customer.email == email.lower()))
         if customer is not None:
             customer.slack_user_id = user_id
     if customer is None:
-        customer = Customer(slack_user_id=user_id, name=name, email=email.lower() if email else None)
-        session.add(customer)
+        fresh = Customer(slack_user_id=user_id, name=name, email=email.lower() if email else None)
+        customer = _insert_or_get(session, fresh, lambda: session.scalar(by_user))
     customer.slack_team_id = team_id
     if name:
         customer.name = name

@@ -1,0 +1,110 @@
+"""Settings: every variable has its default, and a bad value names the variable in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from store.settings import Settings, SettingsError, load_settings
+
+DEFAULTS = {
+    "slack_api_url": "https://slack.com/api/",
+    "database_url": "sqlite:///servicedesk.db",
+    "http_host": "127.0.0.1",
+    "http_port": 3000,
+    "smtp_host": "127.0.0.1",
+    "smtp_port": 8025,
+    "support_address": "support@localhost",
+    "smtp_relay_url": "smtp://127.0.0.1:1025",
+    "sender_name": "Support",
+    "triage_channel": None,
+    "intake_channels": (),
+    "reply_delay_seconds": 10,
+    "files_dir": Path("servicedesk-files"),
+    "max_message_bytes": 26214400,
+    "templates_dir": None,
+    "acknowledge": True,
+    "public_url": "",
+    "max_participants": 25,
+    "slack_bot_token": None,
+    "slack_signing_secret": None,
+    "slack_app_token": None,
+}
+
+
+def test_defaults_match_the_design():
+    settings = load_settings({}, env_file=None)
+    for name, expected in DEFAULTS.items():
+        assert getattr(settings, name) == expected, name
+
+
+def test_every_variable_is_read(tmp_path):
+    environ = {
+        "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_API_URL": "http://127.0.0.1:9/api", "SERVICEDESK_DATABASE_URL": "sqlite:///x.db",
+        "SERVICEDESK_HTTP_HOST": "0.0.0.0", "SERVICEDESK_HTTP_PORT": "8080", "SERVICEDESK_SMTP_HOST": "::",
+        "SERVICEDESK_SMTP_PORT": "2525", "SERVICEDESK_SUPPORT_ADDRESS": "help@acme.example",
+        "SERVICEDESK_SMTP_RELAY_URL": "smtps://u:p@mx:465", "SERVICEDESK_SENDER_NAME": "Acme Help",
+        "SERVICEDESK_TRIAGE_CHANNEL": "C1", "SERVICEDESK_INTAKE_CHANNELS": "C2, C3,,",
+        "SERVICEDESK_REPLY_DELAY_SECONDS": "2.5", "SERVICEDESK_FILES_DIR": str(tmp_path),
+        "SERVICEDESK_MAX_MESSAGE_BYTES": "1000", "SERVICEDESK_TEMPLATES_DIR": str(tmp_path),
+        "SERVICEDESK_ACKNOWLEDGE": "false", "SERVICEDESK_PUBLIC_URL": "https://desk.acme.example/",
+        "SERVICEDESK_MAX_PARTICIPANTS": "3",
+    }
+    s = load_settings(environ, env_file=None)
+    assert (s.slack_bot_token, s.slack_signing_secret, s.slack_app_token) == ("xoxb-1", "s", "xapp-1")
+    assert s.slack_api_url == "http://127.0.0.1:9/api/"  # the trailing slash slack_sdk needs
+    assert (s.http_host, s.http_port, s.smtp_host, s.smtp_port) == ("0.0.0.0", 8080, "::", 2525)
+    assert s.support_address == "help@acme.example" and s.support_domain == "acme.example"
+    assert s.smtp_relay_url == "smtps://u:p@mx:465" and s.sender_name == "Acme Help"
+    assert s.triage_channel == "C1" and s.intake_channels == ("C2", "C3")
+    assert s.reply_delay_seconds == 2.5 and s.max_message_bytes == 1000 and s.max_participants == 3
+    assert s.files_dir == tmp_path and s.templates_dir == tmp_path
+    assert s.acknowledge is False and s.public_url == "https://desk.acme.example"
+    assert s.database_url == "sqlite:///x.db"
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SERVICEDESK_SENDER_NAME=From file\nSERVICEDESK_HTTP_PORT=4000\n")
+    s = load_settings({"SERVICEDESK_HTTP_PORT": "5000"}, env_file=env_file)
+    assert s.sender_name == "From file" and s.http_port == 5000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SERVICEDESK_HTTP_PORT", "eighty"),
+        ("SERVICEDESK_HTTP_PORT", "70000"),
+        ("SERVICEDESK_SMTP_PORT", "-1"),
+        ("SERVICEDESK_REPLY_DELAY_SECONDS", "soon"),
+        ("SERVICEDESK_MAX_MESSAGE_BYTES", "0"),
+        ("SERVICEDESK_MAX_PARTICIPANTS", "many"),
+        ("SERVICEDESK_ACKNOWLEDGE", "perhaps"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "not-an-address"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "support+x@acme.example"),
+        ("SLACK_API_URL", "slack.com/api"),
+        ("SERVICEDESK_PUBLIC_URL", "desk.example"),
+        ("SLACK_BOT_TOKEN", "xoxp-user-token"),
+        ("SLACK_APP_TOKEN", "xoxb-wrong-kind"),
+        ("SERVICEDESK_DATABASE_URL", "not a url"),
+    ],
+)
+def test_malformed_value_names_the_variable(variable, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: value}, env_file=None)
+    message = str(caught.value)
+    assert message.startswith(f"{variable}:")
+    assert "\n" not in message
+
+
+def test_secrets_are_never_echoed():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SLACK_BOT_TOKEN": "xoxp-very-secret"}, env_file=None)
+    assert "very-secret" not in str(caught.value)
+
+
+def test_required_setting_named_when_missing():
+    with pytest.raises(SettingsError, match="^SERVICEDESK_TRIAGE_CHANNEL is required"):
+        Settings().require("triage_channel")
