@@ -13,6 +13,7 @@ import re
 # Always special inline: backslash, code, emphasis, strikethrough, link brackets, autolinks/HTML.
 _INLINE_SPECIAL = re.compile(r"[\\`*~\[\]<]|_|&(?=#?[A-Za-z0-9]+;)")
 _ORDERED_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
+_HEADING = re.compile(r"^#{1,6}(?=\s|$)")
 _BULLET_MARKER = re.compile(r"^[-+](?=\s|$)")
 _RULE_LINE = re.compile(r"^[-=_*+\s\\]+$")
 
@@ -41,7 +42,7 @@ def escape_markdown(text: str, *, line_start: bool = False) -> str:
     escaped = _escape_inline(text)
     if not line_start or not escaped:
         return escaped
-    if escaped[0] in "#>" or (escaped[0] in "-=+" and _RULE_LINE.match(escaped)):
+    if escaped[0] == ">" or _HEADING.match(escaped) or (escaped[0] in "-=+" and _RULE_LINE.match(escaped)):
         return "\\" + escaped
     if _BULLET_MARKER.match(escaped):
         return "\\" + escaped

@@ -78,14 +78,18 @@ def _inline(text: str, resolver: MentionResolver, *, line_start: bool = True) ->
     position = 0
     for match in _INLINE.finditer(text):
         literal = unescape(text[position : match.start()])
-        out.append(escape_markdown(literal, line_start=line_start and not out))
+        out.append(escape_markdown(literal, line_start=line_start and not "".join(out)))
         position = match.end()
         if match.group("code"):
             out.append(code_span(unescape(match.group("code")[1:-1])))
         elif match.group("angle"):
             words, url = _angle_words(match.group("angle")[1:-1], resolver)
-            label = escape_markdown(words, line_start=not out and line_start)
-            out.append(markdown_link(escape_markdown(words), url) if url else label)
+            at_start = line_start and not "".join(out)
+            out.append(
+                markdown_link(escape_markdown(words), url)
+                if url
+                else escape_markdown(words, line_start=at_start)
+            )
         elif match.group("bold"):
             out.append(f"**{_inline(match.group('bold'), resolver, line_start=False)}**")
         elif match.group("italic"):
@@ -95,7 +99,7 @@ def _inline(text: str, resolver: MentionResolver, *, line_start: bool = True) ->
         else:
             name = match.group("emoji")
             out.append(emoji_character(name) or escape_markdown(f":{name}:"))
-    out.append(escape_markdown(unescape(text[position:]), line_start=line_start and not out))
+    out.append(escape_markdown(unescape(text[position:]), line_start=line_start and not "".join(out)))
     return "".join(out)
 
 

@@ -86,12 +86,8 @@ def _link(node: SyntaxTreeNode) -> str:
     label = _plain_words(node).replace("\n", " ").strip()
     if not url:
         return escape_mrkdwn(label)
-    if not label or label == url or f"mailto:{label}" == url:
-        return (
-            f"<{_link_url(url)}>"
-            if label == url or not label
-            else f"<{_link_url(url)}|{escape_mrkdwn(label)}>"
-        )
+    if not label or label == url:
+        return f"<{_link_url(url)}>"
     return f"<{_link_url(url)}|{escape_mrkdwn(label)}>"
 
 

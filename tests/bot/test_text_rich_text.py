@@ -273,3 +273,9 @@ def test_blocks_of_bots_keep_their_words():
 def test_empty_message_is_empty():
     assert rich_text_to_markdown([], RESOLVER) == ""
     assert convert(section(text("   \n"))) == ""
+
+
+def test_channel_mention_at_line_start_is_not_escaped_as_a_heading():
+    markdown = convert(section({"type": "channel", "channel_id": "C0GENERAL"}, text(" is the place")))
+    assert markdown == "#general is the place"
+    assert html(markdown) == "<p>#general is the place</p>"
