@@ -42,12 +42,15 @@ def test_upgrade_matches_models_then_downgrades_to_base(empty_db):
     upgrade(empty_db)
     assert current_revision(empty_db) is not None
     with empty_db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                               "compare_server_default": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
     with empty_db.engine.connect() as connection:
-        assert connection.execute(text("SELECT value FROM counters WHERE name = 'ticket_number'")).scalar() == 0
+        assert (
+            connection.execute(text("SELECT value FROM counters WHERE name = 'ticket_number'")).scalar() == 0
+        )
     downgrade(empty_db)
     remaining = set(inspect(empty_db.engine).get_table_names()) - {"alembic_version"}
     assert remaining == set()

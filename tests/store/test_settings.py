@@ -41,15 +41,26 @@ def test_defaults_match_the_design():
 
 def test_every_variable_is_read(tmp_path):
     environ = {
-        "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1",
-        "SLACK_API_URL": "http://127.0.0.1:9/api", "SERVICEDESK_DATABASE_URL": "sqlite:///x.db",
-        "SERVICEDESK_HTTP_HOST": "0.0.0.0", "SERVICEDESK_HTTP_PORT": "8080", "SERVICEDESK_SMTP_HOST": "::",
-        "SERVICEDESK_SMTP_PORT": "2525", "SERVICEDESK_SUPPORT_ADDRESS": "help@acme.example",
-        "SERVICEDESK_SMTP_RELAY_URL": "smtps://u:p@mx:465", "SERVICEDESK_SENDER_NAME": "Acme Help",
-        "SERVICEDESK_TRIAGE_CHANNEL": "C1", "SERVICEDESK_INTAKE_CHANNELS": "C2, C3,,",
-        "SERVICEDESK_REPLY_DELAY_SECONDS": "2.5", "SERVICEDESK_FILES_DIR": str(tmp_path),
-        "SERVICEDESK_MAX_MESSAGE_BYTES": "1000", "SERVICEDESK_TEMPLATES_DIR": str(tmp_path),
-        "SERVICEDESK_ACKNOWLEDGE": "false", "SERVICEDESK_PUBLIC_URL": "https://desk.acme.example/",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_API_URL": "http://127.0.0.1:9/api",
+        "SERVICEDESK_DATABASE_URL": "sqlite:///x.db",
+        "SERVICEDESK_HTTP_HOST": "0.0.0.0",
+        "SERVICEDESK_HTTP_PORT": "8080",
+        "SERVICEDESK_SMTP_HOST": "::",
+        "SERVICEDESK_SMTP_PORT": "2525",
+        "SERVICEDESK_SUPPORT_ADDRESS": "help@acme.example",
+        "SERVICEDESK_SMTP_RELAY_URL": "smtps://u:p@mx:465",
+        "SERVICEDESK_SENDER_NAME": "Acme Help",
+        "SERVICEDESK_TRIAGE_CHANNEL": "C1",
+        "SERVICEDESK_INTAKE_CHANNELS": "C2, C3,,",
+        "SERVICEDESK_REPLY_DELAY_SECONDS": "2.5",
+        "SERVICEDESK_FILES_DIR": str(tmp_path),
+        "SERVICEDESK_MAX_MESSAGE_BYTES": "1000",
+        "SERVICEDESK_TEMPLATES_DIR": str(tmp_path),
+        "SERVICEDESK_ACKNOWLEDGE": "false",
+        "SERVICEDESK_PUBLIC_URL": "https://desk.acme.example/",
         "SERVICEDESK_MAX_PARTICIPANTS": "3",
     }
     s = load_settings(environ, env_file=None)
@@ -106,5 +117,5 @@ def test_secrets_are_never_echoed():
 
 
 def test_required_setting_named_when_missing():
-    with pytest.raises(SettingsError, match="^SERVICEDESK_TRIAGE_CHANNEL is required"):
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_TRIAGE_CHANNEL is required"):
         Settings().require("triage_channel")

@@ -8,18 +8,35 @@ from store import actions, outbox
 from store.actions import Actor, DeskPolicy
 from store.models import Origin, Outbox, Status
 
-POLICY = DeskPolicy(mail_domain="example.com", triage_channel="C0TRIAGE", reply_delay=timedelta(seconds=10),
-                    support_addresses=frozenset({"support@example.com"}))
+POLICY = DeskPolicy(
+    mail_domain="example.com",
+    triage_channel="C0TRIAGE",
+    reply_delay=timedelta(seconds=10),
+    support_addresses=frozenset({"support@example.com"}),
+)
 ALICE = Actor("alice", slack_id="U0ALICE")
 
 
 def test_email_ticket_flow_writes_events_and_outbox(db):
     with db.transaction() as s:
         customer = actions.customer_for_email(s, "Dan@Globex.example", "Dan")
-        ticket = actions.open_ticket(s, POLICY, subject="Printer", requester=customer, origin=Origin.EMAIL,
-                                     actor=Actor("Dan", email=customer.email))
-        actions.add_customer_message(s, POLICY, ticket, customer=customer, body_markdown="It **broke**",
-                                     source="email", email_message_id="abc@globex.example")
+        ticket = actions.open_ticket(
+            s,
+            POLICY,
+            subject="Printer",
+            requester=customer,
+            origin=Origin.EMAIL,
+            actor=Actor("Dan", email=customer.email),
+        )
+        actions.add_customer_message(
+            s,
+            POLICY,
+            ticket,
+            customer=customer,
+            body_markdown="It **broke**",
+            source="email",
+            email_message_id="abc@globex.example",
+        )
         number, ticket_id = ticket.number, ticket.id
     assert number == 1
     with db.transaction() as s:
@@ -27,8 +44,15 @@ def test_email_ticket_flow_writes_events_and_outbox(db):
         assert kinds == ["slack.card", "slack.thread_post"]
         ticket = actions.ticket_by_email_ids(s, ["nope", "abc@globex.example"])
         assert ticket is not None and ticket.id == ticket_id
-        reply = actions.add_staff_reply(s, POLICY, ticket, author=ALICE, body_markdown="Try *this*",
-                                        slack_channel="C0TRIAGE", slack_ts="1.0001")
+        reply = actions.add_staff_reply(
+            s,
+            POLICY,
+            ticket,
+            author=ALICE,
+            body_markdown="Try *this*",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.0001",
+        )
         reply_id = reply.id
     with db.transaction() as s:
         emails = s.scalars(select(Outbox).where(Outbox.kind == "email.send")).all()
@@ -43,27 +67,39 @@ def test_email_ticket_flow_writes_events_and_outbox(db):
 def test_ticket_numbers_count_up(db):
     with db.transaction() as s:
         customer = actions.customer_for_email(s, "a@b.example")
-        numbers = [actions.open_ticket(s, POLICY, subject=f"t{i}", requester=customer, origin=Origin.EMAIL,
-                                       actor=ALICE).number for i in range(3)]
+        numbers = [
+            actions.open_ticket(
+                s, POLICY, subject=f"t{i}", requester=customer, origin=Origin.EMAIL, actor=ALICE
+            ).number
+            for i in range(3)
+        ]
     assert numbers == [1, 2, 3]
 
 
 def test_reply_to_resolved_ticket_reopens(db):
     with db.transaction() as s:
         customer = actions.customer_for_email(s, "a@b.example")
-        ticket = actions.open_ticket(s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE)
+        ticket = actions.open_ticket(
+            s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE
+        )
         actions.set_status(s, POLICY, ticket, "resolved", ALICE)
-        actions.add_customer_message(s, POLICY, ticket, customer=customer, body_markdown="still broken",
-                                     source="email")
+        actions.add_customer_message(
+            s, POLICY, ticket, customer=customer, body_markdown="still broken", source="email"
+        )
         assert ticket.status == Status.OPEN
-        lines = [row.payload.get("text") for row in s.scalars(select(Outbox).where(Outbox.kind == "slack.thread_line"))]
+        lines = [
+            row.payload.get("text")
+            for row in s.scalars(select(Outbox).where(Outbox.kind == "slack.thread_line"))
+        ]
     assert any("reopened" in (line or "") for line in lines)
 
 
 def test_outbox_lane_order_and_lease(db):
     with db.transaction() as s:
         customer = actions.customer_for_email(s, "a@b.example")
-        ticket = actions.open_ticket(s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE)
+        ticket = actions.open_ticket(
+            s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE
+        )
         actions.set_priority(s, ticket, "high", ALICE)
     first = outbox.claim_due(db, "w1")
     # The card is first in its lane; the priority line waits behind it.

@@ -18,8 +18,9 @@ def _open(db: Database, count: int, numbers: list[int], errors: list[BaseExcepti
         for i in range(count):
             with db.transaction() as session:
                 customer = actions.customer_for_email(session, f"c{threading.get_ident()}-{i}@example.org")
-                ticket = actions.open_ticket(session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL,
-                                             actor=Actor("t"))
+                ticket = actions.open_ticket(
+                    session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL, actor=Actor("t")
+                )
                 numbers.append(ticket.number)
     except BaseException as exc:  # collected and re-raised by the test
         errors.append(exc)
@@ -46,14 +47,17 @@ def test_a_rolled_back_ticket_does_not_burn_a_number_twice(db):
     try:
         with db.transaction() as session:
             customer = actions.customer_for_email(session, "x@example.org")
-            actions.open_ticket(session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL, actor=Actor("t"))
+            actions.open_ticket(
+                session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL, actor=Actor("t")
+            )
             raise Boom
     except Boom:
         pass
     with db.transaction() as session:
         customer = actions.customer_for_email(session, "x@example.org")
-        ticket = actions.open_ticket(session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL,
-                                     actor=Actor("t"))
+        ticket = actions.open_ticket(
+            session, POLICY, subject="s", requester=customer, origin=Origin.EMAIL, actor=Actor("t")
+        )
         assert ticket.number == 1
 
 
