@@ -1,0 +1,355 @@
+"""The outbound SMTP relay client: one connection per batch, one transaction per recipient, every outcome
+classified for the outbox.
+
+The ``emails`` package's own send is not used: it has ``fail_silently=True`` and resends once after a
+disconnect, which can deliver a mail twice. Here nothing is swallowed and nothing is resent once any of
+the message has been transmitted; the outbox owns retries. The only automatic second try is a fresh
+connection when an idle one turns out closed at our first command (MAIL FROM), before any of the message
+was sent, so it cannot duplicate anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+logger = logging.getLogger(__name__)
+
+SETTING = "SERVICEDESK_SMTP_RELAY_URL"
+DEFAULT_URL = "smtp://127.0.0.1:1025"
+EXPECTED = "smtp://[user:password@]host[:port][?starttls=1] or smtps://[user:password@]host[:port]"
+DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+DEFAULT_TIMEOUT_SECONDS = 60.0
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+# Stages before any transaction: a failure there is the relay's (down, refusing us, bad credentials, no
+# TLS), never the message's, so it is temporary whatever the code: the outbox keeps the mail and retries
+# while the operator fixes the relay, and the worker can report one outage instead of one error per mail.
+SESSION_STAGES = frozenset({"connect", "ehlo", "starttls", "auth"})
+PASSWORD_RE = re.compile(r"(^|//)([^/@:]*):[^@/]*@")
+RESERVED_ENVELOPE_CHARS = frozenset(" <>\t\r\n\x00")
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"  # 4xx or no answer: the outbox retries later
+    PERMANENT = "permanent"  # 5xx: the outbox fails the row and reports it
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: DeliveryStatus
+    code: int | None  # the server's reply code; None when there was no reply (refused, reset, timeout)
+    text: str  # the server's reply text, or what went wrong
+    stage: str  # connect, ehlo, starttls, auth, envelope, mail, rcpt, data
+
+    @property
+    def relay_problem(self) -> bool:
+        """True when the relay itself is unusable (rather than this message or recipient)."""
+        return self.stage in SESSION_STAGES
+
+    def describe(self) -> str:
+        """One line for a log or a thread message, e.g. ``550 5.1.1 no such user (at RCPT)``."""
+        code = f"{self.code} " if self.code is not None else ""
+        return f"{code}{self.text} (at {self.stage.upper()})"
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    host: str
+    port: int
+    implicit_tls: bool = False  # smtps:// (RFC 8314 "implicit TLS", usually port 465)
+    starttls: bool = False  # smtp:// with ?starttls=1 (RFC 3207)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    helo_name: str | None = None  # EHLO name; smtplib's default is this machine's FQDN
+
+    @classmethod
+    def from_url(cls, url: str) -> RelayConfig:
+        """Parse ``SERVICEDESK_SMTP_RELAY_URL``; a malformed URL raises ValueError naming the setting."""
+        try:
+            return cls._parse(url.strip())
+        except ValueError as error:
+            raise ValueError(f"{SETTING}: {error}; expected {EXPECTED} (got {_redact(url)!r})") from None
+
+    @classmethod
+    def _parse(cls, url: str) -> RelayConfig:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"unknown scheme {parts.scheme + '://' if parts.scheme else 'missing'}")
+        if not parts.hostname:
+            raise ValueError("no host")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError("unexpected path after the host")
+        port = parts.port or DEFAULT_PORTS[parts.scheme]  # .port raises ValueError when not a number
+        if parts.password is not None and not parts.username:
+            raise ValueError("a password without a user name")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(options) - {"starttls", "timeout", "helo"})
+        if unknown:
+            raise ValueError(f"unknown option {', '.join(unknown)}")
+        starttls = _flag(options.get("starttls", "0"), "starttls")
+        if starttls and parts.scheme == "smtps":
+            raise ValueError("starttls=1 with smtps:// (smtps is TLS from the start; use one or the other)")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            implicit_tls=parts.scheme == "smtps",
+            starttls=starttls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            timeout=_timeout(options.get("timeout")),
+            helo_name=options.get("helo") or None,
+        )
+
+    def redacted_url(self) -> str:
+        """The relay as a URL for logs and `servicedesk check`, without the password."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        user = f"{self.username}:***@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}" + ("?starttls=1" if self.starttls else "")
+
+
+class RelayConnection:
+    """One SMTP session for a batch of mails: ``with RelayConnection(config) as relay: relay.send(...)``.
+
+    The connection opens on the first send (a batch with nothing to send costs nothing) and is reused for
+    the next ones. ``send`` never raises for a delivery problem: it returns a SendResult.
+    """
+
+    def __init__(self, config: RelayConfig, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self._ssl_context = ssl_context
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> RelayConnection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()  # the server is gone already; nothing is lost by not saying goodbye
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
+        """One SMTP transaction: MAIL FROM ``envelope_from`` (the bounce address), RCPT TO ``recipient``,
+        DATA ``message`` (bytes with CRLF line ends, as mail.compose makes them)."""
+        envelope = _envelope(envelope_from, recipient)
+        if isinstance(envelope, SendResult):
+            return envelope
+        sender, rcpt, needs_smtputf8 = envelope
+        reused = self._smtp is not None
+        result = self._connect_and_transact(sender, rcpt, needs_smtputf8, message)
+        if result is None and reused:
+            # The relay closed our idle connection (or said 421) before this transaction started: nothing
+            # of this message went out, so one fresh connection is safe.
+            logger.info("smtp relay closed the idle connection; reconnecting once",
+                        extra={"relay": self.config.redacted_url()})
+            result = self._connect_and_transact(sender, rcpt, needs_smtputf8, message)
+        if result is None:
+            return SendResult(DeliveryStatus.TEMPORARY, None, "connection closed by the relay", "mail")
+        return result
+
+    # -- session ---------------------------------------------------------------------------------------
+
+    def _connect_and_transact(
+        self, sender: str, rcpt: str, needs_smtputf8: bool, message: bytes
+    ) -> SendResult | None:
+        if self._smtp is None:
+            failure = self._connect()
+            if failure is not None:
+                return failure
+        return self._transact(sender, rcpt, needs_smtputf8, message)
+
+    def _connect(self) -> SendResult | None:
+        config = self.config
+        smtp: smtplib.SMTP | None = None
+        stage = "connect"
+        try:
+            # The host goes to the constructor (which connects) because smtplib checks the TLS certificate
+            # against the name given there, for smtps:// and STARTTLS alike.
+            if config.implicit_tls:
+                smtp = smtplib.SMTP_SSL(config.host, config.port, local_hostname=config.helo_name,
+                                        timeout=config.timeout, context=self._tls_context())
+            else:
+                smtp = smtplib.SMTP(config.host, config.port, local_hostname=config.helo_name,
+                                    timeout=config.timeout)
+            stage = "ehlo"
+            smtp.ehlo_or_helo_if_needed()
+            if config.starttls:
+                stage = "starttls"
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()  # RFC 3207 §4.2: forget what was said before TLS, ask again
+            if config.username:
+                stage = "auth"
+                smtp.login(config.username, config.password or "")
+        except smtplib.SMTPResponseException as error:
+            # Includes a greeting other than 220 (SMTPConnectError) and a refused login.
+            _close_quietly(smtp)
+            return _session_failure(error.smtp_code, error.smtp_error, stage)
+        except (smtplib.SMTPException, OSError) as error:
+            # Refused, reset, timed out, TLS handshake failed, or an extension the relay does not offer.
+            _close_quietly(smtp)
+            return SendResult(DeliveryStatus.TEMPORARY, None, _describe_error(error), stage)
+        self._smtp = smtp
+        return None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    # -- transaction -----------------------------------------------------------------------------------
+
+    def _transact(self, sender: str, rcpt: str, needs_smtputf8: bool, message: bytes) -> SendResult | None:
+        """The transaction's result, or None when the connection was found closed at MAIL FROM."""
+        smtp = self._smtp
+        assert smtp is not None
+        options: list[str] = []
+        if needs_smtputf8:
+            if not smtp.has_extn("smtputf8"):
+                text = "the address has a non-ASCII local part and the relay does not offer SMTPUTF8"
+                return SendResult(DeliveryStatus.PERMANENT, None, text, "envelope")
+            options.append("SMTPUTF8")  # RFC 6531
+        try:
+            code, reply = smtp.mail(sender, options)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self._drop()
+            return None
+        if code == 421:
+            self._drop()
+            return None
+        if code == 530:
+            # RFC 4954 §6: "authentication required": the relay wants credentials we were not given.
+            self._refused(code, reply, "auth")
+            return SendResult(DeliveryStatus.TEMPORARY, code, _text(reply), "auth")
+        if code != 250:
+            return self._refused(code, reply, "mail")
+        try:
+            code, reply = smtp.rcpt(rcpt)
+            if code not in (250, 251):
+                return self._refused(code, reply, "rcpt")
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            return SendResult(DeliveryStatus.TEMPORARY, None, _describe_error(error), "rcpt")
+        try:
+            code, reply = smtp.data(message)
+        except smtplib.SMTPDataError as error:  # the DATA command itself was refused: nothing sent
+            return self._refused(error.smtp_code, error.smtp_error, "data")
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            # RFC 1047: the relay may have taken the message before the connection broke. Temporary, so
+            # the outbox retries with the same Message-ID, by which receivers can deduplicate.
+            text = f"{_describe_error(error)}; the relay may or may not have accepted the message"
+            return SendResult(DeliveryStatus.TEMPORARY, None, text, "data")
+        if code == 250:
+            return SendResult(DeliveryStatus.DELIVERED, code, _text(reply), "data")
+        return self._refused(code, reply, "data")
+
+    def _refused(self, code: int, reply: bytes | str, stage: str) -> SendResult:
+        result = SendResult(_classify(code), code, _text(reply), stage)
+        if code == 421:
+            self._drop()  # RFC 5321 §3.8: the server is closing the channel
+            return result
+        try:
+            self._smtp_or_fail().rset()  # a refused transaction leaves the session usable once reset
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+        return result
+
+    def _smtp_or_fail(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        return self._smtp
+
+
+def _envelope(envelope_from: str, recipient: str) -> tuple[str, str, bool] | SendResult:
+    """Envelope addresses checked and ASCII-fied (IDNA domains); or a permanent failure to report."""
+    converted: list[str] = []
+    needs_smtputf8 = False
+    for role, address in (("sender", envelope_from), ("recipient", recipient)):
+        if role == "sender" and address == "":
+            converted.append("")  # the null reverse-path, RFC 5321 §4.5.5
+            continue
+        local, at, domain = address.rpartition("@")
+        if not (at and local and domain) or any(char in RESERVED_ENVELOPE_CHARS for char in address):
+            return _bad_envelope(f"not a valid {role} address: {address!r}")
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return _bad_envelope(f"not a valid domain in {address!r}")
+        needs_smtputf8 = needs_smtputf8 or not local.isascii()
+        converted.append(f"{local}@{domain}")
+    return converted[0], converted[1], needs_smtputf8
+
+
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()  # closes the socket only; never raises
+
+
+def _bad_envelope(text: str) -> SendResult:
+    # Such an address can never be delivered; retrying would not change that.
+    return SendResult(DeliveryStatus.PERMANENT, None, text, "envelope")
+
+
+def _classify(code: int) -> DeliveryStatus:
+    # RFC 5321 §4.2.1: 4yz transient, 5yz permanent. Anything else where a 2yz was due is unexpected;
+    # treat it as transient so a human looks at it before the mail is given up.
+    return DeliveryStatus.PERMANENT if 500 <= code <= 599 else DeliveryStatus.TEMPORARY
+
+
+def _session_failure(code: int, reply: bytes | str, stage: str) -> SendResult:
+    return SendResult(DeliveryStatus.TEMPORARY, code, _text(reply), stage)
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+def _describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise ValueError(f"{name}={value} is not 1 or 0")
+
+
+def _timeout(value: str | None) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"timeout={value} is not a number of seconds") from None
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"timeout={value} is not between 0 and 3600 seconds")
+    return seconds
+
+
+def _redact(url: str) -> str:
+    # Never echo a password into an error message or a log, even from a URL too broken to parse.
+    return PASSWORD_RE.sub(r"\1\2:***@", url.strip())
