@@ -52,11 +52,11 @@ async def run_service(
     on_ready: Callable[[RunningService], Awaitable[None] | None] | None = None,
     running: RunningService | None = None,
 ) -> None:
+    settings.require(*required_settings(roles, socket_mode))
     from bot.app import build_bolt_app, slack_client
     from bot.assembly import build_worker
     from mail.intake import start_smtp_intake
 
-    settings.require(*required_settings(roles, socket_mode))
     desk = Desk.build(settings)
     await asyncio.to_thread(upgrade, desk.db)
     running = running or RunningService()
