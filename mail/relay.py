@@ -229,6 +229,10 @@ class RelayConnection:
                 text = "the address has a non-ASCII local part and the relay does not offer SMTPUTF8"
                 return SendResult(DeliveryStatus.PERMANENT, None, text, "envelope")
             options.append("SMTPUTF8")  # RFC 6531
+        if smtp.has_extn("size"):
+            # RFC 1870: a relay that cannot take a message this large refuses it at MAIL FROM, before it
+            # is transmitted.
+            options.append(f"SIZE={len(message)}")
         try:
             code, reply = smtp.mail(sender, options)
         except (smtplib.SMTPServerDisconnected, OSError):

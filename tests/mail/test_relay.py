@@ -11,6 +11,8 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from mail.compose import OutboundAttachment, OutboundMail, compose
 from mail.relay import DeliveryStatus, RelayConfig, RelayConnection
+from mail.render import render_markdown
+from mail.templates import TemplateContext, load_templates
 
 SENDER = "support+bounce-k3y@acme.test"
 MESSAGE = (
@@ -271,6 +276,14 @@ def test_sender_refused_at_mail_is_permanent(relay_config: RelayConfig, handler:
     assert handler.received == []
 
 
+def test_message_too_large_for_the_relay_is_refused_before_it_is_sent(serve: Any, handler: Handler):
+    controller = serve(handler, data_size_limit=len(MESSAGE) - 1)
+    with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{controller.port}")) as relay:
+        result = relay.send(SENDER, "bob@customer.test", MESSAGE)
+    assert (result.status, result.code, result.stage) == (DeliveryStatus.PERMANENT, 552, "mail")
+    assert handler.received == []
+
+
 @pytest.mark.parametrize(
     ("sender", "recipient"),
     [
@@ -510,3 +523,38 @@ def test_non_ascii_local_part_without_smtputf8_is_permanent(serve: Any, handler:
     assert (result.status, result.stage) == (DeliveryStatus.PERMANENT, "envelope")
     assert "SMTPUTF8" in result.text
     assert handler.received == []
+
+
+# --- the whole outbound path --------------------------------------------------------------------------
+
+
+def test_rendered_and_composed_reply_arrives_intact(relay_config: RelayConfig, handler: Handler):
+    reply = render_markdown("Hello **Bob**,\n\n1. restart\n2. retry\n\n<script>x</script>")
+    rendered = load_templates(None).render(
+        "staff_reply",
+        TemplateContext(number=42, subject="Printer on fire", sender_name="Alice at ACME",
+                        support_address="support@acme.test", reply_address="support+k3y@acme.test",
+                        reply=reply),
+    )
+    message = compose(OutboundMail(
+        sender_name="Alice at ACME", sender_address="support@acme.test", to="Bob <bob@customer.test>",
+        cc=("carol@customer.test",), reply_to="support+k3y@acme.test", subject=rendered.subject,
+        text=rendered.text, html=rendered.html, message_id="r1.k3y@acme.test", in_reply_to="c1@customer.test",
+        references=("c1@customer.test",), auto_submitted=None, list_unsubscribe_url=None,
+        list_unsubscribe_mailto=None,
+        attachments=(OutboundAttachment("log.txt", "text/plain", b"line\r\n.\r\n..dots\r\n"),),
+    ))
+    with RelayConnection(relay_config) as relay:
+        result = relay.send(SENDER, "bob@customer.test", message)
+    assert result.status is DeliveryStatus.DELIVERED
+    (received,) = handler.received
+    assert received.content == message  # byte for byte, dot-stuffing undone by the server
+    parsed = message_from_bytes(received.content, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["Subject"] == "Re: Printer on fire [#42]"
+    assert parsed["In-Reply-To"] == "<c1@customer.test>"
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert body.get_content().startswith("Hello *Bob*,\n\n1. restart\n2. retry\n\n<script>x</script>\n")
+    attachment = next(parsed.iter_attachments())
+    assert attachment.get_payload(decode=True) == b"line\r\n.\r\n..dots\r\n"
