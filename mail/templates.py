@@ -105,6 +105,10 @@ class Templates:
     def render(self, name: str, context: TemplateContext) -> RenderedMail:
         if name not in TEMPLATE_PLACEHOLDERS:
             raise KeyError(f"unknown email template {name!r}; expected one of {', '.join(TEMPLATE_NAMES)}")
+        if name == "staff_reply" and context.reply is None:
+            raise ValueError("the staff_reply template needs context.reply (from render_markdown)")
+        if name == "merged" and context.merged_into is None:
+            raise ValueError("the merged template needs context.merged_into")
         text_values = _values(name, context, html=False)
         html_values = _values(name, context, html=True)
         subject = _fill(self._sources[(name, "subject")], text_values)
@@ -208,7 +212,7 @@ def _values(name: str, context: TemplateContext, *, html: bool) -> dict[str, str
         "unsubscribe_url": context.unsubscribe_url.strip(),
     }
     if name == "merged":
-        values["merged_into"] = f"#{context.merged_into}" if context.merged_into is not None else ""
+        values["merged_into"] = f"#{context.merged_into}"
     if html:
         values = {key: escape(value) for key, value in values.items()}
     if name == "staff_reply":

@@ -122,6 +122,16 @@ def test_empty_subject():
     )
 
 
+def test_reply_and_merge_target_are_required_where_used():
+    templates = load_templates(None)
+    with pytest.raises(ValueError, match="reply"):
+        templates.render("staff_reply", context(reply=None))
+    with pytest.raises(ValueError, match="merged_into"):
+        templates.render("merged", context(merged_into=None))
+    # Elsewhere they are not needed.
+    templates.render("closed", context(reply=None, merged_into=None))
+
+
 def test_unknown_template_name():
     with pytest.raises(KeyError, match="acknowledgement"):
         load_templates(None).render("acknowledgment", context())
