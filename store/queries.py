@@ -1,0 +1,346 @@
+"""Read-only queries: ticket lists, search, customer history, repeat requesters, home lists, stats.
+
+Nothing here changes the store; every function takes the caller's session, so a command reads
+what it shows in the same transaction it acts in. Counting and medians over the event trail are
+done in Python: the rows are few per period, and the same code then runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from store.models import (
+    Customer,
+    Delivery,
+    Direction,
+    Label,
+    Message,
+    Priority,
+    SlackUser,
+    Status,
+    Ticket,
+    TicketEvent,
+    TicketLabel,
+    Visibility,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+ACTIVE = (Status.OPEN.value, Status.PENDING.value)
+REPEAT_WINDOW = timedelta(days=30)
+# Urgent first: the order a queue is worked in.
+_PRIORITY_RANK = case(
+    {Priority.URGENT.value: 0, Priority.HIGH.value: 1, Priority.NORMAL.value: 2, Priority.LOW.value: 3},
+    value=Ticket.priority,
+    else_=4,
+)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """`/desk list` filters; `statuses` empty means any status."""
+
+    statuses: tuple[str, ...] = ACTIVE
+    assignee_slack_id: str | None = None
+    unassigned: bool = False
+    label: str | None = None
+
+
+def _page(session: Session, query: Select[Ticket], limit: int, offset: int) -> Page[Ticket]:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    items = list(session.scalars(query.limit(limit).offset(offset)))
+    return Page(items=items, total=int(total), offset=offset)
+
+
+def list_tickets(session: Session, where: TicketFilter, *, limit: int = 20, offset: int = 0) -> Page[Ticket]:
+    """Tickets matching the filter, most recently changed first."""
+    query = select(Ticket)
+    if where.statuses:
+        query = query.where(Ticket.status.in_(where.statuses))
+    if where.assignee_slack_id:
+        query = query.where(Ticket.assignee_slack_id == where.assignee_slack_id)
+    if where.unassigned:
+        query = query.where(Ticket.assignee_slack_id.is_(None))
+    if where.label:
+        query = query.where(
+            exists().where(
+                TicketLabel.ticket_id == Ticket.id,
+                TicketLabel.label_id == Label.id,
+                Label.name == where.label.lower(),
+            )
+        )
+    query = query.order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    return _page(session, query, limit, offset)
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_tickets(session: Session, text: str, *, limit: int = 20, offset: int = 0) -> Page[Ticket]:
+    """Tickets whose subject or any message body holds every word of `text` (any case)."""
+    words = text.split()
+    if not words:
+        return Page(items=[], total=0, offset=offset)
+    conditions: list[ColumnElement[bool]] = []
+    for word in words:
+        pattern = _like_pattern(word)
+        in_body = exists().where(
+            Message.ticket_id == Ticket.id,
+            Message.deleted_at.is_(None),
+            func.lower(Message.body_markdown).like(pattern, escape="\\"),
+        )
+        conditions.append(or_(func.lower(Ticket.subject).like(pattern, escape="\\"), in_body))
+    query = select(Ticket).where(and_(*conditions)).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    return _page(session, query, limit, offset)
+
+
+# ----- customers -----
+
+
+def customer_by_email(session: Session, email: str) -> Customer | None:
+    return session.scalar(select(Customer).where(Customer.email == email.strip().lower()))
+
+
+def customer_by_slack_user(session: Session, user_id: str) -> Customer | None:
+    return session.scalar(select(Customer).where(Customer.slack_user_id == user_id))
+
+
+def customer_tickets(
+    session: Session, customer: Customer, *, limit: int = 10, offset: int = 0
+) -> Page[Ticket]:
+    """The tickets this customer requested, newest first."""
+    query = (
+        select(Ticket)
+        .where(Ticket.requester_id == customer.id)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+    )
+    return _page(session, query, limit, offset)
+
+
+def organization_size(session: Session, organization_id: int) -> int:
+    """How many customers the organization has."""
+    count = session.scalar(
+        select(func.count()).select_from(Customer).where(Customer.organization_id == organization_id)
+    )
+    return int(count or 0)
+
+
+def repeat_requests(session: Session, ticket: Ticket, window: timedelta = REPEAT_WINDOW) -> int:
+    """The requester's tickets opened in the window ending at this ticket's creation, this one
+    included ("3rd ticket in 30 days"). Tickets merged away are duplicates, not new requests."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .where(
+            Ticket.requester_id == ticket.requester_id,
+            Ticket.created_at > ticket.created_at - window,
+            Ticket.created_at <= ticket.created_at,
+            or_(Ticket.merged_into_id.is_(None), Ticket.id == ticket.id),
+        )
+    )
+    return int(count or 0)
+
+
+# ----- staff -----
+
+
+def slack_user(session: Session, user_id: str) -> SlackUser | None:
+    return session.get(SlackUser, user_id)
+
+
+def slack_user_by_name(session: Session, name: str) -> SlackUser | None:
+    """A person by handle or display name (a typed `@alice` that Slack did not turn into an id)."""
+    name = name.lstrip("@").strip().lower()
+    if not name:
+        return None
+    return session.scalar(
+        select(SlackUser)
+        .where(
+            or_(func.lower(SlackUser.name) == name, func.lower(SlackUser.display_name) == name),
+            SlackUser.is_bot.is_(False),
+        )
+        .order_by(SlackUser.is_staff.desc(), SlackUser.user_id)
+        .limit(1)
+    )
+
+
+def is_staff(session: Session, user_id: str) -> bool:
+    user = session.get(SlackUser, user_id)
+    return bool(user is not None and user.is_staff and not user.is_bot)
+
+
+def display_name(user: SlackUser | None, fallback: str) -> str:
+    """Slack's own rule: the display name, the real name when that is empty, then the handle."""
+    if user is None:
+        return fallback
+    return user.display_name or user.real_name or user.name or fallback
+
+
+# ----- the App Home lists -----
+
+
+def my_open_tickets(session: Session, user_id: str, *, limit: int = 20) -> list[Ticket]:
+    query = (
+        select(Ticket)
+        .where(Ticket.assignee_slack_id == user_id, Ticket.status.in_(ACTIVE))
+        .order_by(_PRIORITY_RANK, Ticket.created_at, Ticket.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def unassigned_tickets(session: Session, *, limit: int = 20) -> list[Ticket]:
+    query = (
+        select(Ticket)
+        .where(Ticket.assignee_slack_id.is_(None), Ticket.status.in_(ACTIVE))
+        .order_by(_PRIORITY_RANK, Ticket.created_at, Ticket.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, datetime]]:
+    """Open tickets whose customer wrote last, with when they started waiting: longest first."""
+    inbound = aliased(Message)
+    outbound = aliased(Message)
+    last_in = (
+        select(inbound.ticket_id, func.max(inbound.created_at).label("at"))
+        .where(inbound.direction == Direction.INBOUND.value, inbound.deleted_at.is_(None))
+        .group_by(inbound.ticket_id)
+        .subquery()
+    )
+    last_out = (
+        select(outbound.ticket_id, func.max(outbound.created_at).label("at"))
+        .where(
+            outbound.direction == Direction.OUTBOUND.value,
+            outbound.visibility == Visibility.PUBLIC.value,
+            outbound.deleted_at.is_(None),
+            or_(outbound.delivery.is_(None), outbound.delivery != Delivery.CANCELLED.value),
+        )
+        .group_by(outbound.ticket_id)
+        .subquery()
+    )
+    query = (
+        select(Ticket, last_in.c.at)
+        .join(last_in, last_in.c.ticket_id == Ticket.id)
+        .outerjoin(last_out, last_out.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value, or_(last_out.c.at.is_(None), last_out.c.at < last_in.c.at))
+        .order_by(last_in.c.at, Ticket.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def recently_changed(session: Session, *, limit: int = 10) -> list[Ticket]:
+    query = select(Ticket).order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+# ----- metrics from the event trail -----
+
+
+@dataclass(frozen=True)
+class DeskStats:
+    since: datetime
+    until: datetime
+    created: int = 0
+    created_by_origin: dict[str, int] = field(default_factory=dict)
+    created_by_label: dict[str, int] = field(default_factory=dict)
+    responded: int = 0
+    first_response_median: timedelta | None = None
+    resolved: int = 0
+    resolution_median: timedelta | None = None
+    reopened: int = 0
+    repeat_requesters: int = 0
+    open_now: int = 0
+    unassigned_now: int = 0
+
+
+def _median(durations: list[timedelta]) -> timedelta | None:
+    if not durations:
+        return None
+    return timedelta(seconds=statistics.median(d.total_seconds() for d in durations))
+
+
+def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
+    """Volume, first response and resolution of the tickets opened in [since, until)."""
+    until = until or utcnow()
+    created = session.execute(
+        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data).where(
+            TicketEvent.kind == "created", TicketEvent.created_at >= since, TicketEvent.created_at < until
+        )
+    ).all()
+    opened_at = {ticket_id: at for ticket_id, at, _data in created}
+    origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
+    first_response: dict[int, datetime] = {}
+    resolved: dict[int, datetime] = {}
+    if opened_at:
+        trail = session.execute(
+            select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
+            .where(
+                TicketEvent.ticket_id.in_(list(opened_at)),
+                TicketEvent.kind.in_(["first_response", "status"]),
+                TicketEvent.created_at < until,
+            )
+            .order_by(TicketEvent.created_at, TicketEvent.id)
+        ).all()
+        for ticket_id, kind, at, data in trail:
+            if kind == "first_response":
+                first_response.setdefault(ticket_id, at)
+            elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
+                resolved.setdefault(ticket_id, at)
+    reopened = session.scalar(
+        select(func.count())
+        .select_from(TicketEvent)
+        .where(
+            TicketEvent.kind == "reopened", TicketEvent.created_at >= since, TicketEvent.created_at < until
+        )
+    )
+    # An empty IN is simply false on every engine: no special case for a quiet period.
+    opened = list(opened_at)
+    labels = Tally(
+        session.scalars(
+            select(Label.name)
+            .join(TicketLabel, TicketLabel.label_id == Label.id)
+            .where(TicketLabel.ticket_id.in_(opened))
+        ).all()
+    )
+    requesters = Tally(session.scalars(select(Ticket.requester_id).where(Ticket.id.in_(opened))).all())
+    open_now = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status.in_(ACTIVE)))
+    unassigned_now = session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .where(Ticket.status.in_(ACTIVE), Ticket.assignee_slack_id.is_(None))
+    )
+    return DeskStats(
+        since=since,
+        until=until,
+        created=len(opened_at),
+        created_by_origin=dict(origins.most_common()),
+        created_by_label=dict(labels.most_common()),
+        responded=len(first_response),
+        first_response_median=_median([at - opened_at[t] for t, at in first_response.items()]),
+        resolved=len(resolved),
+        resolution_median=_median([at - opened_at[t] for t, at in resolved.items()]),
+        reopened=int(reopened or 0),
+        repeat_requesters=sum(1 for count in requesters.values() if count > 1),
+        open_now=int(open_now or 0),
+        unassigned_now=int(unassigned_now or 0),
+    )

@@ -1,0 +1,199 @@
+"""Read-only queries on a real database: lists, search, customers, repeat requesters, home, stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from freezegun import freeze_time
+
+from store import actions, queries
+from store.actions import Actor, DeskPolicy
+from store.db import Database
+from store.models import Origin, SlackUser, Ticket
+
+POLICY = DeskPolicy(
+    mail_domain="example.com",
+    triage_channel="C0TRIAGE",
+    support_addresses=frozenset({"support@example.com"}),
+)
+ALICE = Actor("alice", slack_id="U0ALICE")
+START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def new_ticket(db: Database, email: str, subject: str, body: str = "") -> int:
+    with db.transaction() as s:
+        customer = actions.customer_for_email(s, email)
+        ticket = actions.open_ticket(
+            s,
+            POLICY,
+            subject=subject,
+            requester=customer,
+            origin=Origin.EMAIL,
+            actor=Actor(email, email=email),
+        )
+        if body:
+            actions.add_customer_message(
+                s, POLICY, ticket, customer=customer, body_markdown=body, source="email"
+            )
+        return ticket.number
+
+
+def numbers(tickets: list[Ticket]) -> list[int]:
+    return [t.number for t in tickets]
+
+
+def test_list_filters_by_status_assignee_and_label(db):
+    one = new_ticket(db, "a@acme.example", "Printer")
+    two = new_ticket(db, "b@acme.example", "Laptop")
+    three = new_ticket(db, "c@acme.example", "Phone")
+    with db.transaction() as s:
+        actions.create_label(s, "hardware")
+        actions.assign(s, actions.ticket_by_number(s, one), "U0ALICE", ALICE)
+        actions.change_labels(s, actions.ticket_by_number(s, two), ["hardware"], [], ALICE)
+        actions.set_status(s, POLICY, actions.ticket_by_number(s, three), "closed", ALICE)
+    with db.transaction() as s:
+        active = queries.list_tickets(s, queries.TicketFilter())
+        assert sorted(numbers(active.items)) == [one, two] and active.total == 2
+        assert numbers(queries.list_tickets(s, queries.TicketFilter(assignee_slack_id="U0ALICE")).items) == [
+            one
+        ]
+        assert numbers(queries.list_tickets(s, queries.TicketFilter(unassigned=True)).items) == [two]
+        assert numbers(queries.list_tickets(s, queries.TicketFilter(label="Hardware")).items) == [two]
+        closed = queries.list_tickets(s, queries.TicketFilter(statuses=("closed",)))
+        assert numbers(closed.items) == [three]
+        assert queries.list_tickets(s, queries.TicketFilter(statuses=())).total == 3
+
+
+def test_list_pages_report_the_total(db):
+    for i in range(5):
+        new_ticket(db, "a@acme.example", f"t{i}")
+    with db.transaction() as s:
+        page = queries.list_tickets(s, queries.TicketFilter(), limit=2, offset=4)
+        assert page.total == 5 and len(page.items) == 1 and page.offset == 4
+
+
+def test_search_matches_every_word_in_subject_or_body_any_case(db):
+    printer = new_ticket(db, "a@acme.example", "Printer on fire", body="The TONER smells")
+    new_ticket(db, "b@acme.example", "Laptop", body="battery")
+    percent = new_ticket(db, "c@acme.example", "Disk 100% full")
+    with db.transaction() as s:
+        assert numbers(queries.search_tickets(s, "printer").items) == [printer]
+        assert numbers(queries.search_tickets(s, "fire toner").items) == [printer]
+        assert queries.search_tickets(s, "fire battery").total == 0
+        # LIKE wildcards in the text are literal characters.
+        assert numbers(queries.search_tickets(s, "100%").items) == [percent]
+        assert queries.search_tickets(s, "%").total == 1
+        assert queries.search_tickets(s, "   ").total == 0
+
+
+def test_customer_history_and_organization(db):
+    first = new_ticket(db, "dan@globex.example", "One")
+    second = new_ticket(db, "dan@globex.example", "Two")
+    new_ticket(db, "erin@globex.example", "Other")
+    with db.transaction() as s:
+        dan = queries.customer_by_email(s, "DAN@globex.example")
+        assert dan is not None and dan.organization is not None
+        assert numbers(queries.customer_tickets(s, dan).items) == [second, first]
+        assert queries.organization_size(s, dan.organization.id) == 2
+        assert queries.customer_by_email(s, "nobody@globex.example") is None
+
+
+def test_repeat_requests_count_the_thirty_days_before_each_ticket(db):
+    with freeze_time(START):
+        first = new_ticket(db, "dan@globex.example", "One")
+    with freeze_time(START + timedelta(days=20)):
+        second = new_ticket(db, "dan@globex.example", "Two")
+    with freeze_time(START + timedelta(days=40)):
+        third = new_ticket(db, "dan@globex.example", "Three")
+        duplicate = new_ticket(db, "dan@globex.example", "Three again")
+    with db.transaction() as s:
+        actions.merge(
+            s, POLICY, actions.ticket_by_number(s, duplicate), actions.ticket_by_number(s, third), ALICE
+        )
+    with db.transaction() as s:
+        counts = [queries.repeat_requests(s, actions.ticket_by_number(s, n)) for n in (first, second, third)]
+        # The 40-day ticket sees only the 20-day one; the merged duplicate is not a new request.
+        assert counts == [1, 2, 2]
+
+
+def test_home_lists(db):
+    with freeze_time(START):
+        waiting_long = new_ticket(db, "a@acme.example", "Old", body="help")
+    with freeze_time(START + timedelta(hours=1)):
+        answered = new_ticket(db, "b@acme.example", "Answered", body="help")
+        mine = new_ticket(db, "c@acme.example", "Mine")
+    with freeze_time(START + timedelta(hours=2)), db.transaction() as s:
+        ticket = actions.ticket_by_number(s, answered)
+        actions.add_staff_reply(
+            s, POLICY, ticket, author=ALICE, body_markdown="on it", slack_channel="C0TRIAGE", slack_ts="1.1"
+        )
+        actions.assign(s, actions.ticket_by_number(s, mine), "U0ALICE", ALICE)
+    with freeze_time(START + timedelta(hours=3)), db.transaction() as s:
+        actions.set_priority(s, actions.ticket_by_number(s, waiting_long), "urgent", ALICE)
+    with db.transaction() as s:
+        assert numbers(queries.my_open_tickets(s, "U0ALICE")) == [mine]
+        # Urgent first, then oldest.
+        assert numbers(queries.unassigned_tickets(s)) == [waiting_long, answered]
+        waiting = queries.waiting_tickets(s)
+        assert [(t.number, since) for t, since in waiting] == [(waiting_long, START)]
+        assert numbers(queries.recently_changed(s, limit=2)) == [waiting_long, mine]
+
+
+def test_stats_from_the_event_trail(db):
+    with freeze_time(START):
+        one = new_ticket(db, "a@acme.example", "One")
+        two = new_ticket(db, "a@acme.example", "Two")
+        new_ticket(db, "b@acme.example", "Three")
+        with db.transaction() as s:
+            actions.create_label(s, "bug")
+            actions.change_labels(s, actions.ticket_by_number(s, one), ["bug"], [], ALICE)
+    with freeze_time(START + timedelta(hours=1)), db.transaction() as s:
+        actions.add_staff_reply(
+            s,
+            POLICY,
+            actions.ticket_by_number(s, one),
+            author=ALICE,
+            body_markdown="hi",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.1",
+        )
+    with freeze_time(START + timedelta(hours=3)), db.transaction() as s:
+        actions.add_staff_reply(
+            s,
+            POLICY,
+            actions.ticket_by_number(s, two),
+            author=ALICE,
+            body_markdown="hi",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.2",
+        )
+        actions.set_status(s, POLICY, actions.ticket_by_number(s, one), "resolved", ALICE)
+    with freeze_time(START + timedelta(hours=4)), db.transaction() as s:
+        actions.set_status(s, POLICY, actions.ticket_by_number(s, one), "open", ALICE)
+    with freeze_time(START + timedelta(days=1)), db.transaction() as s:
+        stats = queries.desk_stats(s, START - timedelta(days=7))
+    assert stats.created == 3 and stats.created_by_origin == {"email": 3}
+    assert stats.created_by_label == {"bug": 1}
+    assert stats.responded == 2 and stats.first_response_median == timedelta(hours=2)
+    assert stats.resolved == 1 and stats.resolution_median == timedelta(hours=3)
+    assert stats.reopened == 1 and stats.repeat_requesters == 1
+    assert stats.open_now == 3 and stats.unassigned_now == 3
+    with db.transaction() as s:
+        empty = queries.desk_stats(s, START + timedelta(days=2), START + timedelta(days=3))
+    assert empty.created == 0 and empty.first_response_median is None
+
+
+def test_staff_lookup_by_id_and_name(db):
+    with db.transaction() as s:
+        s.add(SlackUser(user_id="U0ALICE", name="alice", display_name="Alice A", is_staff=True))
+        s.add(SlackUser(user_id="U0ROBOT", name="robot", is_bot=True, is_staff=True))
+        s.add(SlackUser(user_id="U0DAN", name="dan"))
+    with db.transaction() as s:
+        assert queries.is_staff(s, "U0ALICE")
+        assert not queries.is_staff(s, "U0ROBOT") and not queries.is_staff(s, "U0DAN")
+        assert not queries.is_staff(s, "U0NOBODY")
+        found = queries.slack_user_by_name(s, "@Alice A")
+        assert found is not None and found.user_id == "U0ALICE"
+        assert queries.slack_user_by_name(s, "robot") is None
+        assert queries.display_name(queries.slack_user(s, "U0DAN"), "x") == "dan"
+        assert queries.display_name(None, "fallback") == "fallback"
