@@ -8,9 +8,11 @@ own messages); anything else raises `ValueError`, since it is a mistake in the t
 from __future__ import annotations
 
 import copy
+import functools
 import secrets
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from sandbox.api_files import new_file, share_file
 from sandbox.delivery import Dispatcher, Interaction
@@ -33,7 +35,19 @@ from sandbox.state import JSON, Ephemeral, Message, ResponseUrlPost, SlackState
 from sandbox.workspace import Channel, User
 
 FileSpec = tuple[str, bytes] | tuple[str, bytes, str] | dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
 MAX_RESPONSE_URL_USES = 5  # Slack: up to 5 times within 30 minutes
+
+
+def locked(method: F) -> F:
+    """Run a person's action under the state lock: web handlers read the same objects on another thread."""
+
+    @functools.wraps(method)
+    def run(self: UserActions, *args: Any, **kwargs: Any) -> Any:
+        with self.state.lock:
+            return method(self, *args, **kwargs)
+
+    return cast(F, run)
 
 
 class UserActions:
@@ -73,6 +87,7 @@ class UserActions:
         return f"{self.state.base_url}_sandbox/response/{key}"
 
     # -- messages ------------------------------------------------------------------------------
+    @locked
     def user_post(
         self,
         user: str,
@@ -115,6 +130,7 @@ class UserActions:
             self.dispatcher.emit(message_event(state, message), place.id)
         return message.ts
 
+    @locked
     def user_edit(
         self, user: str, channel: str, ts: str, new_text: str, blocks: list[JSON] | None = None
     ) -> None:
@@ -132,6 +148,7 @@ class UserActions:
         state.changed()
         self.dispatcher.emit(message_changed_event(state, message, previous), place.id)
 
+    @locked
     def user_delete(self, user: str, channel: str, ts: str) -> None:
         person = self._user(user)
         place = self._channel(channel)
@@ -143,6 +160,7 @@ class UserActions:
         self.state.changed()
         self.dispatcher.emit(message_deleted_event(self.state, place.id, previous), place.id)
 
+    @locked
     def user_react(self, user: str, channel: str, ts: str, name: str) -> None:
         person = self._user(user)
         place = self._channel(channel, person)
@@ -155,6 +173,7 @@ class UserActions:
         self.state.changed()
         self.dispatcher.emit(reaction_event(self.state, "reaction_added", person.id, message, name), place.id)
 
+    @locked
     def user_unreact(self, user: str, channel: str, ts: str, name: str) -> None:
         person = self._user(user)
         place = self._channel(channel, person)
@@ -172,6 +191,7 @@ class UserActions:
         )
 
     # -- membership and home -------------------------------------------------------------------
+    @locked
     def user_join(self, user: str, channel: str, inviter: str | None = None) -> None:
         person = self._user(user)
         place = self._channel(channel)
@@ -183,6 +203,7 @@ class UserActions:
             member_event(self.state, "member_joined_channel", person.id, place, inviter), place.id
         )
 
+    @locked
     def user_leave(self, user: str, channel: str) -> None:
         person = self._user(user)
         place = self._channel(channel)
@@ -194,6 +215,7 @@ class UserActions:
         place.members.remove(person.id)
         self.state.changed()
 
+    @locked
     def user_open_home(self, user: str) -> None:
         person = self._user(user)
         view_id = self.state.home_views.get(person.id)
@@ -202,6 +224,7 @@ class UserActions:
         self.dispatcher.emit(app_home_opened_event(self.state, person.id, dm_channel, view), None)
 
     # -- commands and interactivity ------------------------------------------------------------
+    @locked
     def user_command(self, user: str, channel: str, command: str, text: str = "") -> Interaction:
         """Run a slash command; the app gets Slack's form and a response_url served by the emulator."""
         person = self._user(user)
@@ -212,6 +235,7 @@ class UserActions:
         interaction = Interaction("command", dict(form), trigger_id, response_url, place.id, person.id)
         return self.dispatcher.interact(interaction)
 
+    @locked
     def user_shortcut(
         self, user: str, channel: str, ts: str, callback_id: str = "create_ticket"
     ) -> Interaction:
@@ -229,6 +253,7 @@ class UserActions:
         )
         return self.dispatcher.interact(interaction)
 
+    @locked
     def user_block_action(
         self, user: str, channel: str, message_ts: str, action: str | JSON, value: str | None = None
     ) -> Interaction:
@@ -254,6 +279,7 @@ class UserActions:
         )
         return self.dispatcher.interact(interaction)
 
+    @locked
     def user_view_submission(self, user: str, view_id: str, values: dict[str, dict[str, Any]]) -> Interaction:
         """Submit an open modal; `values` is {block_id: {action_id: "text" or a full value object}}."""
         person = self._user(user)
@@ -291,6 +317,7 @@ class UserActions:
             view.closed = True
             self.state.changed()
 
+    @locked
     def apply_response(self, response_url: str, body: JSON, source: str = "response_url") -> bool:
         """What Slack does with a message sent to a response_url (or a command's direct answer).
 

@@ -157,6 +157,11 @@ class Dispatcher:
             self._start(self._deliver_event(outer))
         return outer
 
+    def redeliver(self, outer: JSON) -> None:
+        if self._via() is None:
+            raise RuntimeError("no app to deliver to: connect Socket Mode or call deliver_events_to")
+        self._start(self._deliver_event(outer))
+
     async def _deliver_event(self, outer: JSON) -> None:
         if self._via() == "http" and self.sender is not None:
             await self.sender.send_event(outer)

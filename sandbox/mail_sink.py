@@ -20,6 +20,7 @@ import contextlib
 import email.policy
 import threading
 import time
+import warnings
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -152,6 +153,10 @@ class MailSink:
     def start(self) -> MailSink:
         kwargs: dict[str, Any] = {"data_size_limit": self.data_size_limit}
         if self.auth is not None:
+            # AUTH without TLS is deliberate here (a local test relay); aiosmtpd warns on every session.
+            warnings.filterwarnings(
+                "ignore", "Requiring AUTH while not requiring TLS", UserWarning, "aiosmtpd.smtp"
+            )
             kwargs.update(
                 authenticator=_Authenticator(*self.auth),
                 auth_required=True,

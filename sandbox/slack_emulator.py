@@ -319,6 +319,13 @@ class SlackEmulator(UserActions):
     def pending(self) -> int:
         return self.dispatcher.pending
 
+    def redeliver(self, event_id: str) -> None:
+        """Send an event the app was already sent once more, as Slack sometimes does (same event_id)."""
+        outer = next((e for e in self.dispatcher.events if e["event_id"] == event_id), None)
+        if outer is None:
+            raise ValueError(f"no event {event_id}")
+        self.dispatcher.redeliver(outer)
+
     # -- Socket Mode ---------------------------------------------------------------------------
     @property
     def socket_connections(self) -> int:

@@ -194,3 +194,19 @@ def test_block_action_replaces_the_original() -> None:
         assert body["container"]["message_ts"] == ts
         assert body["message"]["blocks"] == blocks
         assert emulator.message(TRIAGE, ts).text == "#42 closed"
+
+
+def test_redelivered_event_keeps_its_event_id() -> None:
+    async def scenario(emulator: SlackEmulator, app: AsyncApp, seen: list[Any]) -> None:
+        @app.event("message")
+        async def on_message(body: dict) -> None:
+            seen.append(body["event_id"])
+
+        emulator.user_post(CAROL, HELP, "once")
+        await emulator.wait_idle_async()
+        emulator.redeliver(emulator.events[-1]["event_id"])
+        await emulator.wait_idle_async()
+
+    with SlackEmulator() as emulator:
+        first, second = run_with_bolt(emulator, scenario)
+        assert first == second

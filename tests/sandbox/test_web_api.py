@@ -140,6 +140,7 @@ def test_staff_identity_on_a_customer_post(emulator: SlackEmulator, client: WebC
     assert (stored.username, stored.icon_url) == ("Alice Archer", "https://avatars.example/a.png")
 
 
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
 def test_post_errors(client: WebClient) -> None:
     assert error_of(lambda: client.chat_postMessage(channel="C0NOPE", text="x")) == "channel_not_found"
     assert error_of(lambda: client.chat_postMessage(channel=EMPTY, text="x")) == "not_in_channel"
