@@ -36,6 +36,8 @@ HEADER_NAME_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 ANGLE_ADDRESS_RE = re.compile(r"^(.*)<([^<>]*)>$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9-]+$")
 CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+# Headers of ours whose items must not be split, folded between items (see _ItemFolded).
+FOLDED_BETWEEN_ITEMS = ("References", "List-Unsubscribe")
 URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
 # Headers compose() owns; extra_headers may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -98,7 +100,41 @@ class _Message(emails.Message):
         for part in root.walk():
             if part is not root:
                 del part["MIME-Version"]  # RFC 2045 §4: only the top-level header needs it
+        for name in FOLDED_BETWEEN_ITEMS:
+            value = root[name]
+            if value:
+                # compat32 generates any value that has Header's encode(); the stubs only know str.
+                root.replace_header(name, _ItemFolded(name, str(value).split(" ")))  # type: ignore[arg-type]
         return root
+
+
+class _ItemFolded:
+    """A header of space-separated ASCII items (ids, <URLs>) folded only between items.
+
+    The stdlib's compat32 folding moves an item that does not fit on the first line to the next one, leaving
+    "List-Unsubscribe: " empty. That is legal (RFC 5322 §3.2.2) but gives naive parsers a value starting
+    with whitespace. The generator uses any value with this ``encode`` method as the Header it would make.
+    """
+
+    def __init__(self, name: str, items: Sequence[str]) -> None:
+        self._name = name
+        self._items = [item for item in items if item]
+
+    def encode(self, linesep: str = "\n", maxlinelen: int | None = 78, **_ignored: object) -> str:
+        limit = maxlinelen or 78
+        lines = [self._items[0]]
+        width = len(self._name) + 2 + len(self._items[0])
+        for item in self._items[1:]:
+            if width + 1 + len(item) > limit:
+                lines.append(item)
+                width = 1 + len(item)
+            else:
+                lines[-1] += " " + item
+                width += 1 + len(item)
+        return (linesep + " ").join(lines)
+
+    def __str__(self) -> str:
+        return " ".join(self._items)
 
 
 def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:

@@ -204,6 +204,30 @@ def test_list_unsubscribe_with_one_click():
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_long_list_unsubscribe_and_references_fold_between_items_only():
+    # Regression: the stdlib folded a long List-Unsubscribe before its first URL, leaving "List-Unsubscribe: "
+    # empty and the value starting with whitespace for parsers that do not unfold (compat32).
+    key = "4y67rmnohmzgsxp5mqa6wqd4nzva"
+    references = tuple(f"long.message.id.{n}.0123456789@mail.example.test" for n in range(4))
+    raw = compose(
+        outbound(list_unsubscribe_url=f"https://desk.acme.test/unsubscribe/{key}",
+                 list_unsubscribe_mailto=f"support+unsub-{key}@acme.test", references=references),
+        now=NOW,
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert f"\r\nList-Unsubscribe: <https://desk.acme.test/unsubscribe/{key}>,\r\n".encode() in head
+    assert b"\r\nReferences: <long.message.id.0.0123456789@mail.example.test>\r\n " in head
+    assert not any(line.endswith(b" ") for line in head.split(b"\r\n"))
+    assert max(len(line) for line in head.split(b"\r\n")) <= 100
+    legacy = message_from_bytes(raw)  # compat32: folds are kept, so the value's first character shows
+    assert str(legacy["List-Unsubscribe"]).startswith("<https://")
+    message = parse(raw)
+    assert message["List-Unsubscribe"] == (
+        f"<https://desk.acme.test/unsubscribe/{key}>, <mailto:support+unsub-{key}@acme.test>"
+    )
+    assert message["References"] == " ".join(f"<{reference}>" for reference in references)
+
+
 def test_list_unsubscribe_mailto_only():
     message = parse(compose(outbound(list_unsubscribe_mailto="mailto:support+unsub-k3y@acme.test"), now=NOW))
     assert message["List-Unsubscribe"] == "<mailto:support+unsub-k3y@acme.test>"
