@@ -53,6 +53,10 @@ async def run_service(
     running: RunningService | None = None,
 ) -> None:
     settings.require(*required_settings(roles, socket_mode))
+    if "worker" in roles:
+        from mail.delivery import check_delivery_settings
+
+        check_delivery_settings(settings)  # a bad relay URL or template stops here, with one line
     from bot.app import build_bolt_app, slack_client
     from bot.assembly import build_worker
     from mail.intake import start_smtp_intake

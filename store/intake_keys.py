@@ -1,14 +1,16 @@
-"""The keys the desk issues in addresses: `+<reply key>`, `+unsub-<key>`, `+bounce-<key>`."""
+"""The keys the desk issues: in addresses (`+<reply key>`, `+unsub-<key>`, `+bounce-<key>`) and links."""
 
 from __future__ import annotations
 
 import enum
 import re
+import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from store.db import Database
-from store.models import Participant, Ticket
+from store.models import Participant, ServiceState, Ticket, utcnow
 
 UNSUBSCRIBE_PREFIX = "unsub-"
 BOUNCE_PREFIX = "bounce-"
@@ -59,3 +61,33 @@ def unsubscribe_address(support_address: str, key: str) -> str:
 def bounce_address(support_address: str, key: str) -> str:
     local, _, domain = support_address.partition("@")
     return f"{local}+{BOUNCE_PREFIX}{key}@{domain}"
+
+
+# ----- the secret that signs links the desk hands out (original message, large attachments) -----
+
+LINK_SECRET_STATE = "link_secret"
+
+
+def link_secret(db: Database) -> bytes:
+    """The desk's random secret for signing links, made once and shared through the database.
+
+    Every process (web, worker) of one desk reads the same value, so a link the worker wrote into a
+    thread or an email is verified by whichever web process serves it; nothing is configured.
+    """
+    with db.transaction() as session:
+        state = session.get(ServiceState, LINK_SECRET_STATE)
+        if state is not None:
+            return bytes.fromhex(str(state.value["secret"]))
+    try:
+        with db.transaction() as session:
+            session.add(
+                ServiceState(
+                    key=LINK_SECRET_STATE, value={"secret": secrets.token_hex(32)}, updated_at=utcnow()
+                )
+            )
+    except IntegrityError:
+        pass  # another process made it first: use theirs
+    with db.transaction() as session:
+        state = session.get(ServiceState, LINK_SECRET_STATE)
+        assert state is not None
+        return bytes.fromhex(str(state.value["secret"]))

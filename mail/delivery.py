@@ -1,0 +1,300 @@
+"""Outbound email: one `email.send` outbox row becomes one SMTP transaction through the relay.
+
+The row was written by `store.actions.common.enqueue_emails` with everything that must not change
+between attempts (recipient, Message-ID, In-Reply-To, References); what may change until the mail
+leaves (a staff reply's body, edited inside the undo window; a participant who unsubscribed) is
+read when the row runs. The database is read in one short transaction, the mail is composed outside
+it, and nothing talks SMTP while a transaction is open.
+
+Outcomes: delivered -> Done; 4xx, no answer or an unusable relay -> Retry (the outbox backs off
+until the row's deadline); 5xx -> Fail, and the worker says so in the ticket's thread. A reply
+cancelled, deleted or made a note before it left, and a recipient who unsubscribed or bounced
+meanwhile, are skipped (Done, nothing sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mail.compose import (
+    MAX_ATTACHED_BYTES,
+    OutboundAttachment,
+    OutboundMail,
+    clean_header_value,
+    compose,
+    compose_attachments_within,
+    safe_filename,
+)
+from mail.links import attachment_url, unsubscribe_url
+from mail.relay import DeliveryStatus, RelayConfig, SendResult
+from mail.relay_pool import RelayPool
+from mail.render import render_markdown
+from mail.templates import SETTING as TEMPLATES_SETTING
+from mail.templates import TemplateContext, TemplateError, Templates, load_templates, validate_templates
+from store.context import Desk
+from store.intake_keys import bounce_address, link_secret, reply_address, unsubscribe_address
+from store.models import Delivery, Message, Participant, Ticket, Visibility
+from store.outbox import OutboxItem
+from store.outcomes import Apply, Done, Fail, Outcome, Retry
+from store.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# RFC 3834 section 5: the acknowledgement answers a person's mail (auto-replied); notices the desk
+# sends on its own (status changes, "you were added") are auto-generated; a staff reply is a person's.
+AUTO_SUBMITTED = {
+    "acknowledgement": "auto-replied",
+    "staff_reply": None,
+    "new_participant": "auto-generated",
+    "resolved": "auto-generated",
+    "closed": "auto-generated",
+    "reopened": "auto-generated",
+    "merged": "auto-generated",
+}
+
+
+def check_delivery_settings(settings: Settings) -> None:
+    """Start-up check of what outbound mail needs: one line naming the bad setting, never a traceback."""
+    try:
+        RelayConfig.from_url(settings.smtp_relay_url)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    try:
+        validate_templates(settings.templates_dir)
+    except TemplateError as exc:
+        raise SettingsError(f"{TEMPLATES_SETTING}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    """What one row needs from the database, read in one transaction and detached from it."""
+
+    number: int
+    subject: str
+    reply_key: str
+    recipient: str
+    recipient_name: str
+    participant_key: str
+    reply_markdown: str | None
+    files: tuple[FileFacts, ...]
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    envelope_from: str
+    recipient: str
+    data: bytes
+
+
+class EmailDelivery:
+    """The performer of `email.send` rows."""
+
+    def __init__(
+        self, desk: Desk, *, templates: Templates | None = None, pool: RelayPool | None = None
+    ) -> None:
+        self.desk = desk
+        self.templates = templates or load_templates(desk.settings.templates_dir)
+        self.pool = pool or RelayPool(RelayConfig.from_url(desk.settings.smtp_relay_url))
+        self._secret: bytes | None = None
+
+    async def perform(self, item: OutboxItem) -> Outcome:
+        prepared = await asyncio.to_thread(self.prepare, item)
+        if not isinstance(prepared, PreparedMail):
+            return prepared
+        result = await self.pool.send(prepared.envelope_from, prepared.recipient, prepared.data)
+        return outcome_for(result)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # ----- preparing one mail (runs in a thread) -----
+
+    def prepare(self, item: OutboxItem) -> PreparedMail | Outcome:
+        with self.desk.db.transaction() as session:
+            facts = read_facts(session, item)
+        if isinstance(facts, str):
+            log.info("email %s not sent: %s", item.id, facts, extra={"row_id": item.id})
+            return Done(result={"skipped": facts}, apply=_cancel_receipt(item) if item.message_id else None)
+        try:
+            data = self.compose(item, facts)
+        except ValueError as exc:
+            # An address or header that can never be sent (compose validates every header it writes).
+            return Fail(f"the email could not be composed: {exc}")
+        # RFC 5321 4.5.5: bounces come back to an address of ours that names the participant.
+        envelope_from = bounce_address(self.desk.settings.support_address, facts.participant_key)
+        return PreparedMail(envelope_from, facts.recipient, data)
+
+    def compose(self, item: OutboxItem, facts: MailFacts) -> bytes:
+        settings = self.desk.settings
+        payload = item.payload
+        template = str(payload["template"])
+        attached, too_large = self._attachments(facts.files)
+        reply = None
+        if facts.reply_markdown is not None:
+            reply = render_markdown(facts.reply_markdown + self._too_large_note(too_large))
+        rendered = self.templates.render(
+            template,
+            TemplateContext(
+                number=facts.number,
+                subject=facts.subject,
+                sender_name=settings.sender_name,
+                support_address=settings.support_address,
+                reply_address=reply_address(settings.support_address, facts.reply_key),
+                customer_name=facts.recipient_name,
+                unsubscribe_url=unsubscribe_url(settings.public_url, facts.participant_key),
+                reply=reply,
+                merged_into=_int_or_none(payload.get("target_number")),
+            ),
+        )
+        mail = OutboundMail(
+            sender_name=settings.sender_name,
+            sender_address=settings.support_address,
+            to=_mailbox(facts.recipient_name, facts.recipient),
+            cc=tuple(str(address) for address in payload.get("cc") or ()),
+            reply_to=reply_address(settings.support_address, facts.reply_key),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=str(payload["message_id_header"]),
+            in_reply_to=payload.get("in_reply_to"),
+            references=tuple(str(reference) for reference in payload.get("references") or ()),
+            auto_submitted=AUTO_SUBMITTED.get(template),
+            list_unsubscribe_url=unsubscribe_url(settings.public_url, facts.participant_key) or None,
+            list_unsubscribe_mailto=unsubscribe_address(settings.support_address, facts.participant_key),
+            attachments=attached,
+        )
+        return compose(mail)
+
+    def _attachments(
+        self, files: tuple[FileFacts, ...]
+    ) -> tuple[tuple[OutboundAttachment, ...], tuple[FileFacts, ...]]:
+        """Files attached while they fit in 10 MB in total; the rest become links (or are named)."""
+        fitting: list[FileFacts] = []
+        budget = MAX_ATTACHED_BYTES
+        for file in files:
+            if file.size <= budget and self.desk.files.exists(file.sha256):
+                fitting.append(file)
+                budget -= file.size
+        loaded = [
+            OutboundAttachment(file.filename, file.content_type, self.desk.files.get(file.sha256))
+            for file in fitting
+        ]
+        attached, _ = compose_attachments_within(loaded)
+        return attached, tuple(file for file in files if file not in fitting)
+
+    def _too_large_note(self, files: tuple[FileFacts, ...]) -> str:
+        if not files:
+            return ""
+        public_url = self.desk.settings.public_url
+        lines = ["", "", "Files too large to attach:", ""]
+        for file in files:
+            name = _markdown_text(safe_filename(file.filename))
+            size = f"{file.size / 1_048_576:.1f} MB"
+            if public_url:
+                link = attachment_url(public_url, self._link_secret(), file.id, file.sha256)
+                lines.append(f"- [{name}]({link}) ({size})")
+            else:
+                lines.append(f"- {name} ({size}), ask us for it in a reply")
+        return "\n".join(lines)
+
+    def _link_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = link_secret(self.desk.db)
+        return self._secret
+
+
+def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
+    """The facts for one row, or the reason it must not be sent (any more)."""
+    payload: dict[str, Any] = item.payload
+    participant = session.get(Participant, _int_or_none(payload.get("participant_id")) or 0)
+    if participant is None:
+        return "the recipient is no longer a participant of the ticket"
+    if participant.unsubscribed_at is not None:
+        return f"{participant.email} unsubscribed from this ticket"
+    if participant.bounced_at is not None:
+        return f"mail to {participant.email} bounced before"
+    ticket = session.get(Ticket, item.ticket_id or participant.ticket_id)
+    if ticket is None:
+        return "the ticket no longer exists"
+    number, subject = ticket.number, ticket.subject
+    # A merged ticket's mail continues in the ticket it went into: replies must land there.
+    hops = 0
+    while ticket.merged_into_id is not None and hops < 20:
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None:
+            break
+        ticket, hops = target, hops + 1
+    reply_markdown: str | None = None
+    files: tuple[FileFacts, ...] = ()
+    if item.message_id is not None:
+        message = session.get(Message, item.message_id)
+        if message is None or message.deleted_at is not None:
+            return "the reply was deleted before it was delivered"
+        if message.visibility != Visibility.PUBLIC:
+            return "the reply became an internal note before it was delivered"
+        if message.delivery == Delivery.CANCELLED:
+            return "the reply was cancelled before it was delivered"
+        reply_markdown = message.body_markdown
+        files = tuple(
+            FileFacts(a.id, a.filename, a.content_type, a.size, a.sha256) for a in message.attachments
+        )
+    return MailFacts(
+        number=number,
+        subject=subject,
+        reply_key=ticket.reply_key,
+        recipient=participant.email,
+        recipient_name=participant.name or str(payload.get("to_name") or ""),
+        participant_key=participant.unsubscribe_key,
+        reply_markdown=reply_markdown,
+        files=files,
+    )
+
+
+def outcome_for(result: SendResult) -> Outcome:
+    if result.status is DeliveryStatus.DELIVERED:
+        return Done(result={"relay": result.describe()})
+    if result.status is DeliveryStatus.TEMPORARY:
+        return Retry(result.describe())
+    return Fail(f"the mail server refused it: {result.describe()}")
+
+
+def _cancel_receipt(item: OutboxItem) -> Apply:
+    """Skipping a reply's mail must not tick it as delivered: mark the reply cancelled instead."""
+
+    def apply(session: Session) -> None:
+        message = session.get(Message, item.message_id)
+        if message is not None and message.delivery == Delivery.PENDING and (
+            message.deleted_at is not None or message.visibility != Visibility.PUBLIC
+        ):
+            message.delivery = Delivery.CANCELLED
+
+    return apply
+
+
+def _mailbox(name: str, address: str) -> str:
+    """`"Name" <address>` for compose (which encodes the name, RFC 2047); no CR/LF from user input."""
+    name = clean_header_value(name).replace('"', '\\"')
+    return f'"{name}" <{address}>' if name else address
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _markdown_text(text: str) -> str:
+    """A file name as literal Markdown text (no accidental emphasis, links or HTML)."""
+    return "".join("\\" + char if char in "\\`*_{}[]()<>#+-.!|~" else char for char in text)

@@ -1,0 +1,91 @@
+"""Relay connections shared by one worker's sends, so a batch of due mail shares a connection.
+
+The worker performs the rows it claimed together, concurrently; each send borrows an idle connection
+(or opens one, up to `size` at once) and gives it back, so fifty mails due together travel over a
+few SMTP sessions, not fifty. An idle connection is closed after `idle_seconds`. A relay outage is
+logged once when it starts and once when it ends, not once per mail (as Mailman's outgoing runner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from mail.relay import DeliveryStatus, RelayConfig, RelayConnection, SendResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 4
+DEFAULT_IDLE_SECONDS = 10.0
+
+
+class RelayPool:
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        size: int = DEFAULT_SIZE,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        connection_factory: Callable[[RelayConfig], RelayConnection] = RelayConnection,
+    ) -> None:
+        self.config = config
+        self.idle_seconds = idle_seconds
+        self._factory = connection_factory
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[RelayConnection, float]] = []
+        self._relay_down = False
+        self.opened = 0  # connections made, for tests and figures
+
+    async def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
+        async with self._slots:
+            connection = self._borrow()
+            # smtplib blocks: the transaction runs in a thread, off the event loop. If this task is
+            # cancelled meanwhile, the connection is simply not given back (the thread may still be
+            # using it).
+            result = await asyncio.to_thread(connection.send, envelope_from, recipient, message)
+            self._give_back(connection)
+        self._note(result)
+        return result
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection, _since in idle:
+            await asyncio.to_thread(connection.close)
+
+    def _borrow(self) -> RelayConnection:
+        if self._idle:
+            connection, _since = self._idle.pop()
+            return connection
+        self.opened += 1
+        return self._factory(self.config)
+
+    def _give_back(self, connection: RelayConnection) -> None:
+        self._idle.append((connection, time.monotonic()))
+        asyncio.get_running_loop().call_later(self.idle_seconds, self._close_idle)
+
+    def _close_idle(self) -> None:
+        now = time.monotonic()
+        stale = [entry for entry in self._idle if now - entry[1] >= self.idle_seconds]
+        if not stale:
+            return
+        self._idle = [entry for entry in self._idle if entry not in stale]
+        loop = asyncio.get_running_loop()
+        for connection, _since in stale:
+            # QUIT waits for the relay's answer: not on the loop.
+            loop.run_in_executor(None, connection.close)
+
+    def _note(self, result: SendResult) -> None:
+        if result.status is DeliveryStatus.DELIVERED or not result.relay_problem:
+            if self._relay_down:
+                log.info("outbound relay %s works again", self.config.redacted_url())
+                self._relay_down = False
+            return
+        if not self._relay_down:
+            log.error(
+                "outbound relay %s unusable, mail waits in the outbox: %s",
+                self.config.redacted_url(),
+                result.describe(),
+            )
+            self._relay_down = True

@@ -1,0 +1,312 @@
+"""EmailDelivery against a real SMTP sink: headers, bodies, attachments, skips and failure outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mail.delivery import EmailDelivery, check_delivery_settings
+from sandbox.mail_sink import MailSink
+from store import actions, outbox
+from store.actions import Actor, NewAttachment
+from store.actions.common import enqueue_emails
+from store.context import Desk
+from store.db import Database
+from store.models import Delivery, Message, Origin, Outbox, Participant, Ticket, utcnow
+from store.outbox import Kind, OutboxItem
+from store.outcomes import Done, Fail, Retry
+from store.settings import Settings, SettingsError
+
+SUPPORT = "support@acme.test"
+STAFF = Actor("Alice Agent", slack_id="U0ALICE")
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as running:
+        yield running
+
+
+def make_desk(db: Database, tmp_path: Path, relay_url: str, **overrides: object) -> Desk:
+    settings = Settings(
+        database_url=db.url,
+        support_address=SUPPORT,
+        smtp_relay_url=relay_url,
+        files_dir=tmp_path / "files",
+        triage_channel="C0TRIAGE",
+        reply_delay_seconds=0,
+        sender_name="ACME Support",
+        **overrides,  # type: ignore[arg-type]
+    )
+    return Desk.build(settings, db)
+
+
+@pytest.fixture
+def desk(db: Database, tmp_path: Path, sink: MailSink) -> Desk:
+    return make_desk(db, tmp_path, sink.url, public_url="https://desk.acme.test")
+
+
+def open_email_ticket(desk: Desk, *, cc: tuple[str, ...] = ()) -> int:
+    """A ticket from bob@customer.test with one received message; returns its id."""
+    with desk.db.transaction() as session:
+        customer = actions.customer_for_email(session, "bob@customer.test", "Bob Customer")
+        ticket = actions.open_ticket(
+            session,
+            desk.policy,
+            subject="Printer on fire",
+            requester=customer,
+            origin=Origin.EMAIL,
+            actor=Actor(customer.name, email=customer.email),
+        )
+        actions.add_customer_message(
+            session,
+            desk.policy,
+            ticket,
+            customer=customer,
+            body_markdown="It burns.",
+            source="email",
+            email_message_id="first@customer.test",
+        )
+        for address in cc:
+            actions.add_participant(session, desk.policy, ticket, address, STAFF, notify=False)
+        return ticket.id
+
+
+def email_rows(desk: Desk) -> list[OutboxItem]:
+    """Claim every due email row (as the worker would)."""
+    return outbox.claim_due(desk.db, "test-worker", kinds=frozenset({Kind.EMAIL.value}))
+
+
+def perform_all(delivery: EmailDelivery, items: list[OutboxItem]) -> list[object]:
+    async def run() -> list[object]:
+        try:
+            return list(await asyncio.gather(*(delivery.perform(item) for item in items)))
+        finally:
+            await delivery.close()
+
+    return asyncio.run(run())
+
+
+def participant(desk: Desk, email: str) -> Participant:
+    with desk.db.transaction() as session:
+        found = session.scalar(select(Participant).where(Participant.email == email))
+        assert found is not None
+        return found
+
+
+def received_one(sink: MailSink) -> tuple[str, list[str], EmailMessage]:
+    [mail] = sink.wait_for(1)
+    return mail.mail_from, mail.rcpt_tos, mail.message
+
+
+def test_acknowledgement_has_threading_loop_and_unsubscribe_headers(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        enqueue_emails(session, ticket, desk.policy, template="acknowledgement")
+        reply_key = ticket.reply_key
+    [item] = email_rows(desk)
+
+    [outcome] = perform_all(EmailDelivery(desk), [item])
+
+    assert isinstance(outcome, Done)
+    mail_from, rcpt_tos, message = received_one(sink)
+    key = participant(desk, "bob@customer.test").unsubscribe_key
+    assert mail_from == f"support+bounce-{key}@acme.test"
+    assert rcpt_tos == ["bob@customer.test"]
+    assert message["From"] == "ACME Support <support@acme.test>"
+    assert message["To"] == "Bob Customer <bob@customer.test>"
+    assert message["Reply-To"] == f"support+{reply_key}@acme.test"
+    assert message["Message-ID"] == f"<{item.payload['message_id_header']}>"
+    assert message["In-Reply-To"] == "<first@customer.test>"
+    assert message["References"] == "<first@customer.test>"
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["List-Unsubscribe"].strip() == (
+        f"<https://desk.acme.test/unsubscribe/{key}>, <mailto:support+unsub-{key}@acme.test>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "#1" in message["Subject"]
+    assert message.get_content_type() == "multipart/alternative"
+
+
+def add_reply(desk: Desk, ticket_id: int, body: str, files: tuple[tuple[str, bytes], ...] = ()) -> int:
+    attachments = [
+        NewAttachment(name, "application/octet-stream", len(data), desk.files.put(data))
+        for name, data in files
+    ]
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        message = actions.add_staff_reply(
+            session,
+            desk.policy,
+            ticket,
+            author=STAFF,
+            body_markdown=body,
+            slack_channel="C0TRIAGE",
+            slack_ts="1700000000.000100",
+            attachments=attachments,
+            now=utcnow() - timedelta(seconds=1),
+        )
+        return message.id
+
+
+def test_staff_reply_is_formatted_threaded_and_attached(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk, cc=("carol@customer.test",))
+    add_reply(desk, ticket_id, "Try **this**:\n\n- unplug it\n- call `911`", (("notes.txt", b"hello"),))
+    items = email_rows(desk)
+    assert sorted(item.payload["to"] for item in items) == ["bob@customer.test", "carol@customer.test"]
+
+    outcomes = perform_all(EmailDelivery(desk), items)
+
+    assert all(isinstance(outcome, Done) for outcome in outcomes)
+    mails = {mail.rcpt_tos[0]: mail for mail in sink.wait_for(2)}
+    message = mails["bob@customer.test"].message
+    assert message["Cc"] == "carol@customer.test"
+    assert message["Auto-Submitted"] is None
+    assert message["In-Reply-To"] == "<first@customer.test>"
+    assert message.get_content_type() == "multipart/mixed"
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    assert html is not None and text is not None
+    assert "<strong>this</strong>" in html.get_content()
+    assert "<code" in html.get_content()
+    assert "unplug it" in text.get_content()
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "notes.txt"
+    assert attachment.get_content() == b"hello"
+    # Each recipient has its own transaction, Message-ID and unsubscribe key.
+    carol = mails["carol@customer.test"].message
+    assert carol["Message-ID"] != message["Message-ID"]
+    assert carol["List-Unsubscribe"] != message["List-Unsubscribe"]
+
+
+def test_files_beyond_ten_megabytes_become_signed_links(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    big = b"x" * (10 * 1024 * 1024 + 1)
+    add_reply(desk, ticket_id, "Logs attached.", (("small.txt", b"small"), ("huge.log", big)))
+
+    perform_all(EmailDelivery(desk), email_rows(desk))
+
+    _from, _to, message = received_one(sink)
+    assert [part.get_filename() for part in message.iter_attachments()] == ["small.txt"]
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "huge.log" in text.get_content()
+    assert "https://desk.acme.test/files/" in text.get_content()
+    assert hashlib.sha256(big).hexdigest() not in text.get_content()
+
+
+def test_reply_deleted_before_delivery_is_not_sent(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    message_id = add_reply(desk, ticket_id, "Oops, wrong ticket")
+    items = email_rows(desk)
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        message.deleted_at = utcnow()  # deleted after the undo window, while the row was claimed
+
+    [outcome] = perform_all(EmailDelivery(desk), items)
+
+    assert isinstance(outcome, Done) and "deleted" in outcome.result["skipped"]
+    assert sink.messages == []
+
+
+def test_participant_who_unsubscribed_meanwhile_gets_nothing(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    add_reply(desk, ticket_id, "Hello")
+    items = email_rows(desk)
+    with desk.db.transaction() as session:
+        found = session.scalar(select(Participant).where(Participant.ticket_id == ticket_id))
+        assert found is not None
+        found.unsubscribed_at = utcnow()
+
+    [outcome] = perform_all(EmailDelivery(desk), items)
+
+    assert isinstance(outcome, Done) and "unsubscribed" in outcome.result["skipped"]
+    assert sink.messages == []
+
+
+def test_temporary_refusal_retries_and_permanent_refusal_fails(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        enqueue_emails(session, ticket, desk.policy, template="acknowledgement")
+        enqueue_emails(session, ticket, desk.policy, template="resolved")
+    first, second = email_rows(desk)
+    sink.fail_next(1, 451)
+    delivery = EmailDelivery(desk)
+    [temporary] = perform_all(delivery, [first])
+    sink.fail_next(1, 554)
+    [permanent] = perform_all(delivery, [second])
+
+    assert isinstance(temporary, Retry) and temporary.error.startswith("451")
+    assert isinstance(permanent, Fail) and "554" in permanent.error
+
+
+def test_unreachable_relay_is_retried(db: Database, tmp_path: Path, sink: MailSink) -> None:
+    port = sink.port
+    sink.stop()  # nothing listens there now
+    desk = make_desk(db, tmp_path, f"smtp://127.0.0.1:{port}")
+    ticket_id = open_email_ticket(desk)
+    add_reply(desk, ticket_id, "Hello")
+
+    [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert isinstance(outcome, Retry)
+
+
+def test_rows_due_together_share_relay_connections(desk: Desk, sink: MailSink) -> None:
+    cc = tuple(f"person{n}@customer.test" for n in range(9))
+    ticket_id = open_email_ticket(desk, cc=cc)
+    add_reply(desk, ticket_id, "To all of you")
+    items = email_rows(desk)
+    delivery = EmailDelivery(desk)
+
+    outcomes = perform_all(delivery, items)
+
+    assert len(items) == 10 and all(isinstance(outcome, Done) for outcome in outcomes)
+    assert len(sink.wait_for(10)) == 10
+    assert delivery.pool.opened < len(items)
+
+
+def test_relay_url_and_templates_are_checked_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_SMTP_RELAY_URL"):
+        check_delivery_settings(Settings(smtp_relay_url="http://relay.example"))
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_TEMPLATES_DIR"):
+        check_delivery_settings(Settings(templates_dir=tmp_path / "missing"))
+    (tmp_path / "acknowledgement.txt").write_text("Hello $nobody\n")
+    with pytest.raises(SettingsError, match="nobody"):
+        check_delivery_settings(Settings(templates_dir=tmp_path))
+    check_delivery_settings(Settings())
+
+
+def test_receipt_of_a_reply_is_delivered_once_its_mail_is_done(desk: Desk, sink: MailSink) -> None:
+    from bot.worker import Worker
+
+    ticket_id = open_email_ticket(desk)
+    message_id = add_reply(desk, ticket_id, "Hello")
+    delivery = EmailDelivery(desk)
+    worker = Worker(desk.db, {Kind.EMAIL.value: delivery.perform}, {}, worker_id="test-worker")
+
+    async def run() -> None:
+        await worker.run_once()
+        await delivery.close()
+
+    asyncio.run(run())
+
+    assert len(sink.wait_for(1)) == 1
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.delivery == Delivery.DELIVERED
+        states = set(session.scalars(select(Outbox.state).where(Outbox.kind == Kind.EMAIL.value)))
+        assert states == {"done"}
