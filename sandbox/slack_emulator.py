@@ -103,8 +103,11 @@ class SlackEmulator(UserActions):
 
     async def stop_async(self) -> None:
         await self.hub.close_all()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        # Wait for the cancellations so no delivery outlives the server it reports to.
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -400,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             json.dumps(
                 {
+                    "url": emulator.base_url,
                     "api_url": emulator.api_url,
                     "bot_token": ws.bot_token,
                     "app_token": ws.app_token,
