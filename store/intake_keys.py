@@ -8,7 +8,9 @@ import secrets
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from store.actions.common import record_event, thread_line
 from store.db import Database
 from store.models import Participant, ServiceState, Ticket, utcnow
 
@@ -91,3 +93,22 @@ def link_secret(db: Database) -> bytes:
         state = session.get(ServiceState, LINK_SECRET_STATE)
         assert state is not None
         return bytes.fromhex(str(state.value["secret"]))
+
+
+# ----- what an unsubscribe key does -----
+
+
+def unsubscribe_by_key(session: Session, key: str, *, via: str) -> Participant | None:
+    """Stop a participant's mail for one ticket (RFC 2369 / RFC 8058); None for an unknown key.
+
+    Idempotent: mail clients send the one-click POST more than once, and people click twice.
+    """
+    participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key.lower()))
+    if participant is None or participant.unsubscribed_at is not None:
+        return participant
+    participant.unsubscribed_at = utcnow()
+    ticket = session.get(Ticket, participant.ticket_id)
+    if ticket is not None:
+        record_event(session, ticket, "unsubscribed", None, email=participant.email, via=via)
+        thread_line(session, ticket, f"{participant.email} unsubscribed from this ticket's email ({via}).")
+    return participant
