@@ -129,6 +129,11 @@ class WebApi:
         except SlackError as error:
             record.error = error.error
             return web.json_response(error.body(), headers=self.headers())
+        except Exception:
+            # A bug in the emulator, not a Slack answer: record it as such and let aiohttp log the
+            # traceback and answer 500, so a test sees the failure instead of a plausible error code.
+            record.status, record.error = 500, "emulator_error"
+            raise
         finally:
             self.state.record_call(record)
 

@@ -276,9 +276,13 @@ class SlackEmulator(UserActions):
                 found = [] if parent is None else [parent, *(stored[ts] for ts in parent.replies)]
             return [m for m in found if include_deleted or not m.deleted]
 
-    def message(self, channel: str, ts: str) -> Message | None:
+    def message(self, channel: str, ts: str) -> Message:
+        """One stored message (deleted ones too); KeyError when there is none."""
         with self.state.lock:
-            return self.state.messages.get(channel, {}).get(ts)
+            found = self.state.messages.get(channel, {}).get(ts)
+        if found is None:
+            raise KeyError(f"no message {ts} in {channel}")
+        return found
 
     def ephemerals(self, channel: str | None = None, user: str | None = None) -> list[Ephemeral]:
         with self.state.lock:

@@ -63,7 +63,7 @@ def test_faults_and_rate_limits_over_http(emulator: SlackEmulator, client: WebCl
     assert emulator.limiter.enabled
 
 
-def test_act_cli(emulator: SlackEmulator, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_act_cli(emulator: SlackEmulator, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         act_main(["--url", emulator.base_url, "post", "--user", DAN, "--channel", CONNECT, "from the CLI"])
         == 0

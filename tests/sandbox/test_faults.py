@@ -56,7 +56,7 @@ def test_fault_for_one_channel_only(emulator: SlackEmulator, client: WebClient) 
 
 def test_hang_times_the_client_out(emulator: SlackEmulator) -> None:
     emulator.add_fault("chat.postMessage", Fault.hang(2.0))
-    client = WebClient(token=BOT_TOKEN, base_url=emulator.api_url, retry_handlers=[], timeout=0.3)
+    client = WebClient(token=BOT_TOKEN, base_url=emulator.api_url, retry_handlers=[], timeout=0.3)  # type: ignore[arg-type]  # urllib takes a float
     with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
         client.chat_postMessage(channel=TRIAGE, text="slow")
 

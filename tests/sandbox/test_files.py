@@ -14,7 +14,7 @@ from sandbox.workspace import BOT_TOKEN, CONNECT, DAN, EMPTY, TRIAGE
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def redirect_request(self, *args, **kwargs):
         return None
 
 

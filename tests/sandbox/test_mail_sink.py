@@ -36,7 +36,8 @@ def test_keeps_envelope_raw_and_parsed(sink: MailSink) -> None:
     assert mail.mail_from == "bounce+x@acme.example"
     assert mail.rcpt_tos == ["a@example.com", "b@example.com"]
     assert mail.message["Subject"] == "Hello"
-    assert mail.message.get_body(("plain",)).get_content().strip() == "Plain part"
+    plain = mail.message.get_body(("plain",))
+    assert plain is not None and plain.get_content().strip() == "Plain part"
     assert b"HTML part" in mail.raw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from slack_sdk import WebClient
@@ -167,7 +168,7 @@ def test_invalid_blocks(client: WebClient, blocks: list) -> None:
 
 
 def test_valid_blocks_are_stored(emulator: SlackEmulator, client: WebClient) -> None:
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}},
         {
             "type": "actions",
