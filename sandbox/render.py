@@ -103,7 +103,11 @@ def message_json(state: SlackState, message: Message, *, include_metadata: bool 
     data: JSON = {"type": "message"}
     if message.subtype:
         data["subtype"] = message.subtype
-    data.update({"text": message.text, "user": message.user, "ts": message.ts, "team": message.team})
+    data["text"] = message.text
+    if message.subtype != "bot_message":
+        # A bot message with its own username/icon is a classic bot_message, which has no `user`.
+        data["user"] = message.user
+    data.update({"ts": message.ts, "team": message.team})
     author = state.workspace.users.get(message.user)
     if author is not None and author.team_id != state.workspace.home.id:
         data["user_team"] = author.team_id

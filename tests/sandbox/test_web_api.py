@@ -137,6 +137,7 @@ def test_staff_identity_on_a_customer_post(emulator: SlackEmulator, client: WebC
     assert message["username"] == "Alice Archer"
     assert message["icons"]["image_48"] == "https://avatars.example/a.png"
     assert message["bot_id"] == BOT_ID and message["subtype"] == "bot_message"
+    assert "user" not in message
     stored = emulator.messages(CONNECT)[-1]
     assert (stored.username, stored.icon_url) == ("Alice Archer", "https://avatars.example/a.png")
 
