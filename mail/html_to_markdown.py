@@ -1,0 +1,153 @@
+"""Customer HTML to Markdown: bounded, sanitised, quoted history removed, then converted.
+
+The order matters for safety: the linear limiter (size, depth, attributes) runs on the raw
+HTML, nh3 (Ammonia) sanitises what is left, dropping `<script>`, `<style>` and `<head>` with their
+contents, and only then do BeautifulSoup and markdownify see it. HTML is never passed on or
+rendered: only the Markdown made from it is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nh3
+from bs4 import BeautifulSoup, Tag
+from markdownify import MarkdownConverter
+
+from mail.inbound_html_limit import limit_html
+from mail.inbound_html_quotes import remove_quoted_history
+
+_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt",
+    "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p", "pre",
+    "q", "s", "samp", "span", "strike", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th",
+    "thead", "tr", "tt", "u", "ul", "details", "summary",
+}  # fmt: skip
+_ATTRIBUTES = {
+    "*": {"class", "id"},  # quote markers (gmail_quote, divRplyFwdMsg, ...)
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "blockquote": {"type"},  # Apple Mail and Thunderbird mark quotes with type="cite"
+    "div": {"style"},  # desktop Outlook marks its reply header only with a top border
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+    "ol": {"start"},
+}
+_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+_DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
+_BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
+_MAX_TABLE_COLUMNS = 12
+
+
+@dataclass(frozen=True)
+class HtmlConversion:
+    markdown: str  # the whole HTML body as Markdown
+    reply_markdown: str  # the same with quoted history and trailing signatures removed by markers
+    truncated: bool  # the HTML was cut to the size or depth limit
+
+
+def sanitize_html(html: str) -> tuple[str, bool]:
+    """Bounded, sanitised HTML (still HTML: for conversion only, never for display)."""
+    limited = limit_html(html)
+    cleaned = nh3.clean(
+        limited.html,
+        tags=_TAGS,
+        clean_content_tags=_DROPPED_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel=None,
+    )
+    return cleaned, limited.truncated
+
+
+class _Converter(MarkdownConverter):
+    """markdownify with mail-specific images and tables."""
+
+    def __init__(self, cid_names: Mapping[str, str], **options: Any) -> None:
+        super().__init__(**options)
+        self.cid_names = cid_names
+        self._layout_tables: dict[int, bool] = {}
+
+    def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        src = str(el.get("src") or "")
+        alt = str(el.get("alt") or "").strip()
+        if src.lower().startswith("cid:"):
+            name = self.cid_names.get(src[4:].strip("<>").lower())
+            return f"[image: {name or alt or 'inline image'}]"
+        if any(str(el.get(side) or "").strip() in {"0", "1", "2"} for side in ("width", "height")):
+            return ""  # a tracking pixel
+        if not src:
+            return alt
+        return f"![{alt or 'image'}]({src})"
+
+    def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        href = str(el.get("href") or "")
+        if href.lower().startswith("mailto:") and href[7:].strip() == text.strip():
+            return text  # an address shown as itself needs no link syntax
+        return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
+
+    def convert_details(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return f"\n\n{text.strip()}\n\n"
+
+    convert_summary = convert_details
+
+
+def _is_layout_table(table: Tag) -> bool:
+    """A table used for page layout (nested, one column, or holding blocks), not for data."""
+    rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+    widest = max((len(row.find_all(["td", "th"], recursive=False)) for row in rows), default=0)
+    cells = [cell for cell in table.find_all(["td", "th"]) if cell.find_parent("table") is table]
+    return (
+        widest < 2
+        or widest > _MAX_TABLE_COLUMNS
+        or any(cell.find(_BLOCK_IN_CELL) is not None for cell in cells)
+    )
+
+
+def _flatten_layout_tables(soup: BeautifulSoup) -> None:
+    """Layout tables become plain blocks, so their text reads as paragraphs, not a grid.
+
+    Data tables (a few columns of plain cells) stay tables and become Markdown tables.
+    """
+    layout = [table for table in soup.find_all("table") if _is_layout_table(table)]
+    parts = ["thead", "tbody", "tfoot", "tr", "td", "th", "caption"]
+    renamed = [
+        element
+        for table in layout
+        for element in [table, *table.find_all(parts)]
+        if element is table or element.find_parent("table") is table
+    ]
+    for element in renamed:  # renamed only now: find_parent("table") above needs the tables
+        element.name = "div"
+
+
+def tidy_markdown(markdown: str) -> str:
+    """No trailing spaces, at most one blank line in a row, no blank edges."""
+    lines = [line.rstrip() for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def _convert(soup: BeautifulSoup, cid_names: Mapping[str, str]) -> str:
+    _flatten_layout_tables(soup)
+    converter = _Converter(
+        cid_names,
+        heading_style="ATX",
+        bullets="-",
+        strong_em_symbol="*",
+        code_language="",
+        escape_misc=False,
+    )
+    return tidy_markdown(str(converter.convert_soup(soup)))
+
+
+def html_to_markdown(html: str, *, cid_names: Mapping[str, str] | None = None) -> HtmlConversion:
+    """Convert customer HTML; `cid_names` maps lowercased Content-IDs to attachment file names."""
+    names = cid_names or {}
+    cleaned, truncated = sanitize_html(html)
+    markdown = _convert(BeautifulSoup(cleaned, "html.parser"), names)
+    soup = BeautifulSoup(cleaned, "html.parser")
+    reply = _convert(soup, names) if remove_quoted_history(soup) else markdown
+    return HtmlConversion(markdown=markdown, reply_markdown=reply, truncated=truncated)

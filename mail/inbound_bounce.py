@@ -1,0 +1,121 @@
+"""What a bounce says: which of our messages failed, for whom, and why (RFC 3464, RFC 6522).
+
+A delivery status notification is a `multipart/report` with a human part, a
+`message/delivery-status` part (one block of fields per recipient) and the returned message or
+its headers (`message/rfc822`, `text/rfc822-headers`). Old-style bounces (qmail, some Exim set-ups)
+are plain text with the original headers pasted in, so a text search is the fallback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+from mail.addresses import normalize_address
+from mail.inbound_charset import decode_text
+from mail.inbound_headers import clean_text, first_header, parse_message_ids, unfold
+
+_MAX_PARTS = 200
+_MAX_DEPTH = 6
+_MAX_TEXT_SCAN = 200_000
+_STATUS_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")  # RFC 3463 enhanced status code
+_MESSAGE_ID_LINE = re.compile(r"^\s*>?\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
+_RETURNED_MESSAGE_TYPES = {"message/rfc822", "message/global"}
+_RETURNED_HEADER_TYPES = {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
+
+
+@dataclass(frozen=True)
+class BounceInfo:
+    original_message_ids: tuple[str, ...]  # Message-ID(s) of the message that bounced (ours, we hope)
+    failed_recipients: tuple[str, ...]  # Final-Recipient (or Original-Recipient) addresses
+    action: str | None  # RFC 3464 Action of the first recipient: failed, delayed, ...
+    status: str | None  # enhanced status code, e.g. "5.1.1"; 4.x.x is transient
+    diagnostic: str | None  # Diagnostic-Code text, e.g. "smtp; 550 5.1.1 user unknown"
+
+
+def _parts(message: Message) -> list[Message]:
+    """The parts of `message`, breadth first, bounded in depth and count."""
+    found: list[Message] = []
+    queue: list[tuple[Message, int]] = [(message, 0)]
+    while queue and len(found) < _MAX_PARTS:
+        part, depth = queue.pop(0)
+        found.append(part)
+        payload = part.get_payload()
+        if depth < _MAX_DEPTH and isinstance(payload, list):
+            queue.extend((child, depth + 1) for child in payload if isinstance(child, Message))
+    return found
+
+
+def _text_of(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return decode_text(payload[:_MAX_TEXT_SCAN], part.get_content_charset())
+    raw = part.get_payload()
+    return raw[:_MAX_TEXT_SCAN] if isinstance(raw, str) else ""
+
+
+def _field_blocks(part: Message) -> list[dict[str, str]]:
+    """The per-message and per-recipient field blocks of a delivery-status part."""
+    payload = part.get_payload()
+    if isinstance(payload, list):  # the email package parses each block as a header-only message
+        return [
+            {key.lower(): clean_text(unfold(str(value))) for key, value in block.raw_items()}
+            for block in payload
+            if isinstance(block, Message)
+        ]
+    blocks: list[dict[str, str]] = []
+    for chunk in re.split(r"\r?\n\s*\r?\n", unfold(_text_of(part))):
+        fields = dict(re.findall(r"^([A-Za-z-]+)\s*:\s*(.*)$", chunk, re.MULTILINE))
+        if fields:
+            blocks.append({key.lower(): clean_text(value) for key, value in fields.items()})
+    return blocks
+
+
+def _recipient(value: str) -> str | None:
+    # "rfc822; user@example.com" (RFC 3464 section 2.3.2: address-type ";" address)
+    return normalize_address(value.split(";", 1)[-1])
+
+
+def _returned_ids(part: Message, content_type: str) -> tuple[str, ...]:
+    payload = part.get_payload()
+    if content_type in _RETURNED_MESSAGE_TYPES or isinstance(payload, list):
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            value = first_header(inner, "Message-ID")
+            return parse_message_ids([value]) if value else ()
+    return parse_message_ids(_MESSAGE_ID_LINE.findall(_text_of(part))[:1])
+
+
+def extract_bounce(message: Message) -> BounceInfo:
+    """Whatever a bounce tells about the failed delivery; fields stay empty when it is silent."""
+    ids: list[str] = []
+    recipients: list[str] = []
+    action = status = diagnostic = None
+    texts: list[str] = []
+    for part in _parts(message):
+        content_type = part.get_content_type()
+        if content_type in _STATUS_TYPES:
+            for block in _field_blocks(part):
+                address = _recipient(block.get("final-recipient") or block.get("original-recipient") or "")
+                if address is None:
+                    continue  # the per-message block, or a recipient we cannot read
+                block_action = block.get("action", "").lower() or None
+                if block_action in {None, "failed"} and address not in recipients:
+                    recipients.append(address)
+                if action is None:
+                    action = block_action
+                    code = _STATUS_CODE.search(block.get("status", ""))
+                    status = code.group(1) if code else None
+                    diagnostic = block.get("diagnostic-code") or None
+        elif content_type in _RETURNED_MESSAGE_TYPES | _RETURNED_HEADER_TYPES:
+            ids.extend(i for i in _returned_ids(part, content_type) if i not in ids)
+        elif content_type == "text/plain":
+            texts.append(_text_of(part))
+    if not ids:
+        for text in texts:
+            ids.extend(parse_message_ids(_MESSAGE_ID_LINE.findall(text)[:1]))
+            if ids:
+                break
+    return BounceInfo(tuple(ids), tuple(recipients), action, status, diagnostic)

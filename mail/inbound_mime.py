@@ -1,0 +1,304 @@
+"""Walk a parsed MIME tree: the body parts to show, the files to keep, within depth limits.
+
+RFC 2046 structure rules, applied leniently:
+
+- `multipart/alternative` holds one content in several forms, from plainest to richest; the
+  plain text is preferred (the design says so: it is what the sender wrote, not rendered), the
+  HTML used when there is no readable text. Files of the unused forms are still kept.
+- `multipart/related` (RFC 2387) is a root document plus resources, usually inline images.
+- Every other multipart is a sequence: inline text parts are the body, in order, the rest files.
+- A forwarded `message/rfc822` is kept as an .eml file and its text shown after the body.
+- Deeper than `max_depth`, structure is no longer followed: text found below is shown as text.
+- A multipart whose declared boundary never appears (broken senders, spam) is re-read with the
+  boundary its delimiter lines actually use.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy
+from email.utils import collapse_rfc2231_value
+from typing import Literal
+
+from mail.inbound_charset import decode_text
+from mail.inbound_headers import clean_text, decode_header_text, first_header
+
+MAX_PARTS = 1_000
+MAX_TEXT_CHARS = 1_000_000
+# Parts that are a signature over the message, not content anybody reads.
+_SIGNATURE_TYPES = {
+    "application/pgp-signature",
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+}
+_CONTENT_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,128}$")
+_BOUNDARY_LINE = re.compile(r"^--([^\s\"]{1,200})[ \t]*\r?$", re.MULTILINE)
+_UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')
+MAX_FILENAME_BYTES = 255
+
+
+@dataclass
+class Segment:
+    kind: Literal["text", "html"]
+    content: str
+
+
+@dataclass
+class RawAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None
+
+
+@dataclass
+class MimeWalk:
+    segments: list[Segment] = field(default_factory=list)
+    attachments: list[RawAttachment] = field(default_factory=list)
+    html_sources: list[str] = field(default_factory=list)  # every HTML part, for cid: references
+    truncated: bool = False
+
+
+def content_type_of(part: Message) -> str:
+    content_type = part.get_content_type().lower()
+    return content_type if _CONTENT_TYPE.match(content_type) else "application/octet-stream"
+
+
+def sanitize_filename(name: str | None, index: int, content_type: str) -> str:
+    """A file name safe to show and to offer for download; never used as a storage path."""
+    cleaned = ""
+    if name:
+        cleaned = clean_text(decode_header_text(name) if "=?" in name else clean_text(name))
+        cleaned = re.split(r"[\\/]", cleaned)[-1]  # path parts ("../../etc/passwd", "C:\\x")
+        cleaned = _UNSAFE_FILENAME_CHARS.sub("_", cleaned).strip(" .")
+    if not cleaned:
+        extension = mimetypes.guess_extension(content_type) or ".bin"
+        return f"attachment-{index}{extension}"
+    encoded = cleaned.encode("utf-8")
+    if len(encoded) > MAX_FILENAME_BYTES:
+        stem, dot, extension = cleaned.rpartition(".")
+        suffix = f".{extension}" if dot and 0 < len(extension.encode("utf-8")) <= 16 else ""
+        budget = MAX_FILENAME_BYTES - len(suffix.encode("utf-8"))
+        base = stem if suffix else cleaned
+        cleaned = base.encode("utf-8")[:budget].decode("utf-8", errors="ignore") + suffix
+    return cleaned
+
+
+def _decoded_payload(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, list):  # message/* parts (delivery-status, rfc822-headers) parse as messages
+        return b"\n".join(_message_bytes(item) for item in raw if isinstance(item, Message))
+    return raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else b""
+
+
+def _param(part: Message, name: str, *, lower: bool = True) -> str:
+    """A Content-Type parameter as clean text ("" when absent), RFC 2231 continuations joined."""
+    value = part.get_param(name, "", header="content-type")
+    if isinstance(value, tuple):
+        value = collapse_rfc2231_value(value)
+    text = clean_text(str(value))
+    return text.lower() if lower else text
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = clean_text(first_header(part, "Content-Disposition") or "").lower()
+    return disposition.startswith("attachment") or bool(part.get_filename())
+
+
+class _Walker:
+    def __init__(self, parse_policy: Policy, max_depth: int) -> None:
+        self.policy = parse_policy
+        self.max_depth = max_depth
+        self.result = MimeWalk()
+        self.parts_seen = 0
+
+    # -- leaves -------------------------------------------------------------------------
+
+    def _text(self, part: Message) -> str:
+        text = decode_text(_decoded_payload(part), part.get_content_charset())
+        if len(text) > MAX_TEXT_CHARS:
+            self.result.truncated = True
+            text = text[:MAX_TEXT_CHARS]
+        if _param(part, "format") == "flowed":
+            text = unflow(text, delsp=_param(part, "delsp") == "yes")
+        return text
+
+    def _attach(self, part: Message, content_type: str, data: bytes | None = None) -> None:
+        if content_type in _SIGNATURE_TYPES:
+            return
+        content_id = clean_text(first_header(part, "Content-ID") or "").strip("<>").strip()
+        index = len(self.result.attachments) + 1
+        self.result.attachments.append(
+            RawAttachment(
+                filename=sanitize_filename(part.get_filename(), index, content_type),
+                content_type=content_type,
+                data=_decoded_payload(part) if data is None else data,
+                content_id=content_id or None,
+            )
+        )
+
+    def _leaf(self, part: Message, content_type: str, files_only: bool) -> None:
+        if content_type in {"text/plain", "text/html"} and not _is_attachment(part):
+            text = self._text(part)
+            if content_type == "text/html":
+                self.result.html_sources.append(text)
+            if not files_only:
+                self.result.segments.append(Segment("html" if content_type == "text/html" else "text", text))
+            return
+        if not (files_only and content_type.startswith("text/") and not _is_attachment(part)):
+            self._attach(part, content_type)
+
+    # -- structure ----------------------------------------------------------------------
+
+    def walk(self, part: Message, depth: int, files_only: bool = False, in_report: bool = False) -> None:
+        self.parts_seen += 1
+        if self.parts_seen > MAX_PARTS:
+            self.result.truncated = True
+            return
+        if depth > self.max_depth:
+            self.result.truncated = True
+            self._flatten(part, files_only)
+            return
+        content_type = content_type_of(part)
+        payload = part.get_payload()
+        if content_type.startswith("multipart/"):
+            listed = payload if isinstance(payload, list) else []
+            children = [child for child in listed if isinstance(child, Message)]
+            if not children:
+                self._broken_multipart(part, depth, files_only)
+            elif content_type == "multipart/alternative":
+                self._alternative(children, depth, files_only)
+            elif content_type == "multipart/related":
+                self._related(part, children, depth, files_only)
+            else:
+                for child in children:
+                    self.walk(child, depth + 1, files_only, in_report or content_type == "multipart/report")
+        elif content_type in {"message/rfc822", "message/global"} and isinstance(payload, list) and payload:
+            inner = payload[0]
+            if isinstance(inner, Message):
+                self._forwarded(part, inner, depth, files_only or in_report)
+        else:
+            self._leaf(part, content_type, files_only)
+
+    def _alternative(self, children: list[Message], depth: int, files_only: bool) -> None:
+        def readable(child: Message, wanted: str) -> bool:
+            return content_type_of(child) == wanted and bool(self._peek_text(child))
+
+        chosen = next((c for c in children if readable(c, "text/plain")), None)
+        chosen = chosen or next((c for c in children if readable(c, "text/html")), None)
+        nested = (c for c in reversed(children) if content_type_of(c).startswith("multipart/"))
+        chosen = chosen or next(nested, None)
+        chosen = chosen or children[-1]
+        for child in children:
+            self.walk(child, depth + 1, files_only or child is not chosen)
+
+    def _peek_text(self, part: Message) -> str:
+        return decode_text(_decoded_payload(part)[:4096], part.get_content_charset()).strip()
+
+    def _related(self, part: Message, children: list[Message], depth: int, files_only: bool) -> None:
+        start = _param(part, "start", lower=False).strip("<>")
+
+        def content_id(child: Message) -> str:
+            return (first_header(child, "Content-ID") or "").strip(" <>")
+
+        root = next((c for c in children if start and content_id(c) == start), children[0])
+        for child in children:
+            self.walk(child, depth + 1, files_only or child is not root)
+
+    def _forwarded(self, part: Message, inner: Message, depth: int, files_only: bool) -> None:
+        data = _message_bytes(inner)
+        subject = decode_header_text(first_header(inner, "Subject") or "")
+        name = part.get_filename() or (f"{subject[:100]}.eml" if subject else "forwarded-message.eml")
+        self._attach_named(name, "message/rfc822", data)
+        if files_only:
+            return
+        sender = decode_header_text(first_header(inner, "From") or "")
+        intro = f"---------- Forwarded message ----------\nFrom: {sender}\nSubject: {subject}\n"
+        self.result.segments.append(Segment("text", intro))
+        self.walk(inner, depth + 1, files_only)
+
+    def _attach_named(self, name: str, content_type: str, data: bytes) -> None:
+        index = len(self.result.attachments) + 1
+        filename = sanitize_filename(name, index, content_type)
+        self.result.attachments.append(RawAttachment(filename, content_type, data, None))
+
+    def _broken_multipart(self, part: Message, depth: int, files_only: bool) -> None:
+        body = part.get_payload()
+        text = body if isinstance(body, str) else ""
+        boundary = _BOUNDARY_LINE.search(text)
+        if boundary is not None:
+            head = f'Content-Type: multipart/mixed; boundary="{boundary.group(1)}"\r\n\r\n'
+            data = (head + text).encode("utf-8", errors="surrogateescape")
+            recovered = BytesParser(policy=self.policy).parsebytes(data)
+            if isinstance(recovered.get_payload(), list) and recovered.get_payload():
+                self.result.truncated = True  # not what the sender declared: say it was repaired
+                self.walk(recovered, depth + 1, files_only)
+                return
+        if text.strip() and not files_only:
+            self.result.segments.append(Segment("text", text[:MAX_TEXT_CHARS]))
+
+    def _flatten(self, part: Message, files_only: bool) -> None:
+        """Below the depth limit: show the text of every text part, follow no more structure."""
+        stack = [part]
+        while stack and self.parts_seen <= MAX_PARTS and not files_only:
+            current = stack.pop()
+            self.parts_seen += 1
+            payload = current.get_payload()
+            if isinstance(payload, list):
+                stack.extend(reversed([child for child in payload if isinstance(child, Message)]))
+            elif content_type_of(current).startswith(("text/", "multipart/")) and isinstance(payload, str):
+                kind: Literal["text", "html"] = "html" if content_type_of(current) == "text/html" else "text"
+                self.result.segments.append(Segment(kind, self._text(current)))
+
+
+def _message_bytes(message: Message) -> bytes:
+    try:
+        return message.as_bytes(policy=email_policy.compat32)
+    except (ValueError, TypeError, LookupError, UnicodeError):
+        # The generator cannot re-serialise some broken messages; the text is still shown.
+        return str(message.get_payload()).encode("utf-8", errors="replace")
+
+
+def unflow(text: str, *, delsp: bool) -> str:
+    """Undo RFC 3676 format=flowed: join soft-broken lines, keep quote depth, unstuff spaces."""
+    out: list[str] = []
+    pending: tuple[int, str] | None = None
+    for raw_line in text.split("\n"):
+        line = raw_line.rstrip("\r")
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing (section 4.4)
+        soft = content.endswith(" ") and content != "-- "  # "-- " is the signature separator
+        if soft and delsp:
+            content = content[:-1]
+        if pending is not None and pending[0] == depth:
+            pending = (depth, pending[1] + content)
+        else:
+            if pending is not None:
+                out.append(_quoted(*pending))
+            pending = (depth, content)
+        if not soft:
+            out.append(_quoted(*pending))
+            pending = None
+    if pending is not None:
+        out.append(_quoted(*pending))
+    return "\n".join(out)
+
+
+def _quoted(depth: int, content: str) -> str:
+    return (">" * depth + " " + content) if depth else content
+
+
+def walk_message(message: Message, *, parse_policy: Policy, max_depth: int) -> MimeWalk:
+    walker = _Walker(parse_policy, max_depth)
+    walker.walk(message, 0)
+    return walker.result

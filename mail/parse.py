@@ -1,0 +1,239 @@
+"""Inbound email understanding: raw RFC 5322 bytes in, a typed `InboundEmail` out.
+
+Pure and synchronous (the SMTP intake runs it in a worker thread), and total: any bytes at
+all give a best-effort result, never an exception. The full original is kept by the caller
+as raw .eml; this is what the thread shows and what the store needs to route the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy as email_policy
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy
+
+from mail.addresses import parse_addresses, parse_mailboxes
+from mail.guard import Classification, MailKind, classify
+from mail.html_to_markdown import html_to_markdown, tidy_markdown
+from mail.inbound_bounce import BounceInfo
+from mail.inbound_charset import decode_text
+from mail.inbound_headers import (
+    decode_header_text,
+    first_header,
+    header_message_id,
+    parse_date,
+    parse_message_ids,
+    raw_header_values,
+)
+from mail.inbound_mime import MimeWalk, RawAttachment, walk_message
+from mail.trim import trim_reply
+
+__all__ = ["BounceInfo", "InboundAttachment", "InboundEmail", "header_message_id", "parse_email"]
+
+logger = logging.getLogger(__name__)
+
+NO_SUBJECT = "(no subject)"
+MAX_SUBJECT_CHARS = 998  # RFC 5322 section 2.1.1 line limit: longer is not a subject anybody wrote
+# The email package parses nested multiparts and messages recursively; past a few hundred levels
+# it raises RecursionError and slows down quadratically. Containers beyond this many are made
+# opaque *before* parsing, so their content is shown as text (and `truncated` is set).
+MAX_MIME_CONTAINERS = 200
+MAX_DEPTH_LIMIT = 100
+_BOUNDARY_PARAMETER = re.compile(rb"boundary(?=\s*=)", re.IGNORECASE)
+_MESSAGE_CONTENT_TYPE = re.compile(rb"(content-type\s*:\s*)message/", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class InboundAttachment:
+    filename: str  # sanitised: no path, no control characters, <= 255 bytes; a default when absent
+    content_type: str
+    data: bytes
+    inline: bool  # an inline image the HTML body refers to (cid:)
+    content_id: str | None
+
+
+@dataclass(frozen=True)
+class InboundEmail:
+    message_id: str  # without <>; "sha256-<hex>@servicedesk.invalid" when the message has none
+    from_address: str | None  # lowercased addr-spec of the From address part, never the display name
+    from_name: str  # decoded display name, one clean line; the local part when there is none
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    delivered_to: tuple[str, ...]  # Delivered-To and X-Original-To
+    subject: str  # decoded, one clean line, "(no subject)" when empty
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    date: datetime | None
+    body_markdown: str  # the whole body (plain text preferred; HTML sanitised and converted)
+    reply_markdown: str  # quoted history and signatures trimmed; the whole body if that leaves nothing
+    attachments: tuple[InboundAttachment, ...]
+    classification: MailKind  # see mail/guard.py
+    bounce: BounceInfo | None  # for delivery reports: what bounced, for whom, why
+    truncated: bool  # a depth or size limit cut the structure; the rest is shown as text
+    guard_rule: str = ""  # the loop-guard rule that classified it ("" for a request)
+    auto_reply_suppressed: bool = False  # the sender asked for no auto-responses (no acknowledgement)
+
+
+class _ContainerCap:
+    """re.sub callback: keep the first MAX_MIME_CONTAINERS matches, neutralise the rest."""
+
+    def __init__(self, replacement: bytes) -> None:
+        self.replacement = replacement
+        self.seen = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.seen > MAX_MIME_CONTAINERS
+
+    def __call__(self, match: re.Match[bytes]) -> bytes:
+        self.seen += 1
+        if self.seen <= MAX_MIME_CONTAINERS:
+            return match.group(0)
+        return match.expand(self.replacement)
+
+
+def _cap_containers(raw: bytes) -> tuple[bytes, bool]:
+    """Make multipart/message containers past MAX_MIME_CONTAINERS opaque (see above)."""
+    boundaries = _ContainerCap(b"x-capped-boundary")  # a multipart without boundary is one text
+    messages = _ContainerCap(rb"\1text/x-capped-message-")
+    raw = _BOUNDARY_PARAMETER.sub(boundaries, raw)
+    raw = _MESSAGE_CONTENT_TYPE.sub(messages, raw)
+    return raw, boundaries.capped or messages.capped
+
+
+def _attachments(walk: MimeWalk) -> tuple[InboundAttachment, ...]:
+    html = "\n".join(walk.html_sources).lower()
+    return tuple(
+        InboundAttachment(
+            filename=item.filename,
+            content_type=item.content_type,
+            data=item.data,
+            inline=item.content_id is not None and f"cid:{item.content_id.lower()}" in html,
+            content_id=item.content_id,
+        )
+        for item in walk.attachments
+    )
+
+
+def _cid_names(attachments: list[RawAttachment]) -> dict[str, str]:
+    return {item.content_id.lower(): item.filename for item in attachments if item.content_id}
+
+
+@dataclass(frozen=True)
+class _Body:
+    markdown: str
+    reply: str
+    truncated: bool
+
+
+def _body(walk: MimeWalk) -> _Body:
+    names = _cid_names(walk.attachments)
+    whole: list[str] = []
+    replies: list[str] = []
+    truncated = False
+    for segment in walk.segments:
+        if segment.kind == "html":
+            conversion = html_to_markdown(segment.content, cid_names=names)
+            whole.append(conversion.markdown)
+            replies.append(conversion.reply_markdown)
+            truncated = truncated or conversion.truncated
+        else:
+            text = tidy_markdown(segment.content)
+            whole.append(text)
+            replies.append(text)
+    markdown = "\n\n".join(part for part in whole if part.strip())
+    reply_source = "\n\n".join(part for part in replies if part.strip())
+    reply = trim_reply(reply_source) if reply_source.strip() else ""
+    return _Body(markdown, reply if reply.strip() else markdown, truncated)
+
+
+def _from(message: Message) -> tuple[str | None, str]:
+    boxes = parse_mailboxes(raw_header_values(message, "From")[:1])  # a second From is a forgery
+    if not boxes:
+        return None, ""
+    address = boxes[0].address
+    name = boxes[0].name or (address.split("@", 1)[0] if address else "")
+    return address, name
+
+
+def _subject(message: Message) -> str:
+    subject = decode_header_text(first_header(message, "Subject") or "")[:MAX_SUBJECT_CHARS]
+    return subject or NO_SUBJECT
+
+
+def _parse(raw: bytes, parse_policy: Policy, max_depth: int, envelope_from: str | None) -> InboundEmail:
+    capped_raw, capped = _cap_containers(raw)
+    message = BytesParser(policy=parse_policy).parsebytes(capped_raw)
+    walk = walk_message(message, parse_policy=parse_policy, max_depth=max_depth)
+    body = _body(walk)
+    verdict: Classification = classify(message, envelope_from=envelope_from)
+    from_address, from_name = _from(message)
+    return InboundEmail(
+        message_id=header_message_id(raw),
+        from_address=from_address,
+        from_name=from_name,
+        to=parse_addresses(raw_header_values(message, "To")),
+        cc=parse_addresses(raw_header_values(message, "Cc")),
+        reply_to=parse_addresses(raw_header_values(message, "Reply-To")),
+        delivered_to=parse_addresses(
+            raw_header_values(message, "Delivered-To") + raw_header_values(message, "X-Original-To")
+        ),
+        subject=_subject(message),
+        in_reply_to=parse_message_ids(raw_header_values(message, "In-Reply-To")),
+        references=parse_message_ids(raw_header_values(message, "References")),
+        date=parse_date(first_header(message, "Date")),
+        body_markdown=body.markdown,
+        reply_markdown=body.reply,
+        attachments=_attachments(walk),
+        classification=verdict.kind,
+        bounce=verdict.bounce,
+        truncated=capped or walk.truncated or body.truncated,
+        guard_rule=verdict.rule,
+        auto_reply_suppressed=verdict.suppress_auto_reply,
+    )
+
+
+def _last_resort(raw: bytes) -> InboundEmail:
+    """When even the compat32 parser fails: the bytes as text, no structure, nothing trusted."""
+    text = tidy_markdown(decode_text(raw[:1_000_000]))
+    return InboundEmail(
+        message_id=header_message_id(raw),
+        from_address=None,
+        from_name="",
+        to=(),
+        cc=(),
+        reply_to=(),
+        delivered_to=(),
+        subject=NO_SUBJECT,
+        in_reply_to=(),
+        references=(),
+        date=None,
+        body_markdown=text,
+        reply_markdown=text,
+        attachments=(),
+        classification="request",
+        bounce=None,
+        truncated=True,
+    )
+
+
+def parse_email(raw: bytes, *, max_depth: int = 20, envelope_from: str | None = None) -> InboundEmail:
+    """Parse one inbound message; never raises.
+
+    `envelope_from` is the SMTP MAIL FROM path when known ("" for the null path `<>`): the loop
+    guard needs it to recognise bounces. `max_depth` bounds how deep MIME structure is followed.
+    """
+    depth = max(1, min(max_depth, MAX_DEPTH_LIMIT))
+    for parse_policy in (email_policy.default, email_policy.compat32):
+        try:
+            return _parse(raw, parse_policy, depth, envelope_from)
+        except Exception:  # the "never crash on hostile MIME" boundary: any bug or library
+            # failure on a hostile message must still give the intake something to store;
+            # policy.default raises on some broken headers, compat32 does not.
+            logger.warning("inbound mail parse failed with %s policy", parse_policy, exc_info=True)
+    return _last_resort(raw)
