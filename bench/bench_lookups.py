@@ -30,8 +30,7 @@ from typing import Any
 
 import psycopg
 from benchlib import Summary, print_machine, save_results, summarize
-from sqlalchemy import Engine, create_engine, insert, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Engine, create_engine, insert, text
 
 from store import inbound, outbox
 from store.actions.tickets import ticket_by_email_ids, ticket_by_reply_key, ticket_by_slack_thread
@@ -46,6 +45,7 @@ from store.models import (
     Status,
     Ticket,
 )
+from store.queries import TicketFilter, list_tickets
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB_PREFIX = "servicedesk_bench_lookups"
@@ -93,16 +93,15 @@ class Shape:
         return self.messages // 2
 
 
-def _status(i: int) -> str:
-    # Most history is closed; a working queue of a few percent is open or pending.
-    bucket = i % 100
-    return (
-        Status.OPEN
-        if bucket < 3
-        else Status.PENDING
-        if bucket < 5
-        else (Status.RESOLVED if bucket < 10 else Status.CLOSED)
-    )
+# The working queue does not grow with history: the newest ACTIVE_QUEUE tickets are open or
+# pending, everything older is resolved or closed.
+ACTIVE_QUEUE = 250
+
+
+def _status(i: int, tickets: int) -> str:
+    if i >= tickets - ACTIVE_QUEUE:
+        return Status.OPEN if i % 3 else Status.PENDING
+    return Status.RESOLVED if i % 10 == 0 else Status.CLOSED
 
 
 def _rows(shape: Shape) -> Iterator[tuple[Any, Callable[[int], dict[str, Any]], int]]:
@@ -122,7 +121,7 @@ def _rows(shape: Shape) -> Iterator[tuple[Any, Callable[[int], dict[str, Any]], 
             "id": i + 1,
             "number": i + 1,
             "subject": f"Request {i}",
-            "status": _status(i),
+            "status": _status(i, shape.tickets),
             "priority": "normal",
             "origin": "email",
             "requester_id": i % shape.customers + 1,
@@ -217,20 +216,9 @@ def bulk_load(engine: Engine, shape: Shape, analyze_sqlite: bool = False) -> flo
 
 
 def queue_listing(db: Database) -> int:
-    """The open queue, most recently touched first, with requesters: what `/desk list` shows.
-
-    Written here until the product's own listing lands; it is the query ix_tickets_status_updated
-    was made for.
-    """
+    """The first page of `/desk list`: open and pending tickets, most recently changed first."""
     with db.transaction() as session:
-        tickets = session.scalars(
-            select(Ticket)
-            .where(Ticket.status.in_([Status.OPEN, Status.PENDING]))
-            .order_by(Ticket.updated_at.desc())
-            .limit(25)
-            .options(selectinload(Ticket.requester))
-        ).all()
-        return len(tickets)
+        return len(list_tickets(session, TicketFilter(), limit=20).items)
 
 
 def lookups(db: Database, shape: Shape, rng: random.Random) -> dict[str, Callable[[], object]]:
@@ -272,17 +260,17 @@ def lookups(db: Database, shape: Shape, rng: random.Random) -> dict[str, Callabl
         return None
 
     def empty_transaction() -> object:
-        # The floor under every lookup: a connection, BEGIN and COMMIT with nothing in between.
-        with db.transaction():
-            return None
+        # The floor under every lookup: a connection, BEGIN, the cheapest statement, COMMIT.
+        with db.transaction() as session:
+            return session.execute(text("SELECT 1")).scalar()
 
     return {
-        "empty transaction (the floor)": empty_transaction,
+        "SELECT 1 transaction (the floor)": empty_transaction,
         "ticket by thread ts": by_thread,
         "ticket by reply key": by_reply_key,
         "ticket by Message-ID": by_message_id,
         "event dedupe (duplicate accept)": event_dedupe,
-        "queue listing (25 open)": listing,
+        "queue listing (/desk list, first page)": listing,
         "worker idle claim (intake + outbox)": worker_idle_claims,
     }
 
