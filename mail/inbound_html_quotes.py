@@ -43,12 +43,22 @@ def _is_cut_marker(tag: Tag) -> bool:
     return tag.name == "div" and bool(_BORDER_TOP.search(style)) and bool(_HEADER_START.match(tag.get_text()))
 
 
-def _is_wrapper(tag: Tag) -> bool:
+def _classes(tag: Tag) -> list[str]:
     value = tag.get("class")
-    classes = value.split() if isinstance(value, str) else [str(c) for c in value or ()]
-    if _WRAPPER_CLASSES.intersection(classes) or _WRAPPER_IDS.match(str(tag.get("id") or "")):
+    return value.split() if isinstance(value, str) else [str(c) for c in value or ()]
+
+
+def _is_wrapper(tag: Tag) -> bool:
+    if _WRAPPER_CLASSES.intersection(_classes(tag)) or _WRAPPER_IDS.match(str(tag.get("id") or "")):
         return True
     return tag.name == "blockquote" and str(tag.get("type") or "").lower() == "cite"
+
+
+def _cited_quote(tag: Tag) -> Tag | None:
+    if "moz-cite-prefix" not in _classes(tag):
+        return None
+    following = tag.find_next_sibling(True)
+    return following if following is not None and following.name == "blockquote" else None
 
 
 def _within(node: Tag | NavigableString, marker_ids: set[int]) -> bool:
@@ -84,6 +94,8 @@ def remove_quoted_history(soup: BeautifulSoup) -> bool:
     """Trim quoted history and trailing signatures in place; True when something was removed."""
     markers = [tag for tag in soup.find_all(True) if _is_cut_marker(tag) or _is_wrapper(tag)]
     marker_ids = {id(tag) for tag in markers}
+    # Thunderbird's attribution div is followed by the quote it introduces.
+    marker_ids.update(id(quote) for tag in markers if (quote := _cited_quote(tag)) is not None)
     wrapper_ids = {id(tag) for tag in markers if _is_wrapper(tag)}
     for marker in markers[:_MAX_MARKERS]:
         if _within(marker, wrapper_ids):
