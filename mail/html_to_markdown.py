@@ -147,7 +147,8 @@ def html_to_markdown(html: str, *, cid_names: Mapping[str, str] | None = None) -
     """Convert customer HTML; `cid_names` maps lowercased Content-IDs to attachment file names."""
     names = cid_names or {}
     cleaned, truncated = sanitize_html(html)
-    markdown = _convert(BeautifulSoup(cleaned, "html.parser"), names)
     soup = BeautifulSoup(cleaned, "html.parser")
+    markdown = _convert(soup, names)
+    # Converting only flattens layout tables in the soup, which quote markers never are.
     reply = _convert(soup, names) if remove_quoted_history(soup) else markdown
     return HtmlConversion(markdown=markdown, reply_markdown=reply, truncated=truncated)
