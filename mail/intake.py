@@ -9,22 +9,29 @@ changes nothing. If the store is unavailable the answer is 451, so the sending s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mail.parse import header_message_id
 from store import inbound
+from store.context import Desk
 from store.db import Database, StoreUnavailable
 from store.intake_keys import KeyKind, lookup_address_key
 
 log = logging.getLogger(__name__)
 
 EMAIL = "email"
+# RFC 5321 4.5.3.1.8 asks servers to take at least 100 recipients; a support desk needs far fewer,
+# and each one past the cap gets 452 so a legitimate sender delivers the rest in a second round.
 MAX_RECIPIENTS = 50
 MAX_SESSIONS = 200
 SESSION_TIMEOUT_SECONDS = 120
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
+MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
 
 
 class IntakeHandler:
@@ -36,6 +43,7 @@ class IntakeHandler:
         self.local, _, self.domain = self.support_address.partition("@")
         self.max_message_bytes = max_message_bytes
         self.sessions = 0
+        self.store_down = False
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -53,19 +61,19 @@ class IntakeHandler:
         local, at, domain = address.strip().lower().partition("@")
         if not at or domain != self.domain:
             # Never an open relay: only our own domain's support address.
-            return "550 5.1.1 No such recipient here"
+            return NO_SUCH_RECIPIENT
         if local == self.local:
             return None
         plus_part = local.removeprefix(self.local + "+") if local.startswith(self.local + "+") else None
         if plus_part is None:
-            return "550 5.1.1 No such recipient here"
+            return NO_SUCH_RECIPIENT
         try:
             kind = await asyncio.to_thread(lookup_address_key, self.db, plus_part)
         except StoreUnavailable:
-            return "451 4.3.0 Temporary failure, please try again later"
+            return TEMPORARY_FAILURE
         if kind is KeyKind.UNKNOWN:
             # A guessed or forged reply key selects nothing (and says nothing about others).
-            return "550 5.1.1 No such recipient here"
+            return NO_SUCH_RECIPIENT
         return None
 
     async def handle_DATA(
@@ -75,32 +83,75 @@ class IntakeHandler:
             envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         )
         if len(raw) > self.max_message_bytes:
-            return "552 5.3.4 Message too big"
+            return MESSAGE_TOO_BIG
         message_id = header_message_id(raw)
+        # "" is the null reverse-path of bounces and auto-replies (RFC 5321 4.5.5).
+        mail_from = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
         payload: dict[str, Any] = {
-            "mail_from": envelope.mail_from or "",
+            "mail_from": mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "peer": str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer),
         }
         try:
             stored = await asyncio.to_thread(
-                inbound.accept, self.db, EMAIL, f"email:{message_id}", payload=payload, raw=raw
+                inbound.accept,
+                self.db,
+                EMAIL,
+                f"email:{message_id}",
+                payload=payload,
+                raw=raw,
+                lane=sender_lane(mail_from),
             )
         except StoreUnavailable as exc:
-            log.error("mail not accepted, store unavailable: %s", exc)
-            return "451 4.3.0 Temporary failure, please try again later"
+            self._report_outage(exc)
+            return TEMPORARY_FAILURE
+        self._report_recovery()
         if not stored:
             log.info("duplicate delivery of %s ignored", message_id)
         return "250 2.0.0 OK: queued"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's edge for anything unexpected: the sender keeps the mail and retries (451)."""
+        log.exception("SMTP session failed", exc_info=error)
+        return TEMPORARY_FAILURE
+
+    def _report_outage(self, exc: StoreUnavailable) -> None:
+        # An outage is logged once, not once per message (as Mailman does).
+        if not self.store_down:
+            log.error("mail refused with 451 while the store is unavailable: %s", exc)
+            self.store_down = True
+
+    def _report_recovery(self) -> None:
+        if self.store_down:
+            log.info("store reachable again; mail is accepted")
+            self.store_down = False
+
+
+def sender_lane(mail_from: str) -> str:
+    """One lane per envelope sender: a customer's mails are turned into tickets in the order they came,
+    so a quick follow-up finds the ticket its first mail opened instead of racing it to open another."""
+    return "email:" + hashlib.sha256(mail_from.strip().lower().encode()).hexdigest()[:32]
 
 
 class BoundedSMTP(SMTP):
     """Refuses connections past MAX_SESSIONS with a 421, as RFC 5321 4.3.2 allows."""
 
     def __init__(self, handler: IntakeHandler, **kwargs: Any) -> None:
+        # RFC 5321 4.5.3.1.6 caps lines at 1000 octets, but real mailers send longer ones (HTML on one
+        # line) and the design accepts any content: a line is bounded only by the message size. Set
+        # before SMTP.__init__, which sizes its stream reader from it.
+        self.line_length_limit = handler.max_message_bytes + 2
         super().__init__(handler, **kwargs)
         self._intake = handler
         self._counted = False
+
+    async def push(self, status: AnyStr) -> None:
+        # aiosmtpd answers 500 for a line longer than its reader's limit; ours is the message size
+        # limit, so such a line means the message is too big, which RFC 1870 answers with 552. Its own
+        # 552s carry no enhanced status code (RFC 3463): ours does.
+        if isinstance(status, str) and status.startswith(("500 Line too long", "552 Error")):
+            status = MESSAGE_TOO_BIG
+        await super().push(status)
 
     def connection_made(self, transport: Any) -> None:
         if self._intake.sessions >= MAX_SESSIONS:
@@ -119,7 +170,7 @@ class BoundedSMTP(SMTP):
 
 
 async def start_smtp_intake(
-    desk: Any, *, host: str | None = None, port: int | None = None
+    desk: Desk, *, host: str | None = None, port: int | None = None
 ) -> tuple[asyncio.Server, int]:
     """Listen on the running loop; returns the server and the bound port."""
     settings = desk.settings

@@ -1,0 +1,85 @@
+"""The real SMTP intake on 127.0.0.1, in a thread with its own event loop, for smtplib dialogues."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import select
+
+from mail.intake import start_smtp_intake
+from store.context import Desk
+from store.db import Database
+from store.models import InboundItem
+
+TIMEOUT = 10.0  # bounds a broken test; never an assertion about time
+
+
+@contextmanager
+def running_intake(desk: Desk) -> Iterator[int]:
+    """Serve the intake on an ephemeral port until the block ends; yields the port."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    port: list[int] = []
+    failure: list[BaseException] = []
+
+    async def serve() -> None:
+        server, bound = await start_smtp_intake(desk, host="127.0.0.1", port=0)
+        port.append(bound)
+        ready.set()
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # reported to the test thread below
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="intake", daemon=True)
+    thread.start()
+    ready.wait(TIMEOUT)
+    if failure:
+        raise failure[0]
+    try:
+        yield port[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(TIMEOUT)
+
+
+def client(port: int) -> smtplib.SMTP:
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT)
+    smtp.ehlo("client.example")
+    return smtp
+
+
+def rcpt_reply(port: int, address: str) -> tuple[int, bytes]:
+    with client(port) as smtp:
+        smtp.mail("bob@customer.test")
+        return smtp.rcpt(address)
+
+
+def stored_items(db: Database) -> list[InboundItem]:
+    with db.transaction() as session:
+        return list(session.scalars(select(InboundItem).order_by(InboundItem.id)))
+
+
+def mail_bytes(message_id: str | None = "<m1@customer.test>", body: str = "Hello", **headers: str) -> bytes:
+    lines = [
+        "From: Bob Customer <bob@customer.test>",
+        "To: support@acme.test",
+        "Subject: Printer on fire",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
+    if message_id is not None:
+        lines.append(f"Message-ID: {message_id}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
