@@ -27,8 +27,8 @@ from tests.mail.intake_server import client, mail_bytes, running_intake, stored_
 @dataclass
 class Outage:
     url: str
-    cut: Callable[[], None]
-    restore: Callable[[], None]
+    cut: Callable[[], object]
+    restore: Callable[[], object]
 
 
 class TcpProxy:
