@@ -6,10 +6,12 @@ Not a test module and not part of the product: the bench scripts import it from 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+CODE_ENV = "SERVICEDESK_BENCH_CODE_DIR"
+PRODUCT_PACKAGES = ("bot", "mail", "store", "sandbox", "migrations")
 RESULTS_DIR = Path(os.environ.get("SERVICEDESK_BENCH_RESULTS", "/tmp/servicedesk-bench/results"))
 LOOPBACK = "127.0.0.1"
 
@@ -138,3 +143,49 @@ def proc_status_kib(pid: int, field: str) -> int:
 def python() -> str:
     """The interpreter running the bench: the project's venv when started as documented."""
     return sys.executable
+
+
+# ----- which product code is measured -----
+
+
+def add_code_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--code",
+        metavar="REF",
+        help="measure the product as committed at REF (e.g. HEAD) instead of the working tree; "
+        "useful while others have half-finished edits in the tree",
+    )
+
+
+def _use_committed_code() -> None:
+    """Re-run this script on a snapshot of committed code when `--code REF` is given.
+
+    Runs when benchlib is imported, before any product module is: `git archive REF` of the
+    product packages goes to a folder that is put first on PYTHONPATH (ahead of the editable
+    install), for this process and for the `servicedesk serve` it starts.
+    """
+    if "--code" not in sys.argv or os.environ.get(CODE_ENV):
+        return
+    ref = sys.argv[sys.argv.index("--code") + 1]
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target = RESULTS_DIR.parent / f"code-{sha}"
+    if not target.exists():
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha, *PRODUCT_PACKAGES], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        partial.rename(target)
+    print(f"measuring the product as committed at {ref} ({sha}), from {target}", flush=True)
+    os.environ[CODE_ENV] = str(target)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(target), str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+_use_committed_code()

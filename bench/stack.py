@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from benchlib import LOOPBACK, ROOT, free_port, wait_for_port
+
 from sandbox.mail_sink import MailSink
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.state import CallRecord
@@ -43,6 +43,19 @@ def _pg(statement: str) -> None:
         connection.execute(statement)  # type: ignore[arg-type]
 
 
+def _is_card(call: CallRecord) -> bool:
+    return (
+        call.method == "chat.postMessage"
+        and call.ok
+        and call.channel == TRIAGE
+        and not call.params.get("thread_ts")
+    )
+
+
+def _auto_replied(message: Any) -> bool:
+    return str(message["Auto-Submitted"] or "").startswith("auto-replied")
+
+
 @dataclass
 class Stack:
     backend: str = "sqlite"  # or "postgresql"
@@ -51,6 +64,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     serve_args: list[str] = field(default_factory=list)
     wrap: list[str] = field(default_factory=list)  # e.g. a profiler in front of the service
+    # Called with the database URL once the database exists and before the service starts.
+    prepare: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="sd-bench-"))
@@ -79,10 +94,14 @@ class Stack:
         if self.backend == "postgresql":
             _pg(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
             _pg(f'CREATE DATABASE "{PG_DATABASE}"')
+        if self.prepare is not None:
+            self.prepare(self.database_url)
         ws = self.workspace
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", str(self.workdir)),
+            # Set by `--code REF`: the service runs the same committed code as the bench.
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             "SLACK_BOT_TOKEN": ws.bot_token,
             "SLACK_SIGNING_SECRET": ws.signing_secret,
             "SLACK_API_URL": self.emulator.api_url,
@@ -110,8 +129,13 @@ class Stack:
         except BaseException:
             self.stop()
             raise
-        self.emulator.deliver_events_to(f"http://{LOOPBACK}:{self.http_port}/slack/events")
+        if "web" in self._roles():
+            self.emulator.deliver_events_to(self.events_url)
         return self
+
+    @property
+    def events_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}/slack/events"
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -166,23 +190,24 @@ class Stack:
 
     def cards(self) -> list[CallRecord]:
         """Successful top-level posts into the triage channel: one per ticket."""
-        return [
-            c
-            for c in self.emulator.calls_to("chat.postMessage", channel=TRIAGE)
-            if c.ok and not c.params.get("thread_ts")
-        ]
+        return [c for c in self.emulator.calls if _is_card(c)]
 
     def card_count(self) -> int:
         with self.emulator.state.lock:
             return sum(
                 1
                 for c in self.emulator.state.calls
-                if c.method == "chat.postMessage" and c.ok and c.channel == TRIAGE and not c.params.get("thread_ts")
+                if c.method == "chat.postMessage"
+                and c.ok
+                and c.channel == TRIAGE
+                and not c.params.get("thread_ts")
             )
 
     def acknowledgements(self) -> int:
         """Mails in the sink that answer a customer automatically (RFC 3834 auto-replied)."""
-        return sum(1 for m in self.sink.messages if (m.message["Auto-Submitted"] or "").startswith("auto-replied"))
+        return sum(
+            1 for m in self.sink.messages if (m.message["Auto-Submitted"] or "").startswith("auto-replied")
+        )
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout
