@@ -267,13 +267,21 @@ def test_nesting_within_the_limit_is_not_truncated() -> None:
 
 
 def test_html_bomb_is_bounded() -> None:
-    depth_bomb = "<div>" * 50_000 + "deep text" + "</div>" * 50_000
-    attribute_bomb = "<p " + " ".join(f'a{i}="{i}"' for i in range(50_000)) + ">attributes</p>"
+    # Both within the size limit, so only depth and attribute limits are at work.
+    depth_bomb = "<div>" * 30_000 + "deep text" + "</div>" * 30_000
+    attribute_bomb = "<p " + " ".join(f'a{i}="{i}"' for i in range(20_000)) + ">attributes</p>"
     for html in (depth_bomb, attribute_bomb):
         email = parse_email(message("From: a@b.example\nMessage-ID: <m@x>", html, content_type="text/html"))
         assert email.body_markdown.endswith(("deep text", "attributes"))
         assert not HTML_TAG.search(email.body_markdown)
     assert parse_email(message("From: a@b.example", depth_bomb, content_type="text/html")).truncated
+
+
+def test_oversized_html_is_cut_and_says_so() -> None:
+    html = "<p>" + "lorem ipsum " * 100_000 + "</p><p>the end</p>"
+    email = parse_email(message("From: a@b.example\nMessage-ID: <m@x>", html, content_type="text/html"))
+    assert email.truncated and email.body_markdown.startswith("lorem ipsum")
+    assert "the end" not in email.body_markdown
 
 
 def test_ten_thousand_cc_addresses_parse() -> None:
