@@ -1,0 +1,274 @@
+"""Inbound email, worker side: one intake-queue item becomes a ticket message (or is set aside).
+
+The SMTP intake stored the raw bytes and answered 250. Here the mail is parsed off the event loop,
+its raw .eml and attachments are written to the file store (content-addressed, so a retry writes
+nothing new), and then ONE transaction decides and applies everything: classification, the ticket
+it continues or a new one, the message, its participants, the acknowledgement, and marking the
+intake item done. If the worker dies halfway, the transaction never happened and the item is
+claimed again; if it runs twice, the Message-ID is already known and nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mail.addresses import is_own_address, normalize_address
+from mail.ingest_routing import (
+    EnvelopeKeys,
+    already_known,
+    bounced_participants,
+    envelope_keys,
+    find_ticket,
+)
+from mail.parse import InboundEmail, parse_email
+from store import inbound
+from store.actions import (
+    Actor,
+    NewAttachment,
+    add_customer_message,
+    add_participant,
+    customer_for_email,
+    open_ticket,
+    record_bounce,
+)
+from store.actions.common import enqueue_emails, record_event, thread_line
+from store.context import Desk
+from store.db import InvalidRequest
+from store.intake_keys import unsubscribe_by_key
+from store.models import Customer, Origin, Participant, Ticket
+
+log = logging.getLogger(__name__)
+
+# At most this many files of one mail are kept and uploaded; the rest are named in the thread.
+MAX_ATTACHMENTS = 50
+# Addresses named in the thread when the participant cap is reached (10,000 Cc's name 20).
+MAX_NAMED_OVERFLOW = 20
+
+
+class LostClaim(Exception):
+    """Another worker took the intake item over (our lease lapsed): this transaction must not count."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the SMTP dialogue said: MAIL FROM ("" for the null path) and the accepted RCPT TOs."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredFiles:
+    raw_sha256: str
+    attachments: tuple[NewAttachment, ...]
+    dropped: tuple[str, ...]  # names of attachments past MAX_ATTACHMENTS
+
+
+class EmailIngest:
+    """The intake-queue handler for kind "email"."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    async def handle(self, work: inbound.InboundWork, worker_id: str) -> None:
+        raw = work.raw or b""
+        envelope = Envelope(
+            mail_from=str(work.payload.get("mail_from", "")),
+            rcpt_tos=tuple(str(address) for address in work.payload.get("rcpt_tos", [])),
+        )
+        # Parsing a hostile message can take a while: never on the event loop.
+        email = await asyncio.to_thread(parse_email, raw, envelope_from=envelope.mail_from)
+        files = await asyncio.to_thread(self.store_files, raw, email)
+        outcome = await asyncio.to_thread(self.apply, work.id, worker_id, email, envelope, files)
+        log.info(
+            "inbound email %s: %s",
+            email.message_id,
+            outcome,
+            extra={"inbound_id": work.id, "rule": email.guard_rule or None},
+        )
+
+    def store_files(self, raw: bytes, email: InboundEmail) -> StoredFiles:
+        """The raw .eml and the attachments, under their content hashes (never customer names)."""
+        kept = email.attachments[:MAX_ATTACHMENTS]
+        attachments = tuple(
+            NewAttachment(
+                filename=item.filename,
+                content_type=item.content_type,
+                size=len(item.data),
+                sha256=self.desk.files.put(item.data),
+                inline=item.inline,
+            )
+            for item in kept
+        )
+        dropped = tuple(item.filename for item in email.attachments[MAX_ATTACHMENTS:])
+        return StoredFiles(self.desk.files.put(raw), attachments, dropped)
+
+    def apply(
+        self, work_id: int, worker_id: str, email: InboundEmail, envelope: Envelope, files: StoredFiles
+    ) -> str:
+        """Everything in one transaction; returns what happened, for the log."""
+        with self.desk.db.transaction() as session:
+            outcome = self.route(session, email, envelope, files)
+            if not inbound.finish(session, work_id, worker_id):
+                raise LostClaim(f"intake item {work_id} was taken over by another worker")
+            return outcome
+
+    # ----- deciding -----
+
+    def route(self, session: Session, email: InboundEmail, envelope: Envelope, files: StoredFiles) -> str:
+        support = self.desk.settings.support_address
+        keys = envelope_keys(envelope.rcpt_tos, support)
+        if already_known(session, email.message_id):
+            return "ignored: a Message-ID already stored or sent by us (redelivery or our own mail)"
+        if email.from_address is not None and is_own_address(email.from_address, support):
+            return "ignored: from our own address (a loop)"
+        if keys.unsubscribe:
+            return self.unsubscribe(session, keys)
+        if keys.bounce or email.classification == "bounce":
+            return self.bounce(session, email, keys)
+        if email.classification != "request":
+            # RFC 3834: answering automatic mail is how loops start; it opens nothing.
+            return f"ignored: {email.classification} ({email.guard_rule})"
+        ticket = find_ticket(session, email, keys.reply, support)
+        if ticket is None:
+            ticket = self.open(session, email, envelope, files)
+            return f"opened #{ticket.number}"
+        self.add_message(session, ticket, self.customer(session, email, envelope), email, files)
+        self.add_participants(session, ticket, email, include_sender=True)
+        return f"added to #{ticket.number}"
+
+    def unsubscribe(self, session: Session, keys: EnvelopeKeys) -> str:
+        done = [unsubscribe_by_key(session, key, via="email") for key in keys.unsubscribe]
+        emails = [participant.email for participant in done if participant is not None]
+        return f"unsubscribed {', '.join(emails) or 'nobody'}"
+
+    def bounce(self, session: Session, email: InboundEmail, keys: EnvelopeKeys) -> str:
+        if email.classification != "bounce":
+            # An out-of-office or a stray message sent to a bounce address: nothing failed.
+            return f"ignored: {email.classification} to a bounce address ({email.guard_rule})"
+        info = email.bounce
+        if info is not None and ((info.action or "failed") != "failed" or (info.status or "5")[0] == "4"):
+            # RFC 3464 "delayed" and 4.x.x: the remote server is still trying; nothing failed yet.
+            return f"ignored: a delay notice ({info.action or info.status})"
+        reason = (info.diagnostic or info.status if info else None) or "the recipient's server refused it"
+        bounced = bounced_participants(session, email, keys.bounce)
+        for item in bounced:
+            record_bounce(session, item.ticket, item.email, reason)
+        if not bounced:
+            return "ignored: a bounce of no mail of ours"
+        return "bounce recorded for " + ", ".join(f"{b.email} on #{b.ticket.number}" for b in bounced)
+
+    # ----- applying -----
+
+    def customer(self, session: Session, email: InboundEmail, envelope: Envelope) -> Customer:
+        if email.from_address is not None:
+            return customer_for_email(session, email.from_address, email.from_name)
+        # RFC 5322 requires a From; without a readable one the envelope sender is the only way back.
+        sender = normalize_address(envelope.mail_from)
+        if sender is not None and not is_own_address(sender, self.desk.settings.support_address):
+            return customer_for_email(session, sender, email.from_name)
+        # Nobody to answer by mail: the ticket still holds the message for the team to see.
+        customer = Customer(name=email.from_name or "Unknown sender", email=None)
+        session.add(customer)
+        session.flush()
+        return customer
+
+    def open(self, session: Session, email: InboundEmail, envelope: Envelope, files: StoredFiles) -> Ticket:
+        customer = self.customer(session, email, envelope)
+        ticket = open_ticket(
+            session,
+            self.desk.policy,
+            subject=email.subject,
+            requester=customer,
+            origin=Origin.EMAIL,
+            actor=Actor(customer.name, email=customer.email),
+        )
+        self.add_message(session, ticket, customer, email, files)
+        requester = session.scalars(
+            select(Participant).where(Participant.ticket_id == ticket.id, Participant.role == "requester")
+        ).all()
+        if self.desk.policy.acknowledge and not email.auto_reply_suppressed and requester:
+            # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement goes
+            # out before they are participants so it does not show them a Cc they did not get.
+            enqueue_emails(
+                session, ticket, self.desk.policy, template="acknowledgement", only=list(requester)
+            )
+        self.add_participants(session, ticket, email, include_sender=False)
+        return ticket
+
+    def add_message(
+        self, session: Session, ticket: Ticket, customer: Customer, email: InboundEmail, files: StoredFiles
+    ) -> None:
+        add_customer_message(
+            session,
+            self.desk.policy,
+            ticket,
+            customer=customer,
+            body_markdown=email.reply_markdown,
+            full_markdown=email.body_markdown,
+            source="email",
+            subject=email.subject,
+            email_message_id=email.message_id,
+            raw_sha256=files.raw_sha256,
+            attachments=list(files.attachments),
+        )
+        if files.dropped:
+            names = ", ".join(files.dropped[:MAX_NAMED_OVERFLOW])
+            more = len(files.dropped) - MAX_NAMED_OVERFLOW
+            thread_line(
+                session,
+                ticket,
+                f"{len(files.dropped)} more attachments were not uploaded (limit {MAX_ATTACHMENTS}): "
+                f"{names}{f' and {more} more' if more > 0 else ''}. The original message has them all.",
+            )
+
+    def add_participants(
+        self, session: Session, ticket: Ticket, email: InboundEmail, *, include_sender: bool
+    ) -> None:
+        """Every To and Cc address except our own becomes a participant, up to the cap."""
+        support = self.desk.settings.support_address
+        candidates = [*email.to, *email.cc]
+        if include_sender and email.from_address is not None:
+            candidates.insert(0, email.from_address)
+        present = set(session.scalars(select(Participant.email).where(Participant.ticket_id == ticket.id)))
+        new = [
+            address
+            for address in dict.fromkeys(candidates)
+            if address not in present and not is_own_address(address, support)
+        ]
+        if not new:
+            return
+        cc_count = len(
+            session.scalars(
+                select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.role == "cc")
+            ).all()
+        )
+        room = max(self.desk.policy.max_participants - cc_count, 0)
+        actor = Actor(email.from_name or "customer", email=email.from_address)
+        for address in new[:room]:
+            try:
+                # Notified by nobody: they were on the mail itself, and know the ticket from it.
+                add_participant(session, self.desk.policy, ticket, address, actor, notify=False)
+            except InvalidRequest as exc:
+                log.info("not a participant address %r: %s", address, exc)
+        overflow = new[room:]
+        if overflow:
+            self.name_overflow(session, ticket, overflow)
+
+    def name_overflow(self, session: Session, ticket: Ticket, overflow: list[str]) -> None:
+        limit = self.desk.policy.max_participants
+        record_event(session, ticket, "participants_capped", None, count=len(overflow), limit=limit)
+        named = ", ".join(overflow[:MAX_NAMED_OVERFLOW])
+        more = len(overflow) - MAX_NAMED_OVERFLOW
+        thread_line(
+            session,
+            ticket,
+            f"Not added as participants (limit of {limit} reached), so not mailed: "
+            f"{named}{f' and {more} more' if more > 0 else ''}.",
+        )
+

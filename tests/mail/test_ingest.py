@@ -1,0 +1,372 @@
+"""EmailIngest on the real store: what one inbound mail becomes, in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from mail.ingest import EmailIngest, LostClaim
+from store import actions, inbound
+from store.actions import Actor
+from store.context import Desk
+from store.db import Database
+from store.models import (
+    Attachment,
+    Customer,
+    InboundItem,
+    Message,
+    Outbox,
+    Participant,
+    Status,
+    Ticket,
+    TicketEvent,
+)
+from store.settings import Settings
+
+SUPPORT = "support@acme.test"
+
+
+def make_desk(db: Database, tmp_path: Path, **overrides: Any) -> Desk:
+    settings = Settings(
+        database_url=db.url,
+        support_address=SUPPORT,
+        files_dir=tmp_path / "files",
+        triage_channel="C0TRIAGE",
+        **overrides,
+    )
+    return Desk.build(settings, db)
+
+
+@pytest.fixture
+def desk(db: Database, tmp_path: Path) -> Desk:
+    return make_desk(db, tmp_path)
+
+
+def mail(
+    body: str = "My printer is on fire.",
+    *,
+    message_id: str | None = "<m1@customer.test>",
+    sender: str = "Bob Customer <bob@customer.test>",
+    to: str = SUPPORT,
+    **headers: str,
+) -> bytes:
+    lines = [f"From: {sender}", f"To: {to}", "Subject: Printer on fire"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    if message_id:
+        lines.append(f"Message-ID: {message_id}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+def ingest(
+    desk: Desk,
+    raw: bytes,
+    *,
+    mail_from: str = "bob@customer.test",
+    rcpt_tos: tuple[str, ...] = (SUPPORT,),
+    dedupe_key: str | None = None,
+) -> None:
+    """As the intake and the worker would: store the raw mail, claim it, handle it."""
+    key = dedupe_key or "email:" + hashlib.sha256(raw).hexdigest()
+    payload = {"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}
+    assert inbound.accept(desk.db, "email", key, payload=payload, raw=raw)
+    [work] = inbound.claim(desk.db, "w1")
+    asyncio.run(EmailIngest(desk).handle(work, "w1"))
+
+
+def rows(desk: Desk, model: Any, *where: Any) -> list[Any]:
+    with desk.db.transaction() as session:
+        return list(session.scalars(select(model).where(*where).order_by(model.id)))
+
+
+def outbox(desk: Desk, kind: str) -> list[Outbox]:
+    return rows(desk, Outbox, Outbox.kind == kind)
+
+
+def thread_lines(desk: Desk) -> list[str]:
+    return [row.payload["text"] for row in outbox(desk, "slack.thread_line")]
+
+
+def the_ticket(desk: Desk) -> Ticket:
+    [ticket] = rows(desk, Ticket)
+    return ticket
+
+
+def test_a_new_request_opens_a_ticket_with_its_message_and_acknowledgement(desk: Desk) -> None:
+    raw = mail("Help!\n\nOn Mon, 1 Jan 2024, Alice <a@acme.test> wrote:\n> earlier text")
+    ingest(desk, raw)
+
+    ticket = the_ticket(desk)
+    assert (ticket.number, ticket.subject, ticket.origin) == (1, "Printer on fire", "email")
+    assert ticket.status == "open"
+    [customer] = rows(desk, Customer)
+    assert (customer.email, customer.name) == ("bob@customer.test", "Bob Customer")
+    [message] = rows(desk, Message)
+    assert message.body_markdown == "Help!"  # quoted history trimmed for the Slack view
+    assert "earlier text" in (message.full_markdown or "")  # the whole body kept
+    assert message.email_message_id == "m1@customer.test"
+    assert message.raw_sha256 == hashlib.sha256(raw).hexdigest()
+    assert desk.files.get(message.raw_sha256) == raw
+    [ack] = outbox(desk, "email.send")
+    assert ack.payload["template"] == "acknowledgement"
+    assert ack.payload["to"] == "bob@customer.test" and ack.payload["cc"] == []
+    assert ack.payload["in_reply_to"] == "m1@customer.test"
+    assert [row.kind for row in rows(desk, Outbox, Outbox.kind.like("slack.%"))] == [
+        "slack.card",
+        "slack.thread_post",
+    ]
+    [item] = rows(desk, InboundItem)
+    assert item.state == "done" and item.raw is None
+
+
+def test_attachments_are_stored_under_their_hash(desk: Desk) -> None:
+    raw = (
+        b"From: bob@customer.test\r\nTo: support@acme.test\r\nSubject: logs\r\nMessage-ID: <a@c.test>\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b'--b\r\nContent-Type: text/plain; name="../../etc/passwd"\r\n'
+        b'Content-Disposition: attachment; filename="../../etc/passwd"\r\n\r\nroot:x\r\n--b--\r\n'
+    )
+    ingest(desk, raw)
+
+    [attachment] = rows(desk, Attachment)
+    assert "/" not in attachment.filename
+    assert desk.files.get(attachment.sha256).strip() == b"root:x"
+
+
+def test_cc_addresses_become_participants_but_never_our_own(desk: Desk) -> None:
+    raw = mail(Cc="Carol <carol@customer.test>, support+xyz@acme.test, SUPPORT@acme.test, dan@other.test")
+    ingest(desk, raw)
+
+    emails = [(p.email, p.role) for p in rows(desk, Participant)]
+    assert emails == [
+        ("bob@customer.test", "requester"),
+        ("carol@customer.test", "cc"),
+        ("dan@other.test", "cc"),
+    ]
+    assert [row.payload["template"] for row in outbox(desk, "email.send")] == ["acknowledgement"]
+
+
+def test_the_acknowledgement_can_be_turned_off(db: Database, tmp_path: Path) -> None:
+    desk = make_desk(db, tmp_path, acknowledge=False)
+    ingest(desk, mail())
+    assert the_ticket(desk).number == 1
+    assert outbox(desk, "email.send") == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Auto_Submitted": "auto-replied"},
+        {"X_Autoreply": "yes"},
+        {"Precedence": "bulk"},
+        {"Precedence": "junk"},
+        {"List_Id": "<news.example>", "Precedence": "list"},
+    ],
+)
+def test_automatic_and_list_mail_opens_nothing_and_gets_no_reply(desk: Desk, headers: dict[str, str]) -> None:
+    ingest(desk, mail(**headers))
+    assert rows(desk, Ticket) == []
+    assert rows(desk, Outbox) == []
+    assert [item.state for item in rows(desk, InboundItem)] == ["done"]
+
+
+def test_null_sender_and_mailer_daemon_open_nothing(desk: Desk) -> None:
+    ingest(desk, mail(message_id="<n1@x.test>"), mail_from="")
+    ingest(desk, mail(message_id="<n2@x.test>", sender="MAILER-DAEMON@mx.customer.test"))
+    assert rows(desk, Ticket) == []
+
+
+def test_mail_from_our_own_address_is_a_loop_and_ignored(desk: Desk) -> None:
+    ingest(desk, mail(sender=f"Support <{SUPPORT}>"))
+    ingest(desk, mail(message_id="<m2@x.test>", sender="support+abc@acme.test"))
+    assert rows(desk, Ticket) == []
+
+
+def test_a_display_name_that_looks_like_an_address_is_not_the_requester(desk: Desk) -> None:
+    ingest(desk, mail(sender='"ceo@customer.test" <mallory@evil.test>'))
+    [customer] = rows(desk, Customer)
+    assert customer.email == "mallory@evil.test"
+
+
+def reply_key(desk: Desk) -> str:
+    return the_ticket(desk).reply_key
+
+
+def test_a_bcc_copy_finds_its_ticket_by_the_envelope_key_alone(desk: Desk) -> None:
+    ingest(desk, mail())
+    key = reply_key(desk)
+    ingest(
+        desk,
+        mail("More details", message_id="<m2@customer.test>", to="someone@else.test"),
+        rcpt_tos=(f"support+{key}@acme.test",),
+    )
+    assert len(rows(desk, Ticket)) == 1
+    assert [m.body_markdown for m in rows(desk, Message)] == ["My printer is on fire.", "More details"]
+    assert len(outbox(desk, "slack.card")) == 1
+
+
+def test_the_key_in_a_recipient_header_finds_the_ticket(desk: Desk) -> None:
+    ingest(desk, mail())
+    key = reply_key(desk)
+    ingest(desk, mail("Via To", message_id="<m2@customer.test>", to=f"support+{key}@acme.test"))
+    assert len(rows(desk, Ticket)) == 1 and len(rows(desk, Message)) == 2
+
+
+def test_in_reply_to_one_of_our_mails_finds_the_ticket(desk: Desk) -> None:
+    ingest(desk, mail())
+    [ack] = outbox(desk, "email.send")
+    sent_id = ack.payload["message_id_header"]
+    ingest(
+        desk,
+        mail("Thanks", message_id="<m2@c.test>", In_Reply_To=f"<{sent_id}>", References=f"<{sent_id}>"),
+    )
+    assert len(rows(desk, Ticket)) == 1 and len(rows(desk, Message)) == 2
+
+
+def test_in_reply_to_an_unknown_message_opens_a_new_ticket(desk: Desk) -> None:
+    ingest(desk, mail(In_Reply_To="<never-seen@elsewhere.test>"))
+    assert the_ticket(desk).number == 1
+
+
+def test_a_reply_to_a_resolved_ticket_reopens_it_and_the_thread_says_so(desk: Desk) -> None:
+    ingest(desk, mail())
+    with desk.db.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        actions.set_status(session, desk.policy, ticket, Status.RESOLVED, Actor("Alice", slack_id="U0ALICE"))
+        key = ticket.reply_key
+    ingest(desk, mail("Still broken", message_id="<m2@c.test>"), rcpt_tos=(f"support+{key}@acme.test",))
+
+    assert the_ticket(desk).status == "open"
+    assert thread_lines(desk)[-1] == "Bob Customer reopened the ticket"
+    assert [e.kind for e in rows(desk, TicketEvent, TicketEvent.kind == "reopened")] == ["reopened"]
+
+
+def test_a_later_reply_adds_new_cc_and_its_new_sender(desk: Desk) -> None:
+    ingest(desk, mail())
+    key = reply_key(desk)
+    ingest(
+        desk,
+        mail("Adding Erin", message_id="<m2@c.test>", sender="frank@customer.test", Cc="erin@customer.test"),
+        rcpt_tos=(f"support+{key}@acme.test",),
+    )
+    assert [p.email for p in rows(desk, Participant)] == [
+        "bob@customer.test",
+        "frank@customer.test",
+        "erin@customer.test",
+    ]
+
+
+def test_the_same_message_handled_twice_is_stored_once(desk: Desk) -> None:
+    raw = mail()
+    ingest(desk, raw, dedupe_key="email:first")
+    ingest(desk, raw, dedupe_key="email:second")  # e.g. a redelivery the intake could not match
+    assert len(rows(desk, Message)) == 1 and len(rows(desk, Ticket)) == 1
+    assert [item.state for item in rows(desk, InboundItem)] == ["done", "done"]
+
+
+def test_participants_are_capped_and_the_rest_named_in_the_thread(db: Database, tmp_path: Path) -> None:
+    desk = make_desk(db, tmp_path, max_participants=3)
+    cc = ", ".join(f"p{n}@customer.test" for n in range(30))
+    ingest(desk, mail(Cc=cc))
+
+    assert len(rows(desk, Participant, Participant.role == "cc")) == 3
+    [line] = thread_lines(desk)
+    assert line.startswith("Not added as participants (limit of 3 reached), so not mailed: p3@customer.test")
+    assert line.endswith("and 7 more.")
+    assert [row.payload["to"] for row in outbox(desk, "email.send")] == ["bob@customer.test"]
+
+
+def test_mail_to_an_unsubscribe_address_unsubscribes_that_participant(desk: Desk) -> None:
+    ingest(desk, mail())
+    [participant] = rows(desk, Participant)
+    ingest(
+        desk,
+        mail("unsubscribe", message_id="<u1@c.test>"),
+        rcpt_tos=(f"support+unsub-{participant.unsubscribe_key}@acme.test",),
+    )
+    [participant] = rows(desk, Participant)
+    assert participant.unsubscribed_at is not None
+    assert len(rows(desk, Message)) == 1
+    assert thread_lines(desk) == ["bob@customer.test unsubscribed from this ticket's email (email)."]
+
+
+def dsn(original_id: str, recipient: str, *, status: str = "5.1.1", action: str = "failed") -> bytes:
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\n"
+        f"To: {SUPPORT}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-" + status + "@mx.customer.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        "--r\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} user unknown\r\n"
+        "--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: <{original_id}>\r\nFrom: {SUPPORT}\r\n"
+        "--r--\r\n"
+    ).encode()
+
+
+def test_a_bounce_to_the_bounce_address_is_recorded_on_that_participant(desk: Desk) -> None:
+    ingest(desk, mail(Cc="carol@customer.test"))
+    carol = rows(desk, Participant, Participant.email == "carol@customer.test")[0]
+    ingest(
+        desk,
+        dsn("whatever@acme.test", "carol@customer.test"),
+        mail_from="",
+        rcpt_tos=(f"support+bounce-{carol.unsubscribe_key}@acme.test",),
+    )
+    [carol] = rows(desk, Participant, Participant.email == "carol@customer.test")
+    assert carol.bounced_at is not None and "5.1.1" in (carol.bounce_reason or "")
+    assert thread_lines(desk)[-1].startswith("Mail to carol@customer.test bounced:")
+    assert len(rows(desk, Ticket)) == 1 and len(rows(desk, Message)) == 1
+
+
+def test_a_bounce_is_matched_by_the_message_id_of_our_mail(desk: Desk) -> None:
+    ingest(desk, mail())
+    [ack] = outbox(desk, "email.send")
+    ingest(desk, dsn(ack.payload["message_id_header"], "bob@customer.test"), mail_from="")
+    [bob] = rows(desk, Participant)
+    assert bob.bounced_at is not None
+
+
+def test_a_delay_notice_is_not_a_bounce(desk: Desk) -> None:
+    ingest(desk, mail())
+    [bob] = rows(desk, Participant)
+    ingest(
+        desk,
+        dsn("x@acme.test", "bob@customer.test", status="4.4.1", action="delayed"),
+        mail_from="",
+        rcpt_tos=(f"support+bounce-{bob.unsubscribe_key}@acme.test",),
+    )
+    [bob] = rows(desk, Participant)
+    assert bob.bounced_at is None
+
+
+def test_without_a_from_header_the_envelope_sender_is_the_requester(desk: Desk) -> None:
+    ingest(desk, b"Subject: who am I\r\n\r\nno From header at all\r\n", mail_from="carl@customer.test")
+    assert the_ticket(desk).subject == "who am I"
+    assert [c.email for c in rows(desk, Customer)] == ["carl@customer.test"]
+
+
+def test_a_message_without_any_readable_sender_still_reaches_the_desk(desk: Desk) -> None:
+    ingest(desk, b"From: ???\r\nSubject: who am I\r\n\r\nno address\r\n", mail_from="not an address")
+    assert the_ticket(desk).subject == "who am I"
+    assert [(c.email, c.name) for c in rows(desk, Customer)] == [(None, "Unknown sender")]
+    assert outbox(desk, "email.send") == []
+
+
+def test_work_taken_over_by_another_worker_changes_nothing(desk: Desk) -> None:
+    raw = mail()
+    inbound.accept(desk.db, "email", "email:m1", payload={"mail_from": "", "rcpt_tos": [SUPPORT]}, raw=raw)
+    [work] = inbound.claim(desk.db, "w1", lease=timedelta(seconds=-1))
+    inbound.claim(desk.db, "w2")  # the lease lapsed: w2 holds it now
+    with pytest.raises(LostClaim):
+        asyncio.run(EmailIngest(desk).handle(work, "w1"))
+    assert rows(desk, Ticket) == []
