@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import events
+from bot.listeners import events, shortcuts
 from store.context import Desk
 
 
 def register_all(app: AsyncApp, desk: Desk) -> None:
     events.register(app, desk)
+    shortcuts.register(app, desk)

@@ -47,7 +47,11 @@ def worth_storing(event: dict[str, Any], desk: Desk) -> bool:
         if from_a_bot(event):
             return False
         channel = event.get("channel")
-        return channel == desk.settings.triage_channel or channel in desk.settings.intake_channels
+        if channel == desk.settings.triage_channel or channel in desk.settings.intake_channels:
+            return True
+        # Elsewhere a ticket can only come from the ticket emoji or the shortcut, so only its
+        # thread's replies, edits and deletions can matter; the worker drops the rest.
+        return bool(event.get("thread_ts")) or event.get("subtype") in ("message_changed", "message_deleted")
     if kind in ("member_joined_channel", "member_left_channel"):
         return event.get("channel") == desk.settings.triage_channel
     return True

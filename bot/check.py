@@ -1,0 +1,177 @@
+"""`servicedesk check`: is this desk set up right? Settings, token, scopes, channels, in plain words.
+
+Every finding is one line an operator can act on. Exit 0 when nothing is wrong, 1 otherwise.
+The check only reads: it never joins a channel or changes anything in Slack.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.manifest import BOT_SCOPES
+from store.settings import Settings
+
+REFUSED_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def ok(self, text: str) -> None:
+        self.lines.append(f"ok       {text}")
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        self.lines.append(f"PROBLEM  {text}")
+
+    def note(self, text: str) -> None:
+        self.lines.append(f"note     {text}")
+
+
+def check_settings(settings: Settings, report: Report) -> None:
+    if settings.slack_bot_token:
+        report.ok("SLACK_BOT_TOKEN is set")
+    else:
+        report.problem(
+            "SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-…) "
+            "from the app's OAuth & Permissions page"
+        )
+    if settings.triage_channel:
+        report.ok(f"SERVICEDESK_TRIAGE_CHANNEL is {settings.triage_channel}")
+    else:
+        report.problem(
+            "SERVICEDESK_TRIAGE_CHANNEL is not set: give the ID (C…) of the channel where tickets open"
+        )
+    if settings.slack_signing_secret:
+        report.ok("SLACK_SIGNING_SECRET is set (HTTP mode)")
+    if settings.slack_app_token:
+        report.ok("SLACK_APP_TOKEN is set (Socket Mode)")
+    if not settings.slack_signing_secret and not settings.slack_app_token:
+        report.problem(
+            "neither SLACK_SIGNING_SECRET (for HTTP mode) nor SLACK_APP_TOKEN (for --socket-mode) "
+            "is set: Slack's events could not be received"
+        )
+    if settings.triage_channel and settings.triage_channel in settings.intake_channels:
+        report.problem(
+            f"{settings.triage_channel} is both the triage channel and an intake channel: "
+            "customers would read the team's internal notes"
+        )
+    if not settings.intake_channels:
+        report.note("SERVICEDESK_INTAKE_CHANNELS is empty: tickets come by email, the emoji and the shortcut")
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value if isinstance(value, str) else ",".join(value)
+    return None
+
+
+def check_token(client: WebClient, report: Report) -> bool:
+    """auth.test and the granted scopes; False when Slack cannot be used at all."""
+    try:
+        answer = client.auth_test()
+    except SlackApiError as error:
+        code = error.response.get("error")
+        if code in REFUSED_TOKEN:
+            report.problem(f"Slack refused the bot token ({code}): reinstall the app and copy the new token")
+        else:
+            report.problem(f"auth.test failed ({code})")
+        return False
+    except (SlackClientError, OSError) as error:
+        report.problem(f"could not reach Slack at {client.base_url} ({type(error).__name__}: {error})")
+        return False
+    report.ok(f"the token works: bot @{answer.get('user')} in workspace {answer.get('team')}")
+    granted_header = _header(answer.headers, "x-oauth-scopes")
+    if granted_header is None:
+        report.note("Slack did not say which scopes the token has; scopes not checked")
+        return True
+    granted = {scope.strip() for scope in granted_header.split(",") if scope.strip()}
+    missing = [scope for scope in BOT_SCOPES if scope not in granted]
+    if missing:
+        plural = len(missing) > 1
+        report.problem(
+            f"the app lacks the scope{'s' if plural else ''} {', '.join(missing)}: add "
+            f"{'them' if plural else 'it'} under OAuth & Permissions (or from `servicedesk manifest`) "
+            "and reinstall the app"
+        )
+    else:
+        report.ok("the token has every scope the app needs")
+    return True
+
+
+def check_channel(client: WebClient, channel: str, role: str, report: Report) -> None:
+    try:
+        answer = client.conversations_info(channel=channel)
+    except SlackApiError as error:
+        code = error.response.get("error")
+        if code == "channel_not_found":
+            report.problem(
+                f"the {role} channel {channel} was not found: check the ID, and for a private "
+                "channel invite the bot first (it cannot see private channels it is not in)"
+            )
+        elif code == "missing_scope":
+            report.problem(f"could not look at the {role} channel {channel}: the token lacks channels:read")
+        else:
+            report.problem(f"could not look at the {role} channel {channel} ({code})")
+        return
+    except (SlackClientError, OSError) as error:
+        report.problem(f"could not look at the {role} channel {channel} ({type(error).__name__})")
+        return
+    info = answer.get("channel") or {}
+    name = f"#{info.get('name', channel)} ({channel})"
+    if info.get("is_archived"):
+        report.problem(f"the {role} channel {name} is archived: unarchive it or choose another")
+        return
+    if not info.get("is_member"):
+        report.problem(
+            f"the bot is not a member of the {role} channel {name}: "
+            "invite it there with `/invite @servicedesk`"
+        )
+        return
+    if role == "triage" and (info.get("is_ext_shared") or info.get("is_shared")):
+        report.problem(
+            f"the triage channel {name} is shared with another organization: they would read "
+            "internal notes; use a channel only your team is in"
+        )
+        return
+    report.ok(f"the bot is in the {role} channel {name}")
+
+
+def run_check(
+    settings: Settings,
+    *,
+    out: TextIO | None = None,
+    client_factory: Callable[[Settings], WebClient] | None = None,
+) -> int:
+    out = out or sys.stdout
+    report = Report()
+    check_settings(settings, report)
+    if settings.slack_bot_token:
+        client = (client_factory or _client)(settings)
+        if check_token(client, report):
+            if settings.triage_channel:
+                check_channel(client, settings.triage_channel, "triage", report)
+            for channel in settings.intake_channels:
+                if channel != settings.triage_channel:
+                    check_channel(client, channel, "intake", report)
+    for line in report.lines:
+        print(line, file=out)
+    if report.problems:
+        count = len(report.problems)
+        print(f"{count} problem{'s' if count > 1 else ''} found.", file=out)
+        return 1
+    print("All good: the desk is ready.", file=out)
+    return 0
+
+
+def _client(settings: Settings) -> WebClient:
+    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15)

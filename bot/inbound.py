@@ -1,0 +1,109 @@
+"""The worker's handler for stored Slack input: events (and the "Create ticket" shortcut).
+
+The listeners only store what Slack sends and acknowledge it; this runs in the worker, where slow
+work (profiles, file downloads) is allowed. Each input is parsed into a typed object
+(`bot.inbound_events`) and handed to the flow that owns it:
+
+- messages, edits, deletions -> `bot.inbound_messages`
+- the `ticket` reaction and the shortcut -> `bot.inbound_tickets`
+- triage channel membership -> the staff list (`bot.staff`)
+- the App Home tab -> `bot.home.publish_home`, when the triage side provides it
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.inbound_context import Claim, InboundContext
+from bot.inbound_events import (
+    HomeOpened,
+    MembershipChanged,
+    MessageDeleted,
+    MessageEdited,
+    MessagePosted,
+    ReactionAdded,
+    TicketShortcut,
+    home_team_of,
+    parse_payload,
+)
+from bot.inbound_messages import handle_deleted, handle_edited, handle_posted
+from bot.inbound_tickets import handle_reaction, handle_shortcut
+from bot.slack_files import SlackFileCopier
+from bot.slack_users import SlackDirectory
+from bot.staff import StaffDirectory
+from store import inbound
+from store.context import Desk
+
+log = logging.getLogger(__name__)
+
+
+class SlackEventHandler:
+    def __init__(self, desk: Desk, client: AsyncWebClient) -> None:
+        settings = desk.settings
+        self.context = InboundContext(
+            desk=desk,
+            client=client,
+            directory=SlackDirectory(desk.db, client),
+            staff=StaffDirectory(desk.db, client, settings.triage_channel),
+            copier=SlackFileCopier(
+                client,
+                desk.files,
+                token=settings.slack_bot_token,
+                api_url=settings.slack_api_url,
+                max_bytes=settings.max_message_bytes,
+            ),
+        )
+
+    @property
+    def staff(self) -> StaffDirectory:
+        return self.context.staff
+
+    async def handle(self, work: inbound.InboundWork, worker_id: str) -> None:
+        ctx = self.context
+        claim = Claim(work, worker_id)
+        parsed = parse_payload(work.payload)
+        home_team = await ctx.home_team(home_team_of(work.payload))
+        match parsed:
+            case MessagePosted(message=message):
+                await handle_posted(ctx, claim, message, home_team)
+            case MessageEdited(message=message):
+                await handle_edited(ctx, claim, message)
+            case MessageDeleted(channel=channel, ts=ts):
+                await handle_deleted(ctx, claim, channel, ts)
+            case ReactionAdded():
+                await handle_reaction(ctx, claim, parsed, home_team)
+            case TicketShortcut():
+                await handle_shortcut(ctx, claim, parsed, home_team)
+            case MembershipChanged():
+                await self._membership(claim, parsed)
+            case HomeOpened(user=user):
+                await ctx.apply(claim)
+                await self._publish_home(user)
+            case None:
+                await ctx.apply(claim)
+
+    async def _membership(self, claim: Claim, change: MembershipChanged) -> None:
+        if change.channel == self.context.triage_channel:
+            if change.joined:
+                await self.staff.joined(change.user)
+            else:
+                await self.staff.left(change.user)
+            log.info("%s %s the triage channel", change.user, "joined" if change.joined else "left")
+        await self.context.apply(claim)
+
+    async def _publish_home(self, user: str) -> None:
+        # The App Home view is the triage side's (bot.home); without it the tab stays as it is.
+        try:
+            module = importlib.import_module("bot.home")
+        except ModuleNotFoundError:
+            return
+        publish = getattr(module, "publish_home", None)
+        if publish is None:
+            return
+        result = publish(self.context.desk, self.context.client, user)
+        if inspect.isawaitable(result):
+            await result

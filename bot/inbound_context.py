@@ -1,0 +1,141 @@
+"""What the Slack intake handlers share: collaborators, the claimed item, and small helpers.
+
+Every handler follows the same order: read what it needs from the store, ask Slack (profiles,
+files) with no transaction open, then apply one store transaction that also marks the intake item
+done — so an item takes effect exactly once, even if the worker dies halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.orm import Session
+
+from bot.slack_files import SlackFileCopier
+from bot.slack_users import SlackDirectory, SlackProfile
+from bot.staff import StaffDirectory
+from bot.text import message_markdown
+from store import inbound
+from store.actions import customer_for_slack_user
+from store.context import Desk
+from store.models import Customer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SUBJECT_LENGTH = 80
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_MARKUP = re.compile(r"(^\s*(?:[>#]+|[-*+]|\d+[.)])\s+)|[*_~`\\]")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An intake item this worker holds."""
+
+    work: inbound.InboundWork
+    worker_id: str
+
+
+@dataclass
+class InboundContext:
+    desk: Desk
+    client: AsyncWebClient
+    directory: SlackDirectory
+    staff: StaffDirectory
+    copier: SlackFileCopier
+    _auth: dict[str, Any] | None = None
+
+    @property
+    def triage_channel(self) -> str | None:
+        return self.desk.settings.triage_channel
+
+    def is_intake_channel(self, channel: str) -> bool:
+        return channel in self.desk.settings.intake_channels
+
+    async def auth(self) -> dict[str, Any]:
+        """`auth.test`, asked once per process: our team, our bot user, the workspace URL."""
+        if self._auth is None:
+            try:
+                answer = await self.client.auth_test()
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+                log.warning("auth.test failed: %s", error)
+                return {}
+            self._auth = dict(answer.data) if isinstance(answer.data, dict) else {}
+        return self._auth
+
+    async def workspace_url(self) -> str | None:
+        url = (await self.auth()).get("url")
+        return str(url) if url else None
+
+    async def home_team(self, fallback: str | None = None) -> str | None:
+        team = (await self.auth()).get("team_id")
+        return str(team) if team else fallback
+
+    async def read(self, query: Callable[[Session], T]) -> T:
+        """A read-only look at the store, off the event loop."""
+
+        def run() -> T:
+            with self.desk.db.transaction() as session:
+                return query(session)
+
+        return await asyncio.to_thread(run)
+
+    async def apply(self, claim: Claim, change: Callable[[Session], T] | None = None) -> T | None:
+        """Apply `change` and mark the item done in one transaction (None: just mark it done)."""
+
+        def run() -> T | None:
+            with self.desk.db.transaction() as session:
+                if not inbound.finish(session, claim.work.id, claim.worker_id):
+                    # Our lease lapsed and another worker holds the item: it will apply it.
+                    log.warning("intake item %s was taken over by another worker", claim.work.id)
+                    return None
+                return change(session) if change is not None else None
+
+        return await asyncio.to_thread(run)
+
+    async def markdown(self, raw: Mapping[str, Any]) -> str:
+        """The message's body as canonical Markdown, mentions resolved to names."""
+        resolver = await self.directory.mention_resolver([raw])
+        return message_markdown(raw, resolver)
+
+
+def customer_for_profile(session: Session, profile: SlackProfile, home_team: str | None) -> Customer:
+    """The customer record of a Slack user: a Slack Connect user's team is their organization."""
+    team_name = profile.email.rpartition("@")[2] if profile.email else None
+    return customer_for_slack_user(
+        session,
+        profile.user_id,
+        name=profile.full_name,
+        team_id=profile.team_id,
+        email=profile.email,
+        home_team_id=home_team,
+        team_name=team_name,
+    )
+
+
+def subject_from(markdown: str, files: Sequence[Mapping[str, Any]] = ()) -> str:
+    """A ticket subject from the first line that says something; a file's name when none does."""
+    for line in markdown.splitlines():
+        plain = _MARKUP.sub("", _LINK.sub(r"\1", line)).strip()
+        if plain:
+            return textwrap.shorten(plain, SUBJECT_LENGTH, placeholder="…")
+    for slack_file in files:
+        name = slack_file.get("name") or slack_file.get("title")
+        if name:
+            return textwrap.shorten(f"File: {name}", SUBJECT_LENGTH, placeholder="…")
+    return "(no subject)"
+
+
+def skipped_files_line(skipped: Sequence[str]) -> str:
+    """The triage-thread line naming the files of a message that were not copied, and why."""
+    listed = "; ".join(skipped)
+    return f"Not every file of that message was copied into the ticket: {listed}"

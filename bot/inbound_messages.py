@@ -1,0 +1,335 @@
+"""Messages people post, edit and delete: new requests, customer threads, and triage threads.
+
+- A top-level message in an intake channel from someone who is not staff opens a ticket.
+- A reply in a ticket's customer thread is added to the ticket (a customer's) or pointed out in
+  the triage thread (staff answering the customer directly, outside the desk).
+- A staff member's reply in a ticket's triage thread is a public reply, a note (`note:`), or a
+  command (`!`). Someone the desk does not know as staff writing there gets a note, never a reply:
+  nothing reaches a customer unless staff wrote it.
+- Edits and deletions of messages the desk holds go to the store actions, which decide what an
+  edit or deletion still changes (the undo window) and mirror it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+
+from sqlalchemy.orm import Session
+
+from bot.inbound_commands import run_command
+from bot.inbound_context import (
+    Claim,
+    InboundContext,
+    customer_for_profile,
+    skipped_files_line,
+    subject_from,
+)
+from bot.inbound_events import PostedMessage
+from bot.slack_files import CopiedFiles
+from bot.slack_users import SlackProfile
+from bot.text.markdown import escape_markdown
+from store.actions import (
+    Actor,
+    add_customer_message,
+    add_note,
+    add_staff_reply,
+    delete_slack_message,
+    edit_slack_message,
+    message_by_slack_ts,
+    open_ticket,
+    ticket_by_slack_thread,
+)
+from store.actions.common import thread_line
+from store.models import Direction, Origin, Ticket, Visibility
+
+log = logging.getLogger(__name__)
+
+NOTE_PREFIX = re.compile(r"^\s*note:\s*", re.IGNORECASE)
+COMMAND_PREFIX = "!"
+DIRECT_REPLY_EXCERPT = 300
+
+
+class StaffMessageKind(enum.Enum):
+    REPLY = "reply"
+    NOTE = "note"
+    COMMAND = "command"
+
+
+def classify_staff_message(text: str) -> StaffMessageKind:
+    """What a staff member's message in a triage thread is, from its text as typed."""
+    if NOTE_PREFIX.match(text):
+        return StaffMessageKind.NOTE
+    if text.lstrip().startswith(COMMAND_PREFIX):
+        return StaffMessageKind.COMMAND
+    return StaffMessageKind.REPLY
+
+
+def without_note_prefix(markdown: str) -> str:
+    return NOTE_PREFIX.sub("", markdown, count=1)
+
+
+def _held(session: Session, channel: str, ts: str) -> bool:
+    return message_by_slack_ts(session, channel, ts) is not None
+
+
+def _ticket_number_for_thread(session: Session, channel: str, thread_ts: str) -> int | None:
+    ticket = ticket_by_slack_thread(session, channel, thread_ts)
+    return ticket.number if ticket is not None else None
+
+
+async def handle_posted(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
+) -> None:
+    if message.channel == ctx.triage_channel:
+        await _triage_message(ctx, claim, message)
+    elif message.is_reply:
+        await _customer_thread_reply(ctx, claim, message, home_team)
+    elif ctx.is_intake_channel(message.channel):
+        await _new_request(ctx, claim, message, home_team)
+    else:
+        await ctx.apply(claim)
+
+
+# ----- customers -----
+
+
+async def _new_request(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
+) -> None:
+    known = await ctx.read(
+        lambda s: (
+            _held(s, message.channel, message.ts)
+            or _ticket_number_for_thread(s, message.channel, message.ts) is not None
+        )
+    )
+    if known:
+        await ctx.apply(claim)
+        return
+    profile = await ctx.directory.profile(message.user)
+    if profile.is_bot or await ctx.staff.is_staff(message.user):
+        # Staff talking in a customer channel is conversation, not a request.
+        await ctx.apply(claim)
+        return
+    body = await ctx.markdown(message.raw)
+    copied = await ctx.copier.copy(message.files)
+
+    def change(session: Session) -> int | None:
+        # Checked again inside the transaction: another delivery of this message may have won.
+        if _held(session, message.channel, message.ts) or ticket_by_slack_thread(
+            session, message.channel, message.ts
+        ):
+            return None
+        customer = customer_for_profile(session, profile, home_team)
+        ticket = open_ticket(
+            session,
+            ctx.desk.policy,
+            subject=subject_from(body, message.files),
+            requester=customer,
+            origin=Origin.SLACK,
+            actor=Actor(customer.name, slack_id=message.user, email=customer.email),
+            origin_channel=message.channel,
+            origin_thread_ts=message.ts,
+        )
+        _add_customer_message(session, ctx, ticket, message, profile, home_team, body, copied)
+        return ticket.number
+
+    number = await ctx.apply(claim, change)
+    if number is not None:
+        log.info("ticket #%s opened from Slack message %s/%s", number, message.channel, message.ts)
+
+
+def _add_customer_message(
+    session: Session,
+    ctx: InboundContext,
+    ticket: Ticket,
+    message: PostedMessage,
+    profile: SlackProfile,
+    home_team: str | None,
+    body: str,
+    copied: CopiedFiles,
+) -> None:
+    customer = customer_for_profile(session, profile, home_team)
+    add_customer_message(
+        session,
+        ctx.desk.policy,
+        ticket,
+        customer=customer,
+        body_markdown=body,
+        source="slack",
+        slack_channel=message.channel,
+        slack_ts=message.ts,
+        attachments=copied.attachments,
+    )
+    if copied.skipped:
+        thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+
+
+async def _customer_thread_reply(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
+) -> None:
+    assert message.thread_ts is not None
+    thread_ts = message.thread_ts
+    number = await ctx.read(
+        lambda s: (
+            None
+            if _held(s, message.channel, message.ts)
+            else _ticket_number_for_thread(s, message.channel, thread_ts)
+        )
+    )
+    if number is None:
+        # A thread that belongs to no ticket is conversation, not a request.
+        await ctx.apply(claim)
+        return
+    profile = await ctx.directory.profile(message.user)
+    if profile.is_bot:
+        await ctx.apply(claim)
+        return
+    if await ctx.staff.is_staff(message.user):
+        await _staff_wrote_to_customer(ctx, claim, message, profile)
+        return
+    body = await ctx.markdown(message.raw)
+    copied = await ctx.copier.copy(message.files)
+
+    def change(session: Session) -> None:
+        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        if ticket is None or _held(session, message.channel, message.ts):
+            return
+        _add_customer_message(session, ctx, ticket, message, profile, home_team, body, copied)
+
+    await ctx.apply(claim, change)
+
+
+async def _staff_wrote_to_customer(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, profile: SlackProfile
+) -> None:
+    """Staff answered in the customer's thread itself: the triage thread should know."""
+    assert message.thread_ts is not None
+    thread_ts = message.thread_ts
+    body = await ctx.markdown(message.raw)
+    excerpt = body if len(body) <= DIRECT_REPLY_EXCERPT else body[:DIRECT_REPLY_EXCERPT] + "…"
+    quoted = "\n".join("> " + line for line in excerpt.splitlines() or [""])
+
+    def change(session: Session) -> None:
+        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        if ticket is not None:
+            name = escape_markdown(profile.shown_name)
+            thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
+
+    await ctx.apply(claim, change)
+
+
+# ----- staff in the triage thread -----
+
+
+async def _triage_message(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:
+    if not message.is_reply:
+        await ctx.apply(claim)  # top-level talk in the triage channel is the team's own
+        return
+    assert message.thread_ts is not None
+    thread_ts = message.thread_ts
+    number = await ctx.read(
+        lambda s: (
+            None
+            if _held(s, message.channel, message.ts)
+            else _ticket_number_for_thread(s, message.channel, thread_ts)
+        )
+    )
+    if number is None:
+        await ctx.apply(claim)
+        return
+    staff = await ctx.staff.recheck(message.user)
+    kind = classify_staff_message(message.text) if staff else StaffMessageKind.NOTE
+    if kind is StaffMessageKind.COMMAND:
+        await run_command(ctx, claim, message, number)
+        return
+    profile = await ctx.directory.profile(message.user)
+    if profile.is_bot:
+        await ctx.apply(claim)
+        return
+    body = await ctx.markdown(message.raw)
+    author = Actor(profile.shown_name, slack_id=message.user, email=profile.email)
+    if kind is StaffMessageKind.NOTE:
+        if not staff:
+            log.info("message from %s, not staff, kept as a note on ticket #%s", message.user, number)
+
+        def note(session: Session) -> None:
+            ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+            if ticket is None or _held(session, message.channel, message.ts):
+                return
+            add_note(
+                session,
+                ticket,
+                author=author,
+                body_markdown=without_note_prefix(body),
+                slack_channel=message.channel,
+                slack_ts=message.ts,
+            )
+
+        await ctx.apply(claim, note)
+        return
+    copied = await ctx.copier.copy(message.files)
+
+    def reply(session: Session) -> None:
+        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        if ticket is None or _held(session, message.channel, message.ts):
+            return
+        add_staff_reply(
+            session,
+            ctx.desk.policy,
+            ticket,
+            author=author,
+            body_markdown=body,
+            slack_channel=message.channel,
+            slack_ts=message.ts,
+            attachments=copied.attachments,
+        )
+        if copied.skipped:
+            thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+
+    await ctx.apply(claim, reply)
+
+
+# ----- edits and deletions -----
+
+
+async def handle_edited(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:
+    held = await ctx.read(
+        lambda s: (
+            (m.direction, m.visibility)
+            if (m := message_by_slack_ts(s, message.channel, message.ts)) is not None
+            else None
+        )
+    )
+    if held is None:
+        await ctx.apply(claim)  # not ours: a command, chatter, or a message we never took in
+        return
+    direction, visibility = held
+    body = await ctx.markdown(message.raw)
+    make_note = direction == Direction.OUTBOUND and bool(NOTE_PREFIX.match(message.text))
+    if direction == Direction.OUTBOUND and (make_note or visibility == Visibility.INTERNAL):
+        body = without_note_prefix(body)
+
+    def change(session: Session) -> str | None:
+        stored = message_by_slack_ts(session, message.channel, message.ts)
+        ticket = session.get(Ticket, stored.ticket_id) if stored is not None else None
+        if stored is None or ticket is None:
+            return None
+        return edit_slack_message(session, ticket, stored, body_markdown=body, make_note=make_note)
+
+    outcome = await ctx.apply(claim, change)
+    log.info("edit of %s/%s: %s", message.channel, message.ts, outcome)
+
+
+async def handle_deleted(ctx: InboundContext, claim: Claim, channel: str, ts: str) -> None:
+    def change(session: Session) -> str | None:
+        stored = message_by_slack_ts(session, channel, ts)
+        ticket = session.get(Ticket, stored.ticket_id) if stored is not None else None
+        if stored is None or ticket is None:
+            return None
+        return delete_slack_message(session, ticket, stored)
+
+    outcome = await ctx.apply(claim, change)
+    if outcome is not None:
+        log.info("deletion of %s/%s: %s", channel, ts, outcome)

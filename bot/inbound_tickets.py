@@ -1,0 +1,215 @@
+"""Staff turn any message into a ticket: the `ticket` reaction or the "Create ticket" shortcut.
+
+The message's author is the requester — also when it is a staff member (an internal request) —
+and the ticket's customer thread is the message's thread, where the acknowledgement goes and
+staff replies will appear. A message becomes a ticket once: a second reaction or shortcut on it,
+or on a message already held by a ticket, changes nothing. A reaction is answered by the card and
+the acknowledgement alone; the shortcut, an explicit request, always gets an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+from sqlalchemy.orm import Session
+
+from bot.inbound_context import (
+    Claim,
+    InboundContext,
+    customer_for_profile,
+    skipped_files_line,
+    subject_from,
+)
+from bot.inbound_events import PostedMessage, ReactionAdded, TicketShortcut, parse_message
+from bot.slack_users import is_transient
+from bot.text.markdown import escape_markdown
+from store.actions import (
+    Actor,
+    add_customer_message,
+    message_by_slack_ts,
+    open_ticket,
+    ticket_by_slack_thread,
+)
+from store.actions.common import thread_line
+from store.models import Origin, Ticket
+
+log = logging.getLogger(__name__)
+
+TICKET_REACTION = "ticket"
+
+ONLY_STAFF = "Only support staff (members of the triage channel) can turn messages into tickets."
+NOT_FROM_APPS = "Messages from apps and bots can't become tickets."
+NOT_IN_TRIAGE = "Messages in the triage channel are the team's own; they don't become tickets."
+NOT_IN_CHANNEL = (
+    "I'm not a member of this channel, so I couldn't answer the customer here. "
+    "Invite me (`/invite @servicedesk`) and try again."
+)
+MESSAGE_GONE = "I couldn't read that message any more; was it deleted?"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str
+    number: int | None = None
+
+
+def _already(session: Session, message: PostedMessage) -> str | None:
+    """Why this message cannot become a new ticket, if it belongs to one already."""
+    held = message_by_slack_ts(session, message.channel, message.ts)
+    if held is not None:
+        ticket = session.get(Ticket, held.ticket_id)
+        return f"That message is already part of ticket #{ticket.number}." if ticket else None
+    owner = ticket_by_slack_thread(session, message.channel, message.thread_root)
+    if owner is not None:
+        return f"That thread already belongs to ticket #{owner.number}; its messages are added there."
+    return None
+
+
+async def open_from_message(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, requested_by: str, home_team: str | None
+) -> Outcome:
+    """Open a ticket from `message` for the staff member `requested_by` (already known as staff)."""
+    if message.channel == ctx.triage_channel:
+        await ctx.apply(claim)
+        return Outcome(NOT_IN_TRIAGE)
+    if not message.user:
+        await ctx.apply(claim)
+        return Outcome(NOT_FROM_APPS)
+    reason = await ctx.read(lambda s: _already(s, message))
+    if reason is not None:
+        await ctx.apply(claim)
+        return Outcome(reason)
+    author = await ctx.directory.profile(message.user)
+    if author.is_bot:
+        await ctx.apply(claim)
+        return Outcome(NOT_FROM_APPS)
+    requester_of_change = await ctx.directory.profile(requested_by)
+    body = await ctx.markdown(message.raw)
+    copied = await ctx.copier.copy(message.files)
+
+    def change(session: Session) -> Outcome:
+        late_reason = _already(session, message)
+        if late_reason is not None:
+            return Outcome(late_reason)
+        customer = customer_for_profile(session, author, home_team)
+        ticket = open_ticket(
+            session,
+            ctx.desk.policy,
+            subject=subject_from(body, message.files),
+            requester=customer,
+            origin=Origin.SLACK,
+            actor=Actor(requester_of_change.shown_name, slack_id=requested_by),
+            origin_channel=message.channel,
+            origin_thread_ts=message.thread_root,
+        )
+        add_customer_message(
+            session,
+            ctx.desk.policy,
+            ticket,
+            customer=customer,
+            body_markdown=body,
+            source="slack",
+            slack_channel=message.channel,
+            slack_ts=message.ts,
+            attachments=copied.attachments,
+        )
+        if copied.skipped:
+            thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+        return Outcome(f"Opened ticket #{ticket.number}.", ticket.number)
+
+    outcome = await ctx.apply(claim, change)
+    if outcome is None:
+        return Outcome("")
+    if outcome.number is not None:
+        log.info(
+            "ticket #%s opened from %s/%s by %s", outcome.number, message.channel, message.ts, requested_by
+        )
+    return outcome
+
+
+# ----- the reaction -----
+
+
+async def _fetch_message(ctx: InboundContext, channel: str, ts: str) -> Mapping[str, Any] | None:
+    """A message by its ts: the channel's history for a top-level one, else its thread."""
+    try:
+        history = await ctx.client.conversations_history(channel=channel, latest=ts, inclusive=True, limit=1)
+        for raw in history.get("messages") or []:
+            if raw.get("ts") == ts:
+                return dict(raw)
+        replies = await ctx.client.conversations_replies(channel=channel, ts=ts, limit=200)
+        for raw in replies.get("messages") or []:
+            if raw.get("ts") == ts:
+                return dict(raw)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+        if is_transient(error):
+            raise
+        log.info("could not read %s/%s: %s", channel, ts, error)
+    return None
+
+
+async def handle_reaction(
+    ctx: InboundContext, claim: Claim, reaction: ReactionAdded, home_team: str | None
+) -> None:
+    if reaction.reaction != TICKET_REACTION or reaction.channel == ctx.triage_channel:
+        await ctx.apply(claim)
+        return
+    # Customers use emoji too: only staff's `ticket` counts, and nothing is said to anyone else.
+    if not await ctx.staff.is_staff(reaction.user):
+        await ctx.apply(claim)
+        return
+    if await ctx.read(lambda s: message_by_slack_ts(s, reaction.channel, reaction.ts) is not None):
+        await ctx.apply(claim)
+        return
+    raw = await _fetch_message(ctx, reaction.channel, reaction.ts)
+    message = parse_message(raw, reaction.channel) if raw is not None else None
+    if message is None:
+        await ctx.apply(claim)
+        return
+    outcome = await open_from_message(ctx, claim, message, reaction.user, home_team)
+    if outcome.number is None and outcome.text:
+        log.info("ticket reaction on %s/%s: %s", reaction.channel, reaction.ts, outcome.text)
+
+
+# ----- the shortcut -----
+
+
+async def _bot_is_member(ctx: InboundContext, channel: str) -> bool:
+    try:
+        answer = await ctx.client.conversations_info(channel=channel)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+        if is_transient(error):
+            raise
+        return False
+    return bool((answer.get("channel") or {}).get("is_member"))
+
+
+async def handle_shortcut(
+    ctx: InboundContext, claim: Claim, shortcut: TicketShortcut, home_team: str | None
+) -> None:
+    if not await ctx.staff.is_staff(shortcut.user):
+        await ctx.apply(claim)
+        outcome = Outcome(ONLY_STAFF)
+    elif shortcut.message.channel != ctx.triage_channel and not await _bot_is_member(
+        ctx, shortcut.message.channel
+    ):
+        await ctx.apply(claim)
+        outcome = Outcome(NOT_IN_CHANNEL)
+    else:
+        outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
+    if outcome.text and shortcut.response_url:
+        await _answer(shortcut.response_url, outcome.text)
+
+
+async def _answer(response_url: str, text: str) -> None:
+    try:
+        await AsyncWebhookClient(response_url).send(text=text, response_type="ephemeral")
+    except (aiohttp.ClientError, TimeoutError) as error:
+        # The ticket (if any) is opened; only the confirmation is lost.
+        log.warning("could not answer the shortcut: %s", error)

@@ -1,0 +1,273 @@
+"""Who a Slack id is: profiles cached in `SlackUser`, channel names and user group handles.
+
+The store keeps message bodies with mentions already resolved to names, so the worker resolves
+every id a message mentions *before* converting it (`mention_resolver`), and `bot.text` then
+reads the answers synchronously. Profiles live in the database so every process (and the
+delivery performers, which post staff replies under the staff member's name and avatar) shares
+one cache; channel names and user group handles are cheap enough to keep in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.text import DictMentionResolver
+from store.db import Database
+from store.models import SlackUser, utcnow
+
+log = logging.getLogger(__name__)
+
+PROFILE_MAX_AGE = timedelta(hours=12)
+NAMES_MAX_AGE_SECONDS = 3600.0
+
+# Errors that say "try again later", as opposed to "this id means nothing to Slack".
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+_MRKDWN_USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_MRKDWN_CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")
+_MRKDWN_USERGROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+class SlackLookupFailed(Exception):
+    """Slack could not answer a lookup for now (rate limit, outage); the caller retries later."""
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, SlackApiError):
+        status = getattr(error.response, "status_code", 200)
+        return status == 429 or status >= 500 or error.response.get("error") in TRANSIENT_ERRORS
+    return isinstance(error, aiohttp.ClientError | TimeoutError)
+
+
+@dataclass(frozen=True)
+class SlackProfile:
+    """What the desk knows of a Slack user. `known` is False when Slack had nothing to say."""
+
+    user_id: str
+    team_id: str | None = None
+    handle: str = ""
+    real_name: str = ""
+    display_name: str = ""
+    email: str | None = None
+    avatar_url: str | None = None
+    is_bot: bool = False
+    is_staff: bool = False
+    known: bool = True
+
+    @property
+    def shown_name(self) -> str:
+        """As Slack shows them in a message: display name, real name when that is empty."""
+        return self.display_name or self.real_name or self.handle or self.user_id
+
+    @property
+    def full_name(self) -> str:
+        """For records (a customer's name): real name first."""
+        return self.real_name or self.display_name or self.handle or self.user_id
+
+
+def profile_from_row(row: SlackUser) -> SlackProfile:
+    return SlackProfile(
+        user_id=row.user_id,
+        team_id=row.team_id,
+        handle=row.name,
+        real_name=row.real_name,
+        display_name=row.display_name,
+        email=row.email,
+        avatar_url=row.avatar_url,
+        is_bot=row.is_bot,
+        is_staff=row.is_staff,
+        known=bool(row.name or row.real_name or row.display_name),
+    )
+
+
+def profile_from_api(user: Mapping[str, Any]) -> SlackProfile:
+    """A `users.info` user object. Slack Connect users of another team carry their own team_id."""
+    profile = user.get("profile") or {}
+    avatar = next((profile[key] for key in ("image_192", "image_72", "image_48") if profile.get(key)), None)
+    return SlackProfile(
+        user_id=str(user.get("id", "")),
+        team_id=user.get("team_id") or profile.get("team"),
+        handle=str(user.get("name") or ""),
+        real_name=str(profile.get("real_name") or user.get("real_name") or ""),
+        display_name=str(profile.get("display_name") or ""),
+        # Present only with users:read.email and when the user's organization shows it.
+        email=(str(profile["email"]).lower() if profile.get("email") else None),
+        avatar_url=avatar,
+        is_bot=bool(user.get("is_bot")),
+    )
+
+
+def _store_profile(db: Database, profile: SlackProfile) -> SlackProfile:
+    """Upsert the cached row; whether the person is staff is kept (bot.staff owns that bit)."""
+    with db.transaction() as session:
+        row = session.get(SlackUser, profile.user_id)
+        if row is None:
+            row = SlackUser(user_id=profile.user_id, is_staff=False)
+            session.add(row)
+        row.team_id = profile.team_id
+        row.name = profile.handle[:200]
+        row.real_name = profile.real_name[:200]
+        row.display_name = profile.display_name[:200]
+        row.email = profile.email
+        row.avatar_url = profile.avatar_url
+        row.is_bot = profile.is_bot
+        row.fetched_at = utcnow()
+        session.flush()
+        return profile_from_row(row)
+
+
+def _cached_row(db: Database, user_id: str) -> tuple[SlackProfile, datetime] | None:
+    with db.transaction() as session:
+        row = session.get(SlackUser, user_id)
+        return (profile_from_row(row), row.fetched_at) if row is not None else None
+
+
+def _walk_elements(node: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(node, Mapping):
+        yield node
+        for value in node.values():
+            if isinstance(value, list | Mapping):
+                yield from _walk_elements(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_elements(item)
+
+
+def mentioned_ids(messages: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str], set[str]]:
+    """(users, channels, user groups) a message mentions, in its rich text or its mrkdwn text."""
+    users: set[str] = set()
+    channels: set[str] = set()
+    groups: set[str] = set()
+    for message in messages:
+        for element in _walk_elements(message.get("blocks") or []):
+            kind = element.get("type")
+            if kind == "user" and element.get("user_id"):
+                users.add(str(element["user_id"]))
+            elif kind == "channel" and element.get("channel_id"):
+                channels.add(str(element["channel_id"]))
+            elif kind == "usergroup" and element.get("usergroup_id"):
+                groups.add(str(element["usergroup_id"]))
+        text = str(message.get("text") or "")
+        users.update(_MRKDWN_USER.findall(text))
+        channels.update(_MRKDWN_CHANNEL.findall(text))
+        groups.update(_MRKDWN_USERGROUP.findall(text))
+    return users, channels, groups
+
+
+class SlackDirectory:
+    """Profiles, channel names and user group handles, each fetched once and then cached."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: AsyncWebClient,
+        *,
+        profile_max_age: timedelta = PROFILE_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.profile_max_age = profile_max_age
+        self.clock = clock
+        self._channels: dict[str, tuple[str, float]] = {}
+        self._usergroups: dict[str, str] = {}
+        self._usergroups_at: float | None = None
+
+    # ----- people -----
+
+    async def profile(self, user_id: str) -> SlackProfile:
+        """The cached profile, fetched from `users.info` when missing or old.
+
+        A user Slack does not know (deleted, or hidden from us) gets a stand-in named by id, so a
+        message is still stored. When Slack is unavailable a stale profile is good enough; with
+        none at all the lookup fails and the caller's work is retried.
+        """
+        cached = await asyncio.to_thread(_cached_row, self.db, user_id)
+        if cached is not None:
+            profile, fetched_at = cached
+            if profile.known and utcnow() - fetched_at < self.profile_max_age:
+                return profile
+        try:
+            answer = await self.client.users_info(user=user_id)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            if is_transient(error):
+                if cached is not None and cached[0].known:
+                    return cached[0]
+                raise SlackLookupFailed(f"users.info for {user_id}: {_describe(error)}") from error
+            log.warning("users.info for %s failed: %s", user_id, _describe(error))
+            return cached[0] if cached is not None else SlackProfile(user_id=user_id, known=False)
+        user = answer.get("user")
+        if not isinstance(user, Mapping):
+            return SlackProfile(user_id=user_id, known=False)
+        return await asyncio.to_thread(_store_profile, self.db, profile_from_api(user))
+
+    # ----- channels and user groups -----
+
+    async def channel_name(self, channel_id: str) -> str:
+        cached = self._channels.get(channel_id)
+        if cached is not None and self.clock() - cached[1] < NAMES_MAX_AGE_SECONDS:
+            return cached[0]
+        try:
+            answer = await self.client.conversations_info(channel=channel_id)
+            name = str((answer.get("channel") or {}).get("name") or channel_id)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            # A channel of another organization, or one the bot cannot see: its id still reads.
+            log.info("conversations.info for %s failed: %s", channel_id, _describe(error))
+            name = cached[0] if cached is not None else channel_id
+        self._channels[channel_id] = (name, self.clock())
+        return name
+
+    async def usergroup_handle(self, usergroup_id: str) -> str:
+        if self._usergroups_at is None or self.clock() - self._usergroups_at >= NAMES_MAX_AGE_SECONDS:
+            self._usergroups_at = self.clock()
+            try:
+                answer = await self.client.usergroups_list(include_disabled=True)
+                self._usergroups = {
+                    str(group.get("id")): str(group.get("handle") or group.get("name") or group.get("id"))
+                    for group in answer.get("usergroups") or []
+                }
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+                # Without usergroups:read (or on a free plan) groups simply read as their ids.
+                log.info("usergroups.list failed: %s", _describe(error))
+        return self._usergroups.get(usergroup_id, usergroup_id)
+
+    async def mention_resolver(self, messages: Iterable[Mapping[str, Any]]) -> DictMentionResolver:
+        """A resolver that knows every id the messages mention (fetched concurrently)."""
+        user_ids, channel_ids, group_ids = mentioned_ids(list(messages))
+        users = sorted(user_ids)
+        channels = sorted(channel_ids)
+        groups = sorted(group_ids)
+        profiles = await asyncio.gather(*(self._mention_profile(u) for u in users))
+        channel_names = await asyncio.gather(*(self.channel_name(c) for c in channels))
+        handles = [await self.usergroup_handle(g) for g in groups]
+        return DictMentionResolver(
+            users={p.user_id: p.shown_name for p in profiles},
+            channels=dict(zip(channels, channel_names, strict=True)),
+            usergroups=dict(zip(groups, handles, strict=True)),
+        )
+
+    async def _mention_profile(self, user_id: str) -> SlackProfile:
+        # A mention that cannot be resolved now reads as its id rather than holding up the message.
+        try:
+            return await self.profile(user_id)
+        except SlackLookupFailed:
+            return SlackProfile(user_id=user_id, known=False)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error") or error)
+    return f"{type(error).__name__}: {error}"

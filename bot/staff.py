@@ -1,0 +1,138 @@
+"""Who is staff: the members of the triage channel, cached in `SlackUser.is_staff`.
+
+The cache is refreshed from `conversations.members` the first time a process needs it and every
+few minutes after, and kept current in between by `member_joined_channel` / `member_left_channel`.
+A refresh that fails keeps the cache as it was: a Slack hiccup must not turn staff into customers
+(their replies would stop going out) or customers into staff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from store.db import Database
+from store.models import SlackUser
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_SECONDS = 600.0
+# A message from someone not (yet) known as staff in the triage channel forces a refresh, at most
+# this often: they most likely just joined and we missed the event.
+RECHECK_EVERY_SECONDS = 30.0
+# Long ago: a row created only to hold `is_staff` has no profile yet, so it is fetched on first use.
+_NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def is_staff(session: Session, user_id: str) -> bool:
+    """From the cache only (for code already inside a transaction)."""
+    return bool(session.scalar(select(SlackUser.is_staff).where(SlackUser.user_id == user_id)))
+
+
+def _mark(session: Session, user_id: str, staff: bool) -> None:
+    row = session.get(SlackUser, user_id)
+    if row is None:
+        session.add(SlackUser(user_id=user_id, is_staff=staff, fetched_at=_NEVER))
+    else:
+        row.is_staff = staff
+
+
+def _replace_members(db: Database, members: set[str]) -> None:
+    with db.transaction() as session:
+        session.execute(
+            update(SlackUser)
+            .where(SlackUser.is_staff.is_(True), SlackUser.user_id.not_in(members))
+            .values(is_staff=False)
+        )
+        for user_id in members:
+            _mark(session, user_id, True)
+
+
+def _set_one(db: Database, user_id: str, staff: bool) -> None:
+    with db.transaction() as session:
+        _mark(session, user_id, staff)
+
+
+def _read_one(db: Database, user_id: str) -> bool:
+    with db.transaction() as session:
+        return is_staff(session, user_id)
+
+
+class StaffDirectory:
+    def __init__(
+        self,
+        db: Database,
+        client: AsyncWebClient,
+        triage_channel: str | None,
+        *,
+        refresh_every: float = REFRESH_EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.triage_channel = triage_channel
+        self.refresh_every = refresh_every
+        self.clock = clock
+        self._refreshed_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> bool:
+        """Read the triage channel's members into the cache; False (cache kept) if Slack failed."""
+        if not self.triage_channel:
+            return False
+        members: set[str] = set()
+        cursor: str | None = None
+        try:
+            while True:
+                answer = await self.client.conversations_members(
+                    channel=self.triage_channel, limit=1000, cursor=cursor
+                )
+                members.update(str(member) for member in answer.get("members") or [])
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            reason = error.response.get("error") if isinstance(error, SlackApiError) else repr(error)
+            log.warning("could not read the triage channel's members (%s); staff list kept", reason)
+            # Try again at the next recheck rather than hammering Slack on every event.
+            self._refreshed_at = self.clock() - self.refresh_every + RECHECK_EVERY_SECONDS
+            return False
+        await asyncio.to_thread(_replace_members, self.db, members)
+        self._refreshed_at = self.clock()
+        log.info("staff list refreshed: %d members of the triage channel", len(members))
+        return True
+
+    async def ensure_fresh(self) -> None:
+        async with self._lock:
+            if self._refreshed_at is None or self.clock() - self._refreshed_at >= self.refresh_every:
+                await self.refresh()
+
+    async def is_staff(self, user_id: str | None) -> bool:
+        if not user_id:
+            return False
+        await self.ensure_fresh()
+        return await asyncio.to_thread(_read_one, self.db, user_id)
+
+    async def recheck(self, user_id: str) -> bool:
+        """Is this person staff, refreshing first if the list may be out of date?"""
+        if await self.is_staff(user_id):
+            return True
+        async with self._lock:
+            if self._refreshed_at is None or self.clock() - self._refreshed_at >= RECHECK_EVERY_SECONDS:
+                await self.refresh()
+        return await asyncio.to_thread(_read_one, self.db, user_id)
+
+    async def joined(self, user_id: str) -> None:
+        await asyncio.to_thread(_set_one, self.db, user_id, True)
+
+    async def left(self, user_id: str) -> None:
+        await asyncio.to_thread(_set_one, self.db, user_id, False)

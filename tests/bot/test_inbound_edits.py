@@ -1,0 +1,149 @@
+"""Edits and deletions of messages the desk holds, and duplicate deliveries of the same message."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
+from store.models import Delivery, Message, Outbox, OutboxState, Visibility, utcnow
+from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
+    Intake,
+    all_done,
+    emulator_fixture,
+    intake_fixture,
+    open_connect_ticket,
+    triage_thread,
+)
+
+
+def staff_reply(intake: Intake, text: str = "Try the *reset* button") -> str:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    ts = intake.emulator.user_post(ALICE, TRIAGE, text, thread_ts=card)
+    intake.run()
+    return ts
+
+
+def pretend_delivered(intake: Intake, message_id: int, mirror_ts: str | None = None) -> None:
+    """What the delivery performers would have done by now."""
+    with intake.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        message.delivery = Delivery.DELIVERED
+        message.deliver_after = utcnow() - timedelta(seconds=1)
+        message.mirror_channel = CONNECT if mirror_ts else None
+        message.mirror_ts = mirror_ts
+        for row in session.query(Outbox).filter(Outbox.message_id == message_id):
+            row.state = OutboxState.DONE
+
+
+def test_an_edit_inside_the_delay_changes_what_is_sent(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "Try the *power* button")
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.body_markdown == "Try the **power** button"
+    assert reply.edited_at is not None and reply.delivery == Delivery.PENDING
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.PENDING
+    assert all_done(intake)
+
+
+def test_an_edit_adding_note_makes_the_reply_a_note(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
+    intake.run()
+    note = intake.messages()[-1]
+    assert note.visibility == Visibility.INTERNAL and note.delivery == Delivery.CANCELLED
+    assert note.body_markdown == "they should try the reset button"
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CANCELLED
+    marker = intake.outbox("slack.reaction")[-1]
+    assert marker.payload["add"] == "lock" and marker.payload["remove"] == "hourglass_flowing_sand"
+
+
+def test_a_delete_inside_the_delay_cancels_the_reply(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    intake.emulator.user_delete(ALICE, TRIAGE, ts)
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.deleted_at is not None and reply.delivery == Delivery.CANCELLED
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CANCELLED
+
+
+def test_an_edit_after_delivery_is_mirrored_to_the_customers_thread(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    reply = intake.messages()[-1]
+    pretend_delivered(intake, reply.id, mirror_ts="1700000999.000100")
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "Try the *blue* button")
+    intake.run()
+    [update] = intake.outbox("slack.mirror_update")
+    assert update.message_id == reply.id and update.state == OutboxState.PENDING
+    assert intake.messages()[-1].body_markdown == "Try the **blue** button"
+
+
+def test_a_delete_after_delivery_is_mirrored_to_the_customers_thread(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    reply = intake.messages()[-1]
+    pretend_delivered(intake, reply.id, mirror_ts="1700000999.000100")
+    intake.emulator.user_delete(ALICE, TRIAGE, ts)
+    intake.run()
+    [delete] = intake.outbox("slack.mirror_delete")
+    assert delete.message_id == reply.id
+
+
+def test_a_customer_edit_is_mirrored_into_the_triage_thread(intake: Intake) -> None:
+    ts = open_connect_ticket(intake)
+    [message] = intake.messages()
+    with intake.db.transaction() as session:
+        stored = session.get(Message, message.id)
+        assert stored is not None
+        stored.mirror_channel, stored.mirror_ts = TRIAGE, "1700000888.000100"
+    intake.emulator.user_edit(DAN, CONNECT, ts, "Printer is *smoking*")
+    intake.run()
+    assert intake.messages()[0].body_markdown == "Printer is **smoking**"
+    [update] = intake.outbox("slack.mirror_update")
+    assert update.lane == f"triage:{message.ticket_id}"
+
+
+def test_an_unchanged_edit_does_nothing(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    before = len(intake.outbox())
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "Try the *reset* button")
+    intake.run()
+    assert len(intake.outbox()) == before
+    assert intake.messages()[-1].edited_at is None
+
+
+def test_the_same_event_delivered_twice_is_dropped_at_the_edge(intake: Intake) -> None:
+    intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    [envelope] = intake.emulator.events
+    assert intake.store(copy.deepcopy(envelope)) is True
+    assert intake.store(copy.deepcopy(envelope)) is False
+    intake.fed = 1
+    intake.run()
+    assert len(intake.tickets()) == 1
+
+
+def test_the_same_message_under_another_event_id_changes_nothing(intake: Intake) -> None:
+    intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    [envelope] = intake.emulator.events
+    again = copy.deepcopy(envelope)
+    again["event_id"] = "Ev0SECONDCOPY"
+    intake.run()
+    intake.store(again)
+    intake.run()
+    assert len(intake.tickets()) == 1 and len(intake.messages()) == 1
+    assert intake.intake_states() == ["done", "done"]
+
+
+def test_a_staff_reply_processed_twice_is_stored_once(intake: Intake) -> None:
+    staff_reply(intake)
+    reply_event = copy.deepcopy(intake.emulator.events[-1])
+    reply_event["event_id"] = "Ev0REPLYAGAIN"
+    intake.store(reply_event)
+    intake.run()
+    assert len(intake.messages()) == 2
+    assert len(intake.outbox("slack.origin_post")) == 1

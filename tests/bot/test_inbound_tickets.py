@@ -1,0 +1,142 @@
+"""Staff turn a message into a ticket: the `ticket` reaction and the "Create ticket" shortcut."""
+
+from __future__ import annotations
+
+from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
+from store.models import Customer, Origin
+from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
+    Intake,
+    all_done,
+    emulator_fixture,
+    intake_fixture,
+)
+
+
+def bot_joins(intake: Intake, channel: str) -> None:
+    intake.emulator.workspace.channels[channel].members.append(BOT_USER)
+
+
+def test_staff_ticket_reaction_opens_a_ticket_for_the_messages_author(intake: Intake) -> None:
+    bot_joins(intake, EMPTY)
+    ts = intake.emulator.user_post(CAROL, EMPTY, "The wifi in room 4 is down")
+    intake.emulator.user_react(ALICE, EMPTY, ts, "ticket")
+    intake.run()
+    [ticket] = intake.tickets()
+    assert ticket.subject == "The wifi in room 4 is down"
+    assert (ticket.origin, ticket.origin_channel, ticket.origin_thread_ts) == (Origin.SLACK, EMPTY, ts)
+    with intake.db.transaction() as session:
+        requester = session.get(Customer, ticket.requester_id)
+        assert requester is not None and requester.slack_user_id == CAROL
+    [message] = intake.messages()
+    assert (message.slack_channel, message.slack_ts) == (EMPTY, ts)
+    assert [row.kind for row in intake.outbox()] == ["slack.card", "slack.origin_ack", "slack.thread_post"]
+    assert all_done(intake)
+
+
+def test_replies_in_a_reaction_tickets_thread_join_it_even_outside_intake_channels(intake: Intake) -> None:
+    bot_joins(intake, EMPTY)
+    ts = intake.emulator.user_post(CAROL, EMPTY, "The wifi in room 4 is down")
+    intake.emulator.user_react(ALICE, EMPTY, ts, "ticket")
+    intake.run()
+    intake.emulator.user_post(CAROL, EMPTY, "Room 5 too", thread_ts=ts)
+    intake.run()
+    assert [m.body_markdown for m in intake.messages()] == ["The wifi in room 4 is down", "Room 5 too"]
+
+
+def test_a_message_becomes_a_ticket_once(intake: Intake) -> None:
+    bot_joins(intake, EMPTY)
+    ts = intake.emulator.user_post(CAROL, EMPTY, "The wifi is down")
+    intake.emulator.user_react(ALICE, EMPTY, ts, "ticket")
+    intake.emulator.user_react(BOB, EMPTY, ts, "ticket")
+    intake.run()
+    assert len(intake.tickets()) == 1 and len(intake.messages()) == 1
+
+
+def test_customers_ticket_reaction_does_nothing(intake: Intake) -> None:
+    root = intake.emulator.user_post(ALICE, CONNECT, "We will upgrade the servers tonight")
+    intake.emulator.user_react(DAN, CONNECT, root, "ticket")
+    intake.run()
+    assert intake.tickets() == []
+    assert all_done(intake)
+
+
+def test_other_reactions_do_nothing(intake: Intake) -> None:
+    bot_joins(intake, EMPTY)
+    ts = intake.emulator.user_post(CAROL, EMPTY, "The wifi is down")
+    intake.emulator.user_react(ALICE, EMPTY, ts, "eyes")
+    intake.run()
+    assert intake.tickets() == []
+
+
+def test_reaction_on_a_thread_reply_answers_in_that_thread(intake: Intake) -> None:
+    root = intake.emulator.user_post(ALICE, CONNECT, "We upgraded the servers")
+    reply = intake.emulator.user_post(DAN, CONNECT, "Since then *exports* fail", thread_ts=root)
+    intake.emulator.user_react(ALICE, CONNECT, reply, "ticket")
+    intake.run()
+    [ticket] = intake.tickets()
+    assert (ticket.origin_channel, ticket.origin_thread_ts) == (CONNECT, root)
+    [message] = intake.messages()
+    assert message.slack_ts == reply and message.body_markdown == "Since then **exports** fail"
+
+
+def test_staff_message_turned_into_a_ticket_is_an_internal_request_by_its_author(intake: Intake) -> None:
+    ts = intake.emulator.user_post(ALICE, CONNECT, "Globex asked for an invoice copy")
+    intake.emulator.user_react(ALICE, CONNECT, ts, "ticket")
+    intake.run()
+    [ticket] = intake.tickets()
+    with intake.db.transaction() as session:
+        requester = session.get(Customer, ticket.requester_id)
+        assert requester is not None and requester.slack_user_id == ALICE
+
+
+def test_ticket_reaction_in_the_triage_channel_does_nothing(intake: Intake) -> None:
+    ts = intake.emulator.user_post(ALICE, TRIAGE, "Lunch?")
+    intake.emulator.user_react(BOB, TRIAGE, ts, "ticket")
+    intake.run()
+    assert intake.tickets() == []
+
+
+def shortcut(intake: Intake, user: str, channel: str, ts: str) -> None:
+    interaction = intake.emulator.user_shortcut(user, channel, ts)
+    intake.store(interaction.payload)
+    intake.run()
+
+
+def ephemeral_texts(intake: Intake, user: str) -> list[str]:
+    return [e.text for e in intake.emulator.ephemerals(user=user)]
+
+
+def test_create_ticket_shortcut_opens_a_ticket_and_says_so(intake: Intake) -> None:
+    root = intake.emulator.user_post(ALICE, HELP, "Printers are being replaced today")
+    reply = intake.emulator.user_post(CAROL, HELP, "Mine prints blank pages", thread_ts=root)
+    intake.run()
+    assert intake.tickets() == []  # a reply in a thread that is no ticket's
+    shortcut(intake, ALICE, HELP, reply)
+    [ticket] = intake.tickets()
+    assert (ticket.origin_channel, ticket.origin_thread_ts) == (HELP, root)
+    assert ephemeral_texts(intake, ALICE) == [f"Opened ticket #{ticket.number}."]
+
+
+def test_create_ticket_shortcut_twice_names_the_existing_ticket(intake: Intake) -> None:
+    ts = intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    intake.run()
+    shortcut(intake, ALICE, CONNECT, ts)
+    assert len(intake.tickets()) == 1
+    assert ephemeral_texts(intake, ALICE) == ["That message is already part of ticket #1."]
+
+
+def test_create_ticket_shortcut_is_for_staff_only(intake: Intake) -> None:
+    root = intake.emulator.user_post(ALICE, CONNECT, "We upgraded the servers")
+    shortcut(intake, DAN, CONNECT, root)
+    assert intake.tickets() == []
+    assert ephemeral_texts(intake, DAN) == [
+        "Only support staff (members of the triage channel) can turn messages into tickets."
+    ]
+
+
+def test_create_ticket_shortcut_where_the_bot_is_not_asks_to_invite_it(intake: Intake) -> None:
+    ts = intake.emulator.user_post(CAROL, EMPTY, "The wifi is down")
+    shortcut(intake, ALICE, EMPTY, ts)
+    assert intake.tickets() == []
+    [text] = ephemeral_texts(intake, ALICE)
+    assert "I'm not a member of this channel" in text and "/invite @servicedesk" in text
