@@ -15,6 +15,7 @@ from email.message import Message
 from mail.addresses import normalize_address
 from mail.inbound_charset import decode_text
 from mail.inbound_headers import clean_text, first_header, parse_message_ids, unfold
+from mail.inbound_mime import payload_of
 
 _MAX_PARTS = 200
 _MAX_DEPTH = 6
@@ -42,9 +43,9 @@ def _parts(message: Message) -> list[Message]:
     while queue and len(found) < _MAX_PARTS:
         part, depth = queue.pop(0)
         found.append(part)
-        payload = part.get_payload()
+        payload = payload_of(part)
         if depth < _MAX_DEPTH and isinstance(payload, list):
-            queue.extend((child, depth + 1) for child in payload if isinstance(child, Message))
+            queue.extend((child, depth + 1) for child in payload)
     return found
 
 
@@ -52,18 +53,17 @@ def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
         return decode_text(payload[:_MAX_TEXT_SCAN], part.get_content_charset())
-    raw = part.get_payload()
+    raw = payload_of(part)
     return raw[:_MAX_TEXT_SCAN] if isinstance(raw, str) else ""
 
 
 def _field_blocks(part: Message) -> list[dict[str, str]]:
     """The per-message and per-recipient field blocks of a delivery-status part."""
-    payload = part.get_payload()
+    payload = payload_of(part)
     if isinstance(payload, list):  # the email package parses each block as a header-only message
         return [
             {key.lower(): clean_text(unfold(str(value))) for key, value in block.raw_items()}
             for block in payload
-            if isinstance(block, Message)
         ]
     blocks: list[dict[str, str]] = []
     for chunk in re.split(r"\r?\n\s*\r?\n", unfold(_text_of(part))):
@@ -78,13 +78,11 @@ def _recipient(value: str) -> str | None:
     return normalize_address(value.split(";", 1)[-1])
 
 
-def _returned_ids(part: Message, content_type: str) -> tuple[str, ...]:
-    payload = part.get_payload()
-    if content_type in _RETURNED_MESSAGE_TYPES or isinstance(payload, list):
-        inner = payload[0] if isinstance(payload, list) and payload else None
-        if isinstance(inner, Message):
-            value = first_header(inner, "Message-ID")
-            return parse_message_ids([value]) if value else ()
+def _returned_ids(part: Message) -> tuple[str, ...]:
+    payload = payload_of(part)
+    if isinstance(payload, list):  # message/rfc822, or rfc822-headers parsed as a message
+        value = first_header(payload[0], "Message-ID") if payload else None
+        return parse_message_ids([value]) if value else ()
     return parse_message_ids(_MESSAGE_ID_LINE.findall(_text_of(part))[:1])
 
 
@@ -110,7 +108,7 @@ def extract_bounce(message: Message) -> BounceInfo:
                     status = code.group(1) if code else None
                     diagnostic = block.get("diagnostic-code") or None
         elif content_type in _RETURNED_MESSAGE_TYPES | _RETURNED_HEADER_TYPES:
-            ids.extend(i for i in _returned_ids(part, content_type) if i not in ids)
+            ids.extend(i for i in _returned_ids(part) if i not in ids)
         elif content_type == "text/plain":
             texts.append(_text_of(part))
     if not ids:

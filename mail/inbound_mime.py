@@ -89,14 +89,28 @@ def sanitize_filename(name: str | None, index: int, content_type: str) -> str:
     return cleaned
 
 
+def payload_of(part: Message) -> str | list[Message]:
+    """The undecoded payload: the sub-parts of a container, or the body text of a leaf."""
+    try:
+        payload = part.get_payload()
+    except (ValueError, LookupError):
+        # CPython decodes an 8-bit payload with the declared charset here, and raises when the
+        # codec machinery rejects the name (one holding a NUL byte, for instance).
+        data = part.get_payload(decode=True)
+        return data.decode("ascii", errors="surrogateescape") if isinstance(data, bytes) else ""
+    if isinstance(payload, list):
+        return [item for item in payload if isinstance(item, Message)]
+    return payload if isinstance(payload, str) else ""
+
+
 def _decoded_payload(part: Message) -> bytes:
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
         return payload
-    raw = part.get_payload()
+    raw = payload_of(part)
     if isinstance(raw, list):  # message/* parts (delivery-status, rfc822-headers) parse as messages
-        return b"\n".join(_message_bytes(item) for item in raw if isinstance(item, Message))
-    return raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else b""
+        return b"\n".join(_message_bytes(item) for item in raw)
+    return raw.encode("utf-8", errors="surrogateescape")
 
 
 def _param(part: Message, name: str, *, lower: bool = True) -> str:
@@ -168,10 +182,9 @@ class _Walker:
             self._flatten(part, files_only)
             return
         content_type = content_type_of(part)
-        payload = part.get_payload()
+        payload = payload_of(part)
         if content_type.startswith("multipart/"):
-            listed = payload if isinstance(payload, list) else []
-            children = [child for child in listed if isinstance(child, Message)]
+            children = payload if isinstance(payload, list) else []
             if not children:
                 self._broken_multipart(part, depth, files_only)
             elif content_type == "multipart/alternative":
@@ -182,9 +195,7 @@ class _Walker:
                 for child in children:
                     self.walk(child, depth + 1, files_only, in_report or content_type == "multipart/report")
         elif content_type in {"message/rfc822", "message/global"} and isinstance(payload, list) and payload:
-            inner = payload[0]
-            if isinstance(inner, Message):
-                self._forwarded(part, inner, depth, files_only or in_report)
+            self._forwarded(part, payload[0], depth, files_only or in_report)
         else:
             self._leaf(part, content_type, files_only)
 
@@ -231,14 +242,14 @@ class _Walker:
         self.result.attachments.append(RawAttachment(filename, content_type, data, None))
 
     def _broken_multipart(self, part: Message, depth: int, files_only: bool) -> None:
-        body = part.get_payload()
+        body = payload_of(part)
         text = body if isinstance(body, str) else ""
         boundary = _BOUNDARY_LINE.search(text)
         if boundary is not None:
             head = f'Content-Type: multipart/mixed; boundary="{boundary.group(1)}"\r\n\r\n'
             data = (head + text).encode("utf-8", errors="surrogateescape")
             recovered = BytesParser(policy=self.policy).parsebytes(data)
-            if isinstance(recovered.get_payload(), list) and recovered.get_payload():
+            if payload_of(recovered):
                 self.result.truncated = True  # not what the sender declared: say it was repaired
                 self.walk(recovered, depth + 1, files_only)
                 return
@@ -251,9 +262,9 @@ class _Walker:
         while stack and self.parts_seen <= MAX_PARTS and not files_only:
             current = stack.pop()
             self.parts_seen += 1
-            payload = current.get_payload()
+            payload = payload_of(current)
             if isinstance(payload, list):
-                stack.extend(reversed([child for child in payload if isinstance(child, Message)]))
+                stack.extend(reversed(payload))
             elif content_type_of(current).startswith(("text/", "multipart/")) and isinstance(payload, str):
                 kind: Literal["text", "html"] = "html" if content_type_of(current) == "text/html" else "text"
                 self.result.segments.append(Segment(kind, self._text(current)))
@@ -264,7 +275,7 @@ def _message_bytes(message: Message) -> bytes:
         return message.as_bytes(policy=email_policy.compat32)
     except (ValueError, TypeError, LookupError, UnicodeError):
         # The generator cannot re-serialise some broken messages; the text is still shown.
-        return str(message.get_payload()).encode("utf-8", errors="replace")
+        return str(payload_of(message)).encode("utf-8", errors="replace")
 
 
 def unflow(text: str, *, delsp: bool) -> str:

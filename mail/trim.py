@@ -34,14 +34,19 @@ _MAX_SIGNATURE_NAME_WORDS = 6
 
 def _normalize(text: str) -> list[str]:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return _strip_blank_edges(lines)
+    return _strip_edges(lines, separators=False)
 
 
-def _strip_blank_edges(lines: list[str]) -> list[str]:
+def _strip_edges(lines: list[str], *, separators: bool) -> list[str]:
+    """Without blank lines (and, with `separators`, rules like "-----") at either end."""
+
+    def removable(line: str) -> bool:
+        return not line.strip() or (separators and _SEPARATOR_LINE.match(line) is not None)
+
     start, end = 0, len(lines)
-    while start < end and (not lines[start].strip() or _SEPARATOR_LINE.match(lines[start])):
+    while start < end and removable(lines[start]):
         start += 1
-    while end > start and (not lines[end - 1].strip() or _SEPARATOR_LINE.match(lines[end - 1])):
+    while end > start and removable(lines[end - 1]):
         end -= 1
     return lines[start:end]
 
@@ -207,7 +212,7 @@ def trim_reply(text: str) -> str:
     cut = reading.cut_position(start, dropped)
     kept = [index for index in range(start, cut) if index not in dropped]
     reply = _without_trailing_signature([lines[i] for i in kept], [reading.kinds[i] for i in kept])
-    reply = _strip_blank_edges(reply)
+    reply = _strip_edges(reply, separators=True)
     if not any(_WORD.search(line) for line in reply):
         return whole  # trimming found nothing of the customer's own: show everything
     return "\n".join(reply)

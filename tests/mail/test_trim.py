@@ -104,6 +104,10 @@ def test_when_trimming_leaves_nothing_the_whole_body_is_returned(body: str) -> N
     assert trim_reply(body) == body
 
 
+def test_a_body_without_words_is_returned_as_it_is() -> None:
+    assert trim_reply("\n______\n\n") == "______"
+
+
 def test_line_endings_and_blank_edges_are_normalised() -> None:
     assert trim_reply("\r\n\r\nHello\r\nthere\r\n\r\n") == "Hello\nthere"
     assert trim_reply("") == ""
