@@ -319,3 +319,15 @@ def test_malformed_input_never_raises(raw: bytes) -> None:
     assert email.message_id
     assert email.subject
     assert email.classification in {"request", "auto", "bounce", "list"}
+
+
+def test_regression_nul_in_a_charset_name_keeps_the_structure(caplog: pytest.LogCaptureFixture) -> None:
+    # CPython's get_payload() decodes 8-bit text with the declared charset and raised ValueError
+    # on a name holding NUL, which threw the whole message to the last-resort text view.
+    raw = (
+        b"From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+        b'--x\r\nContent-Type: text/plain; charset="a\x00b"\r\n\r\nbody \xff\r\n--x--\r\n'
+    )
+    email = parse_email(raw)
+    assert email.from_address == "a@b.example" and email.body_markdown.startswith("body")
+    assert not caplog.records
