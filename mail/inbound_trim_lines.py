@@ -86,7 +86,8 @@ _SENT_FROM = re.compile(
 _ATTRIBUTION_END = re.compile(
     r"(\bwrote|\ba\s+écrit|\bschrieb\b.{0,120}|\bescribió|\bescreveu|\bnapisał(\(a\))?|\bnadesłał"
     r"|\bnapsal(\(a\))?|\bskrev\b.{0,160}|\bschreef\b.{0,160}|\bha\s+scritto|\bнаписал(\(а\)|а)?"
-    r"|\bпише|\bkirjoitti|\bírta|\byazdı|\bέγραψε|\bescrigué|写道|寫道|님이\s*작성하였습니다"
+    r"|\bпише|\bkirjoitti|\bírta\b.{0,80}|\byazdı|\bέγραψε|\bescrigué|\bva\s+escriure|写道|寫道"
+    r"|님이\s*작성(하였습니다)?"
     r"|[^\s<>]+@[^\s<>]+>?\s*>?)\s*[:：]\s*$"
     r"|\bwrote\s*-{2,}\s*$",
     re.IGNORECASE,

@@ -25,6 +25,22 @@ from mail.trim import trim_reply
         ("Díky\n\nDne po 3. 3. 2025 9:00 Support <s@desk.example> napsal(a):\n> Ahoj", "Díky"),
         ("Спасибо\n\nпн, 3 мар. 2025 г. в 09:00, Support <s@desk.example>:\n> Привет", "Спасибо"),
         ("谢谢\n\n2025年3月3日 09:00，Support <s@desk.example> 写道：\n> 你好", "谢谢"),
+        ("ありがとう\n\n2025年3月3日(月) 9:00 Support <s@desk.example>:\n> こんにちは", "ありがとう"),
+        ("Дякую\n\nпн, 3 бер. 2025 р. о 09:00 Support <s@desk.example> пише:\n> Привіт", "Дякую"),
+        ("Kiitos\n\nma 3. maalisk. 2025 klo 9.00 Support (s@desk.example) kirjoitti:\n> Hei", "Kiitos"),
+        (
+            "Köszönöm\n\nSupport <s@desk.example> ezt írta (időpont: 2025. márc. 3., H, 9:00):\n> Szia",
+            "Köszönöm",
+        ),
+        ("Tack\n\nDen mån 3 mars 2025 kl 09:00 skrev Support <s@desk.example>:\n> Hej", "Tack"),
+        (
+            "Grazie\n\nIl giorno lun 3 mar 2025 alle ore 09:00 Support <s@desk.example> ha scritto:\n> Ciao",
+            "Grazie",
+        ),
+        (
+            "감사합니다\n\n2025년 3월 3일 (월) 오전 9:00, Support <s@desk.example>님이 작성:\n> 안녕",
+            "감사합니다",
+        ),
         # Gmail's ISO-dated attribution.
         ("Ok\n\n2025-03-03 9:00 GMT+01:00 Support <s@desk.example>:\n> Hi", "Ok"),
         # Outlook.
