@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy as email_policy
 from email.message import Message
 from email.parser import BytesParser
@@ -40,6 +40,13 @@ _CONTENT_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,128}$"
 _BOUNDARY_LINE = re.compile(r"^--([^\s\"]{1,200})[ \t]*\r?$", re.MULTILINE)
 _UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')
 MAX_FILENAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class _Mode:
+    files_only: bool = False  # keep files, show no text (unchosen alternatives, related resources)
+    in_report: bool = False  # inside multipart/report: a returned message is a file, not text
+    in_forward: bool = False  # inside a forwarded message that is already kept whole as .eml
 
 
 @dataclass
@@ -109,7 +116,7 @@ def _decoded_payload(part: Message) -> bytes:
         return payload
     raw = payload_of(part)
     if isinstance(raw, list):  # message/* parts (delivery-status, rfc822-headers) parse as messages
-        return b"\n".join(_message_bytes(item) for item in raw)
+        return b"\n".join(_message_bytes(item) or b"" for item in raw)
     return raw.encode("utf-8", errors="surrogateescape")
 
 
@@ -159,47 +166,48 @@ class _Walker:
             )
         )
 
-    def _leaf(self, part: Message, content_type: str, files_only: bool) -> None:
+    def _leaf(self, part: Message, content_type: str, mode: _Mode) -> None:
         if content_type in {"text/plain", "text/html"} and not _is_attachment(part):
             text = self._text(part)
             if content_type == "text/html":
                 self.result.html_sources.append(text)
-            if not files_only:
+            if not mode.files_only:
                 self.result.segments.append(Segment("html" if content_type == "text/html" else "text", text))
             return
-        if not (files_only and content_type.startswith("text/") and not _is_attachment(part)):
+        if not (mode.files_only and content_type.startswith("text/") and not _is_attachment(part)):
             self._attach(part, content_type)
 
     # -- structure ----------------------------------------------------------------------
 
-    def walk(self, part: Message, depth: int, files_only: bool = False, in_report: bool = False) -> None:
+    def walk(self, part: Message, depth: int, mode: _Mode) -> None:
         self.parts_seen += 1
         if self.parts_seen > MAX_PARTS:
             self.result.truncated = True
             return
         if depth > self.max_depth:
             self.result.truncated = True
-            self._flatten(part, files_only)
+            self._flatten(part, mode)
             return
         content_type = content_type_of(part)
         payload = payload_of(part)
         if content_type.startswith("multipart/"):
             children = payload if isinstance(payload, list) else []
             if not children:
-                self._broken_multipart(part, depth, files_only)
+                self._broken_multipart(part, depth, mode)
             elif content_type == "multipart/alternative":
-                self._alternative(children, depth, files_only)
+                self._alternative(children, depth, mode)
             elif content_type == "multipart/related":
-                self._related(part, children, depth, files_only)
+                self._related(part, children, depth, mode)
             else:
+                report = replace(mode, in_report=mode.in_report or content_type == "multipart/report")
                 for child in children:
-                    self.walk(child, depth + 1, files_only, in_report or content_type == "multipart/report")
+                    self.walk(child, depth + 1, report)
         elif content_type in {"message/rfc822", "message/global"} and isinstance(payload, list) and payload:
-            self._forwarded(part, payload[0], depth, files_only or in_report)
+            self._forwarded(part, payload[0], depth, mode)
         else:
-            self._leaf(part, content_type, files_only)
+            self._leaf(part, content_type, mode)
 
-    def _alternative(self, children: list[Message], depth: int, files_only: bool) -> None:
+    def _alternative(self, children: list[Message], depth: int, mode: _Mode) -> None:
         def readable(child: Message, wanted: str) -> bool:
             return content_type_of(child) == wanted and bool(self._peek_text(child))
 
@@ -209,12 +217,12 @@ class _Walker:
         chosen = chosen or next(nested, None)
         chosen = chosen or children[-1]
         for child in children:
-            self.walk(child, depth + 1, files_only or child is not chosen)
+            self.walk(child, depth + 1, mode if child is chosen else replace(mode, files_only=True))
 
     def _peek_text(self, part: Message) -> str:
         return decode_text(_decoded_payload(part)[:4096], part.get_content_charset()).strip()
 
-    def _related(self, part: Message, children: list[Message], depth: int, files_only: bool) -> None:
+    def _related(self, part: Message, children: list[Message], depth: int, mode: _Mode) -> None:
         start = _param(part, "start", lower=False).strip("<>")
 
         def content_id(child: Message) -> str:
@@ -222,26 +230,32 @@ class _Walker:
 
         root = next((c for c in children if start and content_id(c) == start), children[0])
         for child in children:
-            self.walk(child, depth + 1, files_only or child is not root)
+            self.walk(child, depth + 1, mode if child is root else replace(mode, files_only=True))
 
-    def _forwarded(self, part: Message, inner: Message, depth: int, files_only: bool) -> None:
-        data = _message_bytes(inner)
+    def _forwarded(self, part: Message, inner: Message, depth: int, mode: _Mode) -> None:
         subject = decode_header_text(first_header(inner, "Subject") or "")
-        name = part.get_filename() or (f"{subject[:100]}.eml" if subject else "forwarded-message.eml")
-        self._attach_named(name, "message/rfc822", data)
-        if files_only:
-            return
+        # A message forwarded inside a forwarded message is already in the outer .eml: keeping
+        # each level again would cost quadratic time and space on a deep chain.
+        if not mode.in_forward:
+            data = _message_bytes(inner)
+            if data is None:
+                self.result.truncated = True
+            else:
+                name = part.get_filename() or (f"{subject[:100]}.eml" if subject else "forwarded-message.eml")
+                self._attach_named(name, "message/rfc822", data)
+        if mode.files_only or mode.in_report:
+            return  # a returned message in a bounce is evidence, not text to show
         sender = decode_header_text(first_header(inner, "From") or "")
         intro = f"---------- Forwarded message ----------\nFrom: {sender}\nSubject: {subject}\n"
         self.result.segments.append(Segment("text", intro))
-        self.walk(inner, depth + 1, files_only)
+        self.walk(inner, depth + 1, replace(mode, in_forward=True))
 
     def _attach_named(self, name: str, content_type: str, data: bytes) -> None:
         index = len(self.result.attachments) + 1
         filename = sanitize_filename(name, index, content_type)
         self.result.attachments.append(RawAttachment(filename, content_type, data, None))
 
-    def _broken_multipart(self, part: Message, depth: int, files_only: bool) -> None:
+    def _broken_multipart(self, part: Message, depth: int, mode: _Mode) -> None:
         body = payload_of(part)
         text = body if isinstance(body, str) else ""
         boundary = _BOUNDARY_LINE.search(text)
@@ -251,15 +265,15 @@ class _Walker:
             recovered = BytesParser(policy=self.policy).parsebytes(data)
             if payload_of(recovered):
                 self.result.truncated = True  # not what the sender declared: say it was repaired
-                self.walk(recovered, depth + 1, files_only)
+                self.walk(recovered, depth + 1, mode)
                 return
-        if text.strip() and not files_only:
+        if text.strip() and not mode.files_only:
             self.result.segments.append(Segment("text", text[:MAX_TEXT_CHARS]))
 
-    def _flatten(self, part: Message, files_only: bool) -> None:
+    def _flatten(self, part: Message, mode: _Mode) -> None:
         """Below the depth limit: show the text of every text part, follow no more structure."""
         stack = [part]
-        while stack and self.parts_seen <= MAX_PARTS and not files_only:
+        while stack and self.parts_seen <= MAX_PARTS and not mode.files_only:
             current = stack.pop()
             self.parts_seen += 1
             payload = payload_of(current)
@@ -270,12 +284,14 @@ class _Walker:
                 self.result.segments.append(Segment(kind, self._text(current)))
 
 
-def _message_bytes(message: Message) -> bytes:
+def _message_bytes(message: Message) -> bytes | None:
+    """A parsed message serialised again, or None when the generator cannot do it."""
     try:
         return message.as_bytes(policy=email_policy.compat32)
-    except (ValueError, TypeError, LookupError, UnicodeError):
-        # The generator cannot re-serialise some broken messages; the text is still shown.
-        return str(payload_of(message)).encode("utf-8", errors="replace")
+    except (ValueError, TypeError, LookupError, UnicodeError, RecursionError):
+        # Some broken messages cannot be re-serialised, and the generator recurses per nesting
+        # level. The caller keeps the whole original anyway; the text is still shown.
+        return None
 
 
 def unflow(text: str, *, delsp: bool) -> str:
@@ -311,5 +327,5 @@ def _quoted(depth: int, content: str) -> str:
 
 def walk_message(message: Message, *, parse_policy: Policy, max_depth: int) -> MimeWalk:
     walker = _Walker(parse_policy, max_depth)
-    walker.walk(message, 0)
+    walker.walk(message, 0, _Mode())
     return walker.result

@@ -331,3 +331,28 @@ def test_regression_nul_in_a_charset_name_keeps_the_structure(caplog: pytest.Log
     email = parse_email(raw)
     assert email.from_address == "a@b.example" and email.body_markdown.startswith("body")
     assert not caplog.records
+
+
+def nested_forwards(levels: int) -> bytes:
+    head = b"From: chain@example.com\r\nMessage-ID: <chain@x>\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="f%d"\r\n\r\n--f%d\r\nContent-Type: message/rfc822\r\n\r\n'
+        % (i, i)
+        for i in range(levels)
+    )
+    closing = b"".join(b"\r\n--f%d--\r\n" % i for i in range(levels - 1, -1, -1))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nfirst words of the chain\r\n" + closing
+
+
+@pytest.mark.parametrize("levels", [3, 150, 1_000])
+def test_regression_forward_chains_keep_one_eml_and_never_fall_back(
+    levels: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each forwarded level used to be re-serialised as its own .eml (quadratic), and a deep
+    # chain made the email package's generator raise RecursionError.
+    email = parse_email(nested_forwards(levels))
+    assert email.from_address == "chain@example.com"
+    assert "first words of the chain" in email.body_markdown
+    assert len(email.attachments) <= 1
+    assert not caplog.records
+    assert email.truncated == (levels > 20)
