@@ -111,6 +111,23 @@ def search_tickets(session: Session, text: str, *, limit: int = 20, offset: int 
     return _page(session, query, limit, offset)
 
 
+def label_usage(session: Session) -> list[tuple[Label, int]]:
+    """Every label with the number of open or pending tickets that carry it, by name."""
+    active = (
+        select(TicketLabel.label_id, func.count().label("tickets"))
+        .join(Ticket, Ticket.id == TicketLabel.ticket_id)
+        .where(Ticket.status.in_(ACTIVE))
+        .group_by(TicketLabel.label_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Label, func.coalesce(active.c.tickets, 0))
+        .outerjoin(active, active.c.label_id == Label.id)
+        .order_by(Label.name)
+    )
+    return [(row[0], int(row[1])) for row in rows]
+
+
 # ----- customers -----
 
 

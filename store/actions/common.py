@@ -150,7 +150,8 @@ def enqueue_emails(
 def notify_customer(
     session: Session, ticket: Ticket, policy: DeskPolicy, template: str, **extra: Any
 ) -> None:
-    """A status notice (resolved, closed, reopened, merged): by email, or in their Slack thread."""
+    """A status notice (resolved, closed, reopened, merged): in their Slack thread, and by email to
+    the ticket's email participants (a Slack ticket has some after `cc add` or a merge)."""
     if ticket.origin_channel and ticket.origin_thread_ts:
         outbox.enqueue(
             session,
@@ -159,5 +160,4 @@ def notify_customer(
             lane=outbox.origin_lane(ticket.id),
             payload={"template": template, **extra},
         )
-    else:
-        enqueue_emails(session, ticket, policy, template=template, extra=extra)
+    enqueue_emails(session, ticket, policy, template=template, extra=extra)

@@ -176,6 +176,7 @@ def add_staff_reply(
     session.add(message)
     session.flush()
     _add_attachments(session, message, attachments or [])
+    recipients = 0
     if ticket.origin_channel and ticket.origin_thread_ts:
         outbox.enqueue(
             session,
@@ -186,10 +187,11 @@ def add_staff_reply(
             due_at=deliver_after,
         )
         recipients = 1
-    else:
-        recipients = enqueue_emails(
-            session, ticket, policy, template="staff_reply", message_id=message.id, due_at=deliver_after
-        )
+    # Email participants hear it too, on a Slack ticket as well: someone added with `cc add`, or
+    # the requester of an email ticket merged into this one.
+    recipients += enqueue_emails(
+        session, ticket, policy, template="staff_reply", message_id=message.id, due_at=deliver_after
+    )
     if recipients == 0:
         message.delivery = Delivery.FAILED
         message.delivery_error = "the ticket has no one to deliver to (no subscribed email participant)"

@@ -445,6 +445,9 @@ def add_participant(
     session.flush()
     record_event(session, ticket, "participant_added", actor, email=email)
     touch(ticket)
+    if actor.slack_id:
+        # Staff added them (`cc add`): say so in the thread, as every triage change does.
+        thread_line(session, ticket, f"{actor.name} added {email} to the ticket")
     if notify:
         enqueue_emails(session, ticket, policy, template="new_participant", only=[participant])
     return participant
@@ -469,6 +472,31 @@ def remove_participant(session: Session, ticket: Ticket, email: str, actor: Acto
 # ----- merge -----
 
 
+def _link_duplicate(session: Session, source: Ticket, target: Ticket, actor: Actor) -> None:
+    """Cross-link the two: the target's card then shows "#n (duplicated by)"."""
+    existing = session.scalar(
+        select(TicketLink).where(
+            or_(
+                (TicketLink.ticket_id == source.id) & (TicketLink.target_ticket_id == target.id),
+                (TicketLink.ticket_id == target.id) & (TicketLink.target_ticket_id == source.id),
+            )
+        )
+    )
+    if existing is not None:
+        if existing.ticket_id == source.id:
+            existing.kind = LinkKind.DUPLICATES.value
+        return
+    session.add(
+        TicketLink(
+            ticket_id=source.id,
+            target_ticket_id=target.id,
+            kind=LinkKind.DUPLICATES.value,
+            created_by=actor.ref,
+            created_at=utcnow(),
+        )
+    )
+
+
 def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, actor: Actor) -> None:
     """Move messages and participants of `source` into `target`; later replies to source land on target."""
     if source.id == target.id:
@@ -489,6 +517,7 @@ def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, 
             participant.ticket_id = target.id
             participant.role = "cc"
     source.merged_into_id = target.id
+    _link_duplicate(session, source, target, actor)
     previous = source.status
     source.status = Status.CLOSED
     source.closed_at = utcnow()

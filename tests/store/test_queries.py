@@ -197,3 +197,16 @@ def test_staff_lookup_by_id_and_name(db):
         assert queries.slack_user_by_name(s, "robot") is None
         assert queries.display_name(queries.slack_user(s, "U0DAN"), "x") == "dan"
         assert queries.display_name(None, "fallback") == "fallback"
+
+
+def test_label_usage_counts_open_tickets(db):
+    one = new_ticket(db, "a@acme.example", "One")
+    two = new_ticket(db, "b@acme.example", "Two")
+    with db.transaction() as s:
+        actions.create_label(s, "bug")
+        actions.create_label(s, "idea")
+        for number in (one, two):
+            actions.change_labels(s, actions.ticket_by_number(s, number), ["bug"], [], ALICE)
+        actions.set_status(s, POLICY, actions.ticket_by_number(s, two), "closed", ALICE)
+    with db.transaction() as s:
+        assert [(label.name, count) for label, count in queries.label_usage(s)] == [("bug", 1), ("idea", 0)]

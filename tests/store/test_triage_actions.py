@@ -1,0 +1,101 @@
+"""What triage added to the store's actions: a thread line when staff add a participant, the
+merge's cross-link, and email participants of a Slack ticket hearing its replies and notices."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from store import actions
+from store.actions import Actor, DeskPolicy
+from store.models import Origin, Outbox
+
+POLICY = DeskPolicy(
+    mail_domain="example.com", triage_channel="C0TRIAGE", support_addresses=frozenset({"support@example.com"})
+)
+ALICE = Actor("alice", slack_id="U0ALICE")
+
+
+def rows(db, kind):
+    with db.transaction() as s:
+        return list(s.scalars(select(Outbox).where(Outbox.kind == kind).order_by(Outbox.id)))
+
+
+def email_ticket(s, email="dan@globex.example"):
+    customer = actions.customer_for_email(s, email)
+    return actions.open_ticket(
+        s, POLICY, subject="Printer", requester=customer, origin=Origin.EMAIL, actor=Actor(email, email=email)
+    )
+
+
+def slack_ticket(s):
+    customer = actions.customer_for_slack_user(s, "U0EXTERIN", name="Erin", team_id="T0EXT")
+    return actions.open_ticket(
+        s,
+        POLICY,
+        subject="Slack",
+        requester=customer,
+        origin=Origin.SLACK,
+        actor=Actor("Erin"),
+        origin_channel="C0CONNECT",
+        origin_thread_ts="1.1",
+    )
+
+
+def test_staff_adding_a_participant_leaves_a_thread_line_and_customers_do_not(db):
+    with db.transaction() as s:
+        ticket = email_ticket(s)
+        actions.add_participant(s, POLICY, ticket, "erin@globex.example", ALICE)
+        actions.add_participant(
+            s, POLICY, ticket, "frank@globex.example", Actor("Dan", email="dan@globex.example")
+        )
+    assert [row.payload["text"] for row in rows(db, "slack.thread_line")] == [
+        "alice added erin@globex.example to the ticket"
+    ]
+
+
+def test_merge_links_the_duplicate_to_its_target(db):
+    with db.transaction() as s:
+        target, source = email_ticket(s), email_ticket(s, "erin@globex.example")
+        actions.link(s, source, ALICE, target=target, kind="relates")
+        actions.merge(s, POLICY, source, target, ALICE)
+        assert [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other] == [
+            ("duplicated_by", source.number)
+        ]
+
+
+def test_merge_keeps_an_existing_link_from_the_target(db):
+    with db.transaction() as s:
+        target, source = email_ticket(s), email_ticket(s, "erin@globex.example")
+        actions.link(s, target, ALICE, target=source, kind="blocks")
+        actions.merge(s, POLICY, source, target, ALICE)
+        assert [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other] == [
+            ("blocks", source.number)
+        ]
+
+
+def test_a_slack_ticket_with_email_participants_reaches_both(db):
+    with db.transaction() as s:
+        ticket = slack_ticket(s)
+        actions.add_participant(s, POLICY, ticket, "dan@globex.example", ALICE, notify=False)
+        actions.add_staff_reply(
+            s, POLICY, ticket, author=ALICE, body_markdown="hi", slack_channel="C0TRIAGE", slack_ts="2.1"
+        )
+        actions.set_status(s, POLICY, ticket, "resolved", ALICE)
+    assert len(rows(db, "slack.origin_post")) == 1
+    assert [row.payload["template"] for row in rows(db, "slack.origin_line")] == ["resolved"]
+    assert [(row.payload["template"], row.payload["to"]) for row in rows(db, "email.send")] == [
+        ("staff_reply", "dan@globex.example"),
+        ("resolved", "dan@globex.example"),
+    ]
+
+
+def test_a_plain_slack_ticket_gets_no_email(db):
+    with db.transaction() as s:
+        ticket = slack_ticket(s)
+        reply = actions.add_staff_reply(
+            s, POLICY, ticket, author=ALICE, body_markdown="hi", slack_channel="C0TRIAGE", slack_ts="2.1"
+        )
+        assert reply.delivery == "pending"
+        actions.set_status(s, POLICY, ticket, "closed", ALICE)
+    assert rows(db, "email.send") == []
+    assert len(rows(db, "slack.origin_post")) == 1
