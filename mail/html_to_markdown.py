@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import nh3
 from bs4 import BeautifulSoup, Tag
@@ -75,7 +76,7 @@ class _Converter(MarkdownConverter):
         src = str(el.get("src") or "")
         alt = str(el.get("alt") or "").strip()
         if src.lower().startswith("cid:"):
-            name = self.cid_names.get(src[4:].strip("<>").lower())
+            name = self.cid_names.get(unquote(src[4:]).strip("<>").lower())  # RFC 2392 URL-encodes
             return f"[image: {name or alt or 'inline image'}]"
         if any(str(el.get(side) or "").strip() in {"0", "1", "2"} for side in ("width", "height")):
             return ""  # a tracking pixel

@@ -15,6 +15,7 @@ from email import policy as email_policy
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import Policy
+from urllib.parse import unquote
 
 from mail.addresses import parse_addresses, parse_mailboxes
 from mail.guard import Classification, MailKind, classify
@@ -42,7 +43,8 @@ MAX_SUBJECT_CHARS = 998  # RFC 5322 section 2.1.1 line limit: longer is not a su
 # it raises RecursionError and slows down quadratically. Containers beyond this many are made
 # opaque *before* parsing, so their content is shown as text (and `truncated` is set).
 MAX_MIME_CONTAINERS = 200
-MAX_DEPTH_LIMIT = 100
+MAX_DEPTH_LIMIT = 100  # a larger max_depth is clamped: the MIME walk recurses once per level
+_CID_REFERENCE = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)  # RFC 2392 content-id URLs
 _BOUNDARY_PARAMETER = re.compile(rb"boundary(?=\s*=)", re.IGNORECASE)
 _MESSAGE_CONTENT_TYPE = re.compile(rb"(content-type\s*:\s*)message/", re.IGNORECASE)
 
@@ -107,13 +109,13 @@ def _cap_containers(raw: bytes) -> tuple[bytes, bool]:
 
 
 def _attachments(walk: MimeWalk) -> tuple[InboundAttachment, ...]:
-    html = "\n".join(walk.html_sources).lower()
+    referenced = {unquote(ref).lower() for html in walk.html_sources for ref in _CID_REFERENCE.findall(html)}
     return tuple(
         InboundAttachment(
             filename=item.filename,
             content_type=item.content_type,
             data=item.data,
-            inline=item.content_id is not None and f"cid:{item.content_id.lower()}" in html,
+            inline=item.content_id is not None and item.content_id.lower() in referenced,
             content_id=item.content_id,
         )
         for item in walk.attachments
