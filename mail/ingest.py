@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 50
 # Addresses named in the thread when the participant cap is reached (10,000 Cc's name 20).
 MAX_NAMED_OVERFLOW = 20
+NO_TEXT = "_(This email has no readable text. The original message is kept as it arrived.)_"
+NO_TEXT_ATTACHMENTS = "_(This email has no text, only attachments.)_"
 
 
 class LostClaim(Exception):
@@ -204,12 +206,17 @@ class EmailIngest:
     def add_message(
         self, session: Session, ticket: Ticket, customer: Customer, email: InboundEmail, files: StoredFiles
     ) -> None:
+        body = email.reply_markdown if email.reply_markdown.strip() else email.body_markdown
+        if not body.strip():
+            # Only attachments, or nothing readable (a mangled structure cut at a limit): the thread
+            # says so instead of showing an empty message.
+            body = NO_TEXT_ATTACHMENTS if files.attachments else NO_TEXT
         add_customer_message(
             session,
             self.desk.policy,
             ticket,
             customer=customer,
-            body_markdown=email.reply_markdown,
+            body_markdown=body,
             full_markdown=email.body_markdown,
             source="email",
             subject=email.subject,
@@ -230,9 +237,14 @@ class EmailIngest:
     def add_participants(
         self, session: Session, ticket: Ticket, email: InboundEmail, *, include_sender: bool
     ) -> None:
-        """Every To and Cc address except our own becomes a participant, up to the cap."""
+        """Every To and Cc address except our own becomes a participant, up to the cap.
+
+        Only when the mail was visibly addressed to us: a Bcc'd copy names people who do not know the
+        desk is involved, and mailing them our replies would tell them what the sender kept apart.
+        """
         support = self.desk.settings.support_address
-        candidates = [*email.to, *email.cc]
+        visible = any(is_own_address(address, support) for address in (*email.to, *email.cc))
+        candidates = [*email.to, *email.cc] if visible else []
         if include_sender and email.from_address is not None:
             candidates.insert(0, email.from_address)
         present = set(session.scalars(select(Participant.email).where(Participant.ticket_id == ticket.id)))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mail.ingest import EmailIngest, LostClaim
+from mail.ingest import NO_TEXT, EmailIngest, LostClaim
 from store import actions, inbound
 from store.actions import Actor
 from store.context import Desk
@@ -150,6 +150,11 @@ def test_cc_addresses_become_participants_but_never_our_own(desk: Desk) -> None:
         ("dan@other.test", "cc"),
     ]
     assert [row.payload["template"] for row in outbox(desk, "email.send")] == ["acknowledgement"]
+
+
+def test_a_bcc_copy_adds_nobody_the_sender_wrote_to(desk: Desk) -> None:
+    ingest(desk, mail(to="colleague@customer.test", Cc="boss@customer.test"))
+    assert [p.email for p in rows(desk, Participant)] == ["bob@customer.test"]
 
 
 def test_the_acknowledgement_can_be_turned_off(db: Database, tmp_path: Path) -> None:
@@ -370,3 +375,9 @@ def test_work_taken_over_by_another_worker_changes_nothing(desk: Desk) -> None:
     with pytest.raises(LostClaim):
         asyncio.run(EmailIngest(desk).handle(work, "w1"))
     assert rows(desk, Ticket) == []
+
+
+def test_a_mail_without_readable_text_says_so_instead_of_an_empty_message(desk: Desk) -> None:
+    ingest(desk, mail(""))
+    [message] = rows(desk, Message)
+    assert message.body_markdown == NO_TEXT

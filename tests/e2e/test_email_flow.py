@@ -1,0 +1,148 @@
+"""The email channel end to end through real sockets: smtplib -> intake -> store -> worker -> the Slack
+emulator's triage thread, and staff replies from that thread -> the relay (a mail sink) -> the customer,
+whose answers land back in the same thread."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
+
+from sandbox.mail_sink import ReceivedMail
+from sandbox.workspace import ALICE
+from store.models import Ticket
+from tests.e2e.conftest import SUPPORT, RunningDesk, message_text
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def customer_mail(
+    body: str,
+    *,
+    subject: str = "Printer on fire",
+    to: str = SUPPORT,
+    in_reply_to: str | None = None,
+    attachment: tuple[str, bytes, str] | None = None,
+    message_id: str | None = None,
+) -> tuple[bytes, str]:
+    message = EmailMessage()
+    message["From"] = "Bob Customer <bob@customer.test>"
+    message["To"] = to
+    message["Cc"] = "Carol <carol@customer.test>"
+    message["Subject"] = subject
+    message["Message-ID"] = message_id or make_msgid(domain="customer.test")
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    message.set_content(body)
+    if attachment:
+        name, data, content_type = attachment
+        maintype, subtype = content_type.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    # CRLF line ends, as mail travels over SMTP (RFC 5321 2.3.8).
+    return message.as_bytes(policy=SMTP), str(message["Message-ID"]).strip("<>")
+
+
+def mails_to(service: RunningDesk, address: str) -> list[ReceivedMail]:
+    return [mail for mail in service.sink.messages if address in mail.rcpt_tos]
+
+
+def notices(service: RunningDesk, address: str) -> list[ReceivedMail]:
+    """Status notices: mail the desk generated on its own (RFC 3834 auto-generated)."""
+    return [m for m in mails_to(service, address) if m.message["Auto-Submitted"] == "auto-generated"]
+
+
+def ticket_row(service: RunningDesk) -> Ticket:
+    with service.db.transaction() as session:
+        return session.query(Ticket).one()
+
+
+def test_email_ticket_round_trip(service: RunningDesk) -> None:
+    # 1. A customer writes, with an attachment: the card, the thread, the file, the acknowledgement.
+    raw, first_id = customer_mail(
+        "The printer is on fire.\n\nPlease help!", attachment=("photo.png", PNG, "image/png")
+    )
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the ticket's card")
+    assert "Printer on fire" in message_text(card)
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
+    uploaded = service.wait_for(
+        lambda: [f for f in service.emulator.files.values() if f.name == "photo.png" and f.completed],
+        "the upload",
+    )
+    assert uploaded[0].content == PNG
+    assert any(uploaded[0].id in message.files for message in service.thread(card.ts))
+    [ack] = service.wait_for_mails(1)
+    key = ticket_row(service).reply_key
+    assert ack.rcpt_tos == ["bob@customer.test"]  # the Cc'd colleague saw the mail itself
+    assert ack.message["Auto-Submitted"] == "auto-replied"
+    assert ack.message["Reply-To"] == f"support+{key}@acme.test"
+    assert ack.message["In-Reply-To"] == f"<{first_id}>"
+    assert "[#1]" in ack.message["Subject"]
+
+    # 2. A staff member answers in the thread: after the undo window it goes out by email to the
+    # requester and the Cc'd participant, formatted, threaded, with the file attached.
+    steps = ("steps.txt", b"1. unplug\n")
+    service.post_as(ALICE, "Turn it *off* first:\n• unplug it\n• call us", thread_ts=card.ts, files=[steps])
+    service.wait_for(lambda: mails_to(service, "carol@customer.test"), "the reply to the Cc'd participant")
+    replies = service.wait_for(lambda: mails_to(service, "bob@customer.test")[1:], "the requester's reply")
+    reply = replies[0].message
+    assert reply["From"] == "ACME Support <support@acme.test>"
+    assert reply["To"] == "Bob Customer <bob@customer.test>"
+    assert reply["Cc"] == "carol@customer.test"
+    assert reply["Reply-To"] == f"support+{key}@acme.test"
+    assert reply["In-Reply-To"] == f"<{first_id}>"
+    assert f"<{first_id}>" in reply["References"]
+    assert re.fullmatch(r"<t1\.[0-9a-f]+@acme\.test>", reply["Message-ID"])
+    assert reply["Auto-Submitted"] is None
+    assert reply.get_content_type() == "multipart/mixed"
+    [alternative] = [p for p in reply.iter_parts() if p.get_content_type() == "multipart/alternative"]
+    assert [part.get_content_type() for part in alternative.iter_parts()] == ["text/plain", "text/html"]
+    html = reply.get_body(("html",))
+    assert html is not None and "<strong>off</strong>" in html.get_content() and "<li>" in html.get_content()
+    text = reply.get_body(("plain",))
+    assert text is not None and "unplug it" in text.get_content()
+    [attached] = list(reply.iter_attachments())
+    assert (attached.get_filename(), attached.get_content()) == ("steps.txt", "1. unplug\n")
+
+    # 3. The customer answers the reply: same thread, no new card.
+    answer, _ = customer_mail(
+        "Unplugged, it stopped.",
+        subject="Re: Printer on fire [#1]",
+        to=str(reply["Reply-To"]),
+        in_reply_to=reply["Message-ID"],
+    )
+    assert service.send_mail(answer, rcpt_tos=(str(reply["Reply-To"]),))[0] == 250
+    service.wait_for_thread_text(card.ts, "Unplugged, it stopped.")
+    assert len(service.cards()) == 1
+
+
+def test_a_reply_to_a_resolved_ticket_reopens_it_and_the_thread_says_so(service: RunningDesk) -> None:
+    raw, _ = customer_mail("Broken again")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    service.post_as(ALICE, "!status resolved", thread_ts=card.ts)
+    resolved = service.wait_for(lambda: notices(service, "bob@customer.test"), "the resolved notice")
+    assert "resolved" in resolved[0].message.get_body(("plain",)).get_content().lower()  # type: ignore[union-attr]
+    assert ticket_row(service).status == "resolved"
+
+    answer, _ = customer_mail("Sorry, still broken", in_reply_to=resolved[0].message["Message-ID"])
+    service.send_mail(answer)
+
+    service.wait_for_thread_text(card.ts, "Sorry, still broken")
+    service.wait_for_thread_text(card.ts, "reopened")
+    assert ticket_row(service).status == "open"
+    assert len(service.cards()) == 1
+
+
+def test_the_thread_links_the_original_message_when_a_public_url_is_set(service: RunningDesk) -> None:
+    raw, _ = customer_mail("Keep the original")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "/raw/")
+    [link] = re.findall(r"(http://127\.0\.0\.1:\d+/raw/\d+/[a-z0-9]+)", text)
+    with urllib.request.urlopen(link, timeout=10) as response:
+        original = response.read()
+    assert original == raw

@@ -1,0 +1,162 @@
+"""Hostile mail through SMTP into the running service: each gets a clear answer and changes nothing else."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from sqlalchemy import select
+
+from store.models import Customer, InboundItem, Message, Outbox, Participant, Ticket
+from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
+
+UTF8_TEXT = "text/plain; charset=utf-8"
+
+
+def head(**headers: str) -> bytes:
+    lines = {"From": "Bob <bob@customer.test>", "To": SUPPORT, "Subject": "Help", **headers}
+    return "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in lines.items()).encode()
+
+
+def handled(service: RunningDesk) -> list[str]:
+    def settled() -> list[str] | None:
+        with service.db.transaction() as session:
+            states = list(session.scalars(select(InboundItem.state)))
+        return states if states and all(s in ("done", "failed") for s in states) else None
+
+    return service.wait_for(settled, "the intake queue to drain")
+
+
+def tickets(service: RunningDesk) -> list[Ticket]:
+    with service.db.transaction() as session:
+        return list(session.scalars(select(Ticket).order_by(Ticket.id)))
+
+
+def test_cr_lf_in_names_and_subjects_injects_no_header(service: RunningDesk) -> None:
+    evil = "=?utf-8?q?Evil=0D=0ABcc=3A_victim=40elsewhere=2Etest?="
+    raw = head(From=f'"{evil}" <bob@customer.test>', Subject=f"Hi {evil}", Message_ID="<crlf@c.test>")
+    raw += b"\r\nbody\r\n"
+    assert service.send_mail(raw)[0] == 250
+
+    [ack] = service.wait_for_mails(1)
+    header_block = ack.raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(line.lower().startswith(b"bcc") for line in header_block.split(b"\r\n"))
+    assert ack.rcpt_tos == ["bob@customer.test"]
+    assert "\n" not in str(ack.message["Subject"]) and "\r" not in str(ack.message["To"])
+    [ticket] = tickets(service)
+    assert "\n" not in ticket.subject and "\r" not in ticket.subject
+
+
+def test_ten_thousand_cc_addresses_are_capped_and_nobody_is_mass_mailed(service: RunningDesk) -> None:
+    cc = ", ".join(f"person{n}@crowd.test" for n in range(10_000))
+    raw = head(Cc=cc, Message_ID="<crowd@c.test>") + b"\r\nHello all\r\n"
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the card")
+
+    text = service.wait_for_thread_text(card.ts, "limit of 25 reached")
+    assert "and 9955 more" in text
+    with service.db.transaction() as session:
+        participants = session.scalars(select(Participant.email).where(Participant.role == "cc")).all()
+        mails = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).all()
+    assert len(participants) == 25
+    assert [row.payload["to"] for row in mails] == ["bob@customer.test"]
+    assert [mail.rcpt_tos for mail in service.wait_for_mails(1)] == [["bob@customer.test"]]
+
+
+def test_a_30_mb_message_gets_552_at_the_default_limit(service: RunningDesk) -> None:
+    big = head(Message_ID="<big@c.test>") + b"\r\n" + (b"A" * 76 + b"\r\n") * (30 * 1024 * 1024 // 78)
+    assert service.settings.max_message_bytes == 26_214_400
+    with service.smtp() as client:
+        # A client announcing the size (RFC 1870) is refused before sending it ...
+        code, _ = client.mail("bob@customer.test", [f"SIZE={len(big)}"])
+        assert code == 552
+    with service.smtp() as client:
+        # ... one that does not is refused after.
+        client.mail("bob@customer.test")
+        client.rcpt(SUPPORT)
+        code, text = client.data(big)
+        assert (code, text.split()[0]) == (552, b"5.3.4")
+    assert tickets(service) == []
+
+
+def nested(depth: int) -> bytes:
+    parts = b""
+    for level in range(depth):
+        parts += f'Content-Type: multipart/mixed; boundary="b{level}"\r\n\r\n--b{level}\r\n'.encode()
+    parts += b"Content-Type: text/plain\r\n\r\nDeep inside\r\n"
+    for level in reversed(range(depth)):
+        parts += f"--b{level}--\r\n".encode()
+    return parts
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("200-level nested MIME", head(Message_ID="<deep@c.test>", MIME_Version="1.0") + nested(200)),
+        (
+            "HTML bomb",
+            head(Message_ID="<bomb@c.test>", MIME_Version="1.0", Content_Type="text/html")
+            + b"\r\n"
+            + b"<div>" * 100_000
+            + b"<p>boom</p>"
+            + b"</div>" * 100_000
+            + b"<style>" + b"x{}" * 100_000 + b"</style>\r\n",
+        ),
+        (
+            "invalid UTF-8",
+            head(Message_ID="<utf@c.test>", Subject="=?utf-8?b?/w==?=", Content_Type=UTF8_TEXT)
+            + b"X-Raw: \xff\r\n\r\nbad \xc3\x28 bytes \xff\xfe here\r\n",
+        ),
+    ],
+)
+def test_pathological_structure_is_accepted_and_shown_as_text(
+    service: RunningDesk, name: str, raw: bytes
+) -> None:
+    assert service.send_mail(raw)[0] == 250, name
+    assert handled(service) == ["done"], name
+    [ticket] = tickets(service)
+    card = service.wait_for(service.card, f"the card for the {name}")
+    service.wait_for(lambda: service.thread(card.ts), f"the thread post for the {name}")
+    with service.db.transaction() as session:
+        [message] = session.scalars(select(Message)).all()
+    assert message.body_markdown.strip(), name
+    assert "<div>" not in message.body_markdown and "x{}" not in message.body_markdown, name
+    assert ticket.number == 1
+
+
+def test_a_forged_or_guessed_reply_key_selects_no_ticket(service: RunningDesk) -> None:
+    first = head(Message_ID="<victim@c.test>") + b"\r\nmy private ticket\r\n"
+    service.send_mail(first)
+    service.wait_for(service.card, "the first card")
+    real_key = tickets(service)[0].reply_key
+    guessed = real_key[:-1] + ("a" if real_key[-1] != "a" else "b")
+
+    guessed_address = f"support+{guessed}@acme.test"
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        service.send_mail(head(Message_ID="<x1@e.test>") + b"\r\nin\r\n", rcpt_tos=(guessed_address,))
+    assert refused.value.recipients[guessed_address][0] == 550
+    # The same guess in a header only, the envelope being the plain address: a new, separate ticket.
+    forged = head(From="Mallory <m@evil.test>", To=f"support+{guessed}@acme.test", Message_ID="<x2@e.test>")
+    service.send_mail(forged + b"\r\nlet me in\r\n", mail_from="m@evil.test")
+    service.wait_for(lambda: service.card(2), "the second card")
+    with service.db.transaction() as session:
+        victim = session.scalars(select(Ticket).where(Ticket.number == 1)).one()
+        messages = session.scalars(select(Message).where(Message.ticket_id == victim.id)).all()
+    assert [m.body_markdown for m in messages] == ["my private ticket"]
+
+
+def test_a_display_name_that_looks_like_another_address_is_not_the_requester(service: RunningDesk) -> None:
+    raw = head(From='"ceo@acme.test" <mallory@evil.test>', Message_ID="<spoof@evil.test>") + b"\r\nPay it\r\n"
+    service.send_mail(raw, mail_from="mallory@evil.test")
+    [ack] = service.wait_for_mails(1)
+    assert ack.rcpt_tos == ["mallory@evil.test"]
+    with service.db.transaction() as session:
+        assert session.scalars(select(Customer.email)).all() == ["mallory@evil.test"]
+
+
+def test_without_acknowledgement_a_request_still_opens_its_ticket(start_service: StartService) -> None:
+    service = start_service(acknowledge=False)
+    service.send_mail(head(Message_ID="<quiet@c.test>") + b"\r\nno auto-reply please\r\n")
+    service.wait_for(service.card, "the card")
+    assert handled(service) == ["done"]
+    assert service.sink.messages == []
