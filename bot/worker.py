@@ -1,9 +1,17 @@
-"""The worker loop: turns accepted input into tickets and delivers the outbox.
+"""The worker: turns accepted input into tickets and delivers the outbox.
 
-Each pass claims a batch of intake items (emails, Slack events) and handles them, then claims due
-outbox rows and performs them concurrently; one row per lane is in flight at a time, so the posts
-of one thread keep their order while other threads and channels flow. Nothing here holds a
-database transaction while it talks to Slack or SMTP.
+Two loops share one asyncio loop. The intake loop claims accepted emails and Slack events and
+handles them one by one. The delivery loop keeps up to `max_in_flight` outbox rows in flight, each
+as its own task: a row that waits (a slow upload, a channel paced by Slack's limit) holds one slot,
+never the rows behind it, and a freed slot is refilled at once. One row per lane is claimable at a
+time, so the posts of one thread keep their order while other threads and channels flow.
+
+Rows are held under a lease the worker renews while it works on them; a worker that dies lets its
+leases lapse (and a worker starting on the same machine gives a dead neighbour's rows back at
+once). On stop the worker claims nothing new, lets what is in flight finish for a moment, and gives
+back the rest. When the database goes away the worker logs it once, keeps the outcomes it could not
+record, and records them when the database is back. Nothing here holds a database transaction
+while it talks to Slack or SMTP.
 """
 
 from __future__ import annotations
@@ -11,29 +19,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy.orm import Session
-
-from bot.outcomes import Done, Fail, Outcome, Pause, Retry
+from bot.outcomes import Outcome, Pause, Retry
+from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
+from bot.worker_settle import TRIAGE_THREAD_KINDS, describe, log_fields, settle, settle_pause
 from store import inbound, outbox
-from store.actions.common import thread_line
-from store.actions.messages import settle_delivery
 from store.db import Database, StoreUnavailable
-from store.models import Ticket
-from store.outbox import Kind, OutboxItem
+from store.outbox import OutboxItem
 from store.service_state import set_slack_paused, slack_paused
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "TRIAGE_THREAD_KINDS",
+    "InboundHandler",
+    "Performer",
+    "TokenCheck",
+    "Worker",
+    "WorkerConfig",
+    "default_worker_id",
+]
 
-class Performer(Protocol):
-    async def __call__(self, item: OutboxItem) -> Outcome: ...
+
+# Performs one claimed row (a Slack post, an email) and says what came of it.
+Performer = Callable[[OutboxItem], Awaitable[Outcome]]
 
 
 class InboundHandler(Protocol):
@@ -44,18 +57,18 @@ class InboundHandler(Protocol):
 TokenCheck = Callable[[], Awaitable[bool]]
 
 
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @dataclass
 class WorkerConfig:
-    outbox_batch: int = 50
+    outbox_batch: int = 50  # most rows one claim takes
+    max_in_flight: int = 32  # rows performed at once by run()
     inbound_batch: int = 20
     idle_sleep: float = 0.05
     max_idle_sleep: float = 0.5
-    lease: timedelta = timedelta(seconds=120)
-    pause_check_interval: float = 15.0
+    lease: timedelta = timedelta(seconds=60)
+    heartbeat: float = 15.0  # how often held leases are renewed
+    pause_state_interval: float = 1.0  # how often the shared "Slack paused" flag is read
+    pause_check_interval: float = 15.0  # the longest wait between auth.test checks while paused
+    drain_timeout: float = 2.5  # on stop: how long rows in flight may finish before they are given back
 
 
 class Worker:
@@ -76,52 +89,107 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or WorkerConfig()
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        # Outcomes reached while the database was away, recorded once it is back.
+        self._unsettled: list[tuple[OutboxItem, Outcome]] = []
         self._store_down = False
         self._paused = False
-        self._last_pause_check = 0.0
+        self._pause_read_at = float("-inf")
+        self._token_checked_at = float("-inf")
+        self._token_wait = self._first_token_wait()
+
+    def _first_token_wait(self) -> float:
+        return min(1.0, self.config.pause_check_interval)
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
+
+    # ----- the long-running loops -----
 
     async def run(self) -> None:
-        """Work until stop(); then give back whatever is still claimed."""
-        idle = self.config.idle_sleep
-        log.info("worker started", extra={"worker_id": self.worker_id})
+        """Work until stop(); then finish briefly or give back whatever is still held."""
+        log.info("worker %s started", self.worker_id, extra={"worker_id": self.worker_id})
+        await self._reclaim_orphans()
+        intake = asyncio.create_task(self._intake_loop())
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
-            while not self._stopping.is_set():
-                try:
-                    busy = await self.run_once()
-                    if self._store_down:
-                        log.info("database reachable again; worker resumes")
-                        self._store_down = False
-                except StoreUnavailable as exc:
-                    if not self._store_down:  # an outage is logged once, not per pass
-                        log.error("worker cannot reach the database: %s", exc)
-                        self._store_down = True
-                    busy = False
-                idle = self.config.idle_sleep if busy else min(idle * 2, self.config.max_idle_sleep)
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), timeout=idle)
+            await self._delivery_loop()
         finally:
+            await self._finish(intake)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._give_back()
+            log.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
+
+    async def _delivery_loop(self) -> None:
+        idle = self.config.idle_sleep
+        while not self._stopping.is_set():
+            self._wake.clear()
+            started = 0
             try:
-                await asyncio.to_thread(outbox.release, self.db, self.worker_id)
-                await asyncio.to_thread(inbound.release, self.db, self.worker_id)
-            except StoreUnavailable:
-                log.warning("could not release claimed rows on stop; their leases will lapse")
-            log.info("worker stopped", extra={"worker_id": self.worker_id})
+                await self._settle_kept()
+                await self._check_pause()
+                started = await self._fill()
+                self._store_back()
+            except StoreUnavailable as exc:
+                self._store_lost(exc)
+            idle = self.config.idle_sleep if started else min(idle * 2, self.config.max_idle_sleep)
+            # Wake when a slot frees, on stop, or to look for newly due rows.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+
+    async def _intake_loop(self) -> None:
+        idle = self.config.idle_sleep
+        while not self._stopping.is_set():
+            handled = 0
+            try:
+                handled = await self._handle_inbound()
+                self._store_back()
+            except StoreUnavailable as exc:
+                self._store_lost(exc)
+            idle = self.config.idle_sleep if handled else min(idle * 2, self.config.max_idle_sleep)
+            if not handled:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=idle)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            held = [*self._in_flight, *(item.id for item, _ in self._unsettled)]
+            try:
+                await asyncio.to_thread(
+                    outbox.extend_leases, self.db, self.worker_id, held, self.config.lease
+                )
+            except StoreUnavailable as exc:
+                self._store_lost(exc)
 
     async def run_once(self) -> bool:
-        """One pass; True when it found work."""
+        """One pass, for tests and tools: intake, then one claimed batch performed to the end."""
         handled = await self._handle_inbound()
+        await self._settle_kept()
         await self._check_pause()
-        performed = await self._perform_outbox()
-        return bool(handled or performed)
+        kinds = self._claimable_kinds()
+        if not kinds:
+            return bool(handled)
+        items = await asyncio.to_thread(
+            outbox.claim_due,
+            self.db,
+            self.worker_id,
+            limit=self.config.outbox_batch,
+            lease=self.config.lease,
+            kinds=kinds,
+        )
+        await asyncio.gather(*(self._perform(item) for item in items))
+        return bool(handled or items)
 
     # ----- intake -----
 
     async def _handle_inbound(self) -> int:
         kinds = frozenset(self.inbound_handlers)
+        if not kinds:
+            return 0
         work = await asyncio.to_thread(
             inbound.claim,
             self.db,
@@ -131,6 +199,8 @@ class Worker:
             kinds=kinds,
         )
         for item in work:
+            if self._stopping.is_set():
+                break  # the rest is given back on the way out
             handler = self.inbound_handlers[item.kind]
             try:
                 await handler(item, self.worker_id)
@@ -147,105 +217,161 @@ class Worker:
 
     # ----- delivery -----
 
-    async def _check_pause(self) -> None:
-        self._paused = await asyncio.to_thread(slack_paused, self.db) is not None
-        if not self._paused or self.token_check is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_pause_check < self.config.pause_check_interval:
-            return
-        self._last_pause_check = loop.time()
-        if await self.token_check():
-            log.info("Slack token works again; Slack delivery resumes")
-            await asyncio.to_thread(set_slack_paused, self.db, None)
-            self._paused = False
-
-    async def _perform_outbox(self) -> int:
+    def _claimable_kinds(self) -> frozenset[str]:
         kinds = frozenset(self.performers)
         if self._paused:
-            kinds = frozenset(k for k in kinds if k not in outbox.SLACK_KINDS)
-        if not kinds:
+            kinds = frozenset(kind for kind in kinds if kind not in outbox.SLACK_KINDS)
+        return kinds
+
+    async def _fill(self) -> int:
+        """Claim as many due rows as there are free slots, and start each."""
+        free = self.config.max_in_flight - len(self._in_flight)
+        kinds = self._claimable_kinds()
+        if free <= 0 or not kinds:
             return 0
         items = await asyncio.to_thread(
             outbox.claim_due,
             self.db,
             self.worker_id,
-            limit=self.config.outbox_batch,
+            limit=min(free, self.config.outbox_batch),
             lease=self.config.lease,
             kinds=kinds,
         )
-        if items:
-            await asyncio.gather(*(self._perform(item) for item in items))
-        return len(items)
+        started = 0
+        for item in items:
+            if item.id in self._in_flight:
+                continue  # its lease lapsed while it was still being performed here: let it finish
+            task = asyncio.create_task(self._perform(item), name=f"outbox-{item.id}")
+            self._in_flight[item.id] = task
+            task.add_done_callback(self._finished)
+            started += 1
+        return started
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for row_id, running in list(self._in_flight.items()):
+            if running is task:
+                del self._in_flight[row_id]
+        self._wake.set()
 
     async def _perform(self, item: OutboxItem) -> None:
         performer = self.performers[item.kind]
         try:
             outcome = await performer(item)
-        # Same boundary as above: a performer bug becomes a retried row with its error kept.
+        except StoreUnavailable as exc:
+            outcome = Retry(str(exc))
+        # The worker's boundary: a performer bug becomes a retried row with its error kept, and the
+        # other rows go on.
         except Exception as exc:
-            log.exception("delivery %s (%s) raised", item.id, item.kind)
+            log.exception("%s raised", describe(item), extra=log_fields(item))
             outcome = Retry(f"{type(exc).__name__}: {exc}")
-        await asyncio.to_thread(self._settle, item, outcome)
+        try:
+            await self._settle(item, outcome)
+        except StoreUnavailable as exc:
+            self._store_lost(exc)
+            self._unsettled.append((item, outcome))
 
-    def _settle(self, item: OutboxItem, outcome: Outcome) -> None:
-        extra = {"row_id": item.id, "kind": item.kind, "ticket_id": item.ticket_id}
+    async def _settle(self, item: OutboxItem, outcome: Outcome) -> None:
         if isinstance(outcome, Pause):
-            if not slack_paused(self.db):
-                log.error("Slack delivery paused: %s", outcome.error, extra=extra)
-            set_slack_paused(self.db, outcome.error)
-            with self.db.transaction() as session:
-                outbox.schedule_retry(
-                    session, item.id, self.worker_id, outcome.error, delay=timedelta(0), count_attempt=False
-                )
+            await self._pause(item, outcome)
             return
-        with self.db.transaction() as session:
-            if isinstance(outcome, Done):
-                if outbox.mark_done(session, item.id, self.worker_id, outcome.result):
-                    if outcome.apply is not None:
-                        outcome.apply(session)
-                    if item.message_id is not None and item.kind in (Kind.EMAIL, Kind.ORIGIN_POST):
-                        settle_delivery(session, item.message_id)
-                return
-            if isinstance(outcome, Retry):
-                state = outbox.schedule_retry(
-                    session,
-                    item.id,
-                    self.worker_id,
-                    outcome.error,
-                    delay=outcome.delay,
-                    count_attempt=outcome.count_attempt,
-                )
-                if state != "failed":
-                    log.info("delivery %s will be retried: %s", item.id, outcome.error, extra=extra)
-                    return
-                error = f"gave up after repeated failures: {outcome.error}"
-            else:
-                if not outbox.mark_failed(session, item.id, self.worker_id, outcome.error):
-                    return
-                error = outcome.error
-            log.warning("delivery %s failed: %s", item.id, error, extra=extra)
-            self._report_failure(
-                session, item, error, tell_thread=not isinstance(outcome, Fail) or outcome.tell_thread
+        state = await asyncio.to_thread(settle, self.db, self.worker_id, item, outcome)
+        fields = log_fields(item, outcome=state)
+        if state == "failed":
+            log.warning("%s failed: %s", describe(item), getattr(outcome, "error", ""), extra=fields)
+        elif state == "lost":
+            log.warning(
+                "%s was taken over by another worker; its outcome is dropped", describe(item), extra=fields
             )
-
-    @staticmethod
-    def _report_failure(session: Session, item: OutboxItem, error: str, *, tell_thread: bool) -> None:
-        if item.message_id is not None and item.kind in (Kind.EMAIL, Kind.ORIGIN_POST):
-            settle_delivery(session, item.message_id, failed_error=error)
-        if not tell_thread or item.ticket_id is None or item.kind in TRIAGE_THREAD_KINDS:
-            return  # a failure to post into the triage thread cannot be told there
-        ticket = session.get(Ticket, item.ticket_id)
-        if ticket is None:
-            return
-        if item.kind == Kind.EMAIL:
-            to = item.payload.get("to", "the customer")
-            what = f"Couldn't deliver email to {to}: {error}. Check the address, or `!cc remove {to}`."
-        elif item.kind in (Kind.ORIGIN_POST, Kind.ORIGIN_LINE, Kind.ORIGIN_ACK):
-            what = f"Couldn't post in the customer's Slack thread: {error}."
+        elif isinstance(outcome, Retry):
+            # Waiting for a rate limit is routine; a failed attempt is worth an info line.
+            level = logging.INFO if outcome.count_attempt else logging.DEBUG
+            log.log(level, "%s will be retried: %s", describe(item), outcome.error, extra=fields)
         else:
-            what = f"A delivery failed: {error}."
-        thread_line(session, ticket, what)
+            log.debug("%s delivered", describe(item), extra=fields)
 
+    async def _settle_kept(self) -> None:
+        while self._unsettled:
+            item, outcome = self._unsettled[0]
+            await self._settle(item, outcome)
+            self._unsettled.pop(0)
 
-TRIAGE_THREAD_KINDS = frozenset({Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE})
+    # ----- pausing Slack delivery when the token stops working -----
+
+    async def _pause(self, item: OutboxItem, outcome: Pause) -> None:
+        if not self._paused:
+            # Logged once per worker, not per row: every Slack row would say the same.
+            log.error("Slack delivery paused: %s; rows are kept until the token works", outcome.error)
+            self._paused = True
+            self._token_checked_at = asyncio.get_running_loop().time()
+            self._token_wait = self._first_token_wait()
+            await asyncio.to_thread(set_slack_paused, self.db, outcome.error)
+        await asyncio.to_thread(settle_pause, self.db, self.worker_id, item, outcome.error)
+
+    async def _check_pause(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._pause_read_at >= self.config.pause_state_interval:
+            self._pause_read_at = now
+            self._paused = await asyncio.to_thread(slack_paused, self.db) is not None
+        if not self._paused or self.token_check is None:
+            return
+        if now - self._token_checked_at < self._token_wait:
+            return
+        self._token_checked_at = now
+        # Ask again soon at first, then less often: auth.test is cheap but not free.
+        self._token_wait = min(self._token_wait * 2, self.config.pause_check_interval)
+        if await self.token_check():
+            log.info("Slack token works again; Slack delivery resumes")
+            await asyncio.to_thread(set_slack_paused, self.db, None)
+            self._paused = False
+
+    # ----- stopping, dying, outages -----
+
+    async def _finish(self, intake: asyncio.Task[None]) -> None:
+        """On stop: let rows in flight (and the intake item at hand) finish for a moment."""
+        waiting = [intake, *self._in_flight.values()]
+        _done, late = await asyncio.wait(waiting, timeout=self.config.drain_timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            log.info("gave up waiting for %d task(s) on stop; their rows are given back", len(late))
+
+    async def _give_back(self) -> None:
+        try:
+            released = await asyncio.to_thread(outbox.release, self.db, self.worker_id)
+            await asyncio.to_thread(inbound.release, self.db, self.worker_id)
+        except StoreUnavailable:
+            log.warning("could not give back claimed rows on stop; their leases will lapse")
+            return
+        if released:
+            log.info("gave back %d delivery row(s) for another worker", released)
+
+    async def _reclaim_orphans(self) -> None:
+        """Give back rows held by workers of this machine whose process is gone."""
+        prefix = local_prefix()
+        if holder_pid(self.worker_id, prefix) is None:
+            return
+        try:
+            holders = await asyncio.to_thread(outbox.holders, self.db, prefix)
+            for holder in holders:
+                pid = holder_pid(holder, prefix)
+                # Our own id on a row before we claimed anything: a dead predecessor with our pid.
+                if pid is None or (holder != self.worker_id and process_alive(pid)):
+                    continue
+                released = await asyncio.to_thread(outbox.release, self.db, holder)
+                await asyncio.to_thread(inbound.release, self.db, holder)
+                log.warning(
+                    "gave back %d delivery row(s) held by %s, which is no longer running", released, holder
+                )
+        except StoreUnavailable as exc:
+            self._store_lost(exc)
+
+    def _store_lost(self, exc: StoreUnavailable) -> None:
+        if not self._store_down:  # an outage is logged once, not per pass
+            log.error("worker cannot reach the database: %s", exc)
+            self._store_down = True
+
+    def _store_back(self) -> None:
+        if self._store_down:
+            log.info("database reachable again; worker resumes")
+            self._store_down = False

@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
-from store.models import Outbox, OutboxState, utcnow
+from store.models import Outbox, OutboxState, Ticket, utcnow
 
 
 class Kind(enum.StrEnum):
@@ -66,6 +66,8 @@ class OutboxItem:
     result: dict[str, Any] = field(default_factory=dict)
     deadline_at: datetime | None = None
     created_at: datetime | None = None
+    ticket_number: int | None = None  # for logs: operators know tickets by number
+    claimed_by: str = ""  # the worker holding it: progress is recorded under this claim
 
 
 def enqueue(
@@ -163,6 +165,11 @@ def claim_due(
         query = query.with_for_update(skip_locked=True, of=Outbox)
     with db.transaction() as session:
         rows = list(session.scalars(query))
+        ticket_ids = {row.ticket_id for row in rows if row.ticket_id is not None}
+        numbers: dict[int, int] = {}
+        if ticket_ids:
+            found = session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids)))
+            numbers = {ticket_id: number for ticket_id, number in found}
         items = []
         for row in rows:
             row.state = OutboxState.CLAIMED
@@ -181,6 +188,8 @@ def claim_due(
                     result=dict(row.result or {}),
                     deadline_at=row.deadline_at,
                     created_at=row.created_at,
+                    ticket_number=numbers.get(row.ticket_id) if row.ticket_id is not None else None,
+                    claimed_by=worker_id,
                 )
             )
         return items
@@ -194,12 +203,34 @@ def _mine(session: Session, row_id: int, worker_id: str) -> Outbox | None:
     return row
 
 
-def record_progress(db: Database, row_id: int, worker_id: str, result: dict[str, Any]) -> None:
-    """Keep what a delivery produced so far (a ts, a file id) before the next risky step."""
+def record_progress(db: Database, row_id: int, worker_id: str, result: dict[str, Any]) -> bool:
+    """Keep what a delivery produced so far (a ts, a file id) before the next risky step.
+
+    False when the row is no longer this worker's (its lease passed to another): stop there.
+    """
     with db.transaction() as session:
         row = _mine(session, row_id, worker_id)
-        if row is not None:
-            row.result = {**(row.result or {}), **result}
+        if row is None:
+            return False
+        row.result = {**(row.result or {}), **result}
+        return True
+
+
+def extend_leases(db: Database, worker_id: str, row_ids: list[int], lease: timedelta) -> int:
+    """Keep the rows this worker is still performing from lapsing to another worker."""
+    if not row_ids:
+        return 0
+    with db.transaction() as session:
+        result = session.execute(
+            update(Outbox)
+            .where(
+                Outbox.id.in_(row_ids),
+                Outbox.state == OutboxState.CLAIMED,
+                Outbox.claimed_by == worker_id,
+            )
+            .values(claimed_until=utcnow() + lease)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
@@ -216,7 +247,8 @@ def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, A
 
 
 def backoff_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with full jitter between half and the whole step."""
+    """Exponential backoff, each wait jittered between half and the whole step so that rows failed
+    together do not come back together."""
     step = min(BACKOFF_BASE_SECONDS * (2 ** max(attempts - 1, 0)), BACKOFF_CAP_SECONDS)
     jitter = (rng or random).uniform(0.5, 1.0)
     return timedelta(seconds=step * jitter)
@@ -241,10 +273,13 @@ def schedule_retry(
     wait = delay if delay is not None else backoff_delay(row.attempts)
     row.last_error = error[:2000]
     row.claimed_until = None
-    if row.deadline_at is not None and now + wait > row.deadline_at and count_attempt:
-        row.state = OutboxState.FAILED
-        row.done_at = now
-        return OutboxState.FAILED.value
+    if row.deadline_at is not None and count_attempt:
+        if now >= row.deadline_at:
+            row.state = OutboxState.FAILED
+            row.done_at = now
+            return OutboxState.FAILED.value
+        # One last try at the deadline rather than giving up before it.
+        wait = min(wait, row.deadline_at - now)
     row.state = OutboxState.PENDING
     row.next_attempt_at = now + wait
     return OutboxState.PENDING.value
@@ -261,17 +296,38 @@ def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bo
     return True
 
 
-def release(db: Database, worker_id: str) -> int:
-    """Give back every row this worker holds (on shutdown), untouched, for another worker."""
+def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
+    """Give back every row `worker_id` holds (on shutdown, or a dead worker's), due now.
+
+    The attempt stays counted unless the caller knows nothing was sent (`untouched`): a row given
+    back mid-call has an unknown outcome, and its next attempt must look for what it did.
+    """
+    values: dict[str, Any] = {
+        "state": OutboxState.PENDING,
+        "claimed_until": None,
+        "claimed_by": None,
+        "next_attempt_at": utcnow(),
+    }
+    if untouched:
+        values["attempts"] = Outbox.attempts - 1
     with db.transaction() as session:
         result = session.execute(
             update(Outbox)
             .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by == worker_id)
-            .values(
-                state=OutboxState.PENDING, claimed_until=None, claimed_by=None, attempts=Outbox.attempts - 1
-            )
+            .values(**values)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def holders(db: Database, prefix: str) -> list[str]:
+    """The workers (ids starting with `prefix`) that hold rows now: for reclaiming dead ones."""
+    with db.transaction() as session:
+        found = session.scalars(
+            select(Outbox.claimed_by)
+            .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by.startswith(prefix, autoescape=True))
+            .distinct()
+        ).all()
+    return [holder for holder in found if holder]
 
 
 def retry_failed(db: Database, row_id: int) -> bool:
@@ -304,3 +360,50 @@ def oldest_due_age(db: Database) -> float | None:
 
         oldest = oldest.replace(tzinfo=UTC)
     return max((now - oldest).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One row as `servicedesk outbox` shows it."""
+
+    id: int
+    kind: str
+    state: str
+    ticket_number: int | None
+    attempts: int
+    next_attempt_at: datetime | None
+    deadline_at: datetime | None
+    last_error: str | None
+
+
+def undelivered(db: Database, limit: int = 50) -> tuple[list[OutboxRow], dict[str, int]]:
+    """Failed rows first (they need a person), then pending and claimed ones by due time; and the
+    count of rows in each of those states."""
+    open_states = [OutboxState.FAILED, OutboxState.PENDING, OutboxState.CLAIMED]
+    failed_first = (Outbox.state != OutboxState.FAILED).asc()
+    with db.transaction() as session:
+        counted = session.execute(
+            select(Outbox.state, func.count()).where(Outbox.state.in_(open_states)).group_by(Outbox.state)
+        )
+        counts = {state: count for state, count in counted}
+        found = session.execute(
+            select(Outbox, Ticket.number)
+            .outerjoin(Ticket, Ticket.id == Outbox.ticket_id)
+            .where(Outbox.state.in_(open_states))
+            .order_by(failed_first, Outbox.next_attempt_at, Outbox.id)
+            .limit(limit)
+        ).all()
+        rows = [
+            OutboxRow(
+                id=row.id,
+                kind=row.kind,
+                state=row.state,
+                ticket_number=number,
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                deadline_at=row.deadline_at,
+                last_error=row.last_error,
+            )
+            for row, number in found
+        ]
+    return rows, {str(state): int(count) for state, count in counts.items()}

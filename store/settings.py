@@ -51,6 +51,9 @@ class Settings(BaseModel):
     acknowledge: Annotated[bool, Field(alias="SERVICEDESK_ACKNOWLEDGE")] = True
     public_url: Annotated[str, Field(alias="SERVICEDESK_PUBLIC_URL")] = ""
     max_participants: Annotated[int, Field(alias="SERVICEDESK_MAX_PARTICIPANTS", ge=0)] = 25
+    # Pace Slack calls to Slack's published limits; off only for a Slack-compatible endpoint without
+    # them (the sandbox emulator). 429s are honoured either way.
+    slack_pacing: Annotated[bool, Field(alias="SERVICEDESK_SLACK_PACING")] = True
 
     @field_validator("intake_channels", mode="before")
     @classmethod

@@ -1,0 +1,147 @@
+"""One Slack Web API call as delivery needs it: paced by the gate, its failure turned into an outcome.
+
+Performers call `SlackCalls.call(...)`; anything that ends the attempt raises `Stop` with the outcome
+the worker settles (DESIGN.md "Delivery"): a 429 defers the row without counting an attempt and
+blocks only its channel (posts) or its method; a 5xx, a timeout or a dropped connection retries,
+and the next attempt first looks for what the lost call may have done; a dead token pauses all
+Slack delivery; Slack's other refusals fail the row with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.delivery.rate_gate import Deferred, RateGate
+from bot.outcomes import Fail, Outcome, Pause, Retry
+
+log = logging.getLogger(__name__)
+
+# The token no longer works: hold every Slack row until auth.test succeeds again.
+PAUSE_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "not_authed",
+        "org_login_required",
+        "ekm_access_denied",
+    }
+)
+# Slack's own trouble, worth another try later.
+RETRY_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# Plain words for the refusals a support team can fix; others are named by their code.
+FAIL_REASONS = {
+    "channel_not_found": "the channel no longer exists, or the app cannot see it",
+    "not_in_channel": "the app is not a member of the channel (invite it there)",
+    "is_archived": "the channel is archived",
+    "msg_too_long": "the message is too long for Slack",
+    "invalid_blocks": "Slack rejected the message layout (invalid_blocks)",
+    "missing_scope": "the app lacks a permission; reinstall it from the manifest",
+    "restricted_action": "the workspace does not let the app post there",
+    "thread_not_found": "the thread no longer exists",
+    "cant_update_message": "the message cannot be edited by the app",
+    "cant_delete_message": "the message cannot be deleted by the app",
+}
+# A 429 without Retry-After (Slack always sends one; a proxy might not).
+DEFAULT_RETRY_AFTER = 1.0
+# A wait for a slot that ends this close to a 429's end is not worth a deferral.
+BLOCK_TOLERANCE = 0.05
+
+
+class Stop(Exception):
+    """Ends a delivery attempt with `outcome` (raised from deep inside a performer)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(getattr(outcome, "error", "done"))
+        self.outcome = outcome
+
+
+def outcome_for_error(method: str, error: str) -> Outcome:
+    if error in PAUSE_ERRORS:
+        return Pause(f"Slack rejected the bot token ({error})")
+    if error in RETRY_ERRORS:
+        return Retry(f"{method}: Slack error {error}")
+    reason = FAIL_REASONS.get(error, f"Slack refused it ({error})")
+    return Fail(reason)
+
+
+def defer(delay: float, reason: str) -> Stop:
+    return Stop(Retry(reason, delay=timedelta(seconds=delay), count_attempt=False))
+
+
+class SlackCalls:
+    def __init__(self, client: AsyncWebClient, gate: RateGate | None = None) -> None:
+        self.client = client
+        self.gate = gate or RateGate()
+
+    async def call(
+        self,
+        method: str,
+        send: Callable[[], Awaitable[AsyncSlackResponse]],
+        *,
+        channel: str | None = None,
+        ok_errors: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """Run `send` (one Web API call of `method`) when the gate allows; its answer's data.
+
+        Errors in `ok_errors` are answers the caller handles (`already_reacted`, ...): their
+        data comes back with `ok: false` instead of ending the attempt.
+        """
+        await self._admit(method, channel)
+        try:
+            response = await send()
+        except SlackApiError as exc:
+            return self._refused(method, channel, exc, ok_errors)
+        # aiohttp.ClientError covers refused and reset connections and server disconnects; a
+        # TimeoutError is a request that may or may not have reached Slack. Either way the
+        # outcome is unknown, and the next attempt looks before it posts again.
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Stop(Retry(f"{method}: no answer from Slack ({type(exc).__name__})")) from exc
+        data = response.data
+        return data if isinstance(data, dict) else {"ok": True}
+
+    async def _admit(self, method: str, channel: str | None) -> None:
+        decision = self.gate.admit(method, channel)
+        if isinstance(decision, Deferred):
+            raise defer(decision.delay, decision.reason)
+        if decision.wait > 0:
+            await asyncio.sleep(decision.wait)
+        left = self.gate.blocked_for(method, channel)
+        if left > BLOCK_TOLERANCE:  # a 429 arrived while this call waited for its slot
+            raise defer(left, f"{method}: rate limited by Slack")
+
+    def _refused(
+        self, method: str, channel: str | None, exc: SlackApiError, ok_errors: frozenset[str]
+    ) -> dict[str, Any]:
+        response = exc.response
+        data = response.data if isinstance(response.data, dict) else {}
+        error = str(data.get("error") or "")
+        if response.status_code == 429 or error == "ratelimited":
+            retry_after = _retry_after(response.headers)
+            self.gate.blocked(method, channel, retry_after)
+            where = f" in {channel}" if channel and method == "chat.postMessage" else ""
+            log.info("Slack rate-limited %s%s for %.0fs", method, where, retry_after)
+            raise defer(retry_after, f"{method}{where}: rate limited by Slack for {retry_after:.0f}s")
+        if response.status_code >= 500 or not error:
+            # Slack's edge answers 5xx with an HTML page; the call may have taken effect.
+            raise Stop(Retry(f"{method}: Slack answered HTTP {response.status_code}"))
+        if error in ok_errors:
+            return data
+        raise Stop(outcome_for_error(method, error))
+
+
+def _retry_after(headers: Any) -> float:
+    try:
+        return max(float(headers.get("Retry-After", DEFAULT_RETRY_AFTER)), 0.0)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER

@@ -1,0 +1,359 @@
+"""Slack delivery: one performer per `slack.*` outbox kind.
+
+Each performer reads what it needs from the store when it runs (so edits made before delivery are
+what is sent), makes its Slack calls through `SlackCalls` (paced, errors turned into outcomes) and
+an `Attempt` (every post and upload made effectively once), and returns the outcome the worker
+settles. Whatever a post produced that the store must know (the card's ts, a copy's ts, file ids)
+is written by the outcome's `apply`, in the transaction that marks the row done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks.card import card_blocks, card_text
+from bot.blocks.messages import customer_ack
+from bot.delivery.attempt import Attempt
+from bot.delivery.calls import SlackCalls, Stop
+from bot.delivery.rate_gate import RateGate
+from bot.delivery.reads import (
+    MessageSnapshot,
+    StaffIdentity,
+    TicketThreads,
+    posted_parts,
+    read_card,
+    read_message,
+    read_staff,
+    read_threads,
+    record_copy,
+    record_triage_thread,
+    save_profile,
+)
+from bot.delivery.texts import OVERFLOW_NOTE, customer_header, note_header, origin_notice
+from bot.outcomes import Done, Fail, Outcome
+from bot.text import SlackMessagePayload, message_payloads
+from mail.links import raw_message_url
+from store.context import Desk
+from store.intake_keys import link_secret
+from store.models import Delivery, Direction, Visibility
+from store.outbox import Kind, OutboxItem
+
+Performer = Callable[[OutboxItem], Awaitable[Outcome]]
+Perform = Callable[[Attempt], Awaitable[Outcome]]
+
+NO_TICKET = Fail("the ticket no longer exists", tell_thread=False)
+NO_MESSAGE = Fail("the message no longer exists", tell_thread=False)
+NO_TRIAGE_THREAD = Fail("the ticket has no thread in the triage channel", tell_thread=False)
+NO_ORIGIN_THREAD = Fail("the ticket has no customer Slack thread")
+GONE = frozenset({"message_not_found"})
+
+
+class SlackDelivery:
+    def __init__(self, desk: Desk, client: AsyncWebClient, *, gate: RateGate | None = None) -> None:
+        self.desk = desk
+        self.calls = SlackCalls(client, gate or RateGate(pacing=desk.settings.slack_pacing))
+        self._link_secret: bytes | None = None
+
+    @property
+    def client(self) -> AsyncWebClient:
+        return self.calls.client
+
+    def performers(self) -> dict[str, Performer]:
+        table: dict[Kind, Perform] = {
+            Kind.CARD: self.card,
+            Kind.THREAD_POST: self.thread_post,
+            Kind.THREAD_LINE: self.thread_line,
+            Kind.ORIGIN_ACK: self.origin_ack,
+            Kind.ORIGIN_POST: self.origin_post,
+            Kind.ORIGIN_LINE: self.origin_line,
+            Kind.MIRROR_UPDATE: self.mirror_update,
+            Kind.MIRROR_DELETE: self.mirror_delete,
+            Kind.REACTION: self.reaction,
+        }
+        return {kind.value: self._performer(perform) for kind, perform in table.items()}
+
+    def _performer(self, perform: Perform) -> Performer:
+        async def run(item: OutboxItem) -> Outcome:
+            attempt = Attempt(self.desk.db, self.calls, self.desk.files, item)
+            try:
+                return await perform(attempt)
+            except Stop as stop:
+                return stop.outcome
+
+        return run
+
+    async def token_works(self) -> bool:
+        """auth.test: does the bot token work (again)?"""
+        try:
+            data = await self.calls.call("auth.test", lambda: self.client.auth_test())
+        except Stop:
+            return False
+        return bool(data.get("ok"))
+
+    # ----- the triage thread -----
+
+    async def card(self, attempt: Attempt) -> Outcome:
+        item = attempt.item
+        if item.ticket_id is None:
+            return NO_TICKET
+        snapshot = await asyncio.to_thread(read_card, self.desk.db, item.ticket_id)
+        if snapshot is None:
+            return NO_TICKET
+        threads = snapshot.threads
+        text, blocks = card_text(snapshot.view), card_blocks(snapshot.view)
+        if threads.triage_channel and threads.triage_ts:
+            return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
+        channel = threads.triage_channel or self.desk.settings.triage_channel
+        if not channel:
+            return Fail("no triage channel is configured (SERVICEDESK_TRIAGE_CHANNEL)", tell_thread=False)
+        ts = await attempt.post(channel, None, 0, text=text, blocks=blocks)
+        return Done(result={"ts": ts}, apply=record_triage_thread(threads.id, channel, ts))
+
+    async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
+        data = await self.calls.call(
+            "chat.update",
+            lambda: self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
+            ok_errors=GONE,
+        )
+        if not data.get("ok"):
+            return Fail("the ticket's card was deleted in Slack", tell_thread=False)
+        return Done(result={"ts": ts})
+
+    async def thread_post(self, attempt: Attempt) -> Outcome:
+        """A customer's message (or a /desk note) copied into the triage thread, files included."""
+        message = await self._message(attempt.item)
+        if message is None:
+            return NO_MESSAGE
+        if message.deleted:
+            return Done(result={"skipped": "deleted before it was copied"})
+        threads = message.threads
+        if not (threads.triage_channel and threads.triage_ts):
+            return NO_TRIAGE_THREAD
+        header = _triage_header(message, await self._original_url(message))
+        payloads = message_payloads(message.body_markdown, header=header)
+        first = await self._post_all(attempt, threads.triage_channel, threads.triage_ts, payloads)
+        file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.files)
+        return Done(
+            result={"ts": first}, apply=record_copy(message.id, threads.triage_channel, first, file_ids)
+        )
+
+    async def thread_line(self, attempt: Attempt) -> Outcome:
+        threads = await self._threads(attempt.item)
+        if threads is None:
+            return NO_TICKET
+        if not (threads.triage_channel and threads.triage_ts):
+            return NO_TRIAGE_THREAD
+        text = str(attempt.item.payload.get("text") or "")
+        ts = await attempt.post(threads.triage_channel, threads.triage_ts, 0, text=text)
+        return Done(result={"ts": ts})
+
+    # ----- the customer's Slack thread -----
+
+    async def origin_ack(self, attempt: Attempt) -> Outcome:
+        threads = await self._threads(attempt.item)
+        if threads is None:
+            return NO_TICKET
+        return await self._origin_notice(attempt, threads, customer_ack(threads.number))
+
+    async def origin_line(self, attempt: Attempt) -> Outcome:
+        threads = await self._threads(attempt.item)
+        if threads is None:
+            return NO_TICKET
+        payload = attempt.item.payload
+        target = payload.get("target_number")
+        text = origin_notice(
+            str(payload.get("template") or ""), threads.number, int(target) if target is not None else None
+        )
+        return await self._origin_notice(attempt, threads, text)
+
+    async def _origin_notice(self, attempt: Attempt, threads: TicketThreads, text: str) -> Outcome:
+        if not (threads.origin_channel and threads.origin_thread_ts):
+            return NO_ORIGIN_THREAD
+        ts = await attempt.post(
+            threads.origin_channel,
+            threads.origin_thread_ts,
+            0,
+            text=text,
+            username=self.desk.settings.sender_name,
+        )
+        return Done(result={"ts": ts})
+
+    async def origin_post(self, attempt: Attempt) -> Outcome:
+        """A staff reply, under the staff member's name and picture, files re-uploaded."""
+        message = await self._message(attempt.item)
+        if message is None:
+            return NO_MESSAGE
+        if (
+            message.deleted
+            or message.delivery == Delivery.CANCELLED
+            or message.visibility == Visibility.INTERNAL
+        ):
+            # Deleted or made a note during the undo window: nothing goes to the customer.
+            return Done(result={"skipped": "withdrawn before delivery"})
+        threads = message.threads
+        if not (threads.origin_channel and threads.origin_thread_ts):
+            return NO_ORIGIN_THREAD
+        who = await self._staff(message)
+        payloads = message_payloads(message.body_markdown)
+        first = await self._post_all(
+            attempt, threads.origin_channel, threads.origin_thread_ts, payloads, who=who
+        )
+        await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.files)
+        return Done(result={"ts": first}, apply=record_copy(message.id, threads.origin_channel, first, {}))
+
+    # ----- copies: edits, deletions, reactions -----
+
+    async def mirror_update(self, attempt: Attempt) -> Outcome:
+        message = await self._message(attempt.item)
+        if message is None:
+            return NO_MESSAGE
+        channel = message.mirror_channel
+        if message.deleted or not (channel and message.mirror_ts):
+            return Done(result={"skipped": "no copy to edit"})
+        parts = await self._copy_parts(message)
+        original = await self._original_url(message)
+        header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
+        payloads = _fit(message_payloads(message.body_markdown, header=header), len(parts))
+        for index, ts in enumerate(parts):
+            if index < len(payloads):
+                await self._update_copy(channel, ts, payloads[index])
+            else:
+                await self._delete(channel, ts)
+        return Done()
+
+    async def mirror_delete(self, attempt: Attempt) -> Outcome:
+        message = await self._message(attempt.item)
+        if message is None:
+            return NO_MESSAGE
+        channel = message.mirror_channel
+        if not (channel and message.mirror_ts):
+            return Done(result={"skipped": "no copy to delete"})
+        for ts in await self._copy_parts(message):
+            await self._delete(channel, ts)
+        return Done()
+
+    async def reaction(self, attempt: Attempt) -> Outcome:
+        payload = attempt.item.payload
+        channel, ts = str(payload.get("channel") or ""), str(payload.get("ts") or "")
+        if not (channel and ts):
+            return Fail("the reaction names no message", tell_thread=False)
+        if payload.get("remove"):
+            name = str(payload["remove"])
+            data = await self.calls.call(
+                "reactions.remove",
+                lambda: self.client.reactions_remove(channel=channel, timestamp=ts, name=name),
+                ok_errors=GONE | {"no_reaction"},
+            )
+            if data.get("error") in GONE:
+                return Done(result={"skipped": "the message is gone"})
+        if payload.get("add"):
+            name = str(payload["add"])
+            await self.calls.call(
+                "reactions.add",
+                lambda: self.client.reactions_add(channel=channel, timestamp=ts, name=name),
+                ok_errors=GONE | {"already_reacted"},
+            )
+        return Done()
+
+    # ----- helpers -----
+
+    async def _threads(self, item: OutboxItem) -> TicketThreads | None:
+        if item.ticket_id is None:
+            return None
+        return await asyncio.to_thread(read_threads, self.desk.db, item.ticket_id)
+
+    async def _message(self, item: OutboxItem) -> MessageSnapshot | None:
+        if item.message_id is None:
+            return None
+        return await asyncio.to_thread(read_message, self.desk.db, item.message_id)
+
+    async def _post_all(
+        self,
+        attempt: Attempt,
+        channel: str,
+        thread_ts: str,
+        payloads: list[SlackMessagePayload],
+        *,
+        who: StaffIdentity | None = None,
+    ) -> str | None:
+        """Post each part in order; the first part's ts (None when there was nothing to post)."""
+        identity: dict[str, Any] = {"username": who.name, "icon_url": who.icon_url} if who else {}
+        first: str | None = None
+        for part, payload in enumerate(payloads):
+            ts = await attempt.post(
+                channel, thread_ts, part, text=payload["text"], blocks=payload["blocks"], **identity
+            )
+            first = first or ts
+        return first
+
+    async def _staff(self, message: MessageSnapshot) -> StaffIdentity:
+        """The reply author's name and avatar: the profile cache, else users.info."""
+        fallback = StaffIdentity(name=message.author_name or self.desk.settings.sender_name, icon_url=None)
+        user_id = message.author_slack_id
+        if not user_id:
+            return fallback
+        cached = await asyncio.to_thread(read_staff, self.desk.db, user_id)
+        if cached is not None and cached.name:
+            return cached
+        data = await self.calls.call(
+            "users.info",
+            lambda: self.client.users_info(user=user_id),
+            ok_errors=frozenset({"user_not_found", "user_not_visible"}),
+        )
+        if not data.get("ok") or not isinstance(data.get("user"), dict):
+            return fallback
+        found = await asyncio.to_thread(save_profile, self.desk.db, data["user"])
+        return found if found.name else fallback
+
+    async def _original_url(self, message: MessageSnapshot) -> str:
+        """A signed link to an email's original .eml (the thread shows it trimmed), if the desk
+        has a public URL; empty otherwise."""
+        public_url = self.desk.settings.public_url
+        if not (public_url and message.raw_sha256):
+            return ""
+        if self._link_secret is None:
+            self._link_secret = await asyncio.to_thread(link_secret, self.desk.db)
+        return raw_message_url(public_url, self._link_secret, message.id, message.raw_sha256)
+
+    async def _copy_parts(self, message: MessageSnapshot) -> list[str]:
+        kinds = (
+            [Kind.THREAD_POST.value] if message.direction == Direction.INBOUND else [Kind.ORIGIN_POST.value]
+        )
+        parts = await asyncio.to_thread(posted_parts, self.desk.db, message.id, kinds)
+        return parts or [str(message.mirror_ts)]
+
+    async def _update_copy(self, channel: str, ts: str, payload: SlackMessagePayload) -> None:
+        await self.calls.call(
+            "chat.update",
+            lambda: self.client.chat_update(
+                channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]
+            ),
+            ok_errors=GONE,
+        )
+
+    async def _delete(self, channel: str, ts: str) -> None:
+        await self.calls.call(
+            "chat.delete", lambda: self.client.chat_delete(channel=channel, ts=ts), ok_errors=GONE
+        )
+
+
+def _triage_header(message: MessageSnapshot, original_url: str) -> str:
+    if message.visibility == Visibility.INTERNAL:
+        return note_header(message.author_name)
+    return customer_header(message.author_name, message.author_email, message.source, original_url)
+
+
+def _fit(payloads: list[SlackMessagePayload], slots: int) -> list[SlackMessagePayload]:
+    """An edit fits into the posts the copy already has; what does not fit is marked as cut."""
+    if len(payloads) <= slots:
+        return payloads
+    kept = payloads[:slots]
+    last = kept[-1]
+    note: dict[str, object] = {"type": "context", "elements": [{"type": "mrkdwn", "text": OVERFLOW_NOTE}]}
+    blocks: list[dict[str, object]] = [*last["blocks"][:49], note]
+    kept[-1] = SlackMessagePayload(text=last["text"], blocks=blocks)
+    return kept

@@ -1,0 +1,43 @@
+"""Words the Slack performers post that are not built elsewhere: status notices for a customer's
+Slack thread, and the header line of a message copied into the triage thread. Texts are constants;
+names from people are escaped here."""
+
+from __future__ import annotations
+
+from bot.blocks.messages import NOTE_MARKER
+from bot.text import escape_mrkdwn
+
+ORIGIN_NOTICES = {
+    "resolved": "Ticket #{number} is resolved. Reply here if you still need help and we'll reopen it.",
+    "closed": "Ticket #{number} is closed. Reply here if you need more help.",
+    "reopened": "Ticket #{number} is open again — we'll reply here.",
+    "merged": "Ticket #{number} was merged into #{target}; we'll continue there.",
+}
+GENERIC_NOTICE = "Ticket #{number} was updated: {template}."
+SOURCE_WORDS = {"email": "by email", "slack": "in Slack", "web": "on the web form"}
+CUSTOMER_HEADER = "*{name}*{contact} wrote {source}"
+ORIGINAL_LINK = " · <{url}|original message>"
+NOTE_HEADER = "{marker} *{name}*"
+OVERFLOW_NOTE = "_…the edited text is longer than this copy can hold; the ticket keeps it in full._"
+
+
+def origin_notice(template: str, number: int, target: int | None = None) -> str:
+    text = ORIGIN_NOTICES.get(template)
+    if text is None:
+        return GENERIC_NOTICE.format(number=number, template=escape_mrkdwn(template))
+    return text.format(number=number, target=target if target is not None else "another ticket")
+
+
+def customer_header(name: str, email: str | None, source: str, original_url: str = "") -> str:
+    """Who wrote, how, and (for an email, when the desk has a public URL) the original .eml."""
+    contact = f" ({escape_mrkdwn(email)})" if email and email != name else ""
+    header = CUSTOMER_HEADER.format(
+        name=escape_mrkdwn(name or "The customer"), contact=contact, source=SOURCE_WORDS.get(source, "")
+    ).rstrip()
+    if original_url:
+        header += ORIGINAL_LINK.format(url=escape_mrkdwn(original_url).replace("|", "%7C"))
+    return header
+
+
+def note_header(name: str) -> str:
+    return NOTE_HEADER.format(marker=NOTE_MARKER, name=escape_mrkdwn(name or "Someone"))

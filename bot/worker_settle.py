@@ -1,0 +1,104 @@
+"""Settling a delivery attempt's outcome in the store: one transaction per row.
+
+Done marks the row and applies what the delivery produced (a ts, a receipt); Retry puts it back
+with backoff, or fails it past its deadline; Fail fails it now. A failure is told in the ticket's
+thread (unless it was the triage thread itself that could not be reached) and on the reply's
+receipt. Pause is handled by the worker (it concerns every Slack row, not this one) and only the
+row's own part is here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.outcomes import Done, Fail, Outcome, Retry
+from store import outbox
+from store.actions.common import thread_line
+from store.actions.messages import settle_delivery
+from store.db import Database
+from store.models import Ticket
+from store.outbox import Kind, OutboxItem
+
+log = logging.getLogger(__name__)
+
+TRIAGE_THREAD_KINDS = frozenset({Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE})
+RECEIPT_KINDS = frozenset({Kind.EMAIL, Kind.ORIGIN_POST})
+ORIGIN_KINDS = frozenset({Kind.ORIGIN_POST, Kind.ORIGIN_LINE, Kind.ORIGIN_ACK})
+
+
+def describe(item: OutboxItem) -> str:
+    """How logs name a row: its id, kind and ticket number (what an operator searches for)."""
+    ticket = f" ticket #{item.ticket_number}" if item.ticket_number is not None else ""
+    return f"row {item.id} ({item.kind}{ticket}, attempt {item.attempts})"
+
+
+def log_fields(item: OutboxItem, **more: Any) -> dict[str, Any]:
+    return {
+        "row_id": item.id,
+        "kind": item.kind,
+        "ticket_number": item.ticket_number,
+        "attempt": item.attempts,
+        **more,
+    }
+
+
+def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> str:
+    """Record the outcome; returns what became of the row, for the worker's log line."""
+    with db.transaction() as session:
+        if isinstance(outcome, Done):
+            if not outbox.mark_done(session, item.id, worker_id, outcome.result):
+                return "lost"
+            if outcome.apply is not None:
+                outcome.apply(session)
+            if item.message_id is not None and item.kind in RECEIPT_KINDS:
+                settle_delivery(session, item.message_id)
+            return "done"
+        if isinstance(outcome, Retry):
+            state = outbox.schedule_retry(
+                session,
+                item.id,
+                worker_id,
+                outcome.error,
+                delay=outcome.delay,
+                count_attempt=outcome.count_attempt,
+            )
+            if state != "failed":
+                return state
+            error = f"gave up after {item.attempts} attempts: {outcome.error}"
+            tell_thread = True
+        elif isinstance(outcome, Fail):
+            if not outbox.mark_failed(session, item.id, worker_id, outcome.error):
+                return "lost"
+            error, tell_thread = outcome.error, outcome.tell_thread
+        else:
+            raise TypeError(f"settle() does not take {type(outcome).__name__}")
+        report_failure(session, item, error, tell_thread=tell_thread)
+        return "failed"
+
+
+def settle_pause(db: Database, worker_id: str, item: OutboxItem, error: str) -> None:
+    """The token stopped working: the row waits, due at once, its attempt not counted."""
+    with db.transaction() as session:
+        outbox.schedule_retry(session, item.id, worker_id, error, delay=timedelta(0), count_attempt=False)
+
+
+def report_failure(session: Session, item: OutboxItem, error: str, *, tell_thread: bool) -> None:
+    if item.message_id is not None and item.kind in RECEIPT_KINDS:
+        settle_delivery(session, item.message_id, failed_error=error)
+    if not tell_thread or item.ticket_id is None or item.kind in TRIAGE_THREAD_KINDS:
+        return  # a failure to post into the triage thread cannot be told there
+    ticket = session.get(Ticket, item.ticket_id)
+    if ticket is None:
+        return
+    if item.kind == Kind.EMAIL:
+        to = item.payload.get("to", "the customer")
+        what = f"Couldn't deliver email to {to}: {error}. Check the address, or `!cc remove {to}`."
+    elif item.kind in ORIGIN_KINDS:
+        what = f"Couldn't post in the customer's Slack thread: {error}."
+    else:
+        what = f"A delivery failed: {error}."
+    thread_line(session, ticket, what)

@@ -1,0 +1,226 @@
+"""What each kind of Slack failure becomes, and delivery that stays effectively once through them.
+
+Faults are injected by the emulator into real HTTP answers: 429 with Retry-After, 5xx pages, hung
+requests, connections dropped before or after the call took effect, and Slack error codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.delivery import SlackDelivery
+from bot.outcomes import Done, Fail, Outcome, Pause, Retry
+from sandbox.faults import Fault
+from sandbox.slack_emulator import SlackEmulator
+from sandbox.workspace import CAROL, CONNECT, HELP, TRIAGE
+from store import outbox
+from store.context import Desk
+from store.models import Attachment, Ticket
+from store.outbox import Kind
+from tests.bot.delivery_kit import (
+    client_for,
+    desk_for,
+    drain,
+    open_email_ticket,
+    open_slack_ticket,
+    posts_by_row,
+    rows,
+    run_until_drained,
+    running_emulator,
+    thread,
+    worker_for,
+)
+
+
+@pytest.fixture
+def emulator() -> Iterator[SlackEmulator]:
+    yield from running_emulator()
+
+
+@pytest.fixture
+def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
+    return desk_for(database_url, emulator, tmp_path / "files")
+
+
+def first_card_outcome(desk: Desk, emulator: SlackEmulator, *, timeout: int = 15) -> Outcome:
+    """Open a ticket and perform its card row once; the outcome the worker would settle."""
+    open_email_ticket(desk)
+    delivery = SlackDelivery(desk, client_for(emulator, timeout=timeout))
+    (item,) = outbox.claim_due(desk.db, "test-worker", kinds=frozenset({Kind.CARD.value}))
+    return asyncio.run(delivery.performers()[Kind.CARD.value](item))
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked", "account_inactive", "not_authed"])
+def test_a_dead_token_pauses(desk: Desk, emulator: SlackEmulator, error: str) -> None:
+    emulator.add_fault("chat.postMessage", Fault.slack_error(error))
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Pause) and error in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("channel_not_found", "no longer exists"),
+        ("not_in_channel", "not a member"),
+        ("msg_too_long", "too long"),
+        ("invalid_blocks", "invalid_blocks"),
+        ("is_archived", "archived"),
+        ("some_new_refusal", "some_new_refusal"),
+    ],
+)
+def test_a_refusal_fails_the_row_with_a_reason(
+    desk: Desk,
+    emulator: SlackEmulator,
+    error: str,
+    words: str,
+) -> None:
+    emulator.add_fault("chat.postMessage", Fault.slack_error(error))
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Fail) and words in outcome.error
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.server_error(500),
+        Fault.server_error(503),
+        Fault.reset_before_effect(),
+        Fault.slack_error("internal_error"),
+    ],
+    ids=["500", "503", "reset", "internal_error"],
+)
+def test_server_trouble_retries_and_counts_the_attempt(
+    desk: Desk,
+    emulator: SlackEmulator,
+    fault: Fault,
+) -> None:
+    emulator.add_fault("chat.postMessage", fault)
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Retry) and outcome.count_attempt and outcome.delay is None
+
+
+def test_a_request_that_never_answers_is_retried(desk: Desk, emulator: SlackEmulator) -> None:
+    emulator.add_fault("chat.postMessage", Fault.hang(3))
+    outcome = first_card_outcome(desk, emulator, timeout=1)
+    assert isinstance(outcome, Retry) and "no answer" in outcome.error
+
+
+def test_429_defers_by_retry_after_without_counting_an_attempt(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    emulator.add_fault("chat.postMessage", Fault.ratelimited(retry_after=30))
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Retry) and not outcome.count_attempt
+    assert outcome.delay is not None and outcome.delay >= timedelta(seconds=25)
+
+
+def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    ticket_id = open_email_ticket(desk)
+    # The card is posted, then the connection drops before the answer: the outcome is unknown.
+    emulator.add_fault("chat.postMessage", Fault.reset_after_effect())
+    delivery = SlackDelivery(desk, client_for(emulator))
+    drain(worker_for(desk, delivery.performers()), desk.db)
+
+    cards = [m for m in emulator.messages(TRIAGE) if not m.is_reply]
+    assert len(cards) == 1
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.triage_ts == cards[0].ts
+    assert len(emulator.calls_to("conversations.history")) == 1  # the retry looked first
+    # The card (its answer lost) and the customer's message: the card was not posted again.
+    assert len(emulator.calls_to("chat.postMessage", channel=TRIAGE)) == 2
+    assert max(posts_by_row(emulator).values()) == 1
+
+
+def test_a_thread_post_part_whose_answer_was_lost_is_not_repeated(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    body = "\n\n".join(f"Paragraph {n}: " + "word " * 400 for n in range(20))
+    ticket_id = open_email_ticket(desk, body=body)
+    delivery = SlackDelivery(desk, client_for(emulator))
+    worker = worker_for(desk, delivery.performers())
+    asyncio.run(worker.run_once())  # the card
+    # The first part of the long message takes effect and its answer is lost; the retry must
+    # find it in the thread and go on with the second part.
+    calls_before = len(emulator.calls_to("chat.postMessage"))
+    emulator.add_fault("chat.postMessage", Fault.reset_after_effect())
+    drain(worker, desk.db)
+
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        card_ts = str(ticket.triage_ts)
+    replies = thread(emulator, TRIAGE, card_ts)[1:]
+    counts = posts_by_row(emulator)
+    post_row = rows(desk.db, Kind.THREAD_POST)[0].id
+    parts = sorted(part for (row, part) in counts if row == post_row)
+    assert parts == list(range(len(replies))) and all(counts[(post_row, part)] == 1 for part in parts)
+    # One call per part: the part whose answer was lost was found, not posted again.
+    assert len(emulator.calls_to("chat.postMessage")) - calls_before == len(replies)
+    assert len(emulator.calls_to("conversations.replies")) == 1
+
+
+def test_an_upload_whose_share_answer_was_lost_is_not_shared_twice(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    ticket_id = open_email_ticket(desk, attachments=[("report.pdf", b"%PDF-1.7 report")])
+    emulator.add_fault("files.completeUploadExternal", Fault.reset_after_effect())
+    delivery = SlackDelivery(desk, client_for(emulator))
+    drain(worker_for(desk, delivery.performers()), desk.db)
+
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        card_ts = str(ticket.triage_ts)
+        (attachment,) = session.query(Attachment).all()
+    shares = [m for m in thread(emulator, TRIAGE, card_ts) if m.files]
+    assert len(shares) == 1 and shares[0].files == [attachment.slack_file_id]
+    assert len(emulator.calls_to("files.getUploadURLExternal")) == 1  # the file id was kept
+    assert len(emulator.calls_to("files.info")) == 1  # and checked before sharing again
+
+
+def test_an_upload_cut_off_before_sharing_is_completed_not_restarted(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    open_email_ticket(desk, attachments=[("report.pdf", b"%PDF-1.7 report")])
+    emulator.add_fault("files.completeUploadExternal", Fault.server_error(503))
+    delivery = SlackDelivery(desk, client_for(emulator))
+    drain(worker_for(desk, delivery.performers()), desk.db)
+    shared = [f for f in emulator.files.values() if f.completed]
+    assert len(shared) == 1 and shared[0].content == b"%PDF-1.7 report"
+    assert len(emulator.calls_to("files.getUploadURLExternal")) == 1
+
+
+def test_429_in_one_channel_does_not_hold_back_another(
+    desk: Desk,
+    emulator: SlackEmulator,
+) -> None:
+    sick = open_slack_ticket(desk, emulator, "Sick channel", channel=CONNECT)
+    healthy = [open_slack_ticket(desk, emulator, f"Healthy {n}", channel=HELP, user=CAROL) for n in range(4)]
+    emulator.add_fault("chat.postMessage", Fault.ratelimited(retry_after=2), channel=CONNECT)
+    delivery = SlackDelivery(desk, client_for(emulator))
+    run_until_drained(worker_for(desk, delivery.performers()), desk.db)
+
+    sick_calls = emulator.calls_to("chat.postMessage", channel=CONNECT)
+    assert [call.status for call in sick_calls] == [429, 200]  # nothing more until Retry-After passed
+    healthy_posts = [c for c in emulator.calls_to("chat.postMessage", channel=HELP) if c.ok]
+    assert len(healthy_posts) == len(healthy)  # each customer's acknowledgement, once
+    # Every healthy post went out while the sick channel was still waiting for its retry.
+    assert max(call.time for call in healthy_posts) < sick_calls[1].time
+    assert sick and max(posts_by_row(emulator).values()) == 1
+
+
+def test_a_done_outcome_is_what_the_store_records() -> None:
+    assert Done().result == {} and Done().apply is None

@@ -1,0 +1,105 @@
+"""`servicedesk outbox` and `--retry ID` through the CLI, and /healthz's view of delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import update
+
+from bot.cli import main
+from bot.http import build_web_app
+from store import actions, outbox
+from store.actions import DESK, DeskPolicy
+from store.db import Database
+from store.models import Origin, Outbox, OutboxState, utcnow
+from store.service_state import set_slack_paused
+
+POLICY = DeskPolicy(triage_channel="C0TRIAGE")
+
+
+def open_ticket(db: Database) -> None:
+    with db.transaction() as session:
+        customer = actions.customer_for_email(session, "dan@globex.example", "Dan")
+        ticket = actions.open_ticket(
+            session, POLICY, subject="Printer", requester=customer, origin=Origin.EMAIL, actor=DESK
+        )
+        actions.add_customer_message(
+            session, POLICY, ticket, customer=customer, body_markdown="It burns", source="email"
+        )
+
+
+def fail_first_row(db: Database, error: str) -> int:
+    (item,) = outbox.claim_due(db, "w", limit=1)
+    with db.transaction() as session:
+        assert outbox.mark_failed(session, item.id, "w", error)
+    return item.id
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", database_url)
+
+
+def test_outbox_lists_failed_rows_first_then_pending(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_ticket(db)
+    failed = fail_first_row(db, "the app is not a member of the channel (invite it there)")
+    assert main(["outbox"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Outbox: 1 pending, 0 claimed, 1 failed"
+    assert lines[1].split() == ["ID", "KIND", "TICKET", "STATE", "TRIES", "NEXT", "ATTEMPT", "LAST", "ERROR"]
+    assert lines[2].split()[:5] == [str(failed), "slack.card", "#1", "failed", "1"]
+    assert "not a member of the channel" in lines[2]
+    assert lines[3].split()[:6] == [str(failed + 1), "slack.thread_post", "#1", "pending", "0", "due"]
+    assert lines[-1] == "Retry a failed row with: servicedesk outbox --retry ID"
+
+
+def test_retry_puts_a_failed_row_back_due_now(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_ticket(db)
+    failed = fail_first_row(db, "channel_not_found")
+    assert main(["outbox", "--retry", str(failed)]) == 0
+    assert f"Row {failed} will be delivered again now" in capsys.readouterr().out
+    (item,) = outbox.claim_due(db, "w2", limit=1)
+    assert item.id == failed and item.attempts == 2  # counted: a retry looks before it posts again
+
+
+def test_retry_of_a_row_that_did_not_fail_is_refused(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_ticket(db)
+    assert main(["outbox", "--retry", "2"]) == 1  # pending, not failed
+    assert main(["outbox", "--retry", "999"]) == 1
+    assert capsys.readouterr().err.count("is not a failed delivery") == 2
+
+
+def test_an_empty_outbox_says_so(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["outbox"]) == 0
+    assert "Nothing is waiting or failed." in capsys.readouterr().out
+
+
+def test_healthz_reports_the_oldest_due_row_and_a_slack_pause(db: Database) -> None:
+    open_ticket(db)
+    with db.transaction() as session:
+        session.execute(
+            update(Outbox)
+            .where(Outbox.state == OutboxState.PENDING)
+            .values(next_attempt_at=utcnow() - timedelta(minutes=5))
+        )
+    set_slack_paused(db, "Slack rejected the bot token (token_revoked)")
+
+    async def probe() -> dict[str, object]:
+        async with TestClient(TestServer(build_web_app(db, None))) as client:
+            answer = await client.get("/healthz")
+            assert answer.status == 200
+            return dict(await answer.json())
+
+    body = asyncio.run(probe())
+    assert body["slack_delivery"] == "paused: Slack rejected the bot token (token_revoked)"
+    age = body["oldest_due_delivery_seconds"]
+    assert isinstance(age, float) and age >= 300

@@ -1,0 +1,90 @@
+"""The rate gate on a hand-moved clock: Slack's pacing per channel and per method, 429 blocks, and
+a backlog deferred in spread-out slots instead of all at once."""
+
+from __future__ import annotations
+
+from bot.delivery.rate_gate import Admitted, Deferred, RateGate
+from sandbox.ratelimit import ManualClock
+
+POST = "chat.postMessage"
+
+
+def gate(clock: ManualClock, **kwargs: object) -> RateGate:
+    return RateGate(clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def test_posts_to_one_channel_burst_then_one_per_second() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock)
+    waits = [rate_gate.admit(POST, "C1") for _ in range(6)]
+    assert all(isinstance(w, Admitted) for w in waits)
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [0, 0, 0, 1, 2, 3]
+
+
+def test_a_busy_channel_does_not_slow_another_channel() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock)
+    for _ in range(5):
+        rate_gate.admit(POST, "C1")
+    other = rate_gate.admit(POST, "C2")
+    assert isinstance(other, Admitted) and other.wait == 0
+
+
+def test_a_backlog_beyond_the_horizon_is_deferred_in_spread_slots() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, horizon=5.0)
+    decisions = [rate_gate.admit(POST, "C1") for _ in range(20)]
+    admitted = [d for d in decisions if isinstance(d, Admitted)]
+    deferred = [d for d in decisions if isinstance(d, Deferred)]
+    assert len(admitted) == 8  # a burst of 3, then five more within the 5 s horizon
+    delays = [d.delay for d in deferred]
+    # One slot a second each (plus jitter): they come back one by one, not as a herd.
+    assert delays == sorted(delays) and delays[-1] - delays[0] >= len(delays) - 2
+    assert all("C1" in d.reason for d in deferred)
+
+
+def test_a_429_blocks_its_channel_only_for_posts_and_its_method_otherwise() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, horizon=5.0)
+    rate_gate.blocked(POST, "C1", 30)
+    assert isinstance(rate_gate.admit(POST, "C1"), Deferred)
+    assert rate_gate.admit(POST, "C2") == Admitted(wait=0)
+    assert rate_gate.admit("chat.update", None) == Admitted(wait=0)
+    rate_gate.blocked("chat.update", "C2", 10)
+    assert isinstance(rate_gate.admit("chat.update", None), Deferred)
+    assert rate_gate.admit("reactions.add", None) == Admitted(wait=0)
+    clock.advance(31)
+    assert rate_gate.admit(POST, "C1") == Admitted(wait=0)
+
+
+def test_a_short_429_is_waited_out_in_process() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, horizon=5.0)
+    rate_gate.blocked(POST, "C1", 1)
+    decision = rate_gate.admit(POST, "C1")
+    assert isinstance(decision, Admitted) and decision.wait == 1
+    assert rate_gate.blocked_for(POST, "C1") == 1
+
+
+def test_methods_are_paced_by_their_tier() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, horizon=100.0)
+    # reactions.remove is tier 2 (20 a minute): two back to back, then one every 3 s.
+    waits = [rate_gate.admit("reactions.remove", None) for _ in range(4)]
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [0, 0, 3, 6]
+
+
+def test_the_workspace_cap_spreads_posts_across_channels() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, horizon=1000.0)
+    waits = [rate_gate.admit(POST, f"C{n}") for n in range(20)]
+    # 300 a minute: after a burst of ten, one every 0.2 s whatever the channel.
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)][9:12] == [0, 0.2, 0.4]
+
+
+def test_without_pacing_only_429s_hold_calls_back() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, pacing=False)
+    assert all(rate_gate.admit(POST, "C1") == Admitted(wait=0) for _ in range(50))
+    rate_gate.blocked(POST, "C1", 2)
+    assert rate_gate.admit(POST, "C1") == Admitted(wait=2)

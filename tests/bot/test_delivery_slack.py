@@ -1,0 +1,285 @@
+"""Each Slack performer against the emulator, through the real slack_sdk client over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.delivery import SlackDelivery
+from sandbox.slack_emulator import SlackEmulator
+from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
+from store import actions
+from store.context import Desk
+from store.models import Attachment, Delivery, Message, SlackUser, Ticket
+from store.outbox import Kind
+from tests.bot.delivery_kit import (
+    STAFF,
+    client_for,
+    desk_for,
+    drain,
+    open_email_ticket,
+    open_slack_ticket,
+    posts_by_row,
+    rows,
+    running_emulator,
+    staff_reply,
+    thread,
+    worker_for,
+)
+
+
+@pytest.fixture
+def emulator() -> Iterator[SlackEmulator]:
+    yield from running_emulator()
+
+
+@pytest.fixture
+def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
+    return desk_for(database_url, emulator, tmp_path / "files")
+
+
+@pytest.fixture
+def delivery(desk: Desk, emulator: SlackEmulator) -> SlackDelivery:
+    return SlackDelivery(desk, client_for(emulator))
+
+
+def deliver(desk: Desk, delivery: SlackDelivery) -> None:
+    drain(worker_for(desk, delivery.performers()), desk.db)
+
+
+def ticket(desk: Desk, ticket_id: int) -> Ticket:
+    with desk.db.transaction() as session:
+        found = session.get(Ticket, ticket_id)
+        assert found is not None
+        return found
+
+
+def test_card_is_posted_once_then_updated_in_place(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_email_ticket(desk, subject="Printer on fire")
+    deliver(desk, delivery)
+    card_ts = ticket(desk, ticket_id).triage_ts
+    assert card_ts is not None
+    card = emulator.message(TRIAGE, card_ts)
+    assert card is not None and "#1 Printer on fire" in card.text and "Status: Open" in card.text
+
+    with desk.db.transaction() as session:
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.set_priority(session, opened, "urgent", STAFF)
+        actions.set_status(session, desk.policy, opened, "pending", STAFF)
+    deliver(desk, delivery)
+
+    top_level = [m for m in emulator.messages(TRIAGE) if not m.is_reply]
+    assert [m.ts for m in top_level] == [card_ts]  # updated, never posted again
+    card = emulator.message(TRIAGE, card_ts)
+    assert card is not None and "Priority: Urgent" in card.text and "Status: Pending" in card.text
+    assert len(emulator.calls_to("chat.update", channel=TRIAGE, ts=card_ts)) == 1  # one row for both changes
+
+
+def test_customer_message_goes_into_the_thread_under_the_card(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_email_ticket(desk, body="The printer **burns** since <b>Monday</b>.")
+    deliver(desk, delivery)
+    opened = ticket(desk, ticket_id)
+    replies = thread(emulator, TRIAGE, str(opened.triage_ts))[1:]
+    assert len(replies) == 1
+    text = replies[0].text
+    assert "Dan Dorsey" in text and "dan@globex.example" in text and "by email" in text
+    assert "*burns*" in str(replies[0].blocks)
+    with desk.db.transaction() as session:
+        message = session.query(Message).one()
+        assert (message.mirror_channel, message.mirror_ts) == (TRIAGE, replies[0].ts)
+
+
+def test_a_60000_character_body_becomes_several_posts_in_order(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    paragraphs = [f"Paragraph {n}: " + "word " * 200 for n in range(60)]
+    body = "\n\n".join(paragraphs)
+    assert len(body) > 60_000
+    ticket_id = open_email_ticket(desk, body=body)
+    deliver(desk, delivery)
+
+    replies = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))[1:]
+    assert len(replies) >= 5
+    shown = "\n".join(str(block) for reply in replies for block in reply.blocks or [])
+    positions = [shown.index(f"Paragraph {n}:") for n in range(60)]
+    assert positions == sorted(positions)  # every paragraph, in order
+    post_row = rows(desk.db, Kind.THREAD_POST)[0]
+    assert sorted(posts_by_row(emulator)[(post_row.id, part)] for part in range(len(replies))) == [1] * len(
+        replies
+    )
+
+
+def test_attachments_are_uploaded_into_the_thread_with_files_v2(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_email_ticket(
+        desk, attachments=[("screenshot.png", b"\x89PNG fake image"), ("log.txt", b"line 1\nline 2\n")]
+    )
+    deliver(desk, delivery)
+
+    card_ts = str(ticket(desk, ticket_id).triage_ts)
+    shares = [m for m in thread(emulator, TRIAGE, card_ts) if m.files]
+    assert len(shares) == 1 and len(shares[0].files) == 2
+    uploaded = {emulator.files[file_id].name: emulator.files[file_id].content for file_id in shares[0].files}
+    assert uploaded == {"screenshot.png": b"\x89PNG fake image", "log.txt": b"line 1\nline 2\n"}
+    complete = emulator.calls_to("files.completeUploadExternal")
+    assert len(complete) == 1 and complete[0].params["thread_ts"] == card_ts
+    with desk.db.transaction() as session:
+        recorded = {a.filename: a.slack_file_id for a in session.query(Attachment)}
+    assert set(recorded.values()) == set(shares[0].files)
+
+
+def test_slack_connect_ticket_gets_an_ack_and_staff_replies_under_their_name(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator, "VPN is down")
+    deliver(desk, delivery)
+    opened = ticket(desk, ticket_id)
+    origin = thread(emulator, CONNECT, str(opened.origin_thread_ts))
+    assert [m.text for m in origin[1:]] == ["Ticket #1 opened — we'll reply here."]
+    assert origin[1].username == "Support"
+
+    message_id = staff_reply(
+        desk, ticket_id, "Try **restarting** it.", attachments=[("steps.txt", b"1. off\n2. on\n")]
+    )
+    deliver(desk, delivery)
+
+    origin = thread(emulator, CONNECT, str(opened.origin_thread_ts))
+    reply = origin[2]
+    # Alice's display name is "alice"; her avatar is her profile picture.
+    assert reply.username == "alice" and reply.icon_url == avatar_url(ALICE, 192)
+    assert "*restarting*" in str(reply.blocks)
+    assert [emulator.files[f].name for m in origin[3:] for f in m.files] == ["steps.txt"]
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        assert (message.mirror_channel, message.mirror_ts) == (CONNECT, reply.ts)
+        assert message.delivery == Delivery.DELIVERED
+        assert session.get(SlackUser, ALICE) is not None  # looked up once, cached for the next reply
+    assert len(emulator.calls_to("users.info")) == 1
+
+
+def test_display_name_falls_back_to_real_name(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    with desk.db.transaction() as session:
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.add_staff_reply(
+            session,
+            desk.policy,
+            opened,
+            author=actions.Actor("Bob Baker", slack_id="U0BOB"),
+            body_markdown="On it.",
+            slack_channel=None,
+            slack_ts=None,
+        )
+    deliver(desk, delivery)
+    origin = thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+    assert origin[-1].username == "Bob Baker"  # Bob has no display name
+
+
+def test_reply_withdrawn_before_delivery_is_not_posted(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    deliver(desk, delivery)
+    message_id = staff_reply(desk, ticket_id, "Oops, wrong ticket")
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        # Deleted after its row was due but before the worker ran it.
+        message.deleted_at = message.created_at
+    deliver(desk, delivery)
+    origin = thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+    assert "Oops" not in " ".join(m.text for m in origin)
+
+
+def test_status_notices_reach_the_customer_thread(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    with desk.db.transaction() as session:
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.set_status(session, desk.policy, opened, "resolved", STAFF)
+        actions.set_status(session, desk.policy, opened, "open", STAFF)
+    deliver(desk, delivery)
+    origin = thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+    texts = [m.text for m in origin[2:]]
+    assert texts[0].startswith("Ticket #1 is resolved") and texts[1].startswith("Ticket #1 is open again")
+    triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
+    assert any("set status to resolved" in m.text for m in triage)
+
+
+def test_edits_and_deletions_are_mirrored_onto_the_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    message_id = staff_reply(desk, ticket_id, "First version")
+    deliver(desk, delivery)
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None
+        copy_ts = str(message.mirror_ts)
+        actions.edit_slack_message(session, opened, message, body_markdown="Second version", make_note=False)
+    deliver(desk, delivery)
+    copy = emulator.message(CONNECT, copy_ts)
+    assert copy is not None and "Second version" in copy.text
+
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None
+        actions.delete_slack_message(session, opened, message)
+    deliver(desk, delivery)
+    copy = emulator.message(CONNECT, copy_ts)
+    assert copy is not None and copy.deleted
+
+
+def test_receipts_are_reactions_and_repeats_are_harmless(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_email_ticket(desk)
+    deliver(desk, delivery)
+    card_ts = str(ticket(desk, ticket_id).triage_ts)
+    staff_ts = emulator.user_post(ALICE, TRIAGE, "Here is the fix", thread_ts=card_ts)
+    # The reaction was put on by hand already: Slack answers already_reacted, which is done.
+    emulator.user_react(ALICE, TRIAGE, staff_ts, "white_check_mark")
+    staff_reply(desk, ticket_id, "Here is the fix", slack_ts=staff_ts)
+    performers = delivery.performers()
+    performers[Kind.EMAIL.value] = _instant_email
+    drain(worker_for(desk, performers), desk.db)
+    message = emulator.message(TRIAGE, staff_ts)
+    assert message is not None
+    assert "hourglass_flowing_sand" not in message.reactions  # pending, then removed on delivery
+    assert "U0BOT" in message.reactions["white_check_mark"]
+
+
+async def _instant_email(item: object) -> actions.common.Actor:  # type: ignore[name-defined]
+    from bot.outcomes import Done
+
+    return Done()  # type: ignore[return-value]
+
+
+def test_thread_lines_and_notes_are_posted_and_marked(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.add_note(session, opened, author=STAFF, body_markdown="Customer is a **VIP**")
+    deliver(desk, delivery)
+    replies = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
+    note = replies[-1]
+    assert "Internal note" in note.text and "Alice Archer" in note.text and "*VIP*" in str(note.blocks)
