@@ -24,9 +24,10 @@ from store.intake_keys import KeyKind, lookup_address_key
 log = logging.getLogger(__name__)
 
 EMAIL = "email"
-# RFC 5321 4.5.3.1.8 asks servers to take at least 100 recipients; a support desk needs far fewer,
-# and each one past the cap gets 452 so a legitimate sender delivers the rest in a second round.
-MAX_RECIPIENTS = 50
+# RFC 5321 4.5.3.1.8: servers must take at least 100 recipients. Each one past that gets 452, which
+# 4.5.3.1.10 defines as "deliver these in a later transaction". Only our own addresses are accepted at
+# all, so a real mail never comes near it.
+MAX_RECIPIENTS = 100
 MAX_SESSIONS = 200
 SESSION_TIMEOUT_SECONDS = 120
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
