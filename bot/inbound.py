@@ -70,10 +70,10 @@ class SlackEventHandler:
         match parsed:
             case MessagePosted(message=message):
                 await handle_posted(ctx, claim, message, home_team)
-            case MessageEdited(message=message):
-                await handle_edited(ctx, claim, message)
-            case MessageDeleted(channel=channel, ts=ts):
-                await handle_deleted(ctx, claim, channel, ts)
+            case MessageEdited():
+                await handle_edited(ctx, claim, parsed, home_team)
+            case MessageDeleted():
+                await handle_deleted(ctx, claim, parsed)
             case ReactionAdded():
                 await handle_reaction(ctx, claim, parsed, home_team)
             case TicketShortcut():
@@ -104,6 +104,8 @@ class SlackEventHandler:
         publish = getattr(module, "publish_home", None)
         if publish is None:
             return
+        # The view is for staff only and reads the staff list from the cache: make it current.
+        await self.staff.ensure_fresh()
         result = publish(self.context.desk, self.context.client, user)
         if inspect.isawaitable(result):
             await result

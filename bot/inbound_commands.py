@@ -17,16 +17,15 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.inbound_context import Claim, InboundContext
+from bot.inbound_context import Claim, InboundContext, record_once
 from bot.inbound_events import PostedMessage
-from store.models import InboundItem, InboundState, utcnow
 
 log = logging.getLogger(__name__)
 
 PROCESSED_KIND = "slack_command_done"
+COMMAND_PREFIX = "!"
 UNAVAILABLE = "Commands typed in the thread are not available on this desk yet; use `/desk` instead."
 
 
@@ -36,22 +35,7 @@ def _processed_key(message: PostedMessage) -> str:
 
 def _mark_processed(session: Session, message: PostedMessage) -> bool:
     """Record that this message's command ran; False when it had been run before."""
-    key = _processed_key(message)
-    if session.scalar(select(InboundItem.id).where(InboundItem.dedupe_key == key)) is not None:
-        return False
-    now = utcnow()
-    session.add(
-        InboundItem(
-            kind=PROCESSED_KIND,
-            dedupe_key=key,
-            payload={},
-            state=InboundState.DONE,
-            attempts=1,
-            received_at=now,
-            processed_at=now,
-        )
-    )
-    return True
+    return record_once(session, PROCESSED_KIND, _processed_key(message))
 
 
 def _executor() -> Callable[..., Any] | None:
@@ -77,10 +61,12 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
         is_staff=True,
         workspace_url=await ctx.workspace_url(),
     )
+    # The executor takes the words after the `!`; mentions stay `<@U…>` as Slack sent them.
+    words = message.text.strip().removeprefix(COMMAND_PREFIX).strip()
     if inspect.iscoroutinefunction(run):
-        reply = await run(command_ctx, number, message.text.strip())
+        reply = await run(command_ctx, number, words)
     else:
-        reply = await asyncio.to_thread(run, command_ctx, number, message.text.strip())
+        reply = await asyncio.to_thread(run, command_ctx, number, words)
     text = getattr(reply, "text", None)
     return str(text) if text else None
 

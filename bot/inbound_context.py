@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.slack_files import SlackFileCopier
@@ -27,7 +28,7 @@ from bot.text import message_markdown
 from store import inbound
 from store.actions import customer_for_slack_user
 from store.context import Desk
-from store.models import Customer
+from store.models import Customer, InboundItem, InboundState, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,3 +140,28 @@ def skipped_files_line(skipped: Sequence[str]) -> str:
     """The triage-thread line naming the files of a message that were not copied, and why."""
     listed = "; ".join(skipped)
     return f"Not every file of that message was copied into the ticket: {listed}"
+
+
+def record_once(session: Session, kind: str, key: str) -> bool:
+    """Record that something happened to a Slack message (a command ran, it was deleted before we
+    saw it); False when it had been recorded before. Kept as a finished intake item, so the one
+    unique index on intake keys serves, and no worker ever claims it."""
+    if seen_before(session, key):
+        return False
+    now = utcnow()
+    session.add(
+        InboundItem(
+            kind=kind,
+            dedupe_key=key,
+            payload={},
+            state=InboundState.DONE,
+            attempts=1,
+            received_at=now,
+            processed_at=now,
+        )
+    )
+    return True
+
+
+def seen_before(session: Session, key: str) -> bool:
+    return session.scalar(select(InboundItem.id).where(InboundItem.dedupe_key == key)) is not None

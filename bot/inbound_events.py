@@ -46,12 +46,15 @@ class MessagePosted:
 @dataclass(frozen=True)
 class MessageEdited:
     message: PostedMessage
+    # When the edit happened (the event's ts), to tell a fresh message from an old one.
+    edited_ts: str | None = None
 
 
 @dataclass(frozen=True)
 class MessageDeleted:
     channel: str
     ts: str
+    deleted_ts: str | None = None  # when it was deleted (the event's ts)
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,10 @@ def _parse_message_event(event: Mapping[str, Any]) -> SlackInput | None:
     if channel is None:
         return None
     subtype = event.get("subtype")
+    when = _str(event.get("event_ts")) or _str(event.get("ts"))
     if subtype == "message_deleted":
         ts = _str(event.get("deleted_ts")) or _str((event.get("previous_message") or {}).get("ts"))
-        return MessageDeleted(channel, ts) if ts else None
+        return MessageDeleted(channel, ts, when) if ts else None
     if subtype == "message_changed":
         inner = event.get("message")
         if not isinstance(inner, Mapping):
@@ -137,9 +141,9 @@ def _parse_message_event(event: Mapping[str, Any]) -> SlackInput | None:
         if inner.get("subtype") == "tombstone":
             # A thread's parent deleted while it has replies: Slack keeps a tombstone.
             ts = _str(inner.get("ts"))
-            return MessageDeleted(channel, ts) if ts else None
+            return MessageDeleted(channel, ts, when) if ts else None
         message = parse_message(inner, channel)
-        return MessageEdited(message) if message else None
+        return MessageEdited(message, when) if message else None
     message = parse_message(event, channel)
     return MessagePosted(message) if message else None
 

@@ -8,6 +8,11 @@
   nothing reaches a customer unless staff wrote it.
 - Edits and deletions of messages the desk holds go to the store actions, which decide what an
   edit or deletion still changes (the undo window) and mirror it.
+
+Slack delivers events concurrently, so an edit or a deletion can arrive before the message it is
+about. An edit of a fresh message we do not hold yet is taken as the message itself (it carries
+the whole message, as edited); a deletion of one is remembered, so the message arriving late is
+dropped.
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ import re
 
 from sqlalchemy.orm import Session
 
-from bot.inbound_commands import run_command
+from bot.inbound_commands import COMMAND_PREFIX, run_command
 from bot.inbound_context import (
     Claim,
     InboundContext,
     customer_for_profile,
+    record_once,
+    seen_before,
     skipped_files_line,
     subject_from,
 )
-from bot.inbound_events import PostedMessage
+from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
 from bot.text.markdown import escape_markdown
@@ -47,8 +54,10 @@ from store.models import Direction, Origin, Ticket, Visibility
 log = logging.getLogger(__name__)
 
 NOTE_PREFIX = re.compile(r"^\s*note:\s*", re.IGNORECASE)
-COMMAND_PREFIX = "!"
 DIRECT_REPLY_EXCERPT = 300
+# How old a message may be for an edit or deletion of it to count as overtaking it.
+OVERTAKE_WINDOW_SECONDS = 600.0
+DELETED_KIND = "slack_deleted_unseen"
 
 
 class StaffMessageKind(enum.Enum):
@@ -74,6 +83,17 @@ def _held(session: Session, channel: str, ts: str) -> bool:
     return message_by_slack_ts(session, channel, ts) is not None
 
 
+def _deleted_key(channel: str, ts: str) -> str:
+    return f"slack-deleted:{channel}:{ts}"
+
+
+def _fresh(message_ts: str, event_ts: str | None) -> bool:
+    try:
+        return event_ts is not None and float(event_ts) - float(message_ts) < OVERTAKE_WINDOW_SECONDS
+    except ValueError:
+        return False
+
+
 def _ticket_number_for_thread(session: Session, channel: str, thread_ts: str) -> int | None:
     ticket = ticket_by_slack_thread(session, channel, thread_ts)
     return ticket.number if ticket is not None else None
@@ -82,7 +102,9 @@ def _ticket_number_for_thread(session: Session, channel: str, thread_ts: str) ->
 async def handle_posted(
     ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
 ) -> None:
-    if message.channel == ctx.triage_channel:
+    if await ctx.read(lambda s: seen_before(s, _deleted_key(message.channel, message.ts))):
+        await ctx.apply(claim)  # deleted before it reached us
+    elif message.channel == ctx.triage_channel:
         await _triage_message(ctx, claim, message)
     elif message.is_reply:
         await _customer_thread_reply(ctx, claim, message, home_team)
@@ -294,7 +316,10 @@ async def _triage_message(ctx: InboundContext, claim: Claim, message: PostedMess
 # ----- edits and deletions -----
 
 
-async def handle_edited(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:
+async def handle_edited(
+    ctx: InboundContext, claim: Claim, edit: MessageEdited, home_team: str | None
+) -> None:
+    message = edit.message
     held = await ctx.read(
         lambda s: (
             (m.direction, m.visibility)
@@ -303,7 +328,12 @@ async def handle_edited(ctx: InboundContext, claim: Claim, message: PostedMessag
         )
     )
     if held is None:
-        await ctx.apply(claim)  # not ours: a command, chatter, or a message we never took in
+        if _fresh(message.ts, edit.edited_ts):
+            # The edit overtook its message: take it as the message (the original, arriving
+            # later, is then a duplicate). A command edited this way runs once, as edited.
+            await handle_posted(ctx, claim, message, home_team)
+        else:
+            await ctx.apply(claim)  # not ours: chatter, or a message from before we watched
         return
     direction, visibility = held
     body = await ctx.markdown(message.raw)
@@ -322,11 +352,16 @@ async def handle_edited(ctx: InboundContext, claim: Claim, message: PostedMessag
     log.info("edit of %s/%s: %s", message.channel, message.ts, outcome)
 
 
-async def handle_deleted(ctx: InboundContext, claim: Claim, channel: str, ts: str) -> None:
+async def handle_deleted(ctx: InboundContext, claim: Claim, deletion: MessageDeleted) -> None:
+    channel, ts = deletion.channel, deletion.ts
+
     def change(session: Session) -> str | None:
         stored = message_by_slack_ts(session, channel, ts)
         ticket = session.get(Ticket, stored.ticket_id) if stored is not None else None
         if stored is None or ticket is None:
+            if _fresh(ts, deletion.deleted_ts):
+                record_once(session, DELETED_KIND, _deleted_key(channel, ts))
+                return "remembered"
             return None
         return delete_slack_message(session, ticket, stored)
 

@@ -147,3 +147,51 @@ def test_a_staff_reply_processed_twice_is_stored_once(intake: Intake) -> None:
     intake.run()
     assert len(intake.messages()) == 2
     assert len(intake.outbox("slack.origin_post")) == 1
+
+
+def store_in_reverse(intake: Intake, count: int) -> None:
+    """The last `count` events, stored newest first: Slack's deliveries can overtake each other."""
+    events = intake.emulator.events
+    for envelope in reversed(events[-count:]):
+        intake.store(envelope)
+    for envelope in events[intake.fed : len(events) - count]:
+        intake.store(envelope)
+    intake.fed = len(events)
+    intake.run()
+
+
+def test_an_edit_that_overtakes_its_message_is_taken_as_the_message(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    ts = intake.emulator.user_post(ALICE, TRIAGE, "Their contract ends soon", thread_ts=card)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: their contract ends soon")
+    store_in_reverse(intake, 2)
+    note = intake.messages()[-1]
+    assert (note.slack_ts, note.visibility) == (ts, Visibility.INTERNAL)
+    assert note.body_markdown == "their contract ends soon"
+    assert len(intake.messages()) == 2 and intake.outbox("slack.origin_post") == []
+    assert all_done(intake)
+
+
+def test_a_deletion_that_overtakes_its_message_drops_it(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    ts = intake.emulator.user_post(ALICE, TRIAGE, "Wrong ticket, sorry", thread_ts=card)
+    intake.emulator.user_delete(ALICE, TRIAGE, ts)
+    store_in_reverse(intake, 2)
+    assert len(intake.messages()) == 1
+    assert intake.outbox("slack.origin_post") == []
+
+
+def test_an_edit_of_an_old_message_we_never_held_is_ignored(intake: Intake) -> None:
+    ts = intake.emulator.user_post(DAN, CONNECT, "Posted before the desk watched this channel")
+    intake.fed = len(intake.emulator.events)  # never delivered to us
+    with intake.emulator.state.lock:
+        message = intake.emulator.state.find_message(CONNECT, ts)
+        assert message is not None
+        message.ts = "1600000000.000100"  # long ago
+        intake.emulator.state.messages[CONNECT]["1600000000.000100"] = message
+    intake.emulator.user_edit(DAN, CONNECT, "1600000000.000100", "An old message, edited")
+    intake.run()
+    assert intake.tickets() == []
+    assert all_done(intake)
