@@ -366,7 +366,7 @@ def main() -> None:
                     ]
                 )
                 cells = "  ".join(f"{size:>9,}: {summaries[size].text(' µs', 0):<28}" for size in sizes)
-                print(f"  {name:<36} {cells} ratio {ratio.text('×', 2)}")
+                print(f"  {name:<40} {cells} ratio {ratio.text('×', 2)}")
                 table[name] = {**{str(s): summaries[s].as_dict() for s in sizes}, "ratio": ratio.as_dict()}
             results["backends"][backend] = table
             for db, cleanup in prepared.values():

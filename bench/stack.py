@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import LOOPBACK, ROOT, free_port, wait_for_port
+from benchlib import LOOPBACK, ROOT, free_port
 
 from sandbox.mail_sink import MailSink
 from sandbox.slack_emulator import SlackEmulator
@@ -112,6 +113,9 @@ class Stack:
             "SERVICEDESK_SMTP_RELAY_URL": self.sink.url,
             "SERVICEDESK_SUPPORT_ADDRESS": SUPPORT_ADDRESS,
             "SERVICEDESK_FILES_DIR": str(self.workdir / "files"),
+            # The service paces itself to Slack's limits only when the emulator enforces them,
+            # as an operator would set it for an endpoint without them.
+            "SERVICEDESK_SLACK_PACING": "true" if self.rate_limits else "false",
             **self.env,
         }
         log = open(self.workdir / "serve.log", "wb")  # noqa: SIM115  (closed with the process)
@@ -140,20 +144,28 @@ class Stack:
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         roles = self._roles()
+        while not self._ready(roles):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"serve not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def _ready(self, roles: set[str]) -> bool:
         if "smtp" in roles:
-            wait_for_port(self.smtp_port, timeout)
+            try:
+                socket.create_connection((LOOPBACK, self.smtp_port), timeout=1).close()
+            except OSError:
+                return False
         if "web" in roles:
-            url = f"http://{LOOPBACK}:{self.http_port}/healthz"
-            while True:
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as answer:
-                        if answer.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
-                    raise RuntimeError(f"serve did not become healthy; see {self.workdir / 'serve.log'}")
-                time.sleep(0.1)
+            try:
+                with urllib.request.urlopen(
+                    f"http://{LOOPBACK}:{self.http_port}/healthz", timeout=2
+                ) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return False
+        return True
 
     def _roles(self) -> set[str]:
         roles = {self.serve_args[i + 1] for i, a in enumerate(self.serve_args) if a == "--role"}
