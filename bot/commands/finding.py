@@ -1,0 +1,157 @@
+"""Finding tickets and people: `list`, `search`, `customer`."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.orm import Session
+
+from bot.blocks import ticket_list_blocks, ticket_list_text
+from bot.blocks.lists import lines_to_sections, ticket_line
+from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb
+from bot.commands.tokens import Token, email_address, plain_words, user_mention
+from bot.commands.views import ticket_summary
+from bot.text import escape_mrkdwn
+from store import queries
+from store.models import Customer, Status, Ticket, utcnow
+
+PAGE_SIZE = 20
+HISTORY_SIZE = 10
+_PAGE = re.compile(r"^page:(\d{1,6})$")
+
+
+def _page_offset(inv: Invocation) -> tuple[list[Token], int]:
+    """The arguments without a trailing `page:N`, and the offset it means."""
+    args = list(inv.args)
+    if args and (match := _PAGE.match(args[-1].word)):
+        page = int(match.group(1))
+        if page < 1:
+            raise UsageError("Pages count from 1.")
+        return args[:-1], (page - 1) * PAGE_SIZE
+    return args, 0
+
+
+def _next_page(inv: Invocation, args: list[Token], offset: int) -> str:
+    """The command that shows the next page, as the person would type it."""
+    words = [f"!{inv.verb}" if inv.in_thread else f"/desk {inv.verb}", *(token.raw for token in args)]
+    return f"Next page: `{' '.join(words)} page:{offset // PAGE_SIZE + 2}`"
+
+
+def _listing(
+    ctx: CommandContext, inv: Invocation, args: list[Token], page: queries.Page[Ticket], title: str
+) -> CommandReply:
+    summaries = [ticket_summary(ticket, ctx.workspace_url) for ticket in page.items]
+    blocks = ticket_list_blocks(summaries, title=title, total=page.total, now=utcnow(), offset=page.offset)
+    if page.offset + len(page.items) < page.total:
+        blocks += lines_to_sections([_next_page(inv, args, page.offset)])
+    return CommandReply(
+        ticket_list_text(summaries, title=title, total=page.total, offset=page.offset), blocks=blocks
+    )
+
+
+def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.TicketFilter, str]:
+    statuses: tuple[str, ...] = queries.ACTIVE
+    assignee: str | None = None
+    unassigned = False
+    label: str | None = None
+    words: list[str] = []
+    for token in args:
+        word = token.word
+        if word == "mine":
+            assignee = ctx.user_id
+            words.append("assigned to you")
+        elif word == "unassigned":
+            unassigned = True
+            words.append("unassigned")
+        elif word.startswith("label:") and len(word) > len("label:"):
+            label = word.removeprefix("label:")
+            words.append(f"labelled {escape_mrkdwn(label)}")
+        elif word.startswith("status:"):
+            wanted = word.removeprefix("status:")
+            if wanted == "all":
+                statuses = ()
+            elif wanted in {status.value for status in Status}:
+                statuses = (wanted,)
+            else:
+                raise UsageError(
+                    f"`{str(token)[:40]}`: the statuses are open, pending, resolved, closed, all."
+                )
+        else:
+            raise UsageError(f"I can't filter by `{str(token)[:40]}`.")
+    which = " and ".join(statuses) if statuses else "All"
+    title = f"*{which.capitalize()} tickets*" + (f", {', '.join(words)}" if words else "")
+    where = queries.TicketFilter(
+        statuses=statuses, assignee_slack_id=assignee, unassigned=unassigned, label=label
+    )
+    return where, title
+
+
+def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    args, offset = _page_offset(inv)
+    where, title = _list_filter(ctx, args)
+    with ctx.desk.db.transaction() as session:
+        page = queries.list_tickets(session, where, limit=PAGE_SIZE, offset=offset)
+        return _listing(ctx, inv, args, page, title)
+
+
+def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    args, offset = _page_offset(inv)
+    if not args:
+        raise UsageError("Search for what?")
+    text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
+    with ctx.desk.db.transaction() as session:
+        page = queries.search_tickets(session, text, limit=PAGE_SIZE, offset=offset)
+        return _listing(ctx, inv, args, page, f"*Tickets matching* “{escape_mrkdwn(text[:100])}”")
+
+
+def _find_customer(session: Session, token: Token) -> tuple[Customer | None, str]:
+    mention = user_mention(token)
+    if mention is not None:
+        user_id = mention[0]
+        customer = queries.customer_by_slack_user(session, user_id)
+        if customer is None:
+            # Someone first known by email may be the same person in Slack.
+            profile = queries.slack_user(session, user_id)
+            if profile is not None and profile.email:
+                customer = queries.customer_by_email(session, profile.email)
+        return customer, f"<@{user_id}>"
+    address = email_address(token)
+    if address is None:
+        raise UsageError(f"`{str(token)[:60]}` is neither an email address nor a @mention.")
+    return queries.customer_by_email(session, address), escape_mrkdwn(address)
+
+
+def _customer_lines(session: Session, customer: Customer, ctx: CommandContext) -> list[str]:
+    contact = [escape_mrkdwn(customer.email)] if customer.email else []
+    if customer.slack_user_id:
+        contact.append(f"<@{customer.slack_user_id}>")
+    lines = [f"*{escape_mrkdwn(customer.name)}*" + (f" ({', '.join(contact)})" if contact else "")]
+    organization = customer.organization
+    if organization is not None:
+        size = queries.organization_size(session, organization.id)
+        others = f", {size - 1} other customer{'s' if size != 2 else ''}" if size > 1 else ""
+        lines.append(f"Organization: {escape_mrkdwn(organization.name)}{others}")
+    lines.append(f"Customer since {customer.created_at:%Y-%m-%d}")
+    history = queries.customer_tickets(session, customer, limit=HISTORY_SIZE)
+    lines.append(f"*Tickets* ({history.total}):" if history.total else "No tickets yet.")
+    now = utcnow()
+    lines.extend(ticket_line(ticket_summary(ticket, ctx.workspace_url), now) for ticket in history.items)
+    if history.total > len(history.items):
+        lines.append(f"…and {history.total - len(history.items)} older.")
+    return lines
+
+
+def run_customer(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(1, 1)
+    with ctx.desk.db.transaction() as session:
+        customer, shown = _find_customer(session, inv.args[0])
+        if customer is None:
+            return CommandReply(f"No customer {shown} yet: they have never written to the desk.")
+        return CommandReply("\n".join(_customer_lines(session, customer, ctx)))
+
+
+VERBS = (
+    Verb("list", run_list, "[mine|unassigned|label:x|status:y] [page:N]", takes_ticket=False),
+    Verb("search", run_search, "<text> [page:N]", takes_ticket=False, aliases=("find",)),
+    Verb("customer", run_customer, "<email|@user>", takes_ticket=False),
+)

@@ -1,0 +1,84 @@
+"""Labels: `label <n> +a -b`, `labels`, `label-create <name> [color]`.
+
+Labels are a fixed vocabulary: naming one that does not exist is refused (a typo never makes a
+new label), and `label-create` defines one.
+"""
+
+from __future__ import annotations
+
+from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, ticket_transaction
+from bot.text import escape_mrkdwn
+from store import queries
+from store.actions import change_labels, create_label
+
+
+def _label_changes(inv: Invocation) -> tuple[list[str], list[str]]:
+    """`+bug -question feature` (a bare name adds); commas work as separators too."""
+    add: list[str] = []
+    remove: list[str] = []
+    for token in inv.args:
+        for part in str(token).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith("-"):
+                remove.append(part[1:])
+            else:
+                add.append(part.removeprefix("+"))
+    if not add and not remove:
+        raise UsageError("Which labels? `+name` adds one, `-name` removes one.")
+    return add, remove
+
+
+def run_label(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    add, remove = _label_changes(inv)
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        added, removed = change_labels(session, ticket, add, remove, ctx.actor)
+        now = [label.name for label in ticket.labels]
+    if not added and not removed:
+        return CommandReply(f"#{inv.number}'s labels are already like that: nothing changed.")
+    shown = ", ".join(escape_mrkdwn(name) for name in now) or "none"
+    return CommandReply(f"#{inv.number}'s labels: {shown}.")
+
+
+def set_labels(ctx: CommandContext, number: int, names: list[str]) -> CommandReply:
+    """Make the ticket's labels exactly `names` (the card's multi-select sends the whole choice)."""
+    with ticket_transaction(ctx, number) as (session, ticket):
+        current = {label.name for label in ticket.labels}
+        wanted = set(names)
+        added, removed = change_labels(
+            session, ticket, sorted(wanted - current), sorted(current - wanted), ctx.actor
+        )
+    if not added and not removed:
+        return CommandReply(f"#{number}'s labels are already like that: nothing changed.")
+    shown = ", ".join(escape_mrkdwn(name) for name in sorted(wanted))
+    return CommandReply(f"#{number}'s labels: {shown or 'none'}.")
+
+
+def run_labels(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(0, 0)
+    with ctx.desk.db.transaction() as session:
+        usage = [(label.name, label.color, count) for label, count in queries.label_usage(session)]
+    if not usage:
+        return CommandReply("No labels yet: define one with `/desk label-create <name> [color]`.")
+    lines = [
+        f"• {escape_mrkdwn(name)}" + (f" ({escape_mrkdwn(color)})" if color else "") + f" — {count} open"
+        for name, color, count in usage
+    ]
+    return CommandReply("*Labels*\n" + "\n".join(lines))
+
+
+def run_label_create(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(1, 2)
+    color = str(inv.args[1]) if len(inv.args) > 1 else None
+    with ctx.desk.db.transaction() as session:
+        label = create_label(session, str(inv.args[0]), color)
+        name = label.name
+    return CommandReply(f"Created the label {escape_mrkdwn(name)}: add it with `/desk label <n> +{name}`.")
+
+
+VERBS = (
+    Verb("label", run_label, "+a -b"),
+    Verb("labels", run_labels, takes_ticket=False),
+    Verb("label-create", run_label_create, "<name> [color]", takes_ticket=False, aliases=("create-label",)),
+)

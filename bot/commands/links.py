@@ -1,0 +1,93 @@
+"""Links between tickets and to any tracker, and merging duplicates: `link`, `unlink`, `merge`."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.commands.base import (
+    CommandContext,
+    CommandReply,
+    Invocation,
+    UsageError,
+    Verb,
+    lock_tickets,
+    require_live,
+    ticket_transaction,
+)
+from bot.commands.tokens import Token, link_url, ticket_number
+from bot.text import escape_mrkdwn
+from store.actions import link, merge, ticket_by_number, unlink
+from store.models import LinkKind, Ticket
+
+KIND_WORDS = "|".join(kind.value for kind in LinkKind)
+
+
+def _target(session: Session, token: Token) -> tuple[Ticket | None, str | None]:
+    """The other ticket, or the URL, a link names."""
+    number = ticket_number(token)
+    if number is not None:
+        # Not locked: a link only reads the other ticket (and queues its card and thread line).
+        return ticket_by_number(session, number), None
+    url = link_url(token)
+    if url is None:
+        raise UsageError(f"`{str(token)[:60]}` is neither a ticket number nor an http(s) link.")
+    return None, url
+
+
+def _shown(target: Ticket | None, url: str | None) -> str:
+    return f"#{target.number}" if target is not None else escape_mrkdwn(url or "")
+
+
+def run_link(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(1, 2)
+    kind = inv.args[1].word if len(inv.args) > 1 else LinkKind.RELATES.value
+    if kind not in {k.value for k in LinkKind}:
+        raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        target, url = _target(session, inv.args[0])
+        changed = link(session, ticket, ctx.actor, target=target, url=url, kind=kind)
+        shown = _shown(target, url)
+    if not changed:
+        return CommandReply(f"#{inv.number} is already linked to {shown} ({kind}): nothing changed.")
+    return CommandReply(f"Linked #{inv.number} to {shown} ({kind}).")
+
+
+def run_unlink(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(1, 1)
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        target, url = _target(session, inv.args[0])
+        changed = unlink(session, ticket, ctx.actor, target=target, url=url)
+        shown = _shown(target, url)
+    if not changed:
+        return CommandReply(f"#{inv.number} has no link to {shown}: nothing changed.")
+    return CommandReply(f"Removed the link from #{inv.number} to {shown}.")
+
+
+def run_merge(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    """`merge <n> into <m>` (`into` may be left out)."""
+    args = list(inv.args)
+    if args and args[0].word == "into":
+        args = args[1:]
+    if len(args) != 1:
+        raise UsageError("Merge into which ticket?")
+    target_number = ticket_number(args[0])
+    if target_number is None:
+        raise UsageError(f"`{str(args[0])[:40]}` is not a ticket number.")
+    with ctx.desk.db.transaction() as session:
+        locked = lock_tickets(session, [inv.number, target_number])
+        source, target = locked[inv.number], locked[target_number]
+        require_live(session, source)
+        require_live(session, target)
+        merge(session, ctx.desk.policy, source, target, ctx.actor)
+    return CommandReply(
+        f"Merged #{inv.number} into #{target_number}: its messages and participants moved there, "
+        "the customer is told, and later replies to it land on "
+        f"#{target_number}."
+    )
+
+
+VERBS = (
+    Verb("link", run_link, f"<m|url> [{KIND_WORDS}]"),
+    Verb("unlink", run_unlink, "<m|url>"),
+    Verb("merge", run_merge, "into <m>"),
+)

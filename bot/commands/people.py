@@ -1,0 +1,85 @@
+"""Who owns a ticket and who hears about it: `assign`, `unassign`, `cc`."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, ticket_transaction
+from bot.commands.tokens import Token, email_address, user_mention
+from bot.text import escape_mrkdwn
+from store import queries
+from store.actions import add_participant, assign, remove_participant
+from store.db import InvalidRequest
+
+
+def resolve_person(session: Session, ctx: CommandContext, token: Token) -> tuple[str, str]:
+    """(Slack id, name) of `me`, a mention, or a typed handle Slack did not turn into a mention."""
+    if token.word == "me":
+        return ctx.user_id, ctx.user_name
+    mention = user_mention(token)
+    if mention is not None:
+        user_id, mentioned_name = mention
+        profile = queries.slack_user(session, user_id)
+    else:
+        profile = queries.slack_user_by_name(session, str(token))
+        if profile is None:
+            raise UsageError(f"I don't know who `{str(token)[:40]}` is: mention them with @.")
+        user_id, mentioned_name = profile.user_id, None
+    if profile is not None and profile.is_bot:
+        raise InvalidRequest("a bot cannot own a ticket")
+    return user_id, queries.display_name(profile, mentioned_name or user_id)
+
+
+def run_assign(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(1, 1)
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        user_id, name = resolve_person(session, ctx, inv.args[0])
+        changed = assign(session, ticket, user_id, ctx.actor, assignee_name=name)
+    if not changed:
+        return CommandReply(f"#{inv.number} is already assigned to <@{user_id}>: nothing changed.")
+    return CommandReply(f"Assigned #{inv.number} to <@{user_id}>.")
+
+
+def run_unassign(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(0, 0)
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        changed = assign(session, ticket, None, ctx.actor)
+    if not changed:
+        return CommandReply(f"#{inv.number} has no assignee: nothing changed.")
+    return CommandReply(f"#{inv.number} is unassigned.")
+
+
+def run_cc(ctx: CommandContext, inv: Invocation) -> CommandReply:
+    inv.expect(2)
+    mode = inv.args[0].word
+    if mode not in ("add", "remove"):
+        raise UsageError("Say `add` or `remove`.")
+    addresses = []
+    for token in inv.args[1:]:
+        address = email_address(token)
+        if address is None:
+            raise UsageError(f"`{str(token)[:60]}` is not an email address.")
+        addresses.append(address)
+    done: list[str] = []
+    with ticket_transaction(ctx, inv.number) as (session, ticket):
+        for address in addresses:
+            if mode == "remove":
+                remove_participant(session, ticket, address, ctx.actor)
+                done.append(address)
+            elif add_participant(session, ctx.desk.policy, ticket, address, ctx.actor) is not None:
+                done.append(address)
+    shown = ", ".join(escape_mrkdwn(address) for address in done)
+    if mode == "remove":
+        return CommandReply(f"Removed {shown} from #{inv.number}.")
+    if not done:
+        return CommandReply(f"Nothing added to #{inv.number}: already there, our own address, or too many.")
+    skipped = len(addresses) - len(done)
+    note = f" ({skipped} already there or not added)" if skipped else ""
+    return CommandReply(f"Added {shown} to #{inv.number}{note}: they get the ticket's emails from now on.")
+
+
+VERBS = (
+    Verb("assign", run_assign, "@user|me"),
+    Verb("unassign", run_unassign),
+    Verb("cc", run_cc, "add|remove <email>"),
+)

@@ -1,0 +1,76 @@
+"""The one entry point for `/desk` and in-thread `!` commands: refuse, parse, run one verb, and
+turn the store's plain-words errors into the answer. Nothing changes unless the verb succeeds:
+each verb is one transaction, rolled back by any error."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.blocks.messages import command_usage, desk_usage, not_staff
+from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, sentence
+from bot.commands.registry import find_verb
+from bot.commands.tokens import ticket_number as parse_number
+from bot.commands.tokens import tokenize
+from store.db import InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def refused(ctx: CommandContext) -> CommandReply | None:
+    if ctx.is_staff:
+        return None
+    log.info("command refused: %s is not staff", ctx.user_id)
+    return CommandReply(not_staff(), ok=False)
+
+
+def _usage(verb: Verb, in_thread: bool, problem: str) -> CommandReply:
+    return CommandReply(f"{problem} Usage: {verb.usage(in_thread)}", ok=False)
+
+
+def _execute(ctx: CommandContext, verb: Verb, invocation: Invocation) -> CommandReply:
+    try:
+        return verb.handler(ctx, invocation)
+    except UsageError as problem:
+        return _usage(verb, invocation.in_thread, str(problem))
+    except (NotFound, InvalidRequest) as problem:
+        return CommandReply(sentence(str(problem)), ok=False)
+
+
+def run_desk_command(ctx: CommandContext, text: str) -> CommandReply:
+    """`/desk <verb> [<n>] …`: the ticket number comes first for the verbs that take one."""
+    refusal = refused(ctx)
+    if refusal is not None:
+        return refusal
+    tokens = tokenize(text)
+    if not tokens:
+        tokens = tokenize("help")
+        text = "help"
+    verb = find_verb(tokens[0].word)
+    if verb is None:
+        return CommandReply(desk_usage(tokens[0].raw), ok=False)
+    args = tokens[1:]
+    number: int | None = None
+    if verb.takes_ticket:
+        if not args:
+            return _usage(verb, False, "Which ticket? Give its number.")
+        number = parse_number(args[0])
+        if number is None:
+            return _usage(verb, False, f"`{args[0].raw[:40]}` is not a ticket number.")
+        args = args[1:]
+    invocation = Invocation(verb.name, number, tuple(args), text, in_thread=False)
+    return _execute(ctx, verb, invocation)
+
+
+def run_thread_command(ctx: CommandContext, ticket_number: int, text: str) -> CommandReply:
+    """`!<verb> …` typed in ticket #ticket_number's thread (`text` without the `!`)."""
+    refusal = refused(ctx)
+    if refusal is not None:
+        return refusal
+    tokens = tokenize(text)
+    verb = find_verb(tokens[0].word) if tokens else None
+    if verb is None:
+        return CommandReply(command_usage(tokens[0].raw if tokens else ""), ok=False)
+    invocation = Invocation(
+        verb.name, ticket_number if verb.takes_ticket else None, tuple(tokens[1:]), text, in_thread=True
+    )
+    return _execute(ctx, verb, invocation)

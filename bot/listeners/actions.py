@@ -1,0 +1,69 @@
+"""The card's controls: status and priority menus, the assignee picker, the labels multi-select.
+
+They run the same verbs as `/desk` (staff only). On success the card is updated in place by the
+outbox and the thread gets its line; only a refusal or an error is answered, to the presser alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
+from bot.commands import CommandReply, run_card_action
+from bot.listeners.command_rate import TOO_FAST
+from bot.listeners.commands import STORE_DOWN
+from bot.listeners.triage_context import TriageSide
+from store.context import Desk
+from store.db import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+CARD_ACTIONS = (ACTION_STATUS, ACTION_PRIORITY, ACTION_ASSIGNEE, ACTION_LABELS)
+
+
+async def tell_presser(app: AsyncApp, body: dict[str, Any], respond: AsyncRespond, text: str) -> None:
+    """Only the person who pressed sees it: through the response_url, or an ephemeral message."""
+    if body.get("response_url"):
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+        return
+    channel = (body.get("channel") or {}).get("id")
+    user = (body.get("user") or {}).get("id")
+    if channel and user:
+        await app.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
+def register(app: AsyncApp, desk: Desk) -> None:
+    side = TriageSide.of(app, desk)
+
+    async def card_control(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        number = parse_ticket_number(str(action.get("block_id") or ""))
+        if number is None:
+            log.warning("card action %s without a ticket in its block_id", action.get("action_id"))
+            return
+        user = body.get("user") or {}
+        if not side.rate.allow(str(user.get("id") or "")):
+            await tell_presser(app, body, respond, TOO_FAST)
+            return
+        try:
+            picked = action.get("selected_user")
+            ctx = await side.context(
+                str(user.get("id") or ""),
+                user.get("username") or user.get("name"),
+                mentioned_in=[f"<@{picked}>"] if isinstance(picked, str) else [],
+            )
+            reply = await asyncio.to_thread(run_card_action, ctx, number, action)
+        except StoreUnavailable as error:
+            log.error("card action not run, database unavailable: %s", error)
+            reply = CommandReply(STORE_DOWN, ok=False)
+        if not reply.ok:
+            await tell_presser(app, body, respond, reply.text)
+
+    for action_id in CARD_ACTIONS:
+        app.action(action_id)(card_control)

@@ -1,0 +1,75 @@
+"""Who is acting, for the triage listeners: staff or not, their name, and the workspace URL.
+
+Staff are the members of the triage channel (`bot.staff`); someone not yet known as staff is
+rechecked against Slack (rate-limited there) before being refused, so a person who just joined
+the channel is not turned away by a stale cache. Names come from the shared profile cache
+(`bot.slack_users`), which the commands read synchronously: the people a command mentions are
+looked up first, so `assign @bob` writes "Bob Baker", not an id.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import CommandContext
+from bot.home import workspace_url
+from bot.listeners.command_rate import CommandRate
+from bot.slack_users import SlackDirectory, SlackLookupFailed
+from bot.staff import StaffDirectory
+from store.context import Desk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TriageSide:
+    desk: Desk
+    client: AsyncWebClient
+    staff: StaffDirectory
+    directory: SlackDirectory
+    rate: CommandRate
+
+    @classmethod
+    def of(cls, app: AsyncApp, desk: Desk) -> TriageSide:
+        """The app's one instance: commands and card controls share the caches."""
+        side = _sides.get(app)
+        if side is None:
+            client = app.client
+            side = cls(
+                desk,
+                client,
+                StaffDirectory(desk.db, client, desk.settings.triage_channel),
+                SlackDirectory(desk.db, client),
+                CommandRate(),
+            )
+            _sides[app] = side
+        return side
+
+    async def context(
+        self, user_id: str, name_in_payload: str | None, mentioned_in: Iterable[str] = ()
+    ) -> CommandContext:
+        is_staff = await self.staff.recheck(user_id)
+        name = name_in_payload or user_id
+        if is_staff:
+            try:
+                name = (await self.directory.profile(user_id)).shown_name
+                # Cached for the command, which reads names synchronously from the store.
+                await self.directory.mention_resolver([{"text": text} for text in mentioned_in])
+            except SlackLookupFailed as error:
+                log.warning("names not looked up, Slack is unavailable: %s", error)
+        return CommandContext(
+            desk=self.desk,
+            user_id=user_id,
+            user_name=name,
+            is_staff=is_staff,
+            workspace_url=await workspace_url(self.client) if is_staff else None,
+        )
+
+
+_sides: weakref.WeakKeyDictionary[AsyncApp, TriageSide] = weakref.WeakKeyDictionary()

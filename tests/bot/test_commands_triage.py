@@ -1,0 +1,305 @@
+"""Verbs that change a ticket: each is one transaction that writes the event, the thread line, the
+card update and (for resolved, closed, reopened, merged) the customer's notice."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from store import actions
+from store.actions import Actor
+from store.models import EmailId, Message, Participant, Ticket, TicketEvent, TicketLink
+from tests.bot.test_commands_support import (
+    BOB,
+    counts,
+    desk_cmd,
+    email_ticket,
+    emails,
+    make_desk,
+    outbox_rows,
+    slack_ticket,
+    thread_cmd,
+    thread_lines,
+)
+
+
+@pytest.fixture
+def desk(db, tmp_path):
+    return make_desk(db, tmp_path)
+
+
+def ticket(desk, number: int) -> Ticket:
+    with desk.db.transaction() as s:
+        found = actions.ticket_by_number(s, number)
+        _ = found.labels
+        return found
+
+
+def card_updates(desk) -> int:
+    return len(outbox_rows(desk, "slack.card"))
+
+
+def test_close_tells_the_customer_once_by_email_and_updates_card_and_thread(desk):
+    email_ticket(desk)
+    cards = card_updates(desk)
+    reply = desk_cmd(desk, "close 1")
+    assert reply.ok and reply.text == "#1 is now closed. The customer is told."
+    assert ticket(desk, 1).status == "closed"
+    assert [mail["template"] for mail in emails(desk)] == ["closed"]
+    assert thread_lines(desk) == ["Alice set status to closed"]
+    # One waiting card row covers any number of changes before it runs.
+    assert card_updates(desk) == cards
+    assert desk_cmd(desk, "close 1").text == "#1 is already closed: nothing changed."
+    assert len(emails(desk)) == 1
+
+
+def test_resolve_and_reopen_tell_a_slack_customer_in_their_thread(desk):
+    slack_ticket(desk)
+    assert desk_cmd(desk, "status 1 resolved").text == "#1 is now resolved. The customer is told."
+    assert desk_cmd(desk, "reopen 1").text == "Reopened #1. The customer is told."
+    notices = [row.payload["template"] for row in outbox_rows(desk, "slack.origin_line")]
+    assert notices == ["resolved", "reopened"]
+    assert emails(desk) == []
+    assert thread_lines(desk)[-2:] == ["Alice set status to resolved", "Alice reopened the ticket"]
+    assert desk_cmd(desk, "reopen 1").text == "#1 is open, not resolved or closed: nothing to reopen."
+
+
+def test_pending_is_not_announced(desk):
+    email_ticket(desk)
+    assert desk_cmd(desk, "status 1 PENDING").text == "#1 is now pending."
+    assert emails(desk) == []
+
+
+def test_priority(desk):
+    email_ticket(desk)
+    assert desk_cmd(desk, "priority 1 urgent").text == "#1 now has urgent priority."
+    assert thread_cmd(desk, 1, "priority urgent").text == "#1 already has urgent priority: nothing changed."
+    assert ticket(desk, 1).priority == "urgent"
+    assert thread_lines(desk) == ["Alice set priority to urgent"]
+
+
+def test_assign_by_mention_handle_and_me_then_unassign(desk):
+    email_ticket(desk)
+    assert desk_cmd(desk, "assign 1 <@U0BOB|bob>").text == "Assigned #1 to <@U0BOB>."
+    assert ticket(desk, 1).assignee_slack_id == BOB
+    assert desk_cmd(desk, "assign 1 @bob").text == "#1 is already assigned to <@U0BOB>: nothing changed."
+    assert thread_cmd(desk, 1, "assign me").text == "Assigned #1 to <@U0ALICE>."
+    assert desk_cmd(desk, "unassign 1").text == "#1 is unassigned."
+    assert desk_cmd(desk, "unassign 1").text == "#1 has no assignee: nothing changed."
+    assert thread_lines(desk) == [
+        "Alice assigned the ticket to Bob",
+        "Alice assigned the ticket to Alice",
+        "Alice unassigned the ticket",
+    ]
+    with desk.db.transaction() as s:
+        kinds = list(s.scalars(select(TicketEvent.kind).where(TicketEvent.kind == "assigned")))
+    assert len(kinds) == 3
+
+
+def test_assign_someone_not_yet_known_uses_the_name_in_the_mention(desk):
+    email_ticket(desk)
+    assert desk_cmd(desk, "assign 1 <@U0NEW|newbie>").ok
+    assert thread_lines(desk) == ["Alice assigned the ticket to newbie"]
+
+
+def test_labels_add_remove_and_list(desk):
+    email_ticket(desk)
+    assert desk_cmd(desk, "label-create bug #ff0000").text.startswith("Created the label bug")
+    assert desk_cmd(desk, "label-create Question").ok
+    assert not desk_cmd(desk, "label-create bug").ok
+    assert desk_cmd(desk, "labels").text == "*Labels*\n• bug (#ff0000) — 0 open\n• question — 0 open"
+    assert thread_cmd(desk, 1, "label +bug question").text == "#1's labels: bug, question."
+    assert desk_cmd(desk, "label 1 -question,+bug").text == "#1's labels: bug."
+    assert desk_cmd(desk, "label 1 +bug").text == "#1's labels are already like that: nothing changed."
+    assert [label.name for label in ticket(desk, 1).labels] == ["bug"]
+    assert thread_lines(desk) == ["Alice changed labels: +bug +question", "Alice changed labels: -question"]
+    assert "bug (#ff0000) — 1 open" in desk_cmd(desk, "labels").text
+
+
+def test_a_refused_label_change_changes_nothing(desk):
+    email_ticket(desk)
+    desk_cmd(desk, "label-create bug")
+    before = counts(desk)
+    assert not desk_cmd(desk, "label 1 +bug +typo").ok
+    assert ticket(desk, 1).labels == []
+    assert counts(desk) == before
+
+
+def test_no_labels_yet(desk):
+    assert desk_cmd(desk, "labels").text.startswith("No labels yet")
+
+
+def test_links_to_tickets_and_urls(desk):
+    email_ticket(desk)
+    email_ticket(desk, subject="Other")
+    assert desk_cmd(desk, "link 1 #2 blocks").text == "Linked #1 to #2 (blocks)."
+    assert thread_cmd(desk, 1, "link <https://github.com/acme/app/issues/9>").text == (
+        "Linked #1 to https://github.com/acme/app/issues/9 (relates)."
+    )
+    assert desk_cmd(desk, "link 1 2 blocks").text == "#1 is already linked to #2 (blocks): nothing changed."
+    assert desk_cmd(desk, "link 1 2 duplicates").ok
+    with desk.db.transaction() as s:
+        one = actions.ticket_by_number(s, 1)
+        two = actions.ticket_by_number(s, 2)
+        assert [
+            (kind, other.number if other else None, url) for kind, other, url in actions.links_of(s, one)
+        ] == [
+            ("duplicates", 2, None),
+            ("relates", None, "https://github.com/acme/app/issues/9"),
+        ]
+        assert [(kind, other.number if other else None) for kind, other, _ in actions.links_of(s, two)] == [
+            ("duplicated_by", 1)
+        ]
+    # Unlinking works from either side.
+    assert desk_cmd(desk, "unlink 2 1").text == "Removed the link from #2 to #1."
+    assert thread_cmd(desk, 1, "unlink https://github.com/acme/app/issues/9").ok
+    assert desk_cmd(desk, "unlink 1 2").text == "#1 has no link to #2: nothing changed."
+    with desk.db.transaction() as s:
+        assert s.scalars(select(TicketLink)).all() == []
+    assert "Alice linked #1 to this ticket (blocks)" in thread_lines(desk)
+
+
+def test_cc_add_and_remove(desk):
+    email_ticket(desk)
+    reply = desk_cmd(desk, "cc 1 add <mailto:Erin@Globex.example|Erin@Globex.example> frank@initech.example")
+    assert reply.text == (
+        "Added erin@globex.example, frank@initech.example to #1: they get the ticket's emails from now on."
+    )
+    assert [(m["template"], m["to"]) for m in emails(desk)] == [
+        ("new_participant", "erin@globex.example"),
+        ("new_participant", "frank@initech.example"),
+    ]
+    assert desk_cmd(desk, "cc 1 add erin@globex.example").text.startswith("Nothing added to #1")
+    assert desk_cmd(desk, "cc 1 add support@example.com").text.startswith("Nothing added to #1")
+    assert (
+        thread_cmd(desk, 1, "cc remove frank@initech.example").text
+        == "Removed frank@initech.example from #1."
+    )
+    with desk.db.transaction() as s:
+        people = sorted(s.scalars(select(Participant.email)))
+    assert people == ["dan@globex.example", "erin@globex.example"]
+    assert thread_lines(desk) == [
+        "Alice added erin@globex.example to the ticket",
+        "Alice added frank@initech.example to the ticket",
+        "Alice removed frank@initech.example from the ticket",
+    ]
+
+
+def test_merge_moves_the_conversation_and_tells_the_customer_once(desk):
+    email_ticket(desk, "dan@globex.example", "Printer", body="It jams")
+    email_ticket(desk, "erin@globex.example", "Printer again", body="Still jams")
+    reply = thread_cmd(desk, 2, "merge into 1")
+    assert reply.ok and reply.text.startswith("Merged #2 into #1")
+    with desk.db.transaction() as s:
+        source = actions.ticket_by_number(s, 2)
+        target = actions.ticket_by_number(s, 1)
+        assert source.merged_into_id == target.id and source.status == "closed"
+        bodies = list(s.scalars(select(Message.body_markdown).where(Message.ticket_id == target.id)))
+        assert bodies == ["It jams", "Still jams"]
+        assert sorted(s.scalars(select(Participant.email).where(Participant.ticket_id == target.id))) == [
+            "dan@globex.example",
+            "erin@globex.example",
+        ]
+        # Later replies to #2 land on #1: by reply address and by the mail thread.
+        assert actions.ticket_by_reply_key(s, source.reply_key).id == target.id
+        assert actions.ticket_by_email_ids(s, ["<Printer again.2@globex.example>"]).id == target.id
+        assert s.scalar(select(EmailId.ticket_id).where(EmailId.message_id.like("%again%"))) == target.id
+        links = [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other]
+        assert links == [("duplicated_by", 2)]
+    assert [(m["template"], m["to"]) for m in emails(desk)] == [("merged", "erin@globex.example")]
+    assert "Alice merged this ticket into #1" in thread_lines(desk)
+    assert "Alice merged #2 into this ticket" in thread_lines(desk)
+    # The merged ticket takes no more triage; the target does.
+    before = counts(desk)
+    assert desk_cmd(desk, "priority 2 high").text == "#2 was merged into #1: work on #1 instead."
+    assert desk_cmd(desk, "merge 1 into 2").text == "#2 was merged into #1: work on #1 instead."
+    assert counts(desk) == before
+    assert desk_cmd(desk, "show 2").ok
+
+
+def test_merge_from_a_slack_thread_routes_later_replies(desk):
+    email_ticket(desk, "dan@globex.example", "Printer")
+    slack_ticket(desk, thread_ts="1700000000.000200")
+    assert desk_cmd(desk, "merge 2 into 1").ok
+    with desk.db.transaction() as s:
+        found = actions.ticket_by_slack_thread(s, "C0CONNECT", "1700000000.000200")
+        assert found is not None and found.number == 1
+        customer = actions.customer_for_slack_user(s, "U0EXTERIN", name="Erin", team_id="T0EXT")
+        actions.add_customer_message(
+            s,
+            desk.policy,
+            found,
+            customer=customer,
+            body_markdown="more",
+            source="slack",
+            slack_channel="C0CONNECT",
+            slack_ts="1700000000.000300",
+        )
+    with desk.db.transaction() as s:
+        assert s.scalar(select(Message.ticket_id).where(Message.slack_ts == "1700000000.000300")) == found.id
+    # The customer's Slack thread was told once, by the desk.
+    assert [row.payload["template"] for row in outbox_rows(desk, "slack.origin_line")] == ["merged"]
+
+
+def test_note_is_internal_and_posted_in_the_thread(desk):
+    email_ticket(desk)
+    reply = desk_cmd(desk, "note 1 *Check* the <@U0BOB> logs &amp; config")
+    assert reply.ok and "Internal note added to #1" in reply.text
+    with desk.db.transaction() as s:
+        note = s.scalars(select(Message).where(Message.visibility == "internal")).one()
+        assert note.body_markdown == "**Check** the @Bob logs & config"
+        assert note.author_slack_id == "U0ALICE" and note.source == "command"
+    assert [row.message_id for row in outbox_rows(desk, "slack.thread_post")] == [note.id]
+    assert emails(desk) == []
+
+
+def test_new_opens_a_ticket_whose_first_staff_message_is_the_first_email(desk):
+    reply = desk_cmd(
+        desk, "new <mailto:Frank@Initech.example|Frank@Initech.example> VPN &amp; &lt;b&gt;access&lt;/b&gt;"
+    )
+    assert reply.ok and reply.text.startswith("Opened #1 for frank@initech.example")
+    assert "<#C0TRIAGE>" in reply.text
+    with desk.db.transaction() as s:
+        created = actions.ticket_by_number(s, 1)
+        assert created.origin == "staff" and created.subject == "VPN & <b>access</b>"
+        assert created.requester.email == "frank@initech.example"
+        assert created.triage_channel == "C0TRIAGE"
+    # No acknowledgement: the customer did not write. The card goes to the triage channel.
+    assert emails(desk) == [] and len(outbox_rows(desk, "slack.card")) == 1
+    with desk.db.transaction() as s:
+        actions.add_staff_reply(
+            s,
+            desk.policy,
+            actions.ticket_by_number(s, 1),
+            author=Actor("Alice", slack_id="U0ALICE"),
+            body_markdown="Hello Frank",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.5",
+        )
+    assert [(m["template"], m["to"]) for m in emails(desk)] == [("staff_reply", "frank@initech.example")]
+
+
+def test_an_email_customer_merged_into_a_slack_ticket_keeps_hearing(desk):
+    slack_ticket(desk)
+    email_ticket(desk, "dan@globex.example", "Same problem")
+    assert desk_cmd(desk, "merge 2 into 1").ok
+    with desk.db.transaction() as s:
+        target = actions.ticket_by_number(s, 1)
+        actions.add_staff_reply(
+            s,
+            desk.policy,
+            target,
+            author=Actor("Alice", slack_id="U0ALICE"),
+            body_markdown="Fixed",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.7",
+        )
+    # The Slack customer in their thread, the merged-in email customer by email.
+    assert len(outbox_rows(desk, "slack.origin_post")) == 1
+    assert [(m["template"], m["to"]) for m in emails(desk)] == [
+        ("merged", "dan@globex.example"),
+        ("staff_reply", "dan@globex.example"),
+    ]
+    desk_cmd(desk, "close 1")
+    assert [row.payload["template"] for row in outbox_rows(desk, "slack.origin_line")] == ["closed"]
+    assert emails(desk)[-1]["template"] == "closed"

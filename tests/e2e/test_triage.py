@@ -1,0 +1,242 @@
+"""Triage end to end: signed slash commands, card controls, in-thread `!` commands and the App Home
+tab into the running service (HTTP + worker), against the Slack emulator and a mail sink.
+
+Asserts on the store and on what the emulator received: ephemeral answers, the card updated in
+place with chat.update, the short lines in the ticket's thread, and the customer's emails.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import func, select
+
+from sandbox import MailSink, RequestSender, SlackEmulator
+from sandbox.workspace import ALICE, BOB, CAROL, SIGNING_SECRET, TRIAGE
+from store import actions
+from store.db import Database
+from store.models import InboundItem, InboundState, Message, Outbox, Ticket
+from tests.e2e.conftest import RunningDesk, message_text
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Triage:
+    """The shared running service, seen from triage: commands, cards, threads, the store."""
+
+    service: RunningDesk
+
+    @property
+    def emulator(self) -> SlackEmulator:
+        return self.service.emulator
+
+    @property
+    def sink(self) -> MailSink:
+        return self.service.sink
+
+    @property
+    def db(self) -> Database:
+        return self.service.db
+
+    @property
+    def url(self) -> str:
+        return f"{self.service.http_url}/slack/events"
+
+    def ticket(self, number: int) -> Ticket:
+        with self.db.transaction() as session:
+            found = actions.ticket_by_number(session, number)
+            _ = found.labels, found.requester
+            return found
+
+    def card_ts(self, number: int) -> str:
+        return self.service.wait_for(lambda: self.ticket(number).triage_ts, f"the card of #{number}")
+
+    def card_text(self, number: int) -> str:
+        message = self.emulator.message(TRIAGE, self.card_ts(number))
+        return message_text(message) if message is not None else ""
+
+    def wait_card(self, number: int, needle: str) -> None:
+        self.service.wait_for(
+            lambda: needle in self.card_text(number), f"{needle!r} on the card of #{number}"
+        )
+
+    def thread_texts(self, number: int) -> list[str]:
+        return [message.text for message in self.service.thread(self.card_ts(number))]
+
+    def wait_line(self, number: int, text: str) -> None:
+        self.service.wait_for_thread_text(self.card_ts(number), text)
+
+    def outbox_count(self, kind: str) -> int:
+        with self.db.transaction() as session:
+            return int(
+                session.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == kind)) or 0
+            )
+
+    def wait_worker_idle(self) -> None:
+        """Every accepted Slack event handled by the worker."""
+
+        def idle() -> bool:
+            with self.db.transaction() as session:
+                busy = session.scalar(
+                    select(func.count())
+                    .select_from(InboundItem)
+                    .where(InboundItem.state.in_([InboundState.PENDING, InboundState.CLAIMED]))
+                )
+            return not busy
+
+        self.service.wait_for(idle, "the worker to handle every event")
+
+    def command(self, user: str, text: str, channel: str = TRIAGE) -> str:
+        interaction = self.emulator.user_command(user, channel, "/desk", text).wait(10)
+        answer = interaction.ack_payload or {}
+        assert answer.get("response_type") == "ephemeral"
+        return str(answer.get("text") or "")
+
+
+@pytest.fixture
+def running(service: RunningDesk) -> Triage:
+    return Triage(service)
+
+
+def test_desk_new_then_triage_commands_update_card_thread_and_customer(running: Triage) -> None:
+    answer = running.command(ALICE, "new <mailto:dan@globex.example|dan@globex.example> Printer on fire")
+    assert answer.startswith("Opened #1 for dan@globex.example")
+    card = running.card_text(1)
+    assert "#1 Printer on fire" in card and "Opened by staff" in card
+
+    assert running.command(ALICE, "priority 1 high") == "#1 now has high priority."
+    assert running.command(BOB, "assign 1 <@U0ALICE|alice>") == "Assigned #1 to <@U0ALICE>."
+    # Names as Slack shows them: the display name, the real name when that is empty (Bob's).
+    running.wait_line(1, "Bob Baker assigned the ticket to alice")
+    assert running.thread_texts(1) == ["alice set priority to high", "Bob Baker assigned the ticket to alice"]
+    running.wait_card(1, "Priority: High")
+    assert "Assignee: <@U0ALICE>" in running.card_text(1)
+    # Updated in place: one card message, edited.
+    assert len(running.emulator.messages(TRIAGE)) == 1
+    assert running.emulator.calls_to("chat.update", channel=TRIAGE)
+
+    assert running.command(ALICE, "close 1") == "#1 is now closed. The customer is told."
+    [mail] = running.service.wait_for_mails(1)
+    assert mail.rcpt_tos == ["dan@globex.example"]
+    assert mail.message["Auto-Submitted"] == "auto-generated"
+    running.wait_card(1, "Status: Closed")
+    assert running.ticket(1).status == "closed"
+
+
+def test_errors_and_refusals_change_nothing(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.card_ts(1)
+    assert running.command(ALICE, "close 42") == "There is no ticket #42."
+    assert running.command(ALICE, "frobnicate 1").startswith("Unknown command `/desk frobnicate`")
+    assert running.command(ALICE, "priority 1 whenever").endswith(
+        "Usage: `/desk priority <n> low|normal|high|urgent`"
+    )
+    # Carol is not in the triage channel: not staff.
+    assert (
+        running.command(CAROL, "close 1", channel="C0HELP")
+        == "Sorry, only members of the support team can do that."
+    )
+    running.emulator.wait_idle()
+    assert running.ticket(1).status == "open" and running.ticket(1).priority == "normal"
+    assert running.outbox_count("slack.thread_line") == 0 and running.outbox_count("email.send") == 0
+
+
+def test_card_controls_change_the_ticket_and_refuse_outsiders(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "label-create bug")
+    card_ts = running.card_ts(1)
+    running.emulator.user_block_action(ALICE, TRIAGE, card_ts, "ticket_priority", "urgent").wait(10)
+    running.emulator.user_block_action(BOB, TRIAGE, card_ts, "ticket_assignee", BOB).wait(10)
+    running.emulator.user_block_action(ALICE, TRIAGE, card_ts, "ticket_status", "pending").wait(10)
+    assert running.ticket(1).priority == "urgent"
+    assert running.ticket(1).assignee_slack_id == BOB
+    assert running.ticket(1).status == "pending"
+    running.wait_line(1, "Bob Baker assigned the ticket to Bob Baker")
+    running.wait_card(1, "Status: Pending")
+    assert "Priority: Urgent" in running.card_text(1)
+
+    # The labels menu sends the whole selection.
+    message = running.emulator.message(TRIAGE, card_ts)
+    assert message is not None
+    block_id = next(b["block_id"] for b in message.blocks if b.get("type") == "actions")
+    labels = {
+        "action_id": "ticket_labels",
+        "block_id": block_id,
+        "type": "multi_static_select",
+        "selected_options": [{"text": {"type": "plain_text", "text": "bug"}, "value": "bug"}],
+        "action_ts": "1.1",
+    }
+    running.emulator.user_block_action(ALICE, TRIAGE, card_ts, labels).wait(10)
+    assert [label.name for label in running.ticket(1).labels] == ["bug"]
+
+    # Someone who is not staff (Carol, who cannot see the triage channel) sending a signed
+    # payload for the card: refused, told privately, nothing changes.
+    interaction = running.emulator.user_block_action(ALICE, TRIAGE, card_ts, "ticket_priority", "low")
+    interaction.wait(10)
+    assert running.ticket(1).priority == "low"
+    forged_payload = dict(interaction.payload)
+    forged_payload["user"] = {"id": CAROL, "username": "carol", "name": "carol", "team_id": "T0HOME"}
+    forged_payload["actions"] = [dict(forged_payload["actions"][0], selected_option={"value": "urgent"})]
+    sender = RequestSender(running.url, SIGNING_SECRET)
+    delivery = sender.send_interaction_sync(forged_payload)
+    assert delivery.ok
+    running.service.wait_for(
+        lambda: any(
+            "only members of the support team" in str(p.body) for p in running.emulator.response_posts
+        ),
+        "the refusal, privately",
+    )
+    assert running.ticket(1).priority == "low"
+
+
+def test_thread_commands_act_on_the_threads_ticket(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    card_ts = running.card_ts(1)
+    running.emulator.user_post(ALICE, TRIAGE, "!priority urgent", thread_ts=card_ts)
+    running.service.wait_for(lambda: running.ticket(1).priority == "urgent", "priority urgent")
+    running.wait_line(1, "alice set priority to urgent")
+    running.emulator.user_post(ALICE, TRIAGE, "!frobnicate", thread_ts=card_ts)
+    running.service.wait_for(
+        lambda: any(
+            "Unknown command `!frobnicate`" in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE)
+        ),
+        "the usage line, privately",
+    )
+    # Never delivered to the customer.
+    running.wait_worker_idle()
+    with running.db.transaction() as session:
+        assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
+
+
+def test_home_tab_shows_the_queue_with_thread_links(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Laptop")
+    running.command(ALICE, "assign 1 me")
+    running.card_ts(2)
+    running.emulator.user_open_home(ALICE)
+    view = running.service.wait_for(lambda: running.emulator.home_view(ALICE), "Alice's home")
+    shown = json.dumps(view.body)
+    assert "Your open tickets" in shown and "Printer" in shown and "Laptop" in shown
+    assert f"archives/{TRIAGE}/p" in shown
+    running.emulator.user_open_home(CAROL)
+    running.emulator.wait_idle()
+    running.wait_worker_idle()
+    assert running.emulator.home_view(CAROL) is None
+
+
+def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Printer again")
+    running.card_ts(1)
+    running.card_ts(2)
+    answer = running.command(ALICE, "merge 2 into 1")
+    assert answer.startswith("Merged #2 into #1")
+    running.wait_line(2, "alice merged this ticket into #1")
+    running.wait_line(1, "alice merged #2 into this ticket")
+    [mail] = running.service.wait_for_mails(1)
+    assert mail.rcpt_tos == ["erin@globex.example"]
+    running.wait_card(2, "Merged into #1")
+    running.wait_card(1, "#2 (duplicated by)")
