@@ -49,6 +49,11 @@ class RelayPool:
         self._note(result)
         return result
 
+    @property
+    def idle(self) -> int:
+        """Open connections waiting for the next send."""
+        return len(self._idle)
+
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for connection, _since in idle:

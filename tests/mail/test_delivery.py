@@ -310,3 +310,60 @@ def test_receipt_of_a_reply_is_delivered_once_its_mail_is_done(desk: Desk, sink:
         assert message is not None and message.delivery == Delivery.DELIVERED
         states = set(session.scalars(select(Outbox.state).where(Outbox.kind == Kind.EMAIL.value)))
         assert states == {"done"}
+
+
+def test_a_merge_notice_sends_replies_to_the_ticket_it_went_into(desk: Desk, sink: MailSink) -> None:
+    source_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        customer = actions.customer_for_email(session, "dan@other.test", "Dan")
+        target = actions.open_ticket(
+            session, desk.policy, subject="Same fire", requester=customer, origin=Origin.EMAIL, actor=STAFF
+        )
+        source = session.get(Ticket, source_id)
+        assert source is not None
+        actions.merge(session, desk.policy, source, target, STAFF)
+        target_key, target_number = target.reply_key, target.number
+
+    [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert isinstance(outcome, Done)
+    _from, rcpt_tos, message = received_one(sink)
+    assert rcpt_tos == ["bob@customer.test"]
+    assert message["Reply-To"] == f"support+{target_key}@acme.test"
+    assert message["Auto-Submitted"] == "auto-generated"
+    text = message.get_body(("plain",))
+    assert text is not None and f"#{target_number}" in text.get_content()
+
+
+def test_a_participant_added_by_staff_is_told_once(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        actions.add_participant(session, desk.policy, ticket, "erin@customer.test", STAFF)
+
+    [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert isinstance(outcome, Done)
+    _from, rcpt_tos, message = received_one(sink)
+    assert rcpt_tos == ["erin@customer.test"]
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_an_idle_relay_connection_is_closed(desk: Desk, sink: MailSink) -> None:
+    from mail.relay import RelayConfig
+    from mail.relay_pool import RelayPool
+
+    pool = RelayPool(RelayConfig.from_url(sink.url), idle_seconds=0.05)
+
+    async def run() -> tuple[int, int]:
+        await pool.send("support+bounce-k@acme.test", "bob@customer.test", b"Subject: x\r\n\r\nhi\r\n")
+        after_send = pool.idle
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10  # bounds a broken test only
+        while pool.idle and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return after_send, pool.idle
+
+    assert asyncio.run(run()) == (1, 0)
+    assert len(sink.wait_for(1)) == 1
