@@ -1,0 +1,202 @@
+"""`servicedesk demo` end to end: the story's facts in its transcript, and `--keep` played by hand.
+
+The facts, not the wording: ticket numbers, the reply key in the Reply-To of the mail that reached
+the sink, the internal note in no email and no customer-thread post, the card Closed then Open.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.demo import play
+from bot.demo_stage import SUPPORT_ADDRESS, Stage
+from bot.demo_story import NOTE_WORDS, PAT_ADDRESS, StoryRecord
+from sandbox.faults import Fault
+from sandbox.workspace import CONNECT
+
+RULE = re.compile(r"^── (.*?) ─+$", re.MULTILINE)
+READ_SECONDS = 60.0  # bounds a broken run; never an assertion about speed
+
+
+def sections(transcript: str) -> dict[str, str]:
+    """The transcript cut at its `── title ───` rules: {title: text under it}."""
+    parts = RULE.split(transcript)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def mail_texts(stage: Stage) -> list[str]:
+    texts = []
+    for mail in stage.mails():
+        for part in mail.message.walk():
+            if part.get_content_maintype() == "text":
+                texts.append(str(part.get_content()))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[tuple[Stage, StoryRecord, str]]:
+    stage = Stage().start()
+    out = io.StringIO()
+    try:
+        record = play(stage, out)
+        yield stage, record, out.getvalue()
+    finally:
+        stage.stop()
+
+
+def test_every_step_of_the_story_happens(demo):
+    _stage, record, transcript = demo
+    assert record.failure is None, transcript
+    assert "FAILED" not in transcript
+
+
+def test_the_email_is_ticket_1_and_the_slack_message_ticket_2(demo):
+    stage, record, transcript = demo
+    assert (record.email_ticket, record.slack_ticket) == (1, 2)
+    tickets = {t.number: t for t in stage.store.tickets()}
+    assert tickets[1].origin == "email" and tickets[1].requester == PAT_ADDRESS
+    assert tickets[2].origin == "slack" and tickets[2].origin_channel == CONNECT
+    titles = list(sections(transcript))
+    assert any("ticket #1" in title for title in titles)
+    assert any("ticket #2" in title and "customer" in title for title in titles)
+
+
+def test_the_staff_reply_reached_the_sink_with_the_reply_key_in_reply_to(demo):
+    stage, _record, transcript = demo
+    reply_key = stage.store.ticket(1).reply_key
+    local, domain = SUPPORT_ADDRESS.split("@")
+    reply_to = f"{local}+{reply_key}@{domain}"
+    to_pat = [m for m in stage.mails() if PAT_ADDRESS in m.rcpt_tos]
+    staff = [m for m in to_pat if m.message["Auto-Submitted"] is None]
+    assert staff, "no staff reply reached the sink"
+    assert {str(m.message["Reply-To"]) for m in to_pat} == {reply_to}
+    assert staff[0].message["In-Reply-To"]
+    assert f"Reply-To: {reply_to}" in transcript
+
+
+def test_the_note_is_in_no_email_and_no_customer_thread(demo):
+    stage, _record, transcript = demo
+    assert NOTE_WORDS in transcript  # shown where staff see it
+    assert not [text for text in mail_texts(stage) if NOTE_WORDS in text]
+    assert not [m for m in stage.emulator.messages(CONNECT) if NOTE_WORDS in m.text]
+    for title, text in sections(transcript).items():
+        if title.startswith("email") or "customer" in title:
+            assert NOTE_WORDS not in text, title
+        if "support team" in title and "ticket #1" in title:
+            assert NOTE_WORDS in text
+
+
+def test_the_card_says_closed_then_open(demo):
+    stage, record, transcript = demo
+    assert record.card_statuses[1][-2:] == ["Closed", "Open"]
+    assert record.card_statuses[2][-1] == "Closed"
+    assert stage.store.ticket(1).status == "open"
+    card = next(text for title, text in sections(transcript).items() if "support team" in title)
+    assert "Status: Open" in card
+
+
+def test_the_summary_counts_what_happened(demo):
+    stage, _record, transcript = demo
+    summary = sections(transcript)["Summary"]
+    assert f"{len(stage.mails())} sent" in summary
+    assert f"{len(stage.emulator.calls)} Web API calls" in summary
+
+
+# ----- `servicedesk demo --keep`, as a person runs it -----
+
+
+def servicedesk_command() -> list[str]:
+    script = Path(sys.executable).with_name("servicedesk")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+
+
+class Lines:
+    """A process's stdout, read by a thread, so the test can wait for a line with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str) -> str:
+        deadline = time.monotonic() + READ_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        pytest.fail(f"no line matching {pattern!r}; output was:\n" + "\n".join(self.seen))
+
+
+def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
+    process = subprocess.Popen(
+        [*servicedesk_command(), "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines = Lines(process)
+        lines.wait_for(r"Ctrl-C")
+        send = lines.wait_for(r"-c .*smtplib")
+        post = lines.wait_for(r"sandbox\.act .* post --user U0EXTDAN")
+        lines.wait_for(r"^Read a thread")
+        story = "\n".join(lines.seen)
+        assert re.search(r"Reply-To: support\+[a-z0-9]{26,}@acme\.example", story)
+        assert "#1" in story and "#2" in story
+
+        posted = subprocess.run(shlex.split(post), capture_output=True, text=True, timeout=30)
+        assert posted.returncode == 0, posted.stdout + posted.stderr
+        lines.wait_for(r"Ticket #3 opened")  # the acknowledgement in the customer's thread
+        sent = subprocess.run(shlex.split(send), capture_output=True, text=True, timeout=30)
+        assert sent.returncode == 0, sent.stderr
+        lines.wait_for(r"^\[email to you@example\.com\]")
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_step_that_does_not_happen_is_named_and_fails_the_demo():
+    # Slack refuses every post to #triage, so ticket #1 never gets its card: a product failure the
+    # demo must report (exit 1, the step named), not hide.
+    stage = Stage(step_timeout=3).start()
+    try:
+        stage.emulator.add_fault("chat.postMessage", Fault.slack_error("channel_not_found"), times=None)
+        out = io.StringIO()
+        record = play(stage, out)
+    finally:
+        stage.stop()
+    assert len(record.steps) == 1
+    assert record.failure is not None and "card" in record.failure
+    assert "FAILED at step 1" in out.getvalue()
+    assert "Summary" in sections(out.getvalue())  # what did happen is still shown
