@@ -29,6 +29,9 @@ EMAIL = "email"
 # all, so a real mail never comes near it.
 MAX_RECIPIENTS = 100
 MAX_SESSIONS = 200
+# Commands per session (aiosmtpd answers 421 past them and hangs up): room for an MTA delivering a long
+# queue over one connection, none for a client looping on cheap commands or guessing keys at RCPT.
+COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 2000, "DATA": 1000, "RSET": 1000, "*": 50}
 SESSION_TIMEOUT_SECONDS = 120
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
@@ -185,6 +188,7 @@ async def start_smtp_intake(
             enable_SMTPUTF8=True,
             decode_data=False,
             timeout=SESSION_TIMEOUT_SECONDS,
+            command_call_limit=COMMAND_LIMITS,
             ident="servicedesk ESMTP",
         ),
         host=host or settings.smtp_host,

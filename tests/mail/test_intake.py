@@ -173,3 +173,10 @@ def test_ticket_number_is_not_a_key(desk: Desk, port: int) -> None:
         ticket = session.query(Ticket).one()
         assert ticket.number == 1
     assert rcpt_reply(port, "support+1@acme.test")[0] == 550
+
+
+def test_a_client_looping_on_commands_is_cut_off_with_421(port: int) -> None:
+    with client(port) as smtp:
+        codes = [smtp.noop()[0] for _ in range(intake.COMMAND_LIMITS["*"])]
+        assert set(codes) == {250}
+        assert smtp.docmd("NOOP")[0] == 421
