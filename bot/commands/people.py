@@ -27,7 +27,8 @@ def resolve_person(session: Session, ctx: CommandContext, token: Token) -> tuple
         user_id, mentioned_name = profile.user_id, None
     if profile is not None and profile.is_bot:
         raise InvalidRequest("a bot cannot own a ticket")
-    return user_id, queries.display_name(profile, mentioned_name or user_id)
+    # Without a cached name the thread line mentions them: Slack shows the name (and tells them).
+    return user_id, queries.display_name(profile, mentioned_name or f"<@{user_id}>")
 
 
 def run_assign(ctx: CommandContext, inv: Invocation) -> CommandReply:

@@ -99,7 +99,12 @@ def test_assign_by_mention_handle_and_me_then_unassign(desk):
 def test_assign_someone_not_yet_known_uses_the_name_in_the_mention(desk):
     email_ticket(desk)
     assert desk_cmd(desk, "assign 1 <@U0NEW|newbie>").ok
-    assert thread_lines(desk) == ["Alice assigned the ticket to newbie"]
+    # Without any name the line mentions them, which Slack shows as their name.
+    assert thread_cmd(desk, 1, "assign <@U0NOBODY>").ok
+    assert thread_lines(desk) == [
+        "Alice assigned the ticket to newbie",
+        "Alice assigned the ticket to <@U0NOBODY>",
+    ]
 
 
 def test_labels_add_remove_and_list(desk):
