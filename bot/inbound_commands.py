@@ -53,7 +53,7 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
     if run is None:
         return UNAVAILABLE
     module = importlib.import_module("bot.commands.base")
-    profile = await ctx.directory.profile(message.user)
+    profile = await ctx.directory.profile_or_standin(message.user)
     command_ctx = module.CommandContext(
         desk=ctx.desk,
         user_id=message.user,

@@ -129,7 +129,7 @@ async def _new_request(
     if known:
         await ctx.apply(claim)
         return
-    profile = await ctx.directory.profile(message.user)
+    profile = await ctx.directory.profile_or_standin(message.user)
     if profile.is_bot or await ctx.staff.is_staff(message.user):
         # Staff talking in a customer channel is conversation, not a request.
         await ctx.apply(claim)
@@ -204,7 +204,7 @@ async def _customer_thread_reply(
         # A thread that belongs to no ticket is conversation, not a request.
         await ctx.apply(claim)
         return
-    profile = await ctx.directory.profile(message.user)
+    profile = await ctx.directory.profile_or_standin(message.user)
     if profile.is_bot:
         await ctx.apply(claim)
         return
@@ -266,7 +266,7 @@ async def _triage_message(ctx: InboundContext, claim: Claim, message: PostedMess
     if kind is StaffMessageKind.COMMAND:
         await run_command(ctx, claim, message, number)
         return
-    profile = await ctx.directory.profile(message.user)
+    profile = await ctx.directory.profile_or_standin(message.user)
     if profile.is_bot:
         await ctx.apply(claim)
         return

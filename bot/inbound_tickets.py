@@ -85,11 +85,11 @@ async def open_from_message(
     if reason is not None:
         await ctx.apply(claim)
         return Outcome(reason)
-    author = await ctx.directory.profile(message.user)
+    author = await ctx.directory.profile_or_standin(message.user)
     if author.is_bot:
         await ctx.apply(claim)
         return Outcome(NOT_FROM_APPS)
-    requester_of_change = await ctx.directory.profile(requested_by)
+    requester_of_change = await ctx.directory.profile_or_standin(requested_by)
     body = await ctx.markdown(message.raw)
     copied = await ctx.copier.copy(message.files)
 
@@ -184,9 +184,8 @@ async def _bot_is_member(ctx: InboundContext, channel: str) -> bool:
     try:
         answer = await ctx.client.conversations_info(channel=channel)
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-        if is_transient(error):
-            raise
-        return False
+        # Slack unavailable for a moment: go ahead; a delivery that then fails says so in the thread.
+        return is_transient(error)
     return bool((answer.get("channel") or {}).get("is_member"))
 
 

@@ -214,6 +214,15 @@ class SlackDirectory:
             return SlackProfile(user_id=user_id, known=False)
         return await asyncio.to_thread(_store_profile, self.db, profile_from_api(user))
 
+    async def profile_or_standin(self, user_id: str) -> SlackProfile:
+        """The profile, or a stand-in named by id while Slack cannot answer: a message is stored
+        now rather than retried into failure; the person's next message corrects the name."""
+        try:
+            return await self.profile(user_id)
+        except SlackLookupFailed as error:
+            log.warning("storing without a profile: %s", error)
+            return SlackProfile(user_id=user_id, known=False)
+
     # ----- channels and user groups -----
 
     async def channel_name(self, channel_id: str) -> str:
@@ -250,7 +259,8 @@ class SlackDirectory:
         users = sorted(user_ids)
         channels = sorted(channel_ids)
         groups = sorted(group_ids)
-        profiles = await asyncio.gather(*(self._mention_profile(u) for u in users))
+        # A mention that cannot be resolved now reads as its id rather than holding up the message.
+        profiles = await asyncio.gather(*(self.profile_or_standin(u) for u in users))
         channel_names = await asyncio.gather(*(self.channel_name(c) for c in channels))
         handles = [await self.usergroup_handle(g) for g in groups]
         return DictMentionResolver(
@@ -258,13 +268,6 @@ class SlackDirectory:
             channels=dict(zip(channels, channel_names, strict=True)),
             usergroups=dict(zip(groups, handles, strict=True)),
         )
-
-    async def _mention_profile(self, user_id: str) -> SlackProfile:
-        # A mention that cannot be resolved now reads as its id rather than holding up the message.
-        try:
-            return await self.profile(user_id)
-        except SlackLookupFailed:
-            return SlackProfile(user_id=user_id, known=False)
 
 
 def _describe(error: BaseException) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.faults import Fault
 from sandbox.workspace import (
     ALICE,
     BOB,
@@ -191,3 +192,17 @@ def test_internal_help_channel_colleague_opens_a_ticket_without_organization(int
         # acme.example is a company domain, so she belongs to it, not to a Slack team of her own.
         organization = session.get(Organization, customer.organization_id)
         assert organization is not None and organization.slack_team_id is None
+
+
+def test_a_slack_outage_during_intake_stores_the_request_under_the_users_id(intake: Intake) -> None:
+    intake.emulator.add_fault("users.info", Fault.server_error(503), times=None)
+    intake.emulator.user_post(DAN, CONNECT, "Is anyone there?")
+    intake.run()
+    [ticket] = intake.tickets()
+    assert all_done(intake)
+    intake.emulator.clear_faults()
+    intake.emulator.user_post(DAN, CONNECT, "Still there?", thread_ts=ticket.origin_thread_ts)
+    intake.run()
+    with intake.db.transaction() as session:
+        customer = session.get(Customer, ticket.requester_id)
+        assert customer is not None and customer.name == "Dan Dorsey"
