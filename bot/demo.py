@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import TextIO
 
 from bot.demo_feed import Feed, play_by_hand
+from bot.demo_scene import StepRecord, StoryRecord
 from bot.demo_stage import SUPPORT_ADDRESS, Stage, StepFailed
-from bot.demo_story import StepRecord, Story, StoryRecord
+from bot.demo_story import Story
 from bot.demo_transcript import email_lines, rule, thread_lines
 from sandbox.workspace import TRIAGE
 
@@ -52,7 +53,8 @@ def play(stage: Stage, out: TextIO) -> StoryRecord:
     write(f"Database and files: {stage.folder}. Staff replies wait {delay:g} s before they go out.")
     write("")
     write(rule("The story"))
-    story = Story(stage, on_step=lambda step: _print_results(write, step))
+    story = Story(stage)
+    story.on_step = lambda step: _print_results(write, step)
     story.on_start = lambda title: write(f"{len(story.record.steps) + 1:>2}. {title}")
     record = story.play()
     if record.failure is not None:

@@ -2,26 +2,19 @@
 
 Each step acts the way a person would — an email through SMTP into the intake, a Slack message
 or slash command through the emulator, delivered signed to the service — then waits for what the
-product promises (a row in the store, a post in a thread, a mail at the relay). A promise not kept
-within the step's time is a `StepFailed` naming it: the demo reports product bugs, never hides them.
+product promises (a row in the store, a post in a thread, a mail at the relay). The machinery
+(waiting, reading, recording) is `bot.demo_scene`.
 """
 
 from __future__ import annotations
 
-import re
-import smtplib
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+from bot.demo_scene import NO_TICKET, Scene, Step, StepRecord, text_of
 from bot.demo_stage import SUPPORT_ADDRESS, Stage, StepFailed
-from bot.demo_store import TicketFacts
-from bot.demo_transcript import block_lines, plain_text
-from sandbox.mail_sink import ReceivedMail
-from sandbox.state import Message
+from bot.demo_transcript import plain_text
 from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
 
 PAT = "Pat Lee <pat@initech.example>"
@@ -49,44 +42,18 @@ NOTE = f"note: {NOTE_WORDS}"
 PAT_FOLLOW_UP = "Thanks, that copy opens. But the VAT number on it is still the old one."
 SAM = "Sam Ortiz <sam@initech.example>"
 SAM_ADDRESS = "sam@initech.example"
-# The marks a product may put on a staff reply once it reached the customer (Slack's own names).
-DELIVERED_MARKS = frozenset({"white_check_mark", "heavy_check_mark", "ballot_box_with_check"})
-STATUS = re.compile(r"Status: (\w+)")
 
 
-@dataclass
-class StepRecord:
-    title: str
-    results: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+class Story(Scene):
+    """Pat (email, with Sam in Cc) and Dan (Slack Connect) ask; alice answers and triages."""
 
-
-@dataclass
-class StoryRecord:
-    steps: list[StepRecord] = field(default_factory=list)
-    # The status words each card showed, in the order the story saw them change.
-    card_statuses: dict[int, list[str]] = field(default_factory=dict)
-    failure: str | None = None  # "<step title>: <what did not happen>"
-    reason: str | None = None  # just what did not happen
-    email_ticket: int | None = None
-    slack_ticket: int | None = None
-    seconds: float = 0.0
-
-
-class Story:
-    def __init__(self, stage: Stage, on_step: Callable[[StepRecord], None] | None = None) -> None:
-        self.stage = stage
-        self.emulator = stage.emulator
-        self.workspace = stage.emulator.workspace
-        self.record = StoryRecord()
-        self.on_step = on_step
-        self.on_start: Callable[[str], None] | None = None
-        self.staff_mail: ReceivedMail | None = None
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(stage)
         self.dan_ts: str | None = None
 
     # ----- what the story runs -----
 
-    def steps(self) -> list[tuple[str, Callable[[StepRecord], None]]]:
+    def steps(self) -> list[tuple[str, Step]]:
         return [
             (f"Pat emails {SUPPORT_ADDRESS}, Cc Sam, with invoice.pdf attached", self.customer_emails),
             ("Dan (Globex) posts in the Slack Connect channel #globex-support", self.customer_posts),
@@ -100,94 +67,6 @@ class Story:
             ("Pat answers the last email", self.customer_reopens),
             ("every delivery settles; the note went nowhere", self.nothing_leaked),
         ]
-
-    def play(self) -> StoryRecord:
-        started = time.monotonic()
-        for title, step in self.steps():
-            record = StepRecord(title)
-            if self.on_start is not None:
-                self.on_start(title)
-            began = time.monotonic()
-            try:
-                step(record)
-            except StepFailed as failure:
-                self.record.failure = f"{title}: {failure}"
-                self.record.reason = str(failure)
-                record.seconds = time.monotonic() - began
-                self.record.steps.append(record)
-                break
-            record.seconds = time.monotonic() - began
-            self.record.steps.append(record)
-            if self.on_step is not None:
-                self.on_step(record)
-        self.record.seconds = time.monotonic() - started
-        return self.record
-
-    # ----- reading the emulator -----
-
-    def ticket(self, number: int | None) -> TicketFacts | None:
-        return None if number is None else self.stage.store.ticket(number)
-
-    def card(self, number: int | None) -> Message | None:
-        ticket = self.ticket(number)
-        if ticket is None or ticket.triage_ts is None:
-            return None
-        try:
-            return self.emulator.message(TRIAGE, ticket.triage_ts)
-        except KeyError:
-            return None
-
-    def card_words(self, number: int | None) -> str:
-        card = self.card(number)
-        if card is None:
-            return ""
-        return plain_text("\n".join(block_lines(card.blocks or [])) or card.text, self.workspace)
-
-    def card_status(self, number: int | None) -> str | None:
-        found = STATUS.search(self.card_words(number))
-        status = found.group(1) if found else None
-        if number is not None and status is not None:
-            seen = self.record.card_statuses.setdefault(number, [])
-            if not seen or seen[-1] != status:
-                seen.append(status)
-        return status
-
-    def thread(self, channel: str, ts: str | None) -> list[Message]:
-        return [] if ts is None else self.emulator.messages(channel, ts)
-
-    def bot_replies(self, channel: str, ts: str | None) -> list[Message]:
-        return [m for m in self.thread(channel, ts)[1:] if m.bot_id is not None and not m.deleted]
-
-    def mails_to(self, address: str, after: int = 0) -> list[ReceivedMail]:
-        return [m for m in self.stage.mails()[after:] if address in (r.lower() for r in m.rcpt_tos)]
-
-    def delivery_of(self, ts: str) -> str | None:
-        found = [m.delivery for m in self.stage.store.messages() if m.slack_ts == ts]
-        return found[0] if found else None
-
-    def reactions_on(self, channel: str, ts: str) -> str:
-        names = self.emulator.message(channel, ts).reactions
-        return ", ".join(f":{name}:" for name in names) or "no reaction"
-
-    def send_mail(self, mail: EmailMessage) -> None:
-        """Through the real SMTP intake, as a customer's mail server would deliver it."""
-        try:
-            with smtplib.SMTP("127.0.0.1", self.stage.smtp_port, timeout=20) as smtp:
-                smtp.send_message(mail)
-        except (smtplib.SMTPException, OSError) as error:
-            raise StepFailed(f"the SMTP intake did not accept the email: {error}") from error
-
-    def run_command(self, text: str) -> str:
-        interaction = self.emulator.user_command(ALICE, TRIAGE, "/desk", text)
-        try:
-            interaction.wait(self.stage.step_timeout)
-        except TimeoutError as error:
-            raise StepFailed(f"/desk {text} got no answer") from error
-        answer = (interaction.ack_payload or {}).get("text")
-        if answer is None:
-            posts = [p for p in self.emulator.response_posts if p.response_url == interaction.response_url]
-            answer = posts[-1].body.get("text") if posts else None
-        return plain_text(str(answer or "(no answer shown)"), self.workspace)
 
     # ----- the steps -----
 
@@ -255,7 +134,6 @@ class Story:
         [mail] = self.stage.until(
             "alice's reply emailed to Pat", lambda: self.mails_to(PAT_ADDRESS, after=before)[:1]
         )
-        self.staff_mail = mail
         record.results.append(f"emailed to Pat after the reply delay; Reply-To {mail.message['Reply-To']}")
         if SAM_ADDRESS not in mail.rcpt_tos:
             self.stage.until(
@@ -280,23 +158,6 @@ class Story:
         record.results.append("posted in Dan's thread under alice's name and picture")
         self.wait_delivered(record, ts)
 
-    def wait_delivered(self, record: StepRecord, ts: str) -> None:
-        self.stage.until(
-            "alice's reply marked delivered in the store and in the thread",
-            lambda: (
-                self.delivery_of(ts) == "delivered"
-                and DELIVERED_MARKS & set(self.emulator.message(TRIAGE, ts).reactions)
-            ),
-        )
-        record.results.append(f"alice's message marked delivered ({self.reactions_on(TRIAGE, ts)})")
-
-    def settle(self) -> None:
-        """Wait until everything the last action caused was delivered, so the threads read in order."""
-        self.stage.until(
-            "every delivery done",
-            lambda: self.stage.store.outbox_unfinished() == 0 and self.emulator.pending == 0,
-        )
-
     def staff_writes_note(self, record: StepRecord) -> None:
         ticket = self.ticket(self.record.email_ticket)
         assert ticket is not None
@@ -318,7 +179,7 @@ class Story:
         self.stage.until(
             f"the label billing on #{number} and its card",
             lambda: (
-                "billing" in (self.ticket(number) or _NO_TICKET).labels
+                "billing" in (self.ticket(number) or NO_TICKET).labels
                 and "billing" in self.card_words(number)
             ),
         )
@@ -332,7 +193,7 @@ class Story:
         self.stage.until(
             f"#{number} assigned to alice, on its card",
             lambda: (
-                (self.ticket(number) or _NO_TICKET).assignee_slack_id == ALICE
+                (self.ticket(number) or NO_TICKET).assignee_slack_id == ALICE
                 and "Assignee: @alice" in self.card_words(number)
             ),
         )
@@ -366,7 +227,7 @@ class Story:
     def customer_reopens(self, record: StepRecord) -> None:
         number = self.record.email_ticket
         ticket = self.ticket(number)
-        assert ticket is not None and self.staff_mail is not None
+        assert ticket is not None
         last = self.mails_to(PAT_ADDRESS)[-1].message
         reply = EmailMessage()
         reply["From"] = PAT
@@ -375,7 +236,7 @@ class Story:
         reply["Message-ID"] = make_msgid(domain="initech.example")
         reply["In-Reply-To"] = str(last["Message-ID"])
         reply["References"] = str(last["Message-ID"])
-        quoted = "\n".join("> " + line for line in _text(last).splitlines())
+        quoted = "\n".join("> " + line for line in text_of(last).splitlines())
         # What a mail client writes above the quote (Gmail's form), which the desk trims.
         sent = last["Date"].datetime if last["Date"] is not None else datetime.now(UTC)
         attribution = f"On {sent:%a, %b %d, %Y at %H:%M}, {last['From']} wrote:"
@@ -399,7 +260,7 @@ class Story:
         if failed:
             raise StepFailed(f"{len(failed)} deliveries failed: {'; '.join(failed)}")
         for mail in self.stage.mails():
-            if any(NOTE_WORDS in _text(part) for part in mail.message.walk() if not part.is_multipart()):
+            if any(NOTE_WORDS in text_of(part) for part in mail.message.walk() if not part.is_multipart()):
                 raise StepFailed(f"the note reached {', '.join(mail.rcpt_tos)} by email")
         for message in self.thread(CONNECT, self.dan_ts):
             if NOTE_WORDS in message.text:
@@ -407,17 +268,3 @@ class Story:
         record.results.append(
             f"{len(self.stage.mails())} emails and Dan's thread checked: the note is in none of them"
         )
-
-
-_NO_TICKET = TicketFacts(0, "", "", "", "", "", None, (), "", None, None, None)
-
-
-def _text(part: EmailMessage) -> str:
-    """The decoded text of a part (or a message's text part); empty for anything else."""
-    if part.is_multipart():
-        body = part.get_body(preferencelist=("plain",))
-        return _text(body) if isinstance(body, EmailMessage) else ""
-    if part.get_content_maintype() != "text":
-        return ""
-    content = part.get_content()
-    return content if isinstance(content, str) else ""

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from bot.demo import play
+from bot.demo_scene import StoryRecord
 from bot.demo_stage import SUPPORT_ADDRESS, Stage
-from bot.demo_story import NOTE_WORDS, PAT_ADDRESS, StoryRecord
+from bot.demo_story import NOTE_WORDS, PAT_ADDRESS
 from sandbox.faults import Fault
 from sandbox.workspace import CONNECT
 
