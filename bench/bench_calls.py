@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_calls.py --each 3 --runs 1
 
 Counted from the emulator's call log (every Web API request it received, whatever the answer),
-after each step has settled: no new call for `--quiet` seconds. A first ticket and reply warm the
-service up (auth.test, the staff list, profiles it caches) and are not counted. Steps:
+after each step has settled: no new call for `--quiet` seconds. A first ticket, reply and command
+warm the service up (auth.test, the staff list, profiles it caches) and are not counted. Steps:
 
 - new email ticket: one customer mail through SMTP;
 - staff reply: alice writes in the ticket's triage thread (delivered to the customer by email;
@@ -96,6 +96,8 @@ def one_run(each: int, quiet: float, run: int) -> dict[str, Counter[str]]:
         settle(stack, quiet)
         warm = card_ts(stack, "[warm]")
         stack.emulator.user_post(ALICE, TRIAGE, "Looking into it.", thread_ts=warm)
+        settle(stack, quiet)
+        stack.emulator.user_command(ALICE, TRIAGE, "/desk", f"priority {ticket_number(stack, warm)} low")
         settle(stack, quiet)
         tickets = []
         for i in range(each):

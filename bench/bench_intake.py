@@ -19,10 +19,12 @@ the machine is shared and its speed drifts between minutes.
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 import mailgen
 import peer
+import psycopg
 import smtpload
 from benchlib import (
     add_code_argument,
@@ -33,7 +35,7 @@ from benchlib import (
     save_results,
     summarize,
 )
-from stack import Stack
+from stack import PG_ADMIN_URL, PG_DATABASE, Stack
 
 
 def intake_figures(result: smtpload.LoadResult) -> dict[str, Any]:
@@ -62,9 +64,25 @@ def run_bare(messages: list[bytes], clients: int) -> dict[str, Any]:
     return figures
 
 
+def pg_counters(stack: Stack) -> dict[str, int]:
+    """PostgreSQL's own count of commits and row changes in the service's database."""
+    if stack.backend != "postgresql":
+        return {}
+    query = (
+        "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, tup_fetched "
+        "FROM pg_stat_database WHERE datname = %s"
+    )
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_clear_snapshot()")
+        row = connection.execute(query, (PG_DATABASE,)).fetchone()
+    names = ("commits", "rollbacks", "inserted", "updated", "deleted", "fetched")
+    return dict(zip(names, row or (), strict=False))
+
+
 def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: float) -> dict[str, Any]:
     stack = Stack(backend).start()
     try:
+        counters_before = pg_counters(stack)
         cpu_before = proc_cpu_seconds(stack.pid)
         result = smtpload.send_all(stack.smtp_port, messages, clients=clients)
         figures = intake_figures(result)
@@ -87,6 +105,10 @@ def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: flo
             server_cpu_ms_per_msg_intake=1000 * cpu_intake / max(1, expected),
             server_cpu_ms_per_msg_total=1000 * (proc_cpu_seconds(stack.pid) - cpu_before) / max(1, expected),
         )
+        # The statistics collector reports with a short delay; what it shows per ticket is enough.
+        time.sleep(1.0)
+        after = pg_counters(stack)
+        figures["pg_per_ticket"] = {k: (after[k] - counters_before[k]) / max(1, expected) for k in after}
     finally:
         figures_exit = stack.stop()
         stack.cleanup()
@@ -170,6 +192,11 @@ def main() -> None:
             " ms",
             2,
         )
+    for backend in backends:
+        per_ticket = [r[backend].get("pg_per_ticket") for r in runs if r[backend].get("pg_per_ticket")]
+        for key in ("commits", "inserted", "updated", "fetched"):
+            if per_ticket:
+                show(f"{backend}: database {key} per ticket", [p[key] for p in per_ticket], "")
     if not peer_problem:
         show("django-helpdesk get_email, msg/s", [r["peer"]["msgs_per_s"] for r in runs], "")
         for backend in backends:
