@@ -7,17 +7,16 @@ work (profiles, file downloads) is allowed. Each input is parsed into a typed ob
 - messages, edits, deletions -> `bot.inbound_messages`
 - the `ticket` reaction and the shortcut -> `bot.inbound_tickets`
 - triage channel membership -> the staff list (`bot.staff`)
-- the App Home tab -> `bot.home.publish_home`, when the triage side provides it
+- the App Home tab -> `bot.home.publish_home`
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.home import publish_home
 from bot.inbound_context import Claim, InboundContext
 from bot.inbound_events import (
     HomeOpened,
@@ -96,16 +95,6 @@ class SlackEventHandler:
         await self.context.apply(claim)
 
     async def _publish_home(self, user: str) -> None:
-        # The App Home view is the triage side's (bot.home); without it the tab stays as it is.
-        try:
-            module = importlib.import_module("bot.home")
-        except ModuleNotFoundError:
-            return
-        publish = getattr(module, "publish_home", None)
-        if publish is None:
-            return
         # The view is for staff only and reads the staff list from the cache: make it current.
         await self.staff.ensure_fresh()
-        result = publish(self.context.desk, self.context.client, user)
-        if inspect.isawaitable(result):
-            await result
+        await publish_home(self.context.desk, self.context.client, user)

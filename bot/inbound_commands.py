@@ -9,16 +9,13 @@ types again. The answer is shown only to its author, in the thread.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
+from bot.commands import CommandContext, CommandReply, run_thread_command
 from bot.inbound_context import Claim, InboundContext, record_once
 from bot.inbound_events import PostedMessage
 
@@ -26,7 +23,6 @@ log = logging.getLogger(__name__)
 
 PROCESSED_KIND = "slack_command_done"
 COMMAND_PREFIX = "!"
-UNAVAILABLE = "Commands typed in the thread are not available on this desk yet; use `/desk` instead."
 
 
 def _processed_key(message: PostedMessage) -> str:
@@ -38,49 +34,39 @@ def _mark_processed(session: Session, message: PostedMessage) -> bool:
     return record_once(session, PROCESSED_KIND, _processed_key(message))
 
 
-def _executor() -> Callable[..., Any] | None:
-    # The executor is the triage side's; the desk still works (with `/desk`) without it.
-    try:
-        module = importlib.import_module("bot.commands")
-    except ModuleNotFoundError:
-        return None
-    run = getattr(module, "run_thread_command", None)
-    return run if callable(run) else None
-
-
-async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> str | None:
-    run = _executor()
-    if run is None:
-        return UNAVAILABLE
-    module = importlib.import_module("bot.commands.base")
+async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> CommandReply:
     profile = await ctx.directory.profile_or_standin(message.user)
-    command_ctx = module.CommandContext(
+    # The executor reads names from the profile cache synchronously: look up whom it mentions
+    # first, so `!assign @bob` says "Bob Baker", not an id.
+    await ctx.directory.mention_resolver([message.raw])
+    command_ctx = CommandContext(
         desk=ctx.desk,
         user_id=message.user,
         user_name=profile.shown_name,
+        # Only staff reach here (bot.inbound_messages checks); the executor checks again.
         is_staff=True,
         workspace_url=await ctx.workspace_url(),
     )
     # The executor takes the words after the `!`; mentions stay `<@U…>` as Slack sent them.
     words = message.text.strip().removeprefix(COMMAND_PREFIX).strip()
-    if inspect.iscoroutinefunction(run):
-        reply = await run(command_ctx, number, words)
-    else:
-        reply = await asyncio.to_thread(run, command_ctx, number, words)
-    text = getattr(reply, "text", None)
-    return str(text) if text else None
+    # Synchronous, one store transaction per verb: off the event loop.
+    return await asyncio.to_thread(run_thread_command, command_ctx, number, words)
 
 
 async def run_command(ctx: InboundContext, claim: Claim, message: PostedMessage, number: int) -> None:
     first = await ctx.apply(claim, lambda session: _mark_processed(session, message))
     if not first:
         return
-    answer = await _execute(ctx, message, number)
-    if not answer:
+    reply = await _execute(ctx, message, number)
+    if not reply.text and not reply.blocks:
         return
     try:
         await ctx.client.chat_postEphemeral(
-            channel=message.channel, user=message.user, thread_ts=message.thread_ts, text=answer
+            channel=message.channel,
+            user=message.user,
+            thread_ts=message.thread_ts,
+            text=reply.text,
+            blocks=reply.blocks,
         )
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
         # The command's effects are in the store and on the card; only its answer is lost.

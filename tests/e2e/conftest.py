@@ -9,8 +9,9 @@
 `service` runs `bot.service.run_service` with all three roles (web, smtp, worker) on free ports in a
 thread of its own (its own event loop), against a fresh database from the `database_url` fixture,
 with a short reply delay. `start_service(**settings)` starts one with other settings (and can be
-called more than once in a test, e.g. to restart). Waits use real, short delays and poll for a
-condition; timeouts only bound a broken test and are never asserted.
+called more than once in a test, e.g. to restart); `start_service(socket_mode=True)` runs it as
+`serve --socket-mode` does, its events coming over the emulator's socket. Waits use real, short
+delays and poll for a condition; timeouts only bound a broken test and are never asserted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bot.service import ROLES, RunningService, run_service
 from sandbox.mail_sink import MailSink, ReceivedMail
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.state import Message
-from sandbox.workspace import BOT_TOKEN, BOT_USER, SIGNING_SECRET, TRIAGE
+from sandbox.workspace import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, TRIAGE
 from store.db import Database
 from store.settings import Settings
 
@@ -68,9 +69,10 @@ def wait_until(
 class ServiceThread:
     """`run_service` on its own event loop in a background thread; `stop()` is SIGTERM's path."""
 
-    def __init__(self, settings: Settings, roles: set[str]) -> None:
+    def __init__(self, settings: Settings, roles: set[str], *, socket_mode: bool = False) -> None:
         self.settings = settings
         self.roles = roles
+        self.socket_mode = socket_mode
         self.running = RunningService()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -81,7 +83,11 @@ class ServiceThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             await run_service(
-                self.settings, self.roles, on_ready=lambda _: self._ready.set(), running=self.running
+                self.settings,
+                self.roles,
+                socket_mode=self.socket_mode,
+                on_ready=lambda _: self._ready.set(),
+                running=self.running,
             )
 
         try:
@@ -229,7 +235,7 @@ def start_service(
     started: list[RunningDesk] = []
     db = Database(database_url)
 
-    def start(*, roles: set[str] | None = None, **overrides: Any) -> RunningDesk:
+    def start(*, roles: set[str] | None = None, socket_mode: bool = False, **overrides: Any) -> RunningDesk:
         http_port = int(overrides.pop("http_port", free_port()))
         values: dict[str, Any] = {
             "slack_bot_token": BOT_TOKEN,
@@ -247,12 +253,16 @@ def start_service(
             "reply_delay_seconds": REPLY_DELAY_SECONDS,
             "files_dir": tmp_path / "files",
             "public_url": f"http://127.0.0.1:{http_port}",
+            # Socket Mode (`serve --socket-mode`): events come over the emulator's socket instead.
+            **({"slack_app_token": APP_TOKEN} if socket_mode else {}),
             **overrides,
         }
-        thread = ServiceThread(Settings(**values), roles or set(ROLES))
+        thread = ServiceThread(Settings(**values), roles or set(ROLES), socket_mode=socket_mode)
         running = thread.start()
         http_url = f"http://127.0.0.1:{running.http_port}"
-        if running.http_port is not None:
+        if socket_mode:
+            emulator.wait_for_socket(timeout=START_SECONDS)
+        elif running.http_port is not None:
             emulator.deliver_events_to(f"{http_url}/slack/events", SIGNING_SECRET)
         desk = RunningDesk(
             settings=thread.settings,

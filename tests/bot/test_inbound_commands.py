@@ -1,0 +1,63 @@
+"""`!` commands typed in a ticket's triage thread: run once, never delivered, answered privately."""
+
+from __future__ import annotations
+
+import copy
+
+from sandbox.workspace import ALICE, TRIAGE
+from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
+    Intake,
+    all_done,
+    emulator_fixture,
+    intake_fixture,
+    open_connect_ticket,
+    triage_thread,
+)
+
+
+def test_a_thread_command_acts_on_the_threads_ticket_and_is_never_delivered(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    intake.emulator.user_post(ALICE, TRIAGE, "!priority high", thread_ts=card)
+    intake.run()
+    [ticket] = intake.tickets()
+    assert ticket.priority == "high"
+    assert len(intake.messages()) == 1  # the customer's; the command is not a message
+    assert intake.outbox("slack.origin_post") == [] and intake.outbox("email.send") == []
+    assert all_done(intake)
+
+
+def test_an_unknown_command_gets_a_usage_line_in_the_thread(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    intake.emulator.user_post(ALICE, TRIAGE, "!frobnicate", thread_ts=card)
+    intake.run()
+    [answer] = intake.emulator.ephemerals(channel=TRIAGE, user=ALICE)
+    assert "frobnicate" in answer.text
+    assert intake.emulator.calls_to("chat.postEphemeral")[0].params.get("thread_ts") == card
+    assert len(intake.messages()) == 1
+
+
+def test_a_command_delivered_twice_runs_once(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    intake.emulator.user_post(ALICE, TRIAGE, "!label-create urgent-fix", thread_ts=card)
+    intake.run()
+    again = copy.deepcopy(intake.emulator.events[-1])
+    again["event_id"] = "Ev0COMMANDAGAIN"
+    intake.store(again)
+    intake.run()
+    # A second run would have answered that the label exists already.
+    assert len(intake.emulator.ephemerals(user=ALICE)) == 1
+    assert all_done(intake)
+
+
+def test_a_thread_command_names_the_people_it_mentions(intake: Intake) -> None:
+    open_connect_ticket(intake)
+    card = triage_thread(intake)
+    intake.emulator.user_post(ALICE, TRIAGE, "!assign <@U0BOB>", thread_ts=card)
+    intake.run()
+    [ticket] = intake.tickets()
+    assert ticket.assignee_slack_id == "U0BOB"
+    lines = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
+    assert any("Bob Baker" in line for line in lines), lines

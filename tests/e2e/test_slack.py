@@ -1,0 +1,361 @@
+"""The Slack side end to end: people act in the emulator, signed events reach the running service
+over HTTP (or Socket Mode), the worker files tickets and delivers, and the results are read back
+from the emulator's channels and threads.
+
+Replies wait SERVICEDESK_REPLY_DELAY_SECONDS before they go out; the tests use a short real delay
+and wait on conditions, never on the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.manifest import BOT_SCOPES
+from sandbox import MailSink, RequestSender, SlackEmulator
+from sandbox.state import Message as SlackMessage
+from sandbox.workspace import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    BOT_USER,
+    CAROL,
+    CONNECT,
+    DAN,
+    EMPTY,
+    HELP,
+    SIGNING_SECRET,
+    TRIAGE,
+    avatar_url,
+)
+from store.db import Database
+from store.models import Delivery, InboundItem, Message, Ticket, Visibility
+from tests.e2e.conftest import RunningDesk, StartService
+
+pytestmark = pytest.mark.timeout(120)
+T = TypeVar("T")
+
+# Long enough that an edit or deletion made right after a reply lands inside it on a busy machine.
+REPLY_DELAY = 3.0
+
+
+@dataclass
+class Desk:
+    """The shared RunningDesk, with what the Slack stories look at: any channel's threads, the
+    store's view of a Slack message, and "everything settled"."""
+
+    service: RunningDesk
+
+    @property
+    def emulator(self) -> SlackEmulator:
+        return self.service.emulator
+
+    @property
+    def sink(self) -> MailSink:
+        return self.service.sink
+
+    @property
+    def db(self) -> Database:
+        return self.service.db
+
+    @property
+    def url(self) -> str:
+        return f"{self.service.http_url}/slack/events"
+
+    def wait(self, condition: Callable[[], T | None], what: str = "a condition") -> T:
+        return self.service.wait_for(condition, what)
+
+    def ticket(self, number: int = 1) -> Ticket | None:
+        with self.db.transaction() as session:
+            return session.scalar(select(Ticket).where(Ticket.number == number))
+
+    def ticket_count(self) -> int:
+        with self.db.transaction() as session:
+            return int(session.scalar(select(func.count()).select_from(Ticket)) or 0)
+
+    def message_at(self, channel: str, ts: str) -> Message | None:
+        with self.db.transaction() as session:
+            return session.scalar(
+                select(Message).where(Message.slack_channel == channel, Message.slack_ts == ts)
+            )
+
+    def card_ts(self, number: int = 1) -> str:
+        return self.wait(
+            lambda: ((t := self.ticket(number)) is not None and t.triage_ts) or None, f"the card of #{number}"
+        )
+
+    def thread(self, channel: str, ts: str) -> list[SlackMessage]:
+        """The replies of a thread, without its parent, deleted ones left out."""
+        return [m for m in self.emulator.messages(channel, ts)[1:] if not m.deleted]
+
+    def wait_thread_text(self, channel: str, ts: str, text: str) -> SlackMessage:
+        return self.wait(
+            lambda: next((m for m in self.thread(channel, ts) if text in m.text), None),
+            f"{text!r} in the thread {channel}/{ts}",
+        )
+
+    def reactions(self, channel: str, ts: str) -> dict[str, list[str]]:
+        message = self.emulator.message(channel, ts)
+        return message.reactions if message is not None else {}
+
+    def idle(self) -> None:
+        """Every stored event handled and every delivery the emulator started answered."""
+
+        def settled() -> bool:
+            with self.db.transaction() as session:
+                waiting = session.scalar(
+                    select(func.count())
+                    .select_from(InboundItem)
+                    .where(InboundItem.state.in_(["pending", "claimed"]))
+                )
+            return waiting == 0 and self.emulator.pending == 0
+
+        self.wait(settled, "the intake to settle")
+
+
+@pytest.fixture
+def desk(start_service: StartService) -> Desk:
+    return Desk(start_service(intake_channels=(CONNECT, HELP), reply_delay_seconds=REPLY_DELAY))
+
+
+@pytest.fixture
+def socket_desk(start_service: StartService) -> Desk:
+    return Desk(
+        start_service(socket_mode=True, intake_channels=(CONNECT, HELP), reply_delay_seconds=REPLY_DELAY)
+    )
+
+
+def open_ticket(desk: Desk, text: str = "Printer is *on fire*") -> tuple[str, str]:
+    """Dan asks in the Slack Connect channel; returns (customer thread ts, triage card ts)."""
+    ts = desk.emulator.user_post(DAN, CONNECT, text)
+    desk.wait_thread_text(CONNECT, ts, "Ticket #1 opened")
+    return ts, desk.card_ts(1)
+
+
+def reply_state(desk: Desk, ts: str) -> tuple[str | None, str] | None:
+    message = desk.message_at(TRIAGE, ts)
+    return (message.delivery, message.visibility) if message is not None else None
+
+
+def delivered_marker(desk: Desk, customer_ts: str, card_ts: str) -> None:
+    """A later public reply reaching the customer shows everything before it was settled."""
+    desk.emulator.user_post(ALICE, TRIAGE, "Marker reply", thread_ts=card_ts)
+    desk.wait_thread_text(CONNECT, customer_ts, "Marker reply")
+    desk.idle()
+
+
+def customer_sees(desk: Desk, customer_ts: str) -> list[str]:
+    return [m.text for m in desk.thread(CONNECT, customer_ts)]
+
+
+# ----- the main story -----
+
+
+def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk) -> None:
+    customer_ts = desk.emulator.user_post(DAN, CONNECT, "Printer is *on fire*")
+    ack = desk.wait_thread_text(CONNECT, customer_ts, "Ticket #1 opened")
+    assert ack.user == BOT_USER
+    card_ts = desk.card_ts(1)
+    assert [m.ts for m in desk.emulator.messages(TRIAGE)] == [card_ts]
+    desk.wait_thread_text(TRIAGE, card_ts, "on fire")
+
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Try *turning it off* and on", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
+    assert posted.username == "alice"
+    assert posted.icon_url == avatar_url(ALICE, 192)
+    desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
+    assert desk.wait(lambda: reply_state(desk, reply_ts)) == (Delivery.DELIVERED, Visibility.PUBLIC)
+
+    # Dan answers in his thread: added to the ticket and mirrored for the team.
+    desk.emulator.user_post(DAN, CONNECT, "That worked, thanks!", thread_ts=customer_ts)
+    desk.wait_thread_text(TRIAGE, card_ts, "That worked")
+    desk.idle()
+    # Our own posts (card, acknowledgement, mirrors, the reply) opened nothing.
+    assert desk.ticket_count() == 1
+
+
+def test_staff_and_an_external_user_are_told_apart(desk: Desk) -> None:
+    desk.emulator.user_post(ALICE, CONNECT, "Good morning, Globex!")
+    desk.emulator.user_post(DAN, CONNECT, "Morning! The printer is broken")
+    desk.card_ts(1)
+    desk.idle()
+    ticket = desk.ticket(1)
+    assert ticket is not None and ticket.subject == "Morning! The printer is broken"
+    assert desk.ticket_count() == 1
+
+
+def test_a_note_never_leaves(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    note_ts = desk.emulator.user_post(BOB, TRIAGE, "note: they are a VIP, be quick", thread_ts=card_ts)
+    desk.wait(lambda: "lock" in desk.reactions(TRIAGE, note_ts), "the note marker")
+    delivered_marker(desk, customer_ts, card_ts)
+    assert not any("VIP" in text for text in customer_sees(desk, customer_ts))
+    assert desk.sink.messages == []
+
+
+def test_deleting_a_reply_inside_the_delay_cancels_it(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Wrong answer", thread_ts=card_ts)
+    desk.emulator.user_delete(ALICE, TRIAGE, reply_ts)
+    desk.idle()
+    # Cancelled; or, when the deletion's event overtook the message's, never taken in at all.
+    assert reply_state(desk, reply_ts) in (None, (Delivery.CANCELLED, Visibility.PUBLIC))
+    delivered_marker(desk, customer_ts, card_ts)
+    assert "Wrong answer" not in customer_sees(desk, customer_ts)
+
+
+def test_editing_a_reply_inside_the_delay_changes_what_is_sent(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Try the red button", thread_ts=card_ts)
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "Try the *green* button")
+    desk.wait_thread_text(CONNECT, customer_ts, "green")
+    desk.idle()
+    assert not any("red" in text for text in customer_sees(desk, customer_ts))
+
+
+def test_an_edit_adding_note_makes_the_reply_a_note(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Their contract ends soon", thread_ts=card_ts)
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "note: their contract ends soon")
+    desk.wait(lambda: (state := reply_state(desk, reply_ts)) and state[1] == Visibility.INTERNAL)
+    desk.wait(lambda: "lock" in desk.reactions(TRIAGE, reply_ts), "the note marker")
+    delivered_marker(desk, customer_ts, card_ts)
+    assert not any("contract" in text for text in customer_sees(desk, customer_ts))
+
+
+def test_edits_and_deletions_after_delivery_are_mirrored(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Version one", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "Version one")
+    desk.wait(lambda: reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC))
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "Version two")
+    desk.wait(lambda: "Version two" in desk.emulator.message(CONNECT, posted.ts).text or None)
+    desk.emulator.user_delete(ALICE, TRIAGE, reply_ts)
+    desk.wait(lambda: desk.emulator.message(CONNECT, posted.ts).deleted or None)
+
+
+# ----- duplicates, bots, forged requests -----
+
+
+def test_a_retried_event_makes_one_ticket(desk: Desk) -> None:
+    customer_ts, _card_ts = open_ticket(desk)
+    [envelope] = [e for e in desk.emulator.events if e["event"].get("ts") == customer_ts]
+    sender = RequestSender(desk.url, SIGNING_SECRET)
+    body = json.dumps(envelope).encode()
+    for retry in (1, 2):
+        attempt = asyncio.run(
+            sender.post(body, "application/json", retry_num=retry, retry_reason="http_timeout")
+        )
+        assert attempt.status == 200
+    desk.idle()
+    assert desk.ticket_count() == 1
+    assert len([m for m in desk.thread(CONNECT, customer_ts) if "Ticket #1 opened" in m.text]) == 1
+
+
+def test_a_forged_or_stale_request_gets_401_and_changes_nothing(desk: Desk) -> None:
+    desk.emulator.deliver_events_to(None)
+    desk.emulator.user_post(DAN, CONNECT, "Please open a ticket")
+    [envelope] = desk.emulator.events
+    desk.emulator.deliver_events_to(desk.url)
+    sender = RequestSender(desk.url, SIGNING_SECRET)
+    body = json.dumps(envelope).encode()
+    forged = asyncio.run(sender.post(body, "application/json", signing_secret="not-the-secret"))
+    stale = asyncio.run(sender.post(body, "application/json", timestamp=int(time.time()) - 600))
+    unsigned = asyncio.run(sender.post(body, "application/json", signature="v0=" + "0" * 64))
+    assert (forged.status, stale.status, unsigned.status) == (401, 401, 401)
+    with desk.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(InboundItem)) == 0
+    assert desk.ticket_count() == 0
+
+
+# ----- staff turn messages into tickets -----
+
+
+def test_the_ticket_emoji_opens_a_ticket_for_the_messages_author(desk: Desk) -> None:
+    root = desk.emulator.user_post(ALICE, HELP, "The printers get replaced today")
+    reply = desk.emulator.user_post(CAROL, HELP, "Mine only prints blank pages", thread_ts=root)
+    desk.idle()
+    assert desk.ticket_count() == 0
+    desk.emulator.user_react(ALICE, HELP, reply, "ticket")
+    desk.wait_thread_text(HELP, root, "Ticket #1 opened")
+    desk.wait_thread_text(TRIAGE, desk.card_ts(1), "blank pages")
+    desk.emulator.user_react(ALICE, HELP, reply, "ticket")  # a toggle: Slack sends nothing more
+    desk.idle()
+    assert desk.ticket_count() == 1
+
+
+def test_the_create_ticket_shortcut_opens_a_ticket_and_says_so(desk: Desk) -> None:
+    root = desk.emulator.user_post(ALICE, CONNECT, "We upgraded the servers")
+    reply = desk.emulator.user_post(DAN, CONNECT, "Since then exports fail", thread_ts=root)
+    desk.emulator.user_shortcut(ALICE, CONNECT, reply).wait(10)
+    desk.wait_thread_text(CONNECT, root, "Ticket #1 opened")
+    desk.wait(lambda: any("Opened ticket #1." in str(p.body) for p in desk.emulator.response_posts) or None)
+    desk.emulator.user_shortcut(DAN, CONNECT, reply).wait(10)
+    desk.wait(lambda: any("Only support staff" in str(p.body) for p in desk.emulator.response_posts) or None)
+    assert desk.ticket_count() == 1
+
+
+# ----- Socket Mode -----
+
+
+def test_socket_mode_runs_the_same_intake_story(socket_desk: Desk) -> None:
+    desk = socket_desk
+    customer_ts, card_ts = open_ticket(desk, "Over the socket: *help*")
+    desk.wait_thread_text(TRIAGE, card_ts, "Over the socket")
+    desk.emulator.user_post(ALICE, TRIAGE, "Answer over the socket", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "Answer over the socket")
+    assert posted.username == "alice"
+    assert all(delivery.via == "socket_mode" for delivery in desk.emulator.deliveries)
+    assert desk.emulator.socket_acks
+    root = desk.emulator.user_post(ALICE, HELP, "Printers get replaced")
+    reply = desk.emulator.user_post(CAROL, HELP, "Mine prints blank pages", thread_ts=root)
+    desk.emulator.user_shortcut(ALICE, HELP, reply).wait(10)
+    desk.wait_thread_text(HELP, root, "Ticket #2 opened")
+
+
+# ----- App Home and `servicedesk check` -----
+
+
+def test_opening_the_app_home_publishes_it(desk: Desk) -> None:
+    desk.emulator.user_open_home(ALICE)
+    view = desk.wait(lambda: desk.emulator.home_view(ALICE))
+    assert view.body.get("type") == "home"
+
+
+def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
+    tmp_path: Path, emulator: SlackEmulator
+) -> None:
+    emulator.scopes = [scope for scope in BOT_SCOPES if scope != "chat:write.customize"]
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": emulator.api_url,
+        "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
+        "SERVICEDESK_INTAKE_CHANNELS": f"{CONNECT},{EMPTY}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "the app lacks the scope chat:write.customize" in done.stdout
+    assert "the bot is not a member of the intake channel #random (C0EMPTY)" in done.stdout
+    assert "the bot is in the triage channel #triage (C0TRIAGE)" in done.stdout
+    assert done.stdout.rstrip().endswith("2 problems found.")
+    assert BOT_TOKEN not in done.stdout + done.stderr
