@@ -95,6 +95,7 @@ class Worker:
         self._unsettled: list[tuple[OutboxItem, Outcome]] = []
         self._store_down = False
         self._paused = False
+        self._pause_lock = asyncio.Lock()
         self._pause_read_at = float("-inf")
         self._token_checked_at = float("-inf")
         self._token_wait = self._first_token_wait()
@@ -298,20 +299,23 @@ class Worker:
     # ----- pausing Slack delivery when the token stops working -----
 
     async def _pause(self, item: OutboxItem, outcome: Pause) -> None:
-        if not self._paused:
-            # Logged once per worker, not per row: every Slack row would say the same.
-            log.error("Slack delivery paused: %s; rows are kept until the token works", outcome.error)
-            self._paused = True
-            self._token_checked_at = asyncio.get_running_loop().time()
-            self._token_wait = self._first_token_wait()
-            await asyncio.to_thread(set_slack_paused, self.db, outcome.error)
+        async with self._pause_lock:
+            if not self._paused:
+                await asyncio.to_thread(set_slack_paused, self.db, outcome.error)
+                self._paused = True
+                self._token_checked_at = asyncio.get_running_loop().time()
+                self._token_wait = self._first_token_wait()
+                # Logged once per worker, not per row: every Slack row would say the same.
+                log.error("Slack delivery paused: %s; rows are kept until the token works", outcome.error)
         await asyncio.to_thread(settle_pause, self.db, self.worker_id, item, outcome.error)
 
     async def _check_pause(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._pause_read_at >= self.config.pause_state_interval:
             self._pause_read_at = now
-            self._paused = await asyncio.to_thread(slack_paused, self.db) is not None
+            # Under the lock: a read that started before this worker paused must not undo it.
+            async with self._pause_lock:
+                self._paused = await asyncio.to_thread(slack_paused, self.db) is not None
         if not self._paused or self.token_check is None:
             return
         if now - self._token_checked_at < self._token_wait:
@@ -320,9 +324,10 @@ class Worker:
         # Ask again soon at first, then less often: auth.test is cheap but not free.
         self._token_wait = min(self._token_wait * 2, self.config.pause_check_interval)
         if await self.token_check():
+            async with self._pause_lock:
+                await asyncio.to_thread(set_slack_paused, self.db, None)
+                self._paused = False
             log.info("Slack token works again; Slack delivery resumes")
-            await asyncio.to_thread(set_slack_paused, self.db, None)
-            self._paused = False
 
     # ----- stopping, dying, outages -----
 

@@ -44,6 +44,9 @@ METHOD_TIERS = {
     "users.info": 4,
 }
 DEFAULT_TIER = 3
+# Calls are spaced this much wider than the published limits: a request that reaches Slack a little
+# late must not make the next one look early.
+MARGIN = 1.1
 # How far ahead a call may wait in process for its slot; beyond that it goes back to the outbox.
 DEFAULT_HORIZON = 5.0
 
@@ -100,13 +103,13 @@ class RateGate:
         if not self.pacing:
             return _Schedule(interval=0.0, burst=1)
         if kind == "post":
-            return _Schedule(interval=1.0 / POST_PER_SECOND, burst=POST_BURST)
+            return _Schedule(interval=MARGIN / POST_PER_SECOND, burst=POST_BURST)
         if kind == "post-workspace":
             # Bursts up to a few seconds' worth; the minute's budget is spread evenly.
-            return _Schedule(interval=60.0 / POST_WORKSPACE_PER_MINUTE, burst=10)
+            return _Schedule(interval=MARGIN * 60.0 / POST_WORKSPACE_PER_MINUTE, burst=10)
         per_minute = TIER_PER_MINUTE[METHOD_TIERS.get(name, DEFAULT_TIER)]
         # "Sporadic bursts are welcome": a tenth of the minute's budget back to back.
-        return _Schedule(interval=60.0 / per_minute, burst=max(1, per_minute // 10))
+        return _Schedule(interval=MARGIN * 60.0 / per_minute, burst=max(1, per_minute // 10))
 
     @staticmethod
     def keys(method: str, channel: str | None) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView
@@ -159,16 +160,25 @@ def save_profile(db: Database, user: dict[str, Any]) -> StaffIdentity:
         "is_bot": bool(user.get("is_bot")),
         "fetched_at": utcnow(),
     }
-    with db.transaction() as session:
-        row = session.get(SlackUser, str(user["id"]))
-        if row is None:
-            session.add(SlackUser(user_id=str(user["id"]), is_staff=False, **fields))
-        else:
-            for key, value in fields.items():
-                setattr(row, key, value)
+    user_id = str(user["id"])
+    try:
+        _upsert_profile(db, user_id, fields)
+    except IntegrityError:
+        # Another delivery cached the same person at the same moment: update theirs.
+        _upsert_profile(db, user_id, fields)
     return StaffIdentity(
         name=fields["display_name"] or fields["real_name"] or fields["name"], icon_url=avatar
     )
+
+
+def _upsert_profile(db: Database, user_id: str, fields: dict[str, Any]) -> None:
+    with db.transaction() as session:
+        row = session.get(SlackUser, user_id)
+        if row is None:
+            session.add(SlackUser(user_id=user_id, is_staff=False, **fields))
+        else:
+            for key, value in fields.items():
+                setattr(row, key, value)
 
 
 def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[str]:
