@@ -265,7 +265,15 @@ class EmailIngest:
         for address in new[:room]:
             try:
                 # Notified by nobody: they were on the mail itself, and know the ticket from it.
-                add_participant(session, self.desk.policy, ticket, address, actor, notify=False)
+                add_participant(
+                    session,
+                    self.desk.policy,
+                    ticket,
+                    address,
+                    actor,
+                    name=email.name_of(address),
+                    notify=False,
+                )
             except InvalidRequest as exc:
                 log.info("not a participant address %r: %s", address, exc)
         overflow = new[room:]
@@ -283,4 +291,3 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
-

@@ -152,6 +152,13 @@ def test_cc_addresses_become_participants_but_never_our_own(desk: Desk) -> None:
     assert [row.payload["template"] for row in outbox(desk, "email.send")] == ["acknowledgement"]
 
 
+def test_cc_participants_keep_the_names_the_mail_gave_them(desk: Desk) -> None:
+    ingest(desk, mail(Cc='"Ortiz, Sam" <sam@customer.test>, dan@other.test'))
+    names = {p.email: p.name for p in rows(desk, Participant)}
+    assert names["sam@customer.test"] == "Ortiz, Sam"
+    assert names["dan@other.test"] == ""
+
+
 def test_a_bcc_copy_adds_nobody_the_sender_wrote_to(desk: Desk) -> None:
     ingest(desk, mail(to="colleague@customer.test", Cc="boss@customer.test"))
     assert [p.email for p in rows(desk, Participant)] == ["bob@customer.test"]
