@@ -2,15 +2,18 @@
 
     .venv/bin/pip install py-spy pyinstrument                  # profilers, into the venv only
     .venv/bin/python bench/profile_serve.py                     # 2,000 emails, SQLite
-    .venv/bin/python bench/profile_serve.py --backend postgresql --messages 1000 --idle
+    .venv/bin/python bench/profile_serve.py --backend postgresql --messages 1000 --wall
 
 The same load as figures 1 and 2 (the peer generator's mix, 8 clients reconnecting per message)
 while `py-spy record` samples every thread of the service (100 Hz, raw collapsed stacks), from
 the first message until the last card is in the emulator. The stacks are summed per function:
 "self" is where the samples were taken, "inclusive" where a function was anywhere on the stack.
-Shares are of all samples of busy threads (with --idle, of waiting threads too, which shows where
-threads wait for locks or the database). Our own code is listed separately from libraries so the
-product's hot spots stand out. The raw stacks are kept for a flame graph (speedscope, flamegraph.pl).
+By default only the thread holding the GIL is sampled, so shares are of the service's Python CPU
+time; with --wall every thread is, waiting ones too, which shows where time passes (database
+round trips, SQLite's write lock, the thread pool's queue). Our own code is listed apart from
+libraries so the product's hot spots stand out; `--focus NAME` splits one function by callee.
+The raw stacks are kept for a flame graph (speedscope, flamegraph.pl), and `--stacks FILE`
+summarizes them again without a new run.
 """
 
 from __future__ import annotations
@@ -49,18 +52,37 @@ def frame_name(frame: str) -> str:
     return f"{match['func']} ({path})"
 
 
+def read_stacks(raw: Path) -> list[tuple[list[str], int]]:
+    stacks = []
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack and count_text.isdigit():
+            frames = [frame_name(f) for f in stack.split(";")[1:]]  # the first entry is the thread
+            if frames:
+                stacks.append((frames, int(count_text)))
+    return stacks
+
+
+def focus_on(raw: Path, name: str, top: int) -> str:
+    """Where the samples inside functions whose name contains `name` go, by the next frame down."""
+    stacks = read_stacks(raw)
+    total = sum(count for _, count in stacks)
+    inside: Counter[str] = Counter()
+    for frames, count in stacks:
+        hits = [i for i, frame in enumerate(frames) if frame.startswith(name + " ") or f".{name} " in frame]
+        if hits:
+            below = frames[hits[-1] + 1] if hits[-1] + 1 < len(frames) else "(itself)"
+            inside[below] += count
+    lines = [f"\ninside {name}: {100 * sum(inside.values()) / max(1, total):.1f} % of all samples"]
+    lines += [f"  {100 * n / max(1, total):5.1f} %  {callee}" for callee, n in inside.most_common(top)]
+    return "\n".join(lines)
+
+
 def summarize_stacks(raw: Path, top: int) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [frame_name(f) for f in stack.split(";")[1:]]  # the first entry is the thread
-        if not frames:
-            continue
+    for frames, count in read_stacks(raw):
         total += count
         own[frames[-1]] += count
         for name in set(frames):
@@ -91,20 +113,31 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
-    parser.add_argument("--idle", action="store_true", help="sample waiting threads too")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="sample every thread, waiting ones too (where time passes), not only the one holding the GIL",
+    )
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--focus", action="append", default=[], help="split this function by callee")
+    parser.add_argument("--stacks", type=Path, help="summarize these raw stacks instead of running the load")
     parser.add_argument("--timeout", type=float, default=600.0)
     add_code_argument(parser)
     args = parser.parse_args()
     if not PY_SPY.exists():
         sys.exit(f"py-spy is not installed in this venv: {sys.executable} -m pip install py-spy")
+    if args.stacks:
+        print(summarize_stacks(args.stacks, args.top))
+        for name in args.focus:
+            print(focus_on(args.stacks, name, args.top))
+        return
     print_machine()
     messages, source = mailgen.customer_mix(args.messages)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     raw = RESULTS_DIR / f"serve-{args.backend}-{time.strftime('%Y%m%dT%H%M%S')}.collapsed"
     stack = Stack(args.backend).start()
     command = [str(PY_SPY), "record", "--pid", str(stack.pid), "--rate", "100", "--format", "raw"]
-    command += ["--output", str(raw), "--threads", *(["--idle"] if args.idle else [])]
+    command += ["--output", str(raw), "--threads", *(["--idle"] if args.wall else ["--gil"])]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(1.0)  # py-spy attaches
@@ -129,6 +162,8 @@ def main() -> None:
     if not raw.exists():
         sys.exit(f"py-spy wrote nothing: {spy.stderr.read().decode() if spy.stderr else ''}")
     print(summarize_stacks(raw, args.top))
+    for name in args.focus:
+        print(focus_on(raw, name, args.top))
     print(
         f"\nraw stacks: {raw}" + (" (flamegraph.pl can draw them)" if shutil.which("flamegraph.pl") else "")
     )
