@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--rates", default="25,50,100,200,400,800", help="events per second, one step each")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--drain", type=float, default=120.0, help="most seconds to wait for the backlog")
+    parser.add_argument("--drain", type=float, default=60.0, help="most seconds to wait for the backlog")
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
     add_code_argument(parser)
     args = parser.parse_args()
