@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.slack_files import SlackFileCopier
-from bot.slack_users import SlackDirectory, SlackProfile
+from bot.slack_users import SlackDirectory, SlackProfile, is_transient
 from bot.staff import StaffDirectory
 from bot.text import message_markdown
 from store import inbound
@@ -80,6 +80,29 @@ class InboundContext:
     async def home_team(self, fallback: str | None = None) -> str | None:
         team = (await self.auth()).get("team_id")
         return str(team) if team else fallback
+
+    async def fetch_message(self, channel: str, ts: str) -> Mapping[str, Any] | None:
+        """A message by its ts: the channel's history for a top-level one, else its thread.
+
+        None when it cannot be read (deleted, no access); Slack being unavailable raises, so the
+        event is tried again.
+        """
+        try:
+            history = await self.client.conversations_history(
+                channel=channel, latest=ts, inclusive=True, limit=1
+            )
+            for raw in history.get("messages") or []:
+                if raw.get("ts") == ts:
+                    return dict(raw)
+            replies = await self.client.conversations_replies(channel=channel, ts=ts, limit=200)
+            for raw in replies.get("messages") or []:
+                if raw.get("ts") == ts:
+                    return dict(raw)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            if is_transient(error):
+                raise
+            log.info("could not read %s/%s: %s", channel, ts, error)
+        return None
 
     async def read(self, query: Callable[[Session], T]) -> T:
         """A read-only look at the store, off the event loop."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -33,7 +35,7 @@ from bot.inbound_context import (
     skipped_files_line,
     subject_from,
 )
-from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
+from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage, parse_message
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
 from bot.text.markdown import escape_markdown
@@ -117,6 +119,53 @@ async def handle_posted(
 # ----- customers -----
 
 
+@dataclass(frozen=True)
+class Request:
+    """A top-level message that opens a ticket, with the slow parts (profile, text, files) done."""
+
+    message: PostedMessage
+    profile: SlackProfile
+    body: str
+    copied: CopiedFiles
+
+
+async def _request_from(ctx: InboundContext, message: PostedMessage) -> Request | None:
+    """None when the message opens nothing: staff talking in a customer channel is conversation."""
+    profile = await ctx.directory.profile_or_standin(message.user)
+    if profile.is_bot or await ctx.staff.is_staff(message.user):
+        return None
+    body = await ctx.markdown(message.raw)
+    copied = await ctx.copier.copy(message.files)
+    return Request(message, profile, body, copied)
+
+
+def _open_request(
+    session: Session, ctx: InboundContext, request: Request, home_team: str | None
+) -> Ticket | None:
+    message = request.message
+    # Checked inside the transaction: another delivery of this message may have won.
+    if _held(session, message.channel, message.ts) or ticket_by_slack_thread(
+        session, message.channel, message.ts
+    ):
+        return None
+    customer = customer_for_profile(session, request.profile, home_team)
+    ticket = open_ticket(
+        session,
+        ctx.desk.policy,
+        subject=subject_from(request.body, message.files),
+        requester=customer,
+        origin=Origin.SLACK,
+        actor=Actor(customer.name, slack_id=message.user, email=customer.email),
+        origin_channel=message.channel,
+        origin_thread_ts=message.ts,
+    )
+    _add_customer_message(
+        session, ctx, ticket, message, request.profile, home_team, request.body, request.copied
+    )
+    log.info("ticket #%s opened from Slack message %s/%s", ticket.number, message.channel, message.ts)
+    return ticket
+
+
 async def _new_request(
     ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
 ) -> None:
@@ -126,40 +175,32 @@ async def _new_request(
             or _ticket_number_for_thread(s, message.channel, message.ts) is not None
         )
     )
-    if known:
+    request = None if known else await _request_from(ctx, message)
+    if request is None:
         await ctx.apply(claim)
         return
-    profile = await ctx.directory.profile_or_standin(message.user)
-    if profile.is_bot or await ctx.staff.is_staff(message.user):
-        # Staff talking in a customer channel is conversation, not a request.
-        await ctx.apply(claim)
-        return
-    body = await ctx.markdown(message.raw)
-    copied = await ctx.copier.copy(message.files)
+    await ctx.apply(claim, lambda session: _open_request(session, ctx, request, home_team))
 
-    def change(session: Session) -> int | None:
-        # Checked again inside the transaction: another delivery of this message may have won.
-        if _held(session, message.channel, message.ts) or ticket_by_slack_thread(
-            session, message.channel, message.ts
-        ):
-            return None
-        customer = customer_for_profile(session, profile, home_team)
-        ticket = open_ticket(
-            session,
-            ctx.desk.policy,
-            subject=subject_from(body, message.files),
-            requester=customer,
-            origin=Origin.SLACK,
-            actor=Actor(customer.name, slack_id=message.user, email=customer.email),
-            origin_channel=message.channel,
-            origin_thread_ts=message.ts,
-        )
-        _add_customer_message(session, ctx, ticket, message, profile, home_team, body, copied)
-        return ticket.number
 
-    number = await ctx.apply(claim, change)
-    if number is not None:
-        log.info("ticket #%s opened from Slack message %s/%s", number, message.channel, message.ts)
+async def _unseen_request(ctx: InboundContext, reply: PostedMessage) -> Request | None:
+    """The request a reply answers, when the reply's event overtook the request's own.
+
+    Slack delivers events concurrently (and retries a failed one later), so a colleague's quick
+    answer can reach us before the message that opened the thread. If that message is a fresh
+    top-level request in an intake channel, it is taken in now, with the reply; its own event,
+    arriving later, is then a duplicate.
+    """
+    assert reply.thread_ts is not None
+    if not ctx.is_intake_channel(reply.channel) or not _fresh(reply.thread_ts, reply.ts):
+        return None
+    thread_ts = reply.thread_ts
+    if await ctx.read(lambda s: seen_before(s, _deleted_key(reply.channel, thread_ts))):
+        return None
+    raw = await ctx.fetch_message(reply.channel, thread_ts)
+    root = parse_message(raw, reply.channel) if raw is not None else None
+    if root is None or root.is_reply or root.ts != thread_ts:
+        return None
+    return await _request_from(ctx, root)
 
 
 def _add_customer_message(
@@ -193,14 +234,12 @@ async def _customer_thread_reply(
 ) -> None:
     assert message.thread_ts is not None
     thread_ts = message.thread_ts
-    number = await ctx.read(
-        lambda s: (
-            None
-            if _held(s, message.channel, message.ts)
-            else _ticket_number_for_thread(s, message.channel, thread_ts)
-        )
+    held = await ctx.read(lambda s: _held(s, message.channel, message.ts))
+    number = (
+        None if held else await ctx.read(lambda s: _ticket_number_for_thread(s, message.channel, thread_ts))
     )
-    if number is None:
+    root = None if held or number is not None else await _unseen_request(ctx, message)
+    if number is None and root is None:
         # A thread that belongs to no ticket is conversation, not a request.
         await ctx.apply(claim)
         return
@@ -208,14 +247,21 @@ async def _customer_thread_reply(
     if profile.is_bot:
         await ctx.apply(claim)
         return
+
+    def ticket_of_thread(session: Session) -> Ticket | None:
+        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        if ticket is None and root is not None:
+            ticket = _open_request(session, ctx, root, home_team)
+        return ticket
+
     if await ctx.staff.is_staff(message.user):
-        await _staff_wrote_to_customer(ctx, claim, message, profile)
+        await _staff_wrote_to_customer(ctx, claim, message, profile, ticket_of_thread)
         return
     body = await ctx.markdown(message.raw)
     copied = await ctx.copier.copy(message.files)
 
     def change(session: Session) -> None:
-        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        ticket = ticket_of_thread(session)
         if ticket is None or _held(session, message.channel, message.ts):
             return
         _add_customer_message(session, ctx, ticket, message, profile, home_team, body, copied)
@@ -224,17 +270,19 @@ async def _customer_thread_reply(
 
 
 async def _staff_wrote_to_customer(
-    ctx: InboundContext, claim: Claim, message: PostedMessage, profile: SlackProfile
+    ctx: InboundContext,
+    claim: Claim,
+    message: PostedMessage,
+    profile: SlackProfile,
+    ticket_of_thread: Callable[[Session], Ticket | None],
 ) -> None:
     """Staff answered in the customer's thread itself: the triage thread should know."""
-    assert message.thread_ts is not None
-    thread_ts = message.thread_ts
     body = await ctx.markdown(message.raw)
     excerpt = body if len(body) <= DIRECT_REPLY_EXCERPT else body[:DIRECT_REPLY_EXCERPT] + "…"
     quoted = "\n".join("> " + line for line in excerpt.splitlines() or [""])
 
     def change(session: Session) -> None:
-        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        ticket = ticket_of_thread(session)
         if ticket is not None:
             name = escape_markdown(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")

@@ -10,9 +10,7 @@ the acknowledgement alone; the shortcut, an explicit request, always gets an ans
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -136,24 +134,6 @@ async def open_from_message(
 # ----- the reaction -----
 
 
-async def _fetch_message(ctx: InboundContext, channel: str, ts: str) -> Mapping[str, Any] | None:
-    """A message by its ts: the channel's history for a top-level one, else its thread."""
-    try:
-        history = await ctx.client.conversations_history(channel=channel, latest=ts, inclusive=True, limit=1)
-        for raw in history.get("messages") or []:
-            if raw.get("ts") == ts:
-                return dict(raw)
-        replies = await ctx.client.conversations_replies(channel=channel, ts=ts, limit=200)
-        for raw in replies.get("messages") or []:
-            if raw.get("ts") == ts:
-                return dict(raw)
-    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-        if is_transient(error):
-            raise
-        log.info("could not read %s/%s: %s", channel, ts, error)
-    return None
-
-
 async def handle_reaction(
     ctx: InboundContext, claim: Claim, reaction: ReactionAdded, home_team: str | None
 ) -> None:
@@ -167,7 +147,7 @@ async def handle_reaction(
     if await ctx.read(lambda s: message_by_slack_ts(s, reaction.channel, reaction.ts) is not None):
         await ctx.apply(claim)
         return
-    raw = await _fetch_message(ctx, reaction.channel, reaction.ts)
+    raw = await ctx.fetch_message(reaction.channel, reaction.ts)
     message = parse_message(raw, reaction.channel) if raw is not None else None
     if message is None:
         await ctx.apply(claim)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
-from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
+from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Delivery, Message, Outbox, OutboxState, Visibility, utcnow
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
@@ -195,3 +195,21 @@ def test_an_edit_of_an_old_message_we_never_held_is_ignored(intake: Intake) -> N
     intake.run()
     assert intake.tickets() == []
     assert all_done(intake)
+
+
+def test_a_reply_that_overtakes_the_request_brings_the_request_in_with_it(intake: Intake) -> None:
+    root = intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    intake.emulator.user_post(ERIN, CONNECT, "Mine too", thread_ts=root)
+    store_in_reverse(intake, 2)
+    [ticket] = intake.tickets()
+    assert (ticket.origin_thread_ts, ticket.subject) == (root, "Printer broken")
+    assert [m.body_markdown for m in intake.messages()] == ["Printer broken", "Mine too"]
+    assert [row.kind for row in intake.outbox()].count("slack.origin_ack") == 1
+    assert all_done(intake)
+
+
+def test_a_reply_in_a_staff_thread_that_belongs_to_no_ticket_still_opens_nothing(intake: Intake) -> None:
+    root = intake.emulator.user_post(ALICE, CONNECT, "Maintenance tonight")
+    intake.emulator.user_post(DAN, CONNECT, "Thanks", thread_ts=root)
+    store_in_reverse(intake, 2)
+    assert intake.tickets() == []
