@@ -108,6 +108,25 @@ def check_token(client: WebClient, report: Report) -> bool:
     return True
 
 
+def check_app_token(settings: Settings, report: Report) -> None:
+    """Socket Mode's token: `apps.connections.open` hands out a socket URL only for a good one
+    (the URL is not used; nothing connects)."""
+    client = WebClient(base_url=settings.slack_api_url, timeout=15)
+    try:
+        client.apps_connections_open(app_token=settings.slack_app_token or "")
+    except SlackApiError as error:
+        code = error.response.get("error")
+        report.problem(
+            f"Slack refused SLACK_APP_TOKEN ({code}): create an app-level token with the "
+            "connections:write scope under Basic Information"
+        )
+        return
+    except (SlackClientError, OSError) as error:
+        report.problem(f"could not check SLACK_APP_TOKEN ({type(error).__name__})")
+        return
+    report.ok("the app-level token works (Socket Mode)")
+
+
 def check_channel(client: WebClient, channel: str, role: str, report: Report) -> None:
     try:
         answer = client.conversations_info(channel=channel)
@@ -163,6 +182,8 @@ def run_check(
             for channel in settings.intake_channels:
                 if channel != settings.triage_channel:
                     check_channel(client, channel, "intake", report)
+    if settings.slack_app_token:
+        check_app_token(settings, report)
     for line in report.lines:
         print(line, file=out)
     if report.problems:

@@ -12,7 +12,7 @@ from bot.check import run_check
 from bot.cli import main
 from bot.manifest import BOT_SCOPES
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import BOT_TOKEN, CONNECT, EMPTY, HELP, TRIAGE
+from sandbox.workspace import APP_TOKEN, BOT_TOKEN, CONNECT, EMPTY, HELP, TRIAGE
 from store.settings import Settings
 
 
@@ -126,3 +126,10 @@ def test_the_command_line_runs_the_check(
     assert "the app lacks the scope files:read" in out
     assert "not a member of the intake channel #random (C0EMPTY)" in out
     assert out.rstrip().endswith("2 problems found.")
+
+
+def test_the_socket_mode_token_is_checked(emulator: SlackEmulator) -> None:
+    code, text = check(settings_for(emulator, slack_app_token=APP_TOKEN))
+    assert code == 0 and "the app-level token works (Socket Mode)" in text
+    code, text = check(settings_for(emulator, slack_app_token="xapp-wrong"))
+    assert code == 1 and "Slack refused SLACK_APP_TOKEN (invalid_auth)" in text
