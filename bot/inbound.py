@@ -4,7 +4,8 @@ The listeners only store what Slack sends and acknowledge it; this runs in the w
 work (profiles, file downloads) is allowed. Each input is parsed into a typed object
 (`bot.inbound_events`) and handed to the flow that owns it:
 
-- messages, edits, deletions -> `bot.inbound_messages`
+- messages -> `bot.inbound_messages` (customers) and `bot.inbound_triage` (staff)
+- edits and deletions -> `bot.inbound_edits`
 - the `ticket` reaction and the shortcut -> `bot.inbound_tickets`
 - triage channel membership -> the staff list (`bot.staff`)
 - the App Home tab -> `bot.home.publish_home`
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.home import publish_home
 from bot.inbound_context import Claim, InboundContext
+from bot.inbound_edits import handle_deleted, handle_edited
 from bot.inbound_events import (
     HomeOpened,
     MembershipChanged,
@@ -29,7 +31,7 @@ from bot.inbound_events import (
     home_team_of,
     parse_payload,
 )
-from bot.inbound_messages import handle_deleted, handle_edited, handle_posted
+from bot.inbound_messages import handle_posted
 from bot.inbound_tickets import handle_reaction, handle_shortcut
 from bot.slack_files import SlackFileCopier
 from bot.slack_users import SlackDirectory

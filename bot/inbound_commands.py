@@ -43,7 +43,7 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
         desk=ctx.desk,
         user_id=message.user,
         user_name=profile.shown_name,
-        # Only staff reach here (bot.inbound_messages checks); the executor checks again.
+        # Only staff reach here (bot.inbound_triage checks); the executor checks again.
         is_staff=True,
         workspace_url=await ctx.workspace_url(),
     )

@@ -26,7 +26,7 @@ from bot.slack_users import SlackDirectory, SlackProfile, is_transient
 from bot.staff import StaffDirectory
 from bot.text import message_markdown
 from store import inbound
-from store.actions import customer_for_slack_user
+from store.actions import customer_for_slack_user, message_by_slack_ts, ticket_by_slack_thread
 from store.context import Desk
 from store.models import Customer, InboundItem, InboundState, utcnow
 
@@ -163,6 +163,32 @@ def skipped_files_line(skipped: Sequence[str]) -> str:
     """The triage-thread line naming the files of a message that were not copied, and why."""
     listed = "; ".join(skipped)
     return f"Not every file of that message was copied into the ticket: {listed}"
+
+
+# How old a message may be for an edit, deletion or reply of it to count as overtaking it.
+OVERTAKE_WINDOW_SECONDS = 600.0
+
+
+def holds_message(session: Session, channel: str, ts: str) -> bool:
+    return message_by_slack_ts(session, channel, ts) is not None
+
+
+def ticket_number_for_thread(session: Session, channel: str, thread_ts: str) -> int | None:
+    ticket = ticket_by_slack_thread(session, channel, thread_ts)
+    return ticket.number if ticket is not None else None
+
+
+def deleted_key(channel: str, ts: str) -> str:
+    """The record of a message deleted before its own event reached us."""
+    return f"slack-deleted:{channel}:{ts}"
+
+
+def fresh(message_ts: str, event_ts: str | None) -> bool:
+    """Was the message written shortly before this event (so its own event may still come)?"""
+    try:
+        return event_ts is not None and float(event_ts) - float(message_ts) < OVERTAKE_WINDOW_SECONDS
+    except ValueError:
+        return False
 
 
 def record_once(session: Session, kind: str, key: str) -> bool:

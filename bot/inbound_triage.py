@@ -1,0 +1,119 @@
+"""Staff in a ticket's triage thread: a public reply, a note (`note:`), or a command (`!`).
+
+Someone the desk does not know as staff writing there (the staff list is re-read first: they may
+just have joined) gets a note, never a reply: nothing reaches a customer unless staff wrote it.
+The text a message is classified by is its text as typed, so formatting around the prefix
+(`*note:*`) makes an ordinary reply.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+
+from sqlalchemy.orm import Session
+
+from bot.inbound_commands import COMMAND_PREFIX, run_command
+from bot.inbound_context import (
+    Claim,
+    InboundContext,
+    holds_message,
+    skipped_files_line,
+    ticket_number_for_thread,
+)
+from bot.inbound_events import PostedMessage
+from bot.text.markdown import escape_markdown
+from store.actions import Actor, add_note, add_staff_reply, ticket_by_slack_thread
+from store.actions.common import thread_line
+
+log = logging.getLogger(__name__)
+
+NOTE_PREFIX = re.compile(r"^\s*note:\s*", re.IGNORECASE)
+
+
+class StaffMessageKind(enum.Enum):
+    REPLY = "reply"
+    NOTE = "note"
+    COMMAND = "command"
+
+
+def classify_staff_message(text: str) -> StaffMessageKind:
+    """What a staff member's message in a triage thread is, from its text as typed."""
+    if NOTE_PREFIX.match(text):
+        return StaffMessageKind.NOTE
+    if text.lstrip().startswith(COMMAND_PREFIX):
+        return StaffMessageKind.COMMAND
+    return StaffMessageKind.REPLY
+
+
+def without_note_prefix(markdown: str) -> str:
+    return NOTE_PREFIX.sub("", markdown, count=1)
+
+
+async def handle_triage_message(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:
+    if not message.is_reply:
+        await ctx.apply(claim)  # top-level talk in the triage channel is the team's own
+        return
+    assert message.thread_ts is not None
+    thread_ts = message.thread_ts
+    number = await ctx.read(
+        lambda s: (
+            None
+            if holds_message(s, message.channel, message.ts)
+            else ticket_number_for_thread(s, message.channel, thread_ts)
+        )
+    )
+    if number is None:
+        await ctx.apply(claim)
+        return
+    staff = await ctx.staff.recheck(message.user)
+    kind = classify_staff_message(message.text) if staff else StaffMessageKind.NOTE
+    if kind is StaffMessageKind.COMMAND:
+        await run_command(ctx, claim, message, number)
+        return
+    profile = await ctx.directory.profile_or_standin(message.user)
+    if profile.is_bot:
+        await ctx.apply(claim)
+        return
+    body = await ctx.markdown(message.raw)
+    author = Actor(profile.shown_name, slack_id=message.user, email=profile.email)
+    if kind is StaffMessageKind.NOTE:
+        if not staff:
+            log.info("message from %s, not staff, kept as a note on ticket #%s", message.user, number)
+
+        def note(session: Session) -> None:
+            ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+            if ticket is None or holds_message(session, message.channel, message.ts):
+                return
+            add_note(
+                session,
+                ticket,
+                author=author,
+                body_markdown=without_note_prefix(body),
+                slack_channel=message.channel,
+                slack_ts=message.ts,
+            )
+
+        await ctx.apply(claim, note)
+        return
+    copied = await ctx.copier.copy(message.files)
+
+    def reply(session: Session) -> None:
+        ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
+        if ticket is None or holds_message(session, message.channel, message.ts):
+            return
+        add_staff_reply(
+            session,
+            ctx.desk.policy,
+            ticket,
+            author=author,
+            body_markdown=body,
+            slack_channel=message.channel,
+            slack_ts=message.ts,
+            attachments=copied.attachments,
+        )
+        if copied.skipped:
+            thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+
+    await ctx.apply(claim, reply)
