@@ -58,6 +58,7 @@ DEFAULT_SCOPES = (
     "reactions:write",
     "users:read",
     "users:read.email",
+    "usergroups:read",
 )
 
 

@@ -112,3 +112,10 @@ def test_manifest_declares_what_the_design_fixes():
     assert "request_url: https://desk.example/slack/events" in text
     socket_mode = render_manifest(None)
     assert "request_url" not in socket_mode and "socket_mode_enabled: true" in socket_mode
+
+
+def test_the_sandbox_grants_every_scope_the_manifest_asks_for():
+    from bot.manifest import BOT_SCOPES
+    from sandbox.workspace import DEFAULT_SCOPES
+
+    assert set(BOT_SCOPES) <= set(DEFAULT_SCOPES)
