@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
 from store.models import InboundItem, InboundState, utcnow
+from store.outbox import backoff_delay
 
 MAX_ATTEMPTS = 5
 
@@ -86,7 +87,10 @@ def claim(
         select(InboundItem)
         .where(
             or_(
-                InboundItem.state == InboundState.PENDING,
+                and_(
+                    InboundItem.state == InboundState.PENDING,
+                    or_(InboundItem.not_before.is_(None), InboundItem.not_before <= now),
+                ),
                 and_(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_until < now),
             )
         )
@@ -135,6 +139,9 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
             item.state = InboundState.FAILED
             return InboundState.FAILED.value
         item.state = InboundState.PENDING
+        # Backoff so a failing item (Slack briefly down for a lookup) is not retried in a tight loop;
+        # its lane waits behind it, which keeps a channel's events in order.
+        item.not_before = utcnow() + backoff_delay(item.attempts)
         return InboundState.PENDING.value
 
 

@@ -1,0 +1,58 @@
+"""The intake queue: stored once per key, claimed under a lease, retried with backoff, kept on failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from freezegun import freeze_time
+
+from store import inbound
+from store.models import InboundItem
+
+
+def test_the_same_key_is_stored_once(db):
+    assert inbound.accept(db, "email", "email:a@b", payload={"n": 1}, raw=b"x")
+    assert not inbound.accept(db, "email", "email:a@b", payload={"n": 2}, raw=b"y")
+    assert inbound.seen(db, "email:a@b")
+
+
+def test_items_of_one_lane_are_handled_in_order(db):
+    inbound.accept(db, "slack_event", "e1", lane="slack:C1")
+    inbound.accept(db, "slack_event", "e2", lane="slack:C1")
+    inbound.accept(db, "slack_event", "e3", lane="slack:C2")
+    first = inbound.claim(db, "w1")
+    assert sorted(w.id for w in first) == [1, 3]
+    with db.transaction() as session:
+        assert inbound.finish(session, 1, "w1")
+    assert [w.id for w in inbound.claim(db, "w1")] == [2]
+
+
+def test_a_failed_item_waits_with_backoff_then_fails_for_good(db):
+    with freeze_time("2026-01-01 12:00:00") as clock:
+        inbound.accept(db, "email", "k", raw=b"x")
+        for attempt in range(1, inbound.MAX_ATTEMPTS + 1):
+            [work] = inbound.claim(db, "w1")
+            assert work.attempts == attempt
+            state = inbound.give_up_or_retry(db, work.id, "w1", "boom")
+            if attempt < inbound.MAX_ATTEMPTS:
+                assert state == "pending"
+                assert inbound.claim(db, "w1") == []  # not before its backoff has passed
+                clock.tick(timedelta(minutes=10))
+        assert state == "failed"
+        assert inbound.claim(db, "w1") == []
+    with db.transaction() as session:
+        item = session.get(InboundItem, work.id)
+        assert item is not None and item.last_error == "boom" and item.raw == b"x"
+
+
+def test_an_expired_lease_lets_another_worker_take_the_item(db):
+    with freeze_time("2026-01-01 12:00:00") as clock:
+        inbound.accept(db, "email", "k", raw=b"x")
+        [mine] = inbound.claim(db, "w1", lease=timedelta(seconds=30))
+        assert inbound.claim(db, "w2") == []
+        clock.tick(timedelta(seconds=31))
+        [theirs] = inbound.claim(db, "w2")
+        assert theirs.id == mine.id
+        with db.transaction() as session:
+            assert not inbound.finish(session, mine.id, "w1")  # the first worker lost it
+            assert inbound.finish(session, theirs.id, "w2")
