@@ -57,6 +57,10 @@ class InboundHandler(Protocol):
 TokenCheck = Callable[[], Awaitable[bool]]
 
 
+# After a pass that failed on a bug: wait this long, so a lasting fault does not flood the log.
+FAILED_PASS_WAIT = 5.0
+
+
 @dataclass
 class WorkerConfig:
     outbox_batch: int = 50  # most rows one claim takes
@@ -65,6 +69,8 @@ class WorkerConfig:
     idle_sleep: float = 0.05
     max_idle_sleep: float = 0.5
     lease: timedelta = timedelta(seconds=60)
+    # Intake items are not renewed while handled (a big attachment can take a while): a longer lease.
+    inbound_lease: timedelta = timedelta(seconds=120)
     heartbeat: float = 15.0  # how often held leases are renewed
     pause_state_interval: float = 1.0  # how often the shared "Slack paused" flag is read
     pause_check_interval: float = 15.0  # the longest wait between auth.test checks while paused
@@ -136,7 +142,13 @@ class Worker:
                 self._store_back()
             except StoreUnavailable as exc:
                 self._store_lost(exc)
-            idle = self.config.idle_sleep if started else min(idle * 2, self.config.max_idle_sleep)
+            # The worker's boundary: a bug in one pass must not end delivery for the process (the
+            # service would run on without a worker). Logged with its traceback; the loop goes on.
+            except Exception:
+                log.exception("delivery pass failed; trying again")
+                idle = FAILED_PASS_WAIT
+            else:
+                idle = self.config.idle_sleep if started else min(idle * 2, self.config.max_idle_sleep)
             # Wake when a slot frees, on stop, or to look for newly due rows.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=idle)
@@ -150,7 +162,11 @@ class Worker:
                 self._store_back()
             except StoreUnavailable as exc:
                 self._store_lost(exc)
-            idle = self.config.idle_sleep if handled else min(idle * 2, self.config.max_idle_sleep)
+            except Exception:  # the worker's boundary, as in the delivery loop
+                log.exception("intake pass failed; trying again")
+                handled, idle = 0, FAILED_PASS_WAIT
+            else:
+                idle = self.config.idle_sleep if handled else min(idle * 2, self.config.max_idle_sleep)
             if not handled:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=idle)
@@ -196,7 +212,7 @@ class Worker:
             self.db,
             self.worker_id,
             limit=self.config.inbound_batch,
-            lease=self.config.lease,
+            lease=self.config.inbound_lease,
             kinds=kinds,
         )
         for item in work:
