@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.blocks.messages import delivery_failed, slack_delivery_failed
 from bot.outcomes import Done, Fail, Outcome, Retry
+from bot.text import escape_mrkdwn
 from store import outbox
 from store.actions.common import thread_line
 from store.actions.messages import settle_delivery
@@ -95,10 +97,10 @@ def report_failure(session: Session, item: OutboxItem, error: str, *, tell_threa
     if ticket is None:
         return
     if item.kind == Kind.EMAIL:
-        to = item.payload.get("to", "the customer")
-        what = f"Couldn't deliver email to {to}: {error}. Check the address, or `!cc remove {to}`."
+        to = str(item.payload.get("to") or "the customer")
+        what = delivery_failed(ticket.number, to, error)
     elif item.kind in ORIGIN_KINDS:
-        what = f"Couldn't post in the customer's Slack thread: {error}."
+        what = slack_delivery_failed(error)
     else:
-        what = f"A delivery failed: {error}."
+        what = f":warning: A delivery failed: {escape_mrkdwn(error)}."
     thread_line(session, ticket, what)
