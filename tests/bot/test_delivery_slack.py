@@ -283,3 +283,49 @@ def test_thread_lines_and_notes_are_posted_and_marked(
     replies = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
     note = replies[-1]
     assert "Internal note" in note.text and "Alice Archer" in note.text and "*VIP*" in str(note.blocks)
+
+
+def test_a_customers_edit_and_deletion_reach_the_triage_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator, "The VPN drops every hour")
+    deliver(desk, delivery)
+    with desk.db.transaction() as session:
+        message = session.query(Message).one()
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None and message.mirror_channel == TRIAGE
+        copy_ts = str(message.mirror_ts)
+        actions.edit_slack_message(
+            session, opened, message, body_markdown="The VPN drops every **ten minutes**", make_note=False
+        )
+    deliver(desk, delivery)
+    copy = emulator.message(TRIAGE, copy_ts)
+    assert copy is not None and "*ten minutes*" in str(copy.blocks) and "Dan Dorsey" in copy.text
+
+    with desk.db.transaction() as session:
+        message = session.query(Message).one()
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.delete_slack_message(session, opened, message)
+    deliver(desk, delivery)
+    copy = emulator.message(TRIAGE, copy_ts)
+    assert copy is not None and copy.deleted
+
+
+def test_an_edit_longer_than_the_copy_is_cut_to_fit_and_says_so(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    message_id = staff_reply(desk, ticket_id, "Short answer")
+    deliver(desk, delivery)
+    longer = "\n\n".join(f"Step {n}: " + "word " * 400 for n in range(20))
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None
+        copy_ts = str(message.mirror_ts)
+        actions.edit_slack_message(session, opened, message, body_markdown=longer, make_note=False)
+    deliver(desk, delivery)
+    copy = emulator.message(CONNECT, copy_ts)
+    assert copy is not None and "Step 0:" in str(copy.blocks)
+    assert "longer than this copy can hold" in str(copy.blocks[-1])  # type: ignore[index]
