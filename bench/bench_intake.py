@@ -76,7 +76,15 @@ def pg_counters(stack: Stack) -> dict[str, int]:
         connection.execute("SELECT pg_stat_clear_snapshot()")
         row = connection.execute(query, (PG_DATABASE,)).fetchone()
     names = ("commits", "rollbacks", "inserted", "updated", "deleted", "fetched")
-    return dict(zip(names, row or (), strict=False))
+    counters = dict(zip(names, row or (), strict=False))
+    # Rows read per table (sequential scans plus index fetches): where "fetched" comes from.
+    tables = "SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables"
+    with psycopg.connect(
+        f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}", autocommit=True
+    ) as connection:
+        for table, read in connection.execute(tables).fetchall():
+            counters[f"read:{table}"] = int(read)
+    return counters
 
 
 def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: float) -> dict[str, Any]:
@@ -108,7 +116,9 @@ def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: flo
         # The statistics collector reports with a short delay; what it shows per ticket is enough.
         time.sleep(1.0)
         after = pg_counters(stack)
-        figures["pg_per_ticket"] = {k: (after[k] - counters_before[k]) / max(1, expected) for k in after}
+        figures["pg_per_ticket"] = {
+            k: (after[k] - counters_before.get(k, 0)) / max(1, expected) for k in after
+        }
     finally:
         figures_exit = stack.stop()
         stack.cleanup()
@@ -117,7 +127,7 @@ def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: flo
 
 
 def show(label: str, values: list[float], unit: str, digits: int = 1) -> None:
-    print(f"  {label:<44} {summarize(values).text(unit, digits)}", flush=True)
+    print(f"  {label:<52} {summarize(values).text(unit, digits)}", flush=True)
 
 
 def main() -> None:
@@ -194,9 +204,13 @@ def main() -> None:
         )
     for backend in backends:
         per_ticket = [r[backend].get("pg_per_ticket") for r in runs if r[backend].get("pg_per_ticket")]
+        if not per_ticket:
+            continue
         for key in ("commits", "inserted", "updated", "fetched"):
-            if per_ticket:
-                show(f"{backend}: database {key} per ticket", [p[key] for p in per_ticket], "")
+            show(f"{backend}: database {key} per ticket", [p[key] for p in per_ticket], "")
+        reads = sorted((k for k in per_ticket[0] if k.startswith("read:")), key=lambda k: -per_ticket[0][k])
+        for key in reads[:3]:
+            show(f"{backend}: rows read per ticket, {key[5:]}", [p.get(key, 0) for p in per_ticket], "")
     if not peer_problem:
         show("django-helpdesk get_email, msg/s", [r["peer"]["msgs_per_s"] for r in runs], "")
         for backend in backends:
