@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -69,8 +70,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _configure_logging()
     roles = set(args.role or ROLES)
+    # Until the service installs its own handlers (after imports and migrations), a SIGTERM still
+    # means a clean stop: nothing has been accepted yet, so there is nothing to finish.
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    logging.getLogger("servicedesk").info("starting: %s", ", ".join(sorted(roles)))
     asyncio.run(run_service(settings, roles, socket_mode=args.socket_mode))
     return 0
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

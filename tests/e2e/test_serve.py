@@ -129,3 +129,30 @@ def test_healthz_says_503_while_the_database_is_unreachable(tmp_path, emulator):
         assert status == 200
     finally:
         stop(running["process"])  # type: ignore[arg-type]
+
+
+def test_sigterm_while_starting_is_still_a_clean_exit(tmp_path, emulator, database_url):
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": emulator.api_url,
+        "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
+        "SERVICEDESK_DATABASE_URL": database_url,
+        "SERVICEDESK_HTTP_PORT": str(free_port()),
+        "SERVICEDESK_SMTP_PORT": str(free_port()),
+        "SERVICEDESK_FILES_DIR": str(tmp_path / "files"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Wait until the program itself runs (its first log line), then stop it before it serves.
+    assert process.stderr is not None
+    assert "starting" in process.stderr.readline()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
