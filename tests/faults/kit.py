@@ -167,7 +167,15 @@ class WorkerProcess:
         self.process.wait(timeout=10)
         self._log.close()
 
+    def wait_started(self) -> None:
+        """Until the worker runs: a SIGTERM before `serve` sets its handlers ends it by default."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while " started" not in self.output() and self.process.poll() is None:
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.02)
+
     def terminate(self, timeout: float = 15.0) -> int:
+        self.wait_started()
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout)
         self._log.close()
