@@ -66,10 +66,11 @@ def _configure_logging() -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.service import ROLES, run_service
+    from bot.service import ROLES, required_settings, run_service
 
-    _configure_logging()
     roles = set(args.role or ROLES)
+    settings.require(*required_settings(roles, args.socket_mode))
+    _configure_logging()
     # Until the service installs its own handlers (after imports and migrations), a SIGTERM still
     # means a clean stop: nothing has been accepted yet, so there is nothing to finish.
     signal.signal(signal.SIGTERM, _stop_before_start)
