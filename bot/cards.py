@@ -6,16 +6,13 @@ runs (one waiting card row covers any number of changes).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView, TicketLinkView
 from store.actions import all_labels, links_of
 from store.models import Customer, Organization, Origin, Ticket
+from store.queries import repeat_requests
 
-REPEAT_WINDOW = timedelta(days=30)
 ORIGIN_LABELS = {
     Origin.EMAIL.value: "Email",
     Origin.SLACK.value: "Slack",
@@ -36,18 +33,6 @@ def _origin_label(ticket: Ticket, customer: Customer, organization: Organization
         # A customer from another Slack team writes over Slack Connect.
         return f"{label} Connect ({organization.name})"
     return label
-
-
-def _repeat_requests(session: Session, ticket: Ticket) -> int:
-    since = ticket.created_at - REPEAT_WINDOW
-    count = session.scalar(
-        select(func.count(Ticket.id)).where(
-            Ticket.requester_id == ticket.requester_id,
-            Ticket.created_at >= since,
-            Ticket.created_at <= ticket.created_at,
-        )
-    )
-    return int(count or 1)
 
 
 def card_view(session: Session, ticket: Ticket) -> CardView:
@@ -73,7 +58,7 @@ def card_view(session: Session, ticket: Ticket) -> CardView:
         labels=tuple(label.name for label in ticket.labels),
         available_labels=tuple(label.name for label in all_labels(session)),
         links=links,
-        repeat_requests_30d=_repeat_requests(session, ticket),
+        repeat_requests_30d=repeat_requests(session, ticket),
         merged_into=merged_into.number if merged_into else None,
         created_at=ticket.created_at,
     )
