@@ -27,6 +27,7 @@ from bot.staff import StaffDirectory
 from bot.text import message_markdown
 from store import inbound
 from store.actions import customer_for_slack_user, message_by_slack_ts, ticket_by_slack_thread
+from store.actions.common import literal
 from store.context import Desk
 from store.models import Customer, InboundItem, InboundState, utcnow
 
@@ -160,8 +161,9 @@ def subject_from(markdown: str, files: Sequence[Mapping[str, Any]] = ()) -> str:
 
 
 def skipped_files_line(skipped: Sequence[str]) -> str:
-    """The triage-thread line naming the files of a message that were not copied, and why."""
-    listed = "; ".join(skipped)
+    """The triage-thread line naming the files of a message that were not copied, and why (the
+    names are the sender's: literal text)."""
+    listed = "; ".join(literal(reason) for reason in skipped)
     return f"Not every file of that message was copied into the ticket: {listed}"
 
 

@@ -33,9 +33,8 @@ from bot.inbound_events import PostedMessage, parse_message
 from bot.inbound_triage import handle_triage_message
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
-from bot.text.markdown import escape_markdown
 from store.actions import Actor, add_customer_message, open_ticket, ticket_by_slack_thread
-from store.actions.common import thread_line
+from store.actions.common import literal, thread_line
 from store.models import Origin, Ticket
 
 log = logging.getLogger(__name__)
@@ -165,7 +164,7 @@ def _add_customer_message(
         attachments=copied.attachments,
     )
     if copied.skipped:
-        thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+        thread_line(session, ticket, skipped_files_line(copied.skipped))
 
 
 async def _customer_thread_reply(
@@ -223,7 +222,7 @@ async def _staff_wrote_to_customer(
     def change(session: Session) -> None:
         ticket = ticket_of_thread(session)
         if ticket is not None:
-            name = escape_markdown(profile.shown_name)
+            name = literal(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
 
     await ctx.apply(claim, change)

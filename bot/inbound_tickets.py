@@ -26,7 +26,6 @@ from bot.inbound_context import (
 )
 from bot.inbound_events import PostedMessage, ReactionAdded, TicketShortcut, parse_message
 from bot.slack_users import is_transient
-from bot.text.markdown import escape_markdown
 from store.actions import (
     Actor,
     add_customer_message,
@@ -118,7 +117,7 @@ async def open_from_message(
             attachments=copied.attachments,
         )
         if copied.skipped:
-            thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+            thread_line(session, ticket, skipped_files_line(copied.skipped))
         return Outcome(f"Opened ticket #{ticket.number}.", ticket.number)
 
     outcome = await ctx.apply(claim, change)

@@ -23,7 +23,6 @@ from bot.inbound_context import (
     ticket_number_for_thread,
 )
 from bot.inbound_events import PostedMessage
-from bot.text.markdown import escape_markdown
 from store.actions import Actor, add_note, add_staff_reply, ticket_by_slack_thread
 from store.actions.common import thread_line
 
@@ -114,6 +113,6 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
             attachments=copied.attachments,
         )
         if copied.skipped:
-            thread_line(session, ticket, skipped_files_line([escape_markdown(s) for s in copied.skipped]))
+            thread_line(session, ticket, skipped_files_line(copied.skipped))
 
     await ctx.apply(claim, reply)

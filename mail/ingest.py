@@ -36,7 +36,7 @@ from store.actions import (
     open_ticket,
     record_bounce,
 )
-from store.actions.common import enqueue_emails, record_event, thread_line
+from store.actions.common import enqueue_emails, literal, record_event, thread_line
 from store.context import Desk
 from store.db import InvalidRequest
 from store.intake_keys import unsubscribe_by_key
@@ -225,7 +225,7 @@ class EmailIngest:
             attachments=list(files.attachments),
         )
         if files.dropped:
-            names = ", ".join(files.dropped[:MAX_NAMED_OVERFLOW])
+            names = ", ".join(literal(name) for name in files.dropped[:MAX_NAMED_OVERFLOW])
             more = len(files.dropped) - MAX_NAMED_OVERFLOW
             thread_line(
                 session,
@@ -283,7 +283,7 @@ class EmailIngest:
     def name_overflow(self, session: Session, ticket: Ticket, overflow: list[str]) -> None:
         limit = self.desk.policy.max_participants
         record_event(session, ticket, "participants_capped", None, count=len(overflow), limit=limit)
-        named = ", ".join(overflow[:MAX_NAMED_OVERFLOW])
+        named = ", ".join(literal(address) for address in overflow[:MAX_NAMED_OVERFLOW])
         more = len(overflow) - MAX_NAMED_OVERFLOW
         thread_line(
             session,

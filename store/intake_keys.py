@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.actions.common import record_event, thread_line
+from store.actions.common import literal, record_event, thread_line
 from store.db import Database
 from store.models import Participant, ServiceState, Ticket, utcnow
 
@@ -110,5 +110,6 @@ def unsubscribe_by_key(session: Session, key: str, *, via: str) -> Participant |
     ticket = session.get(Ticket, participant.ticket_id)
     if ticket is not None:
         record_event(session, ticket, "unsubscribed", None, email=participant.email, via=via)
-        thread_line(session, ticket, f"{participant.email} unsubscribed from this ticket's email ({via}).")
+        line = f"{literal(participant.email)} unsubscribed from this ticket's email ({via})."
+        thread_line(session, ticket, line)
     return participant

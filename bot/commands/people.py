@@ -13,7 +13,8 @@ from store.db import InvalidRequest
 
 
 def resolve_person(session: Session, ctx: CommandContext, token: Token) -> tuple[str, str]:
-    """(Slack id, name) of `me`, a mention, or a typed handle Slack did not turn into a mention."""
+    """(Slack id, name) of `me`, a mention, or a typed handle Slack did not turn into a mention; the
+    name is "" when no one knows it (the store's thread line then mentions them)."""
     if token.word == "me":
         return ctx.user_id, ctx.user_name
     mention = user_mention(token)
@@ -27,8 +28,7 @@ def resolve_person(session: Session, ctx: CommandContext, token: Token) -> tuple
         user_id, mentioned_name = profile.user_id, None
     if profile is not None and profile.is_bot:
         raise InvalidRequest("a bot cannot own a ticket")
-    # Without a cached name the thread line mentions them: Slack shows the name (and tells them).
-    return user_id, queries.display_name(profile, mentioned_name or f"<@{user_id}>")
+    return user_id, queries.display_name(profile, mentioned_name or "")
 
 
 def run_assign(ctx: CommandContext, inv: Invocation) -> CommandReply:

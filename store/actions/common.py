@@ -27,6 +27,11 @@ class Actor:
     def ref(self) -> str | None:
         return self.slack_id or self.email
 
+    @property
+    def shown(self) -> str:
+        """The name as a thread line writes it (a customer chose it: see `literal`)."""
+        return literal(self.name)
+
 
 DESK = Actor(name="servicedesk")
 
@@ -61,8 +66,19 @@ def update_card(session: Session, ticket: Ticket) -> None:
     outbox.enqueue_once(session, Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
 
 
+def literal(text: str) -> str:
+    """A value a person chose (a name, a file name, a bounce reason) as plain words in a thread line.
+
+    Thread lines are posted to Slack as mrkdwn, where `<!channel>` notifies the whole channel and
+    `<url|label>` hides where a link goes: a customer's display name must do neither. Slack's rule
+    for literal text is its three control characters as entities.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def thread_line(session: Session, ticket: Ticket, text: str) -> None:
-    """A short line from the desk in the ticket's triage thread."""
+    """A short line from the desk in the ticket's triage thread, in Slack mrkdwn: values people
+    chose go through `literal`."""
     outbox.enqueue(
         session,
         Kind.THREAD_LINE,

@@ -13,6 +13,7 @@ from store.actions.common import (
     Actor,
     DeskPolicy,
     enqueue_emails,
+    literal,
     record_event,
     thread_line,
     touch,
@@ -196,7 +197,7 @@ def add_staff_reply(
         message.delivery = Delivery.FAILED
         message.delivery_error = "the ticket has no one to deliver to (no subscribed email participant)"
         thread_line(
-            session, ticket, f"Not delivered: {message.delivery_error}. Add one with `!cc add <email>`."
+            session, ticket, f"Not delivered: {message.delivery_error}. Add one with `!cc add &lt;email&gt;`."
         )
         _react(session, ticket, message, REACTION_FAILED)
     else:
@@ -411,5 +412,6 @@ def record_bounce(session: Session, ticket: Ticket, email: str, reason: str) -> 
         participant.bounced_at = utcnow()
         participant.bounce_reason = reason[:1000]
     record_event(session, ticket, "bounce", None, email=email, reason=reason[:500])
-    thread_line(session, ticket, f"Mail to {email} bounced: {reason[:300]}")
+    # The reason is the remote server's words, or whatever a forged report says.
+    thread_line(session, ticket, f"Mail to {literal(email)} bounced: {literal(reason[:300])}")
     update_card(session, ticket)

@@ -13,6 +13,7 @@ from store.actions.common import (
     Actor,
     DeskPolicy,
     enqueue_emails,
+    literal,
     notify_customer,
     record_event,
     thread_line,
@@ -186,9 +187,8 @@ def set_status(
     record_event(session, ticket, "reopened" if reopened else "status", actor, old=old, new=new.value)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(
-        session, ticket, f"{actor.name} {'reopened the ticket' if reopened else f'set status to {new.value}'}"
-    )
+    done = "reopened the ticket" if reopened else f"set status to {new.value}"
+    thread_line(session, ticket, f"{actor.shown} {done}")
     if notify:
         if reopened:
             notify_customer(session, ticket, policy, "reopened")
@@ -208,7 +208,7 @@ def set_priority(session: Session, ticket: Ticket, priority: str, actor: Actor) 
     ticket.priority = new.value
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.name} set priority to {new.value}")
+    thread_line(session, ticket, f"{actor.shown} set priority to {new.value}")
     return True
 
 
@@ -226,11 +226,11 @@ def assign(
     touch(ticket)
     update_card(session, ticket)
     if assignee_slack_id:
-        thread_line(
-            session, ticket, f"{actor.name} assigned the ticket to {assignee_name or assignee_slack_id}"
-        )
+        # Without a name the line mentions them: Slack shows the name (and tells them).
+        who = literal(assignee_name) if assignee_name else f"<@{assignee_slack_id}>"
+        thread_line(session, ticket, f"{actor.shown} assigned the ticket to {who}")
     else:
-        thread_line(session, ticket, f"{actor.name} unassigned the ticket")
+        thread_line(session, ticket, f"{actor.shown} unassigned the ticket")
     return True
 
 
@@ -291,7 +291,7 @@ def change_labels(
     touch(ticket)
     update_card(session, ticket)
     parts = [f"+{n}" for n in added] + [f"-{n}" for n in removed]
-    thread_line(session, ticket, f"{actor.name} changed labels: {' '.join(parts)}")
+    thread_line(session, ticket, f"{actor.shown} changed labels: {' '.join(parts)}")
     return added, removed
 
 
@@ -346,11 +346,11 @@ def link(
     record_event(session, ticket, "linked", actor, target=what, link_kind=link_kind.value)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.name} linked {what} ({link_kind.value})")
+    thread_line(session, ticket, f"{actor.shown} linked {literal(what)} ({link_kind.value})")
     if target is not None:
         update_card(session, target)
         thread_line(
-            session, target, f"{actor.name} linked #{ticket.number} to this ticket ({link_kind.value})"
+            session, target, f"{actor.shown} linked #{ticket.number} to this ticket ({link_kind.value})"
         )
     return True
 
@@ -371,7 +371,7 @@ def unlink(
     record_event(session, ticket, "unlinked", actor, target=what)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.name} removed the link to {what}")
+    thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}")
     if target is not None:
         update_card(session, target)
     return True
@@ -447,7 +447,7 @@ def add_participant(
     touch(ticket)
     if actor.slack_id:
         # Staff added them (`cc add`): say so in the thread, as every triage change does.
-        thread_line(session, ticket, f"{actor.name} added {email} to the ticket")
+        thread_line(session, ticket, f"{actor.shown} added {literal(email)} to the ticket")
     if notify:
         enqueue_emails(session, ticket, policy, template="new_participant", only=[participant])
     return participant
@@ -465,7 +465,7 @@ def remove_participant(session: Session, ticket: Ticket, email: str, actor: Acto
     session.delete(participant)
     record_event(session, ticket, "participant_removed", actor, email=email)
     touch(ticket)
-    thread_line(session, ticket, f"{actor.name} removed {email} from the ticket")
+    thread_line(session, ticket, f"{actor.shown} removed {literal(email)} from the ticket")
     return True
 
 
@@ -527,5 +527,5 @@ def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, 
     touch(target)
     update_card(session, source)
     update_card(session, target)
-    thread_line(session, source, f"{actor.name} merged this ticket into #{target.number}")
-    thread_line(session, target, f"{actor.name} merged #{source.number} into this ticket")
+    thread_line(session, source, f"{actor.shown} merged this ticket into #{target.number}")
+    thread_line(session, target, f"{actor.shown} merged #{source.number} into this ticket")

@@ -77,11 +77,13 @@ def test_a_file_too_large_is_named_in_the_triage_thread_and_the_message_kept(
 ) -> None:
     desk = Desk.build(desk_settings(database_url, emulator, tmp_path / "files", max_message_bytes=100))
     intake = Intake(emulator, desk)
-    emulator.user_post(DAN, CONNECT, "Two files", files=[("small.txt", b"ok"), ("big.pdf", PDF)])
+    big = "<!channel> big_report*.pdf"
+    emulator.user_post(DAN, CONNECT, "Two files", files=[("small.txt", b"ok"), (big, PDF)])
     intake.run()
     assert [a.filename for a in attachments(intake)] == ["small.txt"]
     [line] = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
-    assert "big.pdf" in line and "more than the 100 bytes" in line
+    # The name is the sender's: literal in Slack, never an @channel (and no Markdown backslashes).
+    assert "&lt;!channel&gt; big_report*.pdf: " in line and "more than the 100 bytes" in line
     assert len(intake.messages()) == 1
     desk.db.dispose()
 

@@ -99,3 +99,32 @@ def test_a_plain_slack_ticket_gets_no_email(db):
         actions.set_status(s, POLICY, ticket, "closed", ALICE)
     assert rows(db, "email.send") == []
     assert len(rows(db, "slack.origin_post")) == 1
+
+
+def test_a_customer_chosen_name_in_a_thread_line_cannot_notify_the_channel_or_hide_a_link(db):
+    name = "<!channel> <https://evil.example|Support> & co"
+    with db.transaction() as s:
+        customer = actions.customer_for_email(s, "mallory@evil.example", name)
+        ticket = actions.open_ticket(
+            s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE
+        )
+        actions.set_status(s, POLICY, ticket, "resolved", ALICE)
+        actions.add_customer_message(
+            s, POLICY, ticket, customer=customer, body_markdown="again", source="email"
+        )
+        actions.record_bounce(s, ticket, "mallory@evil.example", "550 <!here> see <https://evil.example>")
+    assert [row.payload["text"] for row in rows(db, "slack.thread_line")][-2:] == [
+        "&lt;!channel&gt; &lt;https://evil.example|Support&gt; &amp; co reopened the ticket",
+        "Mail to mallory@evil.example bounced: 550 &lt;!here&gt; see &lt;https://evil.example&gt;",
+    ]
+
+
+def test_an_assignee_without_a_known_name_is_mentioned_and_a_known_name_is_literal(db):
+    with db.transaction() as s:
+        ticket = email_ticket(s)
+        actions.assign(s, ticket, "U0NOBODY", ALICE)
+        actions.assign(s, ticket, "U0BOB", ALICE, assignee_name="<b>Bob</b>")
+    assert [row.payload["text"] for row in rows(db, "slack.thread_line")] == [
+        "alice assigned the ticket to <@U0NOBODY>",
+        "alice assigned the ticket to &lt;b&gt;Bob&lt;/b&gt;",
+    ]
