@@ -21,15 +21,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.slack_files import SlackFileCopier
+from bot.inbound_events import PostedMessage
+from bot.slack_files import CopiedFiles, SlackFileCopier
 from bot.slack_users import SlackDirectory, SlackProfile, is_transient
 from bot.staff import StaffDirectory
 from bot.text import message_markdown
 from store import inbound
-from store.actions import customer_for_slack_user, message_by_slack_ts, ticket_by_slack_thread
-from store.actions.common import literal
+from store.actions import (
+    DeskPolicy,
+    add_customer_message,
+    customer_for_slack_user,
+    message_by_slack_ts,
+    ticket_by_slack_thread,
+)
+from store.actions.common import literal, thread_line
 from store.context import Desk
-from store.models import Customer, InboundItem, InboundState, utcnow
+from store.models import Customer, InboundItem, InboundState, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,6 +152,32 @@ def customer_for_profile(session: Session, profile: SlackProfile, home_team: str
         home_team_id=home_team,
         team_name=team_name,
     )
+
+
+def add_slack_customer_message(
+    session: Session,
+    policy: DeskPolicy,
+    ticket: Ticket,
+    customer: Customer,
+    message: PostedMessage,
+    body: str,
+    copied: CopiedFiles,
+) -> None:
+    """A customer's Slack message on its ticket, with its files; the triage thread names any file
+    that could not be copied."""
+    add_customer_message(
+        session,
+        policy,
+        ticket,
+        customer=customer,
+        body_markdown=body,
+        source="slack",
+        slack_channel=message.channel,
+        slack_ts=message.ts,
+        attachments=copied.attachments,
+    )
+    if copied.skipped:
+        thread_line(session, ticket, skipped_files_line(copied.skipped))
 
 
 def subject_from(markdown: str, files: Sequence[Mapping[str, Any]] = ()) -> str:

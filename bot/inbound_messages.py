@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 from bot.inbound_context import (
     Claim,
     InboundContext,
+    add_slack_customer_message,
     customer_for_profile,
     deleted_key,
     fresh,
     holds_message,
     seen_before,
-    skipped_files_line,
     subject_from,
     ticket_number_for_thread,
 )
@@ -33,7 +33,7 @@ from bot.inbound_events import PostedMessage, parse_message
 from bot.inbound_triage import handle_triage_message
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
-from store.actions import Actor, add_customer_message, open_ticket, ticket_by_slack_thread
+from store.actions import Actor, open_ticket, ticket_by_slack_thread
 from store.actions.common import literal, thread_line
 from store.models import Origin, Ticket
 
@@ -97,8 +97,8 @@ def _open_request(
         origin_channel=message.channel,
         origin_thread_ts=message.ts,
     )
-    _add_customer_message(
-        session, ctx, ticket, message, request.profile, home_team, request.body, request.copied
+    add_slack_customer_message(
+        session, ctx.desk.policy, ticket, customer, message, request.body, request.copied
     )
     log.info("ticket #%s opened from Slack message %s/%s", ticket.number, message.channel, message.ts)
     return ticket
@@ -141,32 +141,6 @@ async def _unseen_request(ctx: InboundContext, reply: PostedMessage) -> Request 
     return await _request_from(ctx, root)
 
 
-def _add_customer_message(
-    session: Session,
-    ctx: InboundContext,
-    ticket: Ticket,
-    message: PostedMessage,
-    profile: SlackProfile,
-    home_team: str | None,
-    body: str,
-    copied: CopiedFiles,
-) -> None:
-    customer = customer_for_profile(session, profile, home_team)
-    add_customer_message(
-        session,
-        ctx.desk.policy,
-        ticket,
-        customer=customer,
-        body_markdown=body,
-        source="slack",
-        slack_channel=message.channel,
-        slack_ts=message.ts,
-        attachments=copied.attachments,
-    )
-    if copied.skipped:
-        thread_line(session, ticket, skipped_files_line(copied.skipped))
-
-
 async def _customer_thread_reply(
     ctx: InboundContext, claim: Claim, message: PostedMessage, home_team: str | None
 ) -> None:
@@ -202,7 +176,8 @@ async def _customer_thread_reply(
         ticket = ticket_of_thread(session)
         if ticket is None or holds_message(session, message.channel, message.ts):
             return
-        _add_customer_message(session, ctx, ticket, message, profile, home_team, body, copied)
+        customer = customer_for_profile(session, profile, home_team)
+        add_slack_customer_message(session, ctx.desk.policy, ticket, customer, message, body, copied)
 
     await ctx.apply(claim, change)
 

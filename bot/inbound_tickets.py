@@ -20,20 +20,18 @@ from sqlalchemy.orm import Session
 from bot.inbound_context import (
     Claim,
     InboundContext,
+    add_slack_customer_message,
     customer_for_profile,
-    skipped_files_line,
     subject_from,
 )
 from bot.inbound_events import PostedMessage, ReactionAdded, TicketShortcut, parse_message
 from bot.slack_users import is_transient
 from store.actions import (
     Actor,
-    add_customer_message,
     message_by_slack_ts,
     open_ticket,
     ticket_by_slack_thread,
 )
-from store.actions.common import thread_line
 from store.models import Origin, Ticket
 
 log = logging.getLogger(__name__)
@@ -105,19 +103,7 @@ async def open_from_message(
             origin_channel=message.channel,
             origin_thread_ts=message.thread_root,
         )
-        add_customer_message(
-            session,
-            ctx.desk.policy,
-            ticket,
-            customer=customer,
-            body_markdown=body,
-            source="slack",
-            slack_channel=message.channel,
-            slack_ts=message.ts,
-            attachments=copied.attachments,
-        )
-        if copied.skipped:
-            thread_line(session, ticket, skipped_files_line(copied.skipped))
+        add_slack_customer_message(session, ctx.desk.policy, ticket, customer, message, body, copied)
         return Outcome(f"Opened ticket #{ticket.number}.", ticket.number)
 
     outcome = await ctx.apply(claim, change)
