@@ -139,6 +139,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
                 )
 
         complete = stack.wait_until(lambda: posted() >= expected, args.timeout)
+        # The last rows are marked done just after their post: let the worker settle them.
+        stack.wait_until(lambda: set(failed_rows(stack.database_url)) <= {"done", "failed"}, 30)
         posts = [c for c in stack.emulator.calls if c.method == "chat.postMessage" and c.channel in channels]
         ok = [c for c in posts if c.ok]
         limited = [c for c in posts if c.status == 429]
