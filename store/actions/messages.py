@@ -29,6 +29,7 @@ from store.models import (
     Message,
     Outbox,
     OutboxState,
+    Participant,
     Status,
     Ticket,
     Visibility,
@@ -133,12 +134,9 @@ def add_customer_message(
         message_id=message.id,
         lane=outbox.triage_lane(ticket.id),
     )
-    if ticket.status in REOPENING:
-        set_status(
-            session, policy, ticket, Status.OPEN, Actor(customer.name, email=customer.email), notify=False
-        )
-    elif ticket.status == Status.PENDING:
-        # "pending" waits on the customer: their answer puts it back in the team's court.
+    # A finished ticket reopens; a "pending" one waited on the customer, whose answer puts it back
+    # in the team's court.
+    if ticket.status in REOPENING or ticket.status == Status.PENDING:
         set_status(
             session, policy, ticket, Status.OPEN, Actor(customer.name, email=customer.email), notify=False
         )
@@ -264,6 +262,17 @@ def _react(
     )
 
 
+def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> bool:
+    """Carry an edit or a deletion over to the copy the desk posted of `message` (a customer's in the
+    triage thread, a staff reply in the customer's); False when there is no copy."""
+    if not message.mirror_ts:
+        return False
+    inbound = message.direction == Direction.INBOUND
+    lane = outbox.triage_lane(ticket.id) if inbound else outbox.origin_lane(ticket.id)
+    outbox.enqueue(session, kind, ticket_id=ticket.id, message_id=message.id, lane=lane)
+    return True
+
+
 def _waiting(message: Message, now: datetime) -> bool:
     return (
         message.delivery == Delivery.PENDING
@@ -297,14 +306,7 @@ def edit_slack_message(
     message.body_markdown = body_markdown
     message.edited_at = now
     if message.direction == Direction.INBOUND:
-        if message.mirror_ts:
-            outbox.enqueue(
-                session,
-                Kind.MIRROR_UPDATE,
-                ticket_id=ticket.id,
-                message_id=message.id,
-                lane=outbox.triage_lane(ticket.id),
-            )
+        _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
         return "mirrored"
     if message.visibility == Visibility.INTERNAL:
         return "note"
@@ -322,14 +324,7 @@ def edit_slack_message(
         thread_line(session, ticket, "That reply was already delivered; it cannot become a note now.")
         message.body_markdown = previous
         return "too_late_for_note"
-    if message.mirror_ts:
-        outbox.enqueue(
-            session,
-            Kind.MIRROR_UPDATE,
-            ticket_id=ticket.id,
-            message_id=message.id,
-            lane=outbox.origin_lane(ticket.id),
-        )
+    if _mirror(session, ticket, message, Kind.MIRROR_UPDATE):
         return "mirrored"
     if message.delivery == Delivery.DELIVERED:
         thread_line(
@@ -346,14 +341,7 @@ def delete_slack_message(
         return "unchanged"
     message.deleted_at = now
     if message.direction == Direction.INBOUND:
-        if message.mirror_ts:
-            outbox.enqueue(
-                session,
-                Kind.MIRROR_DELETE,
-                ticket_id=ticket.id,
-                message_id=message.id,
-                lane=outbox.triage_lane(ticket.id),
-            )
+        _mirror(session, ticket, message, Kind.MIRROR_DELETE)
         return "mirrored"
     if message.visibility == Visibility.INTERNAL:
         return "note"
@@ -362,14 +350,7 @@ def delete_slack_message(
         message.delivery = Delivery.CANCELLED
         record_event(session, ticket, "reply_cancelled", None, message_id=message.id)
         return "cancelled"
-    if message.mirror_ts:
-        outbox.enqueue(
-            session,
-            Kind.MIRROR_DELETE,
-            ticket_id=ticket.id,
-            message_id=message.id,
-            lane=outbox.origin_lane(ticket.id),
-        )
+    if _mirror(session, ticket, message, Kind.MIRROR_DELETE):
         return "mirrored"
     if _delivered_rows(session, message):
         thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
@@ -403,8 +384,6 @@ def settle_delivery(session: Session, message_id: int, *, failed_error: str | No
 
 
 def record_bounce(session: Session, ticket: Ticket, email: str, reason: str) -> None:
-    from store.models import Participant
-
     participant = session.scalar(
         select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email.lower())
     )
