@@ -1,4 +1,4 @@
-"""Email addresses: robust address-list parsing, the support address and its reply addresses.
+"""Email addresses: robust address-list parsing, and the support address with its `+key` forms.
 
 Address lists are split with a small tokenizer rather than `email.utils.getaddresses` or the
 `policy.default` header objects, because both take the *display name* for the address when it is
@@ -137,16 +137,9 @@ def support_address_parts(address: str) -> tuple[str, str]:
     return local, domain
 
 
-def reply_address(support_address: str, key: str) -> str:
-    """`local+key@domain`: the address that routes a reply to one ticket (RFC 5233 subaddress)."""
-    if not _REPLY_KEY.match(key):
-        raise ValueError("a reply key is at least 26 lowercase letters and digits")
-    local, domain = support_address_parts(support_address)
-    return f"{local}+{key}@{domain}"
-
-
-def _split_subaddress(address: str, support_address: str) -> tuple[bool, str | None]:
-    """Whether `address` is the support mailbox, and the `+detail` it carries (None if bare)."""
+def split_support_address(address: str, support_address: str) -> tuple[bool, str | None]:
+    """Whether `address` is the support mailbox (in any case), and the `+detail` it carries (RFC 5233
+    subaddress; None for the bare address)."""
     normalized = normalize_address(address)
     if normalized is None:
         return False, None
@@ -163,7 +156,7 @@ def _split_subaddress(address: str, support_address: str) -> tuple[bool, str | N
 
 def extract_reply_key(address: str, support_address: str) -> str | None:
     """The reply key of `local+key@domain`, or None when it is not a well-formed one of ours."""
-    ours, detail = _split_subaddress(address, support_address)
+    ours, detail = split_support_address(address, support_address)
     if not ours or detail is None or not _REPLY_KEY.match(detail):
         return None
     return detail
@@ -175,4 +168,4 @@ def is_own_address(address: str, support_address: str) -> bool:
     Mail from these addresses is our own mail coming back (a loop); it never opens a ticket,
     and they are never added as participants.
     """
-    return _split_subaddress(address, support_address)[0]
+    return split_support_address(address, support_address)[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mail.addresses import extract_reply_key, is_own_address, normalize_address
+from mail.addresses import extract_reply_key, split_support_address
 from mail.parse import InboundEmail
 from store.actions import ticket_by_email_ids, ticket_by_reply_key
 from store.intake_keys import KeyKind, split_address_key
@@ -29,15 +29,11 @@ class EnvelopeKeys:
 
 def envelope_keys(rcpt_tos: Iterable[str], support_address: str) -> EnvelopeKeys:
     found: dict[KeyKind, list[str]] = {KeyKind.REPLY: [], KeyKind.UNSUBSCRIBE: [], KeyKind.BOUNCE: []}
-    local = support_address.partition("@")[0].lower()
     for rcpt in rcpt_tos:
-        address = normalize_address(rcpt)
-        if address is None or not is_own_address(address, support_address):
+        ours, plus_part = split_support_address(rcpt, support_address)
+        if not ours or plus_part is None:
             continue
-        their_local = address.rpartition("@")[0]
-        if not their_local.startswith(local + "+"):
-            continue
-        kind, key = split_address_key(their_local[len(local) + 1 :])
+        kind, key = split_address_key(plus_part)
         if kind in found and key not in found[kind]:
             found[kind].append(key)
     return EnvelopeKeys(

@@ -15,6 +15,7 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mail.addresses import split_support_address
 from mail.parse import header_message_id
 from store import inbound
 from store.context import Desk
@@ -43,8 +44,7 @@ class IntakeHandler:
 
     def __init__(self, db: Database, support_address: str, max_message_bytes: int) -> None:
         self.db = db
-        self.support_address = support_address.lower()
-        self.local, _, self.domain = self.support_address.partition("@")
+        self.support_address = support_address
         self.max_message_bytes = max_message_bytes
         self.sessions = 0
         self.store_down = False
@@ -62,15 +62,12 @@ class IntakeHandler:
 
     async def _recipient_verdict(self, address: str) -> str | None:
         """None when we accept mail for `address`; else the SMTP reply refusing it."""
-        local, at, domain = address.strip().lower().partition("@")
-        if not at or domain != self.domain:
-            # Never an open relay: only our own domain's support address.
+        ours, plus_part = split_support_address(address, self.support_address)
+        if not ours:
+            # Never an open relay: only the support address and its +key forms.
             return NO_SUCH_RECIPIENT
-        if local == self.local:
-            return None
-        plus_part = local.removeprefix(self.local + "+") if local.startswith(self.local + "+") else None
         if plus_part is None:
-            return NO_SUCH_RECIPIENT
+            return None
         try:
             kind = await asyncio.to_thread(lookup_address_key, self.db, plus_part)
         except StoreUnavailable:

@@ -50,19 +50,26 @@ def lookup_address_key(db: Database, plus_part: str) -> KeyKind:
     return kind if found is not None else KeyKind.UNKNOWN
 
 
-def reply_address(support_address: str, reply_key: str) -> str:
+def _keyed_address(support_address: str, prefix: str, key: str) -> str:
+    """`local+<prefix><key>@domain` (RFC 5233 subaddress); ValueError for a key the desk never issues."""
+    if not KEY_PATTERN.match(key):
+        raise ValueError("a key is 26 to 64 lowercase letters and digits")
     local, _, domain = support_address.partition("@")
-    return f"{local}+{reply_key}@{domain}"
+    return f"{local}+{prefix}{key}@{domain}"
+
+
+def reply_address(support_address: str, reply_key: str) -> str:
+    """Where a customer's reply goes: it routes the mail to one ticket."""
+    return _keyed_address(support_address, "", reply_key)
 
 
 def unsubscribe_address(support_address: str, key: str) -> str:
-    local, _, domain = support_address.partition("@")
-    return f"{local}+{UNSUBSCRIBE_PREFIX}{key}@{domain}"
+    return _keyed_address(support_address, UNSUBSCRIBE_PREFIX, key)
 
 
 def bounce_address(support_address: str, key: str) -> str:
-    local, _, domain = support_address.partition("@")
-    return f"{local}+{BOUNCE_PREFIX}{key}@{domain}"
+    """The envelope sender of the desk's mail to one participant (VERP): bounces name them."""
+    return _keyed_address(support_address, BOUNCE_PREFIX, key)
 
 
 # ----- the secret that signs links the desk hands out (original message, large attachments) -----

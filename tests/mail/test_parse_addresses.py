@@ -10,9 +10,10 @@ from mail.addresses import (
     normalize_address,
     parse_addresses,
     parse_mailboxes,
-    reply_address,
+    split_support_address,
     support_address_parts,
 )
+from store.intake_keys import reply_address
 
 KEY = "k" * 10 + "0123456789abcdef"  # 26 characters
 
@@ -87,3 +88,22 @@ def test_support_address_parts_and_reply_address() -> None:
 )
 def test_extract_reply_key(address: str, key: str | None) -> None:
     assert extract_reply_key(address, "support@desk.example") == key
+
+
+@pytest.mark.parametrize(
+    ("address", "split"),
+    [
+        ("support@desk.example", (True, None)),
+        ("<Support@DESK.example>", (True, None)),
+        (f"support+{KEY}@desk.example", (True, KEY)),
+        ("SUPPORT+Unsub-ABC@desk.example", (True, "unsub-abc")),
+        ("support+@desk.example", (True, "")),
+        ("support@other.example", (False, None)),
+        ("supporter@desk.example", (False, None)),
+        ("sales+support@desk.example", (False, None)),
+        ("not an address", (False, None)),
+    ],
+)
+def test_split_support_address(address: str, split: tuple[bool, str | None]) -> None:
+    """The one reading of the support address and its +key forms, for RCPT checks and routing."""
+    assert split_support_address(address, "support@desk.example") == split
