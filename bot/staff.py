@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from store import queries
 from store.db import Database
 from store.models import SlackUser
 
@@ -31,11 +32,6 @@ REFRESH_EVERY_SECONDS = 600.0
 RECHECK_EVERY_SECONDS = 30.0
 # Long ago: a row created only to hold `is_staff` has no profile yet, so it is fetched on first use.
 _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def is_staff(session: Session, user_id: str) -> bool:
-    """From the cache only (for code already inside a transaction)."""
-    return bool(session.scalar(select(SlackUser.is_staff).where(SlackUser.user_id == user_id)))
 
 
 def _mark(session: Session, user_id: str, staff: bool) -> None:
@@ -64,7 +60,7 @@ def _set_one(db: Database, user_id: str, staff: bool) -> None:
 
 def _read_one(db: Database, user_id: str) -> bool:
     with db.transaction() as session:
-        return is_staff(session, user_id)
+        return queries.is_staff(session, user_id)
 
 
 class StaffDirectory:

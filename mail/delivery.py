@@ -36,6 +36,7 @@ from mail.relay_pool import RelayPool
 from mail.render import render_markdown
 from mail.templates import SETTING as TEMPLATES_SETTING
 from mail.templates import TemplateContext, TemplateError, Templates, load_templates, validate_templates
+from store.actions.tickets import follow_merges
 from store.context import Desk
 from store.intake_keys import bounce_address, link_secret, reply_address, unsubscribe_address
 from store.models import Delivery, Message, Participant, Ticket, Visibility
@@ -232,12 +233,7 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         return "the ticket no longer exists"
     number, subject = ticket.number, ticket.subject
     # A merged ticket's mail continues in the ticket it went into: replies must land there.
-    hops = 0
-    while ticket.merged_into_id is not None and hops < 20:
-        target = session.get(Ticket, ticket.merged_into_id)
-        if target is None:
-            break
-        ticket, hops = target, hops + 1
+    ticket = follow_merges(session, ticket) or ticket
     reply_markdown: str | None = None
     files: tuple[FileFacts, ...] = ()
     if item.message_id is not None:

@@ -20,6 +20,7 @@ from html import escape
 from pathlib import Path
 from string import Template
 
+from mail.compose import clean_header_value
 from mail.render import RenderedBody
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
@@ -55,7 +56,6 @@ NO_SUBJECT = "(no subject)"
 # Prefixes mail clients add on reply or forward (English, German, Nordic, French, Spanish, Dutch):
 # removed before our own "Re:" so subjects do not grow "Re: Re: Re:".
 REPLY_PREFIX_RE = re.compile(r"^\s*((re|fwd?|aw|sv|vs|wg|tr|rv|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
@@ -115,7 +115,7 @@ class Templates:
         text = _fill(self._sources[(name, "text")], text_values)
         html = _fill(self._sources[(name, "html")], html_values)
         return RenderedMail(
-            subject=_one_line(subject) or NO_SUBJECT,
+            subject=clean_header_value(subject) or NO_SUBJECT,
             text=BLANK_LINES_RE.sub("\n\n", text).strip("\n") + "\n",
             html=html,
         )
@@ -236,12 +236,7 @@ def _mentions_empty_optional(line: str, values: Mapping[str, str]) -> bool:
 def _clean_subject(context: TemplateContext) -> str:
     # The ticket's title: a subject that already says "Re:" or carries this ticket's tag would otherwise
     # grow them twice in "Re: $subject [$ticket]".
-    subject = _one_line(context.subject)
+    subject = clean_header_value(context.subject)
     subject = subject.replace(f"[#{context.number}]", " ")
-    subject = REPLY_PREFIX_RE.sub("", _one_line(subject))
+    subject = REPLY_PREFIX_RE.sub("", clean_header_value(subject))
     return subject.strip() or NO_SUBJECT
-
-
-def _one_line(value: str) -> str:
-    # Header values never carry CR/LF or other control characters from user input (header injection).
-    return " ".join(CONTROL_RE.sub(" ", value).split())

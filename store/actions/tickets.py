@@ -109,7 +109,8 @@ def open_ticket(
 # ----- finding tickets -----
 
 
-def _follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
+def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
+    """Where a ticket's conversation continues: itself, or the ticket it was merged into (and on)."""
     hops = 0
     while ticket is not None and ticket.merged_into_id is not None and hops < 20:
         ticket = session.get(Ticket, ticket.merged_into_id)
@@ -130,7 +131,7 @@ def ticket_by_number(session: Session, number: int, *, lock: bool = False) -> Ti
 def ticket_by_reply_key(session: Session, reply_key: str) -> Ticket | None:
     """The ticket a reply address belongs to (a merged ticket's key leads to where it went)."""
     ticket = session.scalar(select(Ticket).where(Ticket.reply_key == reply_key.lower()))
-    return _follow_merges(session, ticket)
+    return follow_merges(session, ticket)
 
 
 def ticket_by_email_ids(session: Session, message_ids: Iterable[str]) -> Ticket | None:
@@ -138,7 +139,7 @@ def ticket_by_email_ids(session: Session, message_ids: Iterable[str]) -> Ticket 
     for message_id in message_ids:
         ticket_id = session.scalar(select(EmailId.ticket_id).where(EmailId.message_id == message_id))
         if ticket_id is not None:
-            return _follow_merges(session, session.get(Ticket, ticket_id))
+            return follow_merges(session, session.get(Ticket, ticket_id))
     return None
 
 
@@ -152,7 +153,7 @@ def ticket_by_slack_thread(session: Session, channel: str, thread_ts: str) -> Ti
             )
         )
     )
-    return _follow_merges(session, ticket)
+    return follow_merges(session, ticket)
 
 
 def is_triage_thread(ticket: Ticket, channel: str) -> bool:
