@@ -211,9 +211,16 @@ def test_one_connection_and_one_transaction_per_recipient(relay_config: RelayCon
     assert len({r.peer for r in handler.received}) == 1
 
 
-def test_a_batch_with_nothing_to_send_opens_no_connection(refused_port: int):
-    with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{refused_port}")):
-        pass
+def test_a_batch_with_nothing_to_send_opens_no_connection():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{port}?timeout={TIMEOUT}")):
+            pass
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody connected
+            listener.accept()
 
 
 def test_null_sender_is_allowed_for_bounces(relay_config: RelayConfig, handler: Handler):
