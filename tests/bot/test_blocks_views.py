@@ -42,14 +42,6 @@ def test_customer_ack_and_refusal():
     assert messages.not_staff() == "Sorry, only members of the support team can do that."
 
 
-def test_change_lines():
-    assert messages.priority_line("Alice", "high") == "Alice set priority to high"
-    assert messages.status_line("Alice", "resolved") == "Alice set status to resolved"
-    assert messages.assignee_line("Alice", "U0BOB") == "Alice assigned the ticket to <@U0BOB>"
-    assert messages.assignee_line("Alice", None) == "Alice unassigned the ticket"
-    assert messages.labels_line("Alice", ("bug",), ("question",)) == "Alice added bug and removed question"
-
-
 def test_delivery_failed_names_the_fix():
     line = messages.delivery_failed(42, "dan@globex.example", "mailbox unavailable")
     assert line == (
@@ -59,14 +51,7 @@ def test_delivery_failed_names_the_fix():
 
 
 def test_user_text_is_escaped():
-    assert messages.change_line("<b>&", "priority", "high") == "&lt;b&gt;&amp; set priority to high"
     assert messages.command_usage("fo`o<x>").startswith("Unknown command `!foo&lt;x&gt;`.")
-
-
-def test_merged_both_directions_and_reopened():
-    assert "Merged into #17" in messages.merged_into(17, "Alice")
-    assert "#42 was merged into this ticket" in messages.merged_from(42, "Alice")
-    assert messages.reopened() == ":arrows_counterclockwise: Reopened: the customer wrote again."
 
 
 def test_usage_lines():
