@@ -165,8 +165,10 @@ class SlackDelivery:
             return NO_TICKET
         payload = attempt.item.payload
         target = payload.get("target_number")
+        # A notice about a ticket this one was merged into names that ticket.
+        number = int(payload.get("number") or threads.number)
         text = origin_notice(
-            str(payload.get("template") or ""), threads.number, int(target) if target is not None else None
+            str(payload.get("template") or ""), number, int(target) if target is not None else None
         )
         return await self._origin_notice(attempt, threads, text)
 
@@ -194,7 +196,10 @@ class SlackDelivery:
         ):
             # Deleted or made a note during the undo window: nothing goes to the customer.
             return Done(result={"skipped": "withdrawn before delivery"})
-        threads = message.threads
+        # The row's ticket names the thread: the message's own, or that of a ticket merged into it.
+        threads = await self._threads(attempt.item)
+        if threads is None:
+            return NO_TICKET
         if not (threads.origin_channel and threads.origin_thread_ts):
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
@@ -203,7 +208,10 @@ class SlackDelivery:
             attempt, threads.origin_channel, threads.origin_thread_ts, payloads, who=who
         )
         await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.files)
-        return Done(result={"ts": first}, apply=record_copy(message.id, threads.origin_channel, first, {}))
+        # Edits and deletions follow the copy in the message's own customer thread.
+        own_thread = threads.id == message.threads.id
+        apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
+        return Done(result={"ts": first}, apply=apply)
 
     # ----- copies: edits, deletions, reactions -----
 

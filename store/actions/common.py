@@ -168,12 +168,31 @@ def notify_customer(
 ) -> None:
     """A status notice (resolved, closed, reopened, merged): in their Slack thread, and by email to
     the ticket's email participants (a Slack ticket has some after `cc add` or a merge)."""
-    if ticket.origin_channel and ticket.origin_thread_ts:
+    for listener in customer_slack_threads(session, ticket):
         outbox.enqueue(
             session,
             Kind.ORIGIN_LINE,
-            ticket_id=ticket.id,
-            lane=outbox.origin_lane(ticket.id),
-            payload={"template": template, **extra},
+            ticket_id=listener.id,
+            lane=outbox.origin_lane(listener.id),
+            payload={"template": template, "number": ticket.number, **extra},
         )
     enqueue_emails(session, ticket, policy, template=template, extra=extra)
+
+
+def customer_slack_threads(session: Session, ticket: Ticket) -> list[Ticket]:
+    """The tickets whose customer Slack thread hears this ticket: itself, and any merged into it.
+
+    A merged ticket's customer keeps writing in their own thread (their messages land here), so
+    replies and notices must reach that thread too.
+    """
+    found: list[Ticket] = []
+    frontier, seen = [ticket], {ticket.id}
+    while frontier:
+        current = frontier.pop()
+        if current.origin_channel and current.origin_thread_ts:
+            found.append(current)
+        for merged in session.scalars(select(Ticket).where(Ticket.merged_into_id == current.id)):
+            if merged.id not in seen:
+                seen.add(merged.id)
+                frontier.append(merged)
+    return found

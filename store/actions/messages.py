@@ -12,6 +12,7 @@ from store import outbox
 from store.actions.common import (
     Actor,
     DeskPolicy,
+    customer_slack_threads,
     enqueue_emails,
     literal,
     record_event,
@@ -176,16 +177,17 @@ def add_staff_reply(
     session.flush()
     _add_attachments(session, message, attachments or [])
     recipients = 0
-    if ticket.origin_channel and ticket.origin_thread_ts:
+    for listener in customer_slack_threads(session, ticket):
+        # The row's ticket names the customer thread it posts into (this one, or one merged here).
         outbox.enqueue(
             session,
             Kind.ORIGIN_POST,
-            ticket_id=ticket.id,
+            ticket_id=listener.id,
             message_id=message.id,
-            lane=outbox.origin_lane(ticket.id),
+            lane=outbox.origin_lane(listener.id),
             due_at=deliver_after,
         )
-        recipients = 1
+        recipients += 1
     # Email participants hear it too, on a Slack ticket as well: someone added with `cc add`, or
     # the requester of an email ticket merged into this one.
     recipients += enqueue_emails(

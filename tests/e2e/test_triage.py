@@ -243,3 +243,37 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     assert mail.rcpt_tos == ["erin@globex.example"]
     running.wait_card(2, "Merged into #1")
     running.wait_card(1, "#2 (duplicated by)")
+
+
+def test_a_slack_customer_merged_away_still_hears_replies_and_notices(start_service) -> None:
+    from sandbox.workspace import CONNECT, DAN
+
+    running = Triage(start_service(intake_channels=(CONNECT,)))
+    dan_ts = running.emulator.user_post(DAN, CONNECT, "Printer down on floor 3")
+
+    def slack_ticket_carded() -> bool:
+        with running.db.transaction() as session:
+            return session.scalar(select(Ticket.triage_ts).where(Ticket.number == 1)) is not None
+
+    running.service.wait_for(slack_ticket_carded, "Dan's ticket and its card")
+    running.command(ALICE, "new erin@globex.example Printers down")
+    running.card_ts(2)
+    assert running.command(ALICE, "merge 1 into 2").startswith("Merged #1 into #2")
+
+    running.emulator.user_post(ALICE, TRIAGE, "A technician is on the way.", thread_ts=running.card_ts(2))
+
+    def dans_thread() -> str:
+        return "\n".join(m.text or "" for m in running.emulator.messages(CONNECT, thread_ts=dan_ts))
+
+    running.service.wait_for(
+        lambda: "A technician is on the way." in dans_thread(), "the reply in Dan's thread"
+    )
+    # Erin, the requester of the ticket it was merged into, has it by email.
+    [mail] = running.service.wait_for_mails(1)
+    assert mail.rcpt_tos == ["erin@globex.example"]
+    text_part = mail.message.get_body(preferencelist=("plain",))
+    assert text_part is not None and "A technician is on the way." in text_part.get_content()
+    running.command(ALICE, "close 2")
+    running.service.wait_for(lambda: "#2" in dans_thread().split("on the way.")[-1], "the close notice")
+    texts = [m.text or "" for m in running.emulator.messages(CONNECT, thread_ts=dan_ts)]
+    assert sum("A technician is on the way." in text for text in texts) == 1
