@@ -46,7 +46,7 @@ METHOD_TIERS = {
 DEFAULT_TIER = 3
 # Calls are spaced this much wider than the published limits: a request that reaches Slack a little
 # late must not make the next one look early.
-MARGIN = 1.1
+MARGIN = 1.05
 # How far ahead a call may wait in process for its slot; beyond that it goes back to the outbox.
 DEFAULT_HORIZON = 5.0
 
@@ -106,7 +106,10 @@ class RateGate:
             return _Schedule(interval=MARGIN / POST_PER_SECOND, burst=POST_BURST)
         if kind == "post-workspace":
             # Bursts up to a few seconds' worth; the minute's budget is spread evenly.
-            return _Schedule(interval=MARGIN * 60.0 / POST_WORKSPACE_PER_MINUTE, burst=10)
+            # A minute's allowance may go at once (the cap is per minute); then the steady rate.
+            return _Schedule(
+                interval=MARGIN * 60.0 / POST_WORKSPACE_PER_MINUTE, burst=POST_WORKSPACE_PER_MINUTE
+            )
         per_minute = TIER_PER_MINUTE[METHOD_TIERS.get(name, DEFAULT_TIER)]
         # "Sporadic bursts are welcome": a tenth of the minute's budget back to back.
         return _Schedule(interval=MARGIN * 60.0 / per_minute, burst=max(1, per_minute // 10))
