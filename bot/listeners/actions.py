@@ -17,7 +17,6 @@ from bot.commands import CommandReply, run_card_action
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.commands import STORE_DOWN
 from bot.listeners.triage_context import TriageSide
-from store.context import Desk
 from store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 CARD_ACTIONS = (ACTION_STATUS, ACTION_PRIORITY, ACTION_ASSIGNEE, ACTION_LABELS)
 
 
-async def tell_presser(app: AsyncApp, body: dict[str, Any], respond: AsyncRespond, text: str) -> None:
+async def tell_presser(side: TriageSide, body: dict[str, Any], respond: AsyncRespond, text: str) -> None:
     """Only the person who pressed sees it: through the response_url, or an ephemeral message."""
     if body.get("response_url"):
         await respond(text=text, response_type="ephemeral", replace_original=False)
@@ -33,12 +32,10 @@ async def tell_presser(app: AsyncApp, body: dict[str, Any], respond: AsyncRespon
     channel = (body.get("channel") or {}).get("id")
     user = (body.get("user") or {}).get("id")
     if channel and user:
-        await app.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        await side.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
-def register(app: AsyncApp, desk: Desk) -> None:
-    side = TriageSide.of(app, desk)
-
+def register(app: AsyncApp, side: TriageSide) -> None:
     async def card_control(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
@@ -49,7 +46,7 @@ def register(app: AsyncApp, desk: Desk) -> None:
             return
         user = body.get("user") or {}
         if not side.rate.allow(str(user.get("id") or "")):
-            await tell_presser(app, body, respond, TOO_FAST)
+            await tell_presser(side, body, respond, TOO_FAST)
             return
         try:
             picked = action.get("selected_user")
@@ -63,7 +60,7 @@ def register(app: AsyncApp, desk: Desk) -> None:
             log.error("card action not run, database unavailable: %s", error)
             reply = CommandReply(STORE_DOWN, ok=False)
         if not reply.ok:
-            await tell_presser(app, body, respond, reply.text)
+            await tell_presser(side, body, respond, reply.text)
 
     for action_id in CARD_ACTIONS:
         app.action(action_id)(card_control)

@@ -16,7 +16,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.commands import CommandReply, run_desk_command
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.triage_context import TriageSide
-from store.context import Desk
 from store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -29,9 +28,7 @@ async def answer(ack: AsyncAck, reply: CommandReply) -> None:
     await ack(response_type="ephemeral", text=reply.text, blocks=reply.blocks)
 
 
-def register(app: AsyncApp, desk: Desk) -> None:
-    side = TriageSide.of(app, desk)
-
+def register(app: AsyncApp, side: TriageSide) -> None:
     @app.command(COMMAND)
     async def desk_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         user_id = str(command.get("user_id") or "")

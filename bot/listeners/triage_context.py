@@ -10,11 +10,9 @@ looked up first, so `assign @bob` writes "Bob Baker", not an id.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import CommandContext
@@ -36,20 +34,16 @@ class TriageSide:
     rate: CommandRate
 
     @classmethod
-    def of(cls, app: AsyncApp, desk: Desk) -> TriageSide:
-        """The app's one instance: commands and card controls share the caches."""
-        side = _sides.get(app)
-        if side is None:
-            client = app.client
-            side = cls(
-                desk,
-                client,
-                StaffDirectory(desk.db, client, desk.settings.triage_channel),
-                SlackDirectory(desk.db, client),
-                CommandRate(),
-            )
-            _sides[app] = side
-        return side
+    def build(cls, desk: Desk, client: AsyncWebClient) -> TriageSide:
+        """One per app, built where the listeners are registered: commands and card controls share
+        its caches and each person's command rate."""
+        return cls(
+            desk,
+            client,
+            StaffDirectory(desk.db, client, desk.settings.triage_channel),
+            SlackDirectory(desk.db, client),
+            CommandRate(),
+        )
 
     async def context(
         self, user_id: str, name_in_payload: str | None, mentioned_in: Iterable[str] = ()
@@ -70,6 +64,3 @@ class TriageSide:
             is_staff=is_staff,
             workspace_url=await workspace_url(self.client) if is_staff else None,
         )
-
-
-_sides: weakref.WeakKeyDictionary[AsyncApp, TriageSide] = weakref.WeakKeyDictionary()
