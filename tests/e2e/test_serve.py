@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,7 @@ import pytest
 
 from sandbox import RequestSender, SlackEmulator
 from sandbox.workspace import BOT_TOKEN, SIGNING_SECRET, TRIAGE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.e2e.conftest import START_SECONDS, free_port, wait_until
 
 
 def get(url: str) -> tuple[int, dict[str, object]]:
@@ -63,17 +57,16 @@ def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str) -> d
         text=True,
     )
     base = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            status, _ = get(f"{base}/healthz")
-            if status == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            pass
+
+    def healthy() -> bool:
         if process.poll() is not None:
             pytest.fail(f"serve exited early: {process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.1)
+        try:
+            return get(f"{base}/healthz")[0] == 200
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    wait_until(healthy, "serve to answer /healthz", timeout=START_SECONDS)
     return {"process": process, "base": base, "smtp_port": smtp_port}
 
 
