@@ -86,16 +86,17 @@ def organization_for_team(session: Session, team_id: str, name: str | None = Non
 def customer_for_email(session: Session, email: str, name: str = "") -> Customer:
     """The customer with this address, created on first contact (named from the From header)."""
     email = email.strip().lower()
-    customer = session.scalar(select(Customer).where(Customer.email == email))
+    by_email = select(Customer).where(Customer.email == email)
+    customer = session.scalar(by_email)
     if customer is None:
         organization = organization_for_domain(session, email.rpartition("@")[2])
-        customer = Customer(
+        fresh = Customer(
             email=email,
             name=name or email.partition("@")[0],
             organization_id=organization.id if organization else None,
         )
-        session.add(customer)
-        session.flush()
+        # Two first mails from one address (or a mail and `/desk new`) can race on PostgreSQL.
+        customer = _insert_or_get(session, fresh, lambda: session.scalar(by_email))
     elif name and customer.email and customer.name == customer.email.partition("@")[0]:
         # First seen without a display name (e.g. added by Cc); now we know it.
         customer.name = name
