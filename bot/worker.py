@@ -373,8 +373,11 @@ class Worker:
         if holder_pid(self.worker_id, prefix) is None:
             return
         try:
-            holders = await asyncio.to_thread(outbox.holders, self.db, prefix)
-            for holder in holders:
+            # A dead worker may hold intake items and no delivery row (killed while turning a mail
+            # or an event into a ticket): both kinds of claim name the holders to look at.
+            holders = set(await asyncio.to_thread(outbox.holders, self.db, prefix))
+            holders |= set(await asyncio.to_thread(inbound.holders, self.db, prefix))
+            for holder in sorted(holders):
                 pid = holder_pid(holder, prefix)
                 # Our own id on a row before we claimed anything: a dead predecessor with our pid.
                 if pid is None or (holder != self.worker_id and process_alive(pid)):

@@ -145,6 +145,20 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
         return InboundState.PENDING.value
 
 
+def holders(db: Database, prefix: str) -> list[str]:
+    """The workers (ids starting with `prefix`) that hold items now: for reclaiming dead ones."""
+    with db.transaction() as session:
+        found = session.scalars(
+            select(InboundItem.claimed_by)
+            .where(
+                InboundItem.state == InboundState.CLAIMED,
+                InboundItem.claimed_by.startswith(prefix, autoescape=True),
+            )
+            .distinct()
+        ).all()
+    return [holder for holder in found if holder]
+
+
 def release(db: Database, worker_id: str) -> None:
     with db.transaction() as session:
         session.execute(
