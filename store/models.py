@@ -372,6 +372,9 @@ class InboundItem(Base):
     __table_args__ = (
         _enum_check("state", InboundState),
         Index("ix_inbound_items_due", "state", "id"),
+        # The claim's lane rule looks for an earlier waiting item of the same lane: without this
+        # index that is a scan per candidate, quadratic in the backlog.
+        Index("ix_inbound_items_lane", "lane", "state", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
