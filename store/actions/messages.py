@@ -144,6 +144,39 @@ def add_customer_message(
     return message
 
 
+def _staff_message(
+    session: Session,
+    ticket: Ticket,
+    author: Actor,
+    body_markdown: str,
+    slack_channel: str | None,
+    slack_ts: str | None,
+    visibility: Visibility,
+    now: datetime,
+    *,
+    delivery: str | None = None,
+    deliver_after: datetime | None = None,
+) -> Message:
+    """A staff member's message, stored: written in Slack (with its ts) or with a /desk command."""
+    message = Message(
+        ticket_id=ticket.id,
+        direction=Direction.OUTBOUND,
+        visibility=visibility,
+        source="slack" if slack_ts else "command",
+        author_slack_id=author.slack_id,
+        author_name=author.name,
+        body_markdown=body_markdown,
+        slack_channel=slack_channel,
+        slack_ts=slack_ts,
+        delivery=delivery,
+        deliver_after=deliver_after,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
 def add_staff_reply(
     session: Session,
     policy: DeskPolicy,
@@ -159,22 +192,18 @@ def add_staff_reply(
     """A public reply: delivered after the undo window, by email or into the customer's thread."""
     now = now or utcnow()
     deliver_after = now + policy.reply_delay
-    message = Message(
-        ticket_id=ticket.id,
-        direction=Direction.OUTBOUND,
-        visibility=Visibility.PUBLIC,
-        source="slack" if slack_ts else "command",
-        author_slack_id=author.slack_id,
-        author_name=author.name,
-        body_markdown=body_markdown,
-        slack_channel=slack_channel,
-        slack_ts=slack_ts,
+    message = _staff_message(
+        session,
+        ticket,
+        author,
+        body_markdown,
+        slack_channel,
+        slack_ts,
+        Visibility.PUBLIC,
+        now,
         delivery=Delivery.PENDING,
         deliver_after=deliver_after,
-        created_at=now,
     )
-    session.add(message)
-    session.flush()
     _add_attachments(session, message, attachments or [])
     recipients = 0
     for listener in customer_slack_threads(session, ticket):
@@ -220,20 +249,9 @@ def add_note(
     slack_ts: str | None = None,
 ) -> Message:
     """An internal note: stored, never delivered, marked as a note in the thread at once."""
-    message = Message(
-        ticket_id=ticket.id,
-        direction=Direction.OUTBOUND,
-        visibility=Visibility.INTERNAL,
-        source="slack" if slack_ts else "command",
-        author_slack_id=author.slack_id,
-        author_name=author.name,
-        body_markdown=body_markdown,
-        slack_channel=slack_channel,
-        slack_ts=slack_ts,
-        created_at=utcnow(),
+    message = _staff_message(
+        session, ticket, author, body_markdown, slack_channel, slack_ts, Visibility.INTERNAL, utcnow()
     )
-    session.add(message)
-    session.flush()
     if slack_ts:
         _react(session, ticket, message, REACTION_NOTE)
     else:
