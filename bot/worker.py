@@ -181,6 +181,8 @@ class Worker:
                 )
             except StoreUnavailable as exc:
                 self._store_lost(exc)
+            except Exception:  # the worker's boundary: lease renewal must outlive any one failure
+                log.exception("renewing leases failed; trying again")
 
     async def run_once(self) -> bool:
         """One pass, for tests and tools: intake, then one claimed batch performed to the end."""

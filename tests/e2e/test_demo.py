@@ -180,7 +180,8 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
         lines.wait_for(r"^\[email to you@example\.com\]")
 
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        # Generous: a loaded CI machine may take a while to wind the service down; no timing asserted.
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
