@@ -110,7 +110,7 @@ def one_run(args: argparse.Namespace, run: int) -> list[dict[str, Any]]:
         bodies = envelopes(stack, needed, run)
         # Not counted: the first requests warm the service up (imports, caches, connections).
         replay(stack.events_url, stack.workspace.signing_secret, bodies[:warmup], 10.0)
-        stack.wait_until(lambda: stack.card_count() >= warmup, args.drain)
+        stack.wait_for_cards(warmup, args.drain)
         offset = warmup
         for rate in rates:
             batch = bodies[offset : offset + int(rate * args.seconds)]
@@ -122,7 +122,7 @@ def one_run(args: argparse.Namespace, run: int) -> list[dict[str, Any]]:
             wall = time.monotonic() - started
             ms = [1000 * x for x in latencies]
             drain_started = time.monotonic()
-            drained = stack.wait_until(lambda total=offset: stack.card_count() >= total, args.drain)
+            drained = stack.wait_for_cards(offset, args.drain)
             step = {
                 "rate": rate,
                 "sent": len(batch),

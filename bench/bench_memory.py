@@ -62,8 +62,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
             messages = [_fresh(pool[(sent + i) % len(pool)], sent + i) for i in range(chunk)]
             smtpload.send_all(stack.smtp_port, messages, clients=args.clients)
             sent += chunk
-            stack.wait_until(lambda goal=sent - args.ahead: stack.card_count() >= goal, args.timeout)
-        stack.wait_until(lambda goal=sent: stack.card_count() >= goal, args.timeout)
+            stack.wait_for_cards(sent - args.ahead, args.timeout)
+        stack.wait_for_cards(sent, args.timeout)
         time.sleep(1)
     finally:
         sampler.done.set()

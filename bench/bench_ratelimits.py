@@ -80,7 +80,7 @@ def make_work(channels: list[str], per_channel: int) -> Any:
     def prepare(database_url: str) -> None:
         db = Database(database_url)
         upgrade(db)
-        policy = policy_from_settings(Settings(SERVICEDESK_SUPPORT_ADDRESS="support@helpdesk.example"))
+        policy = policy_from_settings(Settings(support_address="support@helpdesk.example"))
         with db.transaction() as session:
             for index, channel in enumerate(channels):
                 customer = customer_for_email(session, f"customer{index}@example.com", f"Customer {index}")

@@ -73,10 +73,10 @@ def main() -> None:
             connection.execute(f'CREATE DATABASE "{PG_DATABASE}"')
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
     settings = Settings(
-        SERVICEDESK_DATABASE_URL=url,
-        SERVICEDESK_SUPPORT_ADDRESS=SUPPORT_ADDRESS,
-        SERVICEDESK_FILES_DIR=str(workdir / "files"),
-        SERVICEDESK_TRIAGE_CHANNEL="C0TRIAGE",
+        database_url=url,
+        support_address=SUPPORT_ADDRESS,
+        files_dir=workdir / "files",
+        triage_channel="C0TRIAGE",
     )
     desk = Desk.build(settings)
     try:
@@ -88,7 +88,7 @@ def main() -> None:
             inbound.accept(desk.db, "email", f"email:{message_id}", payload=payload, raw=raw)
         # pyinstrument sees one thread: the handler's asyncio.to_thread calls run inline instead,
         # which changes nothing else here (one email at a time, nothing else on the loop).
-        asyncio.to_thread = _inline  # type: ignore[assignment]
+        asyncio.to_thread = _inline
         profiler = Profiler(interval=args.interval, async_mode="disabled")
         started, cpu = time.perf_counter(), time.process_time()
         profiler.start()

@@ -41,7 +41,7 @@ STOP_LIMIT_SECONDS = 10.0  # DESIGN.md: serve exits 0 within 10 s of SIGTERM
 
 def _pg(statement: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(statement)  # type: ignore[arg-type]
+        connection.execute(statement)
 
 
 def _is_card(call: CallRecord) -> bool:
@@ -220,6 +220,10 @@ class Stack:
         return sum(
             1 for m in self.sink.messages if (m.message["Auto-Submitted"] or "").startswith("auto-replied")
         )
+
+    def wait_for_cards(self, count: int, timeout: float) -> bool:
+        """Until `count` cards are in the emulator; False if `timeout` seconds pass first."""
+        return self.wait_until(lambda: self.card_count() >= count, timeout)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout
