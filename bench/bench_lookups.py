@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import Summary, print_machine, save_results, summarize
+from benchlib import Summary, add_code_argument, print_machine, save_results, summarize
 from sqlalchemy import Engine, create_engine, insert, text
 
 from store import inbound, outbox
@@ -335,6 +335,7 @@ def main() -> None:
         "--sqlite-analyze", action="store_true", help="run ANALYZE on the SQLite files after loading"
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases (SQLite files are printed)")
+    add_code_argument(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     machine = print_machine()
