@@ -118,6 +118,10 @@ class StaffDirectory:
         await self.ensure_fresh()
         return await asyncio.to_thread(_read_one, self.db, user_id)
 
+    async def cached(self, user_id: str) -> bool:
+        """What the cache says now, without asking Slack (when there is no time to ask)."""
+        return await asyncio.to_thread(_read_one, self.db, user_id)
+
     async def recheck(self, user_id: str) -> bool:
         """Is this person staff, refreshing first if the list may be out of date?"""
         if await self.is_staff(user_id):

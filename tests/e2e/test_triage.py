@@ -8,12 +8,13 @@ place with chat.update, the short lines in the ticket's thread, and the customer
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from sqlalchemy import func, select
 
 from sandbox import MailSink, RequestSender, SlackEmulator
+from sandbox.faults import Fault
 from sandbox.workspace import ALICE, BOB, CAROL, SIGNING_SECRET, TRIAGE
 from store import actions
 from store.db import Database
@@ -277,3 +278,33 @@ def test_a_slack_customer_merged_away_still_hears_replies_and_notices(start_serv
     running.service.wait_for(lambda: "#2" in dans_thread().split("on the way.")[-1], "the close notice")
     texts = [m.text or "" for m in running.emulator.messages(CONNECT, thread_ts=dan_ts)]
     assert sum("A technician is on the way." in text for text in texts) == 1
+
+
+def test_desk_is_answered_in_time_while_slack_lookups_hang(running: Triage) -> None:
+    # Slack drops an answer later than 3 s; give the emulator room to record a late one, so a
+    # command that waited for the hanging lookups (the Web API client gives up after 15 s) shows
+    # as a missing answer below instead of passing by luck of the timing.
+    dispatcher = running.emulator.dispatcher
+    dispatcher.ack_timeout = 40.0
+    dispatcher.retry = replace(dispatcher.retry, timeout=40.0)
+    running.emulator.add_fault("users.info", Fault.hang(30), times=None)
+    running.emulator.add_fault("conversations.members", Fault.hang(30), times=None)
+    try:
+        # Nobody is known as staff yet (the list is read on first use): the cache decides, so the
+        # answer is a refusal — but an answer, in time.
+        refused = running.emulator.user_command(ALICE, TRIAGE, "/desk", "list").wait(10)
+        assert (refused.ack_payload or {}).get("text") == (
+            "Sorry, only members of the support team can do that."
+        )
+    finally:
+        running.emulator.clear_faults()
+    running.command(ALICE, "list")  # the staff list is read now that Slack answers
+    running.emulator.add_fault("users.info", Fault.hang(30), times=None)
+    try:
+        # Known staff, no profile cached: the command runs with the name from the payload.
+        command = running.emulator.user_command(ALICE, TRIAGE, "/desk", "new dan@globex.example Printer")
+        answer = command.wait(10)
+        assert str((answer.ack_payload or {}).get("text")).startswith("Opened #1 for dan@globex.example")
+    finally:
+        running.emulator.clear_faults()
+    assert running.ticket(1).subject == "Printer"
