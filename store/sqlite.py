@@ -11,11 +11,14 @@ file at the path, never to a file an operator moved away or restored a backup ov
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
+
+from store.write_queue import WriteQueue
 
 # Threads that hold a connection at once: asyncio's default executor (asyncio.to_thread, which
 # the worker and the Slack adapters use) is min(32, CPUs + 4), the SMTP intake has its own few,
@@ -47,6 +50,20 @@ def make_sqlite_engine(url: str, **kwargs: Any) -> Engine:
     path = None if memory else engine.url.database
     _configure(engine, os.path.abspath(path) if path else None)
     return engine
+
+
+_queues: dict[str, WriteQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def write_queue(engine: Engine) -> WriteQueue | None:
+    """The process's queue for this file's write lock (shared by every Database on the file);
+    None for in-memory SQLite, where each connection is a database of its own."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or is_memory_url(str(engine.url)):
+        return None
+    with _queues_lock:
+        return _queues.setdefault(os.path.abspath(path), WriteQueue())
 
 
 def _file_id(path: str | None) -> tuple[int, int] | None:
