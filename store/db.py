@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,13 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.sqlite import BUSY_TIMEOUT_SECONDS, make_sqlite_engine, write_queue
+from store.sqlite import (
+    BUSY_TIMEOUT_SECONDS,
+    READ_ONLY_OPTION,
+    leave_query_only,
+    make_sqlite_engine,
+    write_queue,
+)
 from store.write_queue import WriteQueueTimeout
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,10 @@ class InvalidRequest(StoreError):
     """The action's input is not acceptable; the message says why in plain words."""
 
 
+class WriteInReadOnly(RuntimeError):
+    """Code inside `Database.read()` tried to write: a bug, so not a StoreError to be retried."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         return make_sqlite_engine(url, **kwargs)
@@ -49,6 +60,12 @@ class Database:
         # SQLite file: this process's writers take turns here before BEGIN IMMEDIATE.
         self._writes = write_queue(self.engine)
         self.write_wait_seconds: float = BUSY_TIMEOUT_SECONDS
+        # File SQLite's reads: the same pool, transactions begun deferred and query-only.
+        self._reader = (
+            self.engine.execution_options(**{READ_ONLY_OPTION: True})
+            if self._writes is not None
+            else None
+        )
 
     @property
     def is_postgresql(self) -> bool:
@@ -75,11 +92,32 @@ class Database:
                 # connection): the next writer must never wait for a lock nobody holds.
                 self._writes.release()
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads; otherwise the same contract as `transaction()`.
+
+        On SQLite it takes no write lock and does not wait in the writers' queue: it sees the
+        last commit and runs beside the writer. Writing in it raises WriteInReadOnly. On
+        PostgreSQL (and in-memory SQLite) it is an ordinary transaction.
+        """
+        if self._reader is None:
+            with self.transaction() as session:
+                yield session
+            return
+        with _translated(read_only=True), self._reader.connect() as connection:
+            try:
+                with Session(connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                leave_query_only(connection)
+
     def ping(self) -> bool:
+        # A read: under load a health check must not queue for the write lock. On SQLite the
+        # pool's checkout finds a database file moved away (store.sqlite).
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except (OperationalError, DBAPIError):
+            with self.read() as session:
+                session.execute(text("SELECT 1"))
+        except (StoreUnavailable, DBAPIError):
             return False
         return True
 
@@ -88,13 +126,15 @@ class Database:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(*, read_only: bool = False) -> Iterator[None]:
     """The store's errors for what the driver raised: unavailable means "retry later"."""
     try:
         yield
     except WriteQueueTimeout as exc:
         raise StoreUnavailable(f"database unavailable: {exc}") from exc
     except OperationalError as exc:
+        if read_only and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+            raise WriteInReadOnly(f"a write inside Database.read(): {exc.orig}") from exc
         raise StoreUnavailable(_describe(exc)) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:

@@ -11,10 +11,11 @@ file at the path, never to a file an operator moved away or restored a backup ov
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
@@ -26,6 +27,8 @@ from store.write_queue import WriteQueue
 # on return rather than refused (no overflow limit), so nothing ever waits for a pool slot.
 POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 4
 BUSY_TIMEOUT_SECONDS = 30
+# Set on the engine view Database.read() uses: its transactions begin deferred and query-only.
+READ_ONLY_OPTION = "servicedesk_read_only"
 _FILE_ID = "servicedesk_file_id"
 
 
@@ -66,6 +69,19 @@ def write_queue(engine: Engine) -> WriteQueue | None:
         return _queues.setdefault(os.path.abspath(path), WriteQueue())
 
 
+def leave_query_only(connection: Connection) -> None:
+    """Make a connection that ran a read writable again; one that cannot be reset is dropped."""
+    if connection.invalidated or connection.closed:
+        return
+    try:
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        # Straight to the driver: outside any transaction, in autocommit (isolation_level None).
+        dbapi_connection.execute("PRAGMA query_only=OFF")
+    except sqlite3.Error:
+        connection.invalidate()  # never hand a query-only connection to a writer
+
+
 def _file_id(path: str | None) -> tuple[int, int] | None:
     if path is None:
         return None
@@ -103,4 +119,11 @@ def _configure(engine: Engine, path: str | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # A read takes no lock (in WAL mode readers run beside the writer), and a write in it
+            # fails (SQLITE_READONLY) instead of taking the lock unnoticed. Database.read() turns
+            # query_only off again before the connection goes back to the pool.
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
