@@ -22,8 +22,8 @@ from sqlalchemy.pool import QueuePool
 from store.write_queue import WriteQueue
 
 # Threads that hold a connection at once: asyncio's default executor (asyncio.to_thread, which
-# the worker and the Slack adapters use) is min(32, CPUs + 4), the SMTP intake has its own few,
-# and the loop thread itself (migrations, health checks). Kept connections past this are closed
+# the worker and the Slack adapters use) is min(32, CPUs + 4), the SMTP intake has its own three
+# (mail.intake.INTAKE_THREADS), and the loop thread itself (migrations). Kept connections past this are closed
 # on return rather than refused (no overflow limit), so nothing ever waits for a pool slot.
 POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 4
 BUSY_TIMEOUT_SECONDS = 30
