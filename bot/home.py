@@ -50,7 +50,7 @@ async def workspace_url(client: AsyncWebClient) -> str | None:
 def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | None:
     """The home's contents, or None for someone who is not staff (the queue is not theirs to see)."""
     now = utcnow()
-    with desk.db.transaction() as session:
+    with desk.db.read() as session:
         if not queries.is_staff(session, user_id):
             return None
         stats = queries.desk_stats(session, now - timedelta(days=METRICS_DAYS), now)

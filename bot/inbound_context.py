@@ -116,7 +116,7 @@ class InboundContext:
         """A read-only look at the store, off the event loop."""
 
         def run() -> T:
-            with self.desk.db.transaction() as session:
+            with self.desk.db.read() as session:
                 return query(session)
 
         return await asyncio.to_thread(run)

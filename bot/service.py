@@ -95,15 +95,10 @@ async def run_service(
                 cleanups.append(handler.close_async)
                 log.info("Socket Mode connected")
         if "smtp" in roles:
-            server, port = await start_smtp_intake(desk)
-            running.smtp_port = port
-
-            async def close_smtp() -> None:
-                server.close()
-                await server.wait_closed()
-
-            cleanups.insert(0, close_smtp)
-            log.info("SMTP listening on %s:%s", settings.smtp_host, port)
+            intake = await start_smtp_intake(desk)
+            running.smtp_port = intake.port
+            cleanups.insert(0, intake.close)
+            log.info("SMTP listening on %s:%s", settings.smtp_host, intake.port)
         if "worker" in roles:
             worker = build_worker(desk)
             tasks.append(asyncio.create_task(worker.run()))

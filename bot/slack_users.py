@@ -130,7 +130,7 @@ def _store_profile(db: Database, profile: SlackProfile) -> SlackProfile:
 
 
 def _cached_row(db: Database, user_id: str) -> tuple[SlackProfile, datetime] | None:
-    with db.transaction() as session:
+    with db.read() as session:
         row = session.get(SlackUser, user_id)
         return (profile_from_row(row), row.fetched_at) if row is not None else None
 

@@ -59,7 +59,7 @@ def _set_one(db: Database, user_id: str, staff: bool) -> None:
 
 
 def _read_one(db: Database, user_id: str) -> bool:
-    with db.transaction() as session:
+    with db.read() as session:
         return queries.is_staff(session, user_id)
 
 

@@ -69,7 +69,7 @@ class WebRoutes:
         key = request.match_info["key"]
 
         def find() -> tuple[str, int] | None:
-            with self.desk.db.transaction() as session:
+            with self.desk.db.read() as session:
                 participant = _participant(session, key)
                 if participant is None:
                     return None
@@ -108,7 +108,7 @@ class WebRoutes:
         token = request.match_info["token"]
 
         def find() -> str | None:
-            with self.desk.db.transaction() as session:
+            with self.desk.db.read() as session:
                 message = session.get(Message, message_id)
                 sha = message.raw_sha256 if message is not None else None
             if sha and token_matches(token, self._link_secret(), "raw", message_id, sha):
@@ -125,7 +125,7 @@ class WebRoutes:
         token = request.match_info["token"]
 
         def find() -> tuple[str, str] | None:
-            with self.desk.db.transaction() as session:
+            with self.desk.db.read() as session:
                 attachment = session.get(Attachment, attachment_id)
                 if attachment is None:
                     return None

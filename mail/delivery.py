@@ -125,7 +125,7 @@ class EmailDelivery:
     # ----- preparing one mail (runs in a thread) -----
 
     def prepare(self, item: OutboxItem) -> PreparedMail | Outcome:
-        with self.desk.db.transaction() as session:
+        with self.desk.db.read() as session:
             facts = read_facts(session, item)
         if isinstance(facts, str):
             log.info("email %s not sent: %s", item.id, facts, extra={"row_id": item.id})

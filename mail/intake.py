@@ -1,7 +1,8 @@
 """SMTP intake (aiosmtpd): refuse bad recipients early, answer 250 only once the mail is stored.
 
-The DATA handler stores the raw message in the intake queue (one short transaction) and the
-worker turns it into a ticket; a second delivery of a stored Message-ID is answered 250 and
+The DATA handler stores the raw message in the intake queue (one short transaction, on the
+intake's own threads: a 250 never waits for a thread the worker holds) and the worker turns it
+into a ticket; a second delivery of a stored Message-ID is answered 250 and
 changes nothing. If the store is unavailable the answer is 451, so the sending server retries
 (RFC 5321 4.2.5): nothing accepted is ever lost.
 """
@@ -9,9 +10,14 @@ changes nothing. If the store is unavailable the answer is 451, so the sending s
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hashlib
 import logging
-from typing import Any, AnyStr
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, AnyStr, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -23,6 +29,7 @@ from store.db import Database, StoreUnavailable
 from store.intake_keys import KeyKind, lookup_address_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EMAIL = "email"
 # RFC 5321 4.5.3.1.8: servers must take at least 100 recipients. Each one past that gets 452, which
@@ -37,17 +44,30 @@ SESSION_TIMEOUT_SECONDS = 120
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
+# The intake's own threads for its store calls (the accept, the RCPT key lookup). asyncio's
+# default executor is shared with the worker, whose transactions can hold all of it; the accepts
+# are short and take turns at SQLite's write lock anyway, so a few threads are enough.
+INTAKE_THREADS = 3
 
 
 class IntakeHandler:
     """aiosmtpd hooks: only what this intake needs (RCPT checks, DATA storage)."""
 
-    def __init__(self, db: Database, support_address: str, max_message_bytes: int) -> None:
+    def __init__(
+        self, db: Database, support_address: str, max_message_bytes: int, executor: ThreadPoolExecutor
+    ) -> None:
         self.db = db
         self.support_address = support_address
         self.max_message_bytes = max_message_bytes
+        self.executor = executor
         self.sessions = 0
         self.store_down = False
+
+    async def _in_thread(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """asyncio.to_thread, on the intake's own executor."""
+        context = contextvars.copy_context()
+        bound = functools.partial(context.run, call, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, bound)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -69,7 +89,7 @@ class IntakeHandler:
         if plus_part is None:
             return None
         try:
-            kind = await asyncio.to_thread(lookup_address_key, self.db, plus_part)
+            kind = await self._in_thread(lookup_address_key, self.db, plus_part)
         except StoreUnavailable:
             return TEMPORARY_FAILURE
         if kind is KeyKind.UNKNOWN:
@@ -94,7 +114,7 @@ class IntakeHandler:
             "peer": str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer),
         }
         try:
-            stored = await asyncio.to_thread(
+            stored = await self._in_thread(
                 inbound.accept,
                 self.db,
                 EMAIL,
@@ -170,12 +190,24 @@ class BoundedSMTP(SMTP):
         super().connection_lost(exc)
 
 
-async def start_smtp_intake(
-    desk: Desk, *, host: str | None = None, port: int | None = None
-) -> tuple[asyncio.Server, int]:
-    """Listen on the running loop; returns the server and the bound port."""
+@dataclass
+class SmtpIntake:
+    server: asyncio.Server
+    port: int
+    executor: ThreadPoolExecutor
+
+    async def close(self) -> None:
+        """Stop listening, then let the accepts already running commit before the threads go."""
+        self.server.close()
+        await self.server.wait_closed()
+        await asyncio.to_thread(self.executor.shutdown, wait=True)
+
+
+async def start_smtp_intake(desk: Desk, *, host: str | None = None, port: int | None = None) -> SmtpIntake:
+    """Listen on the running loop; `close()` the result to stop."""
     settings = desk.settings
-    handler = IntakeHandler(desk.db, settings.support_address, settings.max_message_bytes)
+    executor = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="smtp-intake")
+    handler = IntakeHandler(desk.db, settings.support_address, settings.max_message_bytes, executor)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: BoundedSMTP(
@@ -191,5 +223,4 @@ async def start_smtp_intake(
         host=host or settings.smtp_host,
         port=settings.smtp_port if port is None else port,
     )
-    bound = int(server.sockets[0].getsockname()[1])
-    return server, bound
+    return SmtpIntake(server, int(server.sockets[0].getsockname()[1]), executor)

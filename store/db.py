@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+
+from store.sqlite import (
+    BUSY_TIMEOUT_SECONDS,
+    READ_ONLY_OPTION,
+    leave_query_only,
+    make_sqlite_engine,
+    write_queue,
+)
+from store.write_queue import WriteQueueTimeout
 
 log = logging.getLogger(__name__)
 
@@ -31,38 +40,13 @@ class InvalidRequest(StoreError):
     """The action's input is not acceptable; the message says why in plain words."""
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event emit BEGIN IMMEDIATE instead of pysqlite's deferred
-        # BEGIN: a deferred transaction that later writes can fail with SQLITE_BUSY without
-        # waiting, while IMMEDIATE waits for the write lock under busy_timeout.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed ticket survives a power loss, since SMTP 250 promises exactly that.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+class WriteInReadOnly(RuntimeError):
+    """Code inside `Database.read()` tried to write: a bug, so not a StoreError to be retried."""
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        is_memory = url in ("sqlite://", "sqlite:///:memory:")
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            # One connection per checkout: each thread gets its own sqlite3 connection.
-            poolclass=None if is_memory else NullPool,
-            **kwargs,
-        )
-        _configure_sqlite(engine)
-        return engine
+        return make_sqlite_engine(url, **kwargs)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
@@ -73,34 +57,89 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite file: this process's writers take turns here before BEGIN IMMEDIATE.
+        self._writes = write_queue(self.engine)
+        self.write_wait_seconds: float = BUSY_TIMEOUT_SECONDS
+        # File SQLite's reads: the same pool, transactions begun deferred and query-only.
+        self._reader = (
+            self.engine.execution_options(**{READ_ONLY_OPTION: True})
+            if self._writes is not None
+            else None
+        )
 
     @property
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One database transaction: committed when the block ends, rolled back on error."""
-        try:
-            with self._sessions.begin() as session:
+    def transaction(self, *, urgent: bool = False) -> Iterator[Session]:
+        """One database transaction: committed when the block ends, rolled back on error.
+
+        `urgent`: an edge answers once this commits (SMTP 250, Slack's HTTP 200); on SQLite it
+        goes before the worker's queued writes.
+        """
+        with _translated():
+            if self._writes is None:
+                with self._sessions.begin() as session:
+                    yield session
+                return
+            self._writes.acquire(urgent=urgent, timeout=self.write_wait_seconds)
+            try:
+                with self._sessions.begin() as session:
+                    yield session
+            finally:
+                # After the commit or rollback, and whatever failed (the commit itself, a dropped
+                # connection): the next writer must never wait for a lock nobody holds.
+                self._writes.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads; otherwise the same contract as `transaction()`.
+
+        On SQLite it takes no write lock and does not wait in the writers' queue: it sees the
+        last commit and runs beside the writer. Writing in it raises WriteInReadOnly. On
+        PostgreSQL (and in-memory SQLite) it is an ordinary transaction.
+        """
+        if self._reader is None:
+            with self.transaction() as session:
                 yield session
-        except OperationalError as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable(_describe(exc)) from exc
-            raise
+            return
+        with _translated(read_only=True), self._reader.connect() as connection:
+            try:
+                with Session(connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                leave_query_only(connection)
 
     def ping(self) -> bool:
+        # A read: under load a health check must not queue for the write lock. On SQLite the
+        # pool's checkout finds a database file moved away (store.sqlite).
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except (OperationalError, DBAPIError):
+            with self.read() as session:
+                session.execute(text("SELECT 1"))
+        except (StoreUnavailable, DBAPIError):
             return False
         return True
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _translated(*, read_only: bool = False) -> Iterator[None]:
+    """The store's errors for what the driver raised: unavailable means "retry later"."""
+    try:
+        yield
+    except WriteQueueTimeout as exc:
+        raise StoreUnavailable(f"database unavailable: {exc}") from exc
+    except OperationalError as exc:
+        if read_only and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+            raise WriteInReadOnly(f"a write inside Database.read(): {exc.orig}") from exc
+        raise StoreUnavailable(_describe(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(_describe(exc)) from exc
+        raise
 
 
 def _describe(exc: DBAPIError) -> str:

@@ -42,7 +42,7 @@ def lookup_address_key(db: Database, plus_part: str) -> KeyKind:
     kind, key = split_address_key(plus_part)
     if kind is KeyKind.UNKNOWN:
         return kind
-    with db.transaction() as session:
+    with db.read() as session:
         if kind is KeyKind.REPLY:
             found = session.scalar(select(Ticket.id).where(Ticket.reply_key == key))
         else:
@@ -83,7 +83,7 @@ def link_secret(db: Database) -> bytes:
     Every process (web, worker) of one desk reads the same value, so a link the worker wrote into a
     thread or an email is verified by whichever web process serves it; nothing is configured.
     """
-    with db.transaction() as session:
+    with db.read() as session:
         state = session.get(ServiceState, LINK_SECRET_STATE)
         if state is not None:
             return bytes.fromhex(str(state.value["secret"]))
@@ -96,7 +96,7 @@ def link_secret(db: Database) -> bytes:
             )
     except IntegrityError:
         pass  # another process made it first: use theirs
-    with db.transaction() as session:
+    with db.read() as session:
         state = session.get(ServiceState, LINK_SECRET_STATE)
         assert state is not None
         return bytes.fromhex(str(state.value["secret"]))

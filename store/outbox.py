@@ -321,7 +321,7 @@ def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
 
 def holders(db: Database, prefix: str) -> list[str]:
     """The workers (ids starting with `prefix`) that hold rows now: for reclaiming dead ones."""
-    with db.transaction() as session:
+    with db.read() as session:
         found = session.scalars(
             select(Outbox.claimed_by)
             .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by.startswith(prefix, autoescape=True))
@@ -347,7 +347,7 @@ def retry_failed(db: Database, row_id: int) -> bool:
 def oldest_due_age(db: Database) -> float | None:
     """Seconds the oldest due, undelivered row has waited; None when nothing is due."""
     now = utcnow()
-    with db.transaction() as session:
+    with db.read() as session:
         oldest = session.scalar(
             select(func.min(Outbox.next_attempt_at)).where(
                 Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]), Outbox.next_attempt_at <= now
@@ -381,7 +381,7 @@ def undelivered(db: Database, limit: int = 50) -> tuple[list[OutboxRow], dict[st
     count of rows in each of those states."""
     open_states = [OutboxState.FAILED, OutboxState.PENDING, OutboxState.CLAIMED]
     failed_first = (Outbox.state != OutboxState.FAILED).asc()
-    with db.transaction() as session:
+    with db.read() as session:
         counted = session.execute(
             select(Outbox.state, func.count()).where(Outbox.state.in_(open_states)).group_by(Outbox.state)
         )

@@ -10,7 +10,7 @@ SLACK_PAUSED = "slack_paused"
 
 def slack_paused(db: Database) -> str | None:
     """The reason Slack delivery is paused, or None when it flows."""
-    with db.transaction() as session:
+    with db.read() as session:
         state = session.get(ServiceState, SLACK_PAUSED)
         if state is None or not state.value.get("paused"):
             return None

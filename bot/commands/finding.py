@@ -89,7 +89,7 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
 def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
     args, offset = _page_offset(inv)
     where, title = _list_filter(ctx, args)
-    with ctx.desk.db.transaction() as session:
+    with ctx.desk.db.read() as session:
         page = queries.list_tickets(session, where, limit=PAGE_SIZE, offset=offset)
         return _listing(ctx, inv, args, page, title)
 
@@ -99,7 +99,7 @@ def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
     if not args:
         raise UsageError("Search for what?")
     text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
-    with ctx.desk.db.transaction() as session:
+    with ctx.desk.db.read() as session:
         page = queries.search_tickets(session, text, limit=PAGE_SIZE, offset=offset)
         return _listing(ctx, inv, args, page, f"*Tickets matching* “{escape_mrkdwn(text[:100])}”")
 
@@ -143,7 +143,7 @@ def _customer_lines(session: Session, customer: Customer, ctx: CommandContext) -
 
 def run_customer(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(1, 1)
-    with ctx.desk.db.transaction() as session:
+    with ctx.desk.db.read() as session:
         customer, shown = _find_customer(session, inv.args[0])
         if customer is None:
             return CommandReply(f"No customer {shown} yet: they have never written to the desk.")

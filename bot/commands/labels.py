@@ -57,7 +57,7 @@ def set_labels(ctx: CommandContext, number: int, names: list[str]) -> CommandRep
 
 def run_labels(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(0, 0)
-    with ctx.desk.db.transaction() as session:
+    with ctx.desk.db.read() as session:
         usage = [(label.name, label.color, count) for label, count in queries.label_usage(session)]
     if not usage:
         return CommandReply("No labels yet: define one with `/desk label-create <name> [color]`.")

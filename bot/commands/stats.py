@@ -58,7 +58,7 @@ def run_stats(ctx: CommandContext, inv: Invocation) -> CommandReply:
             raise UsageError(f"`{str(inv.args[0])[:20]}` is not a period: say 7d or 30d.")
         days = int(match.group(1))
     now = utcnow()
-    with ctx.desk.db.transaction() as session:
+    with ctx.desk.db.read() as session:
         stats = queries.desk_stats(session, now - timedelta(days=days), now)
     return CommandReply("\n".join(stats_lines(stats, days)))
 

@@ -1,6 +1,7 @@
 """What the Slack performers read from the store, and what they write back when a row is done.
 
-Reads run in a thread, each in one short transaction, and return plain snapshots: nothing here
+Reads run in a thread, each in one short read-only transaction (`Database.read()`: on SQLite it
+runs beside the writer instead of queueing for the write lock), and return plain snapshots: nothing here
 holds a transaction while Slack is called, and what is sent is the store as it is at delivery
 time (an edit made during the undo window is what the customer sees).
 """
@@ -85,13 +86,13 @@ def _threads(ticket: Ticket) -> TicketThreads:
 
 
 def read_threads(db: Database, ticket_id: int) -> TicketThreads | None:
-    with db.transaction() as session:
+    with db.read() as session:
         ticket = session.get(Ticket, ticket_id)
         return _threads(ticket) if ticket is not None else None
 
 
 def read_card(db: Database, ticket_id: int) -> CardSnapshot | None:
-    with db.transaction() as session:
+    with db.read() as session:
         ticket = session.get(Ticket, ticket_id)
         if ticket is None:
             return None
@@ -99,7 +100,7 @@ def read_card(db: Database, ticket_id: int) -> CardSnapshot | None:
 
 
 def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
-    with db.transaction() as session:
+    with db.read() as session:
         message = session.get(Message, message_id)
         if message is None:
             return None
@@ -139,7 +140,7 @@ def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
 
 
 def read_staff(db: Database, user_id: str) -> StaffIdentity | None:
-    with db.transaction() as session:
+    with db.read() as session:
         user = session.get(SlackUser, user_id)
         if user is None:
             return None
@@ -183,7 +184,7 @@ def _upsert_profile(db: Database, user_id: str, fields: dict[str, Any]) -> None:
 
 def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[str]:
     """The ts of every part a message's copy was posted as (a long message is several posts)."""
-    with db.transaction() as session:
+    with db.read() as session:
         rows = session.scalars(
             select(Outbox)
             .where(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import select
@@ -19,8 +19,10 @@ TIMEOUT = 10.0  # bounds a broken test; never an assertion about time
 
 
 @contextmanager
-def running_intake(desk: Desk) -> Iterator[int]:
-    """Serve the intake on an ephemeral port until the block ends; yields the port."""
+def running_intake(desk: Desk, setup: Callable[[], Awaitable[None]] | None = None) -> Iterator[int]:
+    """Serve the intake on an ephemeral port until the block ends; yields the port.
+
+    `setup` runs on the intake's loop before it listens."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop = asyncio.Event()
@@ -28,12 +30,13 @@ def running_intake(desk: Desk) -> Iterator[int]:
     failure: list[BaseException] = []
 
     async def serve() -> None:
-        server, bound = await start_smtp_intake(desk, host="127.0.0.1", port=0)
-        port.append(bound)
+        if setup is not None:
+            await setup()
+        intake = await start_smtp_intake(desk, host="127.0.0.1", port=0)
+        port.append(intake.port)
         ready.set()
         await stop.wait()
-        server.close()
-        await server.wait_closed()
+        await intake.close()
 
     def run() -> None:
         try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,25 @@ def test_a_client_looping_on_commands_is_cut_off_with_421(port: int) -> None:
         codes = [smtp.noop()[0] for _ in range(intake.COMMAND_LIMITS["*"])]
         assert set(codes) == {250}
         assert smtp.docmd("NOOP")[0] == 421
+
+
+def test_the_intake_answers_while_the_default_executor_is_all_taken(desk: Desk) -> None:
+    """The worker's threads (asyncio's default executor) may all be busy: a 250 does not wait."""
+    release = threading.Event()
+
+    async def occupy_default_executor() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        loop.run_in_executor(None, release.wait, 30)
+
+    with running_intake(desk, setup=occupy_default_executor) as bound:
+        try:
+            assert rcpt_reply(bound, "support+" + "k" * 28 + "@acme.test")[0] == 550  # a key looked up
+            with client(bound) as smtp:
+                smtp.mail("bob@customer.test")
+                smtp.rcpt("support@acme.test")
+                code, _ = smtp.data(mail_bytes("<busy@customer.test>"))
+            assert code == 250
+        finally:
+            release.set()
+    assert [item.dedupe_key for item in stored_items(desk.db)] == ["email:busy@customer.test"]

@@ -1,0 +1,129 @@
+"""How the store uses a SQLite file: a pool of configured connections, each still tied to its file.
+
+Opening a connection runs four PRAGMAs and later loads the schema, about 0.8 ms each time, so
+connections are pooled and configured once (in the connect hook). A pooled connection keeps its
+file open even after the file is moved, deleted or replaced, which a new connection per
+transaction never did: each checkout therefore checks that the path still names the file the
+connection opened, and reconnects (or fails as unavailable) when it does not. Writes go on to the
+file at the path, never to a file an operator moved away or restored a backup over.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import QueuePool
+
+from store.write_queue import WriteQueue
+
+# Threads that hold a connection at once: asyncio's default executor (asyncio.to_thread, which
+# the worker and the Slack adapters use) is min(32, CPUs + 4), the SMTP intake has its own three
+# (mail.intake.INTAKE_THREADS), and the loop thread itself (migrations). Kept connections past this are closed
+# on return rather than refused (no overflow limit), so nothing ever waits for a pool slot.
+POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 4
+BUSY_TIMEOUT_SECONDS = 30
+# Set on the engine view Database.read() uses: its transactions begin deferred and query-only.
+READ_ONLY_OPTION = "servicedesk_read_only"
+_FILE_ID = "servicedesk_file_id"
+
+
+def is_memory_url(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
+def make_sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    memory = is_memory_url(url)
+    pool_args: dict[str, Any] = {} if memory else {
+        "poolclass": QueuePool,
+        "pool_size": POOL_SIZE,
+        "max_overflow": -1,
+    }
+    engine = create_engine(
+        url,
+        # Threads take turns with a connection (the pool hands it to one at a time).
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
+        **pool_args,
+        **kwargs,
+    )
+    path = None if memory else engine.url.database
+    _configure(engine, os.path.abspath(path) if path else None)
+    return engine
+
+
+_queues: dict[str, WriteQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def write_queue(engine: Engine) -> WriteQueue | None:
+    """The process's queue for this file's write lock (shared by every Database on the file);
+    None for in-memory SQLite, where each connection is a database of its own."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or is_memory_url(str(engine.url)):
+        return None
+    with _queues_lock:
+        return _queues.setdefault(os.path.abspath(path), WriteQueue())
+
+
+def leave_query_only(connection: Connection) -> None:
+    """Make a connection that ran a read writable again; one that cannot be reset is dropped."""
+    if connection.invalidated or connection.closed:
+        return
+    try:
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        # Straight to the driver: outside any transaction, in autocommit (isolation_level None).
+        dbapi_connection.execute("PRAGMA query_only=OFF")
+    except sqlite3.Error:
+        connection.invalidate()  # never hand a query-only connection to a writer
+
+
+def _file_id(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _configure(engine: Engine, path: str | None) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN IMMEDIATE instead of pysqlite's deferred
+        # BEGIN: a deferred transaction that later writes can fail with SQLITE_BUSY without
+        # waiting, while IMMEDIATE waits for the write lock under busy_timeout.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed ticket survives a power loss, since SMTP 250 promises exactly that.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.close()
+        # After journal_mode, which has made sure the file exists.
+        record.info[_FILE_ID] = _file_id(path)
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        opened = record.info.get(_FILE_ID)
+        if opened is not None and _file_id(path) != opened:
+            # The pool drops this connection and opens a new one at the path, which fails
+            # (StoreUnavailable) while nothing is there.
+            raise DisconnectionError("the database file is no longer the one this connection opened")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # A read takes no lock (in WAL mode readers run beside the writer), and a write in it
+            # fails (SQLITE_READONLY) instead of taking the lock unnoticed. Database.read() turns
+            # query_only off again before the connection goes back to the pool.
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
