@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from store.wakeups import Wakeups
+
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +75,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Told after each commit that made work claimable (see store/wakeups.py): wakes the worker.
+        self.wakeups = Wakeups(self._sessions)
 
     @property
     def is_postgresql(self) -> bool:
