@@ -7,14 +7,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app import slack_client
 from bot.delivery.slack import SlackDelivery
 from bot.inbound import SlackEventHandler
-from bot.worker import Worker
+from bot.worker import Worker, WorkerConfig
 from mail.delivery import EmailDelivery
 from mail.ingest import EmailIngest
 from store.context import Desk
 from store.outbox import Kind
 
 
-def build_worker(desk: Desk, *, client: AsyncWebClient | None = None, worker_id: str | None = None) -> Worker:
+def build_worker(
+    desk: Desk,
+    *,
+    client: AsyncWebClient | None = None,
+    worker_id: str | None = None,
+    config: WorkerConfig | None = None,
+) -> Worker:
     client = client or slack_client(desk)
     slack = SlackDelivery(desk, client)
     email = EmailDelivery(desk)
@@ -23,4 +29,6 @@ def build_worker(desk: Desk, *, client: AsyncWebClient | None = None, worker_id:
         "email": EmailIngest(desk).handle,
         "slack_event": SlackEventHandler(desk, client).handle,
     }
-    return Worker(desk.db, performers, handlers, token_check=slack.token_works, worker_id=worker_id)
+    return Worker(
+        desk.db, performers, handlers, token_check=slack.token_works, worker_id=worker_id, config=config
+    )

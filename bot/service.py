@@ -13,12 +13,16 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from store.context import Desk
 from store.migrate import upgrade
 from store.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ async def run_service(
     socket_mode: bool = False,
     on_ready: Callable[[RunningService], Awaitable[None] | None] | None = None,
     running: RunningService | None = None,
+    worker_config: WorkerConfig | None = None,
 ) -> None:
     settings.require(*required_settings(roles, socket_mode))
     if "worker" in roles:
@@ -100,10 +105,14 @@ async def run_service(
             cleanups.insert(0, intake.close)
             log.info("SMTP listening on %s:%s", settings.smtp_host, intake.port)
         if "worker" in roles:
-            worker = build_worker(desk)
+            worker = build_worker(desk, config=worker_config)
+            # Every role here shares desk.db, so SMTP intake, Slack events, commands and the worker's
+            # own ingest wake the worker after their commits. Other processes are found by its poll.
+            unsubscribe = worker.wake_on(desk.db.wakeups)
             tasks.append(asyncio.create_task(worker.run()))
 
             async def stop_worker() -> None:
+                unsubscribe()
                 worker.stop()
 
             cleanups.insert(0, stop_worker)

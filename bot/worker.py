@@ -3,8 +3,17 @@
 Two loops share one asyncio loop. The intake loop claims accepted emails and Slack events and
 handles them one by one. The delivery loop keeps up to `max_in_flight` outbox rows in flight, each
 as its own task: a row that waits (a slow upload, a channel paced by Slack's limit) holds one slot,
-never the rows behind it, and a freed slot is refilled at once. One row per lane is claimable at a
-time, so the posts of one thread keep their order while other threads and channels flow.
+never the rows behind it. One row per lane is claimable at a time, so the posts of one thread keep
+their order while other threads and channels flow.
+
+The loops are woken by new work: `wake_on(db.wakeups)` tells them, after the commit, of every
+intake item and outbox row this process writes (SMTP intake, Slack events, commands, the worker's
+own ingest and retries), so a new ticket's card is claimed at once. Freed slots are refilled
+together: once a good share of them is free, or a moment after the first frees up, not once per
+finished row. The poll stays as the fallback, backing off from `idle_sleep` to `max_idle_sleep`:
+it finds what other processes commit (another `serve`, `--role web` apart from `--role worker`;
+there is no cross-process wake-up yet), rows due later than this process knows of, and leases
+that lapsed.
 
 Rows are held under a lease the worker renews while it works on them; a worker that dies lets its
 leases lapse (and a worker starting on the same machine gives a dead neighbour's rows back at
@@ -17,8 +26,8 @@ while it talks to Slack or SMTP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,10 +36,13 @@ from typing import Protocol
 from bot.outcomes import Outcome, Pause, Retry
 from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
 from bot.worker_settle import TRIAGE_THREAD_KINDS, describe, log_fields, settle, settle_pause
+from bot.worker_wake import WorkSignal, loop_time_of
 from store import inbound, outbox
 from store.db import Database, StoreUnavailable
+from store.models import utcnow
 from store.outbox import OutboxItem
 from store.service_state import set_slack_paused, slack_paused
+from store.wakeups import Notice, Topic, Wakeups, on_loop
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +78,13 @@ class WorkerConfig:
     outbox_batch: int = 50  # most rows one claim takes
     max_in_flight: int = 32  # rows performed at once by run()
     inbound_batch: int = 20
+    # The poll, the fallback for work no wake-up announces (see the module's docstring).
     idle_sleep: float = 0.05
     max_idle_sleep: float = 0.5
+    # Freed slots are refilled together: when this share of them is free, or this long after the
+    # first one freed. Each refill is a claim query, and rows often finish one after another.
+    refill_share: float = 0.25
+    refill_delay: float = 0.05
     lease: timedelta = timedelta(seconds=60)
     # Intake items are not renewed while handled (a big attachment can take a while): a longer lease.
     inbound_lease: timedelta = timedelta(seconds=120)
@@ -95,7 +112,10 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or WorkerConfig()
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._intake = WorkSignal()
+        self._outbox = WorkSignal()
+        self._freed_at: float | None = None  # loop time the first slot freed since the last refill
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         # Outcomes reached while the database was away, recorded once it is back.
         self._unsettled: list[tuple[OutboxItem, Outcome]] = []
@@ -111,7 +131,30 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
+        self._intake.poke()
+        self._outbox.poke()
+
+    # ----- being woken -----
+
+    def wake_on(self, wakeups: Wakeups) -> Callable[[], None]:
+        """Be woken by the work committed through `wakeups` (call on the worker's event loop).
+
+        Returns the unsubscribe. Notices arrive on the committing thread; they are handed to this
+        loop with call_soon_threadsafe.
+        """
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        return wakeups.subscribe(on_loop(loop, self.notice))
+
+    def notice(self, notice: Notice) -> None:
+        """Work was committed (runs on the worker's loop): wake the loop that claims it."""
+        loop = self._loop or asyncio.get_running_loop()
+        now = loop.time()
+        wall = utcnow()
+        for topic, times in notice.due.items():
+            signal = self._intake if topic == Topic.INTAKE else self._outbox
+            for due in times:
+                signal.announce(loop_time_of(due, now, wall), now)
 
     # ----- the long-running loops -----
 
@@ -131,14 +174,17 @@ class Worker:
             log.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
 
     async def _delivery_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         idle = self.config.idle_sleep
         while not self._stopping.is_set():
-            self._wake.clear()
-            started = 0
+            # Before the claim: work announced while it runs makes the next wait return at once.
+            self._outbox.begin_pass(loop.time())
+            self._freed_at = None
+            started, more, failed = 0, False, False
             try:
                 await self._settle_kept()
                 await self._check_pause()
-                started = await self._fill()
+                started, more = await self._fill()
                 self._store_back()
             except StoreUnavailable as exc:
                 self._store_lost(exc)
@@ -146,17 +192,42 @@ class Worker:
             # service would run on without a worker). Logged with its traceback; the loop goes on.
             except Exception:
                 log.exception("delivery pass failed; trying again")
-                idle = FAILED_PASS_WAIT
+                idle, failed = FAILED_PASS_WAIT, True
             else:
                 idle = self.config.idle_sleep if started else min(idle * 2, self.config.max_idle_sleep)
-            # Wake when a slot frees, on stop, or to look for newly due rows.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+            if more:
+                continue  # the claim stopped at its batch size with slots still free
+            await self._wait_for_delivery(idle, woken=not failed)
+
+    async def _wait_for_delivery(self, idle: float, *, woken: bool) -> None:
+        """Until stop, or the poll's `idle` runs out, or (when `woken`) new work is due or enough
+        slots are free. After a failed pass only stop ends the wait early, so a lasting fault does
+        not flood the log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle
+        while not self._stopping.is_set():
+            now = loop.time()
+            until = deadline
+            if woken:
+                if self._outbox.news:
+                    return
+                until = self._outbox.until(until)
+                if self._freed_at is not None:
+                    if self._free_slots() >= self._refill_slots():
+                        return
+                    until = min(until, self._freed_at + self.config.refill_delay)
+                if self._paused and self.token_check is not None:
+                    until = min(until, self._token_checked_at + self._token_wait)
+            if now >= until:
+                return
+            await self._outbox.sleep_until(until, now)
 
     async def _intake_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         idle = self.config.idle_sleep
         while not self._stopping.is_set():
-            handled = 0
+            self._intake.begin_pass(loop.time())
+            handled, failed = 0, False
             try:
                 handled = await self._handle_inbound()
                 self._store_back()
@@ -164,12 +235,18 @@ class Worker:
                 self._store_lost(exc)
             except Exception:  # the worker's boundary, as in the delivery loop
                 log.exception("intake pass failed; trying again")
-                handled, idle = 0, FAILED_PASS_WAIT
+                handled, idle, failed = 0, FAILED_PASS_WAIT, True
             else:
                 idle = self.config.idle_sleep if handled else min(idle * 2, self.config.max_idle_sleep)
-            if not handled:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=idle)
+            if handled:
+                continue
+            deadline = loop.time() + idle
+            while not self._stopping.is_set() and not (self._intake.news and not failed):
+                now = loop.time()
+                until = deadline if failed else self._intake.until(deadline)
+                if now >= until:
+                    break
+                await self._intake.sleep_until(until, now)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -242,17 +319,29 @@ class Worker:
             kinds = frozenset(kind for kind in kinds if kind not in outbox.SLACK_KINDS)
         return kinds
 
-    async def _fill(self) -> int:
-        """Claim as many due rows as there are free slots, and start each."""
-        free = self.config.max_in_flight - len(self._in_flight)
+    def _free_slots(self) -> int:
+        return self.config.max_in_flight - len(self._in_flight)
+
+    def _refill_slots(self) -> int:
+        """How many free slots make a refill worth its claim without waiting for more."""
+        return max(1, math.ceil(self.config.max_in_flight * self.config.refill_share))
+
+    async def _fill(self) -> tuple[int, bool]:
+        """Claim as many due rows as there are free slots, and start each.
+
+        Returns how many started, and whether slots are still free after a claim that stopped at
+        its batch size (more rows may be due: claim again at once).
+        """
+        free = self._free_slots()
         kinds = self._claimable_kinds()
         if free <= 0 or not kinds:
-            return 0
+            return 0, False
+        limit = min(free, self.config.outbox_batch)
         items = await asyncio.to_thread(
             outbox.claim_due,
             self.db,
             self.worker_id,
-            limit=min(free, self.config.outbox_batch),
+            limit=limit,
             lease=self.config.lease,
             kinds=kinds,
         )
@@ -264,13 +353,15 @@ class Worker:
             self._in_flight[item.id] = task
             task.add_done_callback(self._finished)
             started += 1
-        return started
+        return started, len(items) >= limit and self._free_slots() > 0
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         for row_id, running in list(self._in_flight.items()):
             if running is task:
                 del self._in_flight[row_id]
-        self._wake.set()
+        if self._freed_at is None:
+            self._freed_at = task.get_loop().time()
+        self._outbox.poke()
 
     async def _perform(self, item: OutboxItem) -> None:
         performer = self.performers[item.kind]

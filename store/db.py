@@ -19,6 +19,7 @@ from store.sqlite import (
     make_sqlite_engine,
     write_queue,
 )
+from store.wakeups import Wakeups
 from store.write_queue import WriteQueueTimeout
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class Database:
             if self._writes is not None
             else None
         )
+        # Told after each commit that made work claimable (see store/wakeups.py): wakes the worker.
+        self.wakeups = Wakeups(self._sessions)
 
     @property
     def is_postgresql(self) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from store.db import Database
 from store.models import InboundItem, InboundState, utcnow
 from store.outbox import backoff_delay
+from store.wakeups import Topic, note
 
 MAX_ATTEMPTS = 5
 
@@ -56,6 +57,7 @@ def accept(
                     received_at=utcnow(),
                 )
             )
+            note(session, Topic.INTAKE)
     except IntegrityError:
         return False
     return True
@@ -143,6 +145,7 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
         # Backoff so a failing item (Slack briefly down for a lookup) is not retried in a tight loop;
         # its lane waits behind it, which keeps a channel's events in order.
         item.not_before = utcnow() + backoff_delay(item.attempts)
+        note(session, Topic.INTAKE, item.not_before)
         return InboundState.PENDING.value
 
 
@@ -172,3 +175,4 @@ def release(db: Database, worker_id: str) -> None:
                 attempts=InboundItem.attempts - 1,
             )
         )
+        note(session, Topic.INTAKE)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
 from store.models import Outbox, OutboxState, Ticket, utcnow
+from store.wakeups import Topic, note
 
 
 class Kind(enum.StrEnum):
@@ -98,6 +99,7 @@ def enqueue(
         created_at=now,
     )
     session.add(row)
+    note(session, Topic.OUTBOX, due_at)
     return row
 
 
@@ -282,6 +284,7 @@ def schedule_retry(
         wait = min(wait, row.deadline_at - now)
     row.state = OutboxState.PENDING
     row.next_attempt_at = now + wait
+    note(session, Topic.OUTBOX, row.next_attempt_at)
     return OutboxState.PENDING.value
 
 
@@ -316,6 +319,7 @@ def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
             .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by == worker_id)
             .values(**values)
         )
+        note(session, Topic.OUTBOX)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -341,6 +345,7 @@ def retry_failed(db: Database, row_id: int) -> bool:
         row.next_attempt_at = now
         row.deadline_at = now + DEFAULT_DEADLINE
         row.done_at = None
+        note(session, Topic.OUTBOX)
         return True
 
 

@@ -10,8 +10,9 @@
 thread of its own (its own event loop), against a fresh database from the `database_url` fixture,
 with a short reply delay. `start_service(**settings)` starts one with other settings (and can be
 called more than once in a test, e.g. to restart); `start_service(socket_mode=True)` runs it as
-`serve --socket-mode` does, its events coming over the emulator's socket. Waits use real, short
-delays and poll for a condition; timeouts only bound a broken test and are never asserted.
+`serve --socket-mode` does, its events coming over the emulator's socket;
+`start_service(worker_config=WorkerConfig(...))` tunes its worker (e.g. a very long poll). Waits use
+real, short delays and poll for a condition; timeouts only bound a broken test and are never asserted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.service import ROLES, RunningService, run_service
+from bot.worker import WorkerConfig
 from sandbox.mail_sink import MailSink, ReceivedMail
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.state import Message
@@ -69,10 +71,18 @@ def wait_until(
 class ServiceThread:
     """`run_service` on its own event loop in a background thread; `stop()` is SIGTERM's path."""
 
-    def __init__(self, settings: Settings, roles: set[str], *, socket_mode: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        roles: set[str],
+        *,
+        socket_mode: bool = False,
+        worker_config: WorkerConfig | None = None,
+    ) -> None:
         self.settings = settings
         self.roles = roles
         self.socket_mode = socket_mode
+        self.worker_config = worker_config
         self.running = RunningService()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -88,6 +98,7 @@ class ServiceThread:
                 socket_mode=self.socket_mode,
                 on_ready=lambda _: self._ready.set(),
                 running=self.running,
+                worker_config=self.worker_config,
             )
 
         try:
@@ -235,7 +246,13 @@ def start_service(
     started: list[RunningDesk] = []
     db = Database(database_url)
 
-    def start(*, roles: set[str] | None = None, socket_mode: bool = False, **overrides: Any) -> RunningDesk:
+    def start(
+        *,
+        roles: set[str] | None = None,
+        socket_mode: bool = False,
+        worker_config: WorkerConfig | None = None,
+        **overrides: Any,
+    ) -> RunningDesk:
         http_port = int(overrides.pop("http_port", free_port()))
         values: dict[str, Any] = {
             "slack_bot_token": BOT_TOKEN,
@@ -257,7 +274,9 @@ def start_service(
             **({"slack_app_token": APP_TOKEN} if socket_mode else {}),
             **overrides,
         }
-        thread = ServiceThread(Settings(**values), roles or set(ROLES), socket_mode=socket_mode)
+        thread = ServiceThread(
+            Settings(**values), roles or set(ROLES), socket_mode=socket_mode, worker_config=worker_config
+        )
         running = thread.start()
         http_url = f"http://127.0.0.1:{running.http_port}"
         if socket_mode:
