@@ -28,7 +28,8 @@ class Heard:
     def __call__(self, notice: Notice) -> None:
         self.notices.append(notice)
         # A fresh transaction, as a woken worker's claim would be: the row must be there already.
-        with self.db.transaction() as session:
+        # A read: the notice comes while this thread still holds SQLite's write turn.
+        with self.db.read() as session:
             self.intake_seen.append(len(session.scalars(select(InboundItem.id)).all()))
             self.outbox_seen.append(len(session.scalars(select(Outbox.id)).all()))
 
