@@ -109,3 +109,16 @@ def test_outbox_lane_order_and_lease(db):
         assert outbox.mark_done(s, first[0].id, "w1", {"ts": "1.1"})
     second = outbox.claim_due(db, "w2")
     assert [item.kind for item in second] == ["slack.thread_line"]
+
+
+def test_one_outbox_claim_statement_serves_any_kinds_and_limit(db):
+    # The statement is built once and run with parameters: each call's kinds and limit must hold.
+    with db.transaction() as s:
+        for number in range(3):
+            customer = actions.customer_for_email(s, f"c{number}@b.example")
+            actions.open_ticket(s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE)
+    emails = outbox.claim_due(db, "w1", kinds=frozenset({"email.send"}))
+    assert emails == []  # no acknowledgement rows from open_ticket alone
+    cards = outbox.claim_due(db, "w1", kinds=frozenset({"slack.card", "email.send"}), limit=2)
+    assert [item.kind for item in cards] == ["slack.card", "slack.card"]
+    assert [item.ticket_number for item in outbox.claim_due(db, "w1", kinds=None, limit=5)] == [3]
