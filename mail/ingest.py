@@ -14,7 +14,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mail.addresses import is_own_address, normalize_address
@@ -33,14 +32,14 @@ from store.actions import (
     add_customer_message,
     add_participant,
     customer_for_email,
-    open_ticket,
     record_bounce,
 )
 from store.actions.common import enqueue_emails, literal, record_event, thread_line
+from store.actions.tickets import participants_of, start_ticket
 from store.context import Desk
 from store.db import InvalidRequest
 from store.intake_keys import unsubscribe_by_key
-from store.models import Customer, Origin, Participant, Ticket
+from store.models import Customer, Origin, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class EmailIngest:
 
     def open(self, session: Session, email: InboundEmail, envelope: Envelope, files: StoredFiles) -> Ticket:
         customer = self.customer(session, email, envelope)
-        ticket = open_ticket(
+        ticket, requester = start_ticket(
             session,
             self.desk.policy,
             subject=email.subject,
@@ -191,15 +190,10 @@ class EmailIngest:
             actor=Actor(customer.name, email=customer.email),
         )
         self.add_message(session, ticket, customer, email, files)
-        requester = session.scalars(
-            select(Participant).where(Participant.ticket_id == ticket.id, Participant.role == "requester")
-        ).all()
-        if self.desk.policy.acknowledge and not email.auto_reply_suppressed and requester:
+        if self.desk.policy.acknowledge and not email.auto_reply_suppressed and requester is not None:
             # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement goes
             # out before they are participants so it does not show them a Cc they did not get.
-            enqueue_emails(
-                session, ticket, self.desk.policy, template="acknowledgement", only=list(requester)
-            )
+            enqueue_emails(session, ticket, self.desk.policy, template="acknowledgement", only=[requester])
         self.add_participants(session, ticket, email, include_sender=False)
         return ticket
 
@@ -247,20 +241,16 @@ class EmailIngest:
         candidates = [*email.to, *email.cc] if visible else []
         if include_sender and email.from_address is not None:
             candidates.insert(0, email.from_address)
-        present = set(session.scalars(select(Participant.email).where(Participant.ticket_id == ticket.id)))
+        # Read once for all addresses: who is on the ticket already, and how many Cc's it has.
+        known = participants_of(session, ticket)
         new = [
             address
             for address in dict.fromkeys(candidates)
-            if address not in present and not is_own_address(address, support)
+            if address not in known.emails and not is_own_address(address, support)
         ]
         if not new:
             return
-        cc_count = len(
-            session.scalars(
-                select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.role == "cc")
-            ).all()
-        )
-        room = max(self.desk.policy.max_participants - cc_count, 0)
+        room = max(self.desk.policy.max_participants - known.cc_count, 0)
         actor = Actor(email.from_name or "customer", email=email.from_address)
         for address in new[:room]:
             try:
@@ -273,6 +263,7 @@ class EmailIngest:
                     actor,
                     name=email.name_of(address),
                     notify=False,
+                    known=known,
                 )
             except InvalidRequest as exc:
                 log.info("not a participant address %r: %s", address, exc)

@@ -7,14 +7,16 @@ its effects, so each item takes effect exactly once even if a worker dies halfwa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
+from store import claiming
 from store.db import Database
 from store.models import InboundItem, InboundState, utcnow
 from store.outbox import backoff_delay
@@ -71,6 +73,28 @@ def seen(db: Database, dedupe_key: str) -> bool:
         )
 
 
+@functools.cache
+def _claim_query(*, by_kind: bool, skip_locked: bool) -> Select[InboundItem]:
+    """Built once per shape: see `store.claiming`. Due: pending and past its backoff, or claimed by
+    a worker whose lease lapsed."""
+    now = claiming.now_parameter(InboundItem.claimed_until)
+    due = or_(
+        and_(
+            InboundItem.state == InboundState.PENDING,
+            or_(InboundItem.not_before.is_(None), InboundItem.not_before <= now),
+        ),
+        and_(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_until < now),
+    )
+    return claiming.claim_statement(
+        InboundItem,
+        due=due,
+        order_by=(InboundItem.id,),
+        waiting=(InboundState.PENDING, InboundState.CLAIMED),
+        by_kind=by_kind,
+        skip_locked=skip_locked,
+    )
+
+
 def claim(
     db: Database,
     worker_id: str,
@@ -79,35 +103,13 @@ def claim(
     lease: timedelta = timedelta(seconds=120),
     kinds: frozenset[str] | None = None,
 ) -> list[InboundWork]:
+    """Claim up to `limit` due items, oldest first, whose lane has nothing earlier still waiting."""
     now = utcnow()
-    earlier = aliased(InboundItem)
-    lane_blocked = exists().where(
-        earlier.lane == InboundItem.lane,
-        earlier.id < InboundItem.id,
-        earlier.state.in_([InboundState.PENDING, InboundState.CLAIMED]),
-    )
-    query = (
-        select(InboundItem)
-        .where(
-            or_(
-                and_(
-                    InboundItem.state == InboundState.PENDING,
-                    or_(InboundItem.not_before.is_(None), InboundItem.not_before <= now),
-                ),
-                and_(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_until < now),
-            )
-        )
-        .where(or_(InboundItem.lane.is_(None), ~lane_blocked))
-        .order_by(InboundItem.id)
-        .limit(limit)
-    )
-    if kinds is not None:
-        query = query.where(InboundItem.kind.in_(sorted(kinds)))
-    if db.is_postgresql:
-        query = query.with_for_update(skip_locked=True, of=InboundItem)
+    query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
+    parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
         work = []
-        for item in session.scalars(query):
+        for item in session.scalars(query, parameters):
             item.state = InboundState.CLAIMED
             item.claimed_by = worker_id
             item.claimed_until = now + lease

@@ -9,14 +9,16 @@ uses `FOR UPDATE SKIP LOCKED`, so any number of workers can drain one table.
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
+from store import claiming
 from store.db import Database
 from store.models import Outbox, OutboxState, Ticket, utcnow
 from store.wakeups import Topic, note
@@ -131,10 +133,22 @@ def cancel_for_message(session: Session, message_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _due_condition(now: datetime) -> Any:
-    return or_(
+@functools.cache
+def _claim_query(*, by_kind: bool, skip_locked: bool) -> Select[Outbox]:
+    """Built once per shape: see `store.claiming`. Due: pending and its time has come, or claimed
+    by a worker whose lease lapsed."""
+    now = claiming.now_parameter(Outbox.next_attempt_at)
+    due = or_(
         and_(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now),
         and_(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_until < now),
+    )
+    return claiming.claim_statement(
+        Outbox,
+        due=due,
+        order_by=(Outbox.next_attempt_at, Outbox.id),
+        waiting=(OutboxState.PENDING, OutboxState.CLAIMED),
+        by_kind=by_kind,
+        skip_locked=skip_locked,
     )
 
 
@@ -148,25 +162,10 @@ def claim_due(
 ) -> list[OutboxItem]:
     """Claim up to `limit` due rows whose lane has nothing earlier still waiting."""
     now = utcnow()
-    earlier = aliased(Outbox)
-    lane_blocked = exists().where(
-        earlier.lane == Outbox.lane,
-        earlier.id < Outbox.id,
-        earlier.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
-    )
-    query = (
-        select(Outbox)
-        .where(_due_condition(now))
-        .where(or_(Outbox.lane.is_(None), ~lane_blocked))
-        .order_by(Outbox.next_attempt_at, Outbox.id)
-        .limit(limit)
-    )
-    if kinds is not None:
-        query = query.where(Outbox.kind.in_(sorted(kinds)))
-    if db.is_postgresql:
-        query = query.with_for_update(skip_locked=True, of=Outbox)
+    query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
+    parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
-        rows = list(session.scalars(query))
+        rows = list(session.scalars(query, parameters))
         ticket_ids = {row.ticket_id for row in rows if row.ticket_id is not None}
         numbers: dict[int, int] = {}
         if ticket_ids:

@@ -2,10 +2,15 @@
 
 Every post carries message metadata naming its row and part; every posted ts and every file id is
 recorded on the row (`outbox.record_progress`) before the next step, so a later attempt skips what
-is done. When an earlier attempt ended without knowing what it did (a timeout, a reset after the
-post took effect, a worker killed mid-call), its attempt counter says so, and this attempt first
-reads the thread for that metadata and records what it finds instead of posting again. A file
-upload is recognised by the file id Slack gave before the bytes went up.
+is done. The row's last step is not recorded on its own: what it produced goes into the row with
+the outcome (`with_progress`), in the one transaction that marks the row done, which saves a write
+transaction per post; a crash between that call and the settling leaves an attempt counted, so the
+next attempt looks for the post as below.
+
+When an earlier attempt ended without knowing what it did (a timeout, a reset after the post took
+effect, a worker killed mid-call or before its outcome was settled), its attempt counter says so,
+and this attempt first reads the thread for that metadata and records what it finds instead of
+posting again. A file upload is recognised by the file id Slack gave before the bytes went up.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import aiohttp
 
 from bot.delivery.calls import SlackCalls, Stop
 from bot.delivery.reads import FileToSend
-from bot.outcomes import Retry
+from bot.outcomes import Done, Outcome, Retry
 from store import outbox
 from store.db import Database
 from store.files import FileStore
@@ -69,6 +74,8 @@ class Attempt:
         # than it recorded (deferrals for rate limits and pauses do not count).
         self.uncertain = item.attempts > 1
         self._found: dict[tuple[str, str | None], dict[int, str]] = {}
+        # Progress of the last step, written with the outcome rather than in its own transaction.
+        self._unrecorded: dict[str, Any] = {}
 
     async def record(self, **values: Any) -> None:
         kept = await asyncio.to_thread(
@@ -80,10 +87,39 @@ class Attempt:
             raise Stop(Retry("the delivery was taken over by another worker"))
         self.progress.update(values)
 
+    async def _keep(self, last_step: bool, **values: Any) -> None:
+        """Record progress now, or, for the row's last step, keep it for the settling transaction."""
+        if not last_step:
+            await self.record(**values)
+            return
+        self._unrecorded.update(values)
+        self.progress.update(values)
+
+    async def with_progress(self, outcome: Outcome) -> Outcome:
+        """The outcome to settle, carrying what the last step produced.
+
+        Done records it with the row. Any other outcome after a last step (none is expected: a last
+        step is followed by nothing that fails) records it on its own first, so it is never lost.
+        """
+        if not self._unrecorded:
+            return outcome
+        if isinstance(outcome, Done):
+            return Done(result={**self._unrecorded, **outcome.result}, apply=outcome.apply)
+        await asyncio.to_thread(
+            outbox.record_progress, self.db, self.item.id, self.item.claimed_by, self._unrecorded
+        )
+        return outcome
+
     # ----- posts -----
 
-    async def post(self, channel: str, thread_ts: str | None, part: int, **message: Any) -> str:
-        """Post part `part` of this row once; its ts."""
+    async def post(
+        self, channel: str, thread_ts: str | None, part: int, *, last_step: bool = False, **message: Any
+    ) -> str:
+        """Post part `part` of this row once; its ts.
+
+        `last_step`: nothing that can fail follows in this attempt (no further part, no upload), so
+        the ts is written with the outcome instead of in a transaction of its own.
+        """
         key = f"ts:{part}"
         if key in self.progress:
             return str(self.progress[key])
@@ -95,7 +131,7 @@ class Attempt:
                     self.item.id,
                     part,
                 )
-                await self.record(**{key: found[part]})
+                await self._keep(last_step, **{key: found[part]})
                 return found[part]
         arguments = {k: v for k, v in message.items() if v is not None}
         data = await self.calls.call(
@@ -111,7 +147,7 @@ class Attempt:
             channel=channel,
         )
         ts = str(data["ts"])
-        await self.record(**{key: ts})
+        await self._keep(last_step, **{key: ts})
         return ts
 
     async def _lookup(self, channel: str, thread_ts: str | None) -> dict[int, str]:

@@ -80,9 +80,10 @@ class SlackDelivery:
         async def run(item: OutboxItem) -> Outcome:
             attempt = Attempt(self.desk.db, self.calls, self.desk.files, item)
             try:
-                return await perform(attempt)
+                outcome = await perform(attempt)
             except Stop as stop:
-                return stop.outcome
+                outcome = stop.outcome
+            return await attempt.with_progress(outcome)
 
         return run
 
@@ -110,7 +111,7 @@ class SlackDelivery:
         channel = threads.triage_channel or self.desk.settings.triage_channel
         if not channel:
             return Fail("no triage channel is configured (SERVICEDESK_TRIAGE_CHANNEL)", tell_thread=False)
-        ts = await attempt.post(channel, None, 0, text=text, blocks=blocks)
+        ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
         return Done(result={"ts": ts}, apply=record_triage_thread(threads.id, channel, ts))
 
     async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
@@ -135,7 +136,9 @@ class SlackDelivery:
             return NO_TRIAGE_THREAD
         header = _triage_header(message, await self._original_url(message))
         payloads = message_payloads(message.body_markdown, header=header)
-        first = await self._post_all(attempt, threads.triage_channel, threads.triage_ts, payloads)
+        first = await self._post_all(
+            attempt, threads.triage_channel, threads.triage_ts, payloads, files_follow=bool(message.files)
+        )
         file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.files)
         return Done(
             result={"ts": first}, apply=record_copy(message.id, threads.triage_channel, first, file_ids)
@@ -148,7 +151,7 @@ class SlackDelivery:
         if not (threads.triage_channel and threads.triage_ts):
             return NO_TRIAGE_THREAD
         text = str(attempt.item.payload.get("text") or "")
-        ts = await attempt.post(threads.triage_channel, threads.triage_ts, 0, text=text)
+        ts = await attempt.post(threads.triage_channel, threads.triage_ts, 0, last_step=True, text=text)
         return Done(result={"ts": ts})
 
     # ----- the customer's Slack thread -----
@@ -179,6 +182,7 @@ class SlackDelivery:
             threads.origin_channel,
             threads.origin_thread_ts,
             0,
+            last_step=True,
             text=text,
             username=self.desk.settings.sender_name,
         )
@@ -205,7 +209,12 @@ class SlackDelivery:
         who = await self._staff(message)
         payloads = message_payloads(message.body_markdown)
         first = await self._post_all(
-            attempt, threads.origin_channel, threads.origin_thread_ts, payloads, who=who
+            attempt,
+            threads.origin_channel,
+            threads.origin_thread_ts,
+            payloads,
+            who=who,
+            files_follow=bool(message.files),
         )
         await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.files)
         # Edits and deletions follow the copy in the message's own customer thread.
@@ -287,13 +296,23 @@ class SlackDelivery:
         payloads: list[SlackMessagePayload],
         *,
         who: StaffIdentity | None = None,
+        files_follow: bool,
     ) -> str | None:
-        """Post each part in order; the first part's ts (None when there was nothing to post)."""
+        """Post each part in order; the first part's ts (None when there was nothing to post).
+
+        Without files to upload after them, the last part is the row's last step (see `Attempt`).
+        """
         identity: dict[str, Any] = {"username": who.name, "icon_url": who.icon_url} if who else {}
         first: str | None = None
         for part, payload in enumerate(payloads):
             ts = await attempt.post(
-                channel, thread_ts, part, text=payload["text"], blocks=payload["blocks"], **identity
+                channel,
+                thread_ts,
+                part,
+                last_step=not files_follow and part == len(payloads) - 1,
+                text=payload["text"],
+                blocks=payload["blocks"],
+                **identity,
             )
             first = first or ts
         return first

@@ -105,15 +105,16 @@ def mail_recipients(session: Session, ticket: Ticket) -> list[Participant]:
 
 def thread_references(session: Session, ticket: Ticket) -> tuple[str | None, list[str]]:
     """In-Reply-To and References that continue the customer's mail thread (RFC 5322 3.6.4)."""
-    ids = session.scalars(
-        select(EmailId.message_id).where(EmailId.ticket_id == ticket.id).order_by(EmailId.id)
+    found = session.execute(
+        select(EmailId.message_id, EmailId.direction)
+        .where(EmailId.ticket_id == ticket.id)
+        .order_by(EmailId.id)
     ).all()
-    received = session.scalars(
-        select(EmailId.message_id)
-        .where(EmailId.ticket_id == ticket.id, EmailId.direction == "received")
-        .order_by(EmailId.id.desc())
-        .limit(1)
-    ).first()
+    ids = [message_id for message_id, _direction in found]
+    # One read for both: the latest received Message-ID is the last "received" one in id order.
+    received = next(
+        (message_id for message_id, direction in reversed(found) if direction == "received"), None
+    )
     in_reply_to = received or (ids[-1] if ids else None)
     # The first message anchors the thread; the most recent ones keep clients threading. Keep
     # the header bounded however long the ticket gets.
@@ -133,11 +134,15 @@ def enqueue_emails(
     extra: dict[str, Any] | None = None,
 ) -> int:
     """One outbox row per recipient, each with its own Message-ID fixed now. Returns the count."""
-    recipients = only if only is not None else mail_recipients(session, ticket)
+    if only is not None and not only:
+        return 0
+    # Read once: the recipients (unless named) and the Cc line every copy shows.
+    subscribed = mail_recipients(session, ticket)
+    recipients = only if only is not None else subscribed
     if not recipients:
         return 0
     in_reply_to, references = thread_references(session, ticket)
-    everyone = [p.email for p in mail_recipients(session, ticket)]
+    everyone = [p.email for p in subscribed]
     for participant in recipients:
         header_id = new_message_id(policy.mail_domain, tag=f"t{ticket.number}")
         session.add(EmailId(message_id=header_id, ticket_id=ticket.id, direction="sent", created_at=utcnow()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,17 +58,31 @@ def _insert_or_get(session: Session, row: Row, existing: Callable[[], Row | None
         return found
 
 
-def organization_for_domain(session: Session, domain: str) -> Organization | None:
+def _mail_domain(domain: str) -> str | None:
+    """The domain an organization is named after, or None for a public mail provider."""
     domain = domain.lower()
-    if not domain or domain in PUBLIC_MAIL_DOMAINS:
+    return None if not domain or domain in PUBLIC_MAIL_DOMAINS else domain
+
+
+def organization_for_domain(session: Session, domain: str) -> Organization | None:
+    found = _mail_domain(domain)
+    if found is None:
         return None
-    query = select(Organization).where(Organization.email_domain == domain)
-    organization = session.scalar(query)
-    if organization is None:
-        organization = _insert_or_get(
-            session, Organization(name=domain, email_domain=domain), lambda: session.scalar(query)
-        )
-    return organization
+    return _organization(session, found, session.scalar(_by_domain(found)))
+
+
+def _by_domain(domain: str) -> Select[Organization]:
+    return select(Organization).where(Organization.email_domain == domain)
+
+
+def _organization(session: Session, domain: str, found: Organization | None) -> Organization:
+    """`found`, or the organization of `domain` created now."""
+    if found is not None:
+        return found
+    query = _by_domain(domain)
+    return _insert_or_get(
+        session, Organization(name=domain, email_domain=domain), lambda: session.scalar(query)
+    )
 
 
 def organization_for_team(session: Session, team_id: str, name: str | None = None) -> Organization:
@@ -87,9 +101,11 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
     """The customer with this address, created on first contact (named from the From header)."""
     email = email.strip().lower()
     by_email = select(Customer).where(Customer.email == email)
-    customer = session.scalar(by_email)
+    domain = _mail_domain(email.rpartition("@")[2])
+    customer, organization = _customer_and_organization(session, email, domain)
     if customer is None:
-        organization = organization_for_domain(session, email.rpartition("@")[2])
+        if domain is not None:
+            organization = _organization(session, domain, organization)
         fresh = Customer(
             email=email,
             name=name or email.partition("@")[0],
@@ -101,6 +117,23 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
         # First seen without a display name (e.g. added by Cc); now we know it.
         customer.name = name
     return customer
+
+
+def _customer_and_organization(
+    session: Session, email: str, domain: str | None
+) -> tuple[Customer | None, Organization | None]:
+    """The customer with this address and the organization of `domain`, in one round trip: a first
+    contact needs both (each a unique-index probe), a known customer only the first."""
+    if domain is None:
+        return session.scalar(select(Customer).where(Customer.email == email)), None
+    probe = select(literal(1).label("probe")).subquery()
+    row = session.execute(
+        select(Customer, Organization)
+        .select_from(probe)
+        .outerjoin(Customer, Customer.email == email)
+        .outerjoin(Organization, Organization.email_domain == domain)
+    ).one()
+    return row[0], row[1]
 
 
 def customer_for_slack_user(

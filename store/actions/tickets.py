@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from sqlalchemy import delete, or_, select, update
@@ -69,6 +70,32 @@ def open_ticket(
     origin_thread_ts: str | None = None,
 ) -> Ticket:
     """A new ticket; its card goes to the triage channel. Messages are added separately."""
+    ticket, _participant = start_ticket(
+        session,
+        policy,
+        subject=subject,
+        requester=requester,
+        origin=origin,
+        actor=actor,
+        origin_channel=origin_channel,
+        origin_thread_ts=origin_thread_ts,
+    )
+    return ticket
+
+
+def start_ticket(
+    session: Session,
+    policy: DeskPolicy,
+    *,
+    subject: str,
+    requester: Customer,
+    origin: Origin,
+    actor: Actor,
+    origin_channel: str | None = None,
+    origin_thread_ts: str | None = None,
+) -> tuple[Ticket, Participant | None]:
+    """`open_ticket`, also handing back the requester's mail participant (None when the requester
+    has no address, or is answered in Slack), so a caller mailing them need not query it back."""
     now = utcnow()
     ticket = Ticket(
         number=next_ticket_number(session),
@@ -86,24 +113,24 @@ def open_ticket(
     )
     session.add(ticket)
     session.flush()
+    participant: Participant | None = None
     if requester.email and not origin_channel:
-        session.add(
-            Participant(
-                ticket_id=ticket.id,
-                email=requester.email,
-                name=requester.name,
-                role="requester",
-                unsubscribe_key=random_key(),
-                created_at=now,
-            )
+        participant = Participant(
+            ticket_id=ticket.id,
+            email=requester.email,
+            name=requester.name,
+            role="requester",
+            unsubscribe_key=random_key(),
+            created_at=now,
         )
+        session.add(participant)
     record_event(session, ticket, "created", actor, origin=origin.value, requester_id=requester.id)
     outbox.enqueue(session, outbox.Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
     if origin_channel and origin_thread_ts:
         outbox.enqueue(
             session, outbox.Kind.ORIGIN_ACK, ticket_id=ticket.id, lane=outbox.origin_lane(ticket.id)
         )
-    return ticket
+    return ticket, participant
 
 
 # ----- finding tickets -----
@@ -399,6 +426,24 @@ def links_of(session: Session, ticket: Ticket) -> list[tuple[str, Ticket | None,
 # ----- participants -----
 
 
+@dataclass
+class TicketParticipants:
+    """The addresses on a ticket and its Cc count, read in one query and kept current by
+    `add_participant`, for a caller adding several at once (a mail's Cc list)."""
+
+    emails: set[str]
+    cc_count: int
+
+
+def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
+    found = session.execute(
+        select(Participant.email, Participant.role).where(Participant.ticket_id == ticket.id)
+    ).all()
+    return TicketParticipants(
+        emails={email for email, _role in found}, cc_count=sum(role == "cc" for _email, role in found)
+    )
+
+
 def add_participant(
     session: Session,
     policy: DeskPolicy,
@@ -408,8 +453,13 @@ def add_participant(
     *,
     name: str = "",
     notify: bool = True,
+    known: TicketParticipants | None = None,
 ) -> Participant | None:
-    """Add a Cc participant; None when already there, or when the cap is reached (named in the thread)."""
+    """Add a Cc participant; None when already there, or when the cap is reached (named in the thread).
+
+    `known` (from `participants_of`, in this transaction) saves reading the ticket's participants
+    again for each address.
+    """
     email = email.strip().lower()
     local, at, domain = email.partition("@")
     if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in email):
@@ -419,18 +469,25 @@ def add_participant(
         and any(email.startswith(a.partition("@")[0] + "+") for a in policy.support_addresses)
     ):
         return None
-    existing = session.scalar(
-        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
+    existing = (
+        session.scalar(
+            select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
+        )
+        if known is None or email in known.emails
+        else None
     )
     if existing is not None:
         if existing.unsubscribed_at is not None and actor.slack_id:
             existing.unsubscribed_at = None  # staff re-adding someone is a deliberate choice
         return None
-    count = len(
-        session.scalars(
-            select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.role == "cc")
-        ).all()
-    )
+    if known is not None:
+        count = known.cc_count
+    else:
+        count = len(
+            session.scalars(
+                select(Participant.id).where(Participant.ticket_id == ticket.id, Participant.role == "cc")
+            ).all()
+        )
     if count >= policy.max_participants:
         record_event(session, ticket, "participant_capped", actor, email=email)
         return None
@@ -443,7 +500,11 @@ def add_participant(
         created_at=utcnow(),
     )
     session.add(participant)
-    session.flush()
+    if known is not None:
+        known.emails.add(email)
+        known.cc_count += 1
+    if notify:
+        session.flush()  # the welcome mail names the participant's id
     record_event(session, ticket, "participant_added", actor, email=email)
     touch(ticket)
     if actor.slack_id:

@@ -56,3 +56,16 @@ def test_an_expired_lease_lets_another_worker_take_the_item(db):
         with db.transaction() as session:
             assert not inbound.finish(session, mine.id, "w1")  # the first worker lost it
             assert inbound.finish(session, theirs.id, "w2")
+
+
+def test_one_claim_statement_serves_any_kinds_and_limit(db):
+    # The statement is built once and run with parameters: each call's kinds and limit must hold.
+    for number in range(3):
+        inbound.accept(db, "email", f"mail{number}", lane=f"sender{number}")
+        inbound.accept(db, "slack_event", f"event{number}", lane=f"channel{number}")
+    mails = inbound.claim(db, "w1", kinds=frozenset({"email"}), limit=2)
+    assert [w.kind for w in mails] == ["email", "email"]
+    events = inbound.claim(db, "w1", kinds=frozenset({"slack_event"}), limit=5)
+    assert [w.kind for w in events] == ["slack_event"] * 3
+    assert [w.kind for w in inbound.claim(db, "w1", kinds=None)] == ["email"]
+    assert inbound.claim(db, "w1", kinds=frozenset({"email", "slack_event"})) == []

@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from store import actions, outbox
 from store.actions import Actor, DeskPolicy
-from store.models import Origin, Outbox, Status
+from store.actions.tickets import start_ticket
+from store.models import Organization, Origin, Outbox, Participant, Status
 
 POLICY = DeskPolicy(
     mail_domain="example.com",
@@ -109,3 +110,52 @@ def test_outbox_lane_order_and_lease(db):
         assert outbox.mark_done(s, first[0].id, "w1", {"ts": "1.1"})
     second = outbox.claim_due(db, "w2")
     assert [item.kind for item in second] == ["slack.thread_line"]
+
+
+def test_one_outbox_claim_statement_serves_any_kinds_and_limit(db):
+    # The statement is built once and run with parameters: each call's kinds and limit must hold.
+    with db.transaction() as s:
+        for number in range(3):
+            customer = actions.customer_for_email(s, f"c{number}@b.example")
+            actions.open_ticket(s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE)
+    emails = outbox.claim_due(db, "w1", kinds=frozenset({"email.send"}))
+    assert emails == []  # no acknowledgement rows from open_ticket alone
+    cards = outbox.claim_due(db, "w1", kinds=frozenset({"slack.card", "email.send"}), limit=2)
+    assert [item.kind for item in cards] == ["slack.card", "slack.card"]
+    assert [item.ticket_number for item in outbox.claim_due(db, "w1", kinds=None, limit=5)] == [3]
+
+
+def test_customers_by_address_share_their_domains_organization(db):
+    # The customer and the domain's organization are looked up together: every combination of
+    # known and new must come out as separate lookups would.
+    with db.transaction() as s:
+        dan = actions.customer_for_email(s, "Dan@Globex.example")
+        erin = actions.customer_for_email(s, "erin@globex.example", "Erin")
+        again = actions.customer_for_email(s, "dan@globex.example", "Dan Dorsey")
+        public = actions.customer_for_email(s, "someone@gmail.com")
+        assert again is dan and dan.name == "Dan Dorsey"  # named once the From header says so
+        assert dan.organization_id is not None and erin.organization_id == dan.organization_id
+        assert public.organization_id is None
+        assert s.scalars(select(Organization.email_domain)).all() == ["globex.example"]
+
+
+def test_start_ticket_hands_back_the_requesters_participant(db):
+    with db.transaction() as s:
+        customer = actions.customer_for_email(s, "a@b.example", "Ann")
+        ticket, requester = start_ticket(
+            s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE
+        )
+        stored = s.scalars(select(Participant).where(Participant.ticket_id == ticket.id)).all()
+        assert requester is not None and list(stored) == [requester]
+        assert (requester.email, requester.role) == ("a@b.example", "requester")
+        slack_ticket, nobody = start_ticket(
+            s,
+            POLICY,
+            subject="y",
+            requester=customer,
+            origin=Origin.SLACK,
+            actor=ALICE,
+            origin_channel="C0CONNECT",
+            origin_thread_ts="1.1",
+        )
+        assert nobody is None and slack_ticket.number == ticket.number + 1
