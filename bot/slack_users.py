@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
 
 from bot.text import DictMentionResolver
 from store.db import Database
@@ -110,8 +111,16 @@ def profile_from_api(user: Mapping[str, Any]) -> SlackProfile:
     )
 
 
-def _store_profile(db: Database, profile: SlackProfile) -> SlackProfile:
+def store_profile(db: Database, profile: SlackProfile) -> SlackProfile:
     """Upsert the cached row; whether the person is staff is kept (bot.staff owns that bit)."""
+    try:
+        return _upsert_profile(db, profile)
+    except IntegrityError:
+        # Another task cached the same person at the same moment (PostgreSQL): update theirs.
+        return _upsert_profile(db, profile)
+
+
+def _upsert_profile(db: Database, profile: SlackProfile) -> SlackProfile:
     with db.transaction() as session:
         row = session.get(SlackUser, profile.user_id)
         if row is None:
@@ -129,7 +138,8 @@ def _store_profile(db: Database, profile: SlackProfile) -> SlackProfile:
         return profile_from_row(row)
 
 
-def _cached_row(db: Database, user_id: str) -> tuple[SlackProfile, datetime] | None:
+def cached_profile(db: Database, user_id: str) -> tuple[SlackProfile, datetime] | None:
+    """The cached profile and when it was fetched (long ago for a row made only to mark staff)."""
     with db.read() as session:
         row = session.get(SlackUser, user_id)
         return (profile_from_row(row), row.fetched_at) if row is not None else None
@@ -195,7 +205,7 @@ class SlackDirectory:
         message is still stored. When Slack is unavailable a stale profile is good enough; with
         none at all the lookup fails and the caller's work is retried.
         """
-        cached = await asyncio.to_thread(_cached_row, self.db, user_id)
+        cached = await asyncio.to_thread(cached_profile, self.db, user_id)
         if cached is not None:
             profile, fetched_at = cached
             if profile.known and utcnow() - fetched_at < self.profile_max_age:
@@ -212,7 +222,7 @@ class SlackDirectory:
         user = answer.get("user")
         if not isinstance(user, Mapping):
             return SlackProfile(user_id=user_id, known=False)
-        return await asyncio.to_thread(_store_profile, self.db, profile_from_api(user))
+        return await asyncio.to_thread(store_profile, self.db, profile_from_api(user))
 
     async def profile_or_standin(self, user_id: str) -> SlackProfile:
         """The profile, or a stand-in named by id while Slack cannot answer: a message is stored

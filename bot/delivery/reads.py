@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView
 from bot.cards import card_view
 from store.db import Database
-from store.models import Attachment, Customer, Message, Outbox, OutboxState, SlackUser, Ticket, utcnow
+from store.models import Attachment, Customer, Message, Outbox, OutboxState, Ticket
 
 
 @dataclass(frozen=True)
@@ -137,49 +135,6 @@ def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
                 for file in files
             ),
         )
-
-
-def read_staff(db: Database, user_id: str) -> StaffIdentity | None:
-    with db.read() as session:
-        user = session.get(SlackUser, user_id)
-        if user is None:
-            return None
-        return StaffIdentity(name=user.display_name or user.real_name or user.name, icon_url=user.avatar_url)
-
-
-def save_profile(db: Database, user: dict[str, Any]) -> StaffIdentity:
-    """Cache a users.info user; whether the person is staff is decided elsewhere and kept."""
-    details = user.get("profile") or {}
-    avatar = next((details[key] for key in ("image_192", "image_72", "image_48") if details.get(key)), None)
-    fields: dict[str, Any] = {
-        "team_id": user.get("team_id") or details.get("team"),
-        "name": str(user.get("name") or "")[:200],
-        "real_name": str(details.get("real_name") or user.get("real_name") or "")[:200],
-        "display_name": str(details.get("display_name") or "")[:200],
-        "email": str(details["email"]).lower() if details.get("email") else None,
-        "avatar_url": avatar,
-        "is_bot": bool(user.get("is_bot")),
-        "fetched_at": utcnow(),
-    }
-    user_id = str(user["id"])
-    try:
-        _upsert_profile(db, user_id, fields)
-    except IntegrityError:
-        # Another delivery cached the same person at the same moment: update theirs.
-        _upsert_profile(db, user_id, fields)
-    return StaffIdentity(
-        name=fields["display_name"] or fields["real_name"] or fields["name"], icon_url=avatar
-    )
-
-
-def _upsert_profile(db: Database, user_id: str, fields: dict[str, Any]) -> None:
-    with db.transaction() as session:
-        row = session.get(SlackUser, user_id)
-        if row is None:
-            session.add(SlackUser(user_id=user_id, is_staff=False, **fields))
-        else:
-            for key, value in fields.items():
-                setattr(row, key, value)
 
 
 def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[str]:

@@ -27,19 +27,18 @@ from bot.delivery.reads import (
     posted_parts,
     read_card,
     read_message,
-    read_staff,
     read_threads,
     record_copy,
     record_triage_thread,
-    save_profile,
 )
 from bot.delivery.texts import OVERFLOW_NOTE, customer_header, note_header, origin_notice
 from bot.outcomes import Done, Fail, Outcome
+from bot.slack_users import PROFILE_MAX_AGE, SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
 from mail.links import raw_message_url
 from store.context import Desk
 from store.intake_keys import link_secret
-from store.models import Delivery, Direction, Visibility
+from store.models import Delivery, Direction, Visibility, utcnow
 from store.outbox import Kind, OutboxItem
 
 Performer = Callable[[OutboxItem], Awaitable[Outcome]]
@@ -318,23 +317,33 @@ class SlackDelivery:
         return first
 
     async def _staff(self, message: MessageSnapshot) -> StaffIdentity:
-        """The reply author's name and avatar: the profile cache, else users.info."""
+        """The reply author's name and avatar: the shared profile cache (the one triage names come
+        from), refreshed through users.info once it is older than PROFILE_MAX_AGE."""
         fallback = StaffIdentity(name=message.author_name or self.desk.settings.sender_name, icon_url=None)
         user_id = message.author_slack_id
         if not user_id:
             return fallback
-        cached = await asyncio.to_thread(read_staff, self.desk.db, user_id)
-        if cached is not None and cached.name:
-            return cached
-        data = await self.calls.call(
-            "users.info",
-            lambda: self.client.users_info(user=user_id),
-            ok_errors=frozenset({"user_not_found", "user_not_visible"}),
-        )
+        cached = await asyncio.to_thread(cached_profile, self.desk.db, user_id)
+        stale: SlackProfile | None = None
+        if cached is not None and cached[0].known:
+            profile, fetched_at = cached
+            if utcnow() - fetched_at < PROFILE_MAX_AGE:
+                return _identity(profile)
+            stale = profile
+        try:
+            data = await self.calls.call(
+                "users.info",
+                lambda: self.client.users_info(user=user_id),
+                ok_errors=frozenset({"user_not_found", "user_not_visible"}),
+            )
+        except Stop:
+            if stale is None:
+                raise  # nothing to show yet: the row is retried as the call's outcome says
+            return _identity(stale)  # a renamed person keeps their old name a little longer
         if not data.get("ok") or not isinstance(data.get("user"), dict):
-            return fallback
-        found = await asyncio.to_thread(save_profile, self.desk.db, data["user"])
-        return found if found.name else fallback
+            return _identity(stale) if stale is not None else fallback
+        found = await asyncio.to_thread(store_profile, self.desk.db, profile_from_api(data["user"]))
+        return _identity(found) if found.shown_name != found.user_id else fallback
 
     async def _original_url(self, message: MessageSnapshot) -> str:
         """A signed link to an email's original .eml (the thread shows it trimmed), if the desk
@@ -384,3 +393,7 @@ def _fit(payloads: list[SlackMessagePayload], slots: int) -> list[SlackMessagePa
     blocks: list[dict[str, object]] = [*last["blocks"][:49], note]
     kept[-1] = SlackMessagePayload(text=last["text"], blocks=blocks)
     return kept
+
+
+def _identity(profile: SlackProfile) -> StaffIdentity:
+    return StaffIdentity(name=profile.shown_name, icon_url=profile.avatar_url)

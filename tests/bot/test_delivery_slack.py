@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.delivery import SlackDelivery
+from bot.slack_users import PROFILE_MAX_AGE
+from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
 from store import actions
 from store.context import Desk
-from store.models import Attachment, Delivery, Message, SlackUser, Ticket
+from store.models import Attachment, Delivery, Message, SlackUser, Ticket, utcnow
 from store.outbox import Kind
 from tests.bot.delivery_kit import (
     STAFF,
@@ -164,6 +167,47 @@ def test_slack_connect_ticket_gets_an_ack_and_staff_replies_under_their_name(
         assert message.delivery == Delivery.DELIVERED
         assert session.get(SlackUser, ALICE) is not None  # looked up once, cached for the next reply
     assert len(emulator.calls_to("users.info")) == 1
+
+
+def _age_cached_profile(desk: Desk, user_id: str) -> None:
+    with desk.db.transaction() as session:
+        cached = session.get(SlackUser, user_id)
+        assert cached is not None
+        cached.fetched_at = utcnow() - PROFILE_MAX_AGE - timedelta(minutes=1)
+
+
+def test_a_renamed_staff_member_shows_their_new_name_once_the_cached_profile_is_old(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    staff_reply(desk, ticket_id, "First.")
+    deliver(desk, delivery)
+    emulator.workspace.users[ALICE].display_name = "alice.archer"
+    staff_reply(desk, ticket_id, "Second, while the cached profile is fresh.")
+    deliver(desk, delivery)
+    _age_cached_profile(desk, ALICE)
+    staff_reply(desk, ticket_id, "Third, once it is old.")
+    deliver(desk, delivery)
+
+    origin = thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+    assert [m.username for m in origin[2:]] == ["alice", "alice", "alice.archer"]
+    assert len(emulator.calls_to("users.info")) == 2
+
+
+def test_an_old_cached_profile_still_names_the_reply_while_slack_cannot_answer(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    staff_reply(desk, ticket_id, "First.")
+    deliver(desk, delivery)
+    _age_cached_profile(desk, ALICE)
+    emulator.add_fault("users.info", Fault.server_error(503), times=None)
+    staff_reply(desk, ticket_id, "Second.")
+    deliver(desk, delivery)
+
+    origin = thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+    assert [m.username for m in origin[2:]] == ["alice", "alice"]
+    assert len(emulator.calls_to("users.info")) >= 2  # it did ask, and went on with what it had
 
 
 def test_display_name_falls_back_to_real_name(
