@@ -169,6 +169,13 @@ def test_slack_connect_ticket_gets_an_ack_and_staff_replies_under_their_name(
     assert len(emulator.calls_to("users.info")) == 1
 
 
+def _ticket_with_one_reply(desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator) -> int:
+    ticket_id = open_slack_ticket(desk, emulator)
+    staff_reply(desk, ticket_id, "First.")
+    deliver(desk, delivery)
+    return ticket_id
+
+
 def _age_cached_profile(desk: Desk, user_id: str) -> None:
     with desk.db.transaction() as session:
         cached = session.get(SlackUser, user_id)
@@ -179,9 +186,7 @@ def _age_cached_profile(desk: Desk, user_id: str) -> None:
 def test_a_renamed_staff_member_shows_their_new_name_once_the_cached_profile_is_old(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
-    ticket_id = open_slack_ticket(desk, emulator)
-    staff_reply(desk, ticket_id, "First.")
-    deliver(desk, delivery)
+    ticket_id = _ticket_with_one_reply(desk, delivery, emulator)
     emulator.workspace.users[ALICE].display_name = "alice.archer"
     staff_reply(desk, ticket_id, "Second, while the cached profile is fresh.")
     deliver(desk, delivery)
@@ -197,9 +202,7 @@ def test_a_renamed_staff_member_shows_their_new_name_once_the_cached_profile_is_
 def test_an_old_cached_profile_still_names_the_reply_while_slack_cannot_answer(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
-    ticket_id = open_slack_ticket(desk, emulator)
-    staff_reply(desk, ticket_id, "First.")
-    deliver(desk, delivery)
+    ticket_id = _ticket_with_one_reply(desk, delivery, emulator)
     _age_cached_profile(desk, ALICE)
     emulator.add_fault("users.info", Fault.server_error(503), times=None)
     staff_reply(desk, ticket_id, "Second.")
