@@ -359,10 +359,7 @@ def oldest_due_age(db: Database) -> float | None:
         )
     if oldest is None:
         return None
-    if oldest.tzinfo is None:
-        from datetime import UTC
-
-        oldest = oldest.replace(tzinfo=UTC)
+    # MIN keeps the column's type (UTCDateTime), so the value comes back aware on every engine.
     return max((now - oldest).total_seconds(), 0.0)
 
 
