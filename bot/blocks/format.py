@@ -1,14 +1,21 @@
-"""Small wording helpers shared by the builders: words for states, ages, ordinals, truncation."""
+"""Small wording helpers shared by the builders: words for states, ages, ordinals, truncation,
+and the one-line context block they all use for small print."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot.text import escape_mrkdwn
 
 ELLIPSIS = "…"
+
+
+def context_line(text: str) -> dict[str, Any]:
+    """A Block Kit context block of one mrkdwn line: small grey print under or between sections."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
 def truncate(text: str, limit: int) -> str:

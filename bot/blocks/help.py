@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.blocks.format import context_line
+
 # (syntax, what it does), in the order of the design's Triage table.
 DESK_COMMANDS: tuple[tuple[str, str], ...] = (
     (
@@ -70,5 +72,5 @@ def help_blocks() -> list[dict[str, Any]]:
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{HELP_INTRO}\n{verbs}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{HELP_THREAD}\n{thread}"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": HELP_REPLIES}]},
+        context_line(HELP_REPLIES),
     ]

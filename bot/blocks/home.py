@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.data import HomeView, Metric, TicketSummary
-from bot.blocks.format import age, truncate
+from bot.blocks.format import age, context_line, truncate
 from bot.blocks.lists import NOTHING_HERE, lines_to_sections, ticket_line
 
 HOME_TITLE = "Service desk"
@@ -27,7 +27,7 @@ def _ticket_section(
     ]
     shown = tickets[:MAX_TICKETS_PER_SECTION]
     if not shown:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": NOTHING_HERE}]})
+        blocks.append(context_line(NOTHING_HERE))
         return blocks
     lines = []
     for ticket in shown:
@@ -46,7 +46,7 @@ def _metrics(metrics: tuple[Metric, ...]) -> list[dict[str, Any]]:
         {"type": "header", "text": {"type": "plain_text", "text": SECTION_METRICS, "emoji": True}}
     ]
     if not metrics:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": NOTHING_HERE}]})
+        blocks.append(context_line(NOTHING_HERE))
         return blocks
     for start in range(0, len(metrics), MAX_METRIC_FIELDS):
         fields = [
@@ -61,7 +61,7 @@ def home_view(view: HomeView) -> dict[str, Any]:
     """The ``views.publish`` view for ``app_home_opened``."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": HOME_TITLE, "emoji": True}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": HOME_FOOTER}]},
+        context_line(HOME_FOOTER),
     ]
     blocks += _ticket_section(SECTION_MINE, view.my_open, view)
     blocks += _ticket_section(SECTION_UNASSIGNED, view.unassigned, view)

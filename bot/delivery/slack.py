@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.card import card_blocks, card_text
+from bot.blocks.format import context_line
 from bot.blocks.messages import customer_ack
 from bot.delivery.attempt import Attempt
 from bot.delivery.calls import SlackCalls, Stop
@@ -389,8 +390,8 @@ def _fit(payloads: list[SlackMessagePayload], slots: int) -> list[SlackMessagePa
         return payloads
     kept = payloads[:slots]
     last = kept[-1]
-    note: dict[str, object] = {"type": "context", "elements": [{"type": "mrkdwn", "text": OVERFLOW_NOTE}]}
-    blocks: list[dict[str, object]] = [*last["blocks"][:49], note]
+    # Slack's 50-block cap: the note takes the last place.
+    blocks: list[dict[str, object]] = [*last["blocks"][:49], context_line(OVERFLOW_NOTE)]
     kept[-1] = SlackMessagePayload(text=last["text"], blocks=blocks)
     return kept
 
