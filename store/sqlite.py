@@ -3,9 +3,14 @@
 Opening a connection runs four PRAGMAs and later loads the schema, about 0.8 ms each time, so
 connections are pooled and configured once (in the connect hook). A pooled connection keeps its
 file open even after the file is moved, deleted or replaced, which a new connection per
-transaction never did: each checkout therefore checks that the path still names the file the
-connection opened, and reconnects (or fails as unavailable) when it does not. Writes go on to the
-file at the path, never to a file an operator moved away or restored a backup over.
+transaction never did. So the engine remembers the file it first opened (device and inode), and
+every checkout checks that the path still names that file:
+
+- moved away (or its folder): the store is unavailable, and connections opened meanwhile never
+  create an empty database in its place (`mode=rw`); moved back, it works again;
+- replaced (a backup restored over it while the service runs): the store stays unavailable until
+  the service restarts. The old connections still hold the old `-wal` file, which a new connection
+  at the path would pair with the restored file; restoring means stopping the service first.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
@@ -23,13 +30,13 @@ from store.write_queue import WriteQueue
 
 # Threads that hold a connection at once: asyncio's default executor (asyncio.to_thread, which
 # the worker and the Slack adapters use) is min(32, CPUs + 4), the SMTP intake has its own three
-# (mail.intake.INTAKE_THREADS), and the loop thread itself (migrations). Kept connections past this are closed
-# on return rather than refused (no overflow limit), so nothing ever waits for a pool slot.
+# (mail.intake.INTAKE_THREADS), plus one spare. Kept connections past this are closed on return
+# rather than refused (no overflow limit), so nothing ever waits for a pool slot.
 POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 4
 BUSY_TIMEOUT_SECONDS = 30
 # Set on the engine view Database.read() uses: its transactions begin deferred and query-only.
 READ_ONLY_OPTION = "servicedesk_read_only"
-_FILE_ID = "servicedesk_file_id"
+REPLACED = "the database file {path} was replaced while the service ran; restart the service to use it"
 
 
 def is_memory_url(url: str) -> bool:
@@ -92,9 +99,29 @@ def _file_id(path: str | None) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+@dataclass
+class _FileTie:
+    """The file an engine works on: its path and, once opened, its identity."""
+
+    path: str | None
+    opened: tuple[int, int] | None = None
+
+
 def _configure(engine: Engine, path: str | None) -> None:
+    tie = _FileTie(path)
+
+    @event.listens_for(engine, "do_connect")
+    def _do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if tie.path is not None and tie.opened is not None:
+            # Once the database exists, never create an empty one where it went missing.
+            cargs[:] = [f"file:{quote(tie.path)}?mode=rw"]
+            cparams["uri"] = True
+
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if tie.opened is not None and _file_id(tie.path) != tie.opened:
+            dbapi_connection.close()
+            raise sqlite3.OperationalError(REPLACED.format(path=tie.path))
         # Let SQLAlchemy's "begin" event emit BEGIN IMMEDIATE instead of pysqlite's deferred
         # BEGIN: a deferred transaction that later writes can fail with SQLITE_BUSY without
         # waiting, while IMMEDIATE waits for the write lock under busy_timeout.
@@ -106,16 +133,15 @@ def _configure(engine: Engine, path: str | None) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.close()
-        # After journal_mode, which has made sure the file exists.
-        record.info[_FILE_ID] = _file_id(path)
+        if tie.opened is None:
+            tie.opened = _file_id(tie.path)  # after journal_mode, which has made sure the file exists
 
     @event.listens_for(engine, "checkout")
-    def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        opened = record.info.get(_FILE_ID)
-        if opened is not None and _file_id(path) != opened:
-            # The pool drops this connection and opens a new one at the path, which fails
-            # (StoreUnavailable) while nothing is there.
-            raise DisconnectionError("the database file is no longer the one this connection opened")
+    def _on_checkout(_dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if tie.opened is not None and _file_id(tie.path) != tie.opened:
+            # The pool drops this connection and opens a new one, which fails while the file is
+            # away (mode=rw) or replaced (the connect hook): the store is unavailable, not wrong.
+            raise DisconnectionError("the database file is no longer the one this service opened")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from store.db import Database, StoreUnavailable
-from store.models import InboundItem
+from store.models import InboundItem, utcnow
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("SERVICEDESK_TEST_DATABASE_URL")), reason="SQLite's own connection handling"
@@ -78,28 +78,54 @@ def test_a_transaction_is_unavailable_while_the_folder_is_moved_away(
         db.dispose()
 
 
-def test_a_file_replaced_under_the_pool_is_the_one_written(moved_db: tuple[Database, Path]) -> None:
-    """Restoring a backup over the file: later writes land in the restored file, not the old one."""
+def test_a_file_replaced_under_the_running_service_is_refused_until_a_restart(
+    moved_db: tuple[Database, Path],
+) -> None:
+    """Restoring a backup over the file while the service runs: nothing is read from or written to
+    either file (the old connections' WAL would pair with the restored file); a restart uses it."""
     db, folder = moved_db
     try:
-        backup = folder.with_name("backup.db")
-        shutil.copyfile(folder / "desk.db", backup)
-        opened = count_connects(db)
         with db.transaction() as session:
             session.execute(text("SELECT 1"))
-        os.replace(backup, folder / "desk.db")
-        with db.transaction() as session:
-            session.execute(
-                text(
-                    "INSERT INTO inbound_items (kind, dedupe_key, payload, state, attempts, received_at) "
-                    "VALUES ('email', 'k', '{}', 'pending', 0, CURRENT_TIMESTAMP)"
+        backup = folder.with_name("backup.db")
+        # A backup that differs from the live database, so a read shows which file answered.
+        shutil.copyfile(folder / "desk.db", backup)
+        restored = Database(f"sqlite:///{backup}")
+        with restored.transaction() as session:
+            session.add(
+                InboundItem(
+                    kind="email",
+                    dedupe_key="from-backup",
+                    payload={},
+                    state="pending",
+                    attempts=0,
+                    received_at=utcnow(),
                 )
             )
-        assert len(opened) == 2  # the connection to the replaced file was not used again
+        restored.dispose()
+        os.replace(backup, folder / "desk.db")
+
+        replaced = pytest.raises(StoreUnavailable, match="replaced while the service ran")
+        with replaced, db.transaction() as session:
+            session.execute(text("SELECT count(*) FROM inbound_items"))
+        assert not db.ping()
         db.dispose()
-        again = Database(f"sqlite:///{folder / 'desk.db'}")
-        with again.transaction() as session:
-            assert session.scalar(select(func.count()).select_from(InboundItem)) == 1
+        again = Database(f"sqlite:///{folder / 'desk.db'}")  # the restart
+        with again.read() as session:
+            assert session.scalars(select(InboundItem.dedupe_key)).all() == ["from-backup"]
         again.dispose()
+    finally:
+        db.dispose()
+
+
+def test_a_missing_file_is_never_recreated_empty(moved_db: tuple[Database, Path]) -> None:
+    db, folder = moved_db
+    try:
+        assert db.ping()
+        (folder / "desk.db").rename(folder / "elsewhere.db")  # the file alone, its folder stays
+        assert not db.ping()
+        with pytest.raises(StoreUnavailable), db.transaction() as session:
+            session.execute(text("SELECT 1"))
+        assert not (folder / "desk.db").exists()
     finally:
         db.dispose()
