@@ -167,7 +167,7 @@ def holders(db: Database, prefix: str) -> list[str]:
 
 def release(db: Database, worker_id: str) -> None:
     with db.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(InboundItem)
             .where(InboundItem.state == InboundState.CLAIMED, InboundItem.claimed_by == worker_id)
             .values(
@@ -177,4 +177,5 @@ def release(db: Database, worker_id: str) -> None:
                 attempts=InboundItem.attempts - 1,
             )
         )
-        note(session, Topic.INTAKE)
+        if result.rowcount:  # type: ignore[attr-defined]
+            note(session, Topic.INTAKE)

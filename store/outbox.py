@@ -318,8 +318,10 @@ def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
             .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by == worker_id)
             .values(**values)
         )
-        note(session, Topic.OUTBOX)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        released = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if released:  # a stop with nothing held wakes nobody
+            note(session, Topic.OUTBOX)
+        return released
 
 
 def holders(db: Database, prefix: str) -> list[str]:

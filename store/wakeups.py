@@ -70,12 +70,17 @@ class Wakeups:
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         event.listen(sessions, "after_commit", self._after_commit)
-        # A rolled-back transaction made nothing claimable. (A rolled-back savepoint leaves its marks:
-        # at worst a spurious wake-up, which costs one claim.)
+        # A rolled-back transaction made nothing claimable. Both events also fire for savepoints
+        # (begin_nested), which neither commit nor roll back the transaction: those are ignored, so
+        # a released savepoint tells nobody early, and a rolled-back one keeps the marks made
+        # before it (its own marks stay too: at worst a spurious wake-up, which costs one claim).
         event.listen(sessions, "after_rollback", self._forget)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call `subscriber` after each commit that made work claimable; returns the unsubscribe."""
+        """Call `subscriber` after each commit that made work claimable; returns the unsubscribe.
+
+        It runs on the committing thread, which may still hold SQLite's write turn: it must be quick
+        and must not write (on_loop hands the notice to an event loop, and that is all)."""
         with self._lock:
             self._subscribers.append(subscriber)
 
@@ -87,9 +92,12 @@ class Wakeups:
         return unsubscribe
 
     def _forget(self, session: Session) -> None:
-        session.info.pop(_INFO_KEY, None)
+        if not session.in_nested_transaction():
+            session.info.pop(_INFO_KEY, None)
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint released: the transaction has not committed yet
         marks = session.info.pop(_INFO_KEY, None)
         if not marks:
             return

@@ -78,6 +78,27 @@ def test_a_rolled_back_transaction_announces_nothing(db: Database, heard: Heard)
     assert heard.notices == []
 
 
+def test_savepoints_neither_announce_early_nor_drop_what_was_marked_before(
+    db: Database, heard: Heard
+) -> None:
+    with db.transaction() as session:
+        outbox.enqueue(session, Kind.EMAIL)
+        with session.begin_nested():  # released: the transaction has not committed yet
+            session.execute(select(1))
+        assert heard.notices == []
+        savepoint = session.begin_nested()
+        session.execute(select(1))
+        savepoint.rollback()  # rolled back: the transaction goes on, its marks with it
+    assert heard.topics() == [{Topic.OUTBOX}]
+    assert heard.outbox_seen == [1]
+
+
+def test_giving_back_nothing_announces_nothing(db: Database, heard: Heard) -> None:
+    assert outbox.release(db, "w1") == 0
+    inbound.release(db, "w1")
+    assert heard.notices == []
+
+
 def test_a_later_due_time_is_announced_with_the_soonest_first(db: Database, heard: Heard) -> None:
     soon = utcnow() + timedelta(seconds=10)
     with db.transaction() as session:
@@ -98,7 +119,7 @@ def test_retries_releases_and_operator_retries_are_announced(db: Database, heard
     assert state == "pending"
     [later] = heard.notices[1].due[Topic.OUTBOX]
     assert later is not None and later > utcnow()
-    outbox.claim_due(db, "w1")  # not due yet: nothing
+    assert outbox.claim_due(db, "w1") == []  # not due yet (the claim's "now" is its own)
     with db.transaction() as session:
         row = session.get(Outbox, item.id)
         assert row is not None
