@@ -80,9 +80,19 @@ class StaffDirectory:
         self.clock = clock
         self._refreshed_at: float | None = None
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Future[bool] | None = None
 
     async def refresh(self) -> bool:
-        """Read the triage channel's members into the cache; False (cache kept) if Slack failed."""
+        """Read the triage channel's members into the cache; False (cache kept) if Slack failed.
+
+        One read at a time, shared by whoever asks meanwhile; a caller that stops waiting (a command
+        out of time for Slack's 3 s) does not cancel it, so a slow Slack still refreshes the list
+        for the next command instead of being asked again and abandoned each time."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._read_members())
+        return await asyncio.shield(self._refreshing)
+
+    async def _read_members(self) -> bool:
         if not self.triage_channel:
             return False
         members: set[str] = set()
