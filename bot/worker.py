@@ -188,6 +188,7 @@ class Worker:
                 self._store_back()
             except StoreUnavailable as exc:
                 self._store_lost(exc)
+                idle = min(idle * 2, self.config.max_idle_sleep)  # the poll, backing off, finds it back
             # The worker's boundary: a bug in one pass must not end delivery for the process (the
             # service would run on without a worker). Logged with its traceback; the loop goes on.
             except Exception:
@@ -216,8 +217,11 @@ class Worker:
                     if self._free_slots() >= self._refill_slots():
                         return
                     until = min(until, self._freed_at + self.config.refill_delay)
-                if self._paused and self.token_check is not None:
-                    until = min(until, self._token_checked_at + self._token_wait)
+                token_due = self._token_checked_at + self._token_wait
+                # Only a check still to come: one already due waits for a pass that reaches it
+                # (a pass cut short by a database outage must not make this wait return at once).
+                if self._paused and self.token_check is not None and token_due > now:
+                    until = min(until, token_due)
             if now >= until:
                 return
             await self._outbox.sleep_until(until, now)
