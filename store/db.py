@@ -24,6 +24,9 @@ from store.write_queue import WriteQueueTimeout
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's SQLSTATE for a write in a READ ONLY transaction (read_only_sql_transaction).
+READ_ONLY_TRANSACTION = "25006"
+
 
 class StoreError(Exception):
     """Base of the store's errors."""
@@ -61,12 +64,14 @@ class Database:
         # SQLite file: this process's writers take turns here before BEGIN IMMEDIATE.
         self._writes = write_queue(self.engine)
         self.write_wait_seconds: float = BUSY_TIMEOUT_SECONDS
-        # File SQLite's reads: the same pool, transactions begun deferred and query-only.
-        self._reader = (
-            self.engine.execution_options(**{READ_ONLY_OPTION: True})
-            if self._writes is not None
-            else None
-        )
+        # Reads on the same pool: on file SQLite begun deferred and query-only; on PostgreSQL as
+        # READ ONLY transactions (psycopg starts them so, no extra round trip). Either way a write
+        # that slipped into a read fails in tests on both engines instead of passing on one.
+        self._reader: Engine | None = None
+        if self._writes is not None:
+            self._reader = self.engine.execution_options(**{READ_ONLY_OPTION: True})
+        elif self.is_postgresql:
+            self._reader = self.engine.execution_options(postgresql_readonly=True)
         # Told after each commit that made work claimable (see store/wakeups.py): wakes the worker.
         self.wakeups = Wakeups(self._sessions)
 
@@ -100,8 +105,8 @@ class Database:
         """A transaction that only reads; otherwise the same contract as `transaction()`.
 
         On SQLite it takes no write lock and does not wait in the writers' queue: it sees the
-        last commit and runs beside the writer. Writing in it raises WriteInReadOnly. On
-        PostgreSQL (and in-memory SQLite) it is an ordinary transaction.
+        last commit and runs beside the writer. On PostgreSQL it is a READ ONLY transaction. Writing
+        in it raises WriteInReadOnly on both (in-memory SQLite, for tests: an ordinary transaction).
         """
         if self._reader is None:
             with self.transaction() as session:
@@ -112,7 +117,8 @@ class Database:
                 with Session(connection, expire_on_commit=False) as session, session.begin():
                     yield session
             finally:
-                leave_query_only(connection)
+                if self._writes is not None:
+                    leave_query_only(connection)  # PostgreSQL's flag is reset by the pool
 
     def ping(self) -> bool:
         # A read: under load a health check must not queue for the write lock. On SQLite the
@@ -140,6 +146,8 @@ def _translated(*, read_only: bool = False) -> Iterator[None]:
             raise WriteInReadOnly(f"a write inside Database.read(): {exc.orig}") from exc
         raise StoreUnavailable(_describe(exc)) from exc
     except DBAPIError as exc:
+        if read_only and getattr(exc.orig, "sqlstate", None) == READ_ONLY_TRANSACTION:
+            raise WriteInReadOnly(f"a write inside Database.read(): {exc.orig}") from exc
         if exc.connection_invalidated:
             raise StoreUnavailable(_describe(exc)) from exc
         raise
