@@ -35,6 +35,7 @@ from typing import Protocol
 
 from bot.outcomes import Outcome, Pause, Retry
 from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
+from bot.worker_pace import EdgeFirst
 from bot.worker_settle import TRIAGE_THREAD_KINDS, describe, log_fields, settle, settle_pause
 from bot.worker_wake import WorkSignal, loop_time_of
 from store import inbound, outbox
@@ -92,6 +93,11 @@ class WorkerConfig:
     pause_state_interval: float = 1.0  # how often the shared "Slack paused" flag is read
     pause_check_interval: float = 15.0  # the longest wait between auth.test checks while paused
     drain_timeout: float = 2.5  # on stop: how long rows in flight may finish before they are given back
+    # Edge first (bot/worker_pace.py): while intake items arrive faster than this a second, the
+    # worker's units of work (an intake item, a delivery) take turns at most `busy_worker_rate` a
+    # second, so the edges answer first. Steady traffic (tens a second) never reaches it.
+    busy_intake_rate: float = 50.0
+    busy_worker_rate: float = 20.0
 
 
 class Worker:
@@ -113,6 +119,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self._stopping = asyncio.Event()
         self._intake = WorkSignal()
+        self._pace = EdgeFirst(self.config.busy_intake_rate, self.config.busy_worker_rate)
         self._outbox = WorkSignal()
         self._freed_at: float | None = None  # loop time the first slot freed since the last refill
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,6 +162,8 @@ class Worker:
             signal = self._intake if topic == Topic.INTAKE else self._outbox
             for due in times:
                 signal.announce(loop_time_of(due, now, wall), now)
+            if topic == Topic.INTAKE and None in times:
+                self._pace.arrived()  # an edge's commit (an accepted mail or event) in this process
 
     # ----- the long-running loops -----
 
@@ -302,6 +311,7 @@ class Worker:
             if self._stopping.is_set():
                 break  # the rest is given back on the way out
             handler = self.inbound_handlers[item.kind]
+            await self._pace.turn()
             try:
                 await handler(item, self.worker_id)
             except StoreUnavailable:
@@ -370,6 +380,7 @@ class Worker:
     async def _perform(self, item: OutboxItem) -> None:
         performer = self.performers[item.kind]
         try:
+            await self._pace.turn()
             outcome = await performer(item)
         except StoreUnavailable as exc:
             outcome = Retry(str(exc))
