@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,9 @@ class InboundWork:
     attempts: int
 
 
+_ACCEPT = insert(cast(Table, InboundItem.__table__))
+
+
 def accept(
     db: Database,
     kind: str,
@@ -47,17 +50,20 @@ def accept(
     try:
         # Urgent: the sender waits for this commit (SMTP 250, Slack's HTTP 200).
         with db.transaction(urgent=True) as session:
-            session.add(
-                InboundItem(
-                    kind=kind,
-                    dedupe_key=dedupe_key[:1000],
-                    lane=lane,
-                    payload=payload or {},
-                    raw=raw,
-                    state=InboundState.PENDING,
-                    attempts=0,
-                    received_at=utcnow(),
-                )
+            # A Core insert: no object to track, about half the CPU of the ORM's unit of work, and
+            # this runs once per mail and event while the sender waits.
+            session.execute(
+                _ACCEPT,
+                {
+                    "kind": kind,
+                    "dedupe_key": dedupe_key[:1000],
+                    "lane": lane,
+                    "payload": payload or {},
+                    "raw": raw,
+                    "state": InboundState.PENDING,
+                    "attempts": 0,
+                    "received_at": utcnow(),
+                },
             )
             note(session, Topic.INTAKE)
     except IntegrityError:
