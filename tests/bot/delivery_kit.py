@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
@@ -28,10 +29,18 @@ from store.settings import Settings
 STAFF = Actor("Alice Archer", slack_id=ALICE)
 
 
-def running_emulator() -> Iterator[SlackEmulator]:
-    """The body of each test module's `emulator` fixture."""
+# Fixtures: a test module imports them by name (as the inbound tests do from inbound_harness).
+
+
+@pytest.fixture(name="emulator")
+def emulator_fixture() -> Iterator[SlackEmulator]:
     with SlackEmulator() as running:
         yield running
+
+
+@pytest.fixture(name="desk")
+def desk_fixture(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
+    return desk_for(database_url, emulator, tmp_path / "files")
 
 
 def desk_for(database_url: str, emulator: SlackEmulator, files_dir: Path, **settings: Any) -> Desk:

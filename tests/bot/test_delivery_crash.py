@@ -9,9 +9,8 @@ its metadata and settle the row without posting it again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,29 +23,20 @@ from store.actions.common import thread_line as thread_line_of
 from store.context import Desk
 from store.models import Message, Ticket
 from store.outbox import Kind
-from tests.bot.delivery_kit import (
+from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     STAFF,
     client_for,
+    desk_fixture,
     desk_for,
     drain,
+    emulator_fixture,
     open_email_ticket,
     open_slack_ticket,
     posts_by_row,
     rows,
-    running_emulator,
     staff_reply,
     worker_for,
 )
-
-
-@pytest.fixture
-def emulator() -> Iterator[SlackEmulator]:
-    yield from running_emulator()
-
-
-@pytest.fixture
-def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
-    return desk_for(database_url, emulator, tmp_path / "files")
 
 
 def deliver_all(desk: Desk, delivery: SlackDelivery) -> None:

@@ -7,9 +7,7 @@ requests, connections dropped before or after the call took effect, and Slack er
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,29 +20,20 @@ from store import outbox
 from store.context import Desk
 from store.models import Attachment, Ticket
 from store.outbox import Kind
-from tests.bot.delivery_kit import (
+from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     client_for,
+    desk_fixture,
     desk_for,
     drain,
+    emulator_fixture,
     open_email_ticket,
     open_slack_ticket,
     posts_by_row,
     rows,
     run_until_drained,
-    running_emulator,
     thread,
     worker_for,
 )
-
-
-@pytest.fixture
-def emulator() -> Iterator[SlackEmulator]:
-    yield from running_emulator()
-
-
-@pytest.fixture
-def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
-    return desk_for(database_url, emulator, tmp_path / "files")
 
 
 def first_card_outcome(desk: Desk, emulator: SlackEmulator, *, timeout: int = 15) -> Outcome:

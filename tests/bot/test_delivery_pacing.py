@@ -4,7 +4,6 @@ Slack does refuse is retried after Retry-After without losing or repeating anyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,18 @@ from bot.delivery import SlackDelivery
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import TRIAGE
 from store.models import OutboxState
-from tests.bot.delivery_kit import (
+from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     client_for,
     desk_for,
+    emulator_fixture,
     open_email_ticket,
     posts_by_row,
     rows,
     run_until_drained,
-    running_emulator,
     worker_for,
 )
 
 TICKETS = 5  # ten posts into the triage channel: a burst of three, then one a second
-
-
-@pytest.fixture
-def emulator() -> Iterator[SlackEmulator]:
-    yield from running_emulator()
 
 
 @pytest.mark.parametrize("pacing", [True, False], ids=["paced", "unpaced"])

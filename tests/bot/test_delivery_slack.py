@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,30 +15,21 @@ from store import actions
 from store.context import Desk
 from store.models import Attachment, Delivery, Message, SlackUser, Ticket, utcnow
 from store.outbox import Kind
-from tests.bot.delivery_kit import (
+from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     STAFF,
     client_for,
+    desk_fixture,
     desk_for,
     drain,
+    emulator_fixture,
     open_email_ticket,
     open_slack_ticket,
     posts_by_row,
     rows,
-    running_emulator,
     staff_reply,
     thread,
     worker_for,
 )
-
-
-@pytest.fixture
-def emulator() -> Iterator[SlackEmulator]:
-    yield from running_emulator()
-
-
-@pytest.fixture
-def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
-    return desk_for(database_url, emulator, tmp_path / "files")
 
 
 @pytest.fixture
