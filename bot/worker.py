@@ -246,6 +246,7 @@ class Worker:
                 self._store_back()
             except StoreUnavailable as exc:
                 self._store_lost(exc)
+                idle = min(idle * 2, self.config.max_idle_sleep)  # as in the delivery loop
             except Exception:  # the worker's boundary, as in the delivery loop
                 log.exception("intake pass failed; trying again")
                 handled, idle, failed = 0, FAILED_PASS_WAIT, True

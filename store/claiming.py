@@ -4,7 +4,7 @@ A lane (the posts of one Slack thread, the mails of one sender) is performed in 
 is claimable only while no earlier row of its lane still waits. The statement is built once per
 queue and shape and run with bind parameters (`now`, `limit`, and an expanding `kinds`): workers
 claim after every finished delivery, and building `aliased`/`exists`/`or_`/`in_` each time cost
-more CPU than running the query (bench/README.md, "What the profile says", item 4).
+more CPU than running the query (bench/README.md, "What was slow, what changed", row 4).
 """
 
 from __future__ import annotations
