@@ -102,7 +102,7 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
     email = email.strip().lower()
     by_email = select(Customer).where(Customer.email == email)
     domain = _mail_domain(email.rpartition("@")[2])
-    customer, organization = _customer_and_organization(session, email, domain)
+    customer, organization = _customer_and_organization(session, by_email, email, domain)
     if customer is None:
         if domain is not None:
             organization = _organization(session, domain, organization)
@@ -120,12 +120,12 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
 
 
 def _customer_and_organization(
-    session: Session, email: str, domain: str | None
+    session: Session, by_email: Select[Customer], email: str, domain: str | None
 ) -> tuple[Customer | None, Organization | None]:
     """The customer with this address and the organization of `domain`, in one round trip: a first
     contact needs both (each a unique-index probe), a known customer only the first."""
     if domain is None:
-        return session.scalar(select(Customer).where(Customer.email == email)), None
+        return session.scalar(by_email), None
     probe = select(literal(1).label("probe")).subquery()
     row = session.execute(
         select(Customer, Organization)
