@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -138,11 +138,28 @@ def _upsert_profile(db: Database, profile: SlackProfile) -> SlackProfile:
         return profile_from_row(row)
 
 
-def cached_profile(db: Database, user_id: str) -> tuple[SlackProfile, datetime] | None:
-    """The cached profile and when it was fetched (long ago for a row made only to mark staff)."""
+@dataclass(frozen=True)
+class CachedProfile:
+    """What the cache holds for one person: `fresh` to use as is, else `stale` to fall back on
+    while Slack cannot answer (both None: nothing known, or only that they are staff)."""
+
+    fresh: SlackProfile | None
+    stale: SlackProfile | None
+
+
+def cached_profile(db: Database, user_id: str, max_age: timedelta = PROFILE_MAX_AGE) -> CachedProfile:
+    """The cache's answer for `user_id`: fresh when fetched less than `max_age` ago."""
     with db.read() as session:
         row = session.get(SlackUser, user_id)
-        return (profile_from_row(row), row.fetched_at) if row is not None else None
+        if row is None:
+            return CachedProfile(None, None)
+        profile = profile_from_row(row)
+        # A row made only to mark staff has no profile yet: fetched long ago, so never fresh.
+        if not profile.known:
+            return CachedProfile(None, None)
+        if utcnow() - row.fetched_at < max_age:
+            return CachedProfile(profile, profile)
+        return CachedProfile(None, profile)
 
 
 def _walk_elements(node: Any) -> Iterator[Mapping[str, Any]]:
@@ -205,20 +222,18 @@ class SlackDirectory:
         message is still stored. When Slack is unavailable a stale profile is good enough; with
         none at all the lookup fails and the caller's work is retried.
         """
-        cached = await asyncio.to_thread(cached_profile, self.db, user_id)
-        if cached is not None:
-            profile, fetched_at = cached
-            if profile.known and utcnow() - fetched_at < self.profile_max_age:
-                return profile
+        cached = await asyncio.to_thread(cached_profile, self.db, user_id, self.profile_max_age)
+        if cached.fresh is not None:
+            return cached.fresh
         try:
             answer = await self.client.users_info(user=user_id)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
             if is_transient(error):
-                if cached is not None and cached[0].known:
-                    return cached[0]
+                if cached.stale is not None:
+                    return cached.stale
                 raise SlackLookupFailed(f"users.info for {user_id}: {_describe(error)}") from error
             log.warning("users.info for %s failed: %s", user_id, _describe(error))
-            return cached[0] if cached is not None else SlackProfile(user_id=user_id, known=False)
+            return cached.stale or SlackProfile(user_id=user_id, known=False)
         user = answer.get("user")
         if not isinstance(user, Mapping):
             return SlackProfile(user_id=user_id, known=False)

@@ -34,12 +34,12 @@ from bot.delivery.reads import (
 )
 from bot.delivery.texts import OVERFLOW_NOTE, customer_header, note_header, origin_notice
 from bot.outcomes import Done, Fail, Outcome
-from bot.slack_users import PROFILE_MAX_AGE, SlackProfile, cached_profile, profile_from_api, store_profile
+from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
 from mail.links import raw_message_url
 from store.context import Desk
 from store.intake_keys import link_secret
-from store.models import Delivery, Direction, Visibility, utcnow
+from store.models import Delivery, Direction, Visibility
 from store.outbox import Kind, OutboxItem
 
 Performer = Callable[[OutboxItem], Awaitable[Outcome]]
@@ -325,12 +325,9 @@ class SlackDelivery:
         if not user_id:
             return fallback
         cached = await asyncio.to_thread(cached_profile, self.desk.db, user_id)
-        stale: SlackProfile | None = None
-        if cached is not None and cached[0].known:
-            profile, fetched_at = cached
-            if utcnow() - fetched_at < PROFILE_MAX_AGE:
-                return _identity(profile)
-            stale = profile
+        if cached.fresh is not None:
+            return _identity(cached.fresh)
+        stale = cached.stale
         try:
             data = await self.calls.call(
                 "users.info",
