@@ -95,9 +95,11 @@ class WorkerConfig:
     drain_timeout: float = 2.5  # on stop: how long rows in flight may finish before they are given back
     # Edge first (bot/worker_pace.py): while intake items arrive faster than this a second, the
     # worker's units of work (an intake item, a delivery) take turns at most `busy_worker_rate` a
-    # second, so the edges answer first. Steady traffic (tens a second) never reaches it.
+    # second, so the edges answer first. Steady traffic (tens a second) never reaches it. At 5 turns
+    # a second the worker keeps about a twentieth of the CPU during a burst (an email's ingest is
+    # the costliest unit, ~12 ms); at 20 it took a third of it, and the 250s waited for it.
     busy_intake_rate: float = 50.0
-    busy_worker_rate: float = 20.0
+    busy_worker_rate: float = 5.0
 
 
 class Worker:
