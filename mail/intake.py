@@ -65,6 +65,10 @@ class IntakeHandler:
         self.sessions = 0
         self.store_down = False
 
+    def __dir__(self) -> list[str]:
+        # aiosmtpd scans the handler's dir() on every connection too: see BoundedSMTP.__dir__.
+        return list(_table_names(type(self)))
+
     async def _in_thread(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """asyncio.to_thread, on the intake's own executor."""
         context = contextvars.copy_context()
