@@ -14,6 +14,7 @@ import contextvars
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -158,6 +159,12 @@ def sender_lane(mail_from: str) -> str:
     return "email:" + hashlib.sha256(mail_from.strip().lower().encode()).hexdigest()[:32]
 
 
+# A path the email package's parser would return unchanged: <dot-atom@host.name>, ASCII only
+# (RFC 5322 3.2.3 atext). Anything else (quoted local parts, source routes, comments, address
+# literals, UTF-8) goes through that parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<(({_ATEXT}(?:\.{_ATEXT})*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
 # The attribute names aiosmtpd builds its per-connection tables from (commands, AUTH mechanisms,
 # handler hooks), listed once per class; see BoundedSMTP.__dir__.
 _TABLE_PREFIXES = ("smtp_", "auth_", "handle_")
@@ -203,10 +210,19 @@ class BoundedSMTP(SMTP):
         return list(_table_names(type(self)))
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's own address parse for MAIL FROM and RCPT TO, minus the typing.Protocol class
-        it defines on every call (40 % of the parse's CPU): the same parser, the same answers."""
+        """aiosmtpd's own address parse for MAIL FROM and RCPT TO, with the same answers: a plain
+        `<local@domain>` is read by a pattern, anything else by the same parser, minus the
+        typing.Protocol class aiosmtpd defines on every call (40 % of that parse's CPU)."""
         if not arg:
             return "", ""
+        plain = _PLAIN_PATH.match(arg)
+        # The parser also skips the blanks after the path, and comments, which are left to it.
+        rest = arg[plain.end() :].lstrip(" \t") if plain is not None else ""
+        if plain is not None and not rest.startswith("("):
+            # What nearly every MTA sends: the parser's answer for it, at a hundredth of its cost.
+            if self.local_part_limit and len(plain[2]) > self.local_part_limit:
+                return None, None
+            return plain[1], rest
         try:
             parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
             address, rest = parse(arg)

@@ -47,6 +47,15 @@ ADDRESS_ARGUMENTS = [
 ]
 
 
+# Plain paths (the pattern's side) next to near-misses (the parser's side), with what may follow.
+LOCAL_PARTS = ["bob", "Bob.Smith", "o'neil+tag", "a!#$%&*/=?^_`{|}~-z", "a..b", ".bob", "bob.", "a b", "ü"]
+DOMAINS = ["customer.test", "X-Y.test", "c", "-c.test", "c..test", "c.test.", "[192.0.2.1]", "bücher.test"]
+SUFFIXES = ["", " SIZE=4000", "  BODY=8BITMIME SMTPUTF8", ">", "x", " ", "\tSIZE=1", " (c) SIZE=1", "(c)"]
+GENERATED = [
+    f"<{local}@{domain}>{suffix}" for local in LOCAL_PARTS for domain in DOMAINS for suffix in SUFFIXES
+]
+
+
 @pytest.fixture
 def desk(db: Database, tmp_path: Path) -> Desk:
     settings = Settings(database_url=db.url, support_address="support@acme.test", files_dir=tmp_path / "f")
@@ -84,6 +93,23 @@ def test_addresses_parse_as_aiosmtpd_parses_them(
 ) -> None:
     theirs, ours = protocols
     assert ours._getaddr(argument) == theirs._getaddr(argument)
+
+
+def test_plain_paths_and_near_misses_parse_as_aiosmtpd_parses_them(
+    protocols: tuple[SMTP, BoundedSMTP],
+) -> None:
+    theirs, ours = protocols
+    differing = [arg for arg in GENERATED if ours._getaddr(arg) != theirs._getaddr(arg)]
+    assert differing == []
+
+
+def test_the_local_part_limit_holds_for_plain_paths(protocols: tuple[SMTP, BoundedSMTP]) -> None:
+    theirs, ours = protocols
+    for protocol in protocols:
+        protocol.local_part_limit = 64
+    for argument in ["<" + "l" * 64 + "@customer.test>", "<" + "l" * 65 + "@customer.test> SIZE=1"]:
+        assert ours._getaddr(argument) == theirs._getaddr(argument)
+    assert ours._getaddr("<" + "l" * 65 + "@customer.test>") == (None, None)
 
 
 def test_a_real_dialogue_gets_aiosmtpds_answers(desk: Desk) -> None:
