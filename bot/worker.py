@@ -164,8 +164,8 @@ class Worker:
             signal = self._intake if topic == Topic.INTAKE else self._outbox
             for due in times:
                 signal.announce(loop_time_of(due, now, wall), now)
-            if topic == Topic.INTAKE and None in times:
-                self._pace.arrived()  # an edge's commit (an accepted mail or event) in this process
+        if notice.arrivals:
+            self._pace.arrived(notice.arrivals)  # mails or events an edge of this process accepted
 
     # ----- the long-running loops -----
 

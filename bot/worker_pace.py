@@ -38,10 +38,10 @@ class EdgeFirst:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    def arrived(self) -> None:
-        """An edge committed a new intake item (called on the worker's loop)."""
+    def arrived(self, count: int = 1) -> None:
+        """An edge committed `count` new intake items (called on the worker's loop)."""
         now = self._now()
-        self._arrivals.append(now)
+        self._arrivals.extend([now] * count)
         self._forget_before(now - self.window)
 
     def busy(self) -> bool:

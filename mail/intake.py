@@ -1,7 +1,8 @@
 """SMTP intake (aiosmtpd): refuse bad recipients early, answer 250 only once the mail is stored.
 
-The DATA handler stores the raw message in the intake queue (one short transaction, on the
-intake's own threads: a 250 never waits for a thread the worker holds) and the worker turns it
+The DATA handler stores the raw message in the intake queue (one short transaction, shared with
+the mails that end at the same moment (mail/intake_commit.py), on the intake's own threads: a 250
+never waits for a thread the worker holds) and the worker turns it
 into a ticket; a second delivery of a stored Message-ID is answered 250 and
 changes nothing. If the store is unavailable the answer is 451, so the sending server retries
 (RFC 5321 4.2.5): nothing accepted is ever lost.
@@ -25,10 +26,12 @@ from typing import Any, AnyStr, TypeVar
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mail.addresses import split_support_address
+from mail.intake_commit import GroupCommit
 from mail.parse import header_message_id
 from store import inbound
 from store.context import Desk
 from store.db import Database, StoreUnavailable
+from store.inbound import Arrival
 from store.intake_keys import KeyKind, lookup_address_key
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,8 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
 # The intake's own threads for its store calls (the accept, the RCPT key lookup). asyncio's
-# default executor is shared with the worker, whose transactions can hold all of it; the accepts
-# are short and take turns at SQLite's write lock anyway, so a few threads are enough.
+# default executor is shared with the worker, whose transactions can hold all of it. Accepts run
+# one batch at a time (GroupCommit), so the others serve RCPT's key lookups.
 INTAKE_THREADS = 3
 
 
@@ -65,6 +68,7 @@ class IntakeHandler:
         self.executor = executor
         self.sessions = 0
         self.store_down = False
+        self.commits = GroupCommit(lambda arrivals: self._in_thread(inbound.accept_all, db, arrivals))
 
     def __dir__(self) -> list[str]:
         # aiosmtpd scans the handler's dir() on every connection too: see BoundedSMTP.__dir__.
@@ -118,16 +122,9 @@ class IntakeHandler:
             "rcpt_tos": list(envelope.rcpt_tos),
             "peer": str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer),
         }
+        arrival = Arrival(EMAIL, f"email:{message_id}", payload=payload, raw=raw, lane=sender_lane(mail_from))
         try:
-            stored = await self._in_thread(
-                inbound.accept,
-                self.db,
-                EMAIL,
-                f"email:{message_id}",
-                payload=payload,
-                raw=raw,
-                lane=sender_lane(mail_from),
-            )
+            stored = await self.commits.accept(arrival)
         except StoreUnavailable as exc:
             self._report_outage(exc)
             return TEMPORARY_FAILURE
@@ -256,10 +253,13 @@ class SmtpIntake:
     port: int
     executor: ThreadPoolExecutor
 
+    handler: IntakeHandler
+
     async def close(self) -> None:
         """Stop listening, then let the accepts already running commit before the threads go."""
         self.server.close()
         await self.server.wait_closed()
+        await self.handler.commits.idle()
         await asyncio.to_thread(self.executor.shutdown, wait=True)
 
 
@@ -283,4 +283,4 @@ async def start_smtp_intake(desk: Desk, *, host: str | None = None, port: int | 
         host=host or settings.smtp_host,
         port=settings.smtp_port if port is None else port,
     )
-    return SmtpIntake(server, int(server.sockets[0].getsockname()[1]), executor)
+    return SmtpIntake(server, int(server.sockets[0].getsockname()[1]), executor, handler)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 _INFO_KEY = "servicedesk.wakeups"
+_ARRIVALS_KEY = "servicedesk.arrivals"
 
 
 class Topic(enum.StrEnum):
@@ -44,6 +45,8 @@ class Notice:
     """What one commit made claimable: for each topic, when (None: now; else a UTC time)."""
 
     due: dict[Topic, frozenset[datetime | None]]
+    # New inputs the edges committed in it (mails, Slack events): the worker paces itself by their rate.
+    arrivals: int = 0
 
 
 Subscriber = Callable[[Notice], None]
@@ -56,6 +59,12 @@ def note(session: Session, topic: Topic, due_at: datetime | None = None) -> None
     times.add(None if due_at is None else _aware(due_at))
     if len(times) > MAX_DUE_TIMES:
         times.remove(max(t for t in times if t is not None))
+
+
+def note_arrivals(session: Session, count: int) -> None:
+    """Mark the session's transaction as storing `count` new inputs from the edges, claimable now."""
+    note(session, Topic.INTAKE)
+    session.info[_ARRIVALS_KEY] = session.info.get(_ARRIVALS_KEY, 0) + count
 
 
 def _aware(moment: datetime) -> datetime:
@@ -94,16 +103,18 @@ class Wakeups:
     def _forget(self, session: Session) -> None:
         if not session.in_nested_transaction():
             session.info.pop(_INFO_KEY, None)
+            session.info.pop(_ARRIVALS_KEY, None)
 
     def _after_commit(self, session: Session) -> None:
         if session.in_nested_transaction():
             return  # a savepoint released: the transaction has not committed yet
         marks = session.info.pop(_INFO_KEY, None)
+        arrivals = session.info.pop(_ARRIVALS_KEY, 0)
         if not marks:
             return
         with self._lock:
             subscribers = list(self._subscribers)
-        notice = Notice(due={topic: frozenset(times) for topic, times in marks.items()})
+        notice = Notice(due={topic: frozenset(times) for topic, times in marks.items()}, arrivals=arrivals)
         for subscriber in subscribers:
             # The commit has happened: a subscriber's failure must not reach the committing code,
             # which would take it for a failed commit (an SMTP 451 for a stored message).

@@ -16,6 +16,24 @@ def test_the_same_key_is_stored_once(db):
     assert inbound.seen(db, "email:a@b")
 
 
+def test_inputs_stored_together_keep_their_own_answers_and_contents(db):
+    inbound.accept(db, "email", "email:old", raw=b"old")
+    arrivals = [
+        inbound.Arrival("email", "email:a", payload={"n": 1}, raw=b"a", lane="email:x"),
+        inbound.Arrival("email", "email:old", raw=b"changed"),
+        inbound.Arrival("slack_event", "e1", payload={"n": 2}),
+        inbound.Arrival("email", "email:a", raw=b"second copy"),
+    ]
+    assert inbound.accept_all(db, arrivals) == [True, False, True, False]
+    with db.read() as session:
+        rows = {item.dedupe_key: item for item in session.query(InboundItem)}
+        assert sorted(rows) == ["e1", "email:a", "email:old"]
+        first = rows["email:a"]
+        assert (first.raw, first.payload, first.lane) == (b"a", {"n": 1}, "email:x")
+        assert rows["email:old"].raw == b"old"
+        assert (rows["e1"].kind, rows["e1"].payload, rows["e1"].raw) == ("slack_event", {"n": 2}, None)
+
+
 def test_items_of_one_lane_are_handled_in_order(db):
     inbound.accept(db, "slack_event", "e1", lane="slack:C1")
     inbound.accept(db, "slack_event", "e2", lane="slack:C1")

@@ -53,8 +53,17 @@ def test_an_accepted_intake_item_is_announced_after_its_commit(db: Database, hea
 
 def test_a_duplicate_intake_item_is_not_announced(db: Database, heard: Heard) -> None:
     inbound.accept(db, "email", "k1", raw=b"x")
-    assert not inbound.accept(db, "email", "k1", raw=b"x")  # rolled back on the unique key
+    assert not inbound.accept(db, "email", "k1", raw=b"x")  # skipped on the unique key
     assert len(heard.notices) == 1
+    assert heard.notices[0].arrivals == 1
+
+
+def test_inputs_stored_together_are_one_notice_counting_each_new_one(db: Database, heard: Heard) -> None:
+    inbound.accept(db, "email", "k1", raw=b"x")
+    arrivals = [inbound.Arrival("email", key, raw=b"x") for key in ("k2", "k1", "k3", "k2")]
+    assert inbound.accept_all(db, arrivals) == [True, False, True, False]
+    assert [notice.arrivals for notice in heard.notices] == [1, 2]
+    assert heard.intake_seen == [1, 3]
 
 
 def test_outbox_rows_are_announced_after_the_commit_once_per_transaction(db: Database, heard: Heard) -> None:
