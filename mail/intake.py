@@ -16,14 +16,16 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any, AnyStr, TypeVar
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from mail.addresses import split_support_address
 from mail.intake_commit import GroupCommit
@@ -175,11 +177,111 @@ def _table_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+class _MessageReader:
+    """What aiosmtpd's smtp_DATA reads a message through, in place of the connection's StreamReader.
+
+    Its loop takes the message a line at a time: a readuntil, a log call and some bookkeeping per line,
+    hundreds of them for a mail of a few KB, one of the intake's largest CPU costs. Yet a piece of
+    whole lines gets from it what each of its lines would: its bytes are counted against
+    data_size_limit (the count goes over at the piece holding the line it would go over at), its
+    length is checked against line_length_limit (no line is longer than the piece), a leading "." is
+    dropped (so a piece starts at each line that starts with one) and a line of just a dot ends the
+    message. So a message of at most line_length_limit bytes, every mail the intake accepts (see
+    BoundedSMTP.__init__), is read in large pieces and handed over in a few. A longer one is handed
+    over line by line and its rest left in the connection's reader: aiosmtpd's own way, for mail it
+    refuses. (The loop calls only readuntil, for CRLF, and after a LimitOverrunError read(n): the
+    parity tests in tests/mail/test_intake_data.py hold this to aiosmtpd's answers and content.)
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, line_limit: int) -> None:
+        self._reader = reader
+        # aiosmtpd sizes the connection's reader from line_length_limit too: a line longer than that
+        # and its CRLF raises LimitOverrunError there.
+        self._line_limit = line_limit
+        self._pieces: deque[bytes] = deque()  # as read, and not all handed over yet
+        self._at = 0  # where in the first of them what is handed over next starts
+        self._by_line = False  # handed over a line at a time, else up to each line starting with "."
+        self._started = False
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        assert separator == b"\r\n", "aiosmtpd's DATA loop reads lines ending in CRLF"
+        if not self._started:
+            self._started = True
+            await self._read_message()
+        if not self._pieces:
+            return await self._reader.readuntil(separator)
+        first = self._pieces[0]
+        if self._by_line:
+            end = first.index(b"\r\n", self._at) + 2
+            if end - 2 - self._at > self._line_limit:
+                # The connection's reader raises this for such a line and the loop then read()s all of
+                # it but its CRLF: so here, for the loop's "Line too long" even where the line also
+                # takes the message over its size.
+                raise asyncio.LimitOverrunError("line longer than the limit", end - 2 - self._at)
+        else:
+            # Up to the next line that starts with a dot (the terminator is one), or all of it.
+            found = first.find(b"\r\n.", self._at)
+            end = len(first) if found == -1 else found + 2
+        return self._take(end)
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._pieces:
+            return await self._reader.read(n)
+        return self._take(self._at + n)  # after the LimitOverrunError above
+
+    def _take(self, end: int) -> bytes:
+        """The first piece read, from where the last taken ended up to `end`."""
+        first, start = self._pieces[0], self._at
+        if end < len(first):
+            self._at = end
+        else:
+            self._pieces.popleft()
+            self._at = 0
+        return first[start:end]
+
+    async def _read_message(self) -> None:
+        """Reads the message to its end in large pieces while it is short enough, and queues it."""
+        pieces: list[bytes] = []
+        size = 0
+        while size <= self._line_limit:
+            try:
+                # Each piece ends with ".\r\n", so the next starts a line (as the first does): the
+                # terminator is a piece of its own or ends one after a CRLF. readuntil waits for a
+                # separator split across TCP segments, and never reads past it.
+                piece = await self._reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError:
+                break  # more than a line's limit without a ".\r\n": left in the reader, for the loop
+            pieces.append(piece)
+            size += len(piece)
+            if piece == b".\r\n" or piece.endswith(b"\r\n.\r\n"):
+                size -= 3  # the terminator is not content
+                break
+        # All that was read is whole lines. Short enough, it is handed over in as few pieces as can
+        # be: none is longer than a line may be, so the loop's checks of a piece are its checks of
+        # each line in it. Else a line at a time, as the reader gives them.
+        self._by_line = size > self._line_limit
+        if self._by_line:
+            self._pieces.extend(pieces)
+        elif pieces:
+            self._pieces.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+
+@contextmanager
+def _reading_in_pieces(smtp: SMTP) -> Iterator[None]:
+    """aiosmtpd's smtp_DATA, run inside this, reads the message through a _MessageReader."""
+    reader = smtp._reader
+    smtp._reader = _MessageReader(reader, smtp.line_length_limit)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        smtp._reader = reader
+
+
 class BoundedSMTP(SMTP):
     """Refuses connections past MAX_SESSIONS with a 421, as RFC 5321 4.3.2 allows.
 
-    Also trims two of aiosmtpd's per-connection costs, which its bare form pays on every mail: see
-    __dir__ and _getaddr.
+    Also trims three of aiosmtpd's per-connection or per-mail costs, which its bare form pays on every
+    mail: see __dir__, _getaddr and smtp_DATA.
     """
 
     def __init__(self, handler: IntakeHandler, **kwargs: Any) -> None:
@@ -230,6 +332,13 @@ class BoundedSMTP(SMTP):
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
         return addr, rest
+
+    @syntax("DATA")  # aiosmtpd's help text for it, without which HELP would not list DATA
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own, all of it: its checks and replies, the size accounting, the dot-unstuffing,
+        # the DATA hook and the state reset. Only the message is read in large pieces, not by lines.
+        with _reading_in_pieces(self):
+            await super().smtp_DATA(arg)
 
     def connection_made(self, transport: Any) -> None:
         if self._intake.sessions >= MAX_SESSIONS:
