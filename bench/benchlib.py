@@ -157,16 +157,8 @@ def add_code_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _use_committed_code() -> None:
-    """Re-run this script on a snapshot of committed code when `--code REF` is given.
-
-    Runs when benchlib is imported, before any product module is: `git archive REF` of the
-    product packages goes to a folder that is put first on PYTHONPATH (ahead of the editable
-    install), for this process and for the `servicedesk serve` it starts.
-    """
-    if "--code" not in sys.argv or os.environ.get(CODE_ENV):
-        return
-    ref = sys.argv[sys.argv.index("--code") + 1]
+def committed_code(ref: str) -> tuple[str, Path]:
+    """The product packages as committed at `ref` (`git archive`), extracted once per commit."""
     sha = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -180,6 +172,20 @@ def _use_committed_code() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
         partial.rename(target)
+    return sha, target
+
+
+def _use_committed_code() -> None:
+    """Re-run this script on a snapshot of committed code when `--code REF` is given.
+
+    Runs when benchlib is imported, before any product module is: `git archive REF` of the
+    product packages goes to a folder that is put first on PYTHONPATH (ahead of the editable
+    install), for this process and for the `servicedesk serve` it starts.
+    """
+    if "--code" not in sys.argv or os.environ.get(CODE_ENV):
+        return
+    ref = sys.argv[sys.argv.index("--code") + 1]
+    sha, target = committed_code(ref)
     print(f"measuring the product as committed at {ref} ({sha}), from {target}", flush=True)
     os.environ[CODE_ENV] = str(target)
     os.environ["PYTHONPATH"] = os.pathsep.join(
