@@ -48,8 +48,12 @@ class GroupCommit:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 try:
                     stored = await self._store_batch([arrival for arrival, _ in batch])
-                except Exception as exc:  # the whole batch gets the same answer (a 451)
-                    _answer(batch, exc)
+                except Exception as exc:
+                    # Not handled here but handed on: each sender's handle_DATA gets the store's
+                    # error as a direct call would have raised it (451), and none is left waiting.
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, stored, strict=True):
                     if not future.done():
@@ -63,8 +67,3 @@ class GroupCommit:
         finally:
             self._committer = None
 
-
-def _answer(batch: list[tuple[Arrival, asyncio.Future[bool]]], error: Exception) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(error)
