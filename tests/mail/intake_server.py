@@ -7,6 +7,8 @@ import smtplib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -14,8 +16,16 @@ from mail.intake import start_smtp_intake
 from store.context import Desk
 from store.db import Database
 from store.models import InboundItem
+from store.settings import Settings
 
 TIMEOUT = 10.0  # bounds a broken test; never an assertion about time
+SUPPORT = "support@acme.test"
+
+
+def intake_desk(db: Database, tmp_path: Path, **more: Any) -> Desk:
+    """A desk whose support address is SUPPORT, on the test's database, with these settings."""
+    settings = Settings(database_url=db.url, support_address=SUPPORT, files_dir=tmp_path / "files", **more)
+    return Desk.build(settings, db)
 
 
 @contextmanager

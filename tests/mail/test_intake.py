@@ -17,21 +17,14 @@ from store.actions import Actor
 from store.context import Desk
 from store.db import Database
 from store.models import Origin, Participant, Ticket
-from store.settings import Settings
-from tests.mail.intake_server import client, mail_bytes, rcpt_reply, running_intake, stored_items
+from tests.mail.intake_server import client, intake_desk, mail_bytes, rcpt_reply, running_intake, stored_items
 
 LIMIT = 200_000
 
 
 @pytest.fixture
 def desk(db: Database, tmp_path: Path) -> Desk:
-    settings = Settings(
-        database_url=db.url,
-        support_address="support@acme.test",
-        files_dir=tmp_path / "files",
-        max_message_bytes=LIMIT,
-    )
-    return Desk.build(settings, db)
+    return intake_desk(db, tmp_path, max_message_bytes=LIMIT)
 
 
 @pytest.fixture

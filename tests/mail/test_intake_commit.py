@@ -19,8 +19,7 @@ from store import inbound
 from store.context import Desk
 from store.db import Database, StoreUnavailable
 from store.inbound import Arrival
-from store.settings import Settings
-from tests.mail.intake_server import client, mail_bytes, running_intake, stored_items
+from tests.mail.intake_server import client, intake_desk, mail_bytes, running_intake, stored_items
 
 
 class HeldStore:
@@ -47,12 +46,18 @@ def mail(key: str) -> Arrival:
     return Arrival("email", key, payload={}, raw=key.encode())
 
 
+async def first_commit_held(store: HeldStore) -> tuple[GroupCommit, asyncio.Task[bool]]:
+    """A GroupCommit whose first mail (k0) is in a commit held at the store's gate."""
+    commits = GroupCommit(store)
+    first = asyncio.create_task(commits.accept(mail("k0")))
+    await store.first_started.wait()
+    return commits, first
+
+
 def test_mails_that_end_during_a_commit_share_the_next_one(db: Database) -> None:
     async def run() -> list[bool]:
         store = HeldStore(db)
-        commits = GroupCommit(store)
-        first = asyncio.create_task(commits.accept(mail("k0")))
-        await store.first_started.wait()
+        commits, first = await first_commit_held(store)
         keys = ["k1", "k2", "k0", "k3", "k1"]  # k0 is in the held commit, k1 twice in this one
         rest = [asyncio.create_task(commits.accept(mail(key))) for key in keys]
         await asyncio.sleep(0)
@@ -69,9 +74,7 @@ def test_mails_that_end_during_a_commit_share_the_next_one(db: Database) -> None
 def test_a_failed_commit_refuses_its_own_batch_only(db: Database) -> None:
     async def run() -> tuple[BaseException | bool, ...]:
         store = HeldStore(db, fail_first=True)
-        commits = GroupCommit(store)
-        first = asyncio.create_task(commits.accept(mail("k0")))
-        await store.first_started.wait()
+        commits, first = await first_commit_held(store)
         second = asyncio.create_task(commits.accept(mail("k1")))
         await asyncio.sleep(0)
         store.release.set()
@@ -86,9 +89,7 @@ def test_a_failed_commit_refuses_its_own_batch_only(db: Database) -> None:
 def test_a_sender_that_hangs_up_does_not_undo_the_others(db: Database) -> None:
     async def run() -> bool:
         store = HeldStore(db)
-        commits = GroupCommit(store)
-        first = asyncio.create_task(commits.accept(mail("k0")))
-        await store.first_started.wait()
+        commits, first = await first_commit_held(store)
         gone = asyncio.create_task(commits.accept(mail("k1")))
         stays = asyncio.create_task(commits.accept(mail("k2")))
         await asyncio.sleep(0)
@@ -107,9 +108,7 @@ def test_a_sender_that_hangs_up_does_not_undo_the_others(db: Database) -> None:
 def test_a_long_queue_is_split_into_bounded_transactions(db: Database) -> None:
     async def run() -> list[int]:
         store = HeldStore(db)
-        commits = GroupCommit(store)
-        first = asyncio.create_task(commits.accept(mail("k0")))
-        await store.first_started.wait()
+        commits, first = await first_commit_held(store)
         rest = [asyncio.create_task(commits.accept(mail(f"m{n}"))) for n in range(MAX_BATCH + 3)]
         await asyncio.sleep(0)
         store.release.set()
@@ -122,8 +121,7 @@ def test_a_long_queue_is_split_into_bounded_transactions(db: Database) -> None:
 
 @pytest.fixture
 def desk(db: Database, tmp_path: Path) -> Desk:
-    settings = Settings(database_url=db.url, support_address="support@acme.test", files_dir=tmp_path / "f")
-    return Desk.build(settings, db)
+    return intake_desk(db, tmp_path)
 
 
 def test_concurrent_senders_each_get_250_and_each_mail_is_stored_once(desk: Desk) -> None:

@@ -32,8 +32,7 @@ from mail import intake
 from mail.intake import COMMAND_LIMITS, SESSION_TIMEOUT_SECONDS, BoundedSMTP, IntakeHandler
 from store.context import Desk
 from store.db import Database
-from store.settings import Settings
-from tests.mail.intake_server import running_intake, stored_items
+from tests.mail.intake_server import intake_desk, running_intake, stored_items
 
 TIMEOUT = 10.0  # bounds a broken test; never an assertion about time
 LIMIT = 6000  # the intake's max_message_bytes, and data_size_limit of the bare pair
@@ -451,13 +450,7 @@ def test_a_message_longer_than_a_line_may_be_is_not_all_read_in_pieces() -> None
 
 @pytest.fixture
 def desk(db: Database, tmp_path: Path) -> Desk:
-    settings = Settings(
-        database_url=db.url,
-        support_address="support@acme.test",
-        files_dir=tmp_path / "files",
-        max_message_bytes=LIMIT,
-    )
-    return Desk.build(settings, db)
+    return intake_desk(db, tmp_path, max_message_bytes=LIMIT)
 
 
 def test_the_intake_stores_the_unstuffed_message_and_stays_in_step(desk: Desk) -> None:

@@ -19,8 +19,7 @@ from aiosmtpd.smtp import SMTP
 from mail.intake import COMMAND_LIMITS, BoundedSMTP, IntakeHandler
 from store.context import Desk
 from store.db import Database
-from store.settings import Settings
-from tests.mail.intake_server import client, running_intake
+from tests.mail.intake_server import client, intake_desk, running_intake
 
 ADDRESS_ARGUMENTS = [
     "",
@@ -58,8 +57,7 @@ GENERATED = [
 
 @pytest.fixture
 def desk(db: Database, tmp_path: Path) -> Desk:
-    settings = Settings(database_url=db.url, support_address="support@acme.test", files_dir=tmp_path / "f")
-    return Desk.build(settings, db)
+    return intake_desk(db, tmp_path)
 
 
 @pytest.fixture
