@@ -87,6 +87,41 @@ def pg_counters(stack: Stack) -> dict[str, int]:
     return counters
 
 
+def end_to_end(
+    stack: Stack,
+    result: smtpload.LoadResult,
+    *,
+    cpu_before: float,
+    counters_before: dict[str, int],
+    timeout: float,
+) -> dict[str, Any]:
+    """After the clients' last 250: wait until every ticket's card is posted and every
+    acknowledgement received, and say how fast that was and what it cost the service."""
+    cpu_intake = proc_cpu_seconds(stack.pid) - cpu_before
+    expected = len(result.accepted)
+    done = stack.wait_until(
+        lambda: stack.card_count() >= expected and stack.acknowledgements() >= expected, timeout
+    )
+    cards = stack.cards()
+    acks = [m.received for m in list(stack.sink.messages)]
+    last = max([c.time for c in cards] + acks, default=float("nan"))
+    figures: dict[str, Any] = {
+        "cards": len(cards),
+        "acknowledgements": stack.acknowledgements(),
+        "complete": done,
+        "e2e_msgs_per_s": len(cards) / (last - result.started) if cards else 0.0,
+        "e2e_seconds": last - result.started,
+        "lag_after_last_250_s": last - result.finished,
+        "server_cpu_ms_per_msg_intake": 1000 * cpu_intake / max(1, expected),
+        "server_cpu_ms_per_msg_total": 1000 * (proc_cpu_seconds(stack.pid) - cpu_before) / max(1, expected),
+    }
+    # The statistics collector reports with a short delay; what it shows per ticket is enough.
+    time.sleep(1.0)
+    after = pg_counters(stack)
+    figures["pg_per_ticket"] = {k: (after[k] - counters_before.get(k, 0)) / max(1, expected) for k in after}
+    return figures
+
+
 def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: float) -> dict[str, Any]:
     stack = Stack(backend).start()
     try:
@@ -94,31 +129,11 @@ def run_ours(backend: str, messages: list[bytes], clients: int, e2e_timeout: flo
         cpu_before = proc_cpu_seconds(stack.pid)
         result = smtpload.send_all(stack.smtp_port, messages, clients=clients)
         figures = intake_figures(result)
-        cpu_intake = proc_cpu_seconds(stack.pid) - cpu_before
-        expected = len(result.accepted)
-        # End to end: every ticket's card posted and every acknowledgement received.
-        done = stack.wait_until(
-            lambda: stack.card_count() >= expected and stack.acknowledgements() >= expected, e2e_timeout
-        )
-        cards = stack.cards()
-        acks = [m.received for m in list(stack.sink.messages)]
-        last = max([c.time for c in cards] + acks, default=float("nan"))
         figures.update(
-            cards=len(cards),
-            acknowledgements=stack.acknowledgements(),
-            complete=done,
-            e2e_msgs_per_s=len(cards) / (last - result.started) if cards else 0.0,
-            e2e_seconds=last - result.started,
-            lag_after_last_250_s=last - result.finished,
-            server_cpu_ms_per_msg_intake=1000 * cpu_intake / max(1, expected),
-            server_cpu_ms_per_msg_total=1000 * (proc_cpu_seconds(stack.pid) - cpu_before) / max(1, expected),
+            end_to_end(
+                stack, result, cpu_before=cpu_before, counters_before=counters_before, timeout=e2e_timeout
+            )
         )
-        # The statistics collector reports with a short delay; what it shows per ticket is enough.
-        time.sleep(1.0)
-        after = pg_counters(stack)
-        figures["pg_per_ticket"] = {
-            k: (after[k] - counters_before.get(k, 0)) / max(1, expected) for k in after
-        }
     finally:
         figures_exit = stack.stop()
         stack.cleanup()

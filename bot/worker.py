@@ -8,9 +8,12 @@ their order while other threads and channels flow.
 
 The loops are woken by new work: `wake_on(db.wakeups)` tells them, after the commit, of every
 intake item and outbox row this process writes (SMTP intake, Slack events, commands, the worker's
-own ingest and retries), so a new ticket's card is claimed at once. Freed slots are refilled
+own ingest and retries, and a row that leaves its lane announcing the lane's next row), so a new
+ticket's card, and its thread post after it, are claimed at once. Freed slots are refilled only
+when the last claim left due rows behind (it took as many as there were free slots), and then
 together: once a good share of them is free, or a moment after the first frees up, not once per
-finished row. The poll stays as the fallback, backing off from `idle_sleep` to `max_idle_sleep`:
+finished row. A claim costs a transaction, and most finished rows leave nothing behind them. The
+poll stays as the fallback, backing off from `idle_sleep` to `max_idle_sleep`:
 it finds what other processes commit (another `serve`, `--role web` apart from `--role worker`;
 there is no cross-process wake-up yet), rows due later than this process knows of, and leases
 that lapsed.
@@ -82,8 +85,9 @@ class WorkerConfig:
     # The poll, the fallback for work no wake-up announces (see the module's docstring).
     idle_sleep: float = 0.05
     max_idle_sleep: float = 0.5
-    # Freed slots are refilled together: when this share of them is free, or this long after the
-    # first one freed. Each refill is a claim query, and rows often finish one after another.
+    # Freed slots are refilled together (when due rows were left behind): when this share of them
+    # is free, or this long after the first one freed. Each refill is a claim query, and rows often
+    # finish one after another.
     refill_share: float = 0.25
     refill_delay: float = 0.05
     lease: timedelta = timedelta(seconds=60)
@@ -124,6 +128,9 @@ class Worker:
         self._pace = EdgeFirst(self.config.busy_intake_rate, self.config.busy_worker_rate)
         self._outbox = WorkSignal()
         self._freed_at: float | None = None  # loop time the first slot freed since the last refill
+        # The last pass may have left due rows unclaimed (no free slot, or its claim was capped by
+        # them): only then is a freed slot worth a claim. Otherwise new work is announced.
+        self._backlog = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         # Outcomes reached while the database was away, recorded once it is back.
@@ -224,7 +231,7 @@ class Worker:
                 if self._outbox.news:
                     return
                 until = self._outbox.until(until)
-                if self._freed_at is not None:
+                if self._freed_at is not None and self._backlog:
                     if self._free_slots() >= self._refill_slots():
                         return
                     until = min(until, self._freed_at + self.config.refill_delay)
@@ -351,7 +358,10 @@ class Worker:
         """
         free = self._free_slots()
         kinds = self._claimable_kinds()
-        if free <= 0 or not kinds:
+        if free <= 0:
+            self._backlog = True  # work announced now waits for a slot to free
+            return 0, False
+        if not kinds:
             return 0, False
         limit = min(free, self.config.outbox_batch)
         items = await asyncio.to_thread(
@@ -370,7 +380,8 @@ class Worker:
             self._in_flight[item.id] = task
             task.add_done_callback(self._finished)
             started += 1
-        return started, len(items) >= limit and self._free_slots() > 0
+        self._backlog = len(items) >= limit
+        return started, self._backlog and self._free_slots() > 0
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         for row_id, running in list(self._in_flight.items()):

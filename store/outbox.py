@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
@@ -244,7 +244,34 @@ def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, A
     row.last_error = None
     if result:
         row.result = {**(row.result or {}), **result}
+    _lane_moves_on(session, row)
     return True
+
+
+@functools.cache
+def _lane_successor_query() -> Select[datetime]:
+    """Built once (as the claim is): the due time of the next row waiting in a lane."""
+    return (
+        select(Outbox.next_attempt_at)
+        .where(
+            Outbox.lane == bindparam("lane"),
+            Outbox.state == OutboxState.PENDING,
+            Outbox.id > bindparam("after"),
+        )
+        .order_by(Outbox.id)
+        .limit(1)
+    )
+
+
+def _lane_moves_on(session: Session, row: Outbox) -> None:
+    """The row left its lane for good (done or failed): the lane's next row, held back by it until
+    now, becomes claimable. Telling this process's worker (`note`) gets it claimed at once; without
+    it, only a later refill or the poll would find it."""
+    if row.lane is None:
+        return
+    due = session.scalar(_lane_successor_query(), {"lane": row.lane, "after": row.id})
+    if due is not None:
+        note(session, Topic.OUTBOX, due)
 
 
 def backoff_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -278,6 +305,7 @@ def schedule_retry(
         if now >= row.deadline_at:
             row.state = OutboxState.FAILED
             row.done_at = now
+            _lane_moves_on(session, row)
             return OutboxState.FAILED.value
         # One last try at the deadline rather than giving up before it.
         wait = min(wait, row.deadline_at - now)
@@ -295,6 +323,7 @@ def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bo
     row.last_error = error[:2000]
     row.done_at = utcnow()
     row.claimed_until = None
+    _lane_moves_on(session, row)
     return True
 
 

@@ -150,6 +150,36 @@ def test_retries_releases_and_operator_retries_are_announced(db: Database, heard
     assert retry_at is not None and retry_at > utcnow()
 
 
+def test_a_row_leaving_its_lane_announces_the_lanes_next_row_only(db: Database, heard: Heard) -> None:
+    lane = outbox.triage_lane(7)
+    later = utcnow() + timedelta(seconds=30)
+    with db.transaction() as session:
+        outbox.enqueue(session, Kind.CARD, lane=lane)
+        outbox.enqueue(session, Kind.THREAD_POST, lane=lane)
+        outbox.enqueue(session, Kind.THREAD_LINE, lane=lane, due_at=later)
+        outbox.enqueue(session, Kind.EMAIL, lane="mail:someone@example.com")
+    card, email = outbox.claim_due(db, "w1")  # the post waits behind the card
+    assert (card.kind, email.kind) == (Kind.CARD, Kind.EMAIL)
+    count = len(heard.notices)
+
+    with db.transaction() as session:
+        assert outbox.mark_done(session, email.id, "w1")
+    assert len(heard.notices) == count  # nothing waits behind the email
+
+    with db.transaction() as session:
+        assert outbox.mark_done(session, card.id, "w1")
+    [due] = heard.notices[-1].due[Topic.OUTBOX]
+    assert due is not None and due <= utcnow()  # the post, due already
+    [post] = outbox.claim_due(db, "w1")
+    assert post.kind == Kind.THREAD_POST
+
+    # A failed row moves its lane on too; the next row's own due time is what is announced.
+    with db.transaction() as session:
+        assert outbox.mark_failed(session, post.id, "w1", "gone")
+    [due] = heard.notices[-1].due[Topic.OUTBOX]
+    assert due == later
+
+
 def test_a_failing_subscriber_does_not_fail_the_commit(db: Database, heard: Heard) -> None:
     def broken(_notice: Notice) -> None:
         raise RuntimeError("subscriber bug")
