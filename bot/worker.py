@@ -128,8 +128,9 @@ class Worker:
         self._pace = EdgeFirst(self.config.busy_intake_rate, self.config.busy_worker_rate)
         self._outbox = WorkSignal()
         self._freed_at: float | None = None  # loop time the first slot freed since the last refill
-        # The last pass may have left due rows unclaimed (no free slot, or its claim was capped by
-        # them): only then is a freed slot worth a claim. Otherwise new work is announced.
+        # The last claim may have left due rows behind (it took as many as there were free slots;
+        # work announced while no slot is free finds it so): only then is a freed slot worth a
+        # claim. Otherwise new work is announced.
         self._backlog = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
@@ -358,10 +359,7 @@ class Worker:
         """
         free = self._free_slots()
         kinds = self._claimable_kinds()
-        if free <= 0:
-            self._backlog = True  # work announced now waits for a slot to free
-            return 0, False
-        if not kinds:
+        if free <= 0 or not kinds:
             return 0, False
         limit = min(free, self.config.outbox_batch)
         items = await asyncio.to_thread(

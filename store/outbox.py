@@ -130,7 +130,11 @@ def cancel_for_message(session: Session, message_id: int) -> int:
         .where(Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]))
         .values(state=OutboxState.CANCELLED, done_at=utcnow())
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    cancelled = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if cancelled:
+        # A cancelled row held its lane's next rows back (a later reply into the customer's thread).
+        note(session, Topic.OUTBOX)
+    return cancelled
 
 
 @functools.cache

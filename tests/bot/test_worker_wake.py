@@ -219,6 +219,8 @@ def test_a_freed_slot_claims_nothing_when_the_last_claim_took_everything_due(
 
 
 def test_work_committed_while_every_slot_is_busy_is_claimed_when_one_frees(desk: Desk) -> None:
+    # The claim that took the last free slot marks the backlog; the announcement that finds no
+    # slot free must not be lost with it.
     enqueue_emails(desk.db, 2)
     performer = Gated()
     config = slow_refill(max_in_flight=2, refill_share=0.5)

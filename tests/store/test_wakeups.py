@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from store import inbound, outbox
+from store import actions, inbound, outbox
+from store.actions import Actor, DeskPolicy
 from store.db import Database
-from store.models import InboundItem, Outbox, utcnow
+from store.models import InboundItem, Origin, Outbox, utcnow
 from store.outbox import Kind
 from store.wakeups import Notice, Topic, on_loop
 
@@ -178,6 +179,33 @@ def test_a_row_leaving_its_lane_announces_the_lanes_next_row_only(db: Database, 
         assert outbox.mark_failed(session, post.id, "w1", "gone")
     [due] = heard.notices[-1].due[Topic.OUTBOX]
     assert due == later
+
+
+def test_cancelling_a_waiting_reply_announces_what_its_lane_held_back(db: Database, heard: Heard) -> None:
+    policy = DeskPolicy(triage_channel="C0TRIAGE", reply_delay=timedelta(seconds=10))
+    alice = Actor("alice", slack_id="U0ALICE")
+    with db.transaction() as session:
+        customer = actions.customer_for_email(session, "dan@globex.example", "Dan")
+        ticket = actions.open_ticket(
+            session, policy, subject="x", requester=customer, origin=Origin.EMAIL, actor=alice
+        )
+        reply = actions.add_staff_reply(
+            session,
+            policy,
+            ticket,
+            author=alice,
+            body_markdown="Try this",
+            slack_channel="C0TRIAGE",
+            slack_ts="1.1",
+        )
+        reply_id = reply.id
+    count = len(heard.notices)
+    with db.transaction() as session:
+        assert outbox.cancel_for_message(session, reply_id) == 1
+    assert len(heard.notices) == count + 1
+    with db.transaction() as session:
+        assert outbox.cancel_for_message(session, reply_id) == 0  # nothing left to cancel: no notice
+    assert len(heard.notices) == count + 1
 
 
 def test_a_failing_subscriber_does_not_fail_the_commit(db: Database, heard: Heard) -> None:
