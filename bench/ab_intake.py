@@ -14,6 +14,9 @@ phase), so a round takes a minute or two. Prints each commit's share of the bare
 With `--end-to-end` each commit's round also waits for every card and acknowledgement, as
 `bench_intake.py` does for figure 2, and prints tickets/s end to end, the service's CPU per ticket
 and, on PostgreSQL, the database commits per ticket (no peer: its ratio is taken by `bench_intake.py`).
+`--extra-workers N` runs N `serve --role worker` processes beside each service, on its store (the
+design's scale-out) for every commit of the run; CPU per ticket then counts every service process.
+What an extra worker buys is the same commits run once without the option and once with it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from benchlib import (
     free_port,
     percentile,
     print_machine,
-    proc_cpu_seconds,
     summarize,
 )
 from stack import Stack
@@ -46,10 +48,17 @@ def main() -> None:
         "--end-to-end", action="store_true", help="also wait for every card and acknowledgement (figure 2)"
     )
     parser.add_argument("--e2e-timeout", type=float, default=600.0, help="seconds to wait for them")
+    parser.add_argument(
+        "--extra-workers",
+        type=int,
+        default=0,
+        help="run this many `serve --role worker` processes beside each service (scale-out)",
+    )
     args = parser.parse_args()
     print_machine()
     messages, source = mailgen.customer_mix(args.messages)
-    print(f"{len(messages)} messages from the {source}, {args.clients} clients, {args.backend}")
+    workers = f", {args.extra_workers} extra worker process(es)" if args.extra_workers else ""
+    print(f"{len(messages)} messages from the {source}, {args.clients} clients, {args.backend}{workers}")
     products = [committed_code(ref) for ref in args.refs]
     shares: dict[str, list[float]] = {sha: [] for sha, _ in products}
     p99s: dict[str, list[float]] = {sha: [] for sha, _ in products}
@@ -64,12 +73,14 @@ def main() -> None:
             smtpload.stop(server)
         print(f"[round {round_number}] bare aiosmtpd: {bare:.0f} msg/s", flush=True)
         for sha, code in products:
-            stack = Stack(args.backend, env={"PYTHONPATH": str(code)}).start()
+            stack = Stack(
+                args.backend, env={"PYTHONPATH": str(code)}, extra_workers=args.extra_workers
+            ).start()
             try:
                 counters_before = pg_counters(stack) if args.end_to_end else {}
-                cpu_before = proc_cpu_seconds(stack.pid)
+                cpu_before = stack.cpu_seconds()
                 result = smtpload.send_all(stack.smtp_port, messages, clients=args.clients)
-                cpu = 1000 * (proc_cpu_seconds(stack.pid) - cpu_before) / len(messages)
+                cpu = 1000 * (stack.cpu_seconds() - cpu_before) / len(messages)
                 if args.end_to_end:
                     figures = end_to_end(
                         stack,

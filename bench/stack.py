@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import LOOPBACK, ROOT, free_port
+import smtpload
+from benchlib import LOOPBACK, ROOT, free_port, proc_cpu_seconds
 
 from sandbox.mail_sink import MailSink
 from sandbox.slack_emulator import SlackEmulator
@@ -67,12 +68,15 @@ class Stack:
     wrap: list[str] = field(default_factory=list)  # e.g. a profiler in front of the service
     # Called with the database URL once the database exists and before the service starts.
     prepare: Callable[[str], None] | None = None
+    # More `serve --role worker` processes beside the service, on its store: the design's scale-out.
+    extra_workers: int = 0
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="sd-bench-"))
         self.emulator = SlackEmulator(self.workspace)
         self.sink = MailSink()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
         self.smtp_port = free_port()
         self.http_port = free_port()
         self.exit_code: int | None = None
@@ -133,9 +137,21 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        for number in range(self.extra_workers):
+            self.workers.append(self._spawn(["--role", "worker"], env, f"worker-{number + 1}.log"))
         if "web" in self._roles():
             self.emulator.deliver_events_to(self.events_url)
         return self
+
+    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+        with open(self.workdir / log_name, "wb") as log:
+            return subprocess.Popen(
+                [SERVE, "serve", *args], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def cpu_seconds(self) -> float:
+        """CPU of every service process so far: the service and its extra workers."""
+        return sum(proc_cpu_seconds(proc.pid) for proc in [self.proc, *self.workers] if proc is not None)
 
     @property
     def events_url(self) -> str:
@@ -172,17 +188,14 @@ class Stack:
         return roles or {"web", "smtp", "worker"}
 
     def stop(self) -> int | None:
-        """SIGTERM the service; its exit code, or None when it had to be killed after 10 s."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.exit_code = self.proc.wait(STOP_LIMIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.exit_code = None
-        elif self.proc is not None:
-            self.exit_code = self.proc.returncode
+        """SIGTERM the service (and its extra workers); the exit code, or None when one had to be
+        killed after 10 s. With extra workers: the first code that is not 0, else 0."""
+        processes = [proc for proc in [self.proc, *self.workers] if proc is not None]
+        for proc in processes:
+            proc.send_signal(signal.SIGTERM)  # all at once: each drains while the others do
+        codes = [smtpload.stop(proc, STOP_LIMIT_SECONDS) for proc in processes]
+        if processes:
+            self.exit_code = next((code for code in codes if code != 0), 0)
         self.emulator.stop()
         self.sink.stop()
         if self.backend == "postgresql":
