@@ -201,6 +201,11 @@ def start_count_only(port: int) -> subprocess.Popen[bytes]:
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
     """SIGTERM and wait; the exit code, or None when it had to be killed."""
     proc.send_signal(signal.SIGTERM)
+    return wait_or_kill(proc, timeout)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Its exit code once it ends, or None when it had to be killed after `timeout` seconds."""
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:

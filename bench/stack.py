@@ -122,32 +122,24 @@ class Stack:
             "SERVICEDESK_SLACK_PACING": "true" if self.rate_limits else "false",
             **self.env,
         }
-        log = open(self.workdir / "serve.log", "wb")  # noqa: SIM115  (closed with the process)
-        # The work dir is the working folder, so no stray .env from elsewhere is read.
-        self.proc = subprocess.Popen(
-            [*self.wrap, SERVE, "serve", *self.serve_args],
-            env=env,
-            cwd=self.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.proc = self._spawn([*self.wrap, SERVE, "serve", *self.serve_args], env, "serve.log")
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         for number in range(self.extra_workers):
-            self.workers.append(self._spawn(["--role", "worker"], env, f"worker-{number + 1}.log"))
+            worker = [SERVE, "serve", "--role", "worker"]
+            self.workers.append(self._spawn(worker, env, f"worker-{number + 1}.log"))
         if "web" in self._roles():
             self.emulator.deliver_events_to(self.events_url)
         return self
 
-    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, command: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+        # The work dir is the working folder, so no stray .env from elsewhere is read. The child
+        # keeps its own handle on the log.
         with open(self.workdir / log_name, "wb") as log:
-            return subprocess.Popen(
-                [SERVE, "serve", *args], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
-            )
+            return subprocess.Popen(command, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float:
         """CPU of every service process so far: the service and its extra workers."""
@@ -193,7 +185,7 @@ class Stack:
         processes = [proc for proc in [self.proc, *self.workers] if proc is not None]
         for proc in processes:
             proc.send_signal(signal.SIGTERM)  # all at once: each drains while the others do
-        codes = [smtpload.stop(proc, STOP_LIMIT_SECONDS) for proc in processes]
+        codes = [smtpload.wait_or_kill(proc, STOP_LIMIT_SECONDS) for proc in processes]
         if processes:
             self.exit_code = next((code for code in codes if code != 0), 0)
         self.emulator.stop()
