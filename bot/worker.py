@@ -128,9 +128,9 @@ class Worker:
         self._pace = EdgeFirst(self.config.busy_intake_rate, self.config.busy_worker_rate)
         self._outbox = WorkSignal()
         self._freed_at: float | None = None  # loop time the first slot freed since the last refill
-        # The last claim may have left due rows behind (it took as many as there were free slots;
-        # work announced while no slot is free finds it so): only then is a freed slot worth a
-        # claim. Otherwise new work is announced.
+        # The last claim may have left due rows behind: it took as many rows as there were free
+        # slots (so this holds whenever no slot is free). Only then is a freed slot worth a claim;
+        # any other new work is announced.
         self._backlog = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
