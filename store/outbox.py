@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
@@ -239,17 +239,46 @@ def extend_leases(db: Database, worker_id: str, row_ids: list[int], lease: timed
 
 
 def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
-    row = _mine(session, row_id, worker_id)
-    if row is None:
+    # The hottest settle (every delivery ends here): two statements built once, no ORM object.
+    held = session.execute(_held_query(), {"row_id": row_id, "worker_id": worker_id}).first()
+    if held is None:
         return False
-    row.state = OutboxState.DONE
-    row.done_at = utcnow()
-    row.claimed_until = None
-    row.last_error = None
-    if result:
-        row.result = {**(row.result or {}), **result}
-    _lane_moves_on(session, row)
+    lane, kept = held
+    merged = {**(kept or {}), **(result or {})}
+    session.execute(_done_statement(), {"row_id": row_id, "at": utcnow(), "merged": merged})
+    _lane_moves_on(session, lane, row_id)
     return True
+
+
+@functools.cache
+def _held_query() -> Select[tuple[str | None, dict[str, Any]]]:
+    """`_mine` without loading the row: its lane and result, locked, if this worker holds it."""
+    return (
+        select(Outbox.lane, Outbox.result)
+        .where(
+            Outbox.id == bindparam("row_id"),
+            Outbox.state == OutboxState.CLAIMED,
+            Outbox.claimed_by == bindparam("worker_id"),
+        )
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _done_statement() -> Update:
+    return (
+        update(Outbox)
+        .where(Outbox.id == bindparam("row_id"))
+        .values(
+            state=OutboxState.DONE,
+            done_at=bindparam("at"),
+            claimed_until=None,
+            last_error=None,
+            result=bindparam("merged", type_=Outbox.result.type),
+        )
+        # No loaded row to keep in step: the session never loads the row it settles this way.
+        .execution_options(synchronize_session=False)
+    )
 
 
 @functools.cache
@@ -267,13 +296,13 @@ def _lane_successor_query() -> Select[datetime]:
     )
 
 
-def _lane_moves_on(session: Session, row: Outbox) -> None:
+def _lane_moves_on(session: Session, lane: str | None, row_id: int) -> None:
     """The row left its lane for good (done or failed): the lane's next row, held back by it until
     now, becomes claimable. Telling this process's worker (`note`) gets it claimed at once; without
     it, only a later refill or the poll would find it."""
-    if row.lane is None:
+    if lane is None:
         return
-    due = session.scalar(_lane_successor_query(), {"lane": row.lane, "after": row.id})
+    due = session.scalar(_lane_successor_query(), {"lane": lane, "after": row_id})
     if due is not None:
         note(session, Topic.OUTBOX, due)
 
@@ -309,7 +338,7 @@ def schedule_retry(
         if now >= row.deadline_at:
             row.state = OutboxState.FAILED
             row.done_at = now
-            _lane_moves_on(session, row)
+            _lane_moves_on(session, row.lane, row.id)
             return OutboxState.FAILED.value
         # One last try at the deadline rather than giving up before it.
         wait = min(wait, row.deadline_at - now)
@@ -327,7 +356,7 @@ def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bo
     row.last_error = error[:2000]
     row.done_at = utcnow()
     row.claimed_until = None
-    _lane_moves_on(session, row)
+    _lane_moves_on(session, row.lane, row.id)
     return True
 
 
