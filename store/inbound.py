@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Select, Table, and_, or_, select, update
+from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -144,28 +144,57 @@ def claim(
     query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
     parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
-        work = []
-        for item in session.scalars(query, parameters):
-            item.state = InboundState.CLAIMED
-            item.claimed_by = worker_id
-            item.claimed_until = now + lease
-            item.attempts += 1
-            work.append(InboundWork(item.id, item.kind, dict(item.payload), item.raw, item.attempts))
-        return work
+        # Core rows, as the outbox's claim (store/outbox.py): no objects to load and flush.
+        connection = session.connection()
+        rows = connection.execute(query, parameters).all()
+        if rows:
+            connection.execute(
+                _claimed_statement(),
+                {"ids": [row.id for row in rows], "worker_id": worker_id, "until": now + lease},
+            )
+        # Attempts as the update counted them.
+        return [InboundWork(row.id, row.kind, dict(row.payload), row.raw, row.attempts + 1) for row in rows]
+
+
+@functools.cache
+def _claimed_statement() -> Update:
+    return (
+        update(InboundItem)
+        .where(InboundItem.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            state=InboundState.CLAIMED,
+            claimed_by=bindparam("worker_id"),
+            claimed_until=bindparam("until", type_=InboundItem.claimed_until.type),
+            attempts=InboundItem.attempts + 1,
+        )
+    )
 
 
 def finish(session: Session, item_id: int, worker_id: str) -> bool:
     """Mark an item done inside the transaction that applied it; False if another worker took it."""
-    result = session.execute(
+    # On the connection: the item is never loaded as an object, and this runs once per ticket.
+    result = session.connection().execute(
+        _finished_statement(), {"item_id": item_id, "worker_id": worker_id, "at": utcnow()}
+    )
+    return bool(result.rowcount)
+
+
+@functools.cache
+def _finished_statement() -> Update:
+    return (
         update(InboundItem)
         .where(
-            InboundItem.id == item_id,
-            InboundItem.claimed_by == worker_id,
+            InboundItem.id == bindparam("item_id"),
+            InboundItem.claimed_by == bindparam("worker_id"),
             InboundItem.state == InboundState.CLAIMED,
         )
-        .values(state=InboundState.DONE, processed_at=utcnow(), claimed_until=None, raw=None)
+        .values(
+            state=InboundState.DONE,
+            processed_at=bindparam("at", type_=InboundItem.processed_at.type),
+            claimed_until=None,
+            raw=None,
+        )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> str:

@@ -169,35 +169,58 @@ def claim_due(
     query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
     parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
-        rows = list(session.scalars(query, parameters))
+        # Core rows, not ORM objects: the claim runs after every refill, and loading and flushing
+        # objects cost more than the statements (bench/README.md, "What was slow", row 18).
+        connection = session.connection()
+        rows = connection.execute(query, parameters).all()
+        if not rows:
+            return []
+        connection.execute(
+            _claimed_statement(),
+            {"ids": [row.id for row in rows], "worker_id": worker_id, "until": now + lease},
+        )
         ticket_ids = {row.ticket_id for row in rows if row.ticket_id is not None}
         numbers: dict[int, int] = {}
         if ticket_ids:
-            found = session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ticket_ids)))
+            found = connection.execute(_numbers_query(), {"ticket_ids": sorted(ticket_ids)})
             numbers = {ticket_id: number for ticket_id, number in found}
-        items = []
-        for row in rows:
-            row.state = OutboxState.CLAIMED
-            row.claimed_by = worker_id
-            row.claimed_until = now + lease
-            row.attempts += 1
-            items.append(
-                OutboxItem(
-                    id=row.id,
-                    kind=row.kind,
-                    ticket_id=row.ticket_id,
-                    message_id=row.message_id,
-                    lane=row.lane,
-                    payload=dict(row.payload),
-                    attempts=row.attempts,
-                    result=dict(row.result or {}),
-                    deadline_at=row.deadline_at,
-                    created_at=row.created_at,
-                    ticket_number=numbers.get(row.ticket_id) if row.ticket_id is not None else None,
-                    claimed_by=worker_id,
-                )
+        return [
+            OutboxItem(
+                id=row.id,
+                kind=row.kind,
+                ticket_id=row.ticket_id,
+                message_id=row.message_id,
+                lane=row.lane,
+                payload=dict(row.payload),
+                attempts=row.attempts + 1,  # as the update above counted it
+                result=dict(row.result or {}),
+                deadline_at=row.deadline_at,
+                created_at=row.created_at,
+                ticket_number=numbers.get(row.ticket_id) if row.ticket_id is not None else None,
+                claimed_by=worker_id,
             )
-        return items
+            for row in rows
+        ]
+
+
+@functools.cache
+def _claimed_statement() -> Update:
+    return (
+        update(Outbox)
+        .where(Outbox.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            state=OutboxState.CLAIMED,
+            claimed_by=bindparam("worker_id"),
+            claimed_until=bindparam("until", type_=Outbox.claimed_until.type),
+            attempts=Outbox.attempts + 1,
+        )
+    )
+
+
+@functools.cache
+def _numbers_query() -> Select[int, int]:
+    """The claimed rows' ticket numbers, for the worker's log lines."""
+    return select(Ticket.id, Ticket.number).where(Ticket.id.in_(bindparam("ticket_ids", expanding=True)))
 
 
 def _mine(session: Session, row_id: int, worker_id: str) -> Outbox | None:
@@ -240,18 +263,19 @@ def extend_leases(db: Database, worker_id: str, row_ids: list[int], lease: timed
 
 def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
     # The hottest settle (every delivery ends here): two statements built once, no ORM object.
-    held = session.execute(_held_query(), {"row_id": row_id, "worker_id": worker_id}).first()
+    connection = session.connection()  # Core statements: the ORM's execute path costs more than they do
+    held = connection.execute(_held_query(), {"row_id": row_id, "worker_id": worker_id}).first()
     if held is None:
         return False
     lane, kept = held
     merged = {**(kept or {}), **(result or {})}
-    session.execute(_done_statement(), {"row_id": row_id, "at": utcnow(), "merged": merged})
+    connection.execute(_done_statement(), {"row_id": row_id, "at": utcnow(), "merged": merged})
     _lane_moves_on(session, lane, row_id)
     return True
 
 
 @functools.cache
-def _held_query() -> Select[tuple[str | None, dict[str, Any]]]:
+def _held_query() -> Select[str | None, dict[str, Any]]:
     """`_mine` without loading the row: its lane and result, locked, if this worker holds it."""
     return (
         select(Outbox.lane, Outbox.result)
@@ -276,8 +300,6 @@ def _done_statement() -> Update:
             last_error=None,
             result=bindparam("merged", type_=Outbox.result.type),
         )
-        # No loaded row to keep in step: the session never loads the row it settles this way.
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -302,7 +324,7 @@ def _lane_moves_on(session: Session, lane: str | None, row_id: int) -> None:
     it, only a later refill or the poll would find it."""
     if lane is None:
         return
-    due = session.scalar(_lane_successor_query(), {"lane": lane, "after": row_id})
+    due = session.connection().scalar(_lane_successor_query(), {"lane": lane, "after": row_id})
     if due is not None:
         note(session, Topic.OUTBOX, due)
 
