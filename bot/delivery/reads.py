@@ -8,10 +8,12 @@ time (an edit made during the undo window is what the customer sees).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView
@@ -99,31 +101,36 @@ def read_card(db: Database, ticket_id: int) -> CardSnapshot | None:
 
 def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
     with db.read() as session:
-        message = session.get(Message, message_id)
-        if message is None:
+        # Core rows on the connection: every copy posted reads this, and two statements built once
+        # cost less than loading the message, its ticket and its author as objects.
+        connection = session.connection()
+        found = connection.execute(_message_query(), {"message_id": message_id}).first()
+        if found is None:
             return None
-        # A merged ticket's messages moved with it: post where the message lives now.
-        ticket = session.get(Ticket, message.ticket_id)
-        assert ticket is not None
-        author = session.get(Customer, message.author_customer_id) if message.author_customer_id else None
-        files = session.scalars(
-            select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.id)
-        ).all()
+        files = connection.execute(_files_query(), {"message_id": message_id}).all()
         return MessageSnapshot(
-            id=message.id,
-            threads=_threads(ticket),
-            direction=message.direction,
-            visibility=message.visibility,
-            source=message.source,
-            author_name=message.author_name,
-            author_slack_id=message.author_slack_id,
-            author_email=author.email if author is not None else None,
-            body_markdown=message.body_markdown,
-            raw_sha256=message.raw_sha256,
-            deleted=message.deleted_at is not None,
-            delivery=message.delivery,
-            mirror_channel=message.mirror_channel,
-            mirror_ts=message.mirror_ts,
+            id=found.id,
+            # A merged ticket's messages moved with it: post where the message lives now.
+            threads=TicketThreads(
+                id=found.ticket_id,
+                number=found.number,
+                triage_channel=found.triage_channel,
+                triage_ts=found.triage_ts,
+                origin_channel=found.origin_channel,
+                origin_thread_ts=found.origin_thread_ts,
+            ),
+            direction=found.direction,
+            visibility=found.visibility,
+            source=found.source,
+            author_name=found.author_name,
+            author_slack_id=found.author_slack_id,
+            author_email=found.author_email,
+            body_markdown=found.body_markdown,
+            raw_sha256=found.raw_sha256,
+            deleted=found.deleted_at is not None,
+            delivery=found.delivery,
+            mirror_channel=found.mirror_channel,
+            mirror_ts=found.mirror_ts,
             files=tuple(
                 FileToSend(
                     attachment_id=file.id,
@@ -135,6 +142,47 @@ def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
                 for file in files
             ),
         )
+
+
+@functools.cache
+def _message_query() -> Select[*tuple[Any, ...]]:
+    return (
+        select(
+            Message.id,
+            Message.direction,
+            Message.visibility,
+            Message.source,
+            Message.author_name,
+            Message.author_slack_id,
+            Message.body_markdown,
+            Message.raw_sha256,
+            Message.deleted_at,
+            Message.delivery,
+            Message.mirror_channel,
+            Message.mirror_ts,
+            Ticket.id.label("ticket_id"),
+            Ticket.number,
+            Ticket.triage_channel,
+            Ticket.triage_ts,
+            Ticket.origin_channel,
+            Ticket.origin_thread_ts,
+            Customer.email.label("author_email"),
+        )
+        .join(Ticket, Ticket.id == Message.ticket_id)
+        .outerjoin(Customer, Customer.id == Message.author_customer_id)
+        .where(Message.id == bindparam("message_id"))
+    )
+
+
+@functools.cache
+def _files_query() -> Select[int, str, str, int, str]:
+    return (
+        select(
+            Attachment.id, Attachment.filename, Attachment.content_type, Attachment.size, Attachment.sha256
+        )
+        .where(Attachment.message_id == bindparam("message_id"))
+        .order_by(Attachment.id)
+    )
 
 
 def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[str]:
@@ -166,10 +214,10 @@ def _parts(result: dict[str, object]) -> list[str]:
 
 def record_triage_thread(ticket_id: int, channel: str, ts: str) -> Callable[[Session], None]:
     def apply(session: Session) -> None:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is not None and not ticket.triage_ts:
-            ticket.triage_channel = channel
-            ticket.triage_ts = ts
+        # The first card's ts stays the thread: an update to a ticket already posted changes nothing.
+        session.connection().execute(
+            _first_thread_statement(), {"ticket_id": ticket_id, "channel": channel, "ts": ts}
+        )
 
     return apply
 
@@ -180,13 +228,35 @@ def record_copy(
     """The copy the desk posted of a message, and the Slack file ids of its attachments."""
 
     def apply(session: Session) -> None:
-        message = session.get(Message, message_id)
-        if message is not None and channel and ts and not message.mirror_ts:
-            message.mirror_channel = channel
-            message.mirror_ts = ts
+        # Core updates on the connection, as marking the row done: nothing here loads an object.
+        connection = session.connection()
+        if channel and ts:
+            connection.execute(
+                _first_copy_statement(), {"message_id": message_id, "channel": channel, "ts": ts}
+            )
         for attachment_id, file_id in file_ids.items():
-            attachment = session.get(Attachment, attachment_id)
-            if attachment is not None:
-                attachment.slack_file_id = file_id
+            connection.execute(
+                update(Attachment).where(Attachment.id == attachment_id).values(slack_file_id=file_id)
+            )
 
     return apply
+
+
+@functools.cache
+def _first_thread_statement() -> Update:
+    return (
+        update(Ticket)
+        .where(Ticket.id == bindparam("ticket_id"), or_(Ticket.triage_ts.is_(None), Ticket.triage_ts == ""))
+        .values(triage_channel=bindparam("channel"), triage_ts=bindparam("ts"))
+    )
+
+
+@functools.cache
+def _first_copy_statement() -> Update:
+    return (
+        update(Message)
+        .where(
+            Message.id == bindparam("message_id"), or_(Message.mirror_ts.is_(None), Message.mirror_ts == "")
+        )
+        .values(mirror_channel=bindparam("channel"), mirror_ts=bindparam("ts"))
+    )
