@@ -1,0 +1,175 @@
+"""The worker's store operations, one by one, for several commits side by side: CPU per operation.
+
+    .venv/bin/python bench/ab_store.py bf1a0d5 HEAD                  # SQLite, 3 rounds
+    .venv/bin/python bench/ab_store.py bf1a0d5 HEAD --backend postgresql --rounds 5
+
+Figure 2's end-to-end run moves by ±5 % between runs on these machines, more than a change to one
+statement buys. This measures the operations the worker repeats for every ticket apart, each
+through the product's own functions on a real store, in a fresh process per commit (a `git
+archive` of its product packages first on PYTHONPATH), the commits taking turns in each round:
+
+- claim: `outbox.claim_due` taking 3 due rows (a ticket's card, thread post and acknowledgement);
+- settle: `bot.worker_settle.settle` recording a delivered row (its transaction included);
+- intake: `inbound.claim` of one item and `inbound.finish` in a transaction of its own;
+- read: `read_message`, what a thread post reads before it is posted.
+
+Prints microseconds of CPU per operation (median of the rounds, min–max) and each commit's ratio
+to the first. The API used is the same in every commit measured since the worker's claim change
+(`760f4ab`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchlib import BENCH_DIR, committed_code, print_machine, summarize
+from stack import PG_ADMIN_URL, PG_DATABASE
+
+TICKETS = 300
+OPERATIONS = ("claim", "settle", "intake", "read")
+
+
+def measure(database_url: str, tickets: int) -> dict[str, float]:
+    """In the child: the product's code is whatever PYTHONPATH put first."""
+    import logging
+
+    from bot.delivery.reads import read_message
+    from bot.outcomes import Done
+    from bot.worker_settle import settle
+    from store import actions, inbound, outbox
+    from store.context import Desk
+    from store.db import Database
+    from store.migrate import upgrade
+    from store.settings import Settings
+
+    logging.disable(logging.WARNING)
+    db = Database(database_url)
+    upgrade(db)
+    files = Path(tempfile.mkdtemp(prefix="sd-ab-store-files-"))
+    settings = Settings(database_url=database_url, triage_channel="C0TRIAGE", files_dir=files)
+    desk = Desk.build(settings, db=db)
+    message_ids: list[int] = []
+    for number in range(tickets):
+        with db.transaction() as session:
+            customer = actions.customer_for_email(session, f"user{number}@example.com", f"User {number}")
+            ticket = actions.open_ticket(
+                session,
+                desk.policy,
+                subject=f"Request {number}",
+                requester=customer,
+                origin=actions.tickets.Origin.EMAIL,  # type: ignore[attr-defined]
+                actor=actions.DESK,
+            )
+            message = actions.messages.add_customer_message(  # type: ignore[attr-defined]
+                session, desk.policy, ticket, customer=customer, body_markdown="Hello", source="email"
+            )
+            session.flush()
+            message_ids.append(message.id)
+
+    spent: dict[str, float] = {name: 0.0 for name in OPERATIONS}
+    counts: dict[str, int] = {name: 0 for name in OPERATIONS}
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        started = time.process_time()
+        answer = call()
+        spent[name] += time.process_time() - started
+        counts[name] += 1
+        return answer
+
+    while True:
+        items = timed("claim", lambda: outbox.claim_due(db, "bench", limit=3))
+        if not items:
+            counts["claim"] -= 1  # the empty claim that ended the loop is not a claim of 3
+            break
+        for item in items:
+            timed("settle", lambda item=item: settle(db, "bench", item, Done(result={"ts": "1.000100"})))
+    inbound.accept_all(
+        db, [inbound.Arrival("email", f"<{n}@bench>", payload={}, raw=b"x" * 4000) for n in range(tickets)]
+    )
+
+    def claim_and_finish() -> None:
+        (work,) = inbound.claim(db, "bench", limit=1)
+        with db.transaction() as session:
+            assert inbound.finish(session, work.id, "bench")
+
+    for _ in range(tickets):
+        timed("intake", claim_and_finish)
+    for message_id in message_ids:
+        timed("read", lambda message_id=message_id: read_message(db, message_id))
+    db.dispose()
+    return {name: 1e6 * spent[name] / max(1, counts[name]) for name in OPERATIONS}
+
+
+def fresh_database(backend: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='sd-ab-store-')}/servicedesk.db"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+
+
+def run_child(code: Path, backend: str, tickets: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(BENCH_DIR)])}
+    database_url = fresh_database(backend)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", database_url, "--tickets", str(tickets)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the measuring process failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CPU per store operation, several commits interleaved.")
+    parser.add_argument("refs", nargs="*", help="commits to compare (e.g. bf1a0d5 HEAD)")
+    parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tickets", type=int, default=TICKETS)
+    parser.add_argument("--child", metavar="DATABASE_URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.tickets)))
+        return
+    if not args.refs:
+        parser.error("name at least one commit")
+    print_machine()
+    codes = [committed_code(ref) for ref in args.refs]
+    print(f"{args.tickets} tickets, {args.backend}; microseconds of CPU per operation")
+    figures: dict[str, dict[str, list[float]]] = {sha: {name: [] for name in OPERATIONS} for sha, _ in codes}
+    for round_number in range(1, args.rounds + 1):
+        for sha, code in codes:
+            answer = run_child(code, args.backend, args.tickets)
+            line = ", ".join(f"{name} {answer[name]:.0f}" for name in OPERATIONS)
+            print(f"[round {round_number}] {sha}: {line}", flush=True)
+            for name in OPERATIONS:
+                figures[sha][name].append(answer[name])
+    print(f"\nCPU per operation, µs (median of {args.rounds} rounds, min–max; ratio to {codes[0][0]})")
+    first = figures[codes[0][0]]
+    for sha, _ in codes:
+        parts = []
+        for name in OPERATIONS:
+            summary = summarize(figures[sha][name])
+            base = summarize(first[name]).median
+            spread = f"{summary.low:.0f}–{summary.high:.0f}"
+            parts.append(f"{name} {summary.median:.0f} ({spread}) = {summary.median / base:.2f}x")
+        print(f"  {sha}: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
