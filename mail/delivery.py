@@ -15,10 +15,12 @@ meanwhile, are skipped (Done, nothing sent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mail.compose import (
@@ -218,22 +220,53 @@ class EmailDelivery:
         return self._secret
 
 
+@functools.cache
+def _recipient_query() -> Select[*tuple[Any, ...]]:
+    """The participant, and the row's ticket (the participant's own when the row names none)."""
+    return (
+        select(
+            Participant.email,
+            Participant.name,
+            Participant.unsubscribe_key,
+            Participant.unsubscribed_at,
+            Participant.bounced_at,
+            Ticket.number,
+            Ticket.subject,
+            Ticket.reply_key,
+            Ticket.merged_into_id,
+        )
+        .outerjoin(
+            Ticket, Ticket.id == func.coalesce(bindparam("ticket_id", type_=Integer), Participant.ticket_id)
+        )
+        .where(Participant.id == bindparam("participant_id"))
+    )
+
+
 def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
     """The facts for one row, or the reason it must not be sent (any more)."""
     payload: dict[str, Any] = item.payload
-    participant = session.get(Participant, _int_or_none(payload.get("participant_id")) or 0)
-    if participant is None:
+    # The recipient and the ticket in one Core statement built once: every email sent reads them.
+    found = (
+        session.connection()
+        .execute(
+            _recipient_query(),
+            {"participant_id": _int_or_none(payload.get("participant_id")) or 0, "ticket_id": item.ticket_id},
+        )
+        .first()
+    )
+    if found is None:
         return "the recipient is no longer a participant of the ticket"
-    if participant.unsubscribed_at is not None:
-        return f"{participant.email} unsubscribed from this ticket"
-    if participant.bounced_at is not None:
-        return f"mail to {participant.email} bounced before"
-    ticket = session.get(Ticket, item.ticket_id or participant.ticket_id)
-    if ticket is None:
+    if found.unsubscribed_at is not None:
+        return f"{found.email} unsubscribed from this ticket"
+    if found.bounced_at is not None:
+        return f"mail to {found.email} bounced before"
+    if found.number is None:
         return "the ticket no longer exists"
-    number, subject = ticket.number, ticket.subject
-    # A merged ticket's mail continues in the ticket it went into: replies must land there.
-    ticket = follow_merges(session, ticket) or ticket
+    number, subject, reply_key = found.number, found.subject, found.reply_key
+    if found.merged_into_id is not None:
+        # A merged ticket's mail continues in the ticket it went into: replies must land there.
+        merged = follow_merges(session, session.get(Ticket, found.merged_into_id))
+        reply_key = merged.reply_key if merged is not None else reply_key
     reply_markdown: str | None = None
     files: tuple[FileFacts, ...] = ()
     if item.message_id is not None:
@@ -251,10 +284,10 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
     return MailFacts(
         number=number,
         subject=subject,
-        reply_key=ticket.reply_key,
-        recipient=participant.email,
-        recipient_name=participant.name or str(payload.get("to_name") or ""),
-        participant_key=participant.unsubscribe_key,
+        reply_key=reply_key,
+        recipient=found.email,
+        recipient_name=found.name or str(payload.get("to_name") or ""),
+        participant_key=found.unsubscribe_key,
         reply_markdown=reply_markdown,
         files=files,
     )
