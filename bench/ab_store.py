@@ -11,7 +11,8 @@ archive` of its product packages first on PYTHONPATH), the commits taking turns 
 - claim: `outbox.claim_due` taking 3 due rows (a ticket's card, thread post and acknowledgement);
 - settle: `bot.worker_settle.settle` recording a delivered row (its transaction included);
 - intake: `inbound.claim` of one item and `inbound.finish` in a transaction of its own;
-- read: `read_message`, what a thread post reads before it is posted.
+- read: `read_message`, what a thread post reads before it is posted;
+- facts: `mail.delivery.read_facts` in a read transaction, what an email reads before it is composed.
 
 Prints microseconds of CPU per operation (median of the rounds, min–max) and each commit's ratio
 to the first. The API used is the same in every commit measured since the worker's claim change
@@ -35,7 +36,7 @@ from benchlib import BENCH_DIR, committed_code, print_machine, summarize
 from stack import PG_ADMIN_URL, PG_DATABASE
 
 TICKETS = 300
-OPERATIONS = ("claim", "settle", "intake", "read")
+OPERATIONS = ("claim", "settle", "intake", "read", "facts")
 
 
 def measure(database_url: str, tickets: int) -> dict[str, float]:
@@ -45,6 +46,7 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
     from bot.delivery.reads import read_message
     from bot.outcomes import Done
     from bot.worker_settle import settle
+    from mail.delivery import read_facts
     from store import actions, inbound, outbox
     from store.context import Desk
     from store.db import Database
@@ -72,6 +74,10 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
             message = actions.messages.add_customer_message(  # type: ignore[attr-defined]
                 session, desk.policy, ticket, customer=customer, body_markdown="Hello", source="email"
             )
+            # The acknowledgement's row, as the email ingest enqueues it.
+            actions.common.enqueue_emails(  # type: ignore[attr-defined]
+                session, ticket, desk.policy, template="acknowledgement"
+            )
             session.flush()
             message_ids.append(message.id)
 
@@ -91,6 +97,10 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
             counts["claim"] -= 1  # the empty claim that ended the loop is not a claim of 3
             break
         for item in items:
+            if item.kind == outbox.Kind.EMAIL:
+                with db.read() as session:
+                    facts = timed("facts", lambda item=item, session=session: read_facts(session, item))
+                assert not isinstance(facts, str), facts
             timed("settle", lambda item=item: settle(db, "bench", item, Done(result={"ts": "1.000100"})))
     inbound.accept_all(
         db, [inbound.Arrival("email", f"<{n}@bench>", payload={}, raw=b"x" * 4000) for n in range(tickets)]
