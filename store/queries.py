@@ -7,13 +7,14 @@ done in Python: the rows are few per period, and the same code then runs on SQLi
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from store.models import (
@@ -162,17 +163,28 @@ def organization_size(session: Session, organization_id: int) -> int:
 def repeat_requests(session: Session, ticket: Ticket, window: timedelta = REPEAT_WINDOW) -> int:
     """The requester's tickets opened in the window ending at this ticket's creation, this one
     included ("3rd ticket in 30 days"). Tickets merged away are duplicates, not new requests."""
-    count = session.scalar(
+    parameters = {
+        "requester_id": ticket.requester_id,
+        "ticket_id": ticket.id,
+        "since": ticket.created_at - window,
+        "until": ticket.created_at,
+    }
+    return int(session.scalar(_repeat_query(), parameters) or 0)
+
+
+@functools.cache
+def _repeat_query() -> Select[int]:
+    """Built once: every card shows the count."""
+    return (
         select(func.count())
         .select_from(Ticket)
         .where(
-            Ticket.requester_id == ticket.requester_id,
-            Ticket.created_at > ticket.created_at - window,
-            Ticket.created_at <= ticket.created_at,
-            or_(Ticket.merged_into_id.is_(None), Ticket.id == ticket.id),
+            Ticket.requester_id == bindparam("requester_id"),
+            Ticket.created_at > bindparam("since", type_=Ticket.created_at.type),
+            Ticket.created_at <= bindparam("until", type_=Ticket.created_at.type),
+            or_(Ticket.merged_into_id.is_(None), Ticket.id == bindparam("ticket_id")),
         )
     )
-    return int(count or 0)
 
 
 # ----- staff -----

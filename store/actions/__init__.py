@@ -20,10 +20,10 @@ from store.actions.messages import (
 )
 from store.actions.tickets import (
     add_participant,
-    all_labels,
     assign,
     change_labels,
     create_label,
+    label_names,
     link,
     links_of,
     merge,
@@ -47,7 +47,6 @@ __all__ = [
     "add_note",
     "add_participant",
     "add_staff_reply",
-    "all_labels",
     "assign",
     "change_labels",
     "create_label",
@@ -55,6 +54,7 @@ __all__ = [
     "customer_for_slack_user",
     "delete_slack_message",
     "edit_slack_message",
+    "label_names",
     "link",
     "links_of",
     "merge",

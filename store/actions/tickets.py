@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Select, bindparam, delete, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from store import outbox
 from store.actions.common import (
@@ -281,8 +283,18 @@ def create_label(session: Session, name: str, color: str | None = None) -> Label
     return label
 
 
-def all_labels(session: Session) -> list[Label]:
-    return list(session.scalars(select(Label).order_by(Label.name)))
+def label_names(session: Session, ticket: Ticket) -> tuple[list[str], list[str]]:
+    """Every label's name and the ticket's own, by name, in one statement built once."""
+    rows = session.execute(_label_names_query(), {"ticket_id": ticket.id}).all()
+    return [name for name, _on in rows], [name for name, on in rows if on]
+
+
+@functools.cache
+def _label_names_query() -> Select[str, bool]:
+    on_ticket = exists().where(
+        TicketLabel.ticket_id == bindparam("ticket_id"), TicketLabel.label_id == Label.id
+    )
+    return select(Label.name, on_ticket.label("on_ticket")).order_by(Label.name)
 
 
 def change_labels(
@@ -405,22 +417,37 @@ def unlink(
     return True
 
 
-def links_of(session: Session, ticket: Ticket) -> list[tuple[str, Ticket | None, str | None]]:
-    """(kind as seen from this ticket, other ticket, url) for the card."""
+def links_of(session: Session, ticket: Ticket) -> list[tuple[str, int | None, str | None]]:
+    """(kind as seen from this ticket, the other ticket's number, url) for the card, in link order."""
     inverse = {"relates": "relates", "duplicates": "duplicated_by", "blocks": "blocked_by"}
-    rows = session.scalars(
-        select(TicketLink)
-        .where(or_(TicketLink.ticket_id == ticket.id, TicketLink.target_ticket_id == ticket.id))
+    rows = session.execute(_links_query(), {"ticket_id": ticket.id}).all()
+    return [
+        (row.kind, row.target_number, row.url)
+        if row.ticket_id == ticket.id
+        else (inverse[row.kind], row.source_number, None)
+        for row in rows
+    ]
+
+
+@functools.cache
+def _links_query() -> Select[*tuple[Any, ...]]:
+    """A ticket's links both ways with the numbers of the tickets at either end: one statement,
+    built once (every card shows them)."""
+    target, source = aliased(Ticket), aliased(Ticket)
+    ticket_id = bindparam("ticket_id", type_=Integer)
+    return (
+        select(
+            TicketLink.ticket_id,
+            TicketLink.kind,
+            TicketLink.url,
+            target.number.label("target_number"),
+            source.number.label("source_number"),
+        )
+        .join(source, source.id == TicketLink.ticket_id)
+        .outerjoin(target, target.id == TicketLink.target_ticket_id)
+        .where(or_(TicketLink.ticket_id == ticket_id, TicketLink.target_ticket_id == ticket_id))
         .order_by(TicketLink.id)
-    ).all()
-    result: list[tuple[str, Ticket | None, str | None]] = []
-    for row in rows:
-        if row.ticket_id == ticket.id:
-            other = session.get(Ticket, row.target_ticket_id) if row.target_ticket_id else None
-            result.append((row.kind, other, row.url))
-        else:
-            result.append((inverse[row.kind], session.get(Ticket, row.ticket_id), None))
-    return result
+    )
 
 
 # ----- participants -----

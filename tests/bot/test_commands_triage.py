@@ -146,15 +146,11 @@ def test_links_to_tickets_and_urls(desk):
     with desk.db.transaction() as s:
         one = actions.ticket_by_number(s, 1)
         two = actions.ticket_by_number(s, 2)
-        assert [
-            (kind, other.number if other else None, url) for kind, other, url in actions.links_of(s, one)
-        ] == [
+        assert actions.links_of(s, one) == [
             ("duplicates", 2, None),
             ("relates", None, "https://github.com/acme/app/issues/9"),
         ]
-        assert [(kind, other.number if other else None) for kind, other, _ in actions.links_of(s, two)] == [
-            ("duplicated_by", 1)
-        ]
+        assert actions.links_of(s, two) == [("duplicated_by", 1, None)]
     # Unlinking works from either side.
     assert desk_cmd(desk, "unlink 2 1").text == "Removed the link from #2 to #1."
     assert thread_cmd(desk, 1, "unlink https://github.com/acme/app/issues/9").ok
@@ -209,7 +205,7 @@ def test_merge_moves_the_conversation_and_tells_the_customer_once(desk):
         assert actions.ticket_by_reply_key(s, source.reply_key).id == target.id
         assert actions.ticket_by_email_ids(s, ["<Printer again.2@globex.example>"]).id == target.id
         assert s.scalar(select(EmailId.ticket_id).where(EmailId.message_id.like("%again%"))) == target.id
-        links = [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other]
+        links = [(kind, number) for kind, number, _ in actions.links_of(s, target) if number]
         assert links == [("duplicated_by", 2)]
     assert [(m["template"], m["to"]) for m in emails(desk)] == [("merged", "erin@globex.example")]
     assert "Alice merged this ticket into #1" in thread_lines(desk)

@@ -58,7 +58,7 @@ def test_merge_links_the_duplicate_to_its_target(db):
         target, source = email_ticket(s), email_ticket(s, "erin@globex.example")
         actions.link(s, source, ALICE, target=target, kind="relates")
         actions.merge(s, POLICY, source, target, ALICE)
-        assert [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other] == [
+        assert [(kind, number) for kind, number, _ in actions.links_of(s, target) if number] == [
             ("duplicated_by", source.number)
         ]
 
@@ -68,7 +68,7 @@ def test_merge_keeps_an_existing_link_from_the_target(db):
         target, source = email_ticket(s), email_ticket(s, "erin@globex.example")
         actions.link(s, target, ALICE, target=source, kind="blocks")
         actions.merge(s, POLICY, source, target, ALICE)
-        assert [(kind, other.number) for kind, other, _ in actions.links_of(s, target) if other] == [
+        assert [(kind, number) for kind, number, _ in actions.links_of(s, target) if number] == [
             ("blocks", source.number)
         ]
 
