@@ -12,7 +12,8 @@ archive` of its product packages first on PYTHONPATH), the commits taking turns 
 - settle: `bot.worker_settle.settle` recording a delivered row (its transaction included);
 - intake: `inbound.claim` of one item and `inbound.finish` in a transaction of its own;
 - read: `read_message`, what a thread post reads before it is posted;
-- facts: `mail.delivery.read_facts` in a read transaction, what an email reads before it is composed.
+- facts: `mail.delivery.read_facts` in a read transaction, what an email reads before it is composed;
+- card: `read_card`, what a card post or update reads (the ticket and everything the card shows).
 
 Prints microseconds of CPU per operation (median of the rounds, min–max) and each commit's ratio
 to the first. The API used is the same in every commit measured since the worker's claim change
@@ -36,14 +37,14 @@ from benchlib import BENCH_DIR, committed_code, print_machine, summarize
 from stack import PG_ADMIN_URL, PG_DATABASE
 
 TICKETS = 300
-OPERATIONS = ("claim", "settle", "intake", "read", "facts")
+OPERATIONS = ("claim", "settle", "intake", "read", "facts", "card")
 
 
 def measure(database_url: str, tickets: int) -> dict[str, float]:
     """In the child: the product's code is whatever PYTHONPATH put first."""
     import logging
 
-    from bot.delivery.reads import read_message
+    from bot.delivery.reads import read_card, read_message
     from bot.outcomes import Done
     from bot.worker_settle import settle
     from mail.delivery import read_facts
@@ -60,6 +61,7 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
     settings = Settings(database_url=database_url, triage_channel="C0TRIAGE", files_dir=files)
     desk = Desk.build(settings, db=db)
     message_ids: list[int] = []
+    ticket_ids: list[int] = []
     for number in range(tickets):
         with db.transaction() as session:
             customer = actions.customer_for_email(session, f"user{number}@example.com", f"User {number}")
@@ -80,6 +82,7 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
             )
             session.flush()
             message_ids.append(message.id)
+            ticket_ids.append(ticket.id)
 
     spent: dict[str, float] = {name: 0.0 for name in OPERATIONS}
     counts: dict[str, int] = {name: 0 for name in OPERATIONS}
@@ -115,6 +118,8 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
         timed("intake", claim_and_finish)
     for message_id in message_ids:
         timed("read", lambda message_id=message_id: read_message(db, message_id))
+    for ticket_id in ticket_ids:
+        timed("card", lambda ticket_id=ticket_id: read_card(db, ticket_id))
     db.dispose()
     return {name: 1e6 * spent[name] / max(1, counts[name]) for name in OPERATIONS}
 
