@@ -13,7 +13,9 @@ archive` of its product packages first on PYTHONPATH), the commits taking turns 
 - intake: `inbound.claim` of one item and `inbound.finish` in a transaction of its own;
 - read: `read_message`, what a thread post reads before it is posted;
 - facts: `mail.delivery.read_facts` in a read transaction, what an email reads before it is composed;
-- card: `read_card`, what a card post or update reads (the ticket and everything the card shows).
+- card: `read_card`, what a card post or update reads (the ticket and everything the card shows);
+- ingest: `EmailIngest.handle` on one email of the peer generator's mix (parse, files, the
+  transaction that opens the ticket), as the worker runs it.
 
 Prints microseconds of CPU per operation (median of the rounds, min–max) and each commit's ratio
 to the first. The API used is the same in every commit measured since the worker's claim change
@@ -37,17 +39,23 @@ from benchlib import BENCH_DIR, committed_code, print_machine, summarize
 from stack import PG_ADMIN_URL, PG_DATABASE
 
 TICKETS = 300
-OPERATIONS = ("claim", "settle", "intake", "read", "facts", "card")
+OPERATIONS = ("claim", "settle", "intake", "read", "facts", "card", "ingest")
+SUPPORT = "support@desk.example"
 
 
 def measure(database_url: str, tickets: int) -> dict[str, float]:
     """In the child: the product's code is whatever PYTHONPATH put first."""
+    import asyncio
     import logging
+
+    import mailgen
+    from smtpload import envelope_sender
 
     from bot.delivery.reads import read_card, read_message
     from bot.outcomes import Done
     from bot.worker_settle import settle
     from mail.delivery import read_facts
+    from mail.ingest import EmailIngest
     from store import actions, inbound, outbox
     from store.context import Desk
     from store.db import Database
@@ -58,7 +66,9 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
     db = Database(database_url)
     upgrade(db)
     files = Path(tempfile.mkdtemp(prefix="sd-ab-store-files-"))
-    settings = Settings(database_url=database_url, triage_channel="C0TRIAGE", files_dir=files)
+    settings = Settings(
+        database_url=database_url, triage_channel="C0TRIAGE", files_dir=files, support_address=SUPPORT
+    )
     desk = Desk.build(settings, db=db)
     message_ids: list[int] = []
     ticket_ids: list[int] = []
@@ -120,6 +130,23 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
         timed("read", lambda message_id=message_id: read_message(db, message_id))
     for ticket_id in ticket_ids:
         timed("card", lambda ticket_id=ticket_id: read_card(db, ticket_id))
+
+    mails, _source = mailgen.customer_mix(tickets)
+    for raw in mails:
+        message_id = raw.split(b"Message-ID:", 1)[1].split(b"\r\n", 1)[0].strip().decode()
+        payload = {"mail_from": envelope_sender(raw), "rcpt_tos": [SUPPORT]}
+        inbound.accept(db, "email", f"email:{message_id}", payload=payload, raw=raw)
+    ingest = EmailIngest(desk)
+
+    async def ingest_all() -> None:
+        while work := inbound.claim(db, "bench", limit=20, kinds=frozenset({"email"})):
+            for item in work:
+                started = time.process_time()
+                await ingest.handle(item, "bench")
+                spent["ingest"] += time.process_time() - started
+                counts["ingest"] += 1
+
+    asyncio.run(ingest_all())
     db.dispose()
     return {name: 1e6 * spent[name] / max(1, counts[name]) for name in OPERATIONS}
 
