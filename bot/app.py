@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
@@ -16,14 +17,19 @@ from store.db import StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-def slack_client(desk: Desk) -> AsyncWebClient:
+def slack_client(desk: Desk, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The Web API client, with slack_sdk's automatic retries off: the outbox owns retrying
-    (its default handler re-posts after a connection reset, which is a double post)."""
+    (its default handler re-posts after a connection reset, which is a double post).
+
+    `session`: the connections to reuse (the service passes one for the process); without it each
+    call opens its own. A kept-alive connection that the server closed meanwhile fails like a reset
+    one: the row is retried, and its next attempt looks before it posts again."""
     return AsyncWebClient(
         token=desk.settings.slack_bot_token,
         base_url=desk.settings.slack_api_url,
         retry_handlers=[],
         timeout=15,
+        session=session,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from store.context import Desk
@@ -77,9 +78,13 @@ async def run_service(
 
     cleanups: list[Callable[[], Awaitable[None]]] = []
     tasks: list[asyncio.Task[None]] = []
+    # One pool of kept-alive connections for every Web API call this process makes (Bolt's and the
+    # worker's): without it slack_sdk opens and closes a connection, and on Slack a TLS handshake,
+    # per call. Closed last, once the worker has stopped.
+    slack_http = aiohttp.ClientSession() if roles & {"web", "worker"} else None
     try:
         if "web" in roles:
-            client = slack_client(desk)
+            client = slack_client(desk, session=slack_http)
             bolt = build_bolt_app(desk, client=client, socket_mode=socket_mode)
             from bot.http import build_web_app
             from bot.web_routes import extra_routes
@@ -105,7 +110,7 @@ async def run_service(
             cleanups.insert(0, intake.close)
             log.info("SMTP listening on %s:%s", settings.smtp_host, intake.port)
         if "worker" in roles:
-            worker = build_worker(desk, config=worker_config)
+            worker = build_worker(desk, client=slack_client(desk, session=slack_http), config=worker_config)
             # Every role here shares desk.db, so SMTP intake, Slack events, commands and the worker's
             # own ingest wake the worker after their commits. Other processes are found by its poll.
             unsubscribe = worker.wake_on(desk.db.wakeups)
@@ -139,6 +144,8 @@ async def run_service(
             _done, pending = await asyncio.wait(tasks, timeout=left())
             for task in pending:
                 task.cancel()
+        if slack_http is not None:
+            await slack_http.close()
         desk.db.dispose()
 
 

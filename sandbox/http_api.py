@@ -104,7 +104,7 @@ class WebApi:
         arrived = time.monotonic()
         params: JSON = {}
         token: str | None = None
-        record = CallRecord(method, params, 200, False, None, arrived, None)
+        record = CallRecord(method, params, 200, False, None, arrived, None, peer=_peer(request))
         try:
             params = await read_params(request)
             token = bearer_token(request, params)
@@ -245,3 +245,8 @@ async def read_response_body(request: web.Request) -> Any:
     form = await request.post()
     payload = form.get("payload")
     return json.loads(payload) if isinstance(payload, str) else dict(form)
+
+
+def _peer(request: web.Request) -> str | None:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None

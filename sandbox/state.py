@@ -111,6 +111,9 @@ class CallRecord:
     time: float  # time.monotonic() when the request arrived
     channel: str | None
     token: str | None = None
+    # The client's end of the connection the request came over ("127.0.0.1:53211"): calls that
+    # share it came over one kept-alive connection.
+    peer: str | None = None
 
 
 @dataclass

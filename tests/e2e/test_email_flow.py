@@ -146,3 +146,18 @@ def test_the_thread_links_the_original_message_when_a_public_url_is_set(service:
     with urllib.request.urlopen(link, timeout=10) as response:
         original = response.read()
     assert original == raw
+
+
+def test_slack_calls_reuse_kept_alive_connections(service: RunningDesk) -> None:
+    """Every Web API call of the process goes through one pool: the cards and thread posts of four
+    tickets do not each open (on Slack: handshake) a connection of their own."""
+    for number in range(4):
+        raw, _ = customer_mail(f"Request {number}", subject=f"Printer {number}")
+        assert service.send_mail(raw)[0] == 250
+    posts = service.wait_for(
+        lambda: (found if len(found := service.emulator.calls_to("chat.postMessage")) >= 8 else None),
+        "four cards and their thread posts",
+    )
+    peers = [call.peer for call in posts]
+    assert None not in peers
+    assert len(set(peers)) < len(peers)
