@@ -110,16 +110,27 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
 
     Used for card updates: the performer reads the ticket as it is when it runs, so one waiting
     row covers any number of changes made before it runs.
+
+    The waiting row is locked until this transaction ends. Without the lock, on PostgreSQL a worker
+    could claim it and read the ticket between this check and this commit: the change would never
+    reach the card. With it, a claim passes the row over (`SKIP LOCKED`) until the change is
+    committed; a claim that got there first makes the row no longer pending, and a new one is
+    enqueued. On SQLite writers take turns, so the two cannot interleave.
     """
     waiting = session.scalar(
-        select(Outbox.id).where(
+        select(Outbox.id)
+        .where(
             Outbox.kind == kind.value,
             Outbox.ticket_id == ticket_id,
             Outbox.state == OutboxState.PENDING,
         )
+        .with_for_update()
     )
     if waiting is None:
         enqueue(session, kind, ticket_id=ticket_id, **kwargs)
+    else:
+        # A claim may have passed it over while it was locked: claim again after this commit.
+        note(session, Topic.OUTBOX)
 
 
 def cancel_for_message(session: Session, message_id: int) -> int:
@@ -262,8 +273,9 @@ def extend_leases(db: Database, worker_id: str, row_ids: list[int], lease: timed
 
 
 def mark_done(session: Session, row_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
-    # The hottest settle (every delivery ends here): two statements built once, no ORM object.
-    connection = session.connection()  # Core statements: the ORM's execute path costs more than they do
+    # Every delivery ends here: two Core statements built once, on the connection (the ORM's
+    # execute path, and loading the row as an object, cost more than the statements themselves).
+    connection = session.connection()
     held = connection.execute(_held_query(), {"row_id": row_id, "worker_id": worker_id}).first()
     if held is None:
         return False
