@@ -17,6 +17,17 @@ from store.db import StoreUnavailable
 log = logging.getLogger(__name__)
 
 
+# How long one Web API call may take before its outcome counts as unknown (the row is retried, and
+# its next attempt looks before it posts again).
+SLACK_CALL_TIMEOUT_SECONDS = 15.0
+
+
+def slack_session(timeout: float = SLACK_CALL_TIMEOUT_SECONDS) -> aiohttp.ClientSession:
+    """Kept-alive connections for a process's Web API calls. slack_sdk applies its client's timeout
+    only to the sessions it opens itself, so a shared one must carry the same limit."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+
 def slack_client(desk: Desk, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The Web API client, with slack_sdk's automatic retries off: the outbox owns retrying
     (its default handler re-posts after a connection reset, which is a double post).
@@ -28,7 +39,7 @@ def slack_client(desk: Desk, *, session: aiohttp.ClientSession | None = None) ->
         token=desk.settings.slack_bot_token,
         base_url=desk.settings.slack_api_url,
         retry_handlers=[],
-        timeout=15,
+        timeout=int(SLACK_CALL_TIMEOUT_SECONDS),
         session=session,
     )
 

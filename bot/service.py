@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
 from store.context import Desk
@@ -63,7 +62,7 @@ async def run_service(
         from mail.delivery import check_delivery_settings
 
         check_delivery_settings(settings)  # a bad relay URL or template stops here, with one line
-    from bot.app import build_bolt_app, slack_client
+    from bot.app import build_bolt_app, slack_client, slack_session
     from bot.assembly import build_worker
     from mail.intake import start_smtp_intake
 
@@ -81,7 +80,7 @@ async def run_service(
     # One pool of kept-alive connections for every Web API call this process makes (Bolt's and the
     # worker's): without it slack_sdk opens and closes a connection, and on Slack a TLS handshake,
     # per call. Closed last, once the worker has stopped.
-    slack_http = aiohttp.ClientSession() if roles & {"web", "worker"} else None
+    slack_http = slack_session() if roles & {"web", "worker"} else None
     try:
         if "web" in roles:
             client = slack_client(desk, session=slack_http)

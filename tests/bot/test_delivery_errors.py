@@ -10,12 +10,14 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app import slack_session
 from bot.delivery import SlackDelivery
 from bot.outcomes import Done, Fail, Outcome, Pause, Retry
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import CAROL, CONNECT, HELP, TRIAGE
+from sandbox.workspace import BOT_TOKEN, CAROL, CONNECT, HELP, TRIAGE
 from store import outbox
 from store.context import Desk
 from store.models import Attachment, Ticket
@@ -96,6 +98,26 @@ def test_server_trouble_retries_and_counts_the_attempt(
 def test_a_request_that_never_answers_is_retried(desk: Desk, emulator: SlackEmulator) -> None:
     emulator.add_fault("chat.postMessage", Fault.hang(3))
     outcome = first_card_outcome(desk, emulator, timeout=1)
+    assert isinstance(outcome, Retry) and "no answer" in outcome.error
+
+
+def test_a_request_that_never_answers_is_retried_over_the_shared_connections(
+    desk: Desk, emulator: SlackEmulator
+) -> None:
+    """The service's pool of kept-alive connections carries the call timeout: slack_sdk applies its
+    own only to the sessions it opens itself."""
+    open_email_ticket(desk)
+    emulator.add_fault("chat.postMessage", Fault.hang(3))
+    (item,) = outbox.claim_due(desk.db, "test-worker", kinds=frozenset({Kind.CARD.value}))
+
+    async def perform() -> Outcome:
+        async with slack_session(timeout=1) as session:
+            client = AsyncWebClient(
+                token=BOT_TOKEN, base_url=emulator.api_url, retry_handlers=[], session=session
+            )
+            return await SlackDelivery(desk, client).performers()[Kind.CARD.value](item)
+
+    outcome = asyncio.run(perform())
     assert isinstance(outcome, Retry) and "no answer" in outcome.error
 
 
