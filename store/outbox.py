@@ -114,8 +114,10 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
     The waiting row is locked until this transaction ends. Without the lock, on PostgreSQL a worker
     could claim it and read the ticket between this check and this commit: the change would never
     reach the card. With it, a claim passes the row over (`SKIP LOCKED`) until the change is
-    committed; a claim that got there first makes the row no longer pending, and a new one is
-    enqueued. On SQLite writers take turns, so the two cannot interleave.
+    committed. A row someone else holds (a claim taking it, another change relying on it) is
+    passed over here too, and a row of this change's own is enqueued: never waiting for a lock
+    means two changes to two tickets cannot deadlock on each other's card rows (a link between
+    them updates both cards). On SQLite writers take turns, so none of this can interleave.
     """
     waiting = session.scalar(
         select(Outbox.id)
@@ -124,7 +126,8 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
             Outbox.ticket_id == ticket_id,
             Outbox.state == OutboxState.PENDING,
         )
-        .with_for_update()
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
     if waiting is None:
         enqueue(session, kind, ticket_id=ticket_id, **kwargs)

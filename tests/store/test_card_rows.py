@@ -3,6 +3,8 @@ runs while a change is being committed (PostgreSQL, where a claim and a change c
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from store import actions, outbox
@@ -54,3 +56,32 @@ def test_a_claim_waits_for_a_change_that_found_the_row_waiting(db: Database) -> 
     with db.read() as s:
         ticket = s.get(Ticket, update.ticket_id)
         assert ticket is not None and ticket.status == Status.PENDING
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_a_change_never_waits_for_a_card_row_another_change_holds(db: Database) -> None:
+    """Two changes that each update two cards (a link between two tickets, from either side) must
+    not wait for each other's rows: the second enqueues a row of its own instead of waiting."""
+    with db.transaction() as s:
+        ticket_id = email_ticket(s).id
+    (first,) = claim_card_rows(db)
+    with db.transaction() as s:
+        assert outbox.mark_done(s, first.id, "w-test")
+        ticket = s.get(Ticket, ticket_id)
+        assert ticket is not None
+        actions.set_priority(s, ticket, "urgent", ALICE)  # the waiting update row
+    finished = threading.Event()
+
+    def second_change() -> None:
+        with db.transaction() as s:
+            outbox.enqueue_once(s, Kind.CARD, ticket_id=ticket_id, lane=outbox.triage_lane(ticket_id))
+        finished.set()
+
+    with db.transaction() as holder:
+        outbox.enqueue_once(holder, Kind.CARD, ticket_id=ticket_id, lane=outbox.triage_lane(ticket_id))
+        other = threading.Thread(target=second_change)
+        other.start()
+        waited = finished.wait(10)
+    other.join(10)
+    assert waited
+    assert len(claim_card_rows(db)) == 1  # one lane: the second row waits behind the first
