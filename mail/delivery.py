@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mail.compose import (
@@ -236,7 +236,8 @@ def _recipient_query() -> Select[*tuple[Any, ...]]:
             Ticket.merged_into_id,
         )
         .outerjoin(
-            Ticket, Ticket.id == func.coalesce(bindparam("ticket_id", type_=Integer), Participant.ticket_id)
+            Ticket,
+            Ticket.id == func.coalesce(bindparam("ticket_id", type_=Ticket.id.type), Participant.ticket_id),
         )
         .where(Participant.id == bindparam("participant_id"))
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import Integer, Select, bindparam, delete, exists, or_, select, update
+from sqlalchemy import Select, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from store import outbox
@@ -434,7 +434,7 @@ def _links_query() -> Select[*tuple[Any, ...]]:
     """A ticket's links both ways with the numbers of the tickets at either end: one statement,
     built once (every card shows them)."""
     target, source = aliased(Ticket), aliased(Ticket)
-    ticket_id = bindparam("ticket_id", type_=Integer)
+    ticket_id = bindparam("ticket_id", type_=Ticket.id.type)
     return (
         select(
             TicketLink.ticket_id,
