@@ -9,13 +9,27 @@ more CPU than running the query (bench/README.md, "What was slow, what changed",
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, exists, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    Update,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from store.models import InboundItem, Outbox
+from store.models import InboundItem, InboundState, Outbox, OutboxState
 
 Queue = TypeVar("Queue", Outbox, InboundItem)
 
@@ -73,3 +87,42 @@ def claim_parameters(now: Any, limit: int, kinds: frozenset[str] | None) -> dict
     if kinds is not None:
         parameters[KINDS] = sorted(kinds)
     return parameters
+
+
+CLAIMED: dict[type[Any], str] = {Outbox: OutboxState.CLAIMED, InboundItem: InboundState.CLAIMED}
+
+
+def take(
+    connection: Connection,
+    model: type[Queue],
+    query: Select[Queue],
+    parameters: dict[str, Any],
+    *,
+    worker_id: str,
+    until: datetime,
+) -> Sequence[Row[Any]]:
+    """Run the claim `query` and mark what it found claimed by `worker_id` until `until`, as Core
+    rows: the claim runs after every refill, and loading and flushing its rows as objects cost
+    more than the statements (bench/README.md, "What was slow", row 18). Each row's `attempts` is
+    as it was before this claim counted one more."""
+    rows = connection.execute(query, parameters).all()
+    if rows:
+        connection.execute(
+            _claimed_statement(model),
+            {"ids": [row.id for row in rows], "worker_id": worker_id, "until": until},
+        )
+    return rows
+
+
+@functools.cache
+def _claimed_statement(model: type[Queue]) -> Update:
+    return (
+        update(model)
+        .where(model.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            state=CLAIMED[model],
+            claimed_by=bindparam("worker_id"),
+            claimed_until=bindparam("until", type_=model.claimed_until.type),
+            attempts=model.attempts + 1,
+        )
+    )

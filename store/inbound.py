@@ -144,30 +144,11 @@ def claim(
     query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
     parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
-        # Core rows, as the outbox's claim (store/outbox.py): no objects to load and flush.
-        connection = session.connection()
-        rows = connection.execute(query, parameters).all()
-        if rows:
-            connection.execute(
-                _claimed_statement(),
-                {"ids": [row.id for row in rows], "worker_id": worker_id, "until": now + lease},
-            )
-        # Attempts as the update counted them.
-        return [InboundWork(row.id, row.kind, dict(row.payload), row.raw, row.attempts + 1) for row in rows]
-
-
-@functools.cache
-def _claimed_statement() -> Update:
-    return (
-        update(InboundItem)
-        .where(InboundItem.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            state=InboundState.CLAIMED,
-            claimed_by=bindparam("worker_id"),
-            claimed_until=bindparam("until", type_=InboundItem.claimed_until.type),
-            attempts=InboundItem.attempts + 1,
+        rows = claiming.take(
+            session.connection(), InboundItem, query, parameters, worker_id=worker_id, until=now + lease
         )
-    )
+        # Attempts as the claim counted them.
+        return [InboundWork(row.id, row.kind, dict(row.payload), row.raw, row.attempts + 1) for row in rows]
 
 
 def finish(session: Session, item_id: int, worker_id: str) -> bool:

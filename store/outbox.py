@@ -183,16 +183,10 @@ def claim_due(
     query = _claim_query(by_kind=kinds is not None, skip_locked=db.is_postgresql)
     parameters = claiming.claim_parameters(now, limit, kinds)
     with db.transaction() as session:
-        # Core rows, not ORM objects: the claim runs after every refill, and loading and flushing
-        # objects cost more than the statements (bench/README.md, "What was slow", row 18).
         connection = session.connection()
-        rows = connection.execute(query, parameters).all()
+        rows = claiming.take(connection, Outbox, query, parameters, worker_id=worker_id, until=now + lease)
         if not rows:
             return []
-        connection.execute(
-            _claimed_statement(),
-            {"ids": [row.id for row in rows], "worker_id": worker_id, "until": now + lease},
-        )
         ticket_ids = {row.ticket_id for row in rows if row.ticket_id is not None}
         numbers: dict[int, int] = {}
         if ticket_ids:
@@ -206,7 +200,7 @@ def claim_due(
                 message_id=row.message_id,
                 lane=row.lane,
                 payload=dict(row.payload),
-                attempts=row.attempts + 1,  # as the update above counted it
+                attempts=row.attempts + 1,  # as the claim counted it
                 result=dict(row.result or {}),
                 deadline_at=row.deadline_at,
                 created_at=row.created_at,
@@ -215,20 +209,6 @@ def claim_due(
             )
             for row in rows
         ]
-
-
-@functools.cache
-def _claimed_statement() -> Update:
-    return (
-        update(Outbox)
-        .where(Outbox.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            state=OutboxState.CLAIMED,
-            claimed_by=bindparam("worker_id"),
-            claimed_until=bindparam("until", type_=Outbox.claimed_until.type),
-            attempts=Outbox.attempts + 1,
-        )
-    )
 
 
 @functools.cache
