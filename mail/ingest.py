@@ -82,16 +82,23 @@ class EmailIngest:
             mail_from=str(work.payload.get("mail_from", "")),
             rcpt_tos=tuple(str(address) for address in work.payload.get("rcpt_tos", [])),
         )
-        # Parsing a hostile message can take a while: never on the event loop.
-        email = await asyncio.to_thread(parse_email, raw, envelope_from=envelope.mail_from)
-        files = await asyncio.to_thread(self.store_files, raw, email)
-        outcome = await asyncio.to_thread(self.apply, work.id, worker_id, email, envelope, files)
+        # Parsing a hostile message can take a while: never on the event loop. Parse, files and
+        # transaction go in one thread hop: each hop is a hand-over to a pool thread and back.
+        email, outcome = await asyncio.to_thread(self.ingest, work.id, worker_id, raw, envelope)
         log.info(
             "inbound email %s: %s",
             email.message_id,
             outcome,
             extra={"inbound_id": work.id, "rule": email.guard_rule or None},
         )
+
+    def ingest(
+        self, work_id: int, worker_id: str, raw: bytes, envelope: Envelope
+    ) -> tuple[InboundEmail, str]:
+        """Parse, keep the files, apply: the whole of one email, in the calling (pool) thread."""
+        email = parse_email(raw, envelope_from=envelope.mail_from)
+        files = self.store_files(raw, email)
+        return email, self.apply(work_id, worker_id, email, envelope, files)
 
     def store_files(self, raw: bytes, email: InboundEmail) -> StoredFiles:
         """The raw .eml and the attachments, under their content hashes (never customer names)."""

@@ -15,6 +15,9 @@ from pathlib import Path
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Directories this process made or found: a mkdir per file (two levels) is a syscall each,
+        # and nothing here removes a directory once made.
+        self._made: set[Path] = set()
 
     def path_for(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -26,7 +29,9 @@ class FileStore:
         target = self.path_for(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as handle:
