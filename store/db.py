@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.postgresql import make_postgresql_engine
 from store.sqlite import (
     BUSY_TIMEOUT_SECONDS,
     READ_ONLY_OPTION,
@@ -51,7 +52,7 @@ class WriteInReadOnly(RuntimeError):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         return make_sqlite_engine(url, **kwargs)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return make_postgresql_engine(url, **kwargs)
 
 
 class Database:
