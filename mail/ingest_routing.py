@@ -5,10 +5,11 @@ Pure lookups over the store (no writes), used by `mail.ingest` inside its one tr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from mail.addresses import extract_reply_key, split_support_address
@@ -65,7 +66,12 @@ def find_ticket(
 
 def already_known(session: Session, message_id: str) -> bool:
     """A Message-ID we stored or sent before: a redelivery, or our own mail come back."""
-    return session.scalar(select(EmailId.id).where(EmailId.message_id == message_id)) is not None
+    return session.scalar(_known_query(), {"message_id": message_id}) is not None
+
+
+@functools.cache
+def _known_query() -> Select[int]:
+    return select(EmailId.id).where(EmailId.message_id == bindparam("message_id"))
 
 
 @dataclass(frozen=True)

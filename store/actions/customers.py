@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Select, literal, select
+from sqlalchemy import Select, bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,9 +101,8 @@ def organization_for_team(session: Session, team_id: str, name: str | None = Non
 def customer_for_email(session: Session, email: str, name: str = "") -> Customer:
     """The customer with this address, created on first contact (named from the From header)."""
     email = email.strip().lower()
-    by_email = select(Customer).where(Customer.email == email)
     domain = _mail_domain(email.rpartition("@")[2])
-    customer, organization = _customer_and_organization(session, by_email, email, domain)
+    customer, organization = _customer_and_organization(session, email, domain)
     if customer is None:
         if domain is not None:
             organization = _organization(session, domain, organization)
@@ -112,7 +112,7 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
             organization_id=organization.id if organization else None,
         )
         # Two first mails from one address (or a mail and `/desk new`) can race on PostgreSQL.
-        customer = _insert_or_get(session, fresh, lambda: session.scalar(by_email))
+        customer = _insert_or_get(session, fresh, lambda: session.scalar(_by_email(), {"email": email}))
     elif name and customer.email and customer.name == customer.email.partition("@")[0]:
         # First seen without a display name (e.g. added by Cc); now we know it.
         customer.name = name
@@ -120,20 +120,31 @@ def customer_for_email(session: Session, email: str, name: str = "") -> Customer
 
 
 def _customer_and_organization(
-    session: Session, by_email: Select[Customer], email: str, domain: str | None
+    session: Session, email: str, domain: str | None
 ) -> tuple[Customer | None, Organization | None]:
     """The customer with this address and the organization of `domain`, in one round trip: a first
     contact needs both (each a unique-index probe), a known customer only the first."""
     if domain is None:
-        return session.scalar(by_email), None
+        return session.scalar(_by_email(), {"email": email}), None
+    row = session.execute(_customer_and_organization_query(), {"email": email, "domain": domain}).one()
+    return row[0], row[1]
+
+
+# Built once: every email looks its sender up, and building a select costs more than running it.
+@functools.cache
+def _by_email() -> Select[Customer]:
+    return select(Customer).where(Customer.email == bindparam("email"))
+
+
+@functools.cache
+def _customer_and_organization_query() -> Select[Customer, Organization]:
     probe = select(literal(1).label("probe")).subquery()
-    row = session.execute(
+    return (
         select(Customer, Organization)
         .select_from(probe)
-        .outerjoin(Customer, Customer.email == email)
-        .outerjoin(Organization, Organization.email_domain == domain)
-    ).one()
-    return row[0], row[1]
+        .outerjoin(Customer, Customer.email == bindparam("email"))
+        .outerjoin(Organization, Organization.email_domain == bindparam("domain"))
+    )
 
 
 def customer_for_slack_user(

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import Select, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from store import outbox
 from store.actions.common import (
@@ -47,17 +48,22 @@ TICKET_COUNTER = "ticket_number"
 
 def next_ticket_number(session: Session) -> int:
     """Sequential, never reused: the counter row's lock serializes concurrent writers."""
-    value = session.execute(
-        update(Counter)
-        .where(Counter.name == TICKET_COUNTER)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    ).scalar()
+    value = session.execute(_next_number_statement()).scalar()
     if value is None:
         session.add(Counter(name=TICKET_COUNTER, value=1))
         session.flush()
         return 1
     return int(value)
+
+
+@functools.cache
+def _next_number_statement() -> ReturningUpdate[int]:
+    return (
+        update(Counter)
+        .where(Counter.name == TICKET_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
 
 
 def open_ticket(
@@ -166,10 +172,15 @@ def ticket_by_reply_key(session: Session, reply_key: str) -> Ticket | None:
 def ticket_by_email_ids(session: Session, message_ids: Iterable[str]) -> Ticket | None:
     """The ticket of the first Message-ID (In-Reply-To, then References) we sent or received."""
     for message_id in message_ids:
-        ticket_id = session.scalar(select(EmailId.ticket_id).where(EmailId.message_id == message_id))
+        ticket_id = session.scalar(_ticket_by_email_id_query(), {"message_id": message_id})
         if ticket_id is not None:
             return follow_merges(session, session.get(Ticket, ticket_id))
     return None
+
+
+@functools.cache
+def _ticket_by_email_id_query() -> Select[int]:
+    return select(EmailId.ticket_id).where(EmailId.message_id == bindparam("message_id"))
 
 
 def ticket_by_slack_thread(session: Session, channel: str, thread_ts: str) -> Ticket | None:
@@ -463,11 +474,16 @@ class TicketParticipants:
 
 
 def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
-    found = session.execute(
-        select(Participant.email, Participant.role).where(Participant.ticket_id == ticket.id)
-    ).all()
+    found = session.execute(_participants_query(), {"ticket_id": ticket.id}).all()
     return TicketParticipants(
         emails={email for email, _role in found}, cc_count=sum(role == "cc" for _email, role in found)
+    )
+
+
+@functools.cache
+def _participants_query() -> Select[str, str]:
+    return select(Participant.email, Participant.role).where(
+        Participant.ticket_id == bindparam("ticket_id", type_=Ticket.id.type)
     )
 
 
