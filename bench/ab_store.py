@@ -8,6 +8,8 @@ statement buys. This measures the operations the worker repeats for every ticket
 through the product's own functions on a real store, in a fresh process per commit (a `git
 archive` of its product packages first on PYTHONPATH), the commits taking turns in each round:
 
+- empty: a write transaction with only `SELECT 1` in it, the floor under every operation below
+  (the pool's checkout and return, BEGIN, COMMIT);
 - claim: `outbox.claim_due` taking 3 due rows (a ticket's card, thread post and acknowledgement);
 - settle: `bot.worker_settle.settle` recording a delivered row (its transaction included);
 - intake: `inbound.claim` of one item and `inbound.finish` in a transaction of its own;
@@ -39,7 +41,7 @@ from benchlib import BENCH_DIR, committed_code, print_machine, summarize
 from stack import PG_ADMIN_URL, PG_DATABASE
 
 TICKETS = 300
-OPERATIONS = ("claim", "settle", "intake", "read", "facts", "card", "ingest")
+OPERATIONS = ("empty", "claim", "settle", "intake", "read", "facts", "card", "ingest")
 SUPPORT = "support@desk.example"
 
 
@@ -50,6 +52,7 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
 
     import mailgen
     from smtpload import envelope_sender
+    from sqlalchemy import text
 
     from bot.delivery.reads import read_card, read_message
     from bot.outcomes import Done
@@ -126,6 +129,13 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
 
     for _ in range(tickets):
         timed("intake", claim_and_finish)
+
+    def empty_transaction() -> None:
+        with db.transaction() as session:
+            session.execute(text("SELECT 1"))
+
+    for _ in range(tickets):
+        timed("empty", empty_transaction)
     for message_id in message_ids:
         timed("read", lambda message_id=message_id: read_message(db, message_id))
     for ticket_id in ticket_ids:

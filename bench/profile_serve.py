@@ -7,7 +7,8 @@
 The same load as figures 1 and 2 (the peer generator's mix, 8 clients reconnecting per message)
 while `py-spy record` samples every thread of the service (100 Hz, raw collapsed stacks), from
 the first message until the last card is in the emulator. The stacks are summed per function:
-"self" is where the samples were taken, "inclusive" where a function was anywhere on the stack.
+"self" is where the samples were taken, "inclusive" where a function was anywhere on the stack;
+the same is summed per package (sqlalchemy, aiohttp, slack_sdk ...) at the end.
 By default only the thread holding the GIL is sampled, so shares are of the service's Python CPU
 time; with --wall every thread is, waiting ones too, which shows where time passes (database
 round trips, SQLite's write lock, the thread pool's queue). Our own code is listed apart from
@@ -78,15 +79,27 @@ def focus_on(raw: Path, name: str, top: int) -> str:
     return "\n".join(lines)
 
 
+def package_of(frame: str) -> str:
+    """`Session.flush (sqlalchemy/orm/session.py)` -> `sqlalchemy`; `run (threading.py)` -> `threading`."""
+    generated = re.search(r"\(<(\w+) generated", frame)  # `_flush (<sqlalchemy generated ...>:2)`
+    if generated:
+        return generated[1]
+    match = FRAME.match(frame)
+    return (match["file"] if match else frame).split("/", 1)[0].removesuffix(".py")
+
+
 def summarize_stacks(raw: Path, top: int) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total = 0
     for frames, count in read_stacks(raw):
         total += count
         own[frames[-1]] += count
         for name in set(frames):
             inclusive[name] += count
+        for package in {package_of(frame) for frame in frames}:
+            packages[package] += count
     if not total:
         return "no samples"
     lines = [f"{total} samples"]
@@ -105,6 +118,7 @@ def summarize_stacks(raw: Path, top: int) -> str:
     table("inclusive, our code", inclusive, keep=True)
     table("self, any code", own, keep=False)
     table("inclusive, any code", inclusive, keep=False)
+    table("inclusive, by package (ours: bot, mail, store)", packages, keep=False)
     return "\n".join(lines)
 
 
