@@ -7,9 +7,11 @@ under load, so that was half of every round trip to the server that did nothing 
 
 Here a connection is pinged only when it comes back from at least `IDLE_BEFORE_PING_SECONDS` in
 the pool (HikariCP's "alive bypass window" does the same, at 0.5 s). One used a moment ago was
-answering a moment ago. If the server went away in that moment, the one transaction on it fails
-as any transaction fails when the server goes away mid-way: StoreUnavailable (retried, 451, or a
-500 Slack retries), and SQLAlchemy drops the pool's connections so the next one is new.
+answering a moment ago. If the server went away in that moment, a transaction that meets such a
+connection fails as any transaction fails when the server goes away mid-way: StoreUnavailable
+(retried, 451, or a 500 Slack retries). SQLAlchemy then drops every connection of the pool, and
+so does a failed ping here (a dead connection most often means the server restarted), so the
+transactions after it get new ones.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 
 IDLE_BEFORE_PING_SECONDS = 1.0
 POOL_SIZE = 10
@@ -45,7 +47,7 @@ def make_postgresql_engine(url: str, **kwargs: Any) -> Engine:
         try:
             ping(dbapi_connection)
         except driver_error as exc:
-            # The pool drops this connection and tries a new one (up to three times).
-            raise DisconnectionError(f"a pooled connection did not answer: {exc}") from exc
+            # The pool drops this connection and every other it holds, and checks out a new one.
+            raise InvalidatePoolError(f"a pooled connection did not answer: {exc}") from exc
 
     return engine

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from freezegun import freeze_time
+from sqlalchemy import make_url, text
 
 from store import postgresql
 from store.db import Database, StoreUnavailable
@@ -35,7 +36,7 @@ def backend_pid(db: Database) -> int:
 def end_backend(pid: int) -> None:
     """What a server restart does to one connection: its server process ends."""
     assert POSTGRES_URL is not None
-    url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    url = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
 
@@ -51,9 +52,7 @@ def test_an_idle_connection_that_died_is_replaced_before_use(
     assert second != first
 
 
-def test_a_connection_used_a_moment_ago_is_not_pinged(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_connection_used_a_moment_ago_is_not_pinged(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(postgresql, "IDLE_BEFORE_PING_SECONDS", 3600.0)  # every checkout is recent
     first = backend_pid(db)
     end_backend(first)
@@ -62,3 +61,32 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(
     with pytest.raises(StoreUnavailable):
         backend_pid(db)
     assert backend_pid(db) != first
+
+
+def test_the_second_counts_from_the_connections_last_use_not_from_its_opening(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgresql, "IDLE_BEFORE_PING_SECONDS", 5.0)
+    with freeze_time("2026-11-27 09:00:00") as clock:
+        backend_pid(db)  # opened and used at 09:00:00
+        clock.tick(10)
+        used = backend_pid(db)  # idle 10 s: pinged, alive, used again at 09:00:10
+        end_backend(used)
+        # Returned just now: trusted, though it was opened 10 s ago.
+        with pytest.raises(StoreUnavailable):
+            backend_pid(db)
+
+
+def test_a_failed_ping_drops_every_connection_of_the_pool(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two connections in the pool, both ended on the server side (what a restart does).
+    with db.engine.connect() as first, db.engine.connect() as second:
+        pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for c in (first, second)]
+    for pid in pids:
+        end_backend(pid)
+    monkeypatch.setattr(postgresql, "IDLE_BEFORE_PING_SECONDS", 0.0)
+    assert backend_pid(db) not in pids  # the ping found the first one dead
+    # The other one is not pinged (used a moment ago), but the failed ping dropped it too.
+    monkeypatch.setattr(postgresql, "IDLE_BEFORE_PING_SECONDS", 3600.0)
+    assert backend_pid(db) not in pids
