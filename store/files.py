@@ -1,7 +1,8 @@
 """Content-addressed file store: attachments and raw emails, kept under their SHA-256.
 
-Names customers chose are never used on disk. Writes are atomic (temporary file, fsync, rename),
-so a file referenced by a committed row is always whole.
+Names customers chose are never used on disk. Writes are atomic and durable (temporary file,
+fsync, rename, fsync of the folder), so a file referenced by a committed row is always whole and
+always there, whatever crashes after the commit.
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ class FileStore:
         target = self.path_for(digest)
         if target.exists():
             return digest
-        if target.parent not in self._made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(target.parent)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            self._write(target, data)
+        except FileNotFoundError:
+            # Its folder went away under the running service (removed, or a backup restored
+            # without it): made again, once.
+            self._made.discard(target.parent)
+            self._write(target, data)
+        return digest
+
+    def _write(self, target: Path, data: bytes) -> None:
+        folder = target.parent
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            # The new folders' own names must be on disk too before anything in them counts.
+            _sync_folder(folder.parent)
+            _sync_folder(folder.parent.parent)
+            self._made.add(folder)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -42,10 +57,20 @@ class FileStore:
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
-        return digest
+        # A rename is on disk only once its folder is (POSIX): without this, a crash after the
+        # database commit that names the file could leave the file under its temporary name.
+        _sync_folder(folder)
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
