@@ -45,7 +45,7 @@ class FileStore:
             folder.mkdir(parents=True, exist_ok=True)
             # The new folders' own names must be on disk too before anything in them counts.
             _sync_folder(folder.parent)
-            _sync_folder(folder.parent.parent)
+            _sync_folder(self.root)
             self._made.add(folder)
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
         try:

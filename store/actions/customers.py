@@ -161,7 +161,7 @@ def customer_for_slack_user(
     by_user = select(Customer).where(Customer.slack_user_id == user_id)
     customer = session.scalar(by_user)
     if customer is None and email:
-        customer = session.scalar(select(Customer).where(Customer.email == email.lower()))
+        customer = session.scalar(_by_email(), {"email": email.lower()})
         if customer is not None:
             customer.slack_user_id = user_id
     if customer is None:
