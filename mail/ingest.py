@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -34,8 +35,8 @@ from store.actions import (
     customer_for_email,
     record_bounce,
 )
-from store.actions.common import enqueue_emails, literal, record_event, thread_line
-from store.actions.tickets import participants_of, start_ticket
+from store.actions.common import acknowledge_new_ticket, literal, record_event, thread_line
+from store.actions.tickets import TicketParticipants, participants_of, start_ticket
 from store.context import Desk
 from store.db import InvalidRequest
 from store.intake_keys import unsubscribe_by_key
@@ -196,16 +197,28 @@ class EmailIngest:
             origin=Origin.EMAIL,
             actor=Actor(customer.name, email=customer.email),
         )
-        self.add_message(session, ticket, customer, email, files)
+        # The whole change happens at the ticket's own time, so the message and the Cc's joining do
+        # not write the new ticket's updated_at again.
+        now = ticket.created_at
+        self.add_message(session, ticket, customer, email, files, now=now)
         if self.desk.policy.acknowledge and not email.auto_reply_suppressed and requester is not None:
             # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement goes
             # out before they are participants so it does not show them a Cc they did not get.
-            enqueue_emails(session, ticket, self.desk.policy, template="acknowledgement", only=[requester])
-        self.add_participants(session, ticket, email, include_sender=False)
+            acknowledge_new_ticket(session, ticket, self.desk.policy, requester, email.message_id)
+        # Known without reading it back: the requester is all the new ticket has.
+        known = TicketParticipants(emails={requester.email} if requester else set(), cc_count=0)
+        self.add_participants(session, ticket, email, include_sender=False, known=known, now=now)
         return ticket
 
     def add_message(
-        self, session: Session, ticket: Ticket, customer: Customer, email: InboundEmail, files: StoredFiles
+        self,
+        session: Session,
+        ticket: Ticket,
+        customer: Customer,
+        email: InboundEmail,
+        files: StoredFiles,
+        *,
+        now: datetime | None = None,
     ) -> None:
         body = email.reply_markdown if email.reply_markdown.strip() else email.body_markdown
         if not body.strip():
@@ -224,6 +237,7 @@ class EmailIngest:
             email_message_id=email.message_id,
             raw_sha256=files.raw_sha256,
             attachments=list(files.attachments),
+            now=now,
         )
         if files.dropped:
             names = ", ".join(literal(name) for name in files.dropped[:MAX_NAMED_OVERFLOW])
@@ -236,7 +250,14 @@ class EmailIngest:
             )
 
     def add_participants(
-        self, session: Session, ticket: Ticket, email: InboundEmail, *, include_sender: bool
+        self,
+        session: Session,
+        ticket: Ticket,
+        email: InboundEmail,
+        *,
+        include_sender: bool,
+        known: TicketParticipants | None = None,
+        now: datetime | None = None,
     ) -> None:
         """Every To and Cc address except our own becomes a participant, up to the cap.
 
@@ -248,8 +269,9 @@ class EmailIngest:
         candidates = [*email.to, *email.cc] if visible else []
         if include_sender and email.from_address is not None:
             candidates.insert(0, email.from_address)
-        # Read once for all addresses: who is on the ticket already, and how many Cc's it has.
-        known = participants_of(session, ticket)
+        if known is None:
+            # Read once for all addresses: who is on the ticket already, and how many Cc's it has.
+            known = participants_of(session, ticket)
         new = [
             address
             for address in dict.fromkeys(candidates)
@@ -271,6 +293,7 @@ class EmailIngest:
                     name=email.name_of(address),
                     notify=False,
                     known=known,
+                    now=now,
                 )
             except InvalidRequest as exc:
                 log.info("not a participant address %r: %s", address, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
@@ -59,8 +59,10 @@ def record_event(
     )
 
 
-def touch(ticket: Ticket) -> None:
-    ticket.updated_at = utcnow()
+def touch(ticket: Ticket, now: datetime | None = None) -> None:
+    """The ticket changed now. An action inside a larger change passes that change's `now`: setting
+    the time the row already holds (a ticket opened in this transaction) writes nothing."""
+    ticket.updated_at = now or utcnow()
 
 
 def update_card(session: Session, ticket: Ticket) -> None:
@@ -156,28 +158,77 @@ def enqueue_emails(
     in_reply_to, references = thread_references(session, ticket)
     everyone = [p.email for p in subscribed]
     for participant in recipients:
-        header_id = new_message_id(policy.mail_domain, tag=f"t{ticket.number}")
-        session.add(EmailId(message_id=header_id, ticket_id=ticket.id, direction="sent", created_at=utcnow()))
-        outbox.enqueue(
+        _enqueue_email(
             session,
-            Kind.EMAIL,
-            ticket_id=ticket.id,
-            message_id=message_id,
+            ticket,
+            policy,
+            participant,
             payload={
                 "template": template,
-                "to": participant.email,
-                "to_name": participant.name,
                 "cc": [address for address in everyone if address != participant.email],
-                "participant_id": participant.id,
-                "message_id_header": header_id,
                 "in_reply_to": in_reply_to,
                 "references": references,
                 **(extra or {}),
             },
-            dedupe_key=f"email:{header_id}",
+            message_id=message_id,
             due_at=due_at,
         )
     return len(recipients)
+
+
+def acknowledge_new_ticket(
+    session: Session, ticket: Ticket, policy: DeskPolicy, requester: Participant, received_id: str
+) -> None:
+    """The acknowledgement of a ticket opened in this transaction by the mail `received_id`.
+
+    `enqueue_emails` without its reads: the requester is still the ticket's only participant (the
+    Cc's join after it, so the acknowledgement shows no Cc), and the received mail is the thread's
+    only Message-ID. Each read would first flush everything pending.
+    """
+    if requester.id is None:
+        session.flush()  # the payload names the participant's id
+    _enqueue_email(
+        session,
+        ticket,
+        policy,
+        requester,
+        payload={
+            "template": "acknowledgement",
+            "cc": [],
+            "in_reply_to": received_id,
+            "references": [received_id],
+        },
+    )
+
+
+def _enqueue_email(
+    session: Session,
+    ticket: Ticket,
+    policy: DeskPolicy,
+    participant: Participant,
+    *,
+    payload: dict[str, Any],
+    message_id: int | None = None,
+    due_at: Any = None,
+) -> None:
+    """One outbox row for one recipient, with the Message-ID it will be sent under, recorded now."""
+    header_id = new_message_id(policy.mail_domain, tag=f"t{ticket.number}")
+    session.add(EmailId(message_id=header_id, ticket_id=ticket.id, direction="sent", created_at=utcnow()))
+    outbox.enqueue(
+        session,
+        Kind.EMAIL,
+        ticket_id=ticket.id,
+        message_id=message_id,
+        payload={
+            "to": participant.email,
+            "to_name": participant.name,
+            "participant_id": participant.id,
+            "message_id_header": header_id,
+            **payload,
+        },
+        dedupe_key=f"email:{header_id}",
+        due_at=due_at,
+    )
 
 
 def notify_customer(

@@ -47,6 +47,12 @@ Row = TypeVar("Row", Organization, Customer)
 
 def _insert_or_get(session: Session, row: Row, existing: Callable[[], Row | None]) -> Row:
     """Insert `row`, or return the one a concurrent transaction inserted first (unique key race)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # A SQLite write transaction holds the write lock from its BEGIN IMMEDIATE: no other one
+        # can insert the same key after our read, so there is no race to fall back from.
+        session.add(row)
+        session.flush()
+        return row
     try:
         with session.begin_nested():
             session.add(row)

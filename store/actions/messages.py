@@ -93,9 +93,12 @@ def add_customer_message(
     slack_channel: str | None = None,
     slack_ts: str | None = None,
     attachments: list[NewAttachment] | None = None,
+    now: datetime | None = None,
 ) -> Message:
-    """A customer's message: stored, mirrored into the triage thread, reopening a finished ticket."""
-    now = utcnow()
+    """A customer's message: stored, mirrored into the triage thread, reopening a finished ticket.
+
+    `now` is the time of the change it is part of (the ticket it opens), else the present."""
+    now = now or utcnow()
     message = Message(
         ticket_id=ticket.id,
         direction=Direction.INBOUND,
@@ -127,7 +130,7 @@ def add_customer_message(
         source=source,
         message_id=message.id,
     )
-    touch(ticket)
+    touch(ticket, now)
     outbox.enqueue(
         session,
         Kind.THREAD_POST,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -497,11 +498,12 @@ def add_participant(
     name: str = "",
     notify: bool = True,
     known: TicketParticipants | None = None,
+    now: datetime | None = None,
 ) -> Participant | None:
     """Add a Cc participant; None when already there, or when the cap is reached (named in the thread).
 
     `known` (from `participants_of`, in this transaction) saves reading the ticket's participants
-    again for each address.
+    again for each address. `now` is the time of the change it is part of (the ticket it opens).
     """
     email = email.strip().lower()
     local, at, domain = email.partition("@")
@@ -534,13 +536,14 @@ def add_participant(
     if count >= policy.max_participants:
         record_event(session, ticket, "participant_capped", actor, email=email)
         return None
+    now = now or utcnow()
     participant = Participant(
         ticket_id=ticket.id,
         email=email,
         name=name,
         role="cc",
         unsubscribe_key=random_key(),
-        created_at=utcnow(),
+        created_at=now,
     )
     session.add(participant)
     if known is not None:
@@ -549,7 +552,7 @@ def add_participant(
     if notify:
         session.flush()  # the welcome mail names the participant's id
     record_event(session, ticket, "participant_added", actor, email=email)
-    touch(ticket)
+    touch(ticket, now)
     if actor.slack_id:
         # Staff added them (`cc add`): say so in the thread, as every triage change does.
         thread_line(session, ticket, f"{actor.shown} added {literal(email)} to the ticket")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import select
 
 from mail.ingest import NO_TEXT, EmailIngest, LostClaim
@@ -116,6 +117,9 @@ def test_a_new_request_opens_a_ticket_with_its_message_and_acknowledgement(desk:
     assert ack.payload["template"] == "acknowledgement"
     assert ack.payload["to"] == "bob@customer.test" and ack.payload["cc"] == []
     assert ack.payload["in_reply_to"] == "m1@customer.test"
+    assert ack.payload["references"] == ["m1@customer.test"]
+    [requester] = rows(desk, Participant)
+    assert ack.payload["participant_id"] == requester.id  # its unsubscribe link names them
     assert [row.kind for row in rows(desk, Outbox, Outbox.kind.like("slack.%"))] == [
         "slack.card",
         "slack.thread_post",
@@ -272,6 +276,22 @@ def test_a_later_reply_adds_new_cc_and_its_new_sender(desk: Desk) -> None:
         "frank@customer.test",
         "erin@customer.test",
     ]
+
+
+def test_a_new_ticket_its_message_and_its_cc_share_the_ticket_time(desk: Desk) -> None:
+    with freeze_time("2026-03-02 09:00:00", tick=True):
+        ingest(desk, mail(Cc="carol@customer.test, dan@other.test"))
+    ticket = the_ticket(desk)
+    [message] = rows(desk, Message)
+    times = {ticket.updated_at, message.created_at, *(p.created_at for p in rows(desk, Participant))}
+    # One change at one time: the ticket row is written once, not again for its message and Cc's.
+    assert times == {ticket.created_at}
+
+    with freeze_time("2026-03-02 09:05:00"):
+        ingest(desk, mail("Still on fire", message_id="<m2@customer.test>", In_Reply_To="<m1@customer.test>"))
+    later = the_ticket(desk)
+    assert later.created_at == ticket.created_at
+    assert later.updated_at.replace(tzinfo=None) == datetime(2026, 3, 2, 9, 5)  # a later mail moves it
 
 
 def test_the_same_message_handled_twice_is_stored_once(desk: Desk) -> None:
