@@ -53,21 +53,10 @@ OPERATIONS = ("empty", "claim", "settle", "intake", "read", "facts", "card", "in
 SUPPORT = "support@desk.example"
 
 
-def measure(database_url: str, tickets: int) -> dict[str, float]:
-    """In the child: the product's code is whatever PYTHONPATH put first."""
-    import asyncio
+def _desk(database_url: str) -> Any:
+    """A migrated store and the desk on it, as the child measures it (the product's own types)."""
     import logging
 
-    import mailgen
-    from smtpload import envelope_sender
-    from sqlalchemy import text
-
-    from bot.delivery.reads import read_card, read_message
-    from bot.outcomes import Done
-    from bot.worker_settle import settle
-    from mail.delivery import read_facts
-    from mail.ingest import EmailIngest
-    from store import actions, inbound, outbox
     from store.context import Desk
     from store.db import Database
     from store.migrate import upgrade
@@ -80,7 +69,38 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
     settings = Settings(
         database_url=database_url, triage_channel="C0TRIAGE", files_dir=files, support_address=SUPPORT
     )
-    desk = Desk.build(settings, db=db)
+    return Desk.build(settings, db=db)
+
+
+def _accept_mails(desk: Any, tickets: int) -> None:
+    """The peer generator's first `tickets` mails in the intake queue, as the SMTP intake leaves them."""
+    import mailgen
+    from smtpload import envelope_sender
+
+    from store import inbound
+
+    mails, _source = mailgen.customer_mix(tickets)
+    for raw in mails:
+        message_id = raw.split(b"Message-ID:", 1)[1].split(b"\r\n", 1)[0].strip().decode()
+        payload = {"mail_from": envelope_sender(raw), "rcpt_tos": [SUPPORT]}
+        inbound.accept(desk.db, "email", f"email:{message_id}", payload=payload, raw=raw)
+
+
+def measure(database_url: str, tickets: int) -> dict[str, float]:
+    """In the child: the product's code is whatever PYTHONPATH put first."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from bot.delivery.reads import read_card, read_message
+    from bot.outcomes import Done
+    from bot.worker_settle import settle
+    from mail.delivery import read_facts
+    from mail.ingest import EmailIngest
+    from store import actions, inbound, outbox
+
+    desk = _desk(database_url)
+    db = desk.db
     message_ids: list[int] = []
     ticket_ids: list[int] = []
     for number in range(tickets):
@@ -149,11 +169,7 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
     for ticket_id in ticket_ids:
         timed("card", lambda ticket_id=ticket_id: read_card(db, ticket_id))
 
-    mails, _source = mailgen.customer_mix(tickets)
-    for raw in mails:
-        message_id = raw.split(b"Message-ID:", 1)[1].split(b"\r\n", 1)[0].strip().decode()
-        payload = {"mail_from": envelope_sender(raw), "rcpt_tos": [SUPPORT]}
-        inbound.accept(db, "email", f"email:{message_id}", payload=payload, raw=raw)
+    _accept_mails(desk, tickets)
     ingest = EmailIngest(desk)
 
     async def ingest_all() -> None:
@@ -172,31 +188,13 @@ def measure(database_url: str, tickets: int) -> dict[str, float]:
 def measure_ingest(database_url: str, tickets: int, ingested: int) -> int:
     """In the child, for `--instructions`: accept `tickets` mails, ingest the first `ingested`."""
     import asyncio
-    import logging
-
-    import mailgen
-    from smtpload import envelope_sender
 
     from mail.ingest import EmailIngest
     from store import inbound
-    from store.context import Desk
-    from store.db import Database
-    from store.migrate import upgrade
-    from store.settings import Settings
 
-    logging.disable(logging.WARNING)
-    db = Database(database_url)
-    upgrade(db)
-    files = Path(tempfile.mkdtemp(prefix="sd-ab-store-files-"))
-    settings = Settings(
-        database_url=database_url, triage_channel="C0TRIAGE", files_dir=files, support_address=SUPPORT
-    )
-    desk = Desk.build(settings, db=db)
-    mails, _source = mailgen.customer_mix(tickets)
-    for raw in mails:
-        message_id = raw.split(b"Message-ID:", 1)[1].split(b"\r\n", 1)[0].strip().decode()
-        payload = {"mail_from": envelope_sender(raw), "rcpt_tos": [SUPPORT]}
-        inbound.accept(db, "email", f"email:{message_id}", payload=payload, raw=raw)
+    desk = _desk(database_url)
+    db = desk.db
+    _accept_mails(desk, tickets)
     ingest = EmailIngest(desk)
 
     async def ingest_some() -> int:
