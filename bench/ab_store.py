@@ -28,8 +28,8 @@ swings by ±30 % from one process to the next, an instruction count does not. Ea
 runs under valgrind's callgrind twice, accepting the same mails and ingesting the first
 `--tickets / 4` of them, then all; the difference over the extra mails is the instructions one
 ingest costs (the start-up, the migration and the accepting cancel out). `PYTHONHASHSEED=0`, so a
-rerun gives the same count within a few hundredths of a percent. On PostgreSQL it counts this
-process only, not the server's work. About 3 minutes per commit for 100 mails.
+rerun gives the same count within 0.2 % (random keys and timestamps differ). On PostgreSQL it
+counts this process only, not the server's work. About 7 minutes per commit for 100 mails.
 """
 
 from __future__ import annotations
