@@ -7,12 +7,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from bot import event_loop
 from store.db import StoreError
 from store.settings import Settings, SettingsError, load_settings
 
@@ -78,8 +78,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Until the service installs its own handlers (after imports and migrations), a SIGTERM still
     # means a clean stop: nothing has been accepted yet, so there is nothing to finish.
     signal.signal(signal.SIGTERM, _stop_before_start)
-    logging.getLogger("servicedesk").info("starting: %s", ", ".join(sorted(roles)))
-    asyncio.run(run_service(settings, roles, socket_mode=args.socket_mode))
+    logging.getLogger("servicedesk").info(
+        "starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name()
+    )
+    event_loop.run(run_service(settings, roles, socket_mode=args.socket_mode))
     return 0
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from bot import event_loop
 from bot.demo_store import StoreReader
 from bot.service import ROLES, RunningService, run_service
 from sandbox.mail_sink import MailSink, ReceivedMail
@@ -101,7 +102,7 @@ class Stage:
             )
 
         try:
-            asyncio.run(main())
+            event_loop.run(main())
         except (SettingsError, StoreError, OSError) as error:  # told on the main thread by start()
             self._failure.append(error)
         finally:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -70,10 +71,12 @@ async def run_service(
     await asyncio.to_thread(upgrade, desk.db)
     running = running or RunningService()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # Not possible outside the main thread (tests and the demo run the service in one).
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, running.stop.set)
+    # Signals reach the main thread only (tests and the demo run the service in another), and
+    # asyncio's loop on Windows has no signal handlers.
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, running.stop.set)
 
     cleanups: list[Callable[[], Awaitable[None]]] = []
     tasks: list[asyncio.Task[None]] = []

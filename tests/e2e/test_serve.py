@@ -109,6 +109,15 @@ def test_sigterm_stops_cleanly_with_exit_0(served):
     assert process.wait(timeout=10) == 0
 
 
+def test_serve_runs_on_uvloop(served):
+    pytest.importorskip("uvloop")
+    process: subprocess.Popen[str] = served["process"]  # type: ignore[assignment]
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=10)
+    [started] = [line for line in output.splitlines() if "starting:" in line]
+    assert started.endswith("on uvloop's event loop")
+
+
 def test_healthz_says_503_while_the_database_is_unreachable(tmp_path, emulator):
     data = tmp_path / "data"
     data.mkdir()
