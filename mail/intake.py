@@ -350,9 +350,10 @@ class BoundedSMTP(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._intake.sessions -= 1
-            self._counted = False
+        if not self._counted:
+            return  # refused in connection_made: aiosmtpd never started a session to end
+        self._intake.sessions -= 1
+        self._counted = False
         super().connection_lost(exc)
 
 
