@@ -36,7 +36,12 @@ from store.actions import (
     record_bounce,
 )
 from store.actions.common import acknowledge_new_ticket, literal, record_event, thread_line
-from store.actions.tickets import TicketParticipants, participants_of, start_ticket
+from store.actions.tickets import (
+    TicketParticipants,
+    participants_of,
+    participants_of_new_ticket,
+    start_ticket,
+)
 from store.context import Desk
 from store.db import InvalidRequest
 from store.intake_keys import unsubscribe_by_key
@@ -205,8 +210,7 @@ class EmailIngest:
             # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement goes
             # out before they are participants so it does not show them a Cc they did not get.
             acknowledge_new_ticket(session, ticket, self.desk.policy, requester, email.message_id)
-        # Known without reading it back: the requester is all the new ticket has.
-        known = TicketParticipants(emails={requester.email} if requester else set(), cc_count=0)
+        known = participants_of_new_ticket(requester)
         self.add_participants(session, ticket, email, include_sender=False, known=known, now=now)
         return ticket
 

@@ -481,6 +481,12 @@ def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
     )
 
 
+def participants_of_new_ticket(requester: Participant | None) -> TicketParticipants:
+    """What `participants_of` would read right after `start_ticket`, without the read (and the
+    flush before it): the requester's mail participant, if it made one, and no Cc's yet."""
+    return TicketParticipants(emails={requester.email} if requester is not None else set(), cc_count=0)
+
+
 @functools.cache
 def _participants_query() -> Select[str, str]:
     return select(Participant.email, Participant.role).where(
