@@ -24,7 +24,7 @@ to the first. The API used is the same in every commit measured since the worker
 (`760f4ab`).
 
 `--instructions` counts instead of timing, for the ingest alone: CPU time on a shared machine
-swings by ±30 % from one process to the next, an instruction count does not. Each commit's child
+swings by up to 2× from one process to the next, an instruction count does not. Each commit's child
 runs under valgrind's callgrind twice, accepting the same mails and ingesting the first
 `--tickets / 4` of them, then all; the difference over the extra mails is the instructions one
 ingest costs (the start-up, the migration and the accepting cancel out). `PYTHONHASHSEED=0`, so a
@@ -213,11 +213,7 @@ def measure_ingest(database_url: str, tickets: int, ingested: int) -> int:
 
 def count_instructions(code: Path, backend: str, tickets: int, ingested: int) -> int:
     """Instructions the child executes (all its threads), counted by callgrind."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(code), str(BENCH_DIR)]),
-        "PYTHONHASHSEED": "0",
-    }
+    env = {**child_env(code), "PYTHONHASHSEED": "0"}
     database_url = fresh_database(backend)
     with tempfile.TemporaryDirectory(prefix="sd-ab-store-cg-") as folder:
         log_file = Path(folder) / "valgrind.log"
@@ -275,8 +271,13 @@ def fresh_database(backend: str) -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
 
 
+def child_env(code: Path) -> dict[str, str]:
+    """The measuring process's environment: the commit's product packages first on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(BENCH_DIR)])}
+
+
 def run_child(code: Path, backend: str, tickets: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(BENCH_DIR)])}
+    env = child_env(code)
     database_url = fresh_database(backend)
     done = subprocess.run(
         [sys.executable, __file__, "--child", database_url, "--tickets", str(tickets)],
