@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Row, Select, String, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from mail.compose import (
@@ -222,52 +222,57 @@ class EmailDelivery:
 
 @functools.cache
 def _recipient_query() -> Select[*tuple[Any, ...]]:
-    """The participant, and the row's ticket (the participant's own when the row names none)."""
+    """The row's ticket, and its participant with the row's address if they still are one.
+
+    The recipient is found by ticket and address, never by the participant's id alone: a
+    participant removed (`cc remove`, or a duplicate dropped by a merge) frees its id, SQLite hands
+    that id to the next participant created, on any ticket, and the mail would go to that person.
+    """
     return (
         select(
+            Ticket.number,
+            Ticket.subject,
+            Ticket.reply_key,
+            Ticket.merged_into_id,
             Participant.email,
             Participant.name,
             Participant.unsubscribe_key,
             Participant.unsubscribed_at,
             Participant.bounced_at,
-            Ticket.number,
-            Ticket.subject,
-            Ticket.reply_key,
-            Ticket.merged_into_id,
         )
+        .select_from(Ticket)
         .outerjoin(
-            Ticket,
-            Ticket.id == func.coalesce(bindparam("ticket_id", type_=Ticket.id.type), Participant.ticket_id),
+            Participant,
+            and_(Participant.ticket_id == Ticket.id, Participant.email == bindparam("to", type_=String)),
         )
-        .where(Participant.id == bindparam("participant_id"))
+        .where(Ticket.id == bindparam("ticket_id", type_=Ticket.id.type))
     )
 
 
 def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
     """The facts for one row, or the reason it must not be sent (any more)."""
     payload: dict[str, Any] = item.payload
-    # The recipient and the ticket in one Core statement built once: every email sent reads them.
-    found = (
-        session.connection()
-        .execute(
-            _recipient_query(),
-            {"participant_id": _int_or_none(payload.get("participant_id")) or 0, "ticket_id": item.ticket_id},
-        )
-        .first()
-    )
+    to = str(payload.get("to") or "")
+    # The ticket and the recipient in one Core statement built once: every email sent reads them.
+    connection = session.connection()
+    found = connection.execute(_recipient_query(), {"ticket_id": item.ticket_id, "to": to}).first()
     if found is None:
-        return "the recipient is no longer a participant of the ticket"
-    if found.unsubscribed_at is not None:
-        return f"{found.email} unsubscribed from this ticket"
-    if found.bounced_at is not None:
-        return f"mail to {found.email} bounced before"
-    if found.number is None:
         return "the ticket no longer exists"
     number, subject, reply_key = found.number, found.subject, found.reply_key
+    recipient: Row[Any] | None = found
     if found.merged_into_id is not None:
-        # A merged ticket's mail continues in the ticket it went into: replies must land there.
+        # A merged ticket's mail continues in the ticket it went into: replies must land there, and
+        # its participants are there now (moved, or already there and the duplicate dropped).
         merged = follow_merges(session, session.get(Ticket, found.merged_into_id))
-        reply_key = merged.reply_key if merged is not None else reply_key
+        if merged is not None:
+            reply_key = merged.reply_key
+            recipient = connection.execute(_recipient_query(), {"ticket_id": merged.id, "to": to}).first()
+    if recipient is None or recipient.email is None:
+        return "the recipient is no longer a participant of the ticket"
+    if recipient.unsubscribed_at is not None:
+        return f"{recipient.email} unsubscribed from this ticket"
+    if recipient.bounced_at is not None:
+        return f"mail to {recipient.email} bounced before"
     reply_markdown: str | None = None
     files: tuple[FileFacts, ...] = ()
     if item.message_id is not None:
@@ -286,9 +291,9 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         number=number,
         subject=subject,
         reply_key=reply_key,
-        recipient=found.email,
-        recipient_name=found.name or str(payload.get("to_name") or ""),
-        participant_key=found.unsubscribe_key,
+        recipient=recipient.email,
+        recipient_name=recipient.name or str(payload.get("to_name") or ""),
+        participant_key=recipient.unsubscribe_key,
         reply_markdown=reply_markdown,
         files=files,
     )

@@ -53,18 +53,28 @@ def desk(db: Database, tmp_path: Path, sink: MailSink) -> Desk:
     return make_desk(db, tmp_path, sink.url, public_url="https://desk.acme.test")
 
 
-def open_email_ticket(desk: Desk, *, cc: tuple[str, ...] = ()) -> int:
-    """A ticket from bob@customer.test with one received message; returns its id."""
+def open_email_ticket(
+    desk: Desk,
+    *,
+    cc: tuple[str, ...] = (),
+    requester: str = "bob@customer.test",
+    name: str = "Bob Customer",
+    subject: str = "Printer on fire",
+    with_message: bool = True,
+) -> int:
+    """A ticket from `requester`, by default with one received message; returns its id."""
     with desk.db.transaction() as session:
-        customer = actions.customer_for_email(session, "bob@customer.test", "Bob Customer")
+        customer = actions.customer_for_email(session, requester, name)
         ticket = actions.open_ticket(
             session,
             desk.policy,
-            subject="Printer on fire",
+            subject=subject,
             requester=customer,
             origin=Origin.EMAIL,
             actor=Actor(customer.name, email=customer.email),
         )
+        if not with_message:
+            return ticket.id
         actions.add_customer_message(
             session,
             desk.policy,
@@ -367,3 +377,49 @@ def test_an_idle_relay_connection_is_closed(desk: Desk, sink: MailSink) -> None:
 
     assert asyncio.run(run()) == (1, 0)
     assert len(sink.wait_for(1)) == 1
+
+
+def test_mail_for_a_removed_participant_reaches_nobody_else(desk: Desk, sink: MailSink) -> None:
+    # Staff cc a wrong address, reply, and remove the address again before the mail goes out. The
+    # removed participant's id is free: SQLite gives it to the next participant created, here
+    # another customer's on another ticket, who must not receive ticket #1's reply.
+    ticket_id = open_email_ticket(desk, cc=("carol@wrong.test",))
+    removed_id = participant(desk, "carol@wrong.test").id
+    add_reply(desk, ticket_id, "The quote for Bob's company is attached.")
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        actions.remove_participant(session, ticket, "carol@wrong.test", STAFF)
+    open_email_ticket(desk, requester="dave@other.test", name="Dave", subject="Unrelated", with_message=False)
+    if not desk.db.is_postgresql:
+        assert participant(desk, "dave@other.test").id == removed_id  # the id was handed on
+
+    outcomes = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    [mail] = sink.wait_for(1)
+    assert mail.rcpt_tos == ["bob@customer.test"]
+    skipped = [o.result.get("skipped", "") for o in outcomes if isinstance(o, Done)]
+    assert "the recipient is no longer a participant of the ticket" in skipped
+    assert len(sink.messages) == 1
+
+
+def test_a_merge_notice_reaches_a_requester_of_both_tickets(desk: Desk, sink: MailSink) -> None:
+    # Bob wrote twice; the merge drops his participant on the duplicate (he is on the target
+    # already), and the notice queued for it must still reach him, not whoever gets the freed id.
+    target_id = open_email_ticket(desk, with_message=False)
+    source_id = open_email_ticket(desk, subject="Printer still on fire", with_message=False)
+    with desk.db.transaction() as session:
+        source, target = session.get(Ticket, source_id), session.get(Ticket, target_id)
+        assert source is not None and target is not None
+        actions.merge(session, desk.policy, source, target, STAFF)
+        target_key = target.reply_key
+    open_email_ticket(desk, requester="eve@rival.test", name="Eve", subject="Hello", with_message=False)
+
+    [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert isinstance(outcome, Done) and "skipped" not in outcome.result
+    _from, rcpt_tos, message = received_one(sink)
+    assert rcpt_tos == ["bob@customer.test"]
+    assert message["Reply-To"] == f"support+{target_key}@acme.test"
+    key = participant(desk, "bob@customer.test").unsubscribe_key
+    assert key in str(message["List-Unsubscribe"])
