@@ -28,7 +28,10 @@ from store.actions.common import thread_line
 
 log = logging.getLogger(__name__)
 
-NOTE_PREFIX = re.compile(r"^\s*note:\s*", re.IGNORECASE)
+# `note:` as typed, and as Slack sends it when the word is formatted (*note:*, _note_:, `note:`, ~note:~):
+# a note that looks like one in the thread must never go to the customer as a reply.
+_MARKS = r"[*_~`\\]*"  # formatting, and the Markdown escapes the stored body gives them
+NOTE_PREFIX = re.compile(rf"^\s*{_MARKS}\s*note{_MARKS}:{_MARKS}\s*", re.IGNORECASE)
 
 
 class StaffMessageKind(enum.Enum):

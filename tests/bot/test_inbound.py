@@ -144,7 +144,16 @@ def test_our_own_messages_are_ignored(intake: Intake) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["note: call them tomorrow", "NOTE:call them tomorrow", "  Note: call them tomorrow"]
+    "text",
+    [
+        "note: call them tomorrow",
+        "NOTE:call them tomorrow",
+        "  Note: call them tomorrow",
+        "*note:* call them tomorrow",  # typed in bold: Slack's text carries the markers
+        "_Note_: call them tomorrow",
+        "`note:` call them tomorrow",
+        "~note:~call them tomorrow",
+    ],
 )
 def test_note_prefix_makes_an_internal_note_marked_at_once(intake: Intake, text: str) -> None:
     open_connect_ticket(intake)
