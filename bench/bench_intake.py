@@ -192,7 +192,7 @@ def main() -> None:
 
     print(f"\nFigure 1: intake of {args.messages} messages, {args.clients} clients reconnecting per message")
     show("bare aiosmtpd (count only), msg/s", [r["bare"]["msgs_per_s"] for r in runs], "", 0)
-    show("bare aiosmtpd p50 / p99 DATA->250 (p99)", [r["bare"]["p99_ms"] for r in runs], " ms")
+    show("bare aiosmtpd p99 DATA->250", [r["bare"]["p99_ms"] for r in runs], " ms")
     for backend in backends:
         show(f"{backend}: msg/s", [r[backend]["msgs_per_s"] for r in runs], "", 0)
         show(

@@ -340,7 +340,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     machine = print_machine()
     workdir = Path(tempfile.mkdtemp(prefix="sd-bench-lookups-"))
-    results: dict[str, Any] = {"machine": machine, "sizes": sizes, "backends": {}}
+    results: dict[str, Any] = {"machine": machine, "args": vars(args), "sizes": sizes, "backends": {}}
     try:
         for backend in args.backends.split(","):
             print(f"{backend}: loading", flush=True)

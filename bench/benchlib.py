@@ -43,7 +43,8 @@ class Summary:
         if self.runs == 0:
             return "n/a"
         f = f"{{:.{digits}f}}"
-        return f"{f.format(self.median)}{unit} ({f.format(self.low)}–{f.format(self.high)}, {self.runs} runs)"
+        runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
+        return f"{f.format(self.median)}{unit} ({f.format(self.low)}–{f.format(self.high)}, {runs})"
 
     def as_dict(self) -> dict[str, float]:
         return {"median": self.median, "min": self.low, "max": self.high, "runs": self.runs}
