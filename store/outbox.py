@@ -51,6 +51,12 @@ def triage_lane(ticket_id: int) -> str:
     return f"triage:{ticket_id}"
 
 
+def posted_parts(result: dict[str, Any]) -> list[str]:
+    """The ts of every part a done post row posted, in order (a long message is several posts)."""
+    numbered = sorted((int(key[3:]), str(ts)) for key, ts in result.items() if key.startswith("ts:"))
+    return [ts for _part, ts in numbered]
+
+
 def origin_lane(ticket_id: int) -> str:
     return f"origin:{ticket_id}"
 

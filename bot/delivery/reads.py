@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView
 from bot.cards import card_view
+from store import outbox
 from store.db import Database
 from store.models import Attachment, Customer, Message, Outbox, OutboxState, Ticket
 
@@ -198,15 +199,10 @@ def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[st
             .order_by(Outbox.id)
         ).all()
         for row in rows:
-            parts = _parts(row.result or {})
+            parts = outbox.posted_parts(row.result or {})
             if parts:
                 return parts
     return []
-
-
-def _parts(result: dict[str, object]) -> list[str]:
-    numbered = sorted((int(key[3:]), str(ts)) for key, ts in result.items() if key.startswith("ts:"))
-    return [ts for _part, ts in numbered]
 
 
 # ----- written in the transaction that marks a row done -----

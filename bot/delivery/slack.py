@@ -228,10 +228,10 @@ class SlackDelivery:
         message = await self._message(attempt.item)
         if message is None:
             return NO_MESSAGE
-        channel = message.mirror_channel
-        if message.deleted or not (channel and message.mirror_ts):
+        copy = None if message.deleted else await self._copy(attempt.item, message)
+        if copy is None:
             return Done(result={"skipped": "no copy to edit"})
-        parts = await self._copy_parts(message)
+        channel, parts = copy
         original = await self._original_url(message)
         header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
         payloads = _fit(message_payloads(message.body_markdown, header=header), len(parts))
@@ -246,10 +246,11 @@ class SlackDelivery:
         message = await self._message(attempt.item)
         if message is None:
             return NO_MESSAGE
-        channel = message.mirror_channel
-        if not (channel and message.mirror_ts):
+        copy = await self._copy(attempt.item, message)
+        if copy is None:
             return Done(result={"skipped": "no copy to delete"})
-        for ts in await self._copy_parts(message):
+        channel, parts = copy
+        for ts in parts:
             await self._delete(channel, ts)
         return Done()
 
@@ -352,6 +353,24 @@ class SlackDelivery:
         if self._link_secret is None:
             self._link_secret = await asyncio.to_thread(link_secret, self.desk.db)
         return raw_message_url(public_url, self._link_secret, message.id, message.raw_sha256)
+
+    async def _copy(self, item: OutboxItem, message: MessageSnapshot) -> tuple[str, list[str]] | None:
+        """The copy a mirror row is about: its channel and the ts of its posts.
+
+        A staff reply's row names its posts and, by its ticket, the customer thread they are in (a
+        reply goes to the threads of tickets merged into its own too); a customer's message has
+        one copy, in the triage thread, recorded on the message.
+        """
+        parts = [str(ts) for ts in item.payload.get("parts") or []]
+        if parts:
+            threads = await self._threads(item)
+            if threads is None or not threads.origin_channel:
+                return None
+            return threads.origin_channel, parts
+        channel = message.mirror_channel
+        if not (channel and message.mirror_ts):
+            return None
+        return channel, await self._copy_parts(message)
 
     async def _copy_parts(self, message: MessageSnapshot) -> list[str]:
         kinds = (

@@ -286,14 +286,47 @@ def _react(
 
 
 def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> bool:
-    """Carry an edit or a deletion over to the copy the desk posted of `message` (a customer's in the
-    triage thread, a staff reply in the customer's); False when there is no copy."""
-    if not message.mirror_ts:
-        return False
-    inbound = message.direction == Direction.INBOUND
-    lane = outbox.triage_lane(ticket.id) if inbound else outbox.origin_lane(ticket.id)
-    outbox.enqueue(session, kind, ticket_id=ticket.id, message_id=message.id, lane=lane)
-    return True
+    """Carry an edit or a deletion over to the copies the desk posted of `message`: a customer's in
+    the triage thread, a staff reply in every customer thread it went to (its ticket's own, and
+    those of tickets merged into it). False when there is no copy."""
+    if message.direction == Direction.INBOUND:
+        if not message.mirror_ts:
+            return False
+        outbox.enqueue(
+            session, kind, ticket_id=ticket.id, message_id=message.id, lane=outbox.triage_lane(ticket.id)
+        )
+        return True
+    copies = _customer_thread_copies(session, message)
+    for thread_ticket_id, parts in copies:
+        # One row per copy, in that thread's lane, naming its ticket (whose thread it is) and its posts.
+        outbox.enqueue(
+            session,
+            kind,
+            ticket_id=thread_ticket_id,
+            message_id=message.id,
+            lane=outbox.origin_lane(thread_ticket_id),
+            payload={"parts": parts},
+        )
+    return bool(copies)
+
+
+def _customer_thread_copies(session: Session, message: Message) -> list[tuple[int, list[str]]]:
+    """Each customer Slack thread a staff reply was posted into: its ticket, and the posts' ts."""
+    rows = session.execute(
+        select(Outbox.ticket_id, Outbox.result)
+        .where(
+            Outbox.message_id == message.id,
+            Outbox.kind == Kind.ORIGIN_POST.value,
+            Outbox.state == OutboxState.DONE,
+        )
+        .order_by(Outbox.id)
+    ).all()
+    copies: list[tuple[int, list[str]]] = []
+    for ticket_id, result in rows:
+        parts = outbox.posted_parts(result or {}) or ([str(result["ts"])] if (result or {}).get("ts") else [])
+        if ticket_id is not None and parts:
+            copies.append((ticket_id, parts))
+    return copies
 
 
 def _waiting(message: Message, now: datetime) -> bool:

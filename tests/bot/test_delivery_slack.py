@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -281,6 +282,51 @@ def test_edits_and_deletions_are_mirrored_onto_the_copy(
     copy = emulator.message(CONNECT, copy_ts)
     assert copy is not None and copy.deleted
 
+
+
+def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    # Dan wrote twice in the Slack Connect channel; the second ticket is merged into the first, so a
+    # reply on the first goes to both threads, and an edit or a deletion must follow it into both.
+    kept = open_slack_ticket(desk, emulator, "VPN is down")
+    merged = open_slack_ticket(desk, emulator, "VPN is still down")
+    with desk.db.transaction() as session:
+        source, target = session.get(Ticket, merged), session.get(Ticket, kept)
+        assert source is not None and target is not None
+        actions.merge(session, desk.policy, source, target, STAFF)
+    message_id = staff_reply(desk, kept, "First version")
+    deliver(desk, delivery)
+    threads = [str(ticket(desk, ticket_id).origin_thread_ts) for ticket_id in (kept, merged)]
+
+    def copies() -> list[Any]:
+        return [m for ts in threads for m in thread(emulator, CONNECT, ts) if "version" in m.text]
+
+    assert len(copies()) == 2  # one in each thread
+    copy_ts = [m.ts for m in copies()]
+
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, kept)
+        assert message is not None and opened is not None
+        outcome = actions.edit_slack_message(
+            session, opened, message, body_markdown="Second version", make_note=False
+        )
+    assert outcome == "mirrored"
+    deliver(desk, delivery)
+    for ts in copy_ts:
+        copy = emulator.message(CONNECT, ts)
+        assert copy is not None and "Second version" in copy.text and "First" not in copy.text
+
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, kept)
+        assert message is not None and opened is not None
+        assert actions.delete_slack_message(session, opened, message) == "mirrored"
+    deliver(desk, delivery)
+    for ts in copy_ts:
+        copy = emulator.message(CONNECT, ts)
+        assert copy is not None and copy.deleted
 
 def test_receipts_are_reactions_and_repeats_are_harmless(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
