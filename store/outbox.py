@@ -142,6 +142,25 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
         note(session, Topic.OUTBOX)
 
 
+def being_performed(session: Session, message_id: int) -> bool:
+    """Whether a worker holds one of a reply's deliveries now, so it may be going out as we look.
+
+    The reply's waiting rows are locked as they are read: until this transaction ends no claim can
+    take one (PostgreSQL's claim skips locked rows; on SQLite the transaction holds the write lock),
+    so "no" stays true for a cancel that follows in the same transaction.
+    """
+    states = session.scalars(
+        select(Outbox.state)
+        .where(
+            Outbox.message_id == message_id,
+            Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
+            Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
+        )
+        .with_for_update()
+    ).all()
+    return OutboxState.CLAIMED in states
+
+
 def cancel_for_message(session: Session, message_id: int) -> int:
     """Cancel the waiting deliveries of a message (a reply deleted or made a note in time)."""
     result = session.execute(

@@ -367,6 +367,11 @@ def edit_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     if _waiting(message, now):
+        if make_note and outbox.being_performed(session, message.id):
+            # The undo window closed as the edit came in and a worker is sending the reply now.
+            thread_line(session, ticket, "That reply is being delivered; it cannot become a note now.")
+            message.body_markdown = previous
+            return "too_late_for_note"
         if make_note:
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
@@ -402,6 +407,11 @@ def delete_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     if _waiting(message, now):
+        if outbox.being_performed(session, message.id):
+            # A worker is sending it now: it skips a reply it reads as deleted, but it may have read
+            # the reply already.
+            thread_line(session, ticket, "Deleted while it was being delivered: the customer may have it.")
+            return "already_sent"
         outbox.cancel_for_message(session, message.id)
         message.delivery = Delivery.CANCELLED
         record_event(session, ticket, "reply_cancelled", None, message_id=message.id)

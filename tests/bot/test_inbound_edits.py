@@ -75,6 +75,44 @@ def test_a_delete_inside_the_delay_cancels_the_reply(intake: Intake) -> None:
     assert post.state == OutboxState.CANCELLED
 
 
+
+def claimed_by_a_worker(intake: Intake) -> None:
+    """The undo window just closed: a worker holds the reply's delivery and may be sending it."""
+    with intake.db.transaction() as session:
+        for row in session.query(Outbox).filter(Outbox.kind == "slack.origin_post"):
+            row.state = OutboxState.CLAIMED
+            row.claimed_by = "worker-1"
+            row.claimed_until = utcnow() + timedelta(minutes=2)
+
+
+def thread_texts(intake: Intake) -> list[str]:
+    return [str(row.payload.get("text")) for row in intake.outbox("slack.thread_line")]
+
+
+def test_a_reply_a_worker_is_sending_does_not_become_a_note(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    claimed_by_a_worker(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
+    intake.run()
+    reply = intake.messages()[-1]
+    # Still the public reply it is being sent as, and the team is told why.
+    assert reply.visibility == Visibility.PUBLIC and reply.body_markdown == "Try the **reset** button"
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CLAIMED
+    assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
+
+
+def test_a_reply_deleted_while_a_worker_is_sending_it_says_so(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    claimed_by_a_worker(intake)
+    intake.emulator.user_delete(ALICE, TRIAGE, ts)
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.deleted_at is not None and reply.delivery == Delivery.PENDING
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CLAIMED  # its performer skips a reply it reads as deleted
+    assert "Deleted while it was being delivered: the customer may have it." in thread_texts(intake)
+
 def test_an_edit_after_delivery_is_mirrored_to_the_customers_thread(intake: Intake) -> None:
     ts = staff_reply(intake)
     reply = intake.messages()[-1]
