@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 # `note:` as typed, and as Slack sends it when the word is formatted (*note:*, _note_:, `note:`, ~note:~):
 # a note that looks like one in the thread must never go to the customer as a reply.
 _MARKS = r"[*_~`\\]*"  # formatting, and the Markdown escapes the stored body gives them
-NOTE_PREFIX = re.compile(rf"^\s*{_MARKS}\s*note{_MARKS}:{_MARKS}\s*", re.IGNORECASE)
+NOTE_PREFIX = re.compile(
+    rf"^\s*(?P<open>{_MARKS})\s*note(?P<shut>{_MARKS}):(?P<after>{_MARKS})\s*", re.IGNORECASE
+)
 
 
 class StaffMessageKind(enum.Enum):
@@ -50,7 +52,16 @@ def classify_staff_message(text: str) -> StaffMessageKind:
 
 
 def without_note_prefix(markdown: str) -> str:
-    return NOTE_PREFIX.sub("", markdown, count=1)
+    """The note's text: the prefix gone, and the closing marks of a note formatted as a whole."""
+    found = NOTE_PREFIX.match(markdown)
+    if found is None:
+        return markdown
+    rest = markdown[found.end() :]
+    marks = found.group("open").replace("\\", "")
+    closed = (found.group("shut") + found.group("after")).replace("\\", "")
+    if marks and not closed and rest.rstrip().endswith(marks[::-1]) and rest.count(marks) == 1:
+        return rest.rstrip()[: -len(marks)]
+    return rest
 
 
 async def handle_triage_message(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:

@@ -142,23 +142,29 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
         note(session, Topic.OUTBOX)
 
 
-def being_performed(session: Session, message_id: int) -> bool:
-    """Whether a worker holds one of a reply's deliveries now, so it may be going out as we look.
+def delivery_started(session: Session, message_id: int) -> bool:
+    """Whether a reply has gone to a customer already, or a worker holds one of its deliveries now.
 
-    The reply's waiting rows are locked as they are read: until this transaction ends no claim can
-    take one (PostgreSQL's claim skips locked rows; on SQLite the transaction holds the write lock),
-    so "no" stays true for a cancel that follows in the same transaction.
+    The reply's rows are locked as they are read: until this transaction ends no claim can take one
+    (PostgreSQL's claim skips locked rows; on SQLite the transaction holds the write lock), so "no"
+    stays true for a cancel that follows in the same transaction. Nothing is flushed first: the
+    caller's pending change to the message must not lock the message's row before these (a worker
+    settling a row locks the row, then the message).
     """
-    states = session.scalars(
-        select(Outbox.state)
-        .where(
-            Outbox.message_id == message_id,
-            Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
-            Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
-        )
-        .with_for_update()
-    ).all()
-    return OutboxState.CLAIMED in states
+    with session.no_autoflush:
+        rows = session.execute(
+            select(Outbox.state, Outbox.result)
+            .where(
+                Outbox.message_id == message_id,
+                Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
+                Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED, OutboxState.DONE]),
+            )
+            .with_for_update()
+        ).all()
+    return any(
+        state == OutboxState.CLAIMED or (state == OutboxState.DONE and "skipped" not in (result or {}))
+        for state, result in rows
+    )
 
 
 def cancel_for_message(session: Session, message_id: int) -> int:

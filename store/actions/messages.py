@@ -367,8 +367,9 @@ def edit_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     if _waiting(message, now):
-        if make_note and outbox.being_performed(session, message.id):
-            # The undo window closed as the edit came in and a worker is sending the reply now.
+        if make_note and outbox.delivery_started(session, message.id):
+            # The undo window closed as the edit came in: a worker is sending the reply, or it has
+            # reached one of its recipients already.
             thread_line(session, ticket, "That reply is being delivered; it cannot become a note now.")
             message.body_markdown = previous
             return "too_late_for_note"
@@ -407,9 +408,9 @@ def delete_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     if _waiting(message, now):
-        if outbox.being_performed(session, message.id):
-            # A worker is sending it now: it skips a reply it reads as deleted, but it may have read
-            # the reply already.
+        if outbox.delivery_started(session, message.id):
+            # A worker is sending it (it skips a reply it reads as deleted, but it may have read it
+            # already), or it has reached one of its recipients.
             thread_line(session, ticket, "Deleted while it was being delivered: the customer may have it.")
             return "already_sent"
         outbox.cancel_for_message(session, message.id)

@@ -153,6 +153,7 @@ def test_our_own_messages_are_ignored(intake: Intake) -> None:
         "_Note_: call them tomorrow",
         "`note:` call them tomorrow",
         "~note:~call them tomorrow",
+        "*note: call them tomorrow*",  # the whole note in bold: no mark is left dangling
     ],
 )
 def test_note_prefix_makes_an_internal_note_marked_at_once(intake: Intake, text: str) -> None:

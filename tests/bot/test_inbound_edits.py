@@ -76,13 +76,24 @@ def test_a_delete_inside_the_delay_cancels_the_reply(intake: Intake) -> None:
 
 
 
-def claimed_by_a_worker(intake: Intake) -> None:
-    """The undo window just closed: a worker holds the reply's delivery and may be sending it."""
+def set_reply_rows(intake: Intake, **values: object) -> None:
+    """Put the reply's Slack delivery where a worker would have it now."""
     with intake.db.transaction() as session:
         for row in session.query(Outbox).filter(Outbox.kind == "slack.origin_post"):
-            row.state = OutboxState.CLAIMED
-            row.claimed_by = "worker-1"
-            row.claimed_until = utcnow() + timedelta(minutes=2)
+            for name, value in values.items():
+                setattr(row, name, value)
+
+
+def claimed_by_a_worker(intake: Intake) -> None:
+    """The undo window just closed: a worker holds the reply's delivery and may be sending it."""
+    until = utcnow() + timedelta(minutes=2)
+    set_reply_rows(intake, state=OutboxState.CLAIMED, claimed_by="worker-1", claimed_until=until)
+
+
+def posted_while_others_wait(intake: Intake) -> None:
+    """One of the reply's deliveries is done (its copy posted); the reply waits for the others."""
+    posted = {"ts": "1700000999.000100", "ts:0": "1700000999.000100"}
+    set_reply_rows(intake, state=OutboxState.DONE, result=posted)
 
 
 def thread_texts(intake: Intake) -> list[str]:
@@ -101,6 +112,16 @@ def test_a_reply_a_worker_is_sending_does_not_become_a_note(intake: Intake) -> N
     assert post.state == OutboxState.CLAIMED
     assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
 
+
+
+def test_a_reply_one_recipient_has_does_not_become_a_note(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    posted_while_others_wait(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.visibility == Visibility.PUBLIC and reply.delivery == Delivery.PENDING
+    assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
 
 def test_a_reply_deleted_while_a_worker_is_sending_it_says_so(intake: Intake) -> None:
     ts = staff_reply(intake)
