@@ -296,9 +296,14 @@ def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> b
             session, kind, ticket_id=ticket.id, message_id=message.id, lane=outbox.triage_lane(ticket.id)
         )
         return True
-    copies = _customer_thread_copies(session, message)
+    return _mirror_copies(session, message, kind)
+
+
+def _mirror_copies(session: Session, message: Message, kind: Kind, *, row_id: int | None = None) -> bool:
+    """One mirror row per copy of a staff reply (or only `row_id`'s), in that thread's lane, naming
+    its ticket (whose thread it is) and its posts."""
+    copies = _customer_thread_copies(session, message, row_id=row_id)
     for thread_ticket_id, parts in copies:
-        # One row per copy, in that thread's lane, naming its ticket (whose thread it is) and its posts.
         outbox.enqueue(
             session,
             kind,
@@ -310,9 +315,11 @@ def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> b
     return bool(copies)
 
 
-def _customer_thread_copies(session: Session, message: Message) -> list[tuple[int, list[str]]]:
+def _customer_thread_copies(
+    session: Session, message: Message, *, row_id: int | None = None
+) -> list[tuple[int, list[str]]]:
     """Each customer Slack thread a staff reply was posted into: its ticket, and the posts' ts."""
-    rows = session.execute(
+    query = (
         select(Outbox.ticket_id, Outbox.result)
         .where(
             Outbox.message_id == message.id,
@@ -320,7 +327,8 @@ def _customer_thread_copies(session: Session, message: Message) -> list[tuple[in
             Outbox.state == OutboxState.DONE,
         )
         .order_by(Outbox.id)
-    ).all()
+    )
+    rows = session.execute(query if row_id is None else query.where(Outbox.id == row_id)).all()
     copies: list[tuple[int, list[str]]] = []
     for ticket_id, result in rows:
         parts = outbox.posted_parts(result or {}) or ([str(result["ts"])] if (result or {}).get("ts") else [])
@@ -409,8 +417,10 @@ def delete_slack_message(
         return "note"
     if _waiting(message, now):
         if outbox.delivery_started(session, message.id):
-            # A worker is sending it (it skips a reply it reads as deleted, but it may have read it
-            # already), or it has reached one of its recipients.
+            # A worker is sending it, or it has reached one of its recipients. Copies posted so far
+            # are deleted now, one still being posted when its row is done (`withdraw_late_copy`);
+            # an email that left cannot be called back.
+            _mirror_copies(session, message, Kind.MIRROR_DELETE)
             thread_line(session, ticket, "Deleted while it was being delivered: the customer may have it.")
             return "already_sent"
         outbox.cancel_for_message(session, message.id)
@@ -422,6 +432,14 @@ def delete_slack_message(
     if _delivered_rows(session, message):
         thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
     return "already_sent"
+
+
+def withdraw_late_copy(session: Session, message_id: int, row_id: int) -> None:
+    """A staff reply deleted while this row was posting it into a customer thread: the copy the row
+    has just made goes too (the deletion could not see it)."""
+    message = session.get(Message, message_id)
+    if message is not None and message.deleted_at is not None:
+        _mirror_copies(session, message, Kind.MIRROR_DELETE, row_id=row_id)
 
 
 def settle_delivery(session: Session, message_id: int, *, failed_error: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -9,10 +10,11 @@ import pytest
 
 from bot.delivery import SlackDelivery
 from bot.slack_users import PROFILE_MAX_AGE
+from bot.worker_settle import settle
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
-from store import actions
+from store import actions, outbox
 from store.context import Desk
 from store.models import Attachment, Delivery, Message, SlackUser, Ticket, utcnow
 from store.outbox import Kind
@@ -47,6 +49,15 @@ def ticket(desk: Desk, ticket_id: int) -> Ticket:
         found = session.get(Ticket, ticket_id)
         assert found is not None
         return found
+
+
+def replied_on_a_slack_ticket(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, text: str
+) -> tuple[int, int]:
+    """A Slack Connect ticket, delivered, and a staff reply waiting to go: their ids."""
+    ticket_id = open_slack_ticket(desk, emulator)
+    deliver(desk, delivery)
+    return ticket_id, staff_reply(desk, ticket_id, text)
 
 
 def test_card_is_posted_once_then_updated_in_place(
@@ -227,9 +238,7 @@ def test_display_name_falls_back_to_real_name(
 def test_reply_withdrawn_before_delivery_is_not_posted(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
-    ticket_id = open_slack_ticket(desk, emulator)
-    deliver(desk, delivery)
-    message_id = staff_reply(desk, ticket_id, "Oops, wrong ticket")
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Oops, wrong ticket")
     with desk.db.transaction() as session:
         message = session.get(Message, message_id)
         assert message is not None
@@ -327,6 +336,31 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
     for ts in copy_ts:
         copy = emulator.message(CONNECT, ts)
         assert copy is not None and copy.deleted
+
+
+def test_a_copy_posted_while_its_reply_was_deleted_is_deleted_too(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Sent to the wrong customer")
+    # A worker takes the reply as its window closes and posts it; the deletion comes in meanwhile.
+    [item] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
+    outcome = asyncio.run(delivery.performers()[item.kind](item))
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None and message.deliver_after is not None
+        inside_window = message.deliver_after - timedelta(seconds=1)
+        assert actions.delete_slack_message(session, opened, message, now=inside_window) == "already_sent"
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "wrong customer" in m.text]
+
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
+    deliver(desk, delivery)
+
+    late = emulator.message(CONNECT, copy.ts)
+    assert late is not None and late.deleted
+    triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
+    assert any("Deleted while it was being delivered" in m.text for m in triage)
 
 def test_receipts_are_reactions_and_repeats_are_harmless(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
