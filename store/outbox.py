@@ -51,10 +51,17 @@ def triage_lane(ticket_id: int) -> str:
     return f"triage:{ticket_id}"
 
 
+# The deliveries of a reply to its customers, which its receipt and the undo window are about.
+REPLY_DELIVERIES = (Kind.EMAIL.value, Kind.ORIGIN_POST.value)
+
+
 def posted_parts(result: dict[str, Any]) -> list[str]:
-    """The ts of every part a done post row posted, in order (a long message is several posts)."""
+    """The ts of every part a done post row posted, in order (a long message is several posts);
+    a row from before parts were recorded names its one post as "ts"."""
     numbered = sorted((int(key[3:]), str(ts)) for key, ts in result.items() if key.startswith("ts:"))
-    return [ts for _part, ts in numbered]
+    if numbered:
+        return [ts for _part, ts in numbered]
+    return [str(result["ts"])] if result.get("ts") else []
 
 
 def origin_lane(ticket_id: int) -> str:
@@ -156,7 +163,7 @@ def delivery_started(session: Session, message_id: int) -> bool:
             select(Outbox.state, Outbox.result)
             .where(
                 Outbox.message_id == message_id,
-                Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
+                Outbox.kind.in_(REPLY_DELIVERIES),
                 Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED, OutboxState.DONE]),
             )
             .with_for_update()
@@ -172,7 +179,7 @@ def cancel_for_message(session: Session, message_id: int) -> int:
     result = session.execute(
         update(Outbox)
         .where(Outbox.message_id == message_id, Outbox.state == OutboxState.PENDING)
-        .where(Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]))
+        .where(Outbox.kind.in_(REPLY_DELIVERIES))
         .values(state=OutboxState.CANCELLED, done_at=utcnow())
     )
     cancelled = int(result.rowcount or 0)  # type: ignore[attr-defined]

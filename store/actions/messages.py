@@ -331,7 +331,7 @@ def _customer_thread_copies(
     rows = session.execute(query if row_id is None else query.where(Outbox.id == row_id)).all()
     copies: list[tuple[int, list[str]]] = []
     for ticket_id, result in rows:
-        parts = outbox.posted_parts(result or {}) or ([str(result["ts"])] if (result or {}).get("ts") else [])
+        parts = outbox.posted_parts(result or {})
         if ticket_id is not None and parts:
             copies.append((ticket_id, parts))
     return copies
@@ -374,26 +374,24 @@ def edit_slack_message(
         return "mirrored"
     if message.visibility == Visibility.INTERNAL:
         return "note"
-    if _waiting(message, now):
-        if make_note and outbox.delivery_started(session, message.id):
-            # The undo window closed as the edit came in: a worker is sending the reply, or it has
-            # reached one of its recipients already.
-            thread_line(session, ticket, "That reply is being delivered; it cannot become a note now.")
-            message.body_markdown = previous
-            return "too_late_for_note"
-        if make_note:
+    waiting = _waiting(message, now)
+    if make_note:
+        # Inside the window, unless it closed as the edit came in: a worker is sending the reply, or
+        # it has reached one of its recipients already.
+        if waiting and not outbox.delivery_started(session, message.id):
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
             record_event(session, ticket, "reply_to_note", None, message_id=message.id)
             _react(session, ticket, message, REACTION_NOTE, remove=REACTION_PENDING)
             return "made_note"
-        # The waiting rows read the body when they run: the edit is what gets sent.
-        return "changed_before_delivery"
-    if make_note:
-        thread_line(session, ticket, "That reply was already delivered; it cannot become a note now.")
+        state = "is being delivered" if waiting else "was already delivered"
+        thread_line(session, ticket, f"That reply {state}; it cannot become a note now.")
         message.body_markdown = previous
         return "too_late_for_note"
+    if waiting:
+        # The waiting rows read the body when they run: the edit is what gets sent.
+        return "changed_before_delivery"
     if _mirror(session, ticket, message, Kind.MIRROR_UPDATE):
         return "mirrored"
     if message.delivery == Delivery.DELIVERED:
@@ -458,7 +456,7 @@ def settle_delivery(session: Session, message_id: int, *, failed_error: str | No
     open_rows = session.scalar(
         select(Outbox.id).where(
             Outbox.message_id == message.id,
-            Outbox.kind.in_([Kind.EMAIL.value, Kind.ORIGIN_POST.value]),
+            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
             Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
         )
     )

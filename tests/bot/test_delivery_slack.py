@@ -292,7 +292,6 @@ def test_edits_and_deletions_are_mirrored_onto_the_copy(
     assert copy is not None and copy.deleted
 
 
-
 def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
@@ -361,6 +360,7 @@ def test_a_copy_posted_while_its_reply_was_deleted_is_deleted_too(
     assert late is not None and late.deleted
     triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
     assert any("Deleted while it was being delivered" in m.text for m in triage)
+
 
 def test_receipts_are_reactions_and_repeats_are_harmless(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator

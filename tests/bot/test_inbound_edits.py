@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import timedelta
+
+import pytest
 
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Delivery, Message, Outbox, OutboxState, Visibility, utcnow
@@ -75,7 +78,6 @@ def test_a_delete_inside_the_delay_cancels_the_reply(intake: Intake) -> None:
     assert post.state == OutboxState.CANCELLED
 
 
-
 def set_reply_rows(intake: Intake, **values: object) -> None:
     """Put the reply's Slack delivery where a worker would have it now."""
     with intake.db.transaction() as session:
@@ -100,28 +102,25 @@ def thread_texts(intake: Intake) -> list[str]:
     return [str(row.payload.get("text")) for row in intake.outbox("slack.thread_line")]
 
 
-def test_a_reply_a_worker_is_sending_does_not_become_a_note(intake: Intake) -> None:
+@pytest.mark.parametrize(
+    ("meanwhile", "row_state"),
+    [(claimed_by_a_worker, OutboxState.CLAIMED), (posted_while_others_wait, OutboxState.DONE)],
+)
+def test_a_reply_on_its_way_does_not_become_a_note(
+    intake: Intake, meanwhile: Callable[[Intake], None], row_state: OutboxState
+) -> None:
     ts = staff_reply(intake)
-    claimed_by_a_worker(intake)
+    meanwhile(intake)
     intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
     intake.run()
     reply = intake.messages()[-1]
     # Still the public reply it is being sent as, and the team is told why.
-    assert reply.visibility == Visibility.PUBLIC and reply.body_markdown == "Try the **reset** button"
-    [post] = intake.outbox("slack.origin_post")
-    assert post.state == OutboxState.CLAIMED
-    assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
-
-
-
-def test_a_reply_one_recipient_has_does_not_become_a_note(intake: Intake) -> None:
-    ts = staff_reply(intake)
-    posted_while_others_wait(intake)
-    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
-    intake.run()
-    reply = intake.messages()[-1]
     assert reply.visibility == Visibility.PUBLIC and reply.delivery == Delivery.PENDING
+    assert reply.body_markdown == "Try the **reset** button"
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == row_state
     assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
+
 
 def test_a_reply_deleted_while_a_worker_is_sending_it_says_so(intake: Intake) -> None:
     ts = staff_reply(intake)
@@ -133,6 +132,7 @@ def test_a_reply_deleted_while_a_worker_is_sending_it_says_so(intake: Intake) ->
     [post] = intake.outbox("slack.origin_post")
     assert post.state == OutboxState.CLAIMED  # its performer skips a reply it reads as deleted
     assert "Deleted while it was being delivered: the customer may have it." in thread_texts(intake)
+
 
 def test_an_edit_after_delivery_is_mirrored_to_the_customers_thread(intake: Intake) -> None:
     ts = staff_reply(intake)
