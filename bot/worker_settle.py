@@ -20,7 +20,7 @@ from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.text import escape_mrkdwn
 from store import outbox
 from store.actions.common import thread_line
-from store.actions.messages import settle_delivery, withdraw_late_copy
+from store.actions.messages import follow_late_copy, settle_delivery
 from store.db import Database
 from store.models import Ticket
 from store.outbox import Kind, OutboxItem
@@ -59,7 +59,8 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
             if item.message_id is not None and item.kind in RECEIPT_KINDS:
                 settle_delivery(session, item.message_id)
             if item.message_id is not None and item.kind == Kind.ORIGIN_POST:
-                withdraw_late_copy(session, item.message_id, item.id)
+                posted = outcome.result.get("body") if outcome.result else None
+                follow_late_copy(session, item.message_id, item.id, str(posted) if posted else None)
             return "done"
         if isinstance(outcome, Retry):
             state = outbox.schedule_retry(

@@ -37,6 +37,7 @@ from bot.outcomes import Done, Fail, Outcome
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
 from mail.links import raw_message_url
+from store.actions.messages import copy_digest
 from store.context import Desk
 from store.intake_keys import link_secret
 from store.models import Delivery, Direction, Visibility
@@ -220,7 +221,8 @@ class SlackDelivery:
         # Edits and deletions follow the copy in the message's own customer thread.
         own_thread = threads.id == message.threads.id
         apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
-        return Done(result={"ts": first}, apply=apply)
+        # What the copy says, so an edit that came in while it was posted reaches it when it is done.
+        return Done(result={"ts": first, "body": copy_digest(message.body_markdown)}, apply=apply)
 
     # ----- copies: edits, deletions, reactions -----
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -416,7 +417,7 @@ def delete_slack_message(
     if _waiting(message, now):
         if outbox.delivery_started(session, message.id):
             # A worker is sending it, or it has reached one of its recipients. Copies posted so far
-            # are deleted now, one still being posted when its row is done (`withdraw_late_copy`);
+            # are deleted now, one still being posted when its row is done (`follow_late_copy`);
             # an email that left cannot be called back.
             _mirror_copies(session, message, Kind.MIRROR_DELETE)
             thread_line(session, ticket, "Deleted while it was being delivered: the customer may have it.")
@@ -432,12 +433,25 @@ def delete_slack_message(
     return "already_sent"
 
 
-def withdraw_late_copy(session: Session, message_id: int, row_id: int) -> None:
-    """A staff reply deleted while this row was posting it into a customer thread: the copy the row
-    has just made goes too (the deletion could not see it)."""
-    message = session.get(Message, message_id)
-    if message is not None and message.deleted_at is not None:
+def copy_digest(body_markdown: str) -> str:
+    """What a posted copy of a message said, in short: a row records it, so its settle can tell
+    whether the message changed while the copy was being posted."""
+    return hashlib.sha256(body_markdown.encode()).hexdigest()[:16]
+
+
+def follow_late_copy(session: Session, message_id: int, row_id: int, posted_digest: str | None) -> None:
+    """A staff reply deleted or edited while this row was posting it into a customer thread: the
+    deletion or edit could not see the copy the row has just made, so it reaches that copy now.
+
+    The message is locked first: an edit or deletion in flight either committed before (and is
+    seen here) or waits for this transaction and then finds the row done, with its copy."""
+    message = session.get(Message, message_id, with_for_update=True)
+    if message is None:
+        return
+    if message.deleted_at is not None:
         _mirror_copies(session, message, Kind.MIRROR_DELETE, row_id=row_id)
+    elif posted_digest is not None and copy_digest(message.body_markdown) != posted_digest:
+        _mirror_copies(session, message, Kind.MIRROR_UPDATE, row_id=row_id)
 
 
 def settle_delivery(session: Session, message_id: int, *, failed_error: str | None = None) -> None:

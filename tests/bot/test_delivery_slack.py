@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bot.delivery import SlackDelivery
+from bot.outcomes import Outcome
 from bot.slack_users import PROFILE_MAX_AGE
 from bot.worker_settle import settle
 from sandbox.faults import Fault
@@ -17,7 +20,7 @@ from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
 from store import actions, outbox
 from store.context import Desk
 from store.models import Attachment, Delivery, Message, SlackUser, Ticket, utcnow
-from store.outbox import Kind
+from store.outbox import Kind, OutboxItem
 from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     STAFF,
     client_for,
@@ -337,19 +340,44 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
         assert copy is not None and copy.deleted
 
 
+def posted_not_yet_done(desk: Desk, delivery: SlackDelivery) -> tuple[OutboxItem, Outcome]:
+    """A worker takes a staff reply's customer-thread row and posts it; the row is not done yet."""
+    [item] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
+    return item, asyncio.run(delivery.performers()[item.kind](item))
+
+
+ReplyChange = Callable[[Session, Ticket, Message, datetime], str]
+
+
+def change_reply(desk: Desk, ticket_id: int, message_id: int, window_offset: int, change: ReplyChange) -> str:
+    """Edit or delete a staff reply `window_offset` seconds from the end of its undo window."""
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None and message.deliver_after is not None
+        return change(session, opened, message, message.deliver_after + timedelta(seconds=window_offset))
+
+
+def reworded(body: str) -> ReplyChange:
+    def edit(session: Session, opened: Ticket, message: Message, at: datetime) -> str:
+        return actions.edit_slack_message(
+            session, opened, message, body_markdown=body, make_note=False, now=at
+        )
+
+    return edit
+
+
+def deleted(session: Session, opened: Ticket, message: Message, at: datetime) -> str:
+    return actions.delete_slack_message(session, opened, message, now=at)
+
+
 def test_a_copy_posted_while_its_reply_was_deleted_is_deleted_too(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
     ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Sent to the wrong customer")
     # A worker takes the reply as its window closes and posts it; the deletion comes in meanwhile.
-    [item] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
-    outcome = asyncio.run(delivery.performers()[item.kind](item))
-    with desk.db.transaction() as session:
-        message = session.get(Message, message_id)
-        opened = session.get(Ticket, ticket_id)
-        assert message is not None and opened is not None and message.deliver_after is not None
-        inside_window = message.deliver_after - timedelta(seconds=1)
-        assert actions.delete_slack_message(session, opened, message, now=inside_window) == "already_sent"
+    item, outcome = posted_not_yet_done(desk, delivery)
+    assert change_reply(desk, ticket_id, message_id, -1, deleted) == "already_sent"
     origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
     [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "wrong customer" in m.text]
 
@@ -360,6 +388,45 @@ def test_a_copy_posted_while_its_reply_was_deleted_is_deleted_too(
     assert late is not None and late.deleted
     triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
     assert any("Deleted while it was being delivered" in m.text for m in triage)
+
+
+@pytest.mark.parametrize("window_offset", [-1, 1], ids=["closing", "closed"])
+def test_an_edit_made_while_its_reply_was_posted_reaches_that_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, window_offset: int
+) -> None:
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
+    # A worker takes the reply and posts it; the edit comes in before its row is done, as the window
+    # closes (the reply still counts as waiting) or just after.
+    item, outcome = posted_not_yet_done(desk, delivery)
+    change_reply(desk, ticket_id, message_id, window_offset, reworded("Your refund left today"))
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
+    assert "on its way" in copy.text
+
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
+    deliver(desk, delivery)
+    deliver(desk, delivery)
+
+    late = emulator.message(CONNECT, copy.ts)
+    assert "left today" in late.text and not late.deleted
+    assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
+
+
+def test_a_copy_of_the_text_as_it_stands_is_not_updated_again(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """An edit the worker read before posting is in the copy already: no second call for it."""
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
+    edit = reworded("Your refund left today")
+    assert change_reply(desk, ticket_id, message_id, -5, edit) == "changed_before_delivery"
+    item, outcome = posted_not_yet_done(desk, delivery)
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
+    deliver(desk, delivery)
+
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
+    assert "left today" in copy.text
+    assert emulator.calls_to("chat.update", channel=CONNECT) == []
 
 
 def test_receipts_are_reactions_and_repeats_are_harmless(
