@@ -58,9 +58,10 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
                 outcome.apply(session)
             if item.message_id is not None and item.kind in RECEIPT_KINDS:
                 settle_delivery(session, item.message_id)
-            if item.message_id is not None and item.kind == Kind.ORIGIN_POST:
-                posted = outcome.result.get("body") if outcome.result else None
-                follow_late_copy(session, item.message_id, item.id, str(posted) if posted else None)
+            posted = outcome.result.get("body") if outcome.result else None
+            if item.message_id is not None and posted:
+                # A copy of a message that can still change under it (see the performers).
+                follow_late_copy(session, item.message_id, item.id, str(posted))
             return "done"
         if isinstance(outcome, Retry):
             state = outbox.schedule_retry(

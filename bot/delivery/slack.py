@@ -141,9 +141,11 @@ class SlackDelivery:
             attempt, threads.triage_channel, threads.triage_ts, payloads, files_follow=bool(message.files)
         )
         file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.files)
-        return Done(
-            result={"ts": first}, apply=record_copy(message.id, threads.triage_channel, first, file_ids)
-        )
+        result = {"ts": first}
+        if message.source != "email":
+            # A Slack message can be edited or deleted while its copy is posted; an email cannot.
+            result["body"] = copy_digest(message.body_markdown)
+        return Done(result=result, apply=record_copy(message.id, threads.triage_channel, first, file_ids))
 
     async def thread_line(self, attempt: Attempt) -> Outcome:
         threads = await self._threads(attempt.item)

@@ -291,7 +291,11 @@ def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> b
     the triage thread, a staff reply in every customer thread it went to (its ticket's own, and
     those of tickets merged into it). False when there is no copy."""
     if message.direction == Direction.INBOUND:
-        if not message.mirror_ts:
+        # Whether the copy exists is read after this change is written, not from the loaded
+        # message: a worker recording the copy just now is then either seen here, or it sees this
+        # change when its row is done (`follow_late_copy`).
+        session.flush()
+        if not session.scalar(select(Message.mirror_ts).where(Message.id == message.id)):
             return False
         outbox.enqueue(
             session, kind, ticket_id=ticket.id, message_id=message.id, lane=outbox.triage_lane(ticket.id)
@@ -391,7 +395,10 @@ def edit_slack_message(
         message.body_markdown = previous
         return "too_late_for_note"
     if waiting:
-        # The waiting rows read the body when they run: the edit is what gets sent.
+        # The waiting rows read the body when they run: the edit is what gets sent. A row a worker
+        # finished as the window closed (its clock a little ahead) has a copy to carry it to; one
+        # still being posted takes it when it is done (`follow_late_copy`).
+        _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
         return "changed_before_delivery"
     if _mirror(session, ticket, message, Kind.MIRROR_UPDATE):
         return "mirrored"
@@ -439,19 +446,28 @@ def copy_digest(body_markdown: str) -> str:
     return hashlib.sha256(body_markdown.encode()).hexdigest()[:16]
 
 
-def follow_late_copy(session: Session, message_id: int, row_id: int, posted_digest: str | None) -> None:
-    """A staff reply deleted or edited while this row was posting it into a customer thread: the
-    deletion or edit could not see the copy the row has just made, so it reaches that copy now.
+def follow_late_copy(session: Session, message_id: int, row_id: int, posted_digest: str) -> None:
+    """A message deleted or edited while this row was posting a copy of it (a staff reply into a
+    customer thread, a customer's Slack message into the triage thread): the deletion or edit could
+    not see the copy the row has just made, so it reaches that copy now.
 
     The message is locked first: an edit or deletion in flight either committed before (and is
-    seen here) or waits for this transaction and then finds the row done, with its copy."""
+    seen here) or waits for this transaction and then finds the copy recorded."""
     message = session.get(Message, message_id, with_for_update=True)
     if message is None:
         return
     if message.deleted_at is not None:
-        _mirror_copies(session, message, Kind.MIRROR_DELETE, row_id=row_id)
-    elif posted_digest is not None and copy_digest(message.body_markdown) != posted_digest:
-        _mirror_copies(session, message, Kind.MIRROR_UPDATE, row_id=row_id)
+        kind = Kind.MIRROR_DELETE
+    elif copy_digest(message.body_markdown) != posted_digest:
+        kind = Kind.MIRROR_UPDATE
+    else:
+        return
+    if message.direction == Direction.INBOUND:
+        ticket = session.get(Ticket, message.ticket_id)
+        assert ticket is not None
+        _mirror(session, ticket, message, kind)
+    else:
+        _mirror_copies(session, message, kind, row_id=row_id)
 
 
 def settle_delivery(session: Session, message_id: int, *, failed_error: str | None = None) -> None:

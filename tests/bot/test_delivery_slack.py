@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.delivery import SlackDelivery
-from bot.outcomes import Outcome
+from bot.outcomes import Done, Outcome
 from bot.slack_users import PROFILE_MAX_AGE
 from bot.worker_settle import settle
 from sandbox.faults import Fault
@@ -340,9 +341,12 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
         assert copy is not None and copy.deleted
 
 
-def posted_not_yet_done(desk: Desk, delivery: SlackDelivery) -> tuple[OutboxItem, Outcome]:
-    """A worker takes a staff reply's customer-thread row and posts it; the row is not done yet."""
-    [item] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
+def posted_not_yet_done(
+    desk: Desk, delivery: SlackDelivery, kind: Kind = Kind.ORIGIN_POST
+) -> tuple[OutboxItem, Outcome]:
+    """A worker takes a post row (by default a staff reply's copy for the customer's thread) and
+    posts it; the row is not done yet."""
+    [item] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({kind.value}))
     return item, asyncio.run(delivery.performers()[item.kind](item))
 
 
@@ -391,25 +395,58 @@ def test_a_copy_posted_while_its_reply_was_deleted_is_deleted_too(
 
 
 @pytest.mark.parametrize("window_offset", [-1, 1], ids=["closing", "closed"])
-def test_an_edit_made_while_its_reply_was_posted_reaches_that_copy(
-    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, window_offset: int
+@pytest.mark.parametrize("row_done", [False, True], ids=["posting", "posted"])
+def test_an_edit_made_as_its_reply_was_posted_reaches_that_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, window_offset: int, row_done: bool
 ) -> None:
     ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
-    # A worker takes the reply and posts it; the edit comes in before its row is done, as the window
-    # closes (the reply still counts as waiting) or just after.
+    # A worker takes the reply and posts it; the edit comes in before its row is done or just after,
+    # as the window closes (the reply still counts as waiting by the edit's clock) or after it.
     item, outcome = posted_not_yet_done(desk, delivery)
+    if row_done:
+        assert settle(desk.db, "worker-1", item, outcome) == "done"
     change_reply(desk, ticket_id, message_id, window_offset, reworded("Your refund left today"))
     origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
     [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
     assert "on its way" in copy.text
 
-    assert settle(desk.db, "worker-1", item, outcome) == "done"
+    if not row_done:
+        assert settle(desk.db, "worker-1", item, outcome) == "done"
     deliver(desk, delivery)
     deliver(desk, delivery)
 
     late = emulator.message(CONNECT, copy.ts)
     assert "left today" in late.text and not late.deleted
     assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
+
+
+def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_still_waits(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """The reply also goes by email to a Cc'd participant, so it still counts as waiting after its
+    Slack copy is posted (a worker's clock a little ahead): the edit reaches that copy as well."""
+    ticket_id = open_slack_ticket(desk, emulator)
+    deliver(desk, delivery)
+    with desk.db.transaction() as session:
+        opened = session.get(Ticket, ticket_id)
+        assert opened is not None
+        actions.add_participant(
+            session, desk.policy, opened, "erin@globex.example", actions.DESK, notify=False
+        )
+    message_id = staff_reply(desk, ticket_id, "Your refund is on its way")
+    item, outcome = posted_not_yet_done(desk, delivery)
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
+
+    edit = reworded("Your refund left today")
+    assert change_reply(desk, ticket_id, message_id, -1, edit) == "changed_before_delivery"
+    [update] = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.MIRROR_UPDATE.value}))
+    assert (
+        settle(desk.db, "worker-1", update, asyncio.run(delivery.performers()[update.kind](update))) == "done"
+    )
+
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
+    assert "left today" in copy.text
 
 
 def test_a_copy_of_the_text_as_it_stands_is_not_updated_again(
@@ -427,6 +464,49 @@ def test_a_copy_of_the_text_as_it_stands_is_not_updated_again(
     [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
     assert "left today" in copy.text
     assert emulator.calls_to("chat.update", channel=CONNECT) == []
+
+
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_a_customer_message_changed_while_its_triage_copy_was_posted_changes_that_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, change: str
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator, "My password is hunter2")
+    assert settle(desk.db, "worker-1", *posted_not_yet_done(desk, delivery, Kind.CARD)) == "done"
+    # A worker copies the message into the triage thread; the customer edits or deletes it meanwhile.
+    item, outcome = posted_not_yet_done(desk, delivery, Kind.THREAD_POST)
+    with desk.db.transaction() as session:
+        message = session.scalar(select(Message).where(Message.ticket_id == ticket_id))
+        opened = session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None
+        if change == "edited":
+            actions.edit_slack_message(
+                session, opened, message, body_markdown="My password is (removed)", make_note=False
+            )
+        else:
+            actions.delete_slack_message(session, opened, message)
+    triage_ts = str(ticket(desk, ticket_id).triage_ts)
+    [copy] = [m for m in thread(emulator, TRIAGE, triage_ts) if "hunter2" in m.text and m.ts != triage_ts]
+
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
+    deliver(desk, delivery)
+    deliver(desk, delivery)
+
+    late = emulator.message(TRIAGE, copy.ts)
+    assert "hunter2" not in late.text or late.deleted
+    if change == "edited":
+        assert "(removed)" in late.text and not late.deleted
+    assert len(emulator.calls_to("chat.update" if change == "edited" else "chat.delete", ts=copy.ts)) == 1
+
+
+def test_an_email_copy_in_the_triage_thread_is_settled_without_rereading_its_message(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """An email cannot change after it arrived: its copy's row records no text to compare."""
+    open_email_ticket(desk)
+    assert settle(desk.db, "worker-1", *posted_not_yet_done(desk, delivery, Kind.CARD)) == "done"
+    item, outcome = posted_not_yet_done(desk, delivery, Kind.THREAD_POST)
+    assert isinstance(outcome, Done) and outcome.result is not None and "body" not in outcome.result
+    assert settle(desk.db, "worker-1", item, outcome) == "done"
 
 
 def test_receipts_are_reactions_and_repeats_are_harmless(
