@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.blocks.messages import delivery_failed, slack_delivery_failed
+from bot.delivery.attempt import POSTED_DIGEST
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.text import escape_mrkdwn
 from store import outbox
@@ -58,7 +59,7 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
                 outcome.apply(session)
             if item.message_id is not None and item.kind in RECEIPT_KINDS:
                 settle_delivery(session, item.message_id)
-            posted = outcome.result.get("body") if outcome.result else None
+            posted = outcome.result.get(POSTED_DIGEST) if outcome.result else None
             if item.message_id is not None and posted:
                 # A copy of a message that can still change under it (see the performers).
                 follow_late_copy(session, item.message_id, item.id, str(posted))

@@ -39,8 +39,16 @@ LOOKUP_PAGE = 200
 LOOKUP_MAX_PAGES = 25
 # Slack shares at most this many files in one completeUploadExternal.
 FILES_PER_SHARE = 10
+# Where a row keeps the digest of the text its copy was posted with (see `Attempt.post`), and what
+# it keeps when a part was found in Slack rather than posted by this attempt: no digest equals it.
+POSTED_DIGEST = "body"
+UNKNOWN_DIGEST = "unknown"
 OCTET_STREAM = "application/octet-stream"
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, sock_connect=15)
+
+
+# A part of this row found in Slack: its ts and its text.
+FoundPart = tuple[str, str | None]
 
 
 def delivery_metadata(row_id: int, part: int) -> dict[str, Any]:
@@ -73,7 +81,7 @@ class Attempt:
         # attempts counts this one: more than one means an earlier attempt may have posted more
         # than it recorded (deferrals for rate limits and pauses do not count).
         self.uncertain = item.attempts > 1
-        self._found: dict[tuple[str, str | None], dict[int, str]] = {}
+        self._found: dict[tuple[str, str | None], dict[int, FoundPart]] = {}
         # Progress of the last step, written with the outcome rather than in its own transaction.
         self._unrecorded: dict[str, Any] = {}
 
@@ -113,12 +121,21 @@ class Attempt:
     # ----- posts -----
 
     async def post(
-        self, channel: str, thread_ts: str | None, part: int, *, last_step: bool = False, **message: Any
+        self,
+        channel: str,
+        thread_ts: str | None,
+        part: int,
+        *,
+        last_step: bool = False,
+        digest: str | None = None,
+        **message: Any,
     ) -> str:
         """Post part `part` of this row once; its ts.
 
         `last_step`: nothing that can fail follows in this attempt (no further part, no upload), so
         the ts is written with the outcome instead of in a transaction of its own.
+        `digest`: what the message said as this attempt read it, kept with the ts, so that a later
+        attempt reusing the part knows what the copy says (`posted_digest`), not what it reads then.
         """
         key = f"ts:{part}"
         if key in self.progress:
@@ -131,8 +148,13 @@ class Attempt:
                     self.item.id,
                     part,
                 )
-                await self._keep(last_step, **{key: found[part]})
-                return found[part]
+                ts, posted_text = found[part]
+                # The part found says what this attempt would post: it went up with this text. Else
+                # an earlier text, or one Slack reworded: the copy is compared as changed.
+                same = posted_text == message.get("text")
+                kept = {POSTED_DIGEST: digest if same else UNKNOWN_DIGEST} if digest else {}
+                await self._keep(last_step, **{key: ts}, **kept)
+                return ts
         arguments = {k: v for k, v in message.items() if v is not None}
         data = await self.calls.call(
             "chat.postMessage",
@@ -147,26 +169,31 @@ class Attempt:
             channel=channel,
         )
         ts = str(data["ts"])
-        await self._keep(last_step, **{key: ts})
+        await self._keep(last_step, **{key: ts}, **({POSTED_DIGEST: digest} if digest else {}))
         return ts
 
-    async def _lookup(self, channel: str, thread_ts: str | None) -> dict[int, str]:
+    def posted_digest(self, read_now: str) -> str:
+        """The digest of the text the copy was posted with: the one kept with its first part by
+        whichever attempt posted it, else (nothing kept yet) the text this attempt read."""
+        return str(self.progress.get(POSTED_DIGEST) or read_now)
+
+    async def _lookup(self, channel: str, thread_ts: str | None) -> dict[int, FoundPart]:
         """Parts of this row already in the thread (or, for a top-level post, the channel)."""
         where = (channel, thread_ts)
         if where not in self._found:
             self._found[where] = await self._read_marked(channel, thread_ts)
         return self._found[where]
 
-    async def _read_marked(self, channel: str, thread_ts: str | None) -> dict[int, str]:
+    async def _read_marked(self, channel: str, thread_ts: str | None) -> dict[int, FoundPart]:
         oldest = _oldest(self.item.created_at)
-        found: dict[int, str] = {}
+        found: dict[int, FoundPart] = {}
         cursor: str | None = None
         for _page in range(LOOKUP_MAX_PAGES):
             data = await self._read_page(channel, thread_ts, oldest, cursor)
             for message in data.get("messages") or []:
                 part = metadata_part(message, self.item.id)
                 if part is not None and "ts" in message:
-                    found.setdefault(part, str(message["ts"]))
+                    found.setdefault(part, (str(message["ts"]), message.get("text")))
             cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break

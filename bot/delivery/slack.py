@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.card import card_blocks, card_text
 from bot.blocks.format import context_line
 from bot.blocks.messages import customer_ack
-from bot.delivery.attempt import Attempt
+from bot.delivery.attempt import POSTED_DIGEST, Attempt
 from bot.delivery.calls import SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
 from bot.delivery.reads import (
@@ -137,14 +137,22 @@ class SlackDelivery:
             return NO_TRIAGE_THREAD
         header = _triage_header(message, await self._original_url(message))
         payloads = message_payloads(message.body_markdown, header=header)
+        # A customer's Slack message can be edited or deleted while its copy is posted; an email, a
+        # web form message or a /desk note cannot, so their copies keep no digest to follow.
+        changeable = message.direction == Direction.INBOUND and message.source == "slack"
+        digest = copy_digest(message.body_markdown) if changeable else None
         first = await self._post_all(
-            attempt, threads.triage_channel, threads.triage_ts, payloads, files_follow=bool(message.files)
+            attempt,
+            threads.triage_channel,
+            threads.triage_ts,
+            payloads,
+            files_follow=bool(message.files),
+            digest=digest,
         )
         file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.files)
         result = {"ts": first}
-        if message.source != "email":
-            # A Slack message can be edited or deleted while its copy is posted; an email cannot.
-            result["body"] = copy_digest(message.body_markdown)
+        if digest:
+            result[POSTED_DIGEST] = attempt.posted_digest(digest)
         return Done(result=result, apply=record_copy(message.id, threads.triage_channel, first, file_ids))
 
     async def thread_line(self, attempt: Attempt) -> Outcome:
@@ -211,6 +219,7 @@ class SlackDelivery:
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
         payloads = message_payloads(message.body_markdown)
+        digest = copy_digest(message.body_markdown)
         first = await self._post_all(
             attempt,
             threads.origin_channel,
@@ -218,13 +227,14 @@ class SlackDelivery:
             payloads,
             who=who,
             files_follow=bool(message.files),
+            digest=digest,
         )
         await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.files)
         # Edits and deletions follow the copy in the message's own customer thread.
         own_thread = threads.id == message.threads.id
         apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
         # What the copy says, so an edit that came in while it was posted reaches it when it is done.
-        return Done(result={"ts": first, "body": copy_digest(message.body_markdown)}, apply=apply)
+        return Done(result={"ts": first, POSTED_DIGEST: attempt.posted_digest(digest)}, apply=apply)
 
     # ----- copies: edits, deletions, reactions -----
 
@@ -302,10 +312,12 @@ class SlackDelivery:
         *,
         who: StaffIdentity | None = None,
         files_follow: bool,
+        digest: str | None = None,
     ) -> str | None:
         """Post each part in order; the first part's ts (None when there was nothing to post).
 
         Without files to upload after them, the last part is the row's last step (see `Attempt`).
+        `digest` (of the text being posted) is kept with the first part.
         """
         identity: dict[str, Any] = {"username": who.name, "icon_url": who.icon_url} if who else {}
         first: str | None = None
@@ -315,6 +327,7 @@ class SlackDelivery:
                 thread_ts,
                 part,
                 last_step=not files_follow and part == len(payloads) - 1,
+                digest=digest if part == 0 else None,
                 text=payload["text"],
                 blocks=payload["blocks"],
                 **identity,

@@ -452,8 +452,11 @@ def follow_late_copy(session: Session, message_id: int, row_id: int, posted_dige
     not see the copy the row has just made, so it reaches that copy now.
 
     The message is locked first: an edit or deletion in flight either committed before (and is
-    seen here) or waits for this transaction and then finds the copy recorded."""
-    message = session.get(Message, message_id, with_for_update=True)
+    seen here) or waits for this transaction and then finds the copy recorded. The locked read
+    replaces what this session loaded before (the receipt's settling reads the message too), which
+    on PostgreSQL can predate an edit that committed while this transaction waited for the lock."""
+    session.flush()
+    message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
     if message is None:
         return
     if message.deleted_at is not None:

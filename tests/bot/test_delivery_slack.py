@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.delivery import SlackDelivery
-from bot.outcomes import Done, Outcome
+from bot.outcomes import Done, Outcome, Retry
 from bot.slack_users import PROFILE_MAX_AGE
 from bot.worker_settle import settle
 from sandbox.faults import Fault
@@ -420,11 +420,11 @@ def test_an_edit_made_as_its_reply_was_posted_reaches_that_copy(
     assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
 
 
-def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_still_waits(
+def replied_with_an_email_copy(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
-) -> None:
-    """The reply also goes by email to a Cc'd participant, so it still counts as waiting after its
-    Slack copy is posted (a worker's clock a little ahead): the edit reaches that copy as well."""
+) -> tuple[int, int]:
+    """A Slack ticket with a Cc'd participant: a staff reply goes to the customer's thread and, by
+    email, to the participant."""
     ticket_id = open_slack_ticket(desk, emulator)
     deliver(desk, delivery)
     with desk.db.transaction() as session:
@@ -433,7 +433,15 @@ def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_sti
         actions.add_participant(
             session, desk.policy, opened, "erin@globex.example", actions.DESK, notify=False
         )
-    message_id = staff_reply(desk, ticket_id, "Your refund is on its way")
+    return ticket_id, staff_reply(desk, ticket_id, "Your refund is on its way")
+
+
+def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_still_waits(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """The reply also goes by email to a Cc'd participant, so it still counts as waiting after its
+    Slack copy is posted (a worker's clock a little ahead): the edit reaches that copy as well."""
+    ticket_id, message_id = replied_with_an_email_copy(desk, delivery, emulator)
     item, outcome = posted_not_yet_done(desk, delivery)
     assert settle(desk.db, "worker-1", item, outcome) == "done"
 
@@ -447,6 +455,55 @@ def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_sti
     origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
     [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
     assert "left today" in copy.text
+
+
+def test_a_copy_finished_by_a_later_attempt_follows_the_text_it_was_posted_with(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """The reply's text goes up but its file does not (Slack keeps answering 503), and the reply is
+    edited before the next attempt, which keeps the part already posted and uploads the file: the
+    copy still says the first text, so it is updated to the edit, once."""
+    ticket_id = open_slack_ticket(desk, emulator)
+    deliver(desk, delivery)
+    message_id = staff_reply(
+        desk, ticket_id, "Your refund is on its way", attachments=[("refund.txt", b"reference 123\n")]
+    )
+    emulator.add_fault("files.getUploadURLExternal", Fault.server_error(503), times=None)
+    item, outcome = posted_not_yet_done(desk, delivery)
+    assert isinstance(outcome, Retry)
+    assert settle(desk.db, "worker-1", item, outcome) == "pending"
+    emulator.clear_faults()
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
+
+    assert change_reply(desk, ticket_id, message_id, 1, reworded("Your refund left today")) == "already_sent"
+    deliver(desk, delivery)
+    deliver(desk, delivery)
+
+    assert [m.ts for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text] == [copy.ts]
+    assert "left today" in emulator.message(CONNECT, copy.ts).text
+    assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
+
+
+def test_a_copy_found_in_slack_after_its_answer_was_lost_is_brought_up_to_the_edit(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """The post took effect but its answer was lost, and the reply was edited before the next
+    attempt found the copy in the thread: which text it says is not known, so it is updated, once."""
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
+    emulator.add_fault("chat.postMessage", Fault.reset_after_effect(), times=1)
+    item, outcome = posted_not_yet_done(desk, delivery)
+    assert isinstance(outcome, Retry)
+    assert settle(desk.db, "worker-1", item, outcome) == "pending"
+
+    assert change_reply(desk, ticket_id, message_id, 1, reworded("Your refund left today")) == "already_sent"
+    deliver(desk, delivery)
+    deliver(desk, delivery)
+
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    [copy] = [m for m in thread(emulator, CONNECT, origin_ts) if "refund" in m.text]
+    assert "left today" in copy.text
+    assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
 
 
 def test_a_copy_of_the_text_as_it_stands_is_not_updated_again(
@@ -498,7 +555,7 @@ def test_a_customer_message_changed_while_its_triage_copy_was_posted_changes_tha
     assert len(emulator.calls_to("chat.update" if change == "edited" else "chat.delete", ts=copy.ts)) == 1
 
 
-def test_an_email_copy_in_the_triage_thread_is_settled_without_rereading_its_message(
+def test_an_email_copy_in_the_triage_thread_records_no_text_to_follow(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
     """An email cannot change after it arrived: its copy's row records no text to compare."""
