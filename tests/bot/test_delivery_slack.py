@@ -420,11 +420,11 @@ def test_an_edit_made_as_its_reply_was_posted_reaches_that_copy(
     assert len(emulator.calls_to("chat.update", channel=CONNECT, ts=copy.ts)) == 1
 
 
-def replied_with_an_email_copy(
+def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_still_waits(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
-) -> tuple[int, int]:
-    """A Slack ticket with a Cc'd participant: a staff reply goes to the customer's thread and, by
-    email, to the participant."""
+) -> None:
+    """The reply also goes by email to a Cc'd participant, so it still counts as waiting after its
+    Slack copy is posted (a worker's clock a little ahead): the edit reaches that copy as well."""
     ticket_id = open_slack_ticket(desk, emulator)
     deliver(desk, delivery)
     with desk.db.transaction() as session:
@@ -433,15 +433,7 @@ def replied_with_an_email_copy(
         actions.add_participant(
             session, desk.policy, opened, "erin@globex.example", actions.DESK, notify=False
         )
-    return ticket_id, staff_reply(desk, ticket_id, "Your refund is on its way")
-
-
-def test_an_edit_inside_the_window_reaches_a_copy_posted_while_an_email_copy_still_waits(
-    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
-) -> None:
-    """The reply also goes by email to a Cc'd participant, so it still counts as waiting after its
-    Slack copy is posted (a worker's clock a little ahead): the edit reaches that copy as well."""
-    ticket_id, message_id = replied_with_an_email_copy(desk, delivery, emulator)
+    message_id = staff_reply(desk, ticket_id, "Your refund is on its way")
     item, outcome = posted_not_yet_done(desk, delivery)
     assert settle(desk.db, "worker-1", item, outcome) == "done"
 
@@ -489,7 +481,8 @@ def test_a_copy_found_in_slack_after_its_answer_was_lost_is_brought_up_to_the_ed
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
     """The post took effect but its answer was lost, and the reply was edited before the next
-    attempt found the copy in the thread: which text it says is not known, so it is updated, once."""
+    attempt found the copy in the thread: the copy says the first text, not the edit the attempt
+    would post, so it is updated, once."""
     ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
     emulator.add_fault("chat.postMessage", Fault.reset_after_effect(), times=1)
     item, outcome = posted_not_yet_done(desk, delivery)
