@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from bot.delivery import SlackDelivery
@@ -37,6 +37,7 @@ from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     thread,
     worker_for,
 )
+from tests.conftest import POSTGRES_URL
 
 
 @pytest.fixture
@@ -296,17 +297,23 @@ def test_edits_and_deletions_are_mirrored_onto_the_copy(
     assert copy is not None and copy.deleted
 
 
-def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
-    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
-) -> None:
-    # Dan wrote twice in the Slack Connect channel; the second ticket is merged into the first, so a
-    # reply on the first goes to both threads, and an edit or a deletion must follow it into both.
+def two_slack_tickets_merged(desk: Desk, emulator: SlackEmulator) -> tuple[int, int]:
+    """Dan wrote twice in the Slack Connect channel and the second ticket was merged into the first:
+    a reply on the first goes to both customer threads. The two tickets' ids."""
     kept = open_slack_ticket(desk, emulator, "VPN is down")
     merged = open_slack_ticket(desk, emulator, "VPN is still down")
     with desk.db.transaction() as session:
         source, target = session.get(Ticket, merged), session.get(Ticket, kept)
         assert source is not None and target is not None
         actions.merge(session, desk.policy, source, target, STAFF)
+    return kept, merged
+
+
+def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    # A reply on the ticket goes to both threads, and an edit or a deletion must follow it into both.
+    kept, merged = two_slack_tickets_merged(desk, emulator)
     message_id = staff_reply(desk, kept, "First version")
     deliver(desk, delivery)
     threads = [str(ticket(desk, ticket_id).origin_thread_ts) for ticket_id in (kept, merged)]
@@ -339,6 +346,53 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
     for ts in copy_ts:
         copy = emulator.message(CONNECT, ts)
         assert copy is not None and copy.deleted
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_an_edit_committed_while_a_copy_in_a_merged_thread_settles_reaches_that_copy(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """PostgreSQL, where a settle and an edit interleave: the settle of the copy posted into a merged
+    ticket's thread has read the reply (for its receipt) when the edit commits, just before the
+    settle locks the reply to compare texts. The locked read must see the edit, not what the
+    settle read before, or the copy keeps the first text."""
+    kept, merged = two_slack_tickets_merged(desk, emulator)
+    deliver(desk, delivery)
+    message_id = staff_reply(desk, kept, "Your refund is on its way")
+    # Both copies are claimed; the one for the merged ticket's thread is posted. The other stays
+    # claimed, so the settle leaves the receipt alone and holds no lock on the reply.
+    claimed = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
+    [item] = [row for row in claimed if row.ticket_id == merged]
+    [other] = [row for row in claimed if row.ticket_id == kept]
+    outcome = asyncio.run(delivery.performers()[item.kind](item))
+    edits: list[str] = []
+
+    def edit_before_the_locked_read(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not edits and "FOR UPDATE" in statement and "FROM messages" in statement:
+            # Another connection, committing at once: the settle holds no lock the edit needs.
+            edits.append(change_reply(desk, kept, message_id, 1, reworded("Your refund left today")))
+
+    event.listen(desk.db.engine, "before_cursor_execute", edit_before_the_locked_read)
+    try:
+        assert settle(desk.db, "worker-1", item, outcome) == "done"
+    finally:
+        event.remove(desk.db.engine, "before_cursor_execute", edit_before_the_locked_read)
+    assert edits == ["already_sent"]  # the copy was not done yet when the edit looked for it
+    # The other copy is posted after the edit, with the edited text.
+    assert settle(desk.db, "worker-1", other, asyncio.run(delivery.performers()[other.kind](other))) == "done"
+    deliver(desk, delivery)
+
+    copies = {
+        ticket_id: [
+            m
+            for m in thread(emulator, CONNECT, str(ticket(desk, ticket_id).origin_thread_ts))
+            if "refund" in m.text
+        ]
+        for ticket_id in (merged, kept)
+    }
+    assert all(len(found) == 1 and "left today" in found[0].text for found in copies.values())
+    updates = emulator.calls_to("chat.update", channel=CONNECT)
+    assert [call.params.get("ts") for call in updates] == [copies[merged][0].ts]  # that copy, once
 
 
 def posted_not_yet_done(
