@@ -33,6 +33,7 @@ from store.actions import (
     customer_for_slack_user,
     message_by_slack_ts,
     ticket_by_slack_thread,
+    ticket_owning_slack_thread,
 )
 from store.actions.common import literal, thread_line
 from store.context import Desk
@@ -208,8 +209,13 @@ def holds_message(session: Session, channel: str, ts: str) -> bool:
     return message_by_slack_ts(session, channel, ts) is not None
 
 
-def ticket_number_for_thread(session: Session, channel: str, thread_ts: str) -> int | None:
-    ticket = ticket_by_slack_thread(session, channel, thread_ts)
+def ticket_number_for_thread(
+    session: Session, channel: str, thread_ts: str, *, follow_merges: bool = True
+) -> int | None:
+    """The number of the ticket a message in this thread goes to, or (`follow_merges=False`) of
+    the ticket whose thread it is, merged away or not."""
+    find = ticket_by_slack_thread if follow_merges else ticket_owning_slack_thread
+    ticket = find(session, channel, thread_ts)
     return ticket.number if ticket is not None else None
 
 

@@ -70,11 +70,13 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
         return
     assert message.thread_ts is not None
     thread_ts = message.thread_ts
+    # The thread's own ticket: a command in a merged-away ticket's thread is refused (it takes no
+    # more triage) rather than run on the ticket it went into; notes and replies land there.
     number = await ctx.read(
         lambda s: (
             None
             if holds_message(s, message.channel, message.ts)
-            else ticket_number_for_thread(s, message.channel, thread_ts)
+            else ticket_number_for_thread(s, message.channel, thread_ts, follow_merges=False)
         )
     )
     if number is None:
@@ -93,7 +95,7 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
     author = Actor(profile.shown_name, slack_id=message.user, email=profile.email)
     if kind is StaffMessageKind.NOTE:
         if not staff:
-            log.info("message from %s, not staff, kept as a note on ticket #%s", message.user, number)
+            log.info("message from %s, not staff, kept as a note (thread of #%s)", message.user, number)
 
         def note(session: Session) -> None:
             ticket = ticket_by_slack_thread(session, message.channel, thread_ts)

@@ -35,6 +35,7 @@ from store.actions.tickets import (
     ticket_by_number,
     ticket_by_reply_key,
     ticket_by_slack_thread,
+    ticket_owning_slack_thread,
     unlink,
 )
 
@@ -70,5 +71,6 @@ __all__ = [
     "ticket_by_number",
     "ticket_by_reply_key",
     "ticket_by_slack_thread",
+    "ticket_owning_slack_thread",
     "unlink",
 ]

@@ -185,8 +185,13 @@ def _ticket_by_email_id_query() -> Select[int]:
 
 
 def ticket_by_slack_thread(session: Session, channel: str, thread_ts: str) -> Ticket | None:
-    """The ticket whose triage thread or customer thread this is."""
-    ticket = session.scalar(
+    """The ticket a message in this triage or customer thread goes to (merges followed)."""
+    return follow_merges(session, ticket_owning_slack_thread(session, channel, thread_ts))
+
+
+def ticket_owning_slack_thread(session: Session, channel: str, thread_ts: str) -> Ticket | None:
+    """The ticket whose triage thread or customer thread this is, merged away or not."""
+    return session.scalar(
         select(Ticket).where(
             or_(
                 (Ticket.triage_channel == channel) & (Ticket.triage_ts == thread_ts),
@@ -194,7 +199,6 @@ def ticket_by_slack_thread(session: Session, channel: str, thread_ts: str) -> Ti
             )
         )
     )
-    return follow_merges(session, ticket)
 
 
 def is_triage_thread(ticket: Ticket, channel: str) -> bool:

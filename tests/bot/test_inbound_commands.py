@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from sandbox.workspace import ALICE, TRIAGE
+from bot.commands import CommandContext, run_desk_command
+from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
     all_done,
@@ -61,3 +62,18 @@ def test_a_thread_command_names_the_people_it_mentions(intake: Intake) -> None:
     assert ticket.assignee_slack_id == "U0BOB"
     lines = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
     assert any("Bob Baker" in line for line in lines), lines
+
+
+def test_a_command_in_a_merged_tickets_thread_is_refused_and_changes_neither_ticket(intake: Intake) -> None:
+    intake.emulator.user_post(DAN, CONNECT, "The printer is broken")
+    intake.emulator.user_post(DAN, CONNECT, "The printer is still broken")
+    intake.run()
+    first_thread = triage_thread(intake, 1)
+    assert run_desk_command(CommandContext(intake.desk, ALICE, "Alice", True), "merge 1 into 2").ok
+    intake.emulator.user_post(ALICE, TRIAGE, "!priority urgent", thread_ts=first_thread)
+    intake.run()
+
+    [answer] = intake.emulator.ephemerals(channel=TRIAGE, user=ALICE)
+    assert "#1 was merged into #2" in answer.text
+    assert [ticket.priority for ticket in intake.tickets()] == ["normal", "normal"]
+    assert all_done(intake)
