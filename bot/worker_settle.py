@@ -58,7 +58,8 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
             if outcome.apply is not None:
                 outcome.apply(session)
             if item.message_id is not None and item.kind in RECEIPT_KINDS:
-                settle_delivery(session, item.message_id)
+                reached = "skipped" not in (outcome.result or {})
+                settle_delivery(session, item.message_id, reached=reached)
             posted = outcome.result.get(POSTED_DIGEST) if outcome.result else None
             if item.message_id is not None and posted:
                 # A copy of a message that can still change under it (see the performers).

@@ -235,9 +235,7 @@ def add_staff_reply(
         _react(session, ticket, message, REACTION_FAILED)
     else:
         _react(session, ticket, message, REACTION_PENDING)
-    if ticket.first_response_at is None:
-        ticket.first_response_at = now
-        record_event(session, ticket, "first_response", author, message_id=message.id)
+    # The first response is counted when a reply reaches the customer (`settle_delivery`).
     record_event(session, ticket, "reply", author, message_id=message.id)
     touch(ticket)
     return message
@@ -473,8 +471,11 @@ def follow_late_copy(session: Session, message_id: int, row_id: int, posted_dige
         _mirror_copies(session, message, kind, row_id=row_id)
 
 
-def settle_delivery(session: Session, message_id: int, *, failed_error: str | None = None) -> None:
-    """After one of a reply's deliveries ended: update its receipt once all have ended."""
+def settle_delivery(
+    session: Session, message_id: int, *, failed_error: str | None = None, reached: bool = False
+) -> None:
+    """After one of a reply's deliveries ended: update its receipt once all have ended. `reached`:
+    this delivery put the reply in front of a customer (it was not skipped)."""
     message = session.get(Message, message_id)
     if message is None or message.delivery not in (Delivery.PENDING, Delivery.FAILED):
         return
@@ -486,6 +487,12 @@ def settle_delivery(session: Session, message_id: int, *, failed_error: str | No
             _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
         message.delivery_error = failed_error
         return
+    if reached and ticket.first_response_at is None:
+        # Counted when it reached them: a reply deleted or made a note inside its undo window, or
+        # one nobody could receive, answered no one.
+        ticket.first_response_at = utcnow()
+        author = Actor(message.author_name, slack_id=message.author_slack_id)
+        record_event(session, ticket, "first_response", author, message_id=message.id)
     open_rows = session.scalar(
         select(Outbox.id).where(
             Outbox.message_id == message.id,

@@ -139,7 +139,7 @@ def test_stats_over_seven_and_thirty_days(desk):
         email_ticket(desk, "dan@globex.example", "One")
         email_ticket(desk, "dan@globex.example", "Two")
     with freeze_time(START + timedelta(minutes=90)), desk.db.transaction() as s:
-        actions.add_staff_reply(
+        reply = actions.add_staff_reply(
             s,
             desk.policy,
             actions.ticket_by_number(s, 2),
@@ -148,6 +148,8 @@ def test_stats_over_seven_and_thirty_days(desk):
             slack_channel="C0TRIAGE",
             slack_ts="1.1",
         )
+        s.flush()
+        actions.settle_delivery(s, reply.id, reached=True)  # its email sent at once
     with freeze_time(START + timedelta(hours=26)):
         assert desk_cmd(desk, "resolve 2").ok is False  # not a verb: `status 2 resolved` is
         desk_cmd(desk, "status 2 resolved")

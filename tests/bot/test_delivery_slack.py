@@ -20,7 +20,7 @@ from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
 from store import actions, outbox
 from store.context import Desk
-from store.models import Attachment, Delivery, Message, SlackUser, Ticket, utcnow
+from store.models import Attachment, Delivery, Message, SlackUser, Ticket, TicketEvent, utcnow
 from store.outbox import Kind, OutboxItem
 from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     STAFF,
@@ -696,3 +696,39 @@ def test_an_edit_longer_than_the_copy_is_cut_to_fit_and_says_so(
     copy = emulator.message(CONNECT, copy_ts)
     assert copy is not None and "Step 0:" in str(copy.blocks)
     assert "longer than this copy can hold" in str(copy.blocks[-1])  # type: ignore[index]
+
+
+def first_responses(desk: Desk, ticket_id: int) -> list[int | None]:
+    """The messages the ticket's `first_response` events name."""
+    with desk.db.read() as session:
+        events = session.scalars(
+            select(TicketEvent).where(
+                TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "first_response"
+            )
+        )
+        return [event.data.get("message_id") for event in events]
+
+
+def test_a_reply_is_the_first_response_once_it_reaches_the_customer(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Your refund is on its way")
+    assert first_responses(desk, ticket_id) == [] and ticket(desk, ticket_id).first_response_at is None
+    deliver(desk, delivery)
+    assert first_responses(desk, ticket_id) == [message_id]
+    assert ticket(desk, ticket_id).first_response_at is not None
+    staff_reply(desk, ticket_id, "It left today")
+    deliver(desk, delivery)
+    assert first_responses(desk, ticket_id) == [message_id]
+
+
+def test_a_reply_deleted_before_it_went_out_is_no_first_response(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    """Deleted just after its window closed, before a worker took it: its row is skipped."""
+    ticket_id, message_id = replied_on_a_slack_ticket(desk, delivery, emulator, "Sent to the wrong customer")
+    assert change_reply(desk, ticket_id, message_id, 1, deleted) == "already_sent"
+    deliver(desk, delivery)
+    origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
+    assert not [m for m in thread(emulator, CONNECT, origin_ts) if "wrong customer" in m.text]
+    assert first_responses(desk, ticket_id) == [] and ticket(desk, ticket_id).first_response_at is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
+from sqlalchemy.orm import Session
 
 from store import actions, queries
 from store.actions import Actor, DeskPolicy
@@ -139,6 +140,21 @@ def test_home_lists(db):
         assert numbers(queries.recently_changed(s, limit=2)) == [waiting_long, mine]
 
 
+def reply_reaches_the_customer(session: Session, number: int, slack_ts: str) -> None:
+    """A staff reply written now, and its delivery done now (what the worker settles)."""
+    reply = actions.add_staff_reply(
+        session,
+        POLICY,
+        actions.ticket_by_number(session, number),
+        author=ALICE,
+        body_markdown="hi",
+        slack_channel="C0TRIAGE",
+        slack_ts=slack_ts,
+    )
+    session.flush()
+    actions.settle_delivery(session, reply.id, reached=True)
+
+
 def test_stats_from_the_event_trail(db):
     with freeze_time(START):
         one = new_ticket(db, "a@acme.example", "One")
@@ -148,25 +164,22 @@ def test_stats_from_the_event_trail(db):
             actions.create_label(s, "bug")
             actions.change_labels(s, actions.ticket_by_number(s, one), ["bug"], [], ALICE)
     with freeze_time(START + timedelta(hours=1)), db.transaction() as s:
-        actions.add_staff_reply(
-            s,
-            POLICY,
-            actions.ticket_by_number(s, one),
-            author=ALICE,
-            body_markdown="hi",
-            slack_channel="C0TRIAGE",
-            slack_ts="1.1",
-        )
-    with freeze_time(START + timedelta(hours=3)), db.transaction() as s:
-        actions.add_staff_reply(
+        reply_reaches_the_customer(s, one, "1.1")
+    with freeze_time(START + timedelta(hours=2)), db.transaction() as s:
+        reply_reaches_the_customer(s, one, "1.2")  # not a first response any more
+        # Written, then deleted inside its undo window: it answered no one.
+        withdrawn = actions.add_staff_reply(
             s,
             POLICY,
             actions.ticket_by_number(s, two),
             author=ALICE,
             body_markdown="hi",
             slack_channel="C0TRIAGE",
-            slack_ts="1.2",
+            slack_ts="1.3",
         )
+        assert actions.delete_slack_message(s, actions.ticket_by_number(s, two), withdrawn) == "cancelled"
+    with freeze_time(START + timedelta(hours=3)), db.transaction() as s:
+        reply_reaches_the_customer(s, two, "1.4")
         actions.set_status(s, POLICY, actions.ticket_by_number(s, one), "resolved", ALICE)
     with freeze_time(START + timedelta(hours=4)), db.transaction() as s:
         actions.set_status(s, POLICY, actions.ticket_by_number(s, one), "open", ALICE)
