@@ -26,7 +26,8 @@ def run_new(ctx: CommandContext, inv: Invocation) -> CommandReply:
     address = email_address(inv.args[0])
     if address is None:
         raise UsageError(f"`{str(inv.args[0])[:60]}` is not an email address.")
-    if address in ctx.desk.policy.support_addresses:
+    if ctx.desk.policy.is_own_address(address):
+        # A ticket's reply address too: the ticket's mail would go to another ticket, and back.
         raise InvalidRequest(f"{address} is the desk's own address")
     with ctx.desk.db.transaction() as session:
         subject = plain_words(inv.rest(1), StoreMentionResolver(session)).strip()

@@ -48,6 +48,18 @@ class DeskPolicy:
     triage_channel: str | None = None
     support_addresses: frozenset[str] = field(default_factory=frozenset)
 
+    def is_own_address(self, email: str) -> bool:
+        """A support address, or any `+detail` form of one (a ticket's reply address, an
+        unsubscribe address): mail sent there comes back to the desk, so it is never a customer."""
+        local, _, domain = email.strip().lower().rpartition("@")
+        for address in self.support_addresses:
+            own_local, _, own_domain = address.lower().rpartition("@")
+            if domain in (own_domain, self.mail_domain) and (
+                local == own_local or local.startswith(own_local + "+")
+            ):
+                return True
+        return False
+
 
 def record_event(
     session: Session, ticket: Ticket, kind: str, actor: Actor | None = None, **data: Any

@@ -519,10 +519,7 @@ def add_participant(
     local, at, domain = email.partition("@")
     if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in email):
         raise InvalidRequest(f"{email!r} is not an email address")
-    if email in policy.support_addresses or (
-        domain == policy.mail_domain
-        and any(email.startswith(a.partition("@")[0] + "+") for a in policy.support_addresses)
-    ):
+    if policy.is_own_address(email):
         return None
     existing = (
         session.scalar(

@@ -148,6 +148,10 @@ def test_empty_command_is_help(desk):
         ("new dan", "`dan` is not an email address."),
         ("new dan@globex.example", "Give the ticket a subject."),
         ("new support@example.com Help", "support@example.com is the desk's own address."),
+        (  # a ticket's reply address: its mail would loop between two tickets
+            "new SUPPORT+abcdefghijklmnopqrstuvwxyz@example.com Help",
+            "support+abcdefghijklmnopqrstuvwxyz@example.com is the desk's own address.",
+        ),
         ("list everything", "I can't filter by `everything`."),
         ("list status:done", "`status:done`: the statuses are open, pending, resolved, closed, all."),
         ("list page:0", "Pages count from 1."),
