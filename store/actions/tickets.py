@@ -230,6 +230,9 @@ def set_status(
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
     reopened = old in REOPENING and new.value not in REOPENING
+    if reopened:
+        # The times of its last resolution, not of the first one it ever had.
+        ticket.resolved_at = ticket.closed_at = None
     record_event(session, ticket, "reopened" if reopened else "status", actor, old=old, new=new.value)
     touch(ticket)
     update_card(session, ticket)
@@ -383,6 +386,21 @@ def link(
             TicketLink.target_ticket_id == target.id if target is not None else TicketLink.url == url,
         )
     )
+    reverse = (
+        session.scalar(
+            select(TicketLink).where(
+                TicketLink.ticket_id == target.id, TicketLink.target_ticket_id == ticket.id
+            )
+        )
+        if target is not None
+        else None
+    )
+    if reverse is not None:
+        # Two tickets have one link between them: the same one asked from the other side, or one
+        # that now points this way (a card would list the other ticket twice).
+        if reverse.kind == link_kind.value == LinkKind.RELATES:
+            return False
+        session.delete(reverse)
     if existing is not None:
         if existing.kind == link_kind.value:
             return False
@@ -430,6 +448,7 @@ def unlink(
     thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}")
     if target is not None:
         update_card(session, target)
+        thread_line(session, target, f"{actor.shown} removed the link to #{ticket.number}")
     return True
 
 

@@ -160,6 +160,21 @@ def test_links_to_tickets_and_urls(desk):
     assert "Alice linked #1 to this ticket (blocks)" in thread_lines(desk)
 
 
+def test_two_tickets_have_one_link_whichever_side_asks(desk):
+    email_ticket(desk)
+    email_ticket(desk, subject="Other")
+    assert desk_cmd(desk, "link 1 2").ok
+    assert desk_cmd(desk, "link 2 1").text == "#2 is already linked to #1 (relates): nothing changed."
+    assert desk_cmd(desk, "link 2 1 duplicates").ok  # now pointing the other way
+    with desk.db.transaction() as s:
+        one = actions.ticket_by_number(s, 1)
+        two = actions.ticket_by_number(s, 2)
+        assert actions.links_of(s, one) == [("duplicated_by", 2, None)]
+        assert actions.links_of(s, two) == [("duplicates", 1, None)]
+    assert desk_cmd(desk, "unlink 2 1").ok
+    assert "Alice removed the link to #2" in thread_lines(desk)  # the other side is told too
+
+
 def test_cc_add_and_remove(desk):
     email_ticket(desk)
     reply = desk_cmd(desk, "cc 1 add <mailto:Erin@Globex.example|Erin@Globex.example> frank@initech.example")

@@ -3,6 +3,9 @@ merge's cross-link, and email participants of a Slack ticket hearing its replies
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from freezegun import freeze_time
 from sqlalchemy import select
 
 from store import actions
@@ -128,3 +131,18 @@ def test_an_assignee_without_a_known_name_is_mentioned_and_a_known_name_is_liter
         "alice assigned the ticket to <@U0NOBODY>",
         "alice assigned the ticket to &lt;b&gt;Bob&lt;/b&gt;",
     ]
+
+
+def test_a_reopened_ticket_keeps_the_times_of_its_last_resolution_only(db):
+    start = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+    with freeze_time(start), db.transaction() as s:
+        ticket = email_ticket(s)
+        actions.set_status(s, POLICY, ticket, "resolved", ALICE)
+    with freeze_time(start + timedelta(hours=1)), db.transaction() as s:
+        ticket = actions.ticket_by_number(s, 1)
+        actions.set_status(s, POLICY, ticket, "open", ALICE)
+        assert (ticket.resolved_at, ticket.closed_at) == (None, None)
+    with freeze_time(start + timedelta(hours=2)), db.transaction() as s:
+        ticket = actions.ticket_by_number(s, 1)
+        actions.set_status(s, POLICY, ticket, "closed", ALICE)
+        assert ticket.resolved_at == ticket.closed_at == start + timedelta(hours=2)
