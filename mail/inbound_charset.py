@@ -78,6 +78,13 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if codec in (None, "utf_8"):
+        # Text labelled UTF-8 (or not usably labelled) that is mostly valid UTF-8 is UTF-8 with a few
+        # broken bytes: a mailer cut a line or an encoded word inside a character. Reading all of it
+        # as windows-1252 would garble every other non-ASCII character for the sake of one.
+        mostly = _mostly_utf8(data)
+        if mostly is not None:
+            return mostly
     if codec is not None and codec != "utf_8":
         # The declared charset, with U+FFFD for the few broken bytes: better than re-reading a
         # whole GBK text as windows-1252 because of one bad byte.
@@ -90,6 +97,17 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     except UnicodeDecodeError:
         # cp1252 leaves five bytes undefined; latin-1 maps every byte.
         return data.decode("latin-1")
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """`data` as UTF-8 with U+FFFD for broken bytes, when its valid multi-byte characters outnumber
+    its broken sequences; None otherwise. Legacy text is (nearly) all broken sequences: latin-1 "é"
+    is one byte E9 that no continuation byte follows."""
+    text = data.decode("utf-8", errors="replace")
+    # Each maximal invalid sequence became one U+FFFD; a U+FFFD the sender wrote is EF BF BD.
+    broken = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return text if non_ascii - broken > broken else None
 
 
 def decode_surrogates(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +137,28 @@ def test_invalid_utf8_and_raw_8bit_headers_are_accepted() -> None:
     assert email.to == ("dängl@example.com",)
     assert email.subject == "café"
     assert email.body_markdown.startswith("broken")
+
+
+@pytest.mark.parametrize("charset", ["utf-8", ""])
+def test_utf8_with_a_few_broken_bytes_stays_utf8(charset: str) -> None:
+    # A mailer cut a line inside a character, and another byte is plain garbage: the rest is still UTF-8.
+    data = "Grüße aus München, bitte prüfen Sie die Rechnung für März.\r\n請求書".encode()
+    data += b"\r\n" + "Schöne Grüß".encode()[:-1] + b"\r\n\xff ok"
+    head = "From: a@b.example\r\nMessage-ID: <m@x>\r\nMIME-Version: 1.0\r\n"
+    content_type = f"Content-Type: text/plain; charset={charset}\r\n" if charset else ""
+    raw = head.encode() + content_type.encode() + b"Content-Transfer-Encoding: 8bit\r\n\r\n" + data
+    assert parse_email(raw).body_markdown == (
+        "Grüße aus München, bitte prüfen Sie die Rechnung für März.\n請求書\nSchöne Grü\ufffd\n\ufffd ok"
+    )
+
+
+def test_utf8_subject_cut_inside_a_character_stays_utf8() -> None:
+    # A gateway cut the encoded word at a byte count, inside the "ü" of "Gebühr".
+    cut = base64.b64encode("Rechnung für März – Frage zur Gebühr".encode()[:-3]).decode()
+    email = parse_email(message(f"Subject: =?utf-8?B?{cut}?=\nMessage-ID: <m@x>"))
+    assert email.subject == "Rechnung für März – Frage zur Geb\ufffd"
+    raw_8bit = b"From: a@b.example\r\nSubject: Gr\xc3\xbc\xc3\x9fe \xff\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n"
+    assert parse_email(raw_8bit).subject == "Grüße \ufffd"  # RFC 6532 raw UTF-8, one byte broken
 
 
 def test_message_id_fallback_is_a_stable_hash_without_trace_headers() -> None:
