@@ -38,6 +38,7 @@ from store.actions import (
 from store.actions.common import acknowledge_new_ticket, literal, record_event, thread_line
 from store.actions.tickets import (
     TicketParticipants,
+    clear_bounce,
     participants_of,
     participants_of_new_ticket,
     start_ticket,
@@ -276,6 +277,8 @@ class EmailIngest:
         if known is None:
             # Read once for all addresses: who is on the ticket already, and how many Cc's it has.
             known = participants_of(session, ticket)
+        if include_sender and email.from_address in known.bounced:
+            clear_bounce(session, ticket, email.from_address)
         new = [
             address
             for address in dict.fromkeys(candidates)

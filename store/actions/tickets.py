@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -39,6 +39,7 @@ from store.models import (
     Priority,
     Status,
     Ticket,
+    TicketEvent,
     TicketLabel,
     TicketLink,
     utcnow,
@@ -495,12 +496,16 @@ class TicketParticipants:
 
     emails: set[str]
     cc_count: int
+    # Those whose mail bounced: a mail from one of them shows their mailbox works again.
+    bounced: set[str] = field(default_factory=set)
 
 
 def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
     found = session.execute(_participants_query(), {"ticket_id": ticket.id}).all()
     return TicketParticipants(
-        emails={email for email, _role in found}, cc_count=sum(role == "cc" for _email, role in found)
+        emails={row.email for row in found},
+        cc_count=sum(row.role == "cc" for row in found),
+        bounced={row.email for row in found if row.bounced_at is not None},
     )
 
 
@@ -511,8 +516,8 @@ def participants_of_new_ticket(requester: Participant | None) -> TicketParticipa
 
 
 @functools.cache
-def _participants_query() -> Select[str, str]:
-    return select(Participant.email, Participant.role).where(
+def _participants_query() -> Select[str, str, datetime | None]:
+    return select(Participant.email, Participant.role, Participant.bounced_at).where(
         Participant.ticket_id == bindparam("ticket_id", type_=Ticket.id.type)
     )
 
@@ -548,8 +553,22 @@ def add_participant(
         else None
     )
     if existing is not None:
-        if existing.unsubscribed_at is not None and actor.slack_id:
-            existing.unsubscribed_at = None  # staff re-adding someone is a deliberate choice
+        if actor.slack_id and (existing.unsubscribed_at is not None or existing.bounced_at is not None):
+            # Staff adding someone who unsubscribed, or whose mail bounced, is a deliberate choice.
+            existing.unsubscribed_at = existing.bounced_at = existing.bounce_reason = None
+            record_event(session, ticket, "participant_readded", actor, email=email)
+            touch(ticket)
+            thread_line(session, ticket, f"{actor.shown} added {literal(email)} back to the ticket")
+            return existing
+        return None
+    if not actor.slack_id and _removed_by_staff(session, ticket, email):
+        # Their mail still lands on the ticket; hearing its replies again is staff's call.
+        thread_line(
+            session,
+            ticket,
+            f"{literal(email)} was removed from this ticket and is not added back by mail: "
+            f"`!cc add {literal(email)}` if they should get its emails again.",
+        )
         return None
     if known is not None:
         count = known.cc_count
@@ -601,6 +620,33 @@ def remove_participant(session: Session, ticket: Ticket, email: str, actor: Acto
     touch(ticket)
     thread_line(session, ticket, f"{actor.shown} removed {literal(email)} from the ticket")
     return True
+
+
+def _removed_by_staff(session: Session, ticket: Ticket, email: str) -> bool:
+    return (
+        session.scalar(
+            select(TicketEvent.id)
+            .where(
+                TicketEvent.ticket_id == ticket.id,
+                TicketEvent.kind == "participant_removed",
+                TicketEvent.data["email"].as_string() == email,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def clear_bounce(session: Session, ticket: Ticket, email: str) -> None:
+    """A participant whose mail bounced wrote in: their mailbox works, so they get mail again."""
+    participant = session.scalar(
+        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
+    )
+    if participant is None or participant.bounced_at is None:
+        return
+    participant.bounced_at = participant.bounce_reason = None
+    record_event(session, ticket, "bounce_cleared", None, email=email)
+    thread_line(session, ticket, f"{literal(email)} wrote in again: mail to them goes out again.")
 
 
 # ----- merge -----

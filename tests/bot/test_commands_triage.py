@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from store import actions
 from store.actions import Actor
-from store.models import EmailId, Message, Participant, Ticket, TicketEvent, TicketLink
+from store.models import EmailId, Message, Participant, Ticket, TicketEvent, TicketLink, utcnow
 from tests.bot.test_commands_support import (
     BOB,
     counts,
@@ -199,6 +199,25 @@ def test_cc_add_and_remove(desk):
         "Alice added frank@initech.example to the ticket",
         "Alice removed frank@initech.example from the ticket",
     ]
+
+
+@pytest.mark.parametrize("lost", ["unsubscribed", "bounced"])
+def test_cc_add_brings_back_someone_who_unsubscribed_or_bounced(desk, lost):
+    email_ticket(desk)
+    assert desk_cmd(desk, "cc 1 add erin@globex.example").ok
+    with desk.db.transaction() as s:
+        erin = s.scalar(select(Participant).where(Participant.email == "erin@globex.example"))
+        if lost == "unsubscribed":
+            erin.unsubscribed_at = utcnow()
+        else:
+            erin.bounced_at, erin.bounce_reason = utcnow(), "552 5.2.2 mailbox full"
+    reply = desk_cmd(desk, "cc 1 add erin@globex.example")
+    assert reply.text.startswith("Added erin@globex.example to #1")
+    with desk.db.transaction() as s:
+        erin = s.scalar(select(Participant).where(Participant.email == "erin@globex.example"))
+        assert (erin.unsubscribed_at, erin.bounced_at, erin.bounce_reason) == (None, None, None)
+    assert thread_lines(desk)[-1] == "Alice added erin@globex.example back to the ticket"
+    assert desk_cmd(desk, "cc 1 add erin@globex.example").text.startswith("Nothing added to #1")
 
 
 def test_merge_moves_the_conversation_and_tells_the_customer_once(desk):

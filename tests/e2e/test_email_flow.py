@@ -10,9 +10,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
 
+from sqlalchemy import select
+
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
-from store.models import Ticket
+from store.models import Outbox, Ticket
 from tests.e2e.conftest import SUPPORT, RunningDesk, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -137,6 +139,38 @@ def test_a_reply_to_a_resolved_ticket_reopens_it_and_the_thread_says_so(service:
     assert len(service.cards()) == 1
 
 
+def test_someone_staff_removed_is_not_added_back_by_writing_in(service: RunningDesk) -> None:
+    raw, _ = customer_mail("The printer is on fire.")  # Carol is in Cc
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    service.post_as(ALICE, "!cc remove carol@customer.test", thread_ts=card.ts)
+    service.wait_for_thread_text(card.ts, "removed carol@customer.test")
+
+    # Carol still has the reply address, from the thread's mails.
+    reply_to = f"support+{ticket_row(service).reply_key}@acme.test"
+    carol = EmailMessage()
+    carol["From"], carol["To"], carol["Cc"] = "Carol <carol@customer.test>", reply_to, "bob@customer.test"
+    carol["Subject"], carol["Message-ID"] = "Re: Printer on fire [#1]", make_msgid(domain="customer.test")
+    carol.set_content("Please keep me posted.")
+    assert (
+        service.send_mail(carol.as_bytes(policy=SMTP), mail_from="carol@customer.test", rcpt_tos=(reply_to,))[
+            0
+        ]
+        == 250
+    )
+    service.wait_for_thread_text(card.ts, "Please keep me posted.")  # her words reach the ticket
+    service.wait_for_thread_text(card.ts, "is not added back by mail")
+
+    service.post_as(ALICE, "Replacing the fuser today", thread_ts=card.ts)
+    service.wait_for(lambda: mails_to(service, "bob@customer.test")[1:], "the reply to the requester")
+    with service.db.read() as session:
+        recipients = [
+            row.payload.get("to")
+            for row in session.scalars(select(Outbox).where(Outbox.kind == "email.send"))
+        ]
+    assert "carol@customer.test" not in recipients and mails_to(service, "carol@customer.test") == []
+
+
 def test_the_thread_links_the_original_message_when_a_public_url_is_set(service: RunningDesk) -> None:
     raw, _ = customer_mail("Keep the original")
     service.send_mail(raw)
@@ -155,7 +189,7 @@ def test_slack_calls_reuse_kept_alive_connections(service: RunningDesk) -> None:
         raw, _ = customer_mail(f"Request {number}", subject=f"Printer {number}")
         assert service.send_mail(raw)[0] == 250
     posts = service.wait_for(
-        lambda: (found if len(found := service.emulator.calls_to("chat.postMessage")) >= 8 else None),
+        lambda: found if len(found := service.emulator.calls_to("chat.postMessage")) >= 8 else None,
         "four cards and their thread posts",
     )
     peers = [call.peer for call in posts]

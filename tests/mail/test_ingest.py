@@ -381,6 +381,27 @@ def test_a_delay_notice_is_not_a_bounce(desk: Desk) -> None:
     assert bob.bounced_at is None
 
 
+def test_a_participant_whose_mail_bounced_gets_mail_again_once_they_write_in(desk: Desk) -> None:
+    ingest(desk, mail(Cc="carol@customer.test"))
+    [carol] = rows(desk, Participant, Participant.email == "carol@customer.test")
+    ingest(
+        desk,
+        dsn("whatever@acme.test", "carol@customer.test", status="5.2.2"),  # her mailbox was full
+        mail_from="",
+        rcpt_tos=(f"support+bounce-{carol.unsubscribe_key}@acme.test",),
+    )
+    ingest(
+        desk,
+        mail("Sorry, my mailbox was full.", sender="carol@customer.test", message_id="<m2@customer.test>"),
+        mail_from="carol@customer.test",
+        rcpt_tos=(f"support+{reply_key(desk)}@acme.test",),
+    )
+    [carol] = rows(desk, Participant, Participant.email == "carol@customer.test")
+    assert (carol.bounced_at, carol.bounce_reason) == (None, None)
+    assert thread_lines(desk)[-1] == "carol@customer.test wrote in again: mail to them goes out again."
+    assert [event.kind for event in rows(desk, TicketEvent)].count("bounce_cleared") == 1
+
+
 def test_without_a_from_header_the_envelope_sender_is_the_requester(desk: Desk) -> None:
     ingest(desk, b"Subject: who am I\r\n\r\nno From header at all\r\n", mail_from="carl@customer.test")
     assert the_ticket(desk).subject == "who am I"
