@@ -38,6 +38,7 @@ _ATTRIBUTES = {
     "ol": {"start"},
 }
 _URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+_HAS_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)  # nh3 keeps only the schemes above
 _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
@@ -80,12 +81,14 @@ class _Converter(MarkdownConverter):
             return f"[image: {name or alt or 'inline image'}]"
         if any(str(el.get(side) or "").strip() in {"0", "1", "2"} for side in ("width", "height")):
             return ""  # a tracking pixel
-        if not src:
-            return alt
+        if not _HAS_SCHEME.match(src):
+            return alt  # no image, or a relative address: a mail has no base to resolve it against
         return f"![{alt or 'image'}]({src})"
 
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         href = str(el.get("href") or "")
+        if not _HAS_SCHEME.match(href):
+            return text  # a relative href (`#top`, `!channel`) leads nowhere from a mail: the words stay
         if href.lower().startswith("mailto:") and href[7:].strip() == text.strip():
             return text  # an address shown as itself needs no link syntax
         return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]

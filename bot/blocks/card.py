@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from bot.blocks.data import PRIORITIES, STATUSES, CardView, TicketLinkView
-from bot.blocks.format import link_words, mrkdwn_link, ordinal, slack_date, truncate, user_mention, word
-from bot.text import escape_mrkdwn
+from bot.blocks.format import link_words, ordinal, slack_date, truncate, user_mention, word
+from bot.text import escape_mrkdwn, slack_link
 
 ACTION_STATUS = "ticket_status"
 ACTION_PRIORITY = "ticket_priority"
@@ -73,7 +73,7 @@ def link_text(link: TicketLinkView) -> str:
     if link.target_number is not None:
         return f"#{link.target_number} ({kind})"
     if link.url:
-        shown = mrkdwn_link(link.url, link_words(link.url))
+        shown = slack_link(link.url, link_words(link.url))
         return shown if link.kind == "relates" else f"{shown} ({kind})"
     return ""
 

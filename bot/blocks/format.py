@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.text import escape_mrkdwn
-
 ELLIPSIS = "…"
 
 
@@ -70,8 +68,3 @@ def link_words(url: str) -> str:
     if match := re.search(r"/(\d+)$", path):
         return f"{host} #{match.group(1)}"
     return truncate(host + path, 60) if host else truncate(url, 60)
-
-
-def mrkdwn_link(url: str, label: str) -> str:
-    safe_url = escape_mrkdwn(url).replace("|", "%7C")
-    return f"<{safe_url}|{escape_mrkdwn(label)}>"

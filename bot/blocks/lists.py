@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.blocks.data import TicketSummary
-from bot.blocks.format import age, mrkdwn_link, truncate, user_mention, word
-from bot.text import escape_mrkdwn
+from bot.blocks.format import age, truncate, user_mention, word
+from bot.text import slack_link
 
 SECTION_LIMIT = 3000
 SUBJECT_LIMIT = 80
@@ -21,7 +21,7 @@ PAGE_NOTE_MORE = "Showing {first}–{last} of {total}: narrow the list to see th
 def ticket_line(ticket: TicketSummary, now: datetime) -> str:
     """``#42 Printer on fire · Open · High · @alice · 3d`` with the subject linking to the thread."""
     subject = truncate(ticket.subject.strip() or "(no subject)", SUBJECT_LIMIT)
-    shown = mrkdwn_link(ticket.permalink, subject) if ticket.permalink else escape_mrkdwn(subject)
+    shown = slack_link(ticket.permalink or "", subject)
     parts = [f"*#{ticket.number}* {shown}", word(ticket.status)]
     if ticket.priority in ("high", "urgent"):
         parts.append(word(ticket.priority))

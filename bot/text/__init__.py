@@ -6,7 +6,13 @@ from bot.text.mrkdwn import mrkdwn_to_markdown
 from bot.text.resolver import DictMentionResolver, MentionResolver
 from bot.text.rich_text import rich_text_to_markdown
 from bot.text.split import mrkdwn_to_plain
-from bot.text.to_slack import SlackMessagePayload, escape_mrkdwn, markdown_to_mrkdwn, message_payloads
+from bot.text.to_slack import (
+    SlackMessagePayload,
+    escape_mrkdwn,
+    markdown_to_mrkdwn,
+    message_payloads,
+    slack_link,
+)
 
 __all__ = [
     "DictMentionResolver",
@@ -21,4 +27,5 @@ __all__ = [
     "mrkdwn_to_markdown",
     "mrkdwn_to_plain",
     "rich_text_to_markdown",
+    "slack_link",
 ]

@@ -10,7 +10,9 @@ docs/slack-formatting.md for the limits and the reasons.
 
 from __future__ import annotations
 
+import re
 from typing import TypedDict
+from urllib.parse import unquote, urlsplit
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
@@ -20,6 +22,11 @@ from bot.text.split import pack_messages, split_unit
 _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
 _BULLETS = ("•", "◦", "▪")
 LIST_INDENT = "    "
+# The schemes a link may have in Slack (the HTML intake keeps these and cid:, which Slack cannot open).
+LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+_DOMAIN = re.compile(r"^(?:[a-z0-9-]+\.)+[a-z]{2,63}\.?(?:[:/?#]|$)", re.I)
+_EMAIL_ADDRESS = re.compile(r"^[^\s@/:<>]+@[^\s@/:<>]+\.[^\s@/:<>]+$")
 
 
 class SlackMessagePayload(TypedDict):
@@ -37,6 +44,71 @@ def escape_mrkdwn(text: str) -> str:
 def _link_url(url: str) -> str:
     # Inside <url|label> a "|" or ">" would end the URL early; "&" is written as Slack writes it.
     return escape_mrkdwn(url).replace("|", "%7C").replace("&gt;", "%3E").replace("&lt;", "%3C")
+
+
+def is_link_url(url: str) -> bool:
+    """``url`` is absolute, with a scheme Slack may link (http and https with a host, mailto, tel).
+
+    Anything else inside ``<…>`` is Slack syntax, not a link: ``<!channel>`` pings everyone,
+    ``<@U…>`` and ``<#C…>`` are mentions, ``<!subteam^…>`` a group ping.
+    """
+    if not url or re.search(r"[\s\x00-\x1f\x7f]", url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken [IPv6] host
+        return False
+    scheme = parts.scheme.lower()
+    if scheme not in LINK_SCHEMES or not url[len(scheme) + 1 :]:
+        return False
+    return bool(parts.hostname) if scheme in ("http", "https") else True
+
+
+def _destination(url: str) -> str:
+    """Where a link (:func:`is_link_url`) goes, as :func:`_named_place` names places."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return (parts.hostname or "").rstrip(".").removeprefix("www.")
+    return f"{scheme}:{unquote(parts.path).lower()}"
+
+
+def _named_place(label: str) -> str | None:
+    """Where a link's label says the link goes when the label reads as an address: the host of
+    a URL or a domain, or ``mailto:`` and an email address; None for words."""
+    words = label.strip("()[]{}<>\"'.,;:!? ").lower()
+    if not words or re.search(r"\s", words):
+        return None
+    address = words.removeprefix("mailto:").split("?")[0]
+    if _EMAIL_ADDRESS.match(address):
+        return "mailto:" + address
+    if not _SCHEME.match(words):
+        if not _DOMAIN.match(words):
+            return None
+        words = "http://" + words
+    try:
+        host = urlsplit(words).hostname
+    except ValueError:  # a broken [IPv6] host: it names no place a link could go
+        return words
+    return host.rstrip(".").removeprefix("www.") if host else words
+
+
+def slack_link(url: str, label: str = "") -> str:
+    """A mrkdwn link to ``url`` showing ``label`` (plain text: escaped here).
+
+    Only a real link (:func:`is_link_url`) is linked; for anything else the label, or the URL
+    when there is none, is shown as text. A label naming another address than the link's
+    (``https://bank.example`` on a link to ``evil.example``) is followed by the real URL.
+    """
+    label = label.replace("\n", " ").strip()
+    if not is_link_url(url):
+        return escape_mrkdwn(label or url)
+    if not label or label == url:
+        return f"<{_link_url(url)}>"
+    named = _named_place(label)
+    if named is not None and named != _destination(url):
+        return f"{escape_mrkdwn(label)} (<{_link_url(url)}>)"
+    return f"<{_link_url(url)}|{escape_mrkdwn(label)}>"
 
 
 def _plain_words(node: SyntaxTreeNode) -> str:
@@ -71,24 +143,12 @@ def _inline(node: SyntaxTreeNode, *, in_bold: bool = False) -> str:
                 inner = _inline(child, in_bold=in_bold)
                 parts.append(f"~{inner}~" if inner.strip() else inner)
             case "link":
-                parts.append(_link(child))
+                parts.append(slack_link(str(child.attrs.get("href", "")), _plain_words(child)))
             case "image":
-                url = str(child.attrs.get("src", ""))
-                label = escape_mrkdwn(_plain_words(child)).replace("\n", " ") or url
-                parts.append(f"<{_link_url(url)}|{label}>" if url else label)
+                parts.append(slack_link(str(child.attrs.get("src", "")), _plain_words(child)))
             case _:
                 parts.append(_inline(child, in_bold=in_bold))
     return "".join(parts)
-
-
-def _link(node: SyntaxTreeNode) -> str:
-    url = str(node.attrs.get("href", ""))
-    label = _plain_words(node).replace("\n", " ").strip()
-    if not url:
-        return escape_mrkdwn(label)
-    if not label or label == url:
-        return f"<{_link_url(url)}>"
-    return f"<{_link_url(url)}|{escape_mrkdwn(label)}>"
 
 
 def _code_lines(content: str) -> list[str]:

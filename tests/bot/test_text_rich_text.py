@@ -3,7 +3,7 @@
 import pytest
 from markdown_it import MarkdownIt
 
-from bot.text import DictMentionResolver, rich_text_to_markdown
+from bot.text import DictMentionResolver, markdown_to_mrkdwn, rich_text_to_markdown
 
 RESOLVER = DictMentionResolver(
     users={"U0ALICE": "Alice Smith", "U0SNAKE": "snake_case_bob"},
@@ -178,6 +178,43 @@ def test_inline_elements(element, expected):
 )
 def test_links(element, expected):
     assert convert(section(element)) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "!channel",
+        "!here",
+        "@U0BOSS",
+        "#C0GENERAL",
+        "!subteam^S0ONCALL",
+        "<!subteam^S0ONCALL|@oncall>",
+        "javascript:alert(1)",
+        "data:text/html,<b>x</b>",
+        "invoice.pdf",
+    ],
+)
+def test_link_to_anything_but_a_real_url_reaches_slack_as_words(url):
+    """A Slack Connect customer's link is copied into the triage thread: there it must not become
+    a ping, a mention or a link to somewhere else."""
+    mrkdwn = markdown_to_mrkdwn(convert(section({"type": "link", "url": url, "text": "see invoice"})))
+    assert "see invoice" in mrkdwn
+    assert "<" not in mrkdwn, mrkdwn
+
+
+def test_real_links_reach_slack_as_links():
+    web = convert(section({"type": "link", "url": "https://pay.example/i/1", "text": "see invoice"}))
+    mail = convert(section({"type": "link", "url": "mailto:billing@pay.example", "text": "write"}))
+    assert markdown_to_mrkdwn(f"{web} {mail}") == (
+        "<https://pay.example/i/1|see invoice> <mailto:billing@pay.example|write>"
+    )
+
+
+def test_link_whose_text_names_another_site_shows_the_real_one_in_slack():
+    markdown = convert(
+        section({"type": "link", "url": "https://evil.example/pay", "text": "https://bank.example/pay"})
+    )
+    assert markdown_to_mrkdwn(markdown) == "https://bank.example/pay (<https://evil.example/pay>)"
 
 
 def bullet(indent, *items, style="bullet", offset=None):

@@ -41,6 +41,60 @@ def test_markdown_to_mrkdwn(markdown, expected):
     assert markdown_to_mrkdwn(markdown) == expected
 
 
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        # Inside <…> these are Slack syntax: an @channel / @here ping, a user, a channel, a group.
+        ("[see invoice](!channel)", "see invoice"),
+        ("[urgent](!here)", "urgent"),
+        ("[your manager](@U0BOSS)", "your manager"),
+        ("[the room](#C0GENERAL)", "the room"),
+        ("[team](<!subteam^S0ONCALL|@oncall>)", "team"),
+        ("[](!channel)", "!channel"),
+        ("![logo](!everyone)", "logo"),
+        ("[x](javascript:alert(1))", "[x](javascript:alert(1))"),  # not even a link in Markdown
+        ("![pic](data:image/png;base64,AAAA)", "pic"),
+        ("[page](/account/pay) [top](#top) [elsewhere](//evil.example/x)", "page top elsewhere"),
+        ("<foo:bar> [image](cid:part1@mail)", "foo:bar image"),
+        ("[x](http:no-host)", "x"),
+    ],
+)
+def test_a_link_to_anything_but_a_real_url_is_its_label(markdown, expected):
+    assert markdown_to_mrkdwn(markdown) == expected
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        (
+            "[https://bank.example/pay](https://evil.example/pay)",
+            "https://bank.example/pay (<https://evil.example/pay>)",
+        ),
+        ("[bank.example](https://evil.example)", "bank.example (<https://evil.example>)"),
+        ("[ceo@bank.example](mailto:eve@evil.example)", "ceo@bank.example (<mailto:eve@evil.example>)"),
+        ("[www.bank.example](mailto:eve@evil.example)", "www.bank.example (<mailto:eve@evil.example>)"),
+        # the same place, written another way, stays a plain link
+        ("[bank.example](https://www.bank.example/login)", "<https://www.bank.example/login|bank.example>"),
+        ("[HTTPS://Bank.example](https://bank.example/)", "<https://bank.example/|HTTPS://Bank.example>"),
+        (
+            "[Dan@globex.example](mailto:dan@globex.example?subject=Hi)",
+            "<mailto:dan@globex.example?subject=Hi|Dan@globex.example>",
+        ),
+        ("[log in at bank.example](https://evil.example)", "<https://evil.example|log in at bank.example>"),
+        ("[call us](tel:+15550100)", "<tel:+15550100|call us>"),
+        ("[x](HTTPS://X.EXAMPLE/a)", "<HTTPS://X.EXAMPLE/a|x>"),
+    ],
+)
+def test_a_label_naming_another_address_shows_where_the_link_goes(markdown, expected):
+    assert markdown_to_mrkdwn(markdown) == expected
+
+
+def test_customer_links_in_a_posted_message_mention_nobody():
+    markdown = "Hi [all](!channel), [boss](@U0BOSS) [chan](#C0GENERAL) [grp](!subteam^S0ONCALL) [ok](https://x.example)"
+    sections = [block["text"]["text"] for p in message_payloads(markdown) for block in p["blocks"]]
+    assert sections == ["Hi all, boss chan grp <https://x.example|ok>"]
+
+
 def test_round_trip_from_slack_rich_text():
     resolver = DictMentionResolver(users={"U1": "Alice"})
     blocks = [

@@ -23,6 +23,19 @@ def test_scripts_styles_head_and_dangerous_links_are_dropped() -> None:
         assert gone not in cleaned
 
 
+def test_relative_links_and_images_keep_only_their_words() -> None:
+    html = (
+        '<p>Hello <a href="!channel">see invoice</a>, <a href="@U0BOSS">your manager</a>, '
+        '<a href="#C0GENERAL">the room</a>, <a href="/pay">pay</a>, <a href="//evil.example/x">more</a> '
+        '<img src="logo.png" alt="logo"> <a href="data:text/html,x">data</a> '
+        '<a href="https://ok.example/x">ok</a> <a href="mailto:a@b.example">write</a></p>'
+    )
+    assert html_to_markdown(html).markdown == (
+        "Hello see invoice, your manager, the room, pay, more logo data "
+        "[ok](https://ok.example/x) [write](mailto:a@b.example)"
+    )
+
+
 def test_structure_becomes_markdown() -> None:
     html = (
         "<h2>Steps</h2><ol><li>Open <b>Settings</b></li><li>Click <i>Reset</i></li></ol>"
