@@ -264,6 +264,9 @@ class EmailId(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     # "sent" or "received"
     direction: Mapped[str] = mapped_column(String(16))
+    # Sent: the one address that copy went to. Only its reader is shown its Message-ID (in later
+    # References): a bounce naming it is believed as a failed delivery to that address.
+    recipient: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -125,27 +125,44 @@ def _recipients_query() -> Select[Participant]:
 
 
 @functools.cache
-def _thread_ids_query() -> Select[str, str]:
+def _thread_ids_query() -> Select[str, str, str | None]:
     return (
-        select(EmailId.message_id, EmailId.direction)
+        select(EmailId.message_id, EmailId.direction, EmailId.recipient)
         .where(EmailId.ticket_id == bindparam("ticket_id", type_=Ticket.id.type))
         .order_by(EmailId.id)
     )
 
 
-def thread_references(session: Session, ticket: Ticket) -> tuple[str | None, list[str]]:
-    """In-Reply-To and References that continue the customer's mail thread (RFC 5322 3.6.4)."""
-    found = session.execute(_thread_ids_query(), {"ticket_id": ticket.id}).all()
-    ids = [message_id for message_id, _direction in found]
-    # One read for both: the latest received Message-ID is the last "received" one in id order.
-    received = next(
-        (message_id for message_id, direction in reversed(found) if direction == "received"), None
-    )
-    in_reply_to = received or (ids[-1] if ids else None)
-    # The first message anchors the thread; the most recent ones keep clients threading. Keep
-    # the header bounded however long the ticket gets.
-    references = list(ids[:1]) + list(ids[1:][-19:]) if ids else []
-    return in_reply_to, references
+@dataclass(frozen=True)
+class MailThread:
+    """The Message-IDs of a ticket's mail, in order: (id, "sent" or "received", recipient)."""
+
+    ids: list[tuple[str, str, str | None]]
+
+    def headers_for(self, recipient: str) -> tuple[str | None, list[str]]:
+        """In-Reply-To and References that continue `recipient`'s mail thread (RFC 5322 3.6.4).
+
+        Only mail they have: what the desk received, and the copies sent to them. The Message-ID of
+        another participant's copy is a bounce's proof of which delivery failed (see
+        `mail.ingest_routing.bounced_participants`); shown to someone else, it would let them forge one.
+        """
+        theirs = [
+            message_id
+            for message_id, direction, sent_to in self.ids
+            if direction == "received" or sent_to == recipient
+        ]
+        received = next(
+            (message_id for message_id, direction, _ in reversed(self.ids) if direction == "received"), None
+        )
+        in_reply_to = received or (theirs[-1] if theirs else None)
+        # The first message anchors the thread; the most recent ones keep clients threading. Keep
+        # the header bounded however long the ticket gets.
+        return in_reply_to, theirs[:1] + theirs[1:][-19:]
+
+
+def mail_thread(session: Session, ticket: Ticket) -> MailThread:
+    rows = session.execute(_thread_ids_query(), {"ticket_id": ticket.id}).all()
+    return MailThread([(row.message_id, row.direction, row.recipient) for row in rows])
 
 
 def enqueue_emails(
@@ -167,9 +184,10 @@ def enqueue_emails(
     recipients = only if only is not None else subscribed
     if not recipients:
         return 0
-    in_reply_to, references = thread_references(session, ticket)
+    thread = mail_thread(session, ticket)
     everyone = [p.email for p in subscribed]
     for participant in recipients:
+        in_reply_to, references = thread.headers_for(participant.email)
         _enqueue_email(
             session,
             ticket,
@@ -225,7 +243,15 @@ def _enqueue_email(
 ) -> None:
     """One outbox row for one recipient, with the Message-ID it will be sent under, recorded now."""
     header_id = new_message_id(policy.mail_domain, tag=f"t{ticket.number}")
-    session.add(EmailId(message_id=header_id, ticket_id=ticket.id, direction="sent", created_at=utcnow()))
+    session.add(
+        EmailId(
+            message_id=header_id,
+            ticket_id=ticket.id,
+            direction="sent",
+            recipient=participant.email,
+            created_at=utcnow(),
+        )
+    )
     outbox.enqueue(
         session,
         Kind.EMAIL,

@@ -368,6 +368,28 @@ def test_a_bounce_is_matched_by_the_message_id_of_our_mail(desk: Desk) -> None:
     assert bob.bounced_at is not None
 
 
+def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
+    """Bob's acknowledgement's Message-ID proves, in a bounce, that mail to Bob failed: Carol's copy
+    of the next reply must not show it to her, or she could forge one and cut Bob off."""
+    ingest(desk, mail(Cc="carol@customer.test"))
+    [ack] = outbox(desk, "email.send")
+    with desk.db.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        actions.add_staff_reply(
+            session,
+            desk.policy,
+            ticket,
+            author=Actor("Alice", slack_id="U0ALICE"),
+            body_markdown="On it.",
+            slack_channel=None,
+            slack_ts=None,
+        )
+    copies = {row.payload["to"]: row.payload for row in outbox(desk, "email.send")[1:]}
+    assert copies["bob@customer.test"]["references"] == ["m1@customer.test", ack.payload["message_id_header"]]
+    assert copies["carol@customer.test"]["references"] == ["m1@customer.test"]
+    assert {copy["in_reply_to"] for copy in copies.values()} == {"m1@customer.test"}
+
+
 def test_a_delay_notice_is_not_a_bounce(desk: Desk) -> None:
     ingest(desk, mail())
     [bob] = rows(desk, Participant)
