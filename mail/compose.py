@@ -6,6 +6,8 @@ What ``emails`` (1.1) does and does not do, and so what this module adds:
 - it refuses header values with CR/LF (BadHeaderError) instead of cleaning them: values from user input are
   cleaned here first, so a hostile subject or name never fails a delivery nor injects a header;
 - it RFC 2047-encodes non-ASCII subjects and display names, and RFC 2231-encodes attachment names;
+- it RFC 2047-encodes a whole To or Cc value, addresses included, once any address in it has a non-ASCII
+  local part (RFC 2047 §5 forbids that): we write such addresses raw in UTF-8 (RFC 6532) instead;
 - it always nests multipart/mixed > related > alternative; we build the plain RFC 2046 shape instead:
   multipart/alternative (text, then HTML: the last part is the preferred one), inside multipart/mixed only
   when there are attachments;
@@ -15,13 +17,14 @@ What ``emails`` (1.1) does and does not do, and so what this module adds:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import Header
 from email.utils import format_datetime
 
 import emails
-from emails.utils import SafeMIMEMultipart
+from emails.utils import SafeMIMEMultipart, sanitize_address
 
 MAX_ATTACHED_BYTES = 10 * 1024 * 1024
 MAX_REFERENCES = 20
@@ -80,6 +83,9 @@ class OutboundMail:
 class _Message(emails.Message):
     """``emails.Message`` with the MIME tree RFC 2046 readers expect (see the module docstring)."""
 
+    # To and Cc written by compose() instead of emails (international addresses, see _address_header).
+    address_headers: Mapping[str, _ItemFolded] = {}
+
     def build_message(self, message_cls: type | None = None) -> SafeMIMEMultipart:
         bodies = [part for part in (self._build_text_part(), self._build_html_part()) if part is not None]
         if not bodies:
@@ -105,6 +111,9 @@ class _Message(emails.Message):
             if value:
                 # compat32 generates any value that has Header's encode(); the stubs only know str.
                 root.replace_header(name, _ItemFolded(name, str(value).split(" ")))  # type: ignore[arg-type]
+        for name, header in self.address_headers.items():
+            if root[name]:
+                root.replace_header(name, header)  # type: ignore[arg-type]
         return root
 
 
@@ -137,6 +146,15 @@ class _ItemFolded:
         return " ".join(self._items)
 
 
+class _Utf8ItemFolded(_ItemFolded):
+    """Items with raw UTF-8 (RFC 6532), folded only between items. The bytes generator writes the value
+    as ``encode()`` returns it, escaped to ASCII, so the UTF-8 is carried in surrogate escapes."""
+
+    def encode(self, linesep: str = "\n", maxlinelen: int | None = 78, **_ignored: object) -> str:
+        text = super().encode(linesep=linesep, maxlinelen=maxlinelen)
+        return text.encode("utf-8").decode("ascii", errors="surrogateescape")
+
+
 def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
     """The message as bytes with CRLF line ends, ready for one SMTP transaction. ``now`` sets the Date
     (the current time by default)."""
@@ -144,6 +162,9 @@ def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
     if not to_address:
         raise ValueError(f"not an email address for To: {clean_header_value(mail.to)!r}")
     cc = [pair for pair in (_parse_address(entry) for entry in mail.cc) if pair[1] and pair[1] != to_address]
+    # The relay sends a mail to a non-ASCII local part with SMTPUTF8 (or not at all): only then may the
+    # headers carry raw UTF-8 addresses.
+    smtputf8 = not _is_ascii_local(to_address)
     message = _Message(
         charset="utf-8",
         message_id=f"<{_message_id(mail.message_id)}>",
@@ -157,6 +178,11 @@ def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
         text=mail.text,
         html=mail.html or None,
     )
+    message.address_headers = {
+        name: header
+        for name, pairs in (("To", [(to_name, to_address)]), ("Cc", cc))
+        if (header := _address_header(name, pairs, smtputf8=smtputf8)) is not None
+    }
     for attachment in mail.attachments:
         message.attach(
             filename=safe_filename(attachment.filename),
@@ -280,6 +306,32 @@ def _parse_address(value: str) -> tuple[str, str]:
     name, address = (match.group(1), match.group(2).strip()) if match else ("", value)
     name = name.strip().removeprefix('"').removesuffix('"').replace('\\"', '"').strip()
     return (name, address) if _is_address(address) else ("", "")
+
+
+def _address_header(name: str, pairs: Sequence[tuple[str, str]], *, smtputf8: bool) -> _ItemFolded | None:
+    """To or Cc when an address has a non-ASCII local part; None when emails' header is right (all ASCII).
+
+    Each display name is RFC 2047-encoded as emails does it, and the address is written raw in UTF-8
+    (RFC 6532), since RFC 2047 §5 forbids encoded words in an address. In a mail that does not travel
+    with SMTPUTF8 (an ASCII recipient) raw UTF-8 may not appear: such an address is shown as an empty
+    group named after the encoded mailbox, the downgraded form of RFC 6857, readable and never replied to.
+    """
+    if all(_is_ascii_local(address) for _display, address in pairs):
+        return None
+    mailboxes: list[str] = []
+    for display, address in pairs:
+        if smtputf8 or _is_ascii_local(address):
+            mailbox = sanitize_address((display, address), "ascii")
+        else:
+            mailbox = Header(f"{display} <{address}>" if display else address, "utf-8").encode() + " :;"
+        mailboxes.append(mailbox)
+    # Folded at any space (between mailboxes, encoded words, name and address), never inside a word.
+    items = ", ".join(mailboxes).split()
+    return _Utf8ItemFolded(name, items) if smtputf8 else _ItemFolded(name, items)
+
+
+def _is_ascii_local(address: str) -> bool:
+    return address.rpartition("@")[0].isascii()
 
 
 def _address(value: str, role: str) -> str:

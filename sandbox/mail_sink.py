@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -82,7 +82,7 @@ class _Handler:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode()
-        parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+        parsed = _parse(raw, smtputf8=envelope.smtp_utf8)
         auth_user = None
         if session.auth_data is not None and isinstance(session.auth_data, LoginPassword):
             auth_user = session.auth_data.login.decode()
@@ -96,6 +96,19 @@ class _Handler:
         )
         self.sink._store(mail)
         return "250 2.0.0 OK: queued"
+
+
+def _parse(raw: bytes, *, smtputf8: bool) -> EmailMessage:
+    """The message as EmailMessage. In an SMTPUTF8 transaction its headers are UTF-8 (RFC 6532), which
+    BytesParser would leave as surrogate escapes (a "jörg" address would not compare equal); the body is
+    read as BytesParser reads it."""
+    if smtputf8:
+        head, separator, body = raw.partition(b"\r\n\r\n")
+        text = head.decode("utf-8", errors="surrogateescape") + (separator + body).decode(
+            "ascii", errors="surrogateescape"
+        )
+        return Parser(policy=email.policy.default).parsestr(text)
+    return BytesParser(policy=email.policy.default).parsebytes(raw)
 
 
 class _Authenticator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -298,6 +298,78 @@ def test_non_ascii_names_and_subject_are_rfc2047_encoded():
     assert decoded(message["From"]) == "Zoë at Ünïcorn <support@acme.test>"
     assert decoded(message["To"]) == "Jürgen Müller <jm@customer.test>"
     assert decoded(message["Cc"]) == "Ösa <o@c.test>"
+
+
+def header_lines(raw: bytes, name: bytes) -> bytes:
+    """One header as written, with its continuation lines."""
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    match = re.search(rb"^" + name + rb": .*?\r\n(?! )", head, re.M | re.S)
+    assert match is not None
+    return match.group(0)
+
+
+def parse_utf8_headers(raw: bytes) -> EmailMessage:
+    # RFC 6532 headers are UTF-8; message_from_bytes would leave them as surrogate escapes.
+    head, body = raw.split(b"\r\n\r\n", 1)
+    message = message_from_string(
+        head.decode("utf-8") + "\r\n\r\n" + body.decode("ascii"), policy=policy.default
+    )
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_ascii_addresses_keep_their_to_and_cc_headers():
+    raw = compose(
+        outbound(
+            to="Jürgen Müller <jm@customer.test>",
+            cc=("Ösa <o@c.test>", '"Doe, Jane" <jane@bücher.example>', "carol@customer.test"),
+        ),
+        now=NOW,
+    )
+    assert header_lines(raw, b"To") == b"To: =?utf-8?b?SsO8cmdlbiBNw7xsbGVy?= <jm@customer.test>\r\n"
+    assert header_lines(raw, b"Cc") == (
+        b'Cc: =?utf-8?q?=C3=96sa?= <o@c.test>, "Doe, Jane" <jane@xn--bcher-kva.example>,\r\n'
+        b" carol@customer.test\r\n"
+    )
+
+
+def test_a_non_ascii_local_part_is_written_raw_and_only_the_name_is_encoded():
+    # RFC 2047 §5 forbids encoded words in an address; the relay sends this mail with SMTPUTF8 (RFC 6531).
+    long_name = "Ösa " + "Ö" * 40
+    raw = compose(
+        outbound(
+            to="Jörg <jörg@example.de>",
+            cc=("Dan <dan@other.test>", f"{long_name} <ösa@bücher.example>", "carol@customer.test"),
+        ),
+        now=NOW,
+    )
+    assert header_lines(raw, b"To") == "To: =?utf-8?b?SsO2cmc=?= <jörg@example.de>\r\n".encode()
+    head, body = raw.split(b"\r\n\r\n", 1)
+    body.decode("ascii")  # only the addresses are raw UTF-8
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    message = parse_utf8_headers(raw)
+    (recipient,) = message["To"].addresses
+    assert (recipient.display_name, recipient.username, recipient.domain) == ("Jörg", "jörg", "example.de")
+    assert [a.addr_spec for a in message["Cc"].addresses] == [
+        "dan@other.test",
+        "ösa@xn--bcher-kva.example",
+        "carol@customer.test",
+    ]
+    # the long name's encoded words, folded onto lines of their own, still decode to the name
+    encoded_words = re.findall(r"=\?utf-8\?[bq]\?[^?]*\?=", header_lines(raw, b"Cc").decode())
+    assert decoded(" ".join(encoded_words)) == long_name
+
+
+def test_a_non_ascii_cc_in_a_mail_to_an_ascii_recipient_is_shown_downgraded():
+    # This mail travels without SMTPUTF8, so it stays ASCII: the address becomes an empty group named
+    # after it (RFC 6857's downgrade), readable and never a reply target.
+    raw = compose(outbound(cc=("Jörg <jörg@example.de>", "carol@customer.test")), now=NOW)
+    raw.decode("ascii")
+    message = parse(raw)
+    assert [(group.display_name, group.addresses) for group in message["Cc"].groups[:1]] == [
+        ("Jörg <jörg@example.de>", ())
+    ]
+    assert [a.addr_spec for a in message["Cc"].addresses] == ["carol@customer.test"]
 
 
 def test_long_names_and_subjects_fold_without_breaking():

@@ -199,6 +199,30 @@ def test_staff_reply_is_formatted_threaded_and_attached(desk: Desk, sink: MailSi
     assert carol["List-Unsubscribe"] != message["List-Unsubscribe"]
 
 
+def test_a_participant_with_a_non_ascii_local_part_gets_addresses_a_client_can_read(
+    desk: Desk, sink: MailSink
+) -> None:
+    ticket_id = open_email_ticket(desk, requester="jörg@example.de", name="Jörg", cc=("carol@customer.test",))
+    add_reply(desk, ticket_id, "Done.")
+
+    outcomes = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert all(isinstance(outcome, Done) for outcome in outcomes)
+    mails = {mail.rcpt_tos[0]: mail for mail in sink.wait_for(2)}
+    # Jörg's mail travels with SMTPUTF8: his address is raw UTF-8 (RFC 6532), only his name is encoded.
+    joerg = mails["jörg@example.de"]
+    assert "To: =?utf-8?b?SsO2cmc=?= <jörg@example.de>\r\n".encode() in joerg.raw
+    (to,) = joerg.message["To"].addresses
+    assert (to.display_name, to.username, to.domain) == ("Jörg", "jörg", "example.de")
+    assert [a.addr_spec for a in joerg.message["Cc"].addresses] == ["carol@customer.test"]
+    # Carol's mail stays ASCII (no SMTPUTF8): Jörg's address is shown, but is no reply target.
+    carol = mails["carol@customer.test"]
+    carol.raw.decode("ascii")
+    assert [(group.display_name, group.addresses) for group in carol.message["Cc"].groups] == [
+        ("jörg@example.de", ())
+    ]
+
+
 def test_files_beyond_ten_megabytes_become_signed_links(desk: Desk, sink: MailSink) -> None:
     ticket_id = open_email_ticket(desk)
     big = b"x" * (10 * 1024 * 1024 + 1)

@@ -40,6 +40,7 @@ class Received:
     content: bytes
     peer: Any
     tls: bool
+    smtputf8: bool = False
 
 
 @dataclass
@@ -76,7 +77,8 @@ class Handler:
         tls = transport.get_extra_info("ssl_object") is not None
         content = envelope.original_content or b""
         rcpt_tos = list(envelope.rcpt_tos)
-        self.received.append(Received(str(envelope.mail_from), rcpt_tos, content, session.peer, tls))
+        received = Received(str(envelope.mail_from), rcpt_tos, content, session.peer, tls, envelope.smtp_utf8)
+        self.received.append(received)
         if self.vanish_on_next_message:
             self.vanish_on_next_message = False
             transport.close()
@@ -521,6 +523,37 @@ def test_non_ascii_local_part_uses_smtputf8(serve: Any, handler: Handler):
     with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{controller.port}")) as relay:
         assert relay.send(SENDER, "jürgen@customer.test", MESSAGE).status is DeliveryStatus.DELIVERED
     assert handler.received[0].rcpt_tos == ["jürgen@customer.test"]
+
+
+def test_a_mail_with_a_raw_utf8_address_arrives_intact_over_smtputf8(serve: Any, handler: Handler):
+    controller = serve(handler, enable_SMTPUTF8=True)
+    message = compose(
+        OutboundMail(
+            sender_name="ACME",
+            sender_address="support@acme.test",
+            to="Jürgen <jürgen@customer.test>",
+            cc=("Ösa <ösa@customer.test>",),
+            reply_to="support+k3y@acme.test",
+            subject="Grüße",
+            text="Hallo\n",
+            html="",
+            message_id="r2.k3y@acme.test",
+            in_reply_to=None,
+            references=(),
+            auto_submitted=None,
+            list_unsubscribe_url=None,
+            list_unsubscribe_mailto=None,
+            attachments=(),
+        )
+    )
+    with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{controller.port}")) as relay:
+        assert relay.send(SENDER, "jürgen@customer.test", message).status is DeliveryStatus.DELIVERED
+    (received,) = handler.received
+    assert received.smtputf8
+    assert received.content == message  # the UTF-8 header bytes unchanged
+    head = received.content.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    assert "\r\nTo: =?utf-8?q?J=C3=BCrgen?= <jürgen@customer.test>\r\n" in head
+    assert "\r\nCc: =?utf-8?q?=C3=96sa?= <ösa@customer.test>\r\n" in head
 
 
 def test_non_ascii_local_part_without_smtputf8_is_permanent(serve: Any, handler: Handler):
