@@ -271,6 +271,11 @@ def assign(
 ) -> bool:
     if ticket.assignee_slack_id == assignee_slack_id:
         return False
+    if assignee_slack_id and session.scalar(
+        select(Customer.id).where(Customer.slack_user_id == assignee_slack_id)
+    ):
+        # Someone who wrote in through a Slack Connect channel: owning it would tell them nothing.
+        raise InvalidRequest("a customer cannot own a ticket")
     record_event(session, ticket, "assigned", actor, old=ticket.assignee_slack_id, new=assignee_slack_id)
     ticket.assignee_slack_id = assignee_slack_id
     touch(ticket)

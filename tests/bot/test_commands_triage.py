@@ -107,6 +107,14 @@ def test_assign_someone_not_yet_known_uses_the_name_in_the_mention(desk):
     ]
 
 
+def test_a_customer_from_a_slack_connect_channel_cannot_own_a_ticket(desk):
+    slack_ticket(desk)  # Erin (U0EXTERIN) wrote in from a Slack Connect channel
+    before = counts(desk)
+    reply = desk_cmd(desk, "assign 1 <@U0EXTERIN|erin>")
+    assert not reply.ok and reply.text == "A customer cannot own a ticket."
+    assert ticket(desk, 1).assignee_slack_id is None and counts(desk) == before
+
+
 def test_labels_add_remove_and_list(desk):
     email_ticket(desk)
     assert desk_cmd(desk, "label-create bug #ff0000").text.startswith("Created the label bug")
