@@ -500,10 +500,29 @@ def settle_delivery(
             Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
         )
     )
-    if open_rows is None and message.delivery == Delivery.PENDING:
+    if open_rows is not None or message.delivery != Delivery.PENDING:
+        return
+    if reached or _reached_anyone(session, message.id):
         message.delivery = Delivery.DELIVERED
         _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_PENDING)
         record_event(session, ticket, "delivered", None, message_id=message.id)
+        return
+    # Every delivery was skipped: its recipients unsubscribed, bounced or were removed meanwhile.
+    message.delivery = Delivery.FAILED
+    message.delivery_error = "nobody could receive it (unsubscribed, bounced or removed since it was written)"
+    thread_line(session, ticket, f"Not delivered: {message.delivery_error}.")
+    _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
+
+
+def _reached_anyone(session: Session, message_id: int) -> bool:
+    results = session.scalars(
+        select(Outbox.result).where(
+            Outbox.message_id == message_id,
+            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
+            Outbox.state == OutboxState.DONE,
+        )
+    )
+    return any("skipped" not in (result or {}) for result in results)
 
 
 def record_bounce(session: Session, ticket: Ticket, email: str, reason: str) -> None:

@@ -324,11 +324,10 @@ def test_relay_url_and_templates_are_checked_at_start(tmp_path: Path) -> None:
     check_delivery_settings(Settings())
 
 
-def test_receipt_of_a_reply_is_delivered_once_its_mail_is_done(desk: Desk, sink: MailSink) -> None:
+def deliver_due_mail(desk: Desk) -> None:
+    """One round of a worker that sends email, settling each row as it would in service."""
     from bot.worker import Worker
 
-    ticket_id = open_email_ticket(desk)
-    message_id = add_reply(desk, ticket_id, "Hello")
     delivery = EmailDelivery(desk)
     worker = Worker(desk.db, {Kind.EMAIL.value: delivery.perform}, {}, worker_id="test-worker")
 
@@ -338,12 +337,37 @@ def test_receipt_of_a_reply_is_delivered_once_its_mail_is_done(desk: Desk, sink:
 
     asyncio.run(run())
 
+
+def test_receipt_of_a_reply_is_delivered_once_its_mail_is_done(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    message_id = add_reply(desk, ticket_id, "Hello")
+    deliver_due_mail(desk)
+
     assert len(sink.wait_for(1)) == 1
     with desk.db.transaction() as session:
         message = session.get(Message, message_id)
         assert message is not None and message.delivery == Delivery.DELIVERED
         states = set(session.scalars(select(Outbox.state).where(Outbox.kind == Kind.EMAIL.value)))
         assert states == {"done"}
+
+
+def test_a_reply_nobody_could_receive_is_not_ticked_as_delivered(desk: Desk, sink: MailSink) -> None:
+    """Its only recipient unsubscribed while it waited: the receipt says it failed, and why."""
+    ticket_id = open_email_ticket(desk)
+    message_id = add_reply(desk, ticket_id, "Hello")
+    with desk.db.transaction() as session:
+        found = session.scalar(select(Participant).where(Participant.ticket_id == ticket_id))
+        assert found is not None
+        found.unsubscribed_at = utcnow()
+    deliver_due_mail(desk)
+
+    assert sink.messages == []
+    with desk.db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.delivery == Delivery.FAILED
+        assert "nobody could receive it" in (message.delivery_error or "")
+        lines = session.scalars(select(Outbox.payload).where(Outbox.kind == Kind.THREAD_LINE.value))
+        assert any("Not delivered: nobody could receive it" in line["text"] for line in lines)
 
 
 def test_a_merge_notice_sends_replies_to_the_ticket_it_went_into(desk: Desk, sink: MailSink) -> None:
