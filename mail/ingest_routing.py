@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mail.addresses import extract_reply_key, split_support_address
 from mail.parse import InboundEmail
-from store.actions import ticket_by_email_ids, ticket_by_reply_key
+from store.actions import follow_merges, ticket_by_email_ids, ticket_by_reply_key
 from store.intake_keys import KeyKind, split_address_key
 from store.models import EmailId, Outbox, Participant, Ticket
 
@@ -97,7 +97,8 @@ def bounced_participants(
         row = session.scalar(select(Outbox).where(Outbox.dedupe_key == f"email:{message_id}"))
         if row is None or row.ticket_id is None:
             continue
-        ticket = session.get(Ticket, row.ticket_id)
+        # Its participants, and its thread, moved to the ticket it was merged into (if it was).
+        ticket = follow_merges(session, session.get(Ticket, row.ticket_id))
         recipient = str(row.payload.get("to") or "")
         if ticket is not None and recipient:
             found.append(BouncedMail(ticket, recipient))

@@ -368,6 +368,20 @@ def test_a_bounce_is_matched_by_the_message_id_of_our_mail(desk: Desk) -> None:
     assert bob.bounced_at is not None
 
 
+def test_a_bounce_for_a_ticket_merged_away_is_recorded_where_its_participants_went(desk: Desk) -> None:
+    ingest(desk, mail())
+    ingest(desk, mail("Mine too.", sender="carol@customer.test", message_id="<m2@customer.test>"))
+    [_, ack_to_carol] = outbox(desk, "email.send")
+    with desk.db.transaction() as session:
+        kept, duplicate = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        actions.merge(session, desk.policy, duplicate, kept, Actor("Alice", slack_id="U0ALICE"))
+    ingest(desk, dsn(ack_to_carol.payload["message_id_header"], "carol@customer.test"), mail_from="")
+    [carol] = rows(desk, Participant, Participant.email == "carol@customer.test")
+    assert carol.ticket_id == kept.id and carol.bounced_at is not None
+    bounce_line = [row for row in outbox(desk, "slack.thread_line") if "bounced" in row.payload["text"]]
+    assert [row.ticket_id for row in bounce_line] == [kept.id]
+
+
 def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
     """Bob's acknowledgement's Message-ID proves, in a bounce, that mail to Bob failed: Carol's copy
     of the next reply must not show it to her, or she could forge one and cut Bob off."""
