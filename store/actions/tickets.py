@@ -503,6 +503,8 @@ class TicketParticipants:
     cc_count: int
     # Those whose mail bounced: a mail from one of them shows their mailbox works again.
     bounced: set[str] = field(default_factory=set)
+    # Opened in this transaction: nobody can have been removed from it yet.
+    new_ticket: bool = False
 
 
 def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
@@ -517,7 +519,9 @@ def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
 def participants_of_new_ticket(requester: Participant | None) -> TicketParticipants:
     """What `participants_of` would read right after `start_ticket`, without the read (and the
     flush before it): the requester's mail participant, if it made one, and no Cc's yet."""
-    return TicketParticipants(emails={requester.email} if requester is not None else set(), cc_count=0)
+    return TicketParticipants(
+        emails={requester.email} if requester is not None else set(), cc_count=0, new_ticket=True
+    )
 
 
 @functools.cache
@@ -566,7 +570,8 @@ def add_participant(
             thread_line(session, ticket, f"{actor.shown} added {literal(email)} back to the ticket")
             return existing
         return None
-    if not actor.slack_id and _removed_by_staff(session, ticket, email):
+    removable = known is None or not known.new_ticket
+    if not actor.slack_id and removable and _removed_by_staff(session, ticket, email):
         # Their mail still lands on the ticket; hearing its replies again is staff's call.
         thread_line(
             session,

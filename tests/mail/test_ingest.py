@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from mail.ingest import NO_TEXT, EmailIngest, LostClaim
 from store import actions, inbound
@@ -415,6 +415,22 @@ def test_a_delay_notice_is_not_a_bounce(desk: Desk) -> None:
     )
     [bob] = rows(desk, Participant)
     assert bob.bounced_at is None
+
+
+def test_a_new_tickets_cc_are_added_without_reading_its_history(desk: Desk) -> None:
+    """Who staff removed is looked up for a ticket that has a past, not for one the mail opens."""
+    reads: list[str] = []
+
+    def note_history_reads(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "ticket_events" in statement:
+            reads.append(statement)
+
+    event.listen(desk.db.engine, "before_cursor_execute", note_history_reads)
+    try:
+        ingest(desk, mail(Cc="carol@customer.test, dave@customer.test"))
+    finally:
+        event.remove(desk.db.engine, "before_cursor_execute", note_history_reads)
+    assert len(rows(desk, Participant)) == 3 and reads == []
 
 
 def test_a_participant_whose_mail_bounced_gets_mail_again_once_they_write_in(desk: Desk) -> None:
