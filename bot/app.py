@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_token_skipped
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -44,11 +47,37 @@ def slack_client(desk: Desk, *, session: aiohttp.ClientSession | None = None) ->
     )
 
 
+def single_workspace_authorize(token: str | None) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """One workspace, one bot token: every request is authorized without a Slack call.
+
+    Bolt's default asks `auth.test` on a process's first request, and when Slack answers that with
+    a 429 or a 5xx it answers the request 200 itself, before any listener ran: Slack never resends
+    an event answered 200, so it would be lost. Our listeners recognise bot messages by
+    `bot_id`/`app_id` themselves, so Bolt needs none of the ids `auth.test` would give it.
+    """
+
+    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+
+    return authorize
+
+
+class _TokenGivenToAuthorize(logging.Filter):
+    """Bolt warns that the client's token is ignored once `authorize` is set: ours hands it over."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_token_skipped()
+
+
+logging.getLogger(f"slack_bolt.{AsyncApp.__name__}").addFilter(_TokenGivenToAuthorize())
+
+
 def build_bolt_app(
     desk: Desk, *, client: AsyncWebClient | None = None, socket_mode: bool = False
 ) -> AsyncApp:
     app = AsyncApp(
         client=client or slack_client(desk),
+        authorize=single_workspace_authorize(desk.settings.slack_bot_token),
         # Socket Mode requests are not signed; HTTP ones always are, and are verified.
         signing_secret=desk.settings.slack_signing_secret
         or ("unused-in-socket-mode" if socket_mode else None),

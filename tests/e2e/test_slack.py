@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from bot.manifest import BOT_SCOPES
 from sandbox import MailSink, RequestSender, SlackEmulator
+from sandbox.faults import Fault
 from sandbox.state import Message as SlackMessage
 from sandbox.workspace import (
     ALICE,
@@ -41,7 +42,7 @@ from sandbox.workspace import (
 )
 from store.db import Database
 from store.models import Delivery, InboundItem, Message, Ticket, Visibility
-from tests.e2e.conftest import RunningDesk, StartService
+from tests.e2e.conftest import RunningDesk, StartService, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
@@ -359,3 +360,18 @@ def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
     assert "the bot is in the triage channel #triage (C0TRIAGE)" in done.stdout
     assert done.stdout.rstrip().endswith("2 problems found.")
     assert BOT_TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("fault", [Fault.ratelimited(), Fault.server_error(503)], ids=["429", "503"])
+def test_an_event_arriving_while_slack_hiccups_is_stored_all_the_same(
+    start_service: StartService, fault: Fault
+) -> None:
+    """A fresh web process asks Slack nothing before it stores an event: a 429 or a 5xx from Slack
+    at that moment must not get the event answered 200 unstored (Slack never resends those)."""
+    running = start_service(roles={"web"}, intake_channels=(CONNECT,))
+    running.emulator.add_fault("auth.test", fault, times=None)
+    running.emulator.user_post(DAN, CONNECT, "The printer is broken")
+    delivery = wait_until(lambda: next((d for d in running.emulator.deliveries if d.done), None), "the event")
+    assert delivery.status == 200
+    with running.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(InboundItem)) == 1
