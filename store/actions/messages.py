@@ -6,8 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from store import outbox
 from store.actions.common import (
@@ -475,8 +476,12 @@ def settle_delivery(
     session: Session, message_id: int, *, failed_error: str | None = None, reached: bool = False
 ) -> None:
     """After one of a reply's deliveries ended: update its receipt once all have ended. `reached`:
-    this delivery put the reply in front of a customer (it was not skipped)."""
-    message = session.get(Message, message_id)
+    this delivery put the reply in front of a customer (it was not skipped).
+
+    The reply is locked first (after the row its worker settles, as everywhere): two of its
+    deliveries settling at once take turns, so the second sees the first done rather than both
+    seeing the other still open and leaving the receipt pending."""
+    message = session.get(Message, message_id, with_for_update=True)
     if message is None or message.delivery not in (Delivery.PENDING, Delivery.FAILED):
         return
     ticket = session.get(Ticket, message.ticket_id)
@@ -488,11 +493,7 @@ def settle_delivery(
         message.delivery_error = failed_error
         return
     if reached and ticket.first_response_at is None:
-        # Counted when it reached them: a reply deleted or made a note inside its undo window, or
-        # one nobody could receive, answered no one.
-        ticket.first_response_at = utcnow()
-        author = Actor(message.author_name, slack_id=message.author_slack_id)
-        record_event(session, ticket, "first_response", author, message_id=message.id)
+        _first_response(session, ticket, message)
     open_rows = session.scalar(
         select(Outbox.id).where(
             Outbox.message_id == message.id,
@@ -507,11 +508,34 @@ def settle_delivery(
         _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_PENDING)
         record_event(session, ticket, "delivered", None, message_id=message.id)
         return
+    if message.deleted_at is not None or message.visibility != Visibility.PUBLIC:
+        # Deleted (or made a note) after its window closed, before any delivery went out.
+        message.delivery = Delivery.CANCELLED
+        return
     # Every delivery was skipped: its recipients unsubscribed, bounced or were removed meanwhile.
     message.delivery = Delivery.FAILED
     message.delivery_error = "nobody could receive it (unsubscribed, bounced or removed since it was written)"
     thread_line(session, ticket, f"Not delivered: {message.delivery_error}.")
     _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
+
+
+def _first_response(session: Session, ticket: Ticket, message: Message) -> None:
+    """Counted when a reply reached them: one deleted or made a note inside its undo window, or
+    that nobody could receive, answered no one."""
+    now = utcnow()
+    # Conditional, so two replies of one ticket reaching customers at once (settled by two workers)
+    # count once: the second waits for the first's row lock, then matches nothing.
+    first = session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.first_response_at.is_(None))
+        .values(first_response_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not first.rowcount:  # type: ignore[attr-defined]
+        return
+    set_committed_value(ticket, "first_response_at", now)
+    author = Actor(message.author_name, slack_id=message.author_slack_id)
+    record_event(session, ticket, "first_response", author, message_id=message.id)
 
 
 def _reached_anyone(session: Session, message_id: int) -> bool:

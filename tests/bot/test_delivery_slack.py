@@ -732,3 +732,9 @@ def test_a_reply_deleted_before_it_went_out_is_no_first_response(
     origin_ts = str(ticket(desk, ticket_id).origin_thread_ts)
     assert not [m for m in thread(emulator, CONNECT, origin_ts) if "wrong customer" in m.text]
     assert first_responses(desk, ticket_id) == [] and ticket(desk, ticket_id).first_response_at is None
+    # Withdrawn, not failed: nobody is told it could not be delivered.
+    with desk.db.read() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.delivery == Delivery.CANCELLED
+    triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
+    assert not [m for m in triage if "Not delivered" in m.text]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from bot.worker_settle import settle
 from mail.delivery import EmailDelivery, check_delivery_settings
 from sandbox.mail_sink import MailSink
 from store import actions, outbox
@@ -19,10 +21,12 @@ from store.actions import Actor, NewAttachment
 from store.actions.common import enqueue_emails
 from store.context import Desk
 from store.db import Database
-from store.models import Delivery, Message, Origin, Outbox, Participant, Ticket, utcnow
+from store.models import Delivery, Message, Origin, Outbox, Participant, Ticket, TicketEvent, utcnow
 from store.outbox import Kind, OutboxItem
 from store.outcomes import Done, Fail, Retry
 from store.settings import Settings, SettingsError
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import wait_until
 
 SUPPORT = "support@acme.test"
 STAFF = Actor("Alice Agent", slack_id="U0ALICE")
@@ -471,3 +475,60 @@ def test_a_merge_notice_reaches_a_requester_of_both_tickets(desk: Desk, sink: Ma
     assert message["Reply-To"] == f"support+{target_key}@acme.test"
     key = participant(desk, "bob@customer.test").unsubscribe_key
     assert key in str(message["List-Unsubscribe"])
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("first_reply", [True, False], ids=["first reply", "later reply"])
+def test_two_copies_of_a_reply_settled_at_once_tick_it_once(
+    desk: Desk, sink: MailSink, first_reply: bool
+) -> None:
+    """PostgreSQL, where two workers settle a reply's two emails (requester and Cc) at the same time:
+    the second waits for the first, then sees it done; the receipt turns delivered, and a first
+    response is counted once."""
+    ticket_id = open_email_ticket(desk, cc=("carol@customer.test",))
+    email_rows(desk)  # the acknowledgement, out of the way
+    if not first_reply:
+        with desk.db.transaction() as session:
+            answered = session.get(Ticket, ticket_id)
+            assert answered is not None
+            answered.first_response_at = utcnow()  # an earlier reply reached them
+    message_id = add_reply(desk, ticket_id, "Hello")
+    first, second = [row for row in email_rows(desk) if row.message_id == message_id]
+    first_settled, first_may_commit = threading.Event(), threading.Event()
+
+    def settle_first() -> None:
+        with desk.db.transaction() as session:
+            assert outbox.mark_done(session, first.id, "test-worker", {"relay": "250 ok"})
+            actions.settle_delivery(session, message_id, reached=True)
+            session.flush()
+            first_settled.set()
+            assert first_may_commit.wait(30)
+
+    def settle_second() -> None:
+        assert settle(desk.db, "test-worker", second, Done(result={"relay": "250 ok"})) == "done"
+
+    threads = [threading.Thread(target=settle_first), threading.Thread(target=settle_second)]
+    threads[0].start()
+    assert first_settled.wait(30)
+    threads[1].start()
+    # The second settle waits for a lock the first holds (or, wrongly, finishes without it).
+    wait_until(lambda: lock_waits(desk) > 0 or not threads[1].is_alive(), "the second settle to wait")
+    first_may_commit.set()
+    for thread in threads:
+        thread.join(30)
+
+    with desk.db.read() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.delivery == Delivery.DELIVERED
+        kinds = session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket_id)).all()
+    assert kinds.count("first_response") == (1 if first_reply else 0) and kinds.count("delivered") == 1
+
+
+def lock_waits(desk: Desk) -> int:
+    """Sessions of this test's database waiting for a lock."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with desk.db.engine.connect() as connection:
+        return int(connection.execute(text(query)).scalar() or 0)
