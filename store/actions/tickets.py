@@ -34,6 +34,7 @@ from store.models import (
     Label,
     LinkKind,
     Message,
+    Organization,
     Origin,
     Participant,
     Priority,
@@ -271,10 +272,7 @@ def assign(
 ) -> bool:
     if ticket.assignee_slack_id == assignee_slack_id:
         return False
-    if assignee_slack_id and session.scalar(
-        select(Customer.id).where(Customer.slack_user_id == assignee_slack_id)
-    ):
-        # Someone who wrote in through a Slack Connect channel: owning it would tell them nothing.
+    if assignee_slack_id and _is_outside_customer(session, assignee_slack_id):
         raise InvalidRequest("a customer cannot own a ticket")
     record_event(session, ticket, "assigned", actor, old=ticket.assignee_slack_id, new=assignee_slack_id)
     ticket.assignee_slack_id = assignee_slack_id
@@ -287,6 +285,22 @@ def assign(
     else:
         thread_line(session, ticket, f"{actor.shown} unassigned the ticket")
     return True
+
+
+def _is_outside_customer(session: Session, slack_user_id: str) -> bool:
+    """Someone from another organization's workspace who wrote in through a Slack Connect channel
+    (their organization is their team). Colleagues who filed a request of their own are not."""
+    return (
+        session.scalar(
+            select(Customer.id)
+            .join(Organization, Organization.id == Customer.organization_id)
+            .where(
+                Customer.slack_user_id == slack_user_id,
+                Organization.slack_team_id == Customer.slack_team_id,
+            )
+        )
+        is not None
+    )
 
 
 def normalise_label(name: str) -> str:

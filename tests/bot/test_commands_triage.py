@@ -115,6 +115,14 @@ def test_a_customer_from_a_slack_connect_channel_cannot_own_a_ticket(desk):
     assert ticket(desk, 1).assignee_slack_id is None and counts(desk) == before
 
 
+def test_a_colleague_who_filed_a_request_of_their_own_can_still_own_tickets(desk):
+    with desk.db.transaction() as s:  # Bob asked in #it-help once: a customer of our own workspace
+        actions.customer_for_slack_user(s, BOB, name="Bob", team_id="T0HOME", home_team_id="T0HOME")
+    email_ticket(desk)
+    assert desk_cmd(desk, "assign 1 <@U0BOB|bob>").ok
+    assert ticket(desk, 1).assignee_slack_id == BOB
+
+
 def test_labels_add_remove_and_list(desk):
     email_ticket(desk)
     assert desk_cmd(desk, "label-create bug #ff0000").text.startswith("Created the label bug")
