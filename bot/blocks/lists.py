@@ -21,7 +21,7 @@ PAGE_NOTE_MORE = "Showing {first}–{last} of {total}: narrow the list to see th
 def ticket_line(ticket: TicketSummary, now: datetime) -> str:
     """``#42 Printer on fire · Open · High · @alice · 3d`` with the subject linking to the thread."""
     subject = truncate(ticket.subject.strip() or "(no subject)", SUBJECT_LIMIT)
-    shown = slack_link(ticket.permalink or "", subject)
+    shown = slack_link(ticket.permalink or "", subject, ours=True)
     parts = [f"*#{ticket.number}* {shown}", word(ticket.status)]
     if ticket.priority in ("high", "urgent"):
         parts.append(word(ticket.priority))

@@ -27,6 +27,11 @@ LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 _DOMAIN = re.compile(r"^(?:[a-z0-9-]+\.)+[a-z]{2,63}\.?(?:[:/?#]|$)", re.I)
 _EMAIL_ADDRESS = re.compile(r"^[^\s@/:<>]+@[^\s@/:<>]+\.[^\s@/:<>]+$")
+# A label such as `report.docx` is a file's name, not a domain (though some of these are TLDs too).
+_FILE_NAME = re.compile(
+    r"\.(?:pdf|docx?|xlsx?|pptx?|od[st]|txt|csv|log|json|xml|ya?ml|md|html?|png|jpe?g|gif|svg|webp|heic"
+    r"|mp[34]|mov|avi|wav|zip|tar|t?gz|7z|rar|eml|msg|ics|vcf|js|ts|py|java|go|rb|sh|sql)$"
+)
 
 
 class SlackMessagePayload(TypedDict):
@@ -83,7 +88,7 @@ def _named_place(label: str) -> str | None:
     if _EMAIL_ADDRESS.match(address):
         return "mailto:" + address
     if not _SCHEME.match(words):
-        if not _DOMAIN.match(words):
+        if not _DOMAIN.match(words) or _FILE_NAME.search(words):
             return None
         words = "http://" + words
     try:
@@ -93,19 +98,20 @@ def _named_place(label: str) -> str | None:
     return host.rstrip(".").removeprefix("www.") if host else words
 
 
-def slack_link(url: str, label: str = "") -> str:
+def slack_link(url: str, label: str = "", *, ours: bool = False) -> str:
     """A mrkdwn link to ``url`` showing ``label`` (plain text: escaped here).
 
     Only a real link (:func:`is_link_url`) is linked; for anything else the label, or the URL
     when there is none, is shown as text. A label naming another address than the link's
-    (``https://bank.example`` on a link to ``evil.example``) is followed by the real URL.
+    (``https://bank.example`` on a link to ``evil.example``) is followed by the real URL, unless
+    the link is ``ours`` (a ticket's thread, whose subject is the label): nobody is misled there.
     """
     label = label.replace("\n", " ").strip()
     if not is_link_url(url):
         return escape_mrkdwn(label or url)
     if not label or label == url:
         return f"<{_link_url(url)}>"
-    named = _named_place(label)
+    named = None if ours else _named_place(label)
     if named is not None and named != _destination(url):
         return f"{escape_mrkdwn(label)} (<{_link_url(url)}>)"
     return f"<{_link_url(url)}|{escape_mrkdwn(label)}>"

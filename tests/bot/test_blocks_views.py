@@ -116,6 +116,20 @@ def test_ticket_list_paginated():
     assert blocks[-1]["elements"][0]["text"].startswith("Showing 1–20 of 57")
 
 
+def test_a_subject_that_reads_as_an_address_still_links_to_its_thread():
+    """A subject is the customer's words, and the link is the ticket's own thread: nobody is misled."""
+    subjects = ["invoice.pdf", "acme.com", "dan@globex.example", "https://bank.example/pay"]
+    blocks = ticket_list_blocks(
+        [summary(n, subject=subject) for n, subject in enumerate(subjects, 1)],
+        title="*Open*",
+        total=4,
+        now=NOW,
+    )
+    shown = blocks[1]["text"]["text"]
+    for number, subject in enumerate(subjects, 1):
+        assert f"<https://acme.slack.com/archives/C1/p{number}|{subject}>" in shown
+
+
 def test_ticket_list_empty():
     blocks = ticket_list_blocks([], title="*Search*", total=0, now=NOW)
     assert blocks[-1]["elements"][0]["text"] == "No tickets match."

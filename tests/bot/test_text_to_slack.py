@@ -81,6 +81,9 @@ def test_a_link_to_anything_but_a_real_url_is_its_label(markdown, expected):
             "<mailto:dan@globex.example?subject=Hi|Dan@globex.example>",
         ),
         ("[log in at bank.example](https://evil.example)", "<https://evil.example|log in at bank.example>"),
+        # a file's name is not a domain
+        ("[report.docx](https://drive.example/file/123)", "<https://drive.example/file/123|report.docx>"),
+        ("[Invoice.PDF](https://billing.example/i/9)", "<https://billing.example/i/9|Invoice.PDF>"),
         ("[call us](tel:+15550100)", "<tel:+15550100|call us>"),
         ("[x](HTTPS://X.EXAMPLE/a)", "<HTTPS://X.EXAMPLE/a|x>"),
     ],
