@@ -352,15 +352,15 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
 def test_an_edit_committed_while_a_copy_in_a_merged_thread_settles_reaches_that_copy(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:
-    """PostgreSQL, where a settle and an edit interleave: the settle of the copy posted into a merged
-    ticket's thread has read the reply (for its receipt) when the edit commits, just before the
-    settle locks the reply to compare texts. The locked read must see the edit, not what the
-    settle read before, or the copy keeps the first text."""
+    """PostgreSQL, where a settle and an edit interleave: the edit commits while the copy posted
+    into a merged ticket's thread is being settled, just before the settle locks the reply. The
+    edit found no finished copy to mirror, so the settle must compare what it posted with the reply
+    as it now stands, or the copy keeps the first text."""
     kept, merged = two_slack_tickets_merged(desk, emulator)
     deliver(desk, delivery)
     message_id = staff_reply(desk, kept, "Your refund is on its way")
     # Both copies are claimed; the one for the merged ticket's thread is posted. The other stays
-    # claimed, so the settle leaves the receipt alone and holds no lock on the reply.
+    # claimed, so the settle leaves the receipt pending.
     claimed = outbox.claim_due(desk.db, "worker-1", kinds=frozenset({Kind.ORIGIN_POST.value}))
     [item] = [row for row in claimed if row.ticket_id == merged]
     [other] = [row for row in claimed if row.ticket_id == kept]
@@ -369,7 +369,7 @@ def test_an_edit_committed_while_a_copy_in_a_merged_thread_settles_reaches_that_
 
     def edit_before_the_locked_read(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if not edits and "FOR UPDATE" in statement and "FROM messages" in statement:
-            # Another connection, committing at once: the settle holds no lock the edit needs.
+            # Another connection, committing at once: the settle holds no lock the edit needs yet.
             edits.append(change_reply(desk, kept, message_id, 1, reworded("Your refund left today")))
 
     event.listen(desk.db.engine, "before_cursor_execute", edit_before_the_locked_read)
