@@ -18,14 +18,12 @@ from html import escape
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mail.compose import safe_filename
 from mail.links import token_matches
 from store.context import Desk
-from store.intake_keys import link_secret, unsubscribe_by_key
-from store.models import Attachment, Message, Participant, Ticket
+from store.intake_keys import link_secret, participant_by_key, unsubscribe_by_key
+from store.models import Attachment, Message, Ticket
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -70,7 +68,7 @@ class WebRoutes:
 
         def find() -> tuple[str, int] | None:
             with self.desk.db.read() as session:
-                participant = _participant(session, key)
+                participant = participant_by_key(session, key)
                 if participant is None:
                     return None
                 ticket = session.get(Ticket, participant.ticket_id)
@@ -151,10 +149,6 @@ class WebRoutes:
         if self._secret is None:
             self._secret = link_secret(self.desk.db)
         return self._secret
-
-
-def _participant(session: Session, key: str) -> Participant | None:
-    return session.scalar(select(Participant).where(Participant.unsubscribe_key == key.lower()))
 
 
 def extra_routes(desk: Desk) -> list[web.RouteDef]:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from mail.addresses import extract_reply_key, split_support_address
 from mail.parse import InboundEmail
 from store.actions import follow_merges, ticket_by_email_ids, ticket_by_reply_key
-from store.intake_keys import KeyKind, split_address_key
-from store.models import EmailId, Outbox, Participant, Ticket
+from store.intake_keys import KeyKind, participant_by_key, split_address_key
+from store.models import EmailId, Outbox, Ticket
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def bounced_participants(
     by the returned message's Message-ID, which names the one outbox row (and recipient) it was."""
     found: list[BouncedMail] = []
     for key in bounce_keys:
-        participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key))
+        participant = participant_by_key(session, key)
         ticket = session.get(Ticket, participant.ticket_id) if participant is not None else None
         if participant is not None and ticket is not None:
             found.append(BouncedMail(ticket, participant.email))

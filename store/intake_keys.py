@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.actions.common import literal, record_event, thread_line
+from store.actions.tickets import follow_merges
 from store.db import Database
 from store.models import Participant, ServiceState, Ticket, utcnow
 
@@ -105,12 +106,34 @@ def link_secret(db: Database) -> bytes:
 # ----- what an unsubscribe key does -----
 
 
+def participant_by_key(session: Session, key: str) -> Participant | None:
+    """Whom a participant key (in an unsubscribe link or a bounce address) names now.
+
+    A merge keeps the merged-away ticket's participant when the ticket it went into had the same
+    address already, so the keys in mail sent before the merge still work: they name the participant
+    on the ticket the conversation continues on.
+    """
+    participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key.lower()))
+    if participant is None:
+        return None
+    ticket = session.get(Ticket, participant.ticket_id)
+    if ticket is None or ticket.merged_into_id is None:
+        return participant
+    live = follow_merges(session, ticket)
+    if live is None:
+        return participant
+    moved = session.scalar(
+        select(Participant).where(Participant.ticket_id == live.id, Participant.email == participant.email)
+    )
+    return moved or participant
+
+
 def unsubscribe_by_key(session: Session, key: str, *, via: str) -> Participant | None:
     """Stop a participant's mail for one ticket (RFC 2369 / RFC 8058); None for an unknown key.
 
     Idempotent: mail clients send the one-click POST more than once, and people click twice.
     """
-    participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key.lower()))
+    participant = participant_by_key(session, key)
     if participant is None or participant.unsubscribed_at is not None:
         return participant
     participant.unsubscribed_at = utcnow()

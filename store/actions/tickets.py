@@ -715,9 +715,9 @@ def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, 
     session.execute(update(EmailId).where(EmailId.ticket_id == source.id).values(ticket_id=target.id))
     target_emails = set(session.scalars(select(Participant.email).where(Participant.ticket_id == target.id)))
     for participant in session.scalars(select(Participant).where(Participant.ticket_id == source.id)).all():
-        if participant.email in target_emails:
-            session.delete(participant)
-        else:
+        # One already on the target stays behind, unused: the keys in mail sent to them before
+        # (unsubscribe links, bounce addresses) still name them (`participant_by_key`).
+        if participant.email not in target_emails:
             participant.ticket_id = target.id
             participant.role = "cc"
     source.merged_into_id = target.id

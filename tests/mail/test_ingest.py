@@ -17,6 +17,7 @@ from store import actions, inbound
 from store.actions import Actor
 from store.context import Desk
 from store.db import Database
+from store.intake_keys import KeyKind, lookup_address_key
 from store.models import (
     Attachment,
     Customer,
@@ -380,6 +381,34 @@ def test_a_bounce_for_a_ticket_merged_away_is_recorded_where_its_participants_we
     assert carol.ticket_id == kept.id and carol.bounced_at is not None
     bounce_line = [row for row in outbox(desk, "slack.thread_line") if "bounced" in row.payload["text"]]
     assert [row.ticket_id for row in bounce_line] == [kept.id]
+
+
+@pytest.mark.parametrize("key_use", ["bounce", "unsubscribe"])
+def test_keys_in_mail_sent_before_a_merge_name_the_participant_where_the_ticket_went(
+    desk: Desk, key_use: str
+) -> None:
+    """Carol was on both tickets: her mail from the merged-away one went out under a key of its own
+    (its bounce address, its unsubscribe link), which must still reach her on the ticket kept."""
+    ingest(desk, mail(Cc="carol@customer.test"))
+    ingest(desk, mail("Mine too.", sender="carol@customer.test", message_id="<m2@customer.test>"))
+    [old_key] = [
+        p.unsubscribe_key for p in rows(desk, Participant) if p.role == "requester" and "carol" in p.email
+    ]
+    with desk.db.transaction() as session:
+        kept, duplicate = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        actions.merge(session, desk.policy, duplicate, kept, Actor("Alice", slack_id="U0ALICE"))
+    prefix = "bounce-" if key_use == "bounce" else "unsub-"
+    assert lookup_address_key(desk.db, prefix + old_key) is not KeyKind.UNKNOWN  # accepted at RCPT
+    raw = (
+        dsn("x@acme.test", "carol@customer.test")
+        if key_use == "bounce"
+        else mail("stop", message_id="<u@c.test>")
+    )
+    ingest(desk, raw, mail_from="", rcpt_tos=(f"support+{prefix}{old_key}@acme.test",))
+    [carol] = rows(
+        desk, Participant, Participant.ticket_id == kept.id, Participant.email == "carol@customer.test"
+    )
+    assert (carol.bounced_at if key_use == "bounce" else carol.unsubscribed_at) is not None
 
 
 def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
