@@ -585,14 +585,18 @@ def add_participant(
             return existing
         return None
     removable = known is None or not known.new_ticket
-    if not actor.slack_id and removable and _removed_by_staff(session, ticket, email):
-        # Their mail still lands on the ticket; hearing its replies again is staff's call.
-        thread_line(
-            session,
-            ticket,
-            f"{literal(email)} was removed from this ticket and is not added back by mail: "
-            f"`!cc add {literal(email)}` if they should get its emails again.",
-        )
+    removal = _last_removal(session, ticket, email) if not actor.slack_id and removable else None
+    if removal is not None:
+        # Their mail still lands on the ticket; hearing its replies again is staff's call. The thread
+        # is told once per removal, not on every mail of a reply-all chain that copies them.
+        if removal == "participant_removed":
+            record_event(session, ticket, NOT_READDED, actor, email=email)
+            thread_line(
+                session,
+                ticket,
+                f"{literal(email)} was removed from this ticket and is not added back by mail: "
+                f"`!cc add {literal(email)}` if they should get its emails again.",
+            )
         return None
     if known is not None:
         count = known.cc_count
@@ -646,18 +650,21 @@ def remove_participant(session: Session, ticket: Ticket, email: str, actor: Acto
     return True
 
 
-def _removed_by_staff(session: Session, ticket: Ticket, email: str) -> bool:
-    return (
-        session.scalar(
-            select(TicketEvent.id)
-            .where(
-                TicketEvent.ticket_id == ticket.id,
-                TicketEvent.kind == "participant_removed",
-                TicketEvent.data["email"].as_string() == email,
-            )
-            .limit(1)
+NOT_READDED = "participant_not_readded"
+
+
+def _last_removal(session: Session, ticket: Ticket, email: str) -> str | None:
+    """The latest of staff removing `email` from the ticket and the thread being told that their
+    mail did not bring them back; None when staff never removed them."""
+    return session.scalar(
+        select(TicketEvent.kind)
+        .where(
+            TicketEvent.ticket_id == ticket.id,
+            TicketEvent.kind.in_(["participant_removed", NOT_READDED]),
+            TicketEvent.data["email"].as_string() == email,
         )
-        is not None
+        .order_by(TicketEvent.id.desc())
+        .limit(1)
     )
 
 

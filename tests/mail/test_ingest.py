@@ -462,6 +462,36 @@ def test_a_new_tickets_cc_are_added_without_reading_its_history(desk: Desk) -> N
     assert len(rows(desk, Participant)) == 3 and reads == []
 
 
+def test_someone_removed_is_named_once_per_removal_however_often_mail_copies_them(desk: Desk) -> None:
+    staff = Actor("Alice", slack_id="U0ALICE")
+    ingest(desk, mail(Cc="carol@customer.test"))
+
+    def remove_carol() -> None:
+        with desk.db.transaction() as session:
+            actions.remove_participant(
+                session, session.scalars(select(Ticket)).one(), "carol@customer.test", staff
+            )
+
+    def reply_all(n: int) -> None:
+        to = f"support+{reply_key(desk)}@acme.test"
+        ingest(desk, mail(f"Update {n}", message_id=f"<r{n}@customer.test>", to=to, Cc="carol@customer.test"))
+
+    def named() -> int:
+        return len([line for line in thread_lines(desk) if "not added back" in line])
+
+    remove_carol()
+    reply_all(1)
+    reply_all(2)
+    assert named() == 1
+    with desk.db.transaction() as session:  # staff add her back, and remove her again later
+        ticket = session.scalars(select(Ticket)).one()
+        actions.add_participant(session, desk.policy, ticket, "carol@customer.test", staff, notify=False)
+    remove_carol()
+    reply_all(3)
+    assert named() == 2
+    assert [p.email for p in rows(desk, Participant)] == ["bob@customer.test"]
+
+
 def test_a_participant_whose_mail_bounced_gets_mail_again_once_they_write_in(desk: Desk) -> None:
     ingest(desk, mail(Cc="carol@customer.test"))
     [carol] = rows(desk, Participant, Participant.email == "carol@customer.test")
