@@ -10,6 +10,7 @@ message arriving late is dropped.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -39,7 +40,11 @@ async def handle_edited(
     if held is None:
         if fresh(message.ts, edit.edited_ts):
             # The edit overtook its message: take it as the message (the original, arriving
-            # later, is then a duplicate). A command edited this way runs once, as edited.
+            # later, is then a duplicate). A command edited this way runs once, as edited. A
+            # message written as a note stays one, as it would had it arrived first
+            # (`edit_slack_message` never makes a note public): it is taken with its prefix.
+            if NOTE_PREFIX.match(edit.previous_text) and not NOTE_PREFIX.match(message.text):
+                message = replace(message, text=f"note: {message.text}")
             await handle_posted(ctx, claim, message, home_team)
         else:
             await ctx.apply(claim)  # not ours: chatter, or a message from before we watched

@@ -48,6 +48,8 @@ class MessageEdited:
     message: PostedMessage
     # When the edit happened (the event's ts), to tell a fresh message from an old one.
     edited_ts: str | None = None
+    # The text before the edit, as typed (Slack's `previous_message`).
+    previous_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,9 @@ def _parse_message_event(event: Mapping[str, Any]) -> SlackInput | None:
             ts = _str(inner.get("ts"))
             return MessageDeleted(channel, ts, when) if ts else None
         message = parse_message(inner, channel)
-        return MessageEdited(message, when) if message else None
+        previous = event.get("previous_message")
+        before = _str(previous.get("text")) if isinstance(previous, Mapping) else None
+        return MessageEdited(message, when, before or "") if message else None
     message = parse_message(event, channel)
     return MessagePosted(message) if message else None
 

@@ -221,16 +221,28 @@ def store_in_reverse(intake: Intake, count: int) -> None:
     intake.run()
 
 
-def test_an_edit_that_overtakes_its_message_is_taken_as_the_message(intake: Intake) -> None:
+@pytest.mark.parametrize(
+    ("written", "edited"),
+    [
+        ("Their contract ends soon", "note: their contract ends soon"),
+        # Had the note arrived first it would stay a note (an edit never makes a note public).
+        ("note: their contract ends soon", "their contract ends soon"),
+    ],
+    ids=["edit makes a note", "note edited"],
+)
+def test_an_edit_that_overtakes_its_message_is_taken_as_the_message(
+    intake: Intake, written: str, edited: str
+) -> None:
     open_connect_ticket(intake)
     card = triage_thread(intake)
-    ts = intake.emulator.user_post(ALICE, TRIAGE, "Their contract ends soon", thread_ts=card)
-    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: their contract ends soon")
+    ts = intake.emulator.user_post(ALICE, TRIAGE, written, thread_ts=card)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, edited)
     store_in_reverse(intake, 2)
     note = intake.messages()[-1]
     assert (note.slack_ts, note.visibility) == (ts, Visibility.INTERNAL)
     assert note.body_markdown == "their contract ends soon"
     assert len(intake.messages()) == 2 and intake.outbox("slack.origin_post") == []
+    assert intake.outbox("email.send") == []
     assert all_done(intake)
 
 
