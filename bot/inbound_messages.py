@@ -25,6 +25,7 @@ from bot.inbound_context import (
     deleted_key,
     fresh,
     holds_message,
+    record_once,
     seen_before,
     subject_from,
     ticket_number_for_thread,
@@ -40,6 +41,8 @@ from store.models import Origin, Ticket
 log = logging.getLogger(__name__)
 
 DIRECT_REPLY_EXCERPT = 300
+# The record that staff's message in a customer thread was quoted into the triage thread.
+DIRECT_KIND = "slack_direct_quoted"
 
 
 async def handle_posted(
@@ -166,7 +169,9 @@ async def _customer_thread_reply(
             ticket = _open_request(session, ctx, root, home_team)
         return ticket
 
-    if await ctx.staff.is_staff(message.user):
+    if await ctx.staff.is_staff(message.user) and not await ctx.read(
+        lambda s: _requested_by(s, message.channel, thread_ts, message.user)
+    ):
         await _staff_wrote_to_customer(ctx, claim, message, profile, ticket_of_thread)
         return
     body = await ctx.markdown(message.raw)
@@ -196,8 +201,18 @@ async def _staff_wrote_to_customer(
 
     def change(session: Session) -> None:
         ticket = ticket_of_thread(session)
-        if ticket is not None:
+        # Once per message: its edits, and Slack delivering it again, add no more lines.
+        if ticket is not None and record_once(
+            session, DIRECT_KIND, f"slack-direct:{message.channel}:{message.ts}"
+        ):
             name = literal(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
 
     await ctx.apply(claim, change)
+
+
+def _requested_by(session: Session, channel: str, thread_ts: str, user_id: str) -> bool:
+    """Whether this thread's ticket is `user_id`'s own request (a colleague's message made a ticket):
+    what they write there is the requester's, not staff talking to a customer."""
+    ticket = ticket_by_slack_thread(session, channel, thread_ts)
+    return ticket is not None and ticket.requester.slack_user_id == user_id

@@ -110,6 +110,19 @@ def test_staff_answering_in_the_customers_thread_is_pointed_out_in_triage(intake
     assert lines == ["alice wrote in the customer's thread directly:\n> On it!"]
 
 
+def test_staff_writing_in_the_customers_thread_is_pointed_out_once(intake: Intake) -> None:
+    """Its edit, and Slack delivering it again under another event id, add no more lines."""
+    ts = open_connect_ticket(intake)
+    reply = intake.emulator.user_post(ALICE, CONNECT, "On it!", thread_ts=ts)
+    intake.run()
+    again = dict(intake.emulator.events[-1], event_id="Ev0DIRECTAGAIN")
+    assert intake.store(again)
+    intake.emulator.user_edit(ALICE, CONNECT, reply, "On it! (typo fixed)")
+    intake.run()
+    assert len(intake.outbox("slack.thread_line")) == 1
+    assert all_done(intake)
+
+
 def test_staff_reply_in_the_triage_thread_waits_for_the_delay(intake: Intake) -> None:
     open_connect_ticket(intake)
     card = triage_thread(intake)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
-from store.models import Customer, Origin
+from store.models import Attachment, Customer, Direction, Origin
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
     all_done,
@@ -50,6 +52,23 @@ def test_a_message_becomes_a_ticket_once(intake: Intake) -> None:
     intake.emulator.user_react(BOB, EMPTY, ts, "ticket")
     intake.run()
     assert len(intake.tickets()) == 1 and len(intake.messages()) == 1
+
+
+def test_a_colleagues_follow_up_in_their_own_requests_thread_joins_it(intake: Intake) -> None:
+    """Alice (staff) asked in #it-help and reacted `ticket` on her own message: what she adds in
+    that thread is the requester's, files included, not staff talking to a customer."""
+    root = intake.emulator.user_post(ALICE, HELP, "My laptop won't boot")
+    intake.emulator.user_react(ALICE, HELP, root, "ticket")
+    intake.run()
+    screen = ("screen.png", b"\x89PNG\r\n\x1a\n" + b"0" * 50, "image/png")
+    intake.emulator.user_post(ALICE, HELP, "Here is the error screen", thread_ts=root, files=[screen])
+    intake.run()
+    [_, follow_up] = intake.messages()
+    assert follow_up.body_markdown == "Here is the error screen" and follow_up.direction == Direction.INBOUND
+    with intake.db.read() as session:
+        files = session.scalars(select(Attachment.filename).where(Attachment.message_id == follow_up.id))
+        assert list(files) == ["screen.png"]
+    assert not [row for row in intake.outbox("slack.thread_line") if "directly" in row.payload["text"]]
 
 
 def test_customers_ticket_reaction_does_nothing(intake: Intake) -> None:
