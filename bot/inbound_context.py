@@ -103,7 +103,11 @@ class InboundContext:
             for raw in history.get("messages") or []:
                 if raw.get("ts") == ts:
                     return dict(raw)
-            replies = await self.client.conversations_replies(channel=channel, ts=ts, limit=200)
+            # From the message on (Slack may put the thread's parent first): a reply deep in a long
+            # thread is on the first page too.
+            replies = await self.client.conversations_replies(
+                channel=channel, ts=ts, oldest=ts, inclusive=True, limit=10
+            )
             for raw in replies.get("messages") or []:
                 if raw.get("ts") == ts:
                     return dict(raw)
