@@ -93,6 +93,8 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
         return
     body = await ctx.markdown(message.raw)
     author = Actor(profile.shown_name, slack_id=message.user, email=profile.email)
+    # A note's files are kept with it too: the ticket's record holds what the team attached.
+    copied = await ctx.copier.copy(message.files)
     if kind is StaffMessageKind.NOTE:
         if not staff:
             log.info("message from %s, not staff, kept as a note (thread of #%s)", message.user, number)
@@ -108,11 +110,13 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
                 body_markdown=without_note_prefix(body),
                 slack_channel=message.channel,
                 slack_ts=message.ts,
+                attachments=copied.attachments,
             )
+            if copied.skipped:
+                thread_line(session, ticket, skipped_files_line(copied.skipped))
 
         await ctx.apply(claim, note)
         return
-    copied = await ctx.copier.copy(message.files)
 
     def reply(session: Session) -> None:
         ticket = ticket_by_slack_thread(session, message.channel, thread_ts)

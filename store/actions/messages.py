@@ -250,11 +250,13 @@ def add_note(
     body_markdown: str,
     slack_channel: str | None = None,
     slack_ts: str | None = None,
+    attachments: list[NewAttachment] | None = None,
 ) -> Message:
     """An internal note: stored, never delivered, marked as a note in the thread at once."""
     message = _staff_message(
         session, ticket, author, body_markdown, slack_channel, slack_ts, Visibility.INTERNAL, utcnow()
     )
+    _add_attachments(session, message, attachments or [])
     if slack_ts:
         _react(session, ticket, message, REACTION_NOTE)
     else:

@@ -60,16 +60,19 @@ def test_slack_connect_file_stub_is_completed_with_files_info(intake: Intake) ->
     assert intake.emulator.calls_to("files.info")
 
 
-def test_staff_reply_files_go_with_the_reply(intake: Intake) -> None:
+@pytest.mark.parametrize("text", ["Use this driver", "note: their driver, for the record"])
+def test_staff_files_are_kept_with_their_message(intake: Intake, text: str) -> None:
+    """A reply's files go with it; a note's are kept in the ticket's record and go nowhere."""
     open_connect_ticket(intake)
     card = triage_thread(intake)
-    intake.emulator.user_post(
-        ALICE, TRIAGE, "Use this driver", thread_ts=card, files=[("driver.zip", b"PK..")]
-    )
+    intake.emulator.user_post(ALICE, TRIAGE, text, thread_ts=card, files=[("driver.zip", b"PK..")])
     intake.run()
-    reply = intake.messages()[-1]
+    message = intake.messages()[-1]
     [attachment] = attachments(intake)
-    assert attachment.message_id == reply.id and attachment.filename == "driver.zip"
+    assert attachment.message_id == message.id and attachment.filename == "driver.zip"
+    assert intake.desk.files.get(attachment.sha256) == b"PK.."
+    is_note = text.startswith("note:")
+    assert len(intake.outbox("slack.origin_post")) == (0 if is_note else 1)
 
 
 def test_a_file_too_large_is_named_in_the_triage_thread_and_the_message_kept(
