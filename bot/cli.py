@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from bot import event_loop
-from store.db import StoreError
-from store.settings import Settings, SettingsError, load_settings
+# Only the standard library at the top: `serve` takes over SIGTERM and SIGINT before anything heavy
+# is imported (see `main`).
+if TYPE_CHECKING:
+    from store.settings import Settings
 
 EXIT_USAGE = 2
 
@@ -70,14 +73,12 @@ def _configure_logging() -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import event_loop
     from bot.service import ROLES, required_settings, run_service
 
     roles = set(args.role or ROLES)
     settings.require(*required_settings(roles, args.socket_mode))
     _configure_logging()
-    # Until the service installs its own handlers (after imports and migrations), a SIGTERM still
-    # means a clean stop: nothing has been accepted yet, so there is nothing to finish.
-    signal.signal(signal.SIGTERM, _stop_before_start)
     logging.getLogger("servicedesk").info(
         "starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name()
     )
@@ -86,7 +87,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stop_before_start(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    """SIGTERM or SIGINT before the service installed its own handlers (once it listens): nothing
+    has been accepted yet, so there is nothing to finish. Exits at once, even from inside a
+    migration waiting for another process's lock (a thread an ordinary exit would wait for)."""
+    os._exit(0)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "serve":
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop_before_start)
+    from store.db import StoreError
+    from store.settings import Settings, SettingsError, load_settings
+
     try:
         # The demo brings its own settings: it must run on a machine with nothing configured.
         settings = Settings() if args.command in ("demo", "manifest") else load_settings()

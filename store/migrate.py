@@ -19,7 +19,7 @@ import migrations
 from store.db import Database, StoreError, StoreUnavailable
 
 # An arbitrary fixed key for pg_advisory_lock: "servicedesk migrate".
-_ADVISORY_LOCK_KEY = 0x5D_E5_C0_0D
+MIGRATION_LOCK_KEY = 0x5D_E5_C0_0D
 
 
 class SchemaTooNew(StoreError):
@@ -40,12 +40,12 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         # SQLite: the migration's own write transaction serializes writers.
         yield
         return
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     connection.commit()
     try:
         yield
     finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
         connection.commit()
 
 

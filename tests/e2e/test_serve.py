@@ -14,9 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from sandbox import RequestSender, SlackEmulator
 from sandbox.workspace import BOT_TOKEN, SIGNING_SECRET, TRIAGE
+from store.db import Database
+from store.migrate import MIGRATION_LOCK_KEY
+from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import START_SECONDS, free_port, wait_until
 
 
@@ -34,9 +38,10 @@ def emulator() -> Iterator[SlackEmulator]:
         yield running
 
 
-def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str) -> dict[str, object]:
-    http_port, smtp_port = free_port(), free_port()
-    env = {
+def serve_env(
+    tmp_path: Path, emulator: SlackEmulator, database_url: str, http_port: int, smtp_port: int
+) -> dict[str, str]:
+    return {
         **os.environ,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -48,13 +53,24 @@ def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str) -> d
         "SERVICEDESK_FILES_DIR": str(tmp_path / "files"),
         "SERVICEDESK_SMTP_RELAY_URL": f"smtp://127.0.0.1:{free_port()}",
     }
-    process = subprocess.Popen(
+
+
+def launch_serve(tmp_path: Path, env: dict[str, str], stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`servicedesk serve` as its own process; its log is on stderr (or with stdout)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
+    )
+
+
+def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str) -> dict[str, object]:
+    http_port, smtp_port = free_port(), free_port()
+    process = launch_serve(
+        tmp_path, serve_env(tmp_path, emulator, database_url, http_port, smtp_port), stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{http_port}"
 
@@ -134,27 +150,43 @@ def test_healthz_says_503_while_the_database_is_unreachable(tmp_path, emulator):
 
 
 def test_sigterm_while_starting_is_still_a_clean_exit(tmp_path, emulator, database_url):
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": emulator.api_url,
-        "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
-        "SERVICEDESK_DATABASE_URL": database_url,
-        "SERVICEDESK_HTTP_PORT": str(free_port()),
-        "SERVICEDESK_SMTP_PORT": str(free_port()),
-        "SERVICEDESK_FILES_DIR": str(tmp_path / "files"),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = launch_serve(tmp_path, serve_env(tmp_path, emulator, database_url, free_port(), free_port()))
     # Wait until the program itself runs (its first log line), then stop it before it serves.
     assert process.stderr is not None
     assert "starting" in process.stderr.readline()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_sigterm_while_waiting_for_another_process_to_migrate_exits_at_once(tmp_path, emulator, database_url):
+    """Several processes starting at once: one migrates, the others wait for its lock. A SIGTERM
+    to one that waits stops it (nothing was accepted yet), however long the migration takes."""
+    db = Database(database_url)
+    lock = {"key": MIGRATION_LOCK_KEY}
+    try:
+        with db.engine.connect() as migrating:
+            migrating.execute(text("SELECT pg_advisory_lock(:key)"), lock)
+            migrating.commit()
+            process = launch_serve(
+                tmp_path, serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+            )
+            try:
+                wait_until(lambda: advisory_lock_waits(db) > 0, "serve to wait for the migration lock")
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=10) == 0
+            finally:
+                stop(process)  # type: ignore[arg-type]
+            migrating.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+            migrating.commit()
+    finally:
+        db.dispose()
+
+
+def advisory_lock_waits(db: Database) -> int:
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()"
+    )
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(query)).scalar() or 0)
