@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,9 +50,13 @@ class WriteInReadOnly(RuntimeError):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    if url.startswith("sqlite"):
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
         return make_sqlite_engine(url, **kwargs)
-    return make_postgresql_engine(url, **kwargs)
+    if backend == "postgresql":
+        return make_postgresql_engine(url, **kwargs)
+    # Settings refuse such a URL at start (store.settings.check_database_url); this is a caller's bug.
+    raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend}")
 
 
 class Database:

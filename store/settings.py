@@ -19,6 +19,14 @@ class SettingsError(Exception):
     """A missing or malformed setting; the message is one line naming the variable."""
 
 
+# The longest a staff reply may wait before delivery: a day. Past that it is no "undo" window, and
+# a huge or infinite delay would overflow the date arithmetic of every reply.
+MAX_REPLY_DELAY_SECONDS = 86_400
+# The engines the store is written and tested for, and the URL to suggest instead of another.
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+POSTGRESQL_URL_HINT = "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+
+
 def _positive(name: str, value: int) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be a positive whole number")
@@ -44,7 +52,7 @@ class Settings(BaseModel):
     sender_name: Annotated[str, Field(alias="SERVICEDESK_SENDER_NAME")] = "Support"
     triage_channel: Annotated[str | None, Field(alias="SERVICEDESK_TRIAGE_CHANNEL")] = None
     intake_channels: Annotated[tuple[str, ...], Field(alias="SERVICEDESK_INTAKE_CHANNELS")] = ()
-    reply_delay_seconds: Annotated[float, Field(alias="SERVICEDESK_REPLY_DELAY_SECONDS", ge=0)] = 10
+    reply_delay_seconds: Annotated[float, Field(alias="SERVICEDESK_REPLY_DELAY_SECONDS")] = 10
     files_dir: Annotated[Path, Field(alias="SERVICEDESK_FILES_DIR")] = Path("servicedesk-files")
     max_message_bytes: Annotated[int, Field(alias="SERVICEDESK_MAX_MESSAGE_BYTES", gt=0)] = 26_214_400
     templates_dir: Annotated[Path | None, Field(alias="SERVICEDESK_TEMPLATES_DIR")] = None
@@ -99,16 +107,17 @@ class Settings(BaseModel):
             raise ValueError("expected an app-level token starting with xapp-")
         return value or None
 
+    @field_validator("reply_delay_seconds")
+    @classmethod
+    def _reply_delay(cls, value: float) -> float:
+        if not 0 <= value <= MAX_REPLY_DELAY_SECONDS:  # also refuses nan
+            raise ValueError(f"expected a number of seconds from 0 to {MAX_REPLY_DELAY_SECONDS} (a day)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            make_url(value)
-        except ArgumentError as exc:
-            raise ValueError("expected an SQLAlchemy URL such as sqlite:///servicedesk.db") from exc
+        check_database_url(value)
         return value
 
     @field_validator("triage_channel", "slack_signing_secret")
@@ -132,6 +141,35 @@ class Settings(BaseModel):
             field = type(self).model_fields[name]
             if not getattr(self, name):
                 raise SettingsError(f"{field.alias} is required here but is not set")
+
+
+def check_database_url(value: str) -> None:
+    """A SQLite or PostgreSQL URL whose driver is installed and synchronous, else ValueError."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ValueError("expected an SQLAlchemy URL such as sqlite:///servicedesk.db") from exc
+    backend = url.get_backend_name()
+    if backend == "postgres":
+        raise ValueError(f"postgres:// is not a URL SQLAlchemy reads; write {POSTGRESQL_URL_HINT}")
+    if backend not in DATABASE_BACKENDS:
+        raise ValueError(f"{backend} is not supported; expected sqlite:///PATH or {POSTGRESQL_URL_HINT}")
+    try:
+        dialect = url.get_dialect()
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        raise ValueError(
+            f"the database driver {url.drivername} is not installed; "
+            f"use sqlite:///PATH or {POSTGRESQL_URL_HINT}"
+        ) from None
+    if dialect.is_async:
+        raise ValueError(
+            f"{url.drivername} is an asyncio driver, which the store cannot use; "
+            f"use sqlite:///PATH or {POSTGRESQL_URL_HINT}"
+        )
 
 
 # Tokens and secrets are never echoed, not even in an error line.

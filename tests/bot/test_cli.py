@@ -84,6 +84,37 @@ def test_unreachable_database_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("delay", ["inf", "1e30"])
+def test_an_endless_reply_delay_stops_serve_with_one_line(tmp_path, delay):
+    env = {
+        "SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        "SERVICEDESK_SMTP_PORT": "0",
+        "SERVICEDESK_REPLY_DELAY_SECONDS": delay,
+    }
+    result = run_cli("serve", "--role", "smtp", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SERVICEDESK_REPLY_DELAY_SECONDS" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("postgres://u:secret@h/db", "postgresql+psycopg://"),
+        ("mysql://u:secret@h/db", "mysql is not supported"),
+        ("postgresql+nosuchdriver://u:secret@h/db", "not installed"),
+    ],
+)
+def test_an_unsupported_database_url_is_one_line(tmp_path, url, hint):
+    result = run_cli("outbox", env={"SERVICEDESK_DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("servicedesk: SERVICEDESK_DATABASE_URL: ") and hint in lines[0]
+    assert "secret" not in result.stderr
+
+
 def test_report_is_announced_not_silent():
     result = run_cli("report")
     assert result.returncode == 2 and "report" in result.stderr

@@ -90,6 +90,10 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path):
         ("SERVICEDESK_HTTP_PORT", "70000"),
         ("SERVICEDESK_SMTP_PORT", "-1"),
         ("SERVICEDESK_REPLY_DELAY_SECONDS", "soon"),
+        ("SERVICEDESK_REPLY_DELAY_SECONDS", "inf"),
+        ("SERVICEDESK_REPLY_DELAY_SECONDS", "1e30"),
+        ("SERVICEDESK_REPLY_DELAY_SECONDS", "nan"),
+        ("SERVICEDESK_REPLY_DELAY_SECONDS", "86401"),
         ("SERVICEDESK_MAX_MESSAGE_BYTES", "0"),
         ("SERVICEDESK_MAX_PARTICIPANTS", "many"),
         ("SERVICEDESK_ACKNOWLEDGE", "perhaps"),
@@ -100,6 +104,10 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path):
         ("SLACK_BOT_TOKEN", "xoxp-user-token"),
         ("SLACK_APP_TOKEN", "xoxb-wrong-kind"),
         ("SERVICEDESK_DATABASE_URL", "not a url"),
+        ("SERVICEDESK_DATABASE_URL", "postgres://u:p@h/db"),
+        ("SERVICEDESK_DATABASE_URL", "mysql://u:p@h/db"),
+        ("SERVICEDESK_DATABASE_URL", "oracle://u:p@h/db"),
+        ("SERVICEDESK_DATABASE_URL", "postgresql+nosuchdriver://u:p@h/db"),
     ],
 )
 def test_malformed_value_names_the_variable(variable, value):
@@ -108,6 +116,29 @@ def test_malformed_value_names_the_variable(variable, value):
     message = str(caught.value)
     assert message.startswith(f"{variable}:")
     assert "\n" not in message
+
+
+def test_the_reply_delay_is_at_most_a_day():
+    assert (
+        load_settings({"SERVICEDESK_REPLY_DELAY_SECONDS": "86400"}, env_file=None).reply_delay_seconds
+        == 86400
+    )
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_REPLY_DELAY_SECONDS: .*from 0 to 86400 \(a day\)"):
+        load_settings({"SERVICEDESK_REPLY_DELAY_SECONDS": "inf"}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "sqlite://", "postgresql+psycopg://u:p@h/db"]
+)
+def test_sqlite_and_postgresql_urls_are_accepted(url):
+    assert load_settings({"SERVICEDESK_DATABASE_URL": url}, env_file=None).database_url == url
+
+
+def test_postgres_scheme_gets_the_url_to_write_instead():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_DATABASE_URL": "postgres://u:secret@h/db"}, env_file=None)
+    assert "write postgresql+psycopg://" in str(caught.value)
+    assert "secret" not in str(caught.value)
 
 
 def test_secrets_are_never_echoed():
