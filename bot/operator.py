@@ -1,7 +1,8 @@
 """`servicedesk outbox`: what is waiting to be delivered or has failed, and retrying a failed row.
 
-Exit codes: 0 done; 1 the row cannot be retried (unknown, or not failed). A database that cannot be
-reached is one line from the CLI (StoreError), as for every command.
+Exit codes: 0 done; 1 the row cannot be retried (unknown, or not failed); 2 a bad `--limit`. A
+database that cannot be reached, or is not at this release's schema, is one line from the CLI
+(StoreError), as for every command; neither command creates a database.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import datetime
 from typing import TextIO
 
 from store import outbox
-from store.db import Database
+from store.migrate import open_migrated
 from store.models import utcnow
 from store.settings import Settings
 
 EXIT_CANNOT_RETRY = 1
+EXIT_USAGE = 2
 ERROR_WIDTH = 70
 COLUMNS = ("ID", "KIND", "TICKET", "STATE", "TRIES", "NEXT ATTEMPT", "LAST ERROR")
 
@@ -59,7 +61,10 @@ def format_rows(rows: list[outbox.OutboxRow], now: datetime) -> list[str]:
 
 def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    db = Database(settings.database_url)
+    if limit < 1:
+        print(f"servicedesk: --limit: expected a positive whole number (got {limit})", file=sys.stderr)
+        return EXIT_USAGE
+    db = open_migrated(settings.database_url)
     try:
         rows, counts = outbox.undelivered(db, limit=limit)
     finally:
@@ -80,7 +85,7 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
 
 def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    db = Database(settings.database_url)
+    db = open_migrated(settings.database_url)
     try:
         retried = outbox.retry_failed(db, row_id)
     finally:

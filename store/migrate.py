@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,18 +13,33 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 import migrations
 from store.db import Database, StoreError, StoreUnavailable
+from store.sqlite import is_memory_url
 
 # An arbitrary fixed key for pg_advisory_lock: "servicedesk migrate".
 MIGRATION_LOCK_KEY = 0x5D_E5_C0_0D
 
 
+UPGRADE_HINT = "run `servicedesk db upgrade`"
+
+
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer release than this code."""
+
+
+class SchemaNotReady(StoreError):
+    """The database is not at this release's schema (missing, empty, older, newer); the message says
+    what to do."""
+
+
+def _too_new(revision: str) -> str:
+    return (
+        f"the database is at schema revision {revision}, newer than this release knows; upgrade servicedesk"
+    )
 
 
 def alembic_config(database_url: str) -> Config:
@@ -63,6 +79,60 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file `url` names when no such file exists (connecting would create
+    an empty one there); None for any other URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_memory_url(url) or parsed.query.get("uri"):
+        return None
+    path = parsed.database
+    if not path or path == ":memory:" or os.path.exists(path):
+        return None
+    return os.path.abspath(path)
+
+
+def schema_problem(db: Database) -> str | None:
+    """None when the database is at this release's schema, else one line saying what to do.
+
+    Only reads. A database that cannot be reached raises StoreUnavailable.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config(db.url))
+    try:
+        with db.read() as session:
+            current = MigrationContext.configure(session.connection()).get_current_revision()
+    except DBAPIError as exc:  # not a database at all ("file is not a database"), and the like
+        first_line = str(exc.orig or exc).strip().splitlines()[0]
+        raise StoreUnavailable(f"database unavailable: {first_line}") from exc
+    if current == scripts.get_current_head():
+        return None
+    if current is None:
+        return f"the database has no schema yet: {UPGRADE_HINT}"
+    if not _known(scripts, current):
+        return _too_new(current)
+    return f"the database schema is older than this release: {UPGRADE_HINT}"
+
+
+def open_migrated(url: str) -> Database:
+    """The store for a command that uses it but does not migrate it (`servicedesk outbox`).
+
+    Never creates a SQLite file, and a database without this release's schema is one line that says
+    what to do (SchemaNotReady, SchemaTooNew) instead of a missing table.
+    """
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise SchemaNotReady(f"the database file {missing} does not exist: {UPGRADE_HINT}")
+    db = Database(url)
+    try:
+        problem = schema_problem(db)
+    except BaseException:
+        db.dispose()
+        raise
+    if problem is not None:
+        db.dispose()
+        raise SchemaNotReady(problem)
+    return db
+
+
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to `revision`; refuse a database newer than this code."""
     try:
@@ -79,10 +149,7 @@ def _upgrade(db: Database, revision: str) -> None:
     with db.engine.connect() as connection, _migration_lock(connection):
         current = MigrationContext.configure(connection).get_current_revision()
         if current is not None and not _known(scripts, current):
-            raise SchemaTooNew(
-                f"the database is at schema revision {current}, newer than this release knows; "
-                "upgrade servicedesk"
-            )
+            raise SchemaTooNew(_too_new(current))
         connection.commit()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

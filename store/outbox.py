@@ -23,6 +23,9 @@ from store.db import Database
 from store.models import Outbox, OutboxState, Ticket, utcnow
 from store.wakeups import Topic, note
 
+# The largest integer SQLite and PostgreSQL (BIGINT) hold: no row ID exceeds it, no LIMIT may.
+MAX_ROW_ID = 2**63 - 1
+
 
 class Kind(enum.StrEnum):
     """What a row asks for; the worker has one performer per kind."""
@@ -453,7 +456,10 @@ def holders(db: Database, prefix: str) -> list[str]:
 
 
 def retry_failed(db: Database, row_id: int) -> bool:
-    """Operator's retry of a failed row: due now, with a fresh deadline."""
+    """Operator's retry of a failed row: due now, with a fresh deadline. False when there is no
+    such failed row (an ID no row can have, too: past the database's integers, it is not looked up)."""
+    if not 1 <= row_id <= MAX_ROW_ID:
+        return False
     with db.transaction() as session:
         row = session.get(Outbox, row_id)
         if row is None or row.state != OutboxState.FAILED:
@@ -499,6 +505,7 @@ class OutboxRow:
 def undelivered(db: Database, limit: int = 50) -> tuple[list[OutboxRow], dict[str, int]]:
     """Failed rows first (they need a person), then pending and claimed ones by due time; and the
     count of rows in each of those states."""
+    limit = min(limit, MAX_ROW_ID)  # "all": a larger LIMIT overflows the database's integers
     open_states = [OutboxState.FAILED, OutboxState.PENDING, OutboxState.CLAIMED]
     failed_first = (Outbox.state != OutboxState.FAILED).asc()
     with db.read() as session:

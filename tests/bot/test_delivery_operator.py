@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,6 +15,7 @@ from bot.http import build_web_app
 from store import actions, outbox
 from store.actions import DESK, DeskPolicy
 from store.db import Database
+from store.migrate import upgrade
 from store.models import Origin, Outbox, OutboxState, utcnow
 from store.service_state import set_slack_paused
 
@@ -81,6 +83,57 @@ def test_retry_of_a_row_that_did_not_fail_is_refused(
 def test_an_empty_outbox_says_so(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["outbox"]) == 0
     assert "Nothing is waiting or failed." in capsys.readouterr().out
+
+
+def test_an_id_past_the_database_integers_is_not_a_failed_delivery(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_ticket(db)
+    assert main(["outbox", "--retry", "99999999999999999999"]) == 1
+    assert "row 99999999999999999999 is not a failed delivery" in capsys.readouterr().err
+
+
+def test_a_huge_limit_lists_everything_and_no_limit_is_refused(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_ticket(db)
+    assert main(["outbox", "--limit", "99999999999999999999"]) == 0
+    assert capsys.readouterr().out.startswith("Outbox: 2 pending")
+    assert main(["outbox", "--limit", "0"]) == 2
+    assert capsys.readouterr().err == "servicedesk: --limit: expected a positive whole number (got 0)\n"
+
+
+def test_a_database_never_migrated_is_told_to_run_db_upgrade_and_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "new.db"
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", f"sqlite:///{path}")
+    for argv in (["outbox"], ["outbox", "--retry", "1"]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"servicedesk: the database file {path} does not exist: run `servicedesk db upgrade`\n"
+        )
+    assert not path.exists()
+    path.touch()  # a file, but no schema in it
+    assert main(["outbox"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "servicedesk: the database has no schema yet: run `servicedesk db upgrade`\n"
+    )
+
+
+def test_a_database_behind_this_release_is_told_to_run_db_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url)
+    upgrade(old, "0001")
+    old.dispose()
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", url)
+    assert main(["outbox"]) == 2
+    assert "the database schema is older than this release: run `servicedesk db upgrade`" in (
+        capsys.readouterr().err
+    )
 
 
 def test_healthz_reports_the_oldest_due_row_and_a_slack_pause(db: Database) -> None:
