@@ -12,15 +12,18 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from store.context import Desk
 from store.migrate import upgrade
-from store.settings import Settings
+from store.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bot.worker import WorkerConfig
@@ -29,6 +32,17 @@ log = logging.getLogger(__name__)
 
 ROLES = ("web", "smtp", "worker")
 STOP_GRACE_SECONDS = 8.0
+# What Slack answers for an app token that will never work (as opposed to Slack being unreachable).
+REFUSED_TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+    }
+)
 
 
 @dataclass
@@ -94,20 +108,24 @@ async def run_service(
             web_app = build_web_app(desk.db, None if socket_mode else bolt, extra_routes=extra_routes(desk))
             runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS / 2)
             await runner.setup()
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
-            await site.start()
-            running.http_port = _bound_port(runner)
             cleanups.append(runner.cleanup)
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            with _listening("SERVICEDESK_HTTP_HOST", "SERVICEDESK_HTTP_PORT", settings.http_port):
+                await site.start()
+            running.http_port = _bound_port(runner)
             log.info("HTTP listening on %s:%s", settings.http_host, running.http_port)
             if socket_mode:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+                await _check_app_token(client, settings.slack_app_token)
                 handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
-                await handler.connect_async()
                 cleanups.append(handler.close_async)
-                log.info("Socket Mode connected")
+                # Slack out of reach: the handler keeps trying, and a stop signal must still stop it.
+                if await _unless_stopped(handler.connect_async(), running.stop):
+                    log.info("Socket Mode connected")
         if "smtp" in roles:
-            intake = await start_smtp_intake(desk)
+            with _listening("SERVICEDESK_SMTP_HOST", "SERVICEDESK_SMTP_PORT", settings.smtp_port):
+                intake = await start_smtp_intake(desk)
             running.smtp_port = intake.port
             cleanups.insert(0, intake.close)
             log.info("SMTP listening on %s:%s", settings.smtp_host, intake.port)
@@ -149,6 +167,46 @@ async def run_service(
         if slack_http is not None:
             await slack_http.close()
         desk.db.dispose()
+
+
+@contextlib.contextmanager
+def _listening(host_setting: str, port_setting: str, port: int) -> Iterator[None]:
+    """A port taken or a host that does not resolve is a setting to fix: one line naming them."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise SettingsError(
+            f"{host_setting}/{port_setting}: cannot listen on port {port}: {reason}"
+        ) from None
+
+
+async def _check_app_token(client: AsyncWebClient, app_token: str | None) -> None:
+    """A Socket Mode token Slack refuses is a setting to fix, not something to retry forever."""
+    try:
+        await client.apps_connections_open(app_token=app_token or "")
+    except SlackApiError as error:
+        code = str(error.response.get("error", ""))
+        if code in REFUSED_TOKEN_ERRORS:
+            raise SettingsError(f"SLACK_APP_TOKEN was refused by Slack ({code})") from None
+        log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", code)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", error)
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run `work` until it ends or `stop` is set (then cancel it): True if it ended."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopped.cancel()
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,3 +191,63 @@ def advisory_lock_waits(db: Database) -> int:
     )
     with db.engine.connect() as connection:
         return int(connection.execute(text(query)).scalar() or 0)
+
+
+def serve_once(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`servicedesk serve <args>` run to its end (it is expected to stop by itself)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_port_already_taken_is_one_line_naming_the_setting(tmp_path, emulator, database_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = serve_env(tmp_path, emulator, database_url, free_port(), port)
+        result = serve_once(tmp_path, {**env, "SERVICEDESK_SMTP_HOST": "127.0.0.1"}, "--role", "smtp")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "SERVICEDESK_SMTP_PORT" in line]
+    assert f"cannot listen on port {port}" in line
+
+
+def test_a_socket_mode_token_slack_refuses_is_one_line_naming_it(tmp_path, emulator, database_url):
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    result = serve_once(
+        tmp_path, {**env, "SLACK_APP_TOKEN": "xapp-not-ours"}, "--role", "web", "--socket-mode"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "servicedesk: SLACK_APP_TOKEN was refused by Slack (invalid_auth)"
+    )
+
+
+def test_sigterm_while_socket_mode_cannot_reach_slack_exits_at_once(tmp_path, emulator, database_url):
+    """Slack out of reach: Socket Mode keeps trying to connect, and a stop signal still stops it."""
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    unreachable = {
+        **env,
+        "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--role", "web", "--socket-mode"],
+        env=unreachable,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        wait_until(lambda: "could not check SLACK_APP_TOKEN" in process.stderr.readline(), "the connect")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        stop(process)
