@@ -1,7 +1,9 @@
-"""`servicedesk check`: is this desk set up right? Settings, token, scopes, channels, in plain words.
+"""`servicedesk check`: is this desk set up right? Settings, database, token, scopes, channels, in
+plain words.
 
 Every finding is one line an operator can act on. Exit 0 when nothing is wrong, 1 otherwise.
-The check only reads: it never joins a channel or changes anything in Slack.
+The check only reads: it never joins a channel or changes anything in Slack, and never creates or
+migrates the database.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manifest import BOT_SCOPES
+from store.db import StoreError
+from store.migrate import open_migrated
 from store.settings import Settings
 
 REFUSED_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
@@ -66,6 +70,27 @@ def check_settings(settings: Settings, report: Report) -> None:
         )
     if not settings.intake_channels:
         report.note("SERVICEDESK_INTAKE_CHANNELS is empty: tickets come by email, the emoji and the shortcut")
+
+
+def check_delivery(settings: Settings, report: Report) -> None:
+    """What stops the delivery worker at start: the relay URL and the email templates."""
+    from mail.delivery import delivery_settings_problems
+
+    problems = delivery_settings_problems(settings)
+    for problem in problems:
+        report.problem(problem)
+    if not problems:
+        report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+
+
+def check_database(settings: Settings, report: Report) -> None:
+    """Reachable and at this release's schema (the URL itself is never shown: it may hold a password)."""
+    try:
+        open_migrated(settings.database_url).dispose()
+    except StoreError as error:
+        report.problem(str(error))
+        return
+    report.ok("the database is reachable and at this release's schema")
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
@@ -174,6 +199,8 @@ def run_check(
     out = out or sys.stdout
     report = Report()
     check_settings(settings, report)
+    check_delivery(settings, report)
+    check_database(settings, report)
     if settings.slack_bot_token:
         client = (client_factory or _client)(settings)
         if check_token(client, report):

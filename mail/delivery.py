@@ -61,16 +61,25 @@ AUTO_SUBMITTED = {
 }
 
 
-def check_delivery_settings(settings: Settings) -> None:
-    """Start-up check of what outbound mail needs: one line naming the bad setting, never a traceback."""
+def delivery_settings_problems(settings: Settings) -> list[str]:
+    """What is wrong with the settings outbound mail needs: one line each, naming the setting."""
+    problems = []
     try:
         RelayConfig.from_url(settings.smtp_relay_url)
     except ValueError as exc:
-        raise SettingsError(str(exc)) from None
+        problems.append(str(exc))
     try:
         validate_templates(settings.templates_dir)
     except TemplateError as exc:
-        raise SettingsError(f"{TEMPLATES_SETTING}: {exc}") from None
+        problems.append(f"{TEMPLATES_SETTING}: {exc}")
+    return problems
+
+
+def check_delivery_settings(settings: Settings) -> None:
+    """Start-up check of what outbound mail needs: one line naming the bad setting, never a traceback."""
+    problems = delivery_settings_problems(settings)
+    if problems:
+        raise SettingsError(problems[0])
 
 
 @dataclass(frozen=True)
@@ -312,8 +321,10 @@ def _cancel_receipt(item: OutboxItem) -> Apply:
 
     def apply(session: Session) -> None:
         message = session.get(Message, item.message_id)
-        if message is not None and message.delivery == Delivery.PENDING and (
-            message.deleted_at is not None or message.visibility != Visibility.PUBLIC
+        if (
+            message is not None
+            and message.delivery == Delivery.PENDING
+            and (message.deleted_at is not None or message.visibility != Visibility.PUBLIC)
         ):
             message.delivery = Delivery.CANCELLED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from bot.cli import main
 from bot.manifest import BOT_SCOPES
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import APP_TOKEN, BOT_TOKEN, CONNECT, EMPTY, HELP, TRIAGE
+from store.db import Database
+from store.migrate import upgrade
 from store.settings import Settings
 
 
@@ -24,8 +27,10 @@ def emulator() -> Iterator[SlackEmulator]:
     emu.stop()
 
 
-def settings_for(emulator: SlackEmulator, **overrides: Any) -> Settings:
+def settings_for(emulator: SlackEmulator, database_url: str, **overrides: Any) -> Settings:
+    """A desk that is ready (the emulator, a migrated database) but for `overrides`."""
     values: dict[str, Any] = {
+        "database_url": database_url,
         "slack_bot_token": BOT_TOKEN,
         "slack_signing_secret": "secret",
         "slack_api_url": emulator.api_url,
@@ -42,23 +47,23 @@ def check(settings: Settings) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def test_all_good_exits_0(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator))
+def test_all_good_exits_0(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url))
     assert code == 0
     assert "PROBLEM" not in text
     assert "the bot is in the triage channel #triage (C0TRIAGE)" in text
     assert text.rstrip().endswith("All good: the desk is ready.")
 
 
-def test_a_missing_scope_is_named(emulator: SlackEmulator) -> None:
+def test_a_missing_scope_is_named(emulator: SlackEmulator, database_url: str) -> None:
     emulator.scopes = [scope for scope in BOT_SCOPES if scope != "reactions:write"]
-    code, text = check(settings_for(emulator))
+    code, text = check(settings_for(emulator, database_url))
     assert code == 1
     assert "PROBLEM  the app lacks the scope reactions:write: add it under OAuth & Permissions" in text
 
 
-def test_a_channel_the_bot_is_not_in_is_named(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator, intake_channels=(CONNECT, EMPTY)))
+def test_a_channel_the_bot_is_not_in_is_named(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url, intake_channels=(CONNECT, EMPTY)))
     assert code == 1
     assert (
         "PROBLEM  the bot is not a member of the intake channel #random (C0EMPTY): "
@@ -66,14 +71,14 @@ def test_a_channel_the_bot_is_not_in_is_named(emulator: SlackEmulator) -> None:
     ) in text
 
 
-def test_an_unknown_channel_is_named(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator, triage_channel="C0NOSUCH"))
+def test_an_unknown_channel_is_named(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url, triage_channel="C0NOSUCH"))
     assert code == 1
     assert "the triage channel C0NOSUCH was not found" in text
 
 
-def test_a_refused_token_is_said_plainly(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator, slack_bot_token="xoxb-wrong"))
+def test_a_refused_token_is_said_plainly(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url, slack_bot_token="xoxb-wrong"))
     assert code == 1
     assert "Slack refused the bot token (invalid_auth)" in text
     assert "triage channel" not in text.split("Slack refused")[1]
@@ -99,27 +104,36 @@ def test_missing_settings_are_named_without_calling_slack() -> None:
     assert "neither SLACK_SIGNING_SECRET" in text
 
 
-def test_triage_channel_as_intake_channel_is_refused(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator, intake_channels=(TRIAGE,)))
+def test_triage_channel_as_intake_channel_is_refused(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url, intake_channels=(TRIAGE,)))
     assert code == 1
     assert "customers would read the team's internal notes" in text
 
 
-def test_the_command_line_runs_the_check(
-    emulator: SlackEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
-    capsys: pytest.CaptureFixture[str],
+def set_environment(
+    monkeypatch: pytest.MonkeyPatch, emulator: SlackEmulator, database_url: str, **more: str
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    """The environment of a ready desk, and `more`, for `main(["check"])`."""
     for name, value in {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": "secret",
         "SLACK_API_URL": emulator.api_url,
         "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
-        "SERVICEDESK_INTAKE_CHANNELS": f"{CONNECT},{EMPTY}",
+        "SERVICEDESK_DATABASE_URL": database_url,
+        **more,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+def test_the_command_line_runs_the_check(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    set_environment(monkeypatch, emulator, database_url, SERVICEDESK_INTAKE_CHANNELS=f"{CONNECT},{EMPTY}")
     emulator.scopes = [scope for scope in BOT_SCOPES if scope != "files:read"]
     assert main(["check"]) == 1
     out = capsys.readouterr().out
@@ -128,8 +142,68 @@ def test_the_command_line_runs_the_check(
     assert out.rstrip().endswith("2 problems found.")
 
 
-def test_the_socket_mode_token_is_checked(emulator: SlackEmulator) -> None:
-    code, text = check(settings_for(emulator, slack_app_token=APP_TOKEN))
+def test_the_socket_mode_token_is_checked(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url, slack_app_token=APP_TOKEN))
     assert code == 0 and "the app-level token works (Socket Mode)" in text
-    code, text = check(settings_for(emulator, slack_app_token="xapp-wrong"))
+    code, text = check(settings_for(emulator, database_url, slack_app_token="xapp-wrong"))
     assert code == 1 and "Slack refused SLACK_APP_TOKEN (invalid_auth)" in text
+
+
+def test_delivery_settings_that_would_stop_serve_are_problems(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    set_environment(
+        monkeypatch,
+        emulator,
+        database_url,
+        SERVICEDESK_SMTP_RELAY_URL="http://x",
+        SERVICEDESK_TEMPLATES_DIR=str(tmp_path / "nonexistent"),
+    )
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: unknown scheme http://" in out
+    assert "PROBLEM  SERVICEDESK_TEMPLATES_DIR: " in out
+    assert out.rstrip().endswith("2 problems found.")
+
+
+def test_a_missing_database_file_is_a_problem_and_is_not_created(
+    emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "none.db"
+    code, text = check(settings_for(emulator, f"sqlite:///{path}"))
+    assert code == 1
+    assert f"PROBLEM  the database file {path} does not exist: run `servicedesk db upgrade`" in text
+    assert not path.exists()
+
+
+def test_a_database_without_the_current_schema_is_a_problem(emulator: SlackEmulator, tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    code, text = check(settings_for(emulator, f"sqlite:///{path}"))
+    assert code == 1
+    assert "PROBLEM  the database has no schema yet: run `servicedesk db upgrade`" in text
+    old = Database(f"sqlite:///{path}")
+    upgrade(old, "0001")
+    old.dispose()
+    code, text = check(settings_for(emulator, f"sqlite:///{path}"))
+    assert code == 1
+    assert "PROBLEM  the database schema is older than this release: run `servicedesk db upgrade`" in text
+
+
+def test_an_unreachable_database_is_a_problem_without_its_password(emulator: SlackEmulator) -> None:
+    code, text = check(settings_for(emulator, "postgresql+psycopg://desk:hunter2@127.0.0.1:1/desk"))
+    assert code == 1
+    assert "PROBLEM  database unavailable: " in text
+    assert "hunter2" not in text
+
+
+def test_a_ready_database_is_said_to_be(emulator: SlackEmulator, database_url: str) -> None:
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0
+    assert "ok       the database is reachable and at this release's schema" in text
+    assert "ok       SERVICEDESK_SMTP_RELAY_URL and the email templates are usable" in text

@@ -335,7 +335,7 @@ def test_opening_the_app_home_publishes_it(desk: Desk) -> None:
 
 
 def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
-    tmp_path: Path, emulator: SlackEmulator
+    tmp_path: Path, emulator: SlackEmulator, database_url: str
 ) -> None:
     emulator.scopes = [scope for scope in BOT_SCOPES if scope != "chat:write.customize"]
     env = {
@@ -345,6 +345,7 @@ def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
         "SLACK_API_URL": emulator.api_url,
         "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
         "SERVICEDESK_INTAKE_CHANNELS": f"{CONNECT},{EMPTY}",
+        "SERVICEDESK_DATABASE_URL": database_url,
     }
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "check"],
