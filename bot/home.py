@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import HomeView, Metric, home_view
-from bot.commands.stats import duration_words
+from bot.commands.stats import duration_words, percent
 from bot.commands.views import ticket_summary
 from store import queries
 from store.context import Desk
@@ -76,7 +76,7 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
                 Metric(f"Opened, last {METRICS_DAYS} days", str(stats.created)),
                 Metric("Median first response", duration_words(stats.first_response_median)),
                 Metric("Median time to resolution", duration_words(stats.resolution_median)),
-                Metric("Reopened", str(stats.reopened)),
+                Metric("Reopen rate", percent(stats.reopen_rate)),
             ),
             now=now,
         )

@@ -296,10 +296,16 @@ class DeskStats:
     first_response_median: timedelta | None = None
     resolved: int = 0
     resolution_median: timedelta | None = None
+    # Of the tickets resolved (those opened in the period), how many were reopened since.
     reopened: int = 0
     repeat_requesters: int = 0
     open_now: int = 0
     unassigned_now: int = 0
+
+    @property
+    def reopen_rate(self) -> float | None:
+        """The share of resolved tickets reopened afterwards; None before any was resolved."""
+        return self.reopened / self.resolved if self.resolved else None
 
 
 def _median(durations: list[timedelta]) -> timedelta | None:
@@ -320,12 +326,13 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
     origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
     first_response: dict[int, datetime] = {}
     resolved: dict[int, datetime] = {}
+    reopened: set[int] = set()
     if opened_at:
         trail = session.execute(
             select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
             .where(
                 TicketEvent.ticket_id.in_(list(opened_at)),
-                TicketEvent.kind.in_(["first_response", "status"]),
+                TicketEvent.kind.in_(["first_response", "status", "reopened"]),
                 TicketEvent.created_at < until,
             )
             .order_by(TicketEvent.created_at, TicketEvent.id)
@@ -333,15 +340,10 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         for ticket_id, kind, at, data in trail:
             if kind == "first_response":
                 first_response.setdefault(ticket_id, at)
+            elif kind == "reopened":
+                reopened.add(ticket_id)
             elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
                 resolved.setdefault(ticket_id, at)
-    reopened = session.scalar(
-        select(func.count())
-        .select_from(TicketEvent)
-        .where(
-            TicketEvent.kind == "reopened", TicketEvent.created_at >= since, TicketEvent.created_at < until
-        )
-    )
     # An empty IN is simply false on every engine: no special case for a quiet period.
     opened = list(opened_at)
     labels = Tally(
@@ -368,7 +370,7 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         first_response_median=_median([at - opened_at[t] for t, at in first_response.items()]),
         resolved=len(resolved),
         resolution_median=_median([at - opened_at[t] for t, at in resolved.items()]),
-        reopened=int(reopened or 0),
+        reopened=len(reopened),
         repeat_requesters=sum(1 for count in requesters.values() if count > 1),
         open_now=int(open_now or 0),
         unassigned_now=int(unassigned_now or 0),

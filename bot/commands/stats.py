@@ -30,6 +30,11 @@ def duration_words(value: timedelta | None) -> str:
     return f"{minutes}m"
 
 
+def percent(share: float | None) -> str:
+    """`25 %`, or `—` when there is nothing to take a share of."""
+    return "—" if share is None else f"{round(share * 100)} %"
+
+
 def _tally(counts: dict[str, int]) -> str:
     return ", ".join(f"{escape_mrkdwn(name)} {count}" for name, count in counts.items())
 
@@ -40,7 +45,7 @@ def stats_lines(stats: queries.DeskStats, days: int) -> list[str]:
         f"• Opened: {stats.created}" + (f" ({_tally(stats.created_by_origin)})" if stats.created else ""),
         f"• First response: {stats.responded} answered, median {duration_words(stats.first_response_median)}",
         f"• Resolved: {stats.resolved}, median time to resolution {duration_words(stats.resolution_median)}",
-        f"• Reopened: {stats.reopened}",
+        f"• Reopened: {stats.reopened} of {stats.resolved} resolved ({percent(stats.reopen_rate)})",
         f"• Repeat requesters: {stats.repeat_requesters}",
     ]
     if stats.created_by_label:

@@ -161,7 +161,7 @@ def test_stats_over_seven_and_thirty_days(desk):
         "• Opened: 2 (email 2)",
         "• First response: 1 answered, median 1h 30m",
         "• Resolved: 1, median time to resolution 1d 2h",
-        "• Reopened: 0",
+        "• Reopened: 0 of 1 resolved (0 %)",
         "• Repeat requesters: 1",
         "• Now: 2 open or pending, 2 unassigned",
     ]

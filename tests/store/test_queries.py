@@ -189,7 +189,7 @@ def test_stats_from_the_event_trail(db):
     assert stats.created_by_label == {"bug": 1}
     assert stats.responded == 2 and stats.first_response_median == timedelta(hours=2)
     assert stats.resolved == 1 and stats.resolution_median == timedelta(hours=3)
-    assert stats.reopened == 1 and stats.repeat_requesters == 1
+    assert stats.reopened == 1 and stats.reopen_rate == 1.0 and stats.repeat_requesters == 1
     assert stats.open_now == 3 and stats.unassigned_now == 3
     with db.transaction() as s:
         empty = queries.desk_stats(s, START + timedelta(days=2), START + timedelta(days=3))
