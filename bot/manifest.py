@@ -6,6 +6,10 @@ a test keeps the two equal.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from store.settings import SettingsError
+
 EXAMPLE_URL = "https://servicedesk.example.com"
 
 BOT_SCOPES = (
@@ -73,8 +77,24 @@ settings:
 """
 
 
+def check_public_url(url: str) -> None:
+    """Slack posts to the request URLs as written: they must be absolute http(s) URLs."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid or parts.query or parts.fragment or any(c.isspace() for c in url):
+        raise SettingsError(f"--url: expected an absolute http(s) URL such as {EXAMPLE_URL} (got {url!r})")
+
+
 def render_manifest(url: str | None) -> str:
-    """The manifest with request URLs at `url` (HTTP mode), or for Socket Mode when `url` is None."""
+    """The manifest with request URLs at `url` (HTTP mode), or for Socket Mode when `url` is None.
+
+    A `url` that is not an absolute http(s) URL raises SettingsError (one line naming --url).
+    """
+    if url:
+        check_public_url(url)
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     return _TEMPLATE.format(
         command_url=f"      url: {endpoint}\n" if endpoint else "",

@@ -127,6 +127,17 @@ def test_manifest_matches_the_committed_file():
     assert result.returncode == 0 and result.stdout == committed
 
 
+@pytest.mark.parametrize(
+    "url", ["desk.example.com", "ftp://desk.example.com", "https://", "https://desk.example.com/?x=1"]
+)
+def test_manifest_refuses_a_url_that_is_not_absolute_http(url):
+    result = run_cli("manifest", "--url", url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"servicedesk: --url: expected an absolute http(s) URL such as {EXAMPLE_URL} (got {url!r})\n"
+    )
+
+
 def test_manifest_declares_what_the_design_fixes():
     text = render_manifest("https://desk.example")
     assert "command: /desk" in text and "should_escape: true" in text
