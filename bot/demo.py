@@ -9,7 +9,9 @@ that is a product bug, shown as such. `--keep` leaves the desk running to play w
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
@@ -28,6 +30,9 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     # The service's own warnings still reach stderr; its routine INFO lines would drown the story.
     logging.basicConfig(level=logging.WARNING, format="servicedesk: %(levelname)s %(name)s: %(message)s")
+    # SIGTERM ends the demo as Ctrl-C does: the service stops and its temporary folder is removed.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     stage = Stage()
     try:
         stage.start()
@@ -42,6 +47,10 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     finally:
         stage.stop()
     return 0 if record.failure is None else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def play(stage: Stage, out: TextIO) -> StoryRecord:

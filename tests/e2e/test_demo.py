@@ -124,6 +124,18 @@ def servicedesk_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
 
 
+def demo_kept(folder: Path) -> subprocess.Popen[str]:
+    """`servicedesk demo --keep`, its output (stdout and stderr) read line by line."""
+    return subprocess.Popen(
+        [*servicedesk_command(), "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 class Lines:
     """A process's stdout, read by a thread, so the test can wait for a line with a deadline."""
 
@@ -154,14 +166,7 @@ class Lines:
 
 
 def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
-    process = subprocess.Popen(
-        [*servicedesk_command(), "demo", "--keep"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = demo_kept(tmp_path)
     try:
         lines = Lines(process)
         lines.wait_for(r"Ctrl-C")
@@ -182,6 +187,24 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
         process.send_signal(signal.SIGINT)
         # Generous: a loaded CI machine may take a while to wind the service down; no timing asserted.
         assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
+    process = demo_kept(tmp_path)
+    try:
+        lines = Lines(process)
+        folder = Path(
+            re.sub(r"^Database and files: (.*?)\. .*", r"\1", lines.wait_for(r"^Database and files: "))
+        )
+        assert folder.is_dir()
+        lines.wait_for(r"Ctrl-C")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert not folder.exists()
     finally:
         if process.poll() is None:
             process.kill()
