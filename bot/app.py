@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.logger.messages import warning_token_skipped
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -63,10 +63,13 @@ def single_workspace_authorize(token: str | None) -> Callable[..., Awaitable[Aut
 
 
 class _TokenGivenToAuthorize(logging.Filter):
-    """Bolt warns that the client's token is ignored once `authorize` is set: ours hands it over."""
+    """Bolt warns that a token it found (SLACK_BOT_TOKEN in the environment, the client's) goes
+    unused: `authorize` hands the bot token to every request, so the operator has nothing to fix."""
+
+    SAID_ALREADY = frozenset({warning_token_skipped(), warning_client_prioritized_and_token_skipped()})
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != warning_token_skipped()
+        return record.getMessage() not in self.SAID_ALREADY
 
 
 logging.getLogger(f"slack_bolt.{AsyncApp.__name__}").addFilter(_TokenGivenToAuthorize())
