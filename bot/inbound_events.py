@@ -15,6 +15,10 @@ from typing import Any
 CONTENT_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message"})
 
 
+# The emoji staff put on a message to make it a ticket.
+TICKET_REACTION = "ticket"
+
+
 @dataclass(frozen=True)
 class PostedMessage:
     channel: str

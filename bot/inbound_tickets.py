@@ -24,7 +24,7 @@ from bot.inbound_context import (
     customer_for_profile,
     subject_from,
 )
-from bot.inbound_events import PostedMessage, ReactionAdded, TicketShortcut, parse_message
+from bot.inbound_events import TICKET_REACTION, PostedMessage, ReactionAdded, TicketShortcut, parse_message
 from bot.slack_users import is_transient
 from store.actions import (
     Actor,
@@ -36,7 +36,6 @@ from store.models import Origin, Ticket
 
 log = logging.getLogger(__name__)
 
-TICKET_REACTION = "ticket"
 
 ONLY_STAFF = "Only support staff (members of the triage channel) can turn messages into tickets."
 NOT_FROM_APPS = "Messages from apps and bots can't become tickets."

@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.inbound_events import TICKET_REACTION
 from store import inbound
 from store.context import Desk
 
@@ -54,6 +55,10 @@ def worth_storing(event: dict[str, Any], desk: Desk) -> bool:
         return bool(event.get("thread_ts")) or event.get("subtype") in ("message_changed", "message_deleted")
     if kind in ("member_joined_channel", "member_left_channel"):
         return event.get("channel") == desk.settings.triage_channel
+    if kind == "reaction_added":
+        # Only the ticket emoji does anything; the desk's own receipts (hourglass, tick, lock) come
+        # back as reactions too, and Bolt no longer knows our user id to drop them.
+        return event.get("reaction") == TICKET_REACTION
     return True
 
 

@@ -205,6 +205,25 @@ def test_a_note_never_leaves(desk: Desk) -> None:
     assert desk.sink.messages == []
 
 
+def test_the_desks_own_reactions_are_answered_but_not_stored(desk: Desk) -> None:
+    """Slack sends the desk its own receipt reactions (here the note's lock) as events too."""
+    _customer_ts, card_ts = open_ticket(desk)
+    note_ts = desk.emulator.user_post(BOB, TRIAGE, "note: VIP", thread_ts=card_ts)
+
+    def lock_event_answered() -> bool:
+        return any(
+            d.done and d.ok and (d.payload.get("event") or {}).get("reaction") == "lock"
+            for d in desk.emulator.deliveries
+            if d.kind == "event" and isinstance(d.payload, dict)
+        )
+
+    desk.wait(lock_event_answered, "the lock reaction's event to be answered")
+    with desk.db.read() as session:
+        stored = [item.payload.get("event", {}) for item in session.scalars(select(InboundItem))]
+    assert [event for event in stored if event.get("type") == "reaction_added"] == []
+    assert "lock" in desk.reactions(TRIAGE, note_ts)
+
+
 def test_deleting_a_reply_inside_the_delay_cancels_it(desk: Desk) -> None:
     customer_ts, card_ts = open_ticket(desk)
     reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Wrong answer", thread_ts=card_ts)
