@@ -21,7 +21,7 @@ from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.text import escape_mrkdwn
 from store import outbox
 from store.actions.common import thread_line
-from store.actions.messages import follow_late_copy, settle_delivery
+from store.actions.messages import follow_late_copy, lock_message, settle_delivery
 from store.db import Database
 from store.models import Ticket
 from store.outbox import Kind, OutboxItem
@@ -55,6 +55,9 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
         if isinstance(outcome, Done):
             if not outbox.mark_done(session, item.id, worker_id, outcome.result):
                 return "lost"
+            if item.message_id is not None:
+                # Before anything below reads or writes it (the copy's record, the receipt).
+                lock_message(session, item.message_id)
             if outcome.apply is not None:
                 outcome.apply(session)
             if item.message_id is not None and item.kind in RECEIPT_KINDS:

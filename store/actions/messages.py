@@ -474,20 +474,43 @@ def follow_late_copy(session: Session, message_id: int, row_id: int, posted_dige
         _mirror_copies(session, message, kind, row_id=row_id)
 
 
+def lock_message(session: Session, message_id: int) -> tuple[Message, Ticket] | None:
+    """A message and its ticket, locked in the order every change takes them: the ticket, then the
+    message (a merge locks both tickets, then moves their messages). Taken after the outbox row a
+    worker settles, as edits and deletions lock the reply's rows before the reply.
+
+    The ticket's lock leaves its key alone (FOR NO KEY UPDATE), so a change that only adds rows
+    naming the ticket (an edit's mirror row, a thread line) never waits for it. Read afresh:
+    a message merged into another ticket while this waited is followed there.
+    """
+    ticket_id = session.scalar(select(Message.ticket_id).where(Message.id == message_id))
+    while ticket_id is not None:
+        ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True}, populate_existing=True)
+        message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
+        if ticket is None or message is None:
+            return None
+        if message.ticket_id == ticket.id:
+            return message, ticket
+        # Merged away while this waited: its new ticket is locked as well (a merge chain ends).
+        ticket_id = message.ticket_id
+    return None
+
+
 def settle_delivery(
     session: Session, message_id: int, *, failed_error: str | None = None, reached: bool = False
 ) -> None:
     """After one of a reply's deliveries ended: update its receipt once all have ended. `reached`:
     this delivery put the reply in front of a customer (it was not skipped).
 
-    The reply is locked first (after the row its worker settles, as everywhere): two of its
-    deliveries settling at once take turns, so the second sees the first done rather than both
-    seeing the other still open and leaving the receipt pending."""
-    message = session.get(Message, message_id, with_for_update=True)
-    if message is None or message.delivery not in (Delivery.PENDING, Delivery.FAILED):
+    The reply is locked first (`lock_message`): two of its deliveries settling at once take turns,
+    so the second sees the first done rather than both seeing the other still open and leaving the
+    receipt pending."""
+    locked = lock_message(session, message_id)
+    if locked is None:
         return
-    ticket = session.get(Ticket, message.ticket_id)
-    assert ticket is not None
+    message, ticket = locked
+    if message.delivery not in (Delivery.PENDING, Delivery.FAILED):
+        return
     if failed_error is not None:
         if message.delivery != Delivery.FAILED:
             message.delivery = Delivery.FAILED

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from bot.commands.base import lock_tickets
 from bot.worker_settle import settle
 from mail.delivery import EmailDelivery, check_delivery_settings
 from sandbox.mail_sink import MailSink
@@ -532,3 +533,52 @@ def lock_waits(desk: Desk) -> int:
     )
     with desk.db.engine.connect() as connection:
         return int(connection.execute(text(query)).scalar() or 0)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("first_reply", [True, False], ids=["first reply", "later reply"])
+def test_a_merge_while_a_reply_settles_waits_its_turn(desk: Desk, sink: MailSink, first_reply: bool) -> None:
+    """PostgreSQL: `!merge` locks both tickets, then moves the messages; a worker settling a reply
+    of one of them locks that ticket before the reply too, so one waits for the other (no deadlock,
+    which would undo the settle of a mail already sent)."""
+    source_id = open_email_ticket(desk)
+    target_id = open_email_ticket(desk, requester="dan@other.test", name="Dan", with_message=False)
+    with desk.db.transaction() as session:
+        source, target = session.get(Ticket, source_id), session.get(Ticket, target_id)
+        assert source is not None and target is not None
+        numbers = (source.number, target.number)
+        if not first_reply:
+            source.first_response_at = utcnow()
+    email_rows(desk)  # the acknowledgements, out of the way
+    message_id = add_reply(desk, source_id, "Hello")
+    [row] = [r for r in email_rows(desk) if r.message_id == message_id]
+    tickets_locked, failures = threading.Event(), []
+
+    def merge() -> None:
+        try:
+            with desk.db.transaction() as session:
+                found = lock_tickets(session, list(numbers))  # as `!merge` does
+                tickets_locked.set()
+                wait_until(lambda: lock_waits(desk) > 0, "the settle to wait for the merge")
+                actions.merge(session, desk.policy, found[numbers[0]], found[numbers[1]], STAFF)
+        except Exception as error:  # a deadlock, reported by the assertion below
+            failures.append(f"merge: {error}")
+
+    def settle_the_reply() -> None:
+        try:
+            settle(desk.db, "test-worker", row, Done(result={"relay": "250 ok"}))
+        except Exception as error:  # a deadlock, reported by the assertion below
+            failures.append(f"settle: {error}")
+
+    threads = [threading.Thread(target=merge), threading.Thread(target=settle_the_reply)]
+    threads[0].start()
+    assert tickets_locked.wait(30)
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    with desk.db.read() as session:
+        message = session.get(Message, message_id)
+        assert (
+            message is not None and message.delivery == Delivery.DELIVERED and message.ticket_id == target_id
+        )
