@@ -159,7 +159,7 @@ def delivery_started(session: Session, message_id: int) -> bool:
     (PostgreSQL's claim skips locked rows; on SQLite the transaction holds the write lock), so "no"
     stays true for a cancel that follows in the same transaction. Nothing is flushed first: the
     caller's pending change to the message must not lock the message's row before these (a worker
-    settling a row locks the row, then the message).
+    settling a row locks the row, then the ticket, then the message: `lock_message`).
     """
     with session.no_autoflush:
         rows = session.execute(
