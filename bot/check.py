@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manifest import BOT_SCOPES
 from store.db import StoreError
-from store.migrate import open_migrated
+from store.migrate import SchemaNotReady, open_migrated
 from store.settings import Settings
 
 REFUSED_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
@@ -87,6 +87,10 @@ def check_database(settings: Settings, report: Report) -> None:
     """Reachable and at this release's schema (the URL itself is never shown: it may hold a password)."""
     try:
         open_migrated(settings.database_url).dispose()
+    except SchemaNotReady as error:
+        # Not a problem: `serve` migrates it on start (a fresh install is checked before it runs).
+        report.note(f"{error} (or let `servicedesk serve` do it on start)")
+        return
     except StoreError as error:
         report.problem(str(error))
         return

@@ -92,9 +92,11 @@ def missing_sqlite_file(url: str) -> str | None:
 
 
 def schema_problem(db: Database) -> str | None:
-    """None when the database is at this release's schema, else one line saying what to do.
+    """None when the database is at this release's schema, else one line saying what to do
+    (`servicedesk db upgrade`, which `serve` also does on start).
 
-    Only reads. A database that cannot be reached raises StoreUnavailable.
+    Only reads. A database that cannot be reached raises StoreUnavailable; one migrated by a newer
+    release raises SchemaTooNew (no upgrade helps).
     """
     scripts = ScriptDirectory.from_config(alembic_config(db.url))
     try:
@@ -108,7 +110,7 @@ def schema_problem(db: Database) -> str | None:
     if current is None:
         return f"the database has no schema yet: {UPGRADE_HINT}"
     if not _known(scripts, current):
-        return _too_new(current)
+        raise SchemaTooNew(_too_new(current))
     return f"the database schema is older than this release: {UPGRADE_HINT}"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from bot.check import run_check
 from bot.cli import main
@@ -171,28 +172,41 @@ def test_delivery_settings_that_would_stop_serve_are_problems(
     assert out.rstrip().endswith("2 problems found.")
 
 
-def test_a_missing_database_file_is_a_problem_and_is_not_created(
+def test_a_missing_database_file_is_a_note_and_is_not_created(
     emulator: SlackEmulator, tmp_path: Path
 ) -> None:
+    """A fresh install is checked before `serve` first runs (and migrates it): a note, not a problem."""
     path = tmp_path / "none.db"
     code, text = check(settings_for(emulator, f"sqlite:///{path}"))
-    assert code == 1
-    assert f"PROBLEM  the database file {path} does not exist: run `servicedesk db upgrade`" in text
+    assert code == 0
+    assert f"note     the database file {path} does not exist: run `servicedesk db upgrade`" in text
     assert not path.exists()
 
 
-def test_a_database_without_the_current_schema_is_a_problem(emulator: SlackEmulator, tmp_path: Path) -> None:
+def test_a_database_without_the_current_schema_is_a_note(emulator: SlackEmulator, tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
     code, text = check(settings_for(emulator, f"sqlite:///{path}"))
-    assert code == 1
-    assert "PROBLEM  the database has no schema yet: run `servicedesk db upgrade`" in text
+    assert code == 0
+    assert "note     the database has no schema yet: run `servicedesk db upgrade`" in text
     old = Database(f"sqlite:///{path}")
     upgrade(old, "0001")
     old.dispose()
     code, text = check(settings_for(emulator, f"sqlite:///{path}"))
+    assert code == 0
+    assert "note     the database schema is older than this release: run `servicedesk db upgrade`" in text
+
+
+def test_a_database_migrated_by_a_newer_release_is_a_problem(emulator: SlackEmulator, tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    newer = Database(f"sqlite:///{path}")
+    upgrade(newer)
+    with newer.transaction() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    newer.dispose()
+    code, out = check(settings_for(emulator, f"sqlite:///{path}"))
     assert code == 1
-    assert "PROBLEM  the database schema is older than this release: run `servicedesk db upgrade`" in text
+    assert "PROBLEM  " in out and "newer than this release" in out
 
 
 def test_an_unreachable_database_is_a_problem_without_its_password(emulator: SlackEmulator) -> None:
