@@ -34,7 +34,7 @@ from bot.inbound_events import PostedMessage, parse_message
 from bot.inbound_triage import handle_triage_message
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
-from store.actions import Actor, open_ticket, ticket_by_slack_thread
+from store.actions import Actor, open_ticket, ticket_by_slack_thread, ticket_owning_slack_thread
 from store.actions.common import literal, thread_line
 from store.models import Origin, Ticket
 
@@ -212,7 +212,8 @@ async def _staff_wrote_to_customer(
 
 
 def _requested_by(session: Session, channel: str, thread_ts: str, user_id: str) -> bool:
-    """Whether this thread's ticket is `user_id`'s own request (a colleague's message made a ticket):
-    what they write there is the requester's, not staff talking to a customer."""
-    ticket = ticket_by_slack_thread(session, channel, thread_ts)
+    """Whether this thread is `user_id`'s own request (a colleague's message made a ticket): what
+    they write there is the requester's, not staff talking to a customer. The thread's own ticket
+    is asked, merged into another or not: the one it went into may be someone else's."""
+    ticket = ticket_owning_slack_thread(session, channel, thread_ts)
     return ticket is not None and ticket.requester.slack_user_id == user_id

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
-from store.models import Attachment, Customer, Direction, Origin
+from store import actions
+from store.actions import Actor
+from store.models import Attachment, Customer, Direction, Origin, Ticket
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
     all_done,
@@ -54,17 +57,25 @@ def test_a_message_becomes_a_ticket_once(intake: Intake) -> None:
     assert len(intake.tickets()) == 1 and len(intake.messages()) == 1
 
 
-def test_a_colleagues_follow_up_in_their_own_requests_thread_joins_it(intake: Intake) -> None:
+@pytest.mark.parametrize("merged", [False, True], ids=["own ticket", "merged into another"])
+def test_a_colleagues_follow_up_in_their_own_requests_thread_joins_it(intake: Intake, merged: bool) -> None:
     """Alice (staff) asked in #it-help and reacted `ticket` on her own message: what she adds in
-    that thread is the requester's, files included, not staff talking to a customer."""
+    that thread is the requester's, files included, not staff talking to a customer; also once her
+    ticket was merged into someone else's."""
     root = intake.emulator.user_post(ALICE, HELP, "My laptop won't boot")
     intake.emulator.user_react(ALICE, HELP, root, "ticket")
     intake.run()
+    if merged:
+        intake.emulator.user_post(CAROL, HELP, "Laptops won't boot on floor 3")
+        intake.run()
+        with intake.db.transaction() as session:
+            mine, other = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+            actions.merge(session, intake.desk.policy, mine, other, Actor("Bob", slack_id=BOB))
     screen = ("screen.png", b"\x89PNG\r\n\x1a\n" + b"0" * 50, "image/png")
     intake.emulator.user_post(ALICE, HELP, "Here is the error screen", thread_ts=root, files=[screen])
     intake.run()
-    [_, follow_up] = intake.messages()
-    assert follow_up.body_markdown == "Here is the error screen" and follow_up.direction == Direction.INBOUND
+    [follow_up] = [m for m in intake.messages() if m.body_markdown == "Here is the error screen"]
+    assert follow_up.direction == Direction.INBOUND
     with intake.db.read() as session:
         files = session.scalars(select(Attachment.filename).where(Attachment.message_id == follow_up.id))
         assert list(files) == ["screen.png"]
