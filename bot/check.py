@@ -17,11 +17,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manifest import BOT_SCOPES
+from bot.slack_errors import REFUSED_TOKEN
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
 from store.settings import Settings
-
-REFUSED_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
 
 
 @dataclass

@@ -21,6 +21,7 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack_errors import REFUSED_TOKEN
 from store.context import Desk
 from store.migrate import upgrade
 from store.settings import Settings, SettingsError
@@ -32,17 +33,8 @@ log = logging.getLogger(__name__)
 
 ROLES = ("web", "smtp", "worker")
 STOP_GRACE_SECONDS = 8.0
-# What Slack answers for an app token that will never work (as opposed to Slack being unreachable).
-REFUSED_TOKEN_ERRORS = frozenset(
-    {
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "not_allowed_token_type",
-    }
-)
+# An app token Slack refuses: one refused as a token, or a bot token given as the app token.
+REFUSED_APP_TOKEN = REFUSED_TOKEN | {"not_allowed_token_type"}
 
 
 @dataclass
@@ -187,7 +179,7 @@ async def _check_app_token(client: AsyncWebClient, app_token: str | None) -> Non
         await client.apps_connections_open(app_token=app_token or "")
     except SlackApiError as error:
         code = str(error.response.get("error", ""))
-        if code in REFUSED_TOKEN_ERRORS:
+        if code in REFUSED_APP_TOKEN:
             raise SettingsError(f"SLACK_APP_TOKEN was refused by Slack ({code})") from None
         log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", code)
     except (aiohttp.ClientError, TimeoutError) as error:

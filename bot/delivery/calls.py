@@ -22,21 +22,12 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.delivery.rate_gate import Deferred, RateGate
 from bot.outcomes import Fail, Outcome, Pause, Retry
+from bot.slack_errors import REFUSED_TOKEN
 
 log = logging.getLogger(__name__)
 
 # The token no longer works: hold every Slack row until auth.test succeeds again.
-PAUSE_ERRORS = frozenset(
-    {
-        "invalid_auth",
-        "token_revoked",
-        "token_expired",
-        "account_inactive",
-        "not_authed",
-        "org_login_required",
-        "ekm_access_denied",
-    }
-)
+PAUSE_ERRORS = REFUSED_TOKEN | {"org_login_required", "ekm_access_denied"}
 # Slack's own trouble, worth another try later.
 RETRY_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 # Plain words for the refusals a support team can fix; others are named by their code.
