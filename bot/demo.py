@@ -40,6 +40,9 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
         stage.stop()
         print(f"demo: {failure}", file=out)
         return 1
+    except KeyboardInterrupt:
+        stage.stop()
+        return 0
     try:
         record = play(stage, out)
         if keep:

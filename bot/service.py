@@ -112,9 +112,11 @@ async def run_service(
                 await _check_app_token(client, settings.slack_app_token)
                 handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
                 cleanups.append(handler.close_async)
-                # Slack out of reach: the handler keeps trying, and a stop signal must still stop it.
-                if await _unless_stopped(handler.connect_async(), running.stop):
-                    log.info("Socket Mode connected")
+                # Slack out of reach: the handler keeps trying, and a stop signal must still stop it
+                # (before anything else starts listening).
+                if not await _unless_stopped(handler.connect_async(), running.stop):
+                    return
+                log.info("Socket Mode connected")
         if "smtp" in roles:
             with _listening("SERVICEDESK_SMTP_HOST", "SERVICEDESK_SMTP_PORT", settings.smtp_port):
                 intake = await start_smtp_intake(desk)
