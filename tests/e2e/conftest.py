@@ -167,8 +167,10 @@ class RunningDesk:
 
     # ----- watching it -----
 
-    def wait_for(self, predicate: Callable[[], T | None], what: str = "a condition") -> T:
-        return wait_until(predicate, what)
+    def wait_for(
+        self, predicate: Callable[[], T | None], what: str = "a condition", timeout: float = WAIT_SECONDS
+    ) -> T:
+        return wait_until(predicate, what, timeout)
 
     def cards(self) -> list[Message]:
         """The bot's top-level messages in the triage channel: one card per ticket."""
