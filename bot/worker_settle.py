@@ -55,18 +55,18 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
         if isinstance(outcome, Done):
             if not outbox.mark_done(session, item.id, worker_id, outcome.result):
                 return "lost"
-            if item.message_id is not None:
-                # Before anything below reads or writes it (the copy's record, the receipt).
-                lock_message(session, item.message_id)
+            # The message is locked before anything below reads or writes it (the copy's record,
+            # the receipt), in the order every change takes it.
+            locked = lock_message(session, item.message_id) if item.message_id is not None else None
             if outcome.apply is not None:
                 outcome.apply(session)
-            if item.message_id is not None and item.kind in RECEIPT_KINDS:
+            if locked is not None and item.kind in RECEIPT_KINDS:
                 reached = "skipped" not in (outcome.result or {})
-                settle_delivery(session, item.message_id, reached=reached)
+                settle_delivery(session, locked[0].id, reached=reached, locked=locked)
             posted = outcome.result.get(POSTED_DIGEST) if outcome.result else None
-            if item.message_id is not None and posted:
+            if locked is not None and posted:
                 # A copy of a message that can still change under it (see the performers).
-                follow_late_copy(session, item.message_id, item.id, str(posted))
+                follow_late_copy(session, locked, item.id, str(posted))
             return "done"
         if isinstance(outcome, Retry):
             state = outbox.schedule_retry(

@@ -447,19 +447,15 @@ def copy_digest(body_markdown: str) -> str:
     return hashlib.sha256(body_markdown.encode()).hexdigest()[:16]
 
 
-def follow_late_copy(session: Session, message_id: int, row_id: int, posted_digest: str) -> None:
+def follow_late_copy(session: Session, locked: LockedMessage, row_id: int, posted_digest: str) -> None:
     """A message deleted or edited while this row was posting a copy of it (a staff reply into a
     customer thread, a customer's Slack message into the triage thread): the deletion or edit could
     not see the copy the row has just made, so it reaches that copy now.
 
-    The message is locked first: an edit or deletion in flight either committed before (and is
-    seen here) or waits for this transaction and then finds the copy recorded. The locked read
-    replaces what this session loaded before (the receipt's settling reads the message too), which
-    on PostgreSQL can predate an edit that committed while this transaction waited for the lock."""
-    session.flush()
-    message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
-    if message is None:
-        return
+    `locked` comes from `lock_message`, taken before the copy was recorded: an edit or deletion in
+    flight either committed before (and is seen here) or waits for this transaction and then finds
+    the copy recorded."""
+    message, ticket = locked
     if message.deleted_at is not None:
         kind = Kind.MIRROR_DELETE
     elif copy_digest(message.body_markdown) != posted_digest:
@@ -467,14 +463,16 @@ def follow_late_copy(session: Session, message_id: int, row_id: int, posted_dige
     else:
         return
     if message.direction == Direction.INBOUND:
-        ticket = session.get(Ticket, message.ticket_id)
-        assert ticket is not None
         _mirror(session, ticket, message, kind)
     else:
         _mirror_copies(session, message, kind, row_id=row_id)
 
 
-def lock_message(session: Session, message_id: int) -> tuple[Message, Ticket] | None:
+# A message and its ticket, both locked by this transaction (`lock_message`).
+LockedMessage = tuple[Message, Ticket]
+
+
+def lock_message(session: Session, message_id: int) -> LockedMessage | None:
     """A message and its ticket, locked in the order every change takes them: the ticket, then the
     message (a merge locks both tickets, then moves their messages). Taken after the outbox row a
     worker settles, as edits and deletions lock the reply's rows before the reply.
@@ -497,15 +495,20 @@ def lock_message(session: Session, message_id: int) -> tuple[Message, Ticket] | 
 
 
 def settle_delivery(
-    session: Session, message_id: int, *, failed_error: str | None = None, reached: bool = False
+    session: Session,
+    message_id: int,
+    *,
+    failed_error: str | None = None,
+    reached: bool = False,
+    locked: LockedMessage | None = None,
 ) -> None:
     """After one of a reply's deliveries ended: update its receipt once all have ended. `reached`:
     this delivery put the reply in front of a customer (it was not skipped).
 
-    The reply is locked first (`lock_message`): two of its deliveries settling at once take turns,
-    so the second sees the first done rather than both seeing the other still open and leaving the
-    receipt pending."""
-    locked = lock_message(session, message_id)
+    The reply is locked first (`lock_message`, unless the caller holds it as `locked`): two of its
+    deliveries settling at once take turns, so the second sees the first done rather than both
+    seeing the other still open and leaving the receipt pending."""
+    locked = locked or lock_message(session, message_id)
     if locked is None:
         return
     message, ticket = locked
