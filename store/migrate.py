@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -124,14 +124,12 @@ def open_migrated(url: str) -> Database:
     if missing is not None:
         raise SchemaNotReady(f"the database file {missing} does not exist: {UPGRADE_HINT}")
     db = Database(url)
-    try:
+    with ExitStack() as on_failure:
+        on_failure.callback(db.dispose)  # whatever goes wrong, the pool is closed
         problem = schema_problem(db)
-    except BaseException:
-        db.dispose()
-        raise
-    if problem is not None:
-        db.dispose()
-        raise SchemaNotReady(problem)
+        if problem is not None:
+            raise SchemaNotReady(problem)
+        on_failure.pop_all()
     return db
 
 

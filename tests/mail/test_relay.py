@@ -24,6 +24,7 @@ from mail.compose import OutboundAttachment, OutboundMail, compose
 from mail.relay import DeliveryStatus, RelayConfig, RelayConnection
 from mail.render import render_markdown
 from mail.templates import TemplateContext, load_templates
+from tests.mail.test_compose import outbound
 
 SENDER = "support+bounce-k3y@acme.test"
 MESSAGE = (
@@ -54,16 +55,18 @@ class Handler:
     close_after_next_message: bool = False  # accept, reply, then drop the connection (idle timeout)
     vanish_on_next_message: bool = False  # keep the message, drop the connection before replying
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         if self.mail_replies:
             return self.mail_replies.pop(0)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if address in self.rcpt_replies:
             return self.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
@@ -143,6 +146,7 @@ def raw_server() -> Iterator[Any]:
         listener.listen(1)
         listeners.append(listener)
         if greeting is not None:
+
             def answer() -> None:
                 connection, _ = listener.accept()
                 with connection:
@@ -153,6 +157,7 @@ def raw_server() -> Iterator[Any]:
                             pass
                     except OSError:
                         pass
+
             threading.Thread(target=answer, daemon=True).start()
         return int(listener.getsockname()[1])
 
@@ -183,9 +188,27 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return Certificate(cert, key)
 
@@ -347,8 +370,11 @@ def test_idle_connection_closed_by_the_relay_is_reopened_once(relay_config: Rela
         second = relay.send(SENDER, "carol@customer.test", MESSAGE)
         third = relay.send(SENDER, "dan@other.test", MESSAGE)
     assert [r.status for r in (first, second, third)] == [DeliveryStatus.DELIVERED] * 3
-    assert [r.rcpt_tos for r in handler.received] == [["bob@customer.test"], ["carol@customer.test"],
-                                                     ["dan@other.test"]]
+    assert [r.rcpt_tos for r in handler.received] == [
+        ["bob@customer.test"],
+        ["carol@customer.test"],
+        ["dan@other.test"],
+    ]
     peers = [r.peer for r in handler.received]
     assert peers[0] != peers[1] == peers[2]
 
@@ -401,8 +427,9 @@ def test_connection_lost_after_the_message_was_sent_is_never_resent(
 class Authenticator:
     mechanisms: list[str] = field(default_factory=list)
 
-    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                 auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         self.mechanisms.append(mechanism)
         ok = isinstance(auth_data, LoginPassword) and auth_data == (b"desk", b"p@ss:w/rd")
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
@@ -416,10 +443,17 @@ no_tls_warning = pytest.mark.filterwarnings("ignore:Requiring AUTH while not req
 @pytest.mark.parametrize(("excluded", "expected"), [([], "PLAIN"), (["PLAIN"], "LOGIN")])
 def test_auth(serve: Any, handler: Handler, excluded: list[str], expected: str):
     authenticator = Authenticator()
-    controller = serve(handler, authenticator=authenticator, auth_required=True, auth_require_tls=False,
-                       auth_exclude_mechanism=excluded)
+    controller = serve(
+        handler,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=excluded,
+    )
     # The password is percent-encoded in the URL.
-    config = RelayConfig.from_url(f"smtp://desk:p%40ss%3Aw%2Frd@127.0.0.1:{controller.port}?timeout={TIMEOUT}")
+    config = RelayConfig.from_url(
+        f"smtp://desk:p%40ss%3Aw%2Frd@127.0.0.1:{controller.port}?timeout={TIMEOUT}"
+    )
     with RelayConnection(config) as relay:
         result = relay.send(SENDER, "bob@customer.test", MESSAGE)
     assert result.status is DeliveryStatus.DELIVERED
@@ -430,8 +464,13 @@ def test_auth(serve: Any, handler: Handler, excluded: list[str], expected: str):
 @no_tls_warning
 def test_wrong_password_is_a_relay_problem(serve: Any, handler: Handler):
     # One mechanism offered: smtplib tries every offered one in turn with the same password.
-    controller = serve(handler, authenticator=Authenticator(), auth_required=True, auth_require_tls=False,
-                       auth_exclude_mechanism=["LOGIN"])
+    controller = serve(
+        handler,
+        authenticator=Authenticator(),
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],
+    )
     config = RelayConfig.from_url(f"smtp://desk:wrong@127.0.0.1:{controller.port}?timeout={TIMEOUT}")
     with RelayConnection(config) as relay:
         result = relay.send(SENDER, "bob@customer.test", MESSAGE)
@@ -471,8 +510,13 @@ def test_starttls(serve: Any, handler: Handler, certificate: Certificate):
 
 def test_starttls_with_auth(serve: Any, handler: Handler, certificate: Certificate):
     authenticator = Authenticator()
-    controller = serve(handler, tls_context=certificate.server_context(), require_starttls=True,
-                       authenticator=authenticator, auth_required=True)
+    controller = serve(
+        handler,
+        tls_context=certificate.server_context(),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
     config = RelayConfig.from_url(
         f"smtp://desk:p%40ss%3Aw%2Frd@127.0.0.1:{controller.port}?starttls=1&timeout={TIMEOUT}"
     )
@@ -528,23 +572,7 @@ def test_non_ascii_local_part_uses_smtputf8(serve: Any, handler: Handler):
 def test_a_mail_with_a_raw_utf8_address_arrives_intact_over_smtputf8(serve: Any, handler: Handler):
     controller = serve(handler, enable_SMTPUTF8=True)
     message = compose(
-        OutboundMail(
-            sender_name="ACME",
-            sender_address="support@acme.test",
-            to="Jürgen <jürgen@customer.test>",
-            cc=("Ösa <ösa@customer.test>",),
-            reply_to="support+k3y@acme.test",
-            subject="Grüße",
-            text="Hallo\n",
-            html="",
-            message_id="r2.k3y@acme.test",
-            in_reply_to=None,
-            references=(),
-            auto_submitted=None,
-            list_unsubscribe_url=None,
-            list_unsubscribe_mailto=None,
-            attachments=(),
-        )
+        outbound(to="Jürgen <jürgen@customer.test>", cc=("Ösa <ösa@customer.test>",), subject="Grüße")
     )
     with RelayConnection(RelayConfig.from_url(f"smtp://127.0.0.1:{controller.port}")) as relay:
         assert relay.send(SENDER, "jürgen@customer.test", message).status is DeliveryStatus.DELIVERED
@@ -572,18 +600,34 @@ def test_rendered_and_composed_reply_arrives_intact(relay_config: RelayConfig, h
     reply = render_markdown("Hello **Bob**,\n\n1. restart\n2. retry\n\n<script>x</script>")
     rendered = load_templates(None).render(
         "staff_reply",
-        TemplateContext(number=42, subject="Printer on fire", sender_name="Alice at ACME",
-                        support_address="support@acme.test", reply_address="support+k3y@acme.test",
-                        reply=reply),
+        TemplateContext(
+            number=42,
+            subject="Printer on fire",
+            sender_name="Alice at ACME",
+            support_address="support@acme.test",
+            reply_address="support+k3y@acme.test",
+            reply=reply,
+        ),
     )
-    message = compose(OutboundMail(
-        sender_name="Alice at ACME", sender_address="support@acme.test", to="Bob <bob@customer.test>",
-        cc=("carol@customer.test",), reply_to="support+k3y@acme.test", subject=rendered.subject,
-        text=rendered.text, html=rendered.html, message_id="r1.k3y@acme.test", in_reply_to="c1@customer.test",
-        references=("c1@customer.test",), auto_submitted=None, list_unsubscribe_url=None,
-        list_unsubscribe_mailto=None,
-        attachments=(OutboundAttachment("log.txt", "text/plain", b"line\r\n.\r\n..dots\r\n"),),
-    ))
+    message = compose(
+        OutboundMail(
+            sender_name="Alice at ACME",
+            sender_address="support@acme.test",
+            to="Bob <bob@customer.test>",
+            cc=("carol@customer.test",),
+            reply_to="support+k3y@acme.test",
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id="r1.k3y@acme.test",
+            in_reply_to="c1@customer.test",
+            references=("c1@customer.test",),
+            auto_submitted=None,
+            list_unsubscribe_url=None,
+            list_unsubscribe_mailto=None,
+            attachments=(OutboundAttachment("log.txt", "text/plain", b"line\r\n.\r\n..dots\r\n"),),
+        )
+    )
     with RelayConnection(relay_config) as relay:
         result = relay.send(SENDER, "bob@customer.test", message)
     assert result.status is DeliveryStatus.DELIVERED
