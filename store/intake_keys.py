@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.actions.common import literal, record_event, thread_line
-from store.actions.tickets import follow_merges
+from store.actions.tickets import follow_merges, participant_on
 from store.db import Database
 from store.models import Participant, ServiceState, Ticket, utcnow
 
@@ -122,10 +122,7 @@ def participant_by_key(session: Session, key: str) -> Participant | None:
     live = follow_merges(session, ticket)
     if live is None:
         return participant
-    moved = session.scalar(
-        select(Participant).where(Participant.ticket_id == live.id, Participant.email == participant.email)
-    )
-    return moved or participant
+    return participant_on(session, live.id, participant.email) or participant
 
 
 def unsubscribe_by_key(session: Session, key: str, *, via: str) -> Participant | None:

@@ -22,7 +22,7 @@ from store.actions.common import (
     touch,
     update_card,
 )
-from store.actions.tickets import REOPENING, set_status
+from store.actions.tickets import REOPENING, participant_on, set_status
 from store.models import (
     Attachment,
     Customer,
@@ -32,7 +32,6 @@ from store.models import (
     Message,
     Outbox,
     OutboxState,
-    Participant,
     Status,
     Ticket,
     Visibility,
@@ -578,9 +577,7 @@ def _reached_anyone(session: Session, message_id: int) -> bool:
 
 
 def record_bounce(session: Session, ticket: Ticket, email: str, reason: str) -> None:
-    participant = session.scalar(
-        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email.lower())
-    )
+    participant = participant_on(session, ticket.id, email.lower())
     if participant is not None:
         participant.bounced_at = utcnow()
         participant.bounce_reason = reason[:1000]

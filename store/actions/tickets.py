@@ -530,6 +530,13 @@ def participants_of(session: Session, ticket: Ticket) -> TicketParticipants:
     )
 
 
+def participant_on(session: Session, ticket_id: int, email: str) -> Participant | None:
+    """The ticket's participant with this (lowercased) address."""
+    return session.scalar(
+        select(Participant).where(Participant.ticket_id == ticket_id, Participant.email == email)
+    )
+
+
 def participants_of_new_ticket(requester: Participant | None) -> TicketParticipants:
     """What `participants_of` would read right after `start_ticket`, without the read (and the
     flush before it): the requester's mail participant, if it made one, and no Cc's yet."""
@@ -568,13 +575,7 @@ def add_participant(
         raise InvalidRequest(f"{email!r} is not an email address")
     if policy.is_own_address(email):
         return None
-    existing = (
-        session.scalar(
-            select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
-        )
-        if known is None or email in known.emails
-        else None
-    )
+    existing = participant_on(session, ticket.id, email) if known is None or email in known.emails else None
     if existing is not None:
         if actor.slack_id and (existing.unsubscribed_at is not None or existing.bounced_at is not None):
             # Staff adding someone who unsubscribed, or whose mail bounced, is a deliberate choice.
@@ -636,9 +637,7 @@ def add_participant(
 
 def remove_participant(session: Session, ticket: Ticket, email: str, actor: Actor) -> bool:
     email = email.strip().lower()
-    participant = session.scalar(
-        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
-    )
+    participant = participant_on(session, ticket.id, email)
     if participant is None:
         raise InvalidRequest(f"{email} is not a participant of #{ticket.number}")
     if participant.role == "requester":
@@ -670,9 +669,7 @@ def _last_removal(session: Session, ticket: Ticket, email: str) -> str | None:
 
 def clear_bounce(session: Session, ticket: Ticket, email: str) -> None:
     """A participant whose mail bounced wrote in: their mailbox works, so they get mail again."""
-    participant = session.scalar(
-        select(Participant).where(Participant.ticket_id == ticket.id, Participant.email == email)
-    )
+    participant = participant_on(session, ticket.id, email)
     if participant is None or participant.bounced_at is None:
         return
     participant.bounced_at = participant.bounce_reason = None
