@@ -19,11 +19,18 @@ from bot.inbound_events import MessageDeleted, MessageEdited
 from bot.inbound_messages import handle_posted
 from bot.inbound_triage import NOTE_PREFIX, without_note_prefix
 from store.actions import delete_slack_message, edit_slack_message, message_by_slack_ts
-from store.models import Direction, Ticket, Visibility
+from store.actions.messages import LockedMessage, lock_for_change
+from store.models import Direction, Visibility
 
 log = logging.getLogger(__name__)
 
 DELETED_KIND = "slack_deleted_unseen"
+
+
+def locked_by_slack_ts(session: Session, channel: str, ts: str) -> LockedMessage | None:
+    """The message we hold for a Slack message, and its ticket, locked for an edit or deletion."""
+    stored = message_by_slack_ts(session, channel, ts)
+    return lock_for_change(session, stored.id) if stored is not None else None
 
 
 async def handle_edited(
@@ -56,10 +63,10 @@ async def handle_edited(
         body = without_note_prefix(body)
 
     def change(session: Session) -> str | None:
-        stored = message_by_slack_ts(session, message.channel, message.ts)
-        ticket = session.get(Ticket, stored.ticket_id) if stored is not None else None
-        if stored is None or ticket is None:
+        locked = locked_by_slack_ts(session, message.channel, message.ts)
+        if locked is None:
             return None
+        stored, ticket = locked
         return edit_slack_message(session, ticket, stored, body_markdown=body, make_note=make_note)
 
     outcome = await ctx.apply(claim, change)
@@ -70,13 +77,13 @@ async def handle_deleted(ctx: InboundContext, claim: Claim, deletion: MessageDel
     channel, ts = deletion.channel, deletion.ts
 
     def change(session: Session) -> str | None:
-        stored = message_by_slack_ts(session, channel, ts)
-        ticket = session.get(Ticket, stored.ticket_id) if stored is not None else None
-        if stored is None or ticket is None:
+        locked = locked_by_slack_ts(session, channel, ts)
+        if locked is None:
             if fresh(ts, deletion.deleted_ts):
                 record_once(session, DELETED_KIND, deleted_key(channel, ts))
                 return "remembered"
             return None
+        stored, ticket = locked
         return delete_slack_message(session, ticket, stored)
 
     outcome = await ctx.apply(claim, change)

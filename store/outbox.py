@@ -152,14 +152,13 @@ def enqueue_once(session: Session, kind: Kind, *, ticket_id: int, **kwargs: Any)
         note(session, Topic.OUTBOX)
 
 
-def delivery_started(session: Session, message_id: int) -> bool:
-    """Whether a reply has gone to a customer already, or a worker holds one of its deliveries now.
+def lock_deliveries(session: Session, message_id: int) -> list[tuple[str, dict[str, Any] | None]]:
+    """The state and result of each delivery of a reply that is waiting, being sent or done, locked.
 
-    The reply's rows are locked as they are read: until this transaction ends no claim can take one
-    (PostgreSQL's claim skips locked rows; on SQLite the transaction holds the write lock), so "no"
-    stays true for a cancel that follows in the same transaction. Nothing is flushed first: the
-    caller's pending change to the message must not lock the message's row before these (a worker
-    settling a row locks the row, then the ticket, then the message: `lock_message`).
+    Until this transaction ends no claim can take one (PostgreSQL's claim skips locked rows; on
+    SQLite the transaction holds the write lock). Nothing is flushed first: a pending change to the
+    message must not lock the message's row before these (a worker settling a row locks the row,
+    then the ticket, then the message: `lock_message`).
     """
     with session.no_autoflush:
         rows = session.execute(
@@ -171,6 +170,15 @@ def delivery_started(session: Session, message_id: int) -> bool:
             )
             .with_for_update()
         ).all()
+    return [(state, result) for state, result in rows]
+
+
+def delivery_started(session: Session, message_id: int) -> bool:
+    """Whether a reply has gone to a customer already, or a worker holds one of its deliveries now.
+
+    Its deliveries are locked as they are read (`lock_deliveries`), so "no" stays true for a cancel
+    that follows in the same transaction."""
+    rows = lock_deliveries(session, message_id)
     return any(
         state == OutboxState.CLAIMED or (state == OutboxState.DONE and "skipped" not in (result or {}))
         for state, result in rows

@@ -62,3 +62,13 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
+
+
+def lock_waits(db: Database) -> int:
+    """PostgreSQL: sessions of this test's database waiting for a lock."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(query)).scalar() or 0)

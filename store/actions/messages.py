@@ -493,6 +493,15 @@ def lock_message(session: Session, message_id: int) -> LockedMessage | None:
     return None
 
 
+def lock_for_change(session: Session, message_id: int) -> LockedMessage | None:
+    """A message about to be edited or deleted, and its ticket, locked in the order a settling
+    worker takes them: a reply's deliveries (the change may cancel them), its ticket, then the
+    message. A merge locks the tickets before it moves their messages, so a change and a merge
+    take turns (taking the message first, a change deadlocked with a merge on PostgreSQL)."""
+    outbox.lock_deliveries(session, message_id)
+    return lock_message(session, message_id)
+
+
 def settle_delivery(
     session: Session,
     message_id: int,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
+from bot.commands.base import lock_tickets
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
+from store import actions
+from store.actions import Actor
 from store.models import Delivery, Message, Outbox, OutboxState, Visibility, utcnow
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
@@ -18,6 +22,10 @@ from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     open_connect_ticket,
     triage_thread,
 )
+from tests.conftest import POSTGRES_URL, lock_waits
+from tests.e2e.conftest import wait_until
+
+STAFF = Actor("Alice Agent", slack_id=ALICE)
 
 
 def staff_reply(intake: Intake, text: str = "Try the *reset* button") -> str:
@@ -286,3 +294,68 @@ def test_a_reply_in_a_staff_thread_that_belongs_to_no_ticket_still_opens_nothing
     intake.emulator.user_post(DAN, CONNECT, "Thanks", thread_ts=root)
     store_in_reverse(intake, 2)
     assert intake.tickets() == []
+
+
+def customer_message_copied(intake: Intake) -> tuple[str, str, int]:
+    """A customer's message whose copy is in the triage thread: who wrote it, where, and its id."""
+    open_connect_ticket(intake)
+    [message] = intake.messages()
+    with intake.db.transaction() as session:
+        stored = session.get(Message, message.id)
+        assert stored is not None
+        stored.mirror_channel, stored.mirror_ts = TRIAGE, "1700000888.000100"
+    return DAN, CONNECT, message.id
+
+
+def staff_reply_delivered(intake: Intake) -> tuple[str, str, int]:
+    """A staff reply whose copy is in the customer's thread."""
+    staff_reply(intake)
+    reply = intake.messages()[-1]
+    pretend_delivered(intake, reply.id, mirror_ts="1700000999.000100")
+    return ALICE, TRIAGE, reply.id
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("written", [customer_message_copied, staff_reply_delivered])
+@pytest.mark.parametrize("deleted", [False, True], ids=["edited", "deleted"])
+def test_a_change_to_a_message_while_its_ticket_is_merged_waits_its_turn(
+    intake: Intake, written: Callable[[Intake], tuple[str, str, int]], deleted: bool
+) -> None:
+    """PostgreSQL: `!merge` locks both tickets, then moves their messages. An edit or deletion of
+    one of those messages locks its ticket before the message too, so one waits for the other
+    (taking the message first, it deadlocked with the merge and one of the two was undone)."""
+    author, channel, message_id = written(intake)
+    [source] = intake.tickets()
+    intake.emulator.user_post(ERIN, CONNECT, "The scanner as well")
+    intake.run()
+    target = intake.tickets()[1]
+    ts = next(m.slack_ts for m in intake.messages() if m.id == message_id)
+    assert ts is not None
+    if deleted:
+        intake.emulator.user_delete(author, channel, ts)
+    else:
+        intake.emulator.user_edit(author, channel, ts, "Printer is *smoking*")
+    tickets_locked, failures = threading.Event(), []
+
+    def merge() -> None:
+        try:
+            with intake.db.transaction() as session:
+                found = lock_tickets(session, [source.number, target.number])  # as `!merge` does
+                tickets_locked.set()
+                wait_until(lambda: lock_waits(intake.db) > 0, "the change to wait for the merge")
+                actions.merge(session, intake.desk.policy, found[source.number], found[target.number], STAFF)
+        except Exception as error:  # a deadlock, reported by the assertion below
+            failures.append(f"merge: {error}")
+
+    merging = threading.Thread(target=merge)
+    merging.start()
+    assert tickets_locked.wait(30)
+    intake.run()
+    merging.join(60)
+    assert failures == []
+    assert all_done(intake)  # the change was applied, not undone and left for a retry
+    [mirrored] = intake.outbox("slack.mirror_delete" if deleted else "slack.mirror_update")
+    assert mirrored.message_id == message_id
+    moved = next(m for m in intake.messages() if m.id == message_id)
+    assert moved.ticket_id == target.id
+    assert (moved.deleted_at is not None) if deleted else moved.body_markdown == "Printer is **smoking**"

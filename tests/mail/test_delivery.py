@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bot.commands.base import lock_tickets
 from bot.worker_settle import settle
@@ -26,7 +26,7 @@ from store.models import Delivery, Message, Origin, Outbox, Participant, Ticket,
 from store.outbox import Kind, OutboxItem
 from store.outcomes import Done, Fail, Retry
 from store.settings import Settings, SettingsError
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, lock_waits
 from tests.e2e.conftest import wait_until
 
 SUPPORT = "support@acme.test"
@@ -513,7 +513,7 @@ def test_two_copies_of_a_reply_settled_at_once_tick_it_once(
     assert first_settled.wait(30)
     threads[1].start()
     # The second settle waits for a lock the first holds (or, wrongly, finishes without it).
-    wait_until(lambda: lock_waits(desk) > 0 or not threads[1].is_alive(), "the second settle to wait")
+    wait_until(lambda: lock_waits(desk.db) > 0 or not threads[1].is_alive(), "the second settle to wait")
     first_may_commit.set()
     for thread in threads:
         thread.join(30)
@@ -523,16 +523,6 @@ def test_two_copies_of_a_reply_settled_at_once_tick_it_once(
         assert message is not None and message.delivery == Delivery.DELIVERED
         kinds = session.scalars(select(TicketEvent.kind).where(TicketEvent.ticket_id == ticket_id)).all()
     assert kinds.count("first_response") == (1 if first_reply else 0) and kinds.count("delivered") == 1
-
-
-def lock_waits(desk: Desk) -> int:
-    """Sessions of this test's database waiting for a lock."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    with desk.db.engine.connect() as connection:
-        return int(connection.execute(text(query)).scalar() or 0)
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
@@ -559,7 +549,7 @@ def test_a_merge_while_a_reply_settles_waits_its_turn(desk: Desk, sink: MailSink
             with desk.db.transaction() as session:
                 found = lock_tickets(session, list(numbers))  # as `!merge` does
                 tickets_locked.set()
-                wait_until(lambda: lock_waits(desk) > 0, "the settle to wait for the merge")
+                wait_until(lambda: lock_waits(desk.db) > 0, "the settle to wait for the merge")
                 actions.merge(session, desk.policy, found[numbers[0]], found[numbers[1]], STAFF)
         except Exception as error:  # a deadlock, reported by the assertion below
             failures.append(f"merge: {error}")
