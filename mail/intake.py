@@ -19,11 +19,11 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
-from typing import Any, AnyStr, TypeVar
+from typing import Any, AnyStr, TypeVar, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
@@ -50,6 +50,10 @@ MAX_SESSIONS = 200
 COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 2000, "DATA": 1000, "RSET": 1000, "*": 50}
 SESSION_TIMEOUT_SECONDS = 120
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
+# How long a stop lets a mail being sent finish (its DATA read, committed and answered 250): half
+# the 8 s the whole service has to stop (`bot/service.py`).
+STOP_GRACE_SECONDS = 4.0
 NO_SUCH_RECIPIENT = "550 5.1.1 No such recipient here"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
 # The intake's own threads for its store calls (the accept, the RCPT key lookup). asyncio's
@@ -68,7 +72,10 @@ class IntakeHandler:
         self.support_address = support_address
         self.max_message_bytes = max_message_bytes
         self.executor = executor
-        self.sessions = 0
+        self.live: set[BoundedSMTP] = set()
+        # Set by `SmtpIntake.close`: the last session to end wakes it.
+        self.stopping = False
+        self.all_ended = asyncio.Event()
         self.store_down = False
         self.commits = GroupCommit(lambda arrivals: self._in_thread(inbound.accept_all, db, arrivals))
 
@@ -292,6 +299,8 @@ class BoundedSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._intake = handler
         self._counted = False
+        # In DATA: reading a mail, storing it or answering it. A stop lets it finish.
+        self.sending_mail = False
 
     async def push(self, status: AnyStr) -> None:
         # aiosmtpd answers 500 for a line longer than its reader's limit; ours is the message size
@@ -337,23 +346,54 @@ class BoundedSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd's own, all of it: its checks and replies, the size accounting, the dot-unstuffing,
         # the DATA hook and the state reset. Only the message is read in large pieces, not by lines.
-        with _reading_in_pieces(self):
-            await super().smtp_DATA(arg)
+        self.sending_mail = True
+        try:
+            with _reading_in_pieces(self):
+                await super().smtp_DATA(arg)
+        finally:
+            self.sending_mail = False
+        if self._intake.stopping:
+            self.say_goodbye()  # the mail is answered; the next one goes to another server, or later
+
+    def say_goodbye(self) -> None:
+        """RFC 5321 3.8: a server shutting down answers 421 and closes the connection."""
+        transport = self.socket_transport()
+        if transport is not None and not transport.is_closing():
+            transport.write(SHUTTING_DOWN)
+            transport.close()
+
+    def hang_up(self) -> None:
+        """Close the connection now, without an answer or waiting for what is still being sent."""
+        transport = self.socket_transport()
+        if transport is not None:
+            transport.abort()
+
+    def socket_transport(self) -> asyncio.Transport | None:
+        # aiosmtpd declares its transport as the base class, which can neither write nor abort.
+        return cast("asyncio.Transport | None", self.transport)
 
     def connection_made(self, transport: Any) -> None:
-        if self._intake.sessions >= MAX_SESSIONS:
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+        if self._intake.stopping:
+            refusal: bytes | None = SHUTTING_DOWN  # accepted just before the listener closed
+        elif len(self._intake.live) >= MAX_SESSIONS:
+            refusal = b"421 4.7.0 Too many connections, try again later\r\n"
+        else:
+            refusal = None
+        if refusal is not None:
+            transport.write(refusal)
             transport.close()
             return
-        self._intake.sessions += 1
+        self._intake.live.add(self)
         self._counted = True
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._counted:
             return  # refused in connection_made: aiosmtpd never started a session to end
-        self._intake.sessions -= 1
+        self._intake.live.discard(self)
         self._counted = False
+        if self._intake.stopping and not self._intake.live:
+            self._intake.all_ended.set()
         super().connection_lost(exc)
 
 
@@ -365,11 +405,24 @@ class SmtpIntake:
 
     handler: IntakeHandler
 
-    async def close(self) -> None:
-        """Stop listening, then let the accepts already running commit before the threads go."""
+    async def close(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop listening and end every session: one between mails is answered 421 at once, one
+        sending a mail finishes it first (stored and answered 250, then 421). One still sending
+        after `grace` is cut off without an answer: nothing of it was acknowledged, so its sender
+        keeps it and retries. The accepts already running commit before the threads go."""
+        handler = self.handler
+        handler.stopping = True
         self.server.close()
+        for session in list(handler.live):
+            if not session.sending_mail:
+                session.say_goodbye()
+        if handler.live:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(handler.all_ended.wait(), grace)
+        for session in list(handler.live):
+            session.hang_up()
         await self.server.wait_closed()
-        await self.handler.commits.idle()
+        await handler.commits.idle()
         await asyncio.to_thread(self.executor.shutdown, wait=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -124,6 +125,35 @@ def test_sigterm_stops_cleanly_with_exit_0(served):
     process: subprocess.Popen[str] = served["process"]  # type: ignore[assignment]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def test_sigterm_lets_a_mail_being_sent_finish_and_answers_421_to_the_rest(served, database_url):
+    """RFC 5321 3.8: sessions get 421 as the service stops; a mail being sent is stored first."""
+    process: subprocess.Popen[str] = served["process"]  # type: ignore[assignment]
+    port = int(served["smtp_port"])  # type: ignore[call-overload]
+    mail = b"From: bob@customer.test\r\nSubject: Late\r\nMessage-ID: <late@customer.test>\r\n\r\nHello\r\n"
+    sending = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    sending.ehlo("client.example")
+    sending.mail("bob@customer.test")
+    sending.rcpt("support@localhost")
+    sending.putcmd("data")
+    assert sending.getreply()[0] == 354
+    sending.send(mail[:20])
+    idle = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    idle.ehlo("client.example")
+    process.send_signal(signal.SIGTERM)
+    assert idle.getreply() == (421, b"4.3.2 Service shutting down, try again later")
+    sending.send(mail[20:] + b".\r\n")
+    assert sending.getreply()[0] == 250
+    assert sending.getreply()[0] == 421
+    assert process.wait(timeout=10) == 0
+    db = Database(database_url)
+    try:
+        with db.engine.connect() as connection:
+            keys = connection.execute(text("SELECT dedupe_key FROM inbound_items")).scalars().all()
+    finally:
+        db.dispose()
+    assert keys == ["email:late@customer.test"]
 
 
 def test_serve_runs_on_uvloop_and_starts_without_a_warning(served):

@@ -6,13 +6,14 @@ import asyncio
 import smtplib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from mail.intake import start_smtp_intake
+from mail.intake import STOP_GRACE_SECONDS, start_smtp_intake
 from store.context import Desk
 from store.db import Database
 from store.models import InboundItem
@@ -28,13 +29,22 @@ def intake_desk(db: Database, tmp_path: Path, **more: Any) -> Desk:
     return Desk.build(settings, db)
 
 
-@contextmanager
-def running_intake(desk: Desk, setup: Callable[[], Awaitable[None]] | None = None) -> Iterator[int]:
-    """Serve the intake on an ephemeral port until the block ends; yields the port.
+@dataclass
+class ServedIntake:
+    port: int
+    stop: Callable[[], None]  # begins the intake's close, as the service's stop does
+    closed: threading.Event  # set once the close has returned
 
-    `setup` runs on the intake's loop before it listens."""
+
+@contextmanager
+def serving_intake(
+    desk: Desk, setup: Callable[[], Awaitable[None]] | None = None, *, grace: float = STOP_GRACE_SECONDS
+) -> Iterator[ServedIntake]:
+    """Serve the intake on an ephemeral port, in a thread with its own loop, until it is stopped
+    (at the latest when the block ends). `setup` runs on the intake's loop before it listens;
+    `grace` is what its close gives a mail still being sent."""
     loop = asyncio.new_event_loop()
-    ready = threading.Event()
+    ready, closed = threading.Event(), threading.Event()
     stop = asyncio.Event()
     port: list[int] = []
     failure: list[BaseException] = []
@@ -46,7 +56,8 @@ def running_intake(desk: Desk, setup: Callable[[], Awaitable[None]] | None = Non
         port.append(intake.port)
         ready.set()
         await stop.wait()
-        await intake.close()
+        await intake.close(grace)
+        closed.set()
 
     def run() -> None:
         try:
@@ -57,16 +68,29 @@ def running_intake(desk: Desk, setup: Callable[[], Awaitable[None]] | None = Non
         finally:
             loop.close()
 
+    def begin_stop() -> None:
+        with suppress(RuntimeError):  # the loop has ended already: stopped before
+            loop.call_soon_threadsafe(stop.set)
+
     thread = threading.Thread(target=run, name="intake", daemon=True)
     thread.start()
     ready.wait(TIMEOUT)
     if failure:
         raise failure[0]
     try:
-        yield port[0]
+        yield ServedIntake(port[0], begin_stop, closed)
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        begin_stop()
         thread.join(TIMEOUT)
+
+
+@contextmanager
+def running_intake(desk: Desk, setup: Callable[[], Awaitable[None]] | None = None) -> Iterator[int]:
+    """Serve the intake on an ephemeral port until the block ends; yields the port.
+
+    `setup` runs on the intake's loop before it listens."""
+    with serving_intake(desk, setup) as served:
+        yield served.port
 
 
 def client(port: int) -> smtplib.SMTP:
