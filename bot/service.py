@@ -121,7 +121,7 @@ async def run_service(
             with _listening("SERVICEDESK_SMTP_HOST", "SERVICEDESK_SMTP_PORT", settings.smtp_port):
                 intake = await start_smtp_intake(desk)
             running.smtp_port = intake.port
-            cleanups.insert(0, intake.close)
+            cleanups.append(intake.close)
             log.info("SMTP listening on %s:%s", settings.smtp_host, intake.port)
         if "worker" in roles:
             worker = build_worker(desk, client=slack_client(desk, session=slack_http), config=worker_config)
@@ -134,7 +134,7 @@ async def run_service(
                 unsubscribe()
                 worker.stop()
 
-            cleanups.insert(0, stop_worker)
+            cleanups.append(stop_worker)
         if on_ready is not None:
             result = on_ready(running)
             if result is not None:
@@ -149,11 +149,7 @@ async def run_service(
         def left() -> float:
             return max(deadline - loop.time(), 0.1)
 
-        for cleanup in cleanups:
-            try:
-                await asyncio.wait_for(cleanup(), timeout=left())
-            except TimeoutError:
-                log.warning("a component did not stop in time")
+        await _stop_together(cleanups, left())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=left())
             for task in pending:
@@ -201,6 +197,23 @@ async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     return False
+
+
+async def _stop_together(cleanups: list[Callable[[], Awaitable[None]]], timeout: float) -> None:
+    """Stop every component at once: all listeners stop accepting at the same moment (one draining
+    must not leave another taking new work), and each finishes what it holds beside the others.
+    One not done in `timeout` is cancelled; a failure is raised once all have ended."""
+    if not cleanups:
+        return
+    stopping = [asyncio.ensure_future(cleanup()) for cleanup in cleanups]
+    done, pending = await asyncio.wait(stopping, timeout=timeout)
+    if pending:
+        log.warning("%d component(s) did not stop in time", len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+    for task in done:
+        task.result()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -127,8 +127,9 @@ def test_sigterm_stops_cleanly_with_exit_0(served):
     assert process.wait(timeout=10) == 0
 
 
-def test_sigterm_lets_a_mail_being_sent_finish_and_answers_421_to_the_rest(served, database_url):
-    """RFC 5321 3.8: sessions get 421 as the service stops; a mail being sent is stored first."""
+def test_sigterm_closes_every_listener_and_lets_a_mail_being_sent_finish(served, database_url):
+    """Every listener stops accepting at once, while a mail being sent is still stored and answered;
+    SMTP sessions then get 421 (RFC 5321 3.8)."""
     process: subprocess.Popen[str] = served["process"]  # type: ignore[assignment]
     port = int(served["smtp_port"])  # type: ignore[call-overload]
     mail = b"From: bob@customer.test\r\nSubject: Late\r\nMessage-ID: <late@customer.test>\r\n\r\nHello\r\n"
@@ -143,6 +144,15 @@ def test_sigterm_lets_a_mail_being_sent_finish_and_answers_421_to_the_rest(serve
     idle.ehlo("client.example")
     process.send_signal(signal.SIGTERM)
     assert idle.getreply() == (421, b"4.3.2 Service shutting down, try again later")
+
+    def http_closed() -> bool:
+        try:
+            get(f"{served['base']}/healthz")
+        except (urllib.error.URLError, ConnectionError):
+            return True
+        return False
+
+    wait_until(http_closed, "the HTTP listener to close while the mail is still being sent")
     sending.send(mail[20:] + b".\r\n")
     assert sending.getreply()[0] == 250
     assert sending.getreply()[0] == 421
