@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.orm import Session
 
 from bot.commands.base import (
@@ -14,24 +17,35 @@ from bot.commands.base import (
     require_live,
     ticket_transaction,
 )
-from bot.commands.tokens import Token, link_url, ticket_number
+from bot.commands.tokens import link_url, ticket_number
 from bot.text import escape_mrkdwn
-from store.actions import link, merge, ticket_by_number, unlink
+from store.actions import link, merge, unlink
 from store.models import LinkKind, Ticket
 
 KIND_WORDS = "|".join(kind.value for kind in LinkKind)
 
 
-def _target(session: Session, token: Token) -> tuple[Ticket | None, str | None]:
-    """The other ticket, or the URL, a link names."""
-    number = ticket_number(token)
-    if number is not None:
-        # Not locked: a link only reads the other ticket (and queues its card and thread line).
-        return ticket_by_number(session, number), None
-    url = link_url(token)
-    if url is None:
-        raise UsageError(f"`{str(token)[:60]}` is neither a ticket number nor an http(s) link.")
-    return None, url
+# A link's transaction: its ticket, and the other ticket or the URL it names.
+LinkEnds = tuple[Session, Ticket, Ticket | None, str | None]
+
+
+@contextmanager
+def _link_transaction(ctx: CommandContext, inv: Invocation) -> Iterator[LinkEnds]:
+    """One transaction on the invocation's ticket and what its first argument names: another
+    ticket, locked with it in one order (`lock_tickets`), or a URL. With both ends locked, the same
+    link asked from either side at once is made once, not once each way."""
+    number = ticket_number(inv.args[0])
+    if number is None:
+        url = link_url(inv.args[0])
+        if url is None:
+            raise UsageError(f"`{str(inv.args[0])[:60]}` is neither a ticket number nor an http(s) link.")
+        with ticket_transaction(ctx, inv.number) as (session, ticket):
+            yield session, ticket, None, url
+        return
+    with ctx.desk.db.transaction() as session:
+        locked = lock_tickets(session, [inv.number, number])
+        require_live(session, locked[inv.number])
+        yield session, locked[inv.number], locked[number], None
 
 
 def _shown(target: Ticket | None, url: str | None) -> str:
@@ -43,8 +57,7 @@ def run_link(ctx: CommandContext, inv: Invocation) -> CommandReply:
     kind = inv.args[1].word if len(inv.args) > 1 else LinkKind.RELATES.value
     if kind not in {k.value for k in LinkKind}:
         raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
-    with ticket_transaction(ctx, inv.number) as (session, ticket):
-        target, url = _target(session, inv.args[0])
+    with _link_transaction(ctx, inv) as (session, ticket, target, url):
         changed = link(session, ticket, ctx.actor, target=target, url=url, kind=kind)
         shown = _shown(target, url)
     if not changed:
@@ -54,8 +67,7 @@ def run_link(ctx: CommandContext, inv: Invocation) -> CommandReply:
 
 def run_unlink(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(1, 1)
-    with ticket_transaction(ctx, inv.number) as (session, ticket):
-        target, url = _target(session, inv.args[0])
+    with _link_transaction(ctx, inv) as (session, ticket, target, url):
         changed = unlink(session, ticket, ctx.actor, target=target, url=url)
         shown = _shown(target, url)
     if not changed:

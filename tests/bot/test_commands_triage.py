@@ -3,8 +3,10 @@ card update and (for resolved, closed, reopened, merged) the customer's notice."
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from store import actions
 from store.actions import Actor
@@ -21,6 +23,8 @@ from tests.bot.test_commands_support import (
     thread_cmd,
     thread_lines,
 )
+from tests.conftest import POSTGRES_URL, lock_waits
+from tests.e2e.conftest import wait_until
 
 
 @pytest.fixture
@@ -189,6 +193,44 @@ def test_two_tickets_have_one_link_whichever_side_asks(desk):
         assert actions.links_of(s, two) == [("duplicates", 1, None)]
     assert desk_cmd(desk, "unlink 2 1").ok
     assert "Alice removed the link to #2" in thread_lines(desk)  # the other side is told too
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_a_link_asked_from_both_sides_at_once_is_made_once(desk):
+    """PostgreSQL: `link 1 2` and `link 2 1` at the same moment. Each locks both tickets, so the
+    second waits for the first and then finds its link (each locking only its own ticket, both
+    found no link, and adding one each deadlocked on the other's ticket: one link failed)."""
+    email_ticket(desk)
+    email_ticket(desk, subject="Other")
+    replies: dict[str, str] = {}
+    first_holds = threading.Event()
+
+    def hold_the_first_insert(conn, cursor, statement, *_):
+        if threading.current_thread().name == "first" and statement.startswith("INSERT INTO ticket_links"):
+            # The first link found none and is about to add one: the second runs now.
+            first_holds.set()
+            wait_until(lambda: lock_waits(desk.db) > 0 or not second.is_alive(), "the second link")
+
+    def run(name: str, text: str) -> None:
+        replies[name] = desk_cmd(desk, text).text
+
+    first = threading.Thread(target=run, args=("first", "link 1 2"), name="first")
+    second = threading.Thread(target=run, args=("second", "link 2 1"), name="second")
+    event.listen(desk.db.engine, "before_cursor_execute", hold_the_first_insert)
+    try:
+        first.start()
+        assert first_holds.wait(30)
+        second.start()
+        for thread in (first, second):
+            thread.join(60)
+    finally:
+        event.remove(desk.db.engine, "before_cursor_execute", hold_the_first_insert)
+    assert replies == {
+        "first": "Linked #1 to #2 (relates).",
+        "second": "#2 is already linked to #1 (relates): nothing changed.",
+    }
+    with desk.db.transaction() as s:
+        assert len(s.scalars(select(TicketLink)).all()) == 1
 
 
 def test_cc_add_and_remove(desk):
