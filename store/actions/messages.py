@@ -480,16 +480,20 @@ def lock_message(session: Session, message_id: int) -> LockedMessage | None:
     naming the ticket (an edit's mirror row, a thread line) never waits for it. Read afresh:
     a message merged into another ticket while this waited is followed there.
     """
-    ticket_id = session.scalar(select(Message.ticket_id).where(Message.id == message_id))
+    where = select(Message.ticket_id).where(Message.id == message_id)
+    ticket_id = session.scalar(where)
     while ticket_id is not None:
         ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True}, populate_existing=True)
-        message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
-        if ticket is None or message is None:
+        if ticket is None:
             return None
-        if message.ticket_id == ticket.id:
-            return message, ticket
-        # Merged away while this waited: its new ticket is locked as well (a merge chain ends).
-        ticket_id = message.ticket_id
+        # Read again now the ticket is held: a merge that moved the message while this waited has
+        # committed (and no other can move it off a held ticket). The message is locked only once
+        # it is on the held ticket: holding it while waiting for the next ticket would deadlock with
+        # a merge of that ticket, which holds it and waits to move the message on.
+        ticket_id = session.scalar(where)
+        if ticket_id == ticket.id:
+            message = session.get(Message, message_id, with_for_update=True, populate_existing=True)
+            return (message, ticket) if message is not None else None
     return None
 
 

@@ -13,7 +13,7 @@ from bot.commands.base import lock_tickets
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store import actions
 from store.actions import Actor
-from store.models import Delivery, Message, Outbox, OutboxState, Visibility, utcnow
+from store.models import Delivery, Message, Outbox, OutboxState, Ticket, Visibility, utcnow
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
     all_done,
@@ -359,3 +359,48 @@ def test_a_change_to_a_message_while_its_ticket_is_merged_waits_its_turn(
     moved = next(m for m in intake.messages() if m.id == message_id)
     assert moved.ticket_id == target.id
     assert (moved.deleted_at is not None) if deleted else moved.body_markdown == "Printer is **smoking**"
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_an_edit_follows_its_message_down_a_chain_of_merges(intake: Intake) -> None:
+    """PostgreSQL: #1 is merged into #2 while an edit of its message waits, and #2 into #3 as the
+    edit follows the message to #2. The edit locks the message only once it is on the ticket it
+    holds (holding the message while it waited for #2, it deadlocked with the second merge)."""
+    _author, _channel, message_id = customer_message_copied(intake)
+    for text in ("The scanner as well", "And the fax"):
+        intake.emulator.user_post(ERIN, CONNECT, text)
+        intake.run()
+    one, two, three = intake.tickets()
+    ts = next(m.slack_ts for m in intake.messages() if m.id == message_id)
+    assert ts is not None
+    intake.emulator.user_edit(DAN, CONNECT, ts, "Printer is *smoking*")
+    failures: list[str] = []
+    first_holds, second_started = threading.Event(), threading.Event()
+
+    def merge(source: Ticket, target: Ticket, started: threading.Event, waiting: int) -> None:
+        try:
+            with intake.db.transaction() as session:
+                started.set()
+                found = lock_tickets(session, [source.number, target.number])
+                wait_until(lambda: lock_waits(intake.db) >= waiting, "the others to wait for this merge")
+                actions.merge(session, intake.desk.policy, found[source.number], found[target.number], STAFF)
+        except Exception as error:  # a deadlock, reported by the assertion below
+            failures.append(f"merging #{source.number}: {error}")
+
+    # The first merge waits for the edit (on #1) and the second merge (on #2); the second, once it
+    # holds #2 and #3, waits for the edit to wait for #2.
+    merges = [
+        threading.Thread(target=merge, args=(one, two, first_holds, 2)),
+        threading.Thread(target=merge, args=(two, three, second_started, 1)),
+    ]
+    merges[0].start()
+    assert first_holds.wait(30)
+    merges[1].start()
+    assert second_started.wait(30)
+    intake.run()
+    for thread in merges:
+        thread.join(60)
+    assert failures == []
+    assert all_done(intake)
+    moved = next(m for m in intake.messages() if m.id == message_id)
+    assert moved.ticket_id == three.id and moved.body_markdown == "Printer is **smoking**"
