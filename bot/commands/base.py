@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.commands.tokens import Token
 from store.actions import Actor, ticket_by_number
+from store.actions.tickets import TICKET_LOCK
 from store.context import Desk
 from store.db import InvalidRequest, NotFound
 from store.models import Ticket
@@ -118,7 +119,10 @@ def lock_tickets(session: Session, numbers: list[int]) -> dict[int, Ticket]:
     found = {
         ticket.number: ticket
         for ticket in session.scalars(
-            select(Ticket).where(Ticket.number.in_(numbers)).order_by(Ticket.id).with_for_update()
+            select(Ticket)
+            .where(Ticket.number.in_(numbers))
+            .order_by(Ticket.id)
+            .with_for_update(**TICKET_LOCK)
         )
     }
     for number in numbers:

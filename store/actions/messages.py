@@ -22,7 +22,7 @@ from store.actions.common import (
     touch,
     update_card,
 )
-from store.actions.tickets import REOPENING, participant_on, set_status
+from store.actions.tickets import REOPENING, TICKET_LOCK, participant_on, set_status
 from store.models import (
     Attachment,
     Customer,
@@ -483,7 +483,7 @@ def lock_message(session: Session, message_id: int) -> LockedMessage | None:
     where = select(Message.ticket_id).where(Message.id == message_id)
     ticket_id = session.scalar(where)
     while ticket_id is not None:
-        ticket = session.get(Ticket, ticket_id, with_for_update={"key_share": True}, populate_existing=True)
+        ticket = session.get(Ticket, ticket_id, with_for_update=TICKET_LOCK, populate_existing=True)
         if ticket is None:
             return None
         # Read again now the ticket is held: a merge that moved the message while this waited has

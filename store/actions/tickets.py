@@ -147,6 +147,14 @@ def start_ticket(
 # ----- finding tickets -----
 
 
+# How every change locks a ticket (PostgreSQL's FOR NO KEY UPDATE): changes of one ticket take turns,
+# while adding a row that names it (a thread line, a notice to a ticket merged into another) only
+# needs its key to stay, so never waits for one. A full FOR UPDATE would make such a row wait for
+# any change of the ticket it names, and two changes of two tickets that each add a row naming the
+# other's ticket would deadlock.
+TICKET_LOCK: dict[str, Any] = {"key_share": True}
+
+
 def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
     """Where a ticket's conversation continues: itself, or the ticket it was merged into (and on)."""
     hops = 0
@@ -157,9 +165,10 @@ def follow_merges(session: Session, ticket: Ticket | None) -> Ticket | None:
 
 
 def ticket_by_number(session: Session, number: int, *, lock: bool = False) -> Ticket:
+    """`lock`: as every change to a ticket locks it (`TICKET_LOCK`)."""
     query = select(Ticket).where(Ticket.number == number)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(**TICKET_LOCK)
     ticket = session.scalar(query)
     if ticket is None:
         raise NotFound(f"there is no ticket #{number}")

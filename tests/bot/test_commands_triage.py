@@ -195,6 +195,41 @@ def test_two_tickets_have_one_link_whichever_side_asks(desk):
     assert "Alice removed the link to #2" in thread_lines(desk)  # the other side is told too
 
 
+def commands_at_once(desk, first: str, second: str, *, held_at: str) -> dict[str, str]:
+    """PostgreSQL: run `first` until it is about to run a statement starting with `held_at`, then
+    `second`; `first` goes on once `second` waits for a lock (or has ended). Their replies, by
+    command; one undone by an error (a deadlock) has none."""
+    replies: dict[str, str] = {}
+    first_holds = threading.Event()
+
+    def hold_the_first(conn, cursor, statement, *_):
+        if (
+            threading.current_thread().name == "first"
+            and not first_holds.is_set()
+            and statement.startswith(held_at)
+        ):
+            first_holds.set()
+            wait_until(lambda: lock_waits(desk.db) > 0 or not running[1].is_alive(), f"`{second}` to wait")
+
+    def run(text: str) -> None:
+        replies[text] = desk_cmd(desk, text).text
+
+    running = [
+        threading.Thread(target=run, args=(text,), name=name)
+        for name, text in (("first", first), ("second", second))
+    ]
+    event.listen(desk.db.engine, "before_cursor_execute", hold_the_first)
+    try:
+        running[0].start()
+        assert first_holds.wait(30)
+        running[1].start()
+        for thread in running:
+            thread.join(60)
+    finally:
+        event.remove(desk.db.engine, "before_cursor_execute", hold_the_first)
+    return replies
+
+
 @pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
 def test_a_link_asked_from_both_sides_at_once_is_made_once(desk):
     """PostgreSQL: `link 1 2` and `link 2 1` at the same moment. Each locks both tickets, so the
@@ -202,35 +237,32 @@ def test_a_link_asked_from_both_sides_at_once_is_made_once(desk):
     found no link, and adding one each deadlocked on the other's ticket: one link failed)."""
     email_ticket(desk)
     email_ticket(desk, subject="Other")
-    replies: dict[str, str] = {}
-    first_holds = threading.Event()
-
-    def hold_the_first_insert(conn, cursor, statement, *_):
-        if threading.current_thread().name == "first" and statement.startswith("INSERT INTO ticket_links"):
-            # The first link found none and is about to add one: the second runs now.
-            first_holds.set()
-            wait_until(lambda: lock_waits(desk.db) > 0 or not second.is_alive(), "the second link")
-
-    def run(name: str, text: str) -> None:
-        replies[name] = desk_cmd(desk, text).text
-
-    first = threading.Thread(target=run, args=("first", "link 1 2"), name="first")
-    second = threading.Thread(target=run, args=("second", "link 2 1"), name="second")
-    event.listen(desk.db.engine, "before_cursor_execute", hold_the_first_insert)
-    try:
-        first.start()
-        assert first_holds.wait(30)
-        second.start()
-        for thread in (first, second):
-            thread.join(60)
-    finally:
-        event.remove(desk.db.engine, "before_cursor_execute", hold_the_first_insert)
+    replies = commands_at_once(desk, "link 1 2", "link 2 1", held_at="INSERT INTO ticket_links")
     assert replies == {
-        "first": "Linked #1 to #2 (relates).",
-        "second": "#2 is already linked to #1 (relates): nothing changed.",
+        "link 1 2": "Linked #1 to #2 (relates).",
+        "link 2 1": "#2 is already linked to #1 (relates): nothing changed.",
     }
     with desk.db.transaction() as s:
         assert len(s.scalars(select(TicketLink)).all()) == 1
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("verb", ["link", "unlink"])
+def test_a_link_to_a_merged_ticket_while_its_target_closes_takes_turns(desk, verb):
+    """PostgreSQL: closing #2 locks it, then tells the Slack thread of #1 (merged into it), which
+    names #1; `link 2 1` locks #1, then waits for #2. A ticket's lock leaves its key alone, so the
+    notice naming #1 does not wait for the link, and the two take turns (with a full FOR UPDATE on
+    #1 they deadlocked)."""
+    merged = slack_ticket(desk)
+    kept = email_ticket(desk, subject="Other")
+    assert desk_cmd(desk, f"merge {merged} into {kept}").ok
+    # The close holds #2 once it writes its event; the link runs then.
+    replies = commands_at_once(
+        desk, f"close {kept}", f"{verb} {kept} {merged}", held_at="INSERT INTO ticket_events"
+    )
+    # Both answered: neither was undone by a deadlock.
+    assert set(replies) == {f"close {kept}", f"{verb} {kept} {merged}"}
+    assert ticket(desk, kept).status == "closed"
 
 
 def test_cc_add_and_remove(desk):
