@@ -202,18 +202,26 @@ async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
 async def _stop_together(cleanups: list[Callable[[], Awaitable[None]]], timeout: float) -> None:
     """Stop every component at once: all listeners stop accepting at the same moment (one draining
     must not leave another taking new work), and each finishes what it holds beside the others.
-    One not done in `timeout` is cancelled; a failure is raised once all have ended."""
-    if not cleanups:
-        return
+
+    One not done in `timeout` is cancelled, as are all of them if this is. Every failure is logged,
+    and the first is raised once all have ended."""
     stopping = [asyncio.ensure_future(cleanup()) for cleanup in cleanups]
-    done, pending = await asyncio.wait(stopping, timeout=timeout)
-    if pending:
-        log.warning("%d component(s) did not stop in time", len(pending))
-        for task in pending:
+    if not stopping:
+        return
+    try:
+        await asyncio.wait(stopping, timeout=timeout)
+    finally:
+        late = [task for task in stopping if not task.done()]
+        for task in late:
             task.cancel()
-        await asyncio.wait(pending)
-    for task in done:
-        task.result()
+    if late:
+        log.warning("%d component(s) did not stop in time", len(late))
+    outcomes = await asyncio.gather(*stopping, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    for failure in failures[1:]:
+        log.error("another component failed to stop", exc_info=failure)
+    if failures:
+        raise failures[0]
 
 
 def _bound_port(runner: web.AppRunner) -> int:
