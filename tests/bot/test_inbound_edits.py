@@ -6,14 +6,18 @@ import copy
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event, select
 
 from bot.commands.base import lock_tickets
+from bot.worker_settle import settle
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
-from store import actions
+from store import actions, outbox
 from store.actions import Actor
 from store.models import Delivery, Message, Outbox, OutboxState, Ticket, Visibility, utcnow
+from store.outcomes import Done
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
     all_done,
@@ -404,3 +408,51 @@ def test_an_edit_follows_its_message_down_a_chain_of_merges(intake: Intake) -> N
     assert all_done(intake)
     moved = next(m for m in intake.messages() if m.id == message_id)
     assert moved.ticket_id == three.id and moved.body_markdown == "Printer is **smoking**"
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_an_edit_while_a_delivery_of_the_reply_settles_takes_turns(intake: Intake) -> None:
+    """PostgreSQL: a worker settling one of a reply's deliveries locks that row, then the ticket,
+    then the reply. An edit of the reply locks the reply's deliveries before its ticket and the
+    reply, so the two take turns (locking the ticket and reply first, it would then wait for the
+    row the settle holds while the settle waits for the ticket: a deadlock)."""
+    ts = staff_reply(intake)
+    reply = intake.messages()[-1]
+    with intake.db.transaction() as session:
+        for row in session.scalars(select(Outbox)):
+            if row.message_id == reply.id and row.kind == "slack.origin_post":
+                row.next_attempt_at = utcnow() - timedelta(seconds=1)  # the window closed as the edit came
+            else:
+                row.state = OutboxState.DONE  # the card and the acknowledgement, out of the way
+    [item] = outbox.claim_due(intake.db, "worker-1", kinds=frozenset({"slack.origin_post"}))
+    settled: list[str] = []
+    settle_holds_the_row = threading.Event()
+
+    def hold_before_the_ticket(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        ticket_lock = "FROM tickets" in statement and "FOR NO KEY UPDATE" in statement
+        if threading.current_thread().name == "settle" and ticket_lock and not settle_holds_the_row.is_set():
+            settle_holds_the_row.set()  # the row is done and locked; the ticket and reply are not yet
+            wait_until(lambda: lock_waits(intake.db) > 0, "the edit to wait for the settle")
+
+    def settle_the_post() -> None:
+        try:
+            posted = {"ts": "1700000999.000100", "ts:0": "1700000999.000100"}
+            settled.append(settle(intake.db, "worker-1", item, Done(result=posted)))
+        except Exception as error:  # a deadlock, reported by the assertion below
+            settled.append(f"failed: {error}")
+
+    settling = threading.Thread(target=settle_the_post, name="settle")
+    event.listen(intake.db.engine, "before_cursor_execute", hold_before_the_ticket)
+    try:
+        settling.start()
+        assert settle_holds_the_row.wait(30)
+        intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
+        intake.run()
+        settling.join(60)
+    finally:
+        event.remove(intake.db.engine, "before_cursor_execute", hold_before_the_ticket)
+    assert settled == ["done"]
+    assert all_done(intake)
+    reply = intake.messages()[-1]
+    assert reply.visibility == Visibility.PUBLIC and reply.delivery == Delivery.DELIVERED
+    assert "That reply was already delivered; it cannot become a note now." in thread_texts(intake)
