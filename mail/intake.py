@@ -408,8 +408,9 @@ class SmtpIntake:
     async def close(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop listening and end every session: one between mails is answered 421 at once, one
         sending a mail finishes it first (stored and answered 250, then 421). One still sending
-        after `grace` is cut off without an answer: nothing of it was acknowledged, so its sender
-        keeps it and retries. The accepts already running commit before the threads go."""
+        after `grace` is cut off without an answer, so its sender keeps the mail and retries; if
+        the mail was being stored just then, the retry is found by its key and stored once. The
+        accepts already running commit before the threads go."""
         handler = self.handler
         handler.stopping = True
         self.server.close()
