@@ -3,11 +3,13 @@ mail being sent is finished first, and one still being sent after the grace is c
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 from pathlib import Path
 
 import pytest
 
+from mail.intake import start_smtp_intake
 from store.db import Database
 from tests.mail.intake_server import (
     SUPPORT,
@@ -63,4 +65,24 @@ def test_a_mail_still_being_sent_after_the_grace_is_cut_off_unanswered(db: Datab
         assert served.closed.wait(TIMEOUT)
         with pytest.raises(smtplib.SMTPServerDisconnected):
             sending.getreply()  # no answer: the sender keeps the mail and tries again later
+    assert stored_items(db) == []
+
+
+def test_a_connection_accepted_as_the_stop_begins_is_answered_421(db: Database, tmp_path: Path) -> None:
+    """The listener may hand over a connection it accepted just before it closed: a stopping
+    intake answers it 421 rather than starting a session it would cut off."""
+    desk = intake_desk(db, tmp_path)
+
+    async def connect_while_stopping() -> bytes:
+        intake = await start_smtp_intake(desk, host="127.0.0.1", port=0)
+        intake.handler.stopping = True  # as `close` sets it, with the listener still open
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", intake.port)
+            answer = await asyncio.wait_for(reader.read(), TIMEOUT)  # then the connection closes
+            writer.close()
+            return answer
+        finally:
+            await intake.close()
+
+    assert asyncio.run(connect_while_stopping()) == b"421 4.3.2 Service shutting down, try again later\r\n"
     assert stored_items(db) == []
