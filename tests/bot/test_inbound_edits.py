@@ -379,28 +379,28 @@ def test_an_edit_follows_its_message_down_a_chain_of_merges(intake: Intake) -> N
     assert ts is not None
     intake.emulator.user_edit(DAN, CONNECT, ts, "Printer is *smoking*")
     failures: list[str] = []
-    first_holds, second_started = threading.Event(), threading.Event()
+    first_holds = threading.Event()
 
-    def merge(source: Ticket, target: Ticket, started: threading.Event, waiting: int) -> None:
+    def merge(source: Ticket, target: Ticket, waiting: int) -> None:
         try:
             with intake.db.transaction() as session:
-                started.set()
                 found = lock_tickets(session, [source.number, target.number])
+                first_holds.set()
                 wait_until(lambda: lock_waits(intake.db) >= waiting, "the others to wait for this merge")
                 actions.merge(session, intake.desk.policy, found[source.number], found[target.number], STAFF)
-        except Exception as error:  # a deadlock, reported by the assertion below
+        except (Exception, pytest.fail.Exception) as error:  # a deadlock, or a wait that never came
             failures.append(f"merging #{source.number}: {error}")
 
-    # The first merge waits for the edit (on #1) and the second merge (on #2); the second, once it
-    # holds #2 and #3, waits for the edit to wait for #2.
+    # The first merge holds #1 and #2 until the second merge waits for #2 and the edit for #1. The
+    # second, once it holds #2 and #3, waits for the edit to wait for #2.
     merges = [
-        threading.Thread(target=merge, args=(one, two, first_holds, 2)),
-        threading.Thread(target=merge, args=(two, three, second_started, 1)),
+        threading.Thread(target=merge, args=(one, two, 2)),
+        threading.Thread(target=merge, args=(two, three, 1)),
     ]
     merges[0].start()
     assert first_holds.wait(30)
     merges[1].start()
-    assert second_started.wait(30)
+    wait_until(lambda: lock_waits(intake.db) >= 1, "the second merge to wait for the first")
     intake.run()
     for thread in merges:
         thread.join(60)
