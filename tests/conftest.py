@@ -64,11 +64,13 @@ def db(database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def lock_waits(db: Database) -> int:
-    """PostgreSQL: sessions of this test's database waiting for a lock."""
+def lock_waits(db: Database, kind: str | None = None) -> int:
+    """PostgreSQL: sessions of this test's database waiting for a lock (of this kind, such as
+    `advisory`, when given)."""
     query = (
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        " AND (CAST(:kind AS text) IS NULL OR wait_event = :kind)"
     )
     with db.engine.connect() as connection:
-        return int(connection.execute(text(query)).scalar() or 0)
+        return int(connection.execute(text(query), {"kind": kind}).scalar() or 0)

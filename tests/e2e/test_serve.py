@@ -22,7 +22,7 @@ from sandbox import RequestSender, SlackEmulator
 from sandbox.workspace import BOT_TOKEN, SIGNING_SECRET, TRIAGE
 from store.db import Database
 from store.migrate import MIGRATION_LOCK_KEY
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, lock_waits
 from tests.e2e.conftest import START_SECONDS, free_port, wait_until
 
 
@@ -216,7 +216,7 @@ def test_sigterm_while_waiting_for_another_process_to_migrate_exits_at_once(tmp_
                 tmp_path, serve_env(tmp_path, emulator, database_url, free_port(), free_port())
             )
             try:
-                wait_until(lambda: advisory_lock_waits(db) > 0, "serve to wait for the migration lock")
+                wait_until(lambda: lock_waits(db, "advisory") > 0, "serve to wait for the migration lock")
                 process.send_signal(signal.SIGTERM)
                 assert process.wait(timeout=10) == 0
             finally:
@@ -225,15 +225,6 @@ def test_sigterm_while_waiting_for_another_process_to_migrate_exits_at_once(tmp_
             migrating.commit()
     finally:
         db.dispose()
-
-
-def advisory_lock_waits(db: Database) -> int:
-    query = (
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()"
-    )
-    with db.engine.connect() as connection:
-        return int(connection.execute(text(query)).scalar() or 0)
 
 
 def serve_once(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
