@@ -61,6 +61,44 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _ShownTextMixin:
+    """Text people wrote, for showing, fitted on the way in, alike on every engine.
+
+    PostgreSQL refuses a NUL character in text and a value longer than its column, and a request
+    holding one would then fail on every attempt: a mail answered 250 would never become a ticket.
+    SQLite accepts both. A NUL means nothing in text a person reads, and a name or subject longer
+    than its column is cut rather than lost. Only for display columns: keys and addresses are
+    checked where they come in, since cutting one would change what it matches.
+    """
+
+    impl: Any
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        length = getattr(self.impl, "length", None)
+        return value[:length] if length is not None and len(value) > length else value
+
+
+class ShownString(_ShownTextMixin, TypeDecorator[str]):
+    """A name, subject or file name: `String(length)` that fits what it is given (see above)."""
+
+    impl = String
+    cache_ok = True
+
+
+class ShownText(_ShownTextMixin, TypeDecorator[str]):
+    """A message body or an error: `Text` without NUL characters (see above)."""
+
+    impl = Text
+    cache_ok = True
+
+
+# The longest URL `link` keeps (browsers and trackers handle far shorter ones).
+MAX_LINK_URL_CHARS = 2000
+
 # BIGINT primary keys on PostgreSQL, INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -146,7 +184,7 @@ class Counter(Base):
 class Organization(Base):
     __tablename__ = "organizations"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(ShownString(200))
     email_domain: Mapped[str | None] = mapped_column(String(255), unique=True)
     slack_team_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -155,7 +193,7 @@ class Organization(Base):
 class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(ShownString(200))
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     slack_team_id: Mapped[str | None] = mapped_column(String(32))
@@ -178,7 +216,7 @@ class Ticket(Base):
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)
-    subject: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(ShownString(500))
     status: Mapped[str] = mapped_column(String(16), default=Status.OPEN)
     priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL)
     origin: Mapped[str] = mapped_column(String(16))
@@ -218,11 +256,11 @@ class Message(Base):
     source: Mapped[str] = mapped_column(String(16))
     author_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     author_slack_id: Mapped[str | None] = mapped_column(String(32))
-    author_name: Mapped[str] = mapped_column(String(200), default="")
-    body_markdown: Mapped[str] = mapped_column(Text, default="")
+    author_name: Mapped[str] = mapped_column(ShownString(200), default="")
+    body_markdown: Mapped[str] = mapped_column(ShownText, default="")
     # For email: the whole body before quote trimming (body_markdown is what Slack shows).
-    full_markdown: Mapped[str | None] = mapped_column(Text)
-    subject: Mapped[str | None] = mapped_column(String(500))
+    full_markdown: Mapped[str | None] = mapped_column(ShownText)
+    subject: Mapped[str | None] = mapped_column(ShownString(500))
     email_message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     # Where the message was written in Slack (a customer's or a staff member's message).
@@ -234,7 +272,7 @@ class Message(Base):
     mirror_ts: Mapped[str | None] = mapped_column(String(32))
     delivery: Mapped[str | None] = mapped_column(String(16))
     deliver_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivery_error: Mapped[str | None] = mapped_column(Text)
+    delivery_error: Mapped[str | None] = mapped_column(ShownText)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -246,7 +284,7 @@ class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    filename: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(ShownString(255))
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     # Files live in the file store under their content hash, never under a customer's name.
@@ -276,12 +314,12 @@ class Participant(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     email: Mapped[str] = mapped_column(String(320))
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(ShownString(200), default="")
     # "requester" or "cc"
     role: Mapped[str] = mapped_column(String(16), default="cc")
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    bounce_reason: Mapped[str | None] = mapped_column(Text)
+    bounce_reason: Mapped[str | None] = mapped_column(ShownText)
     # Opaque key for this participant's unsubscribe link and bounce address.
     unsubscribe_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -312,7 +350,7 @@ class TicketLink(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     target_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    url: Mapped[str | None] = mapped_column(String(2000))
+    url: Mapped[str | None] = mapped_column(String(MAX_LINK_URL_CHARS))
     kind: Mapped[str] = mapped_column(String(16), default=LinkKind.RELATES)
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -356,7 +394,7 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(ShownText)
     # What the delivery produced (a posted ts, a file id obtained before uploading, ...): kept
     # across attempts so a retry after an unknown outcome can find its earlier effect.
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -391,7 +429,7 @@ class InboundItem(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     # After a failed attempt the item waits (with backoff) before it is tried again.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(ShownText)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -402,9 +440,9 @@ class SlackUser(Base):
     __tablename__ = "slack_users"
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     team_id: Mapped[str | None] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(200), default="")
-    real_name: Mapped[str] = mapped_column(String(200), default="")
-    display_name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(ShownString(200), default="")
+    real_name: Mapped[str] = mapped_column(ShownString(200), default="")
+    display_name: Mapped[str] = mapped_column(ShownString(200), default="")
     email: Mapped[str | None] = mapped_column(String(320))
     avatar_url: Mapped[str | None] = mapped_column(String(1000))
     is_bot: Mapped[bool] = mapped_column(default=False)

@@ -28,6 +28,7 @@ from store.actions.common import (
 from store.db import InvalidRequest, NotFound
 from store.keys import random_key
 from store.models import (
+    MAX_LINK_URL_CHARS,
     Counter,
     Customer,
     EmailId,
@@ -384,6 +385,8 @@ def change_labels(
 
 
 def _check_url(url: str) -> str:
+    if len(url) > MAX_LINK_URL_CHARS:
+        raise InvalidRequest(f"that link is longer than {MAX_LINK_URL_CHARS:,} characters: use a shorter URL")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or any(c in url for c in " \r\n<>"):
         raise InvalidRequest(f"{url!r} is not a link: give a ticket number or an http(s) URL")

@@ -160,3 +160,27 @@ def test_without_acknowledgement_a_request_still_opens_its_ticket(start_service:
     service.wait_for(service.card, "the card")
     assert handled(service) == ["done"]
     assert service.sink.messages == []
+
+
+def test_nul_characters_and_over_long_names_still_open_the_ticket(service: RunningDesk) -> None:
+    # PostgreSQL refuses both in text columns; SQLite keeps them. Either way the request becomes a
+    # ticket on the first attempt, with what could be kept.
+    name = "Robert " + "Very-Long-Name " * 20  # 307 characters; a name column holds 200
+    domain = ".".join(["a" * 63] * 3) + ".example.test"  # an organization is named after it
+    subject = "Printer problem " + "very " * 120  # 616 characters, inside RFC 5322's 998
+    raw = head(From=f'"{name}" <bob@{domain}>', Subject=subject, Message_ID="<nul@c.test>")
+    raw += b"\r\nThe export contains\x00 a NUL byte.\r\n"
+    assert service.send_mail(raw)[0] == 250
+
+    service.wait_for(service.card, "the card")
+    assert handled(service) == ["done"]
+    with service.db.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        message = session.scalars(select(Message)).one()
+        customer = session.scalars(select(Customer)).one()
+        assert customer.organization is not None
+        organization = customer.organization.name
+    assert message.body_markdown == "The export contains a NUL byte."
+    assert ticket.subject == message.subject == subject[:500]
+    assert customer.name == name[:200]
+    assert organization == domain[:200]

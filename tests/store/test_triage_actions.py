@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
 
 from store import actions
 from store.actions import Actor, DeskPolicy
-from store.models import Origin, Outbox
+from store.db import InvalidRequest
+from store.models import MAX_LINK_URL_CHARS, Origin, Outbox
 
 POLICY = DeskPolicy(
     mail_domain="example.com", triage_channel="C0TRIAGE", support_addresses=frozenset({"support@example.com"})
@@ -74,6 +76,17 @@ def test_merge_keeps_an_existing_link_from_the_target(db):
         assert [(kind, number) for kind, number, _ in actions.links_of(s, target) if number] == [
             ("blocks", source.number)
         ]
+
+
+def test_a_link_longer_than_its_column_is_refused_and_one_that_fits_is_kept(db):
+    fits = "https://tracker.example/issues/9?" + "q" * (MAX_LINK_URL_CHARS - 33)
+    with db.transaction() as s:
+        ticket = email_ticket(s)
+        with pytest.raises(InvalidRequest, match="longer than 2,000 characters"):
+            actions.link(s, ticket, ALICE, url=fits + "q")
+        assert actions.link(s, ticket, ALICE, url=fits)
+    with db.transaction() as s:
+        assert [url for _, _, url in actions.links_of(s, ticket)] == [fits]
 
 
 def test_a_slack_ticket_with_email_participants_reaches_both(db):
