@@ -15,6 +15,7 @@ from store.service_state import slack_paused
 
 # Slack sends at most a few KB per event; a bound keeps a hostile client from filling memory.
 MAX_REQUEST_BYTES = 1024 * 1024
+TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 
 
 def build_web_app(
@@ -25,6 +26,11 @@ def build_web_app(
     async def slack_events(request: web.Request) -> web.Response:
         if bolt is None:
             raise web.HTTPNotFound()
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        if timestamp is not None and not (timestamp.isascii() and timestamp.isdigit()):
+            # slack_sdk's verifier raises on a timestamp that is not a number, and Bolt would answer
+            # 500; it is a request that fails verification like any other.
+            return web.json_response({"error": "invalid request"}, status=401)
         bolt_request = await to_bolt_request(request)
         bolt_response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)

@@ -293,7 +293,10 @@ def test_a_forged_or_stale_request_gets_401_and_changes_nothing(desk: Desk) -> N
     forged = asyncio.run(sender.post(body, "application/json", signing_secret="not-the-secret"))
     stale = asyncio.run(sender.post(body, "application/json", timestamp=int(time.time()) - 600))
     unsigned = asyncio.run(sender.post(body, "application/json", signature="v0=" + "0" * 64))
-    assert (forged.status, stale.status, unsigned.status) == (401, 401, 401)
+    not_a_time = asyncio.run(
+        sender.post(body, "application/json", extra_headers={"X-Slack-Request-Timestamp": "abc"})
+    )
+    assert (forged.status, stale.status, unsigned.status, not_a_time.status) == (401, 401, 401, 401)
     with desk.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(InboundItem)) == 0
     assert desk.ticket_count() == 0
