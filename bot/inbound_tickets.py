@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 from sqlalchemy.orm import Session
 
 from bot.inbound_context import (
@@ -25,6 +24,7 @@ from bot.inbound_context import (
     subject_from,
 )
 from bot.inbound_events import TICKET_REACTION, PostedMessage, ReactionAdded, TicketShortcut, parse_message
+from bot.response_url import answer_privately
 from bot.slack_users import is_transient
 from store.actions import (
     Actor,
@@ -167,12 +167,6 @@ async def handle_shortcut(
     else:
         outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
     if outcome.text and shortcut.response_url:
-        await _answer(shortcut.response_url, outcome.text)
+        await answer_privately(shortcut.response_url, outcome.text)
 
 
-async def _answer(response_url: str, text: str) -> None:
-    try:
-        await AsyncWebhookClient(response_url).send(text=text, response_type="ephemeral")
-    except (aiohttp.ClientError, TimeoutError) as error:
-        # The ticket (if any) is opened; only the confirmation is lost.
-        log.warning("could not answer the shortcut: %s", error)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sandbox.actors import FileSpec
-from sandbox.faults import Fault
+from sandbox.faults import RESPONSE_URL_FAULTS, Fault, FaultKind
 from sandbox.render import message_json
 from sandbox.state import JSON
 
@@ -163,12 +163,19 @@ def control_routes(emulator: SlackEmulator) -> list[web.RouteDef]:
         )
 
     async def response_url(request: web.Request) -> web.StreamResponse:
-        from sandbox.http_api import read_response_body
+        from sandbox.http_api import drop_connection, read_response_body
 
         try:
             body = await read_response_body(request)
         except ValueError:
             return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        # Connection faults only: what a client that retries after a reset does with an answer.
+        fault = emulator.faults.take(RESPONSE_URL_FAULTS, None)
+        if fault is not None and fault.kind in (FaultKind.RESET_BEFORE_EFFECT, FaultKind.RESET_AFTER_EFFECT):
+            if fault.kind is FaultKind.RESET_AFTER_EFFECT and isinstance(body, dict):
+                emulator.apply_response(str(request.url), body)
+            drop_connection(request)
+            return web.Response(status=500)  # the transport is gone: nothing reaches the client
         if not isinstance(body, dict) or not emulator.apply_response(str(request.url), body):
             return web.json_response({"ok": False, "error": "used_url"}, status=404)
         return web.json_response({"ok": True})

@@ -21,6 +21,10 @@ class FaultKind(StrEnum):
     SLACK_ERROR = "slack_error"  # HTTP 200 {"ok": false, "error": error}
 
 
+# The method name under which faults for posts to a response_url are added (the resets only).
+RESPONSE_URL_FAULTS = "response_url"
+
+
 @dataclass
 class Fault:
     kind: FaultKind

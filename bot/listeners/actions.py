@@ -10,13 +10,14 @@ import asyncio
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
 from bot.commands import CommandReply, run_card_action
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.commands import STORE_DOWN
 from bot.listeners.triage_context import TriageSide
+from bot.response_url import answer_privately
 from store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,10 @@ log = logging.getLogger(__name__)
 CARD_ACTIONS = (ACTION_STATUS, ACTION_PRIORITY, ACTION_ASSIGNEE, ACTION_LABELS)
 
 
-async def tell_presser(side: TriageSide, body: dict[str, Any], respond: AsyncRespond, text: str) -> None:
+async def tell_presser(side: TriageSide, body: dict[str, Any], text: str) -> None:
     """Only the person who pressed sees it: through the response_url, or an ephemeral message."""
     if body.get("response_url"):
-        await respond(text=text, response_type="ephemeral", replace_original=False)
+        await answer_privately(str(body["response_url"]), text)
         return
     channel = (body.get("channel") or {}).get("id")
     user = (body.get("user") or {}).get("id")
@@ -36,9 +37,7 @@ async def tell_presser(side: TriageSide, body: dict[str, Any], respond: AsyncRes
 
 
 def register(app: AsyncApp, side: TriageSide) -> None:
-    async def card_control(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
+    async def card_control(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         number = parse_ticket_number(str(action.get("block_id") or ""))
         if number is None:
@@ -46,7 +45,7 @@ def register(app: AsyncApp, side: TriageSide) -> None:
             return
         user = body.get("user") or {}
         if not side.rate.allow(str(user.get("id") or "")):
-            await tell_presser(side, body, respond, TOO_FAST)
+            await tell_presser(side, body, TOO_FAST)
             return
         try:
             picked = action.get("selected_user")
@@ -60,7 +59,7 @@ def register(app: AsyncApp, side: TriageSide) -> None:
             log.error("card action not run, database unavailable: %s", error)
             reply = CommandReply(STORE_DOWN, ok=False)
         if not reply.ok:
-            await tell_presser(side, body, respond, reply.text)
+            await tell_presser(side, body, reply.text)
 
     for action_id in CARD_ACTIONS:
         app.action(action_id)(card_control)

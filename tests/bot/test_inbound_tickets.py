@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from sandbox.faults import RESPONSE_URL_FAULTS, Fault
 from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
 from store import actions
 from store.actions import Actor
@@ -170,3 +171,15 @@ def test_create_ticket_shortcut_where_the_bot_is_not_asks_to_invite_it(intake: I
     assert intake.tickets() == []
     [text] = ephemeral_texts(intake, ALICE)
     assert "I'm not a member of this channel" in text and "/invite @servicedesk" in text
+
+
+def test_the_shortcut_answer_is_sent_once_when_the_connection_drops_after_it_was_shown(
+    intake: Intake,
+) -> None:
+    # A client that retries after a reset would show it twice; a lost answer only loses a
+    # confirmation of what the thread shows anyway.
+    ts = intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    intake.run()
+    intake.emulator.add_fault(RESPONSE_URL_FAULTS, Fault.reset_after_effect())
+    shortcut(intake, ALICE, CONNECT, ts)
+    assert ephemeral_texts(intake, ALICE) == ["That message is already part of ticket #1."]
