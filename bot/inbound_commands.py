@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -53,9 +54,23 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
     return await asyncio.to_thread(run_thread_command, command_ctx, number, words)
 
 
-async def run_command(ctx: InboundContext, claim: Claim, message: PostedMessage, number: int) -> None:
-    first = await ctx.apply(claim, lambda session: _mark_processed(session, message))
-    if not first:
+async def run_command(
+    ctx: InboundContext,
+    claim: Claim,
+    message: PostedMessage,
+    number: int,
+    *,
+    unless: Callable[[Session], bool] | None = None,
+) -> None:
+    """Run the command once. `unless` (in the same transaction) can still call it off: a reply
+    edited into a command runs it only if the reply could be taken back."""
+
+    def take(session: Session) -> bool:
+        if unless is not None and unless(session):
+            return False
+        return _mark_processed(session, message)
+
+    if not await ctx.apply(claim, take):
         return
     reply = await _execute(ctx, message, number)
     if not reply.text and not reply.blocks:

@@ -10,14 +10,23 @@ message arriving late is dropped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from bot.inbound_context import Claim, InboundContext, deleted_key, fresh, record_once
-from bot.inbound_events import MessageDeleted, MessageEdited
+from bot.inbound_commands import run_command
+from bot.inbound_context import (
+    Claim,
+    InboundContext,
+    deleted_key,
+    fresh,
+    record_once,
+    ticket_number_for_thread,
+)
+from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
 from bot.inbound_messages import handle_posted
-from bot.inbound_triage import NOTE_PREFIX, without_note_prefix
+from bot.inbound_triage import NOTE_PREFIX, StaffMessageKind, classify_staff_message, without_note_prefix
 from store.actions import delete_slack_message, edit_slack_message, message_by_slack_ts
 from store.actions.messages import LockedMessage, lock_for_change
 from store.models import Direction, Visibility
@@ -58,7 +67,10 @@ async def handle_edited(
         return
     direction, visibility = held
     body = await ctx.markdown(message.raw)
-    make_note = direction == Direction.OUTBOUND and bool(NOTE_PREFIX.match(message.text))
+    kind = classify_staff_message(message.text) if direction == Direction.OUTBOUND else None
+    make_note = kind is StaffMessageKind.NOTE
+    # A public reply edited into a command: taken back, then run (a note stays a note).
+    make_command = kind is StaffMessageKind.COMMAND and visibility == Visibility.PUBLIC
     if direction == Direction.OUTBOUND and (make_note or visibility == Visibility.INTERNAL):
         body = without_note_prefix(body)
 
@@ -67,10 +79,32 @@ async def handle_edited(
         if locked is None:
             return None
         stored, ticket = locked
-        return edit_slack_message(session, ticket, stored, body_markdown=body, make_note=make_note)
+        return edit_slack_message(
+            session, ticket, stored, body_markdown=body, make_note=make_note, make_command=make_command
+        )
 
+    if make_command and message.thread_ts is not None:
+        await _edited_into_command(ctx, claim, message, change)
+        return
     outcome = await ctx.apply(claim, change)
     log.info("edit of %s/%s: %s", message.channel, message.ts, outcome)
+
+
+async def _edited_into_command(
+    ctx: InboundContext, claim: Claim, message: PostedMessage, change: Callable[[Session], str | None]
+) -> None:
+    """The reply is taken back and its command run, as had it been typed so; a reply already on its
+    way stays as it was, and its command does not run (the thread says so)."""
+    assert message.thread_ts is not None
+    thread_ts = message.thread_ts
+    number = await ctx.read(
+        lambda s: ticket_number_for_thread(s, message.channel, thread_ts, follow_merges=False)
+    )
+    if number is None or not await ctx.staff.recheck(message.user):
+        outcome = await ctx.apply(claim, change)
+        log.info("edit of %s/%s into a command, not run: %s", message.channel, message.ts, outcome)
+        return
+    await run_command(ctx, claim, message, number, unless=lambda s: change(s) != "made_command")
 
 
 async def handle_deleted(ctx: InboundContext, claim: Claim, deletion: MessageDeleted) -> None:

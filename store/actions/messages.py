@@ -273,7 +273,7 @@ def add_note(
 
 
 def _react(
-    session: Session, ticket: Ticket, message: Message, name: str, *, remove: str | None = None
+    session: Session, ticket: Ticket, message: Message, name: str | None, *, remove: str | None = None
 ) -> None:
     if not (message.slack_channel and message.slack_ts):
         return
@@ -365,11 +365,18 @@ def edit_slack_message(
     *,
     body_markdown: str,
     make_note: bool,
+    make_command: bool = False,
     now: datetime | None = None,
 ) -> str:
-    """Someone edited a message we hold. Returns what happened, for logs and tests."""
+    """Someone edited a message we hold. Returns what happened, for logs and tests.
+
+    A reply edited to start with `note:` (`make_note`) or `!` (`make_command`) is taken back while
+    its undo window is open, since neither is ever delivered ("made_note", "made_command"; the
+    caller runs the command); once it is on its way it stays the reply it was, and the thread is
+    told."""
     now = now or utcnow()
-    if message.deleted_at is not None or (message.body_markdown == body_markdown and not make_note):
+    changes_kind = make_note or make_command
+    if message.deleted_at is not None or (message.body_markdown == body_markdown and not changes_kind):
         return "unchanged"
     previous = message.body_markdown
     message.body_markdown = body_markdown
@@ -380,20 +387,21 @@ def edit_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     waiting = _waiting(message, now)
-    if make_note:
+    if changes_kind:
+        into = "note" if make_note else "command"
         # Inside the window, unless it closed as the edit came in: a worker is sending the reply, or
         # it has reached one of its recipients already.
         if waiting and not outbox.delivery_started(session, message.id):
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
-            record_event(session, ticket, "reply_to_note", None, message_id=message.id)
-            _react(session, ticket, message, REACTION_NOTE, remove=REACTION_PENDING)
-            return "made_note"
+            record_event(session, ticket, f"reply_to_{into}", None, message_id=message.id)
+            _react(session, ticket, message, REACTION_NOTE if make_note else None, remove=REACTION_PENDING)
+            return f"made_{into}"
         state = "is being delivered" if waiting else "was already delivered"
-        thread_line(session, ticket, f"That reply {state}; it cannot become a note now.")
+        thread_line(session, ticket, f"That reply {state}; it cannot become a {into} now.")
         message.body_markdown = previous
-        return "too_late_for_note"
+        return f"too_late_for_{into}"
     if waiting:
         # The waiting rows read the body when they run: the edit is what gets sent. A row a worker
         # finished as the window closed (its clock a little ahead) has a copy to carry it to; one

@@ -80,6 +80,29 @@ def test_an_edit_adding_note_makes_the_reply_a_note(intake: Intake) -> None:
     assert marker.payload["add"] == "lock" and marker.payload["remove"] == "hourglass_flowing_sand"
 
 
+def ticket_status(intake: Intake) -> str:
+    [ticket] = intake.tickets()
+    return ticket.status
+
+
+def test_an_edit_into_a_command_takes_the_reply_back_and_runs_the_command(intake: Intake) -> None:
+    ts = staff_reply(intake, "Closing this now")
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "!close")
+    intake.run()
+    withdrawn = intake.messages()[-1]
+    assert withdrawn.visibility == Visibility.INTERNAL and withdrawn.delivery == Delivery.CANCELLED
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CANCELLED
+    marker = intake.outbox("slack.reaction")[-1]
+    assert "add" not in marker.payload or marker.payload["add"] is None
+    assert marker.payload["remove"] == "hourglass_flowing_sand"
+    assert ticket_status(intake) == "closed"
+    # A second delivery of the same edit runs nothing again.
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "!reopen")
+    intake.run()
+    assert ticket_status(intake) == "closed"
+
+
 def test_a_delete_inside_the_delay_cancels_the_reply(intake: Intake) -> None:
     ts = staff_reply(intake)
     intake.emulator.user_delete(ALICE, TRIAGE, ts)
@@ -132,6 +155,30 @@ def test_a_reply_on_its_way_does_not_become_a_note(
     [post] = intake.outbox("slack.origin_post")
     assert post.state == row_state
     assert "That reply is being delivered; it cannot become a note now." in thread_texts(intake)
+
+
+def delivered_with_a_copy(intake: Intake) -> None:
+    pretend_delivered(intake, intake.messages()[-1].id, mirror_ts="1700000999.000100")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "state"),
+    [(claimed_by_a_worker, "is being delivered"), (delivered_with_a_copy, "was already delivered")],
+)
+def test_a_reply_on_its_way_edited_into_a_command_stays_and_runs_nothing(
+    intake: Intake, meanwhile: Callable[[Intake], None], state: str
+) -> None:
+    ts = staff_reply(intake, "Closing this now")
+    meanwhile(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "!close")
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.visibility == Visibility.PUBLIC and reply.body_markdown == "Closing this now"
+    assert ticket_status(intake) == "open"
+    assert intake.outbox("slack.mirror_update") == []  # the command is not shown to the customer
+    assert any(
+        f"That reply {state}" in text and "cannot become a command" in text for text in thread_texts(intake)
+    )
 
 
 def test_a_reply_deleted_while_a_worker_is_sending_it_says_so(intake: Intake) -> None:
