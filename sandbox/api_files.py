@@ -12,8 +12,8 @@ import secrets
 import time
 
 from sandbox.api_base import TS_PATTERN, Call, SlackError, method
-from sandbox.events import message_event
-from sandbox.render import file_json
+from sandbox.events import message_changed_event, message_deleted_event, message_event
+from sandbox.render import file_json, message_json
 from sandbox.state import JSON, File, Message, SlackState, random_id
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # Slack's 1 GB upload limit
@@ -154,9 +154,40 @@ def files_info(call: Call) -> JSON:
     file = call.state.files.get(call.get("file") or "")
     if file is None or not file.completed:
         raise SlackError("file_not_found")
+    if file.deleted:
+        raise SlackError("file_deleted")
     return {
         "ok": True,
         "file": file_json(call.state, file),
         "comments": [],
         "response_metadata": {"next_cursor": ""},
     }
+
+
+@method("files.delete", scope="files:write")
+def files_delete(call: Call) -> JSON:
+    """A bot deletes the files it uploaded; each message that shared one loses it, and a message left
+    with neither text nor files is deleted (the events say so, as Slack's do)."""
+    state = call.state
+    file = state.files.get(call.require("file"))
+    if file is None or not file.completed:
+        raise SlackError("file_not_found")
+    if file.deleted:
+        raise SlackError("file_deleted")
+    if file.user != state.workspace.bot_user:
+        raise SlackError("cant_delete_file")
+    file.deleted = True
+    for channel_id, shares in file.shares.items():
+        for share in shares:
+            message = state.find_message(channel_id, str(share["ts"]))
+            if message is None or message.deleted or file.id not in message.files:
+                continue
+            previous = message_json(state, message)
+            message.files = [kept for kept in message.files if kept != file.id]
+            if message.files or message.text:
+                state.emit(message_changed_event(state, message, previous), channel_id)
+            else:
+                message.deleted = True
+                state.emit(message_deleted_event(state, channel_id, previous), channel_id)
+    state.changed()
+    return {"ok": True}

@@ -32,6 +32,7 @@ METHOD_TIERS: dict[str, int] = {
     "conversations.members": 4,
     "conversations.replies": 3,
     "files.completeUploadExternal": 4,
+    "files.delete": 3,
     "files.getUploadURLExternal": 4,
     "files.info": 4,
     "reactions.add": 3,

@@ -77,6 +77,7 @@ class File:
     alt_txt: str | None = None
     length: int | None = None
     upload_key: str = ""
+    deleted: bool = False  # files.delete: gone from every message that shared it
     # channel -> message ts list, as in `shares.public`
     shares: dict[str, list[JSON]] = field(default_factory=dict)
 

@@ -67,6 +67,20 @@ def posted_parts(result: dict[str, Any]) -> list[str]:
     return [str(result["ts"])] if result.get("ts") else []
 
 
+# A row's result records each batch of files it shared as {"shared:<batch>": {attachment id: file id}}.
+SHARED_FILES_PREFIX = "shared:"
+
+
+def shared_files(result: dict[str, Any]) -> list[str]:
+    """The Slack file ids a done post row shared, in the order it shared them."""
+    batches = sorted(
+        (int(key.removeprefix(SHARED_FILES_PREFIX)), ids)
+        for key, ids in result.items()
+        if key.startswith(SHARED_FILES_PREFIX) and isinstance(ids, dict)
+    )
+    return [str(file_id) for _batch, ids in batches for file_id in ids.values()]
+
+
 def origin_lane(ticket_id: int) -> str:
     return f"origin:{ticket_id}"
 

@@ -240,7 +240,7 @@ class Attempt:
     async def _upload_batch(
         self, channel: str, thread_ts: str, batch: tuple[FileToSend, ...], number: int
     ) -> dict[int, str]:
-        done_key = f"shared:{number}"
+        done_key = f"{outbox.SHARED_FILES_PREFIX}{number}"
         if done_key in self.progress:
             return {int(k): str(v) for k, v in self.progress[done_key].items()}
         started: list[dict[str, str]] = [

@@ -32,7 +32,7 @@ from bot.delivery.reads import (
     record_copy,
     record_triage_thread,
 )
-from bot.delivery.texts import OVERFLOW_NOTE, customer_header, note_header, origin_notice
+from bot.delivery.texts import OVERFLOW_NOTE, customer_header, files_sent, note_header, origin_notice
 from bot.outcomes import Done, Fail, Outcome
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
@@ -51,6 +51,7 @@ NO_MESSAGE = Fail("the message no longer exists", tell_thread=False)
 NO_TRIAGE_THREAD = Fail("the ticket has no thread in the triage channel", tell_thread=False)
 NO_ORIGIN_THREAD = Fail("the ticket has no customer Slack thread")
 GONE = frozenset({"message_not_found"})
+FILE_GONE = frozenset({"file_not_found", "file_deleted"})
 
 
 class SlackDelivery:
@@ -218,7 +219,7 @@ class SlackDelivery:
         if not (threads.origin_channel and threads.origin_thread_ts):
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
-        payloads = message_payloads(message.body_markdown)
+        payloads = message_payloads(_shown_markdown(message))
         digest = copy_digest(message.body_markdown)
         first = await self._post_all(
             attempt,
@@ -248,7 +249,7 @@ class SlackDelivery:
         channel, parts = copy
         original = await self._original_url(message)
         header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
-        payloads = _fit(message_payloads(message.body_markdown, header=header), len(parts))
+        payloads = _fit(message_payloads(_shown_markdown(message), header=header), len(parts))
         for index, ts in enumerate(parts):
             if index < len(payloads):
                 await self._update_copy(channel, ts, payloads[index])
@@ -260,12 +261,18 @@ class SlackDelivery:
         message = await self._message(attempt.item)
         if message is None:
             return NO_MESSAGE
+        # The files a staff reply shared in the customer's thread go with it (the bot uploaded them,
+        # so it may delete them); a customer's files stay in the triage thread with the ticket.
+        files = [str(file_id) for file_id in attempt.item.payload.get("files") or []]
         copy = await self._copy(attempt.item, message)
-        if copy is None:
+        if copy is None and not files:
             return Done(result={"skipped": "no copy to delete"})
-        channel, parts = copy
-        for ts in parts:
-            await self._delete(channel, ts)
+        if copy is not None:
+            channel, parts = copy
+            for ts in parts:
+                await self._delete(channel, ts)
+        for file_id in files:
+            await self._delete_file(file_id)
         return Done()
 
     async def reaction(self, attempt: Attempt) -> Outcome:
@@ -409,6 +416,19 @@ class SlackDelivery:
         await self.calls.call(
             "chat.delete", lambda: self.client.chat_delete(channel=channel, ts=ts), ok_errors=GONE
         )
+
+    async def _delete_file(self, file_id: str) -> None:
+        await self.calls.call(
+            "files.delete", lambda: self.client.files_delete(file=file_id), ok_errors=FILE_GONE
+        )
+
+
+def _shown_markdown(message: MessageSnapshot) -> str:
+    """What a post of the message says. A staff reply of files alone names them, so that a post under
+    the staff member's name and picture says who sent them (the upload itself is the app's)."""
+    if message.direction == Direction.OUTBOUND and message.files and not message.body_markdown.strip():
+        return files_sent([file.filename for file in message.files])
+    return message.body_markdown
 
 
 def _triage_header(message: MessageSnapshot, original_url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bot.blocks.messages import NOTE_MARKER
 from bot.text import escape_mrkdwn
+from bot.text.markdown import escape_markdown
 
 ORIGIN_NOTICES = {
     "resolved": "Ticket #{number} is resolved. Reply here if you still need help and we'll reopen it.",
@@ -19,6 +20,12 @@ CUSTOMER_HEADER = "*{name}*{contact} wrote {source}"
 ORIGINAL_LINK = " · <{url}|original message>"
 NOTE_HEADER = "{marker} *{name}*"
 OVERFLOW_NOTE = "_…the edited text is longer than this copy can hold; the ticket keeps it in full._"
+
+
+def files_sent(names: list[str]) -> str:
+    """Markdown naming the files of a staff reply that has no text."""
+    what = "a file" if len(names) == 1 else f"{len(names)} files"
+    return f"Sent {what}: " + ", ".join(escape_markdown(name) for name in names)
 
 
 def origin_notice(template: str, number: int, target: int | None = None) -> str:

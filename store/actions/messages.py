@@ -308,22 +308,23 @@ def _mirror_copies(session: Session, message: Message, kind: Kind, *, row_id: in
     """One mirror row per copy of a staff reply (or only `row_id`'s), in that thread's lane, naming
     its ticket (whose thread it is) and its posts."""
     copies = _customer_thread_copies(session, message, row_id=row_id)
-    for thread_ticket_id, parts in copies:
+    for thread_ticket_id, parts, files in copies:
         outbox.enqueue(
             session,
             kind,
             ticket_id=thread_ticket_id,
             message_id=message.id,
             lane=outbox.origin_lane(thread_ticket_id),
-            payload={"parts": parts},
+            payload={"parts": parts, "files": files},
         )
     return bool(copies)
 
 
 def _customer_thread_copies(
     session: Session, message: Message, *, row_id: int | None = None
-) -> list[tuple[int, list[str]]]:
-    """Each customer Slack thread a staff reply was posted into: its ticket, and the posts' ts."""
+) -> list[tuple[int, list[str], list[str]]]:
+    """Each customer Slack thread a staff reply was posted into: its ticket, the posts' ts and the
+    files shared there (a deletion takes those back too)."""
     query = (
         select(Outbox.ticket_id, Outbox.result)
         .where(
@@ -334,11 +335,11 @@ def _customer_thread_copies(
         .order_by(Outbox.id)
     )
     rows = session.execute(query if row_id is None else query.where(Outbox.id == row_id)).all()
-    copies: list[tuple[int, list[str]]] = []
+    copies: list[tuple[int, list[str], list[str]]] = []
     for ticket_id, result in rows:
-        parts = outbox.posted_parts(result or {})
-        if ticket_id is not None and parts:
-            copies.append((ticket_id, parts))
+        parts, files = outbox.posted_parts(result or {}), outbox.shared_files(result or {})
+        if ticket_id is not None and (parts or files):
+            copies.append((ticket_id, parts, files))
     return copies
 
 

@@ -297,6 +297,50 @@ def test_edits_and_deletions_are_mirrored_onto_the_copy(
     assert copy is not None and copy.deleted
 
 
+def delete_reply(desk: Desk, ticket_id: int, message_id: int) -> None:
+    with desk.db.transaction() as session:
+        message, opened = session.get(Message, message_id), session.get(Ticket, ticket_id)
+        assert message is not None and opened is not None
+        actions.delete_slack_message(session, opened, message)
+
+
+def customer_thread_files(desk: Desk, emulator: SlackEmulator, ticket_id: int) -> list[str]:
+    root = str(ticket(desk, ticket_id).origin_thread_ts)
+    return [emulator.files[f].name for m in thread(emulator, CONNECT, root) if not m.deleted for f in m.files]
+
+
+@pytest.mark.parametrize("body", ["Here is the fixed invoice.", ""])
+def test_a_deleted_reply_takes_its_files_out_of_the_customers_thread(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator, body: str
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    message_id = staff_reply(desk, ticket_id, body, attachments=[("invoice.pdf", b"%PDF-1.7 wrong customer")])
+    deliver(desk, delivery)
+    assert customer_thread_files(desk, emulator, ticket_id) == ["invoice.pdf"]
+
+    delete_reply(desk, ticket_id, message_id)
+    deliver(desk, delivery)
+    assert customer_thread_files(desk, emulator, ticket_id) == []
+    root = str(ticket(desk, ticket_id).origin_thread_ts)
+    assert [m.text for m in thread(emulator, CONNECT, root)[1:] if not m.deleted] == [
+        "Ticket #1 opened — we'll reply here."
+    ]
+    assert [row.state for row in rows(desk.db, "slack.mirror_delete")] == ["done"]
+
+
+def test_a_reply_of_files_alone_names_them_under_the_staff_members_name(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    ticket_id = open_slack_ticket(desk, emulator)
+    staff_reply(desk, ticket_id, "", attachments=[("fix_*1*.txt", b"patch"), ("notes.txt", b"n")])
+    deliver(desk, delivery)
+    root = str(ticket(desk, ticket_id).origin_thread_ts)
+    named = thread(emulator, CONNECT, root)[2]
+    assert named.username == "alice" and named.icon_url == avatar_url(ALICE, 192)
+    assert named.text == "Sent 2 files: fix_*1*.txt, notes.txt"
+    assert customer_thread_files(desk, emulator, ticket_id) == ["fix_*1*.txt", "notes.txt"]
+
+
 def two_slack_tickets_merged(desk: Desk, emulator: SlackEmulator) -> tuple[int, int]:
     """Dan wrote twice in the Slack Connect channel and the second ticket was merged into the first:
     a reply on the first goes to both customer threads. The two tickets' ids."""

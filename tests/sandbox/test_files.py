@@ -110,3 +110,29 @@ def test_upload_into_a_channel_the_bot_is_not_in(client: WebClient) -> None:
     with pytest.raises(SlackApiError) as raised:
         client.files_upload_v2(channel=EMPTY, content="x", filename="x.txt")
     assert raised.value.response["error"] == "not_in_channel"
+
+
+def test_files_delete_takes_a_file_out_of_its_share(emulator: SlackEmulator, client: WebClient) -> None:
+    root = client.chat_postMessage(channel=TRIAGE, text="Ticket #7")["ts"]
+    alone = client.files_upload_v2(channel=TRIAGE, thread_ts=root, content="a", filename="a.txt")["file"]
+    commented = client.files_upload_v2(
+        channel=TRIAGE, thread_ts=root, content="b", filename="b.txt", initial_comment="see b"
+    )["file"]
+    for file in (alone, commented):
+        assert client.files_delete(file=file["id"])["ok"]
+
+    thread = client.conversations_replies(channel=TRIAGE, ts=root)["messages"]
+    assert [(m["text"], m.get("files", [])) for m in thread[1:]] == [("see b", [])]
+    assert [e["event"].get("subtype") for e in emulator.events[-2:]] == ["message_deleted", "message_changed"]
+    for gone in (lambda: client.files_delete(file=alone["id"]), lambda: client.files_info(file=alone["id"])):
+        with pytest.raises(SlackApiError) as raised:
+            gone()
+        assert raised.value.response["error"] == "file_deleted"
+
+
+def test_a_bot_cannot_delete_a_persons_file(emulator: SlackEmulator, client: WebClient) -> None:
+    emulator.user_post(DAN, CONNECT, "screenshot attached", files=[("error.png", b"png-bytes")])
+    [file] = emulator.events[-1]["event"]["files"]
+    with pytest.raises(SlackApiError) as raised:
+        client.files_delete(file=file["id"])
+    assert raised.value.response["error"] == "cant_delete_file"
