@@ -7,9 +7,11 @@ result is passed down. Tests build `Settings(...)` directly with field names.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +27,24 @@ MAX_REPLY_DELAY_SECONDS = 86_400
 # The engines the store is written and tested for, and the URL to suggest instead of another.
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 POSTGRESQL_URL_HINT = "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+MAX_SUPPORT_ADDRESS_CHARS = 254  # RFC 5321 section 4.5.3.1.3: the longest usable path
+
+
+# The support address as the intake can route it: a plain ASCII addr-spec without "+" (the desk adds
+# "+<key>" forms itself) and without quotes or a display name; a bare host such as localhost is fine.
+_SUPPORT_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# A Slack channel ID (public C…, private G…), as the channel's About tab shows it; never a #name.
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{1,31}$")
+CHANNEL_ID_HINT = "expected a channel ID such as C0123ABCD (the channel's About tab shows it), not a name"
+
+
+def _channel_id(value: str) -> str:
+    if not _CHANNEL_ID.match(value):
+        raise ValueError(f"{value!r}: {CHANNEL_ID_HINT}")
+    return value
 
 
 def _positive(name: str, value: int) -> int:
@@ -81,17 +101,49 @@ class Settings(BaseModel):
     @field_validator("support_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        local, at, domain = value.partition("@")
-        if not at or not local or not domain or "+" in local or any(c in value for c in " \r\n<>"):
+        if len(value) > MAX_SUPPORT_ADDRESS_CHARS or not _SUPPORT_ADDRESS.match(value):
             raise ValueError("expected a plain address such as support@example.com (no '+')")
         return value
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http(s) URL, or nothing")
+        if not value:
+            return value
+        expected = "expected an http(s) URL such as https://desk.example.com, or nothing"
+        parts = urlsplit(value)
+        try:
+            _ = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise ValueError(expected) from None
+        # Links are made by adding a path: a query or fragment here would swallow it.
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or any(c.isspace() or not c.isprintable() for c in value)
+        ):
+            raise ValueError(expected)
         return value.rstrip("/")
+
+    @field_validator("triage_channel")
+    @classmethod
+    def _triage_channel(cls, value: str | None) -> str | None:
+        return _channel_id(value) if value else None
+
+    @field_validator("intake_channels")
+    @classmethod
+    def _intake_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_channel_id(channel) for channel in value)
+
+    @field_validator("files_dir")
+    @classmethod
+    def _files_dir(cls, value: Path) -> Path:
+        # Made on first use; a path that is something else would fail every mail with a file.
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{str(value)!r} exists and is not a folder")
+        return value
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -120,7 +172,7 @@ class Settings(BaseModel):
         check_database_url(value)
         return value
 
-    @field_validator("triage_channel", "slack_signing_secret")
+    @field_validator("slack_signing_secret")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None

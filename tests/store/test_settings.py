@@ -99,8 +99,20 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path):
         ("SERVICEDESK_ACKNOWLEDGE", "perhaps"),
         ("SERVICEDESK_SUPPORT_ADDRESS", "not-an-address"),
         ("SERVICEDESK_SUPPORT_ADDRESS", "support+x@acme.example"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "support@@acme.example"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "support@acme.example,other@acme.example"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "support@acme.example;"),
+        ("SERVICEDESK_SUPPORT_ADDRESS", "Support <support@acme.example>"),
         ("SLACK_API_URL", "slack.com/api"),
         ("SERVICEDESK_PUBLIC_URL", "desk.example"),
+        ("SERVICEDESK_PUBLIC_URL", "https://"),
+        ("SERVICEDESK_PUBLIC_URL", "https://desk example.com"),
+        ("SERVICEDESK_PUBLIC_URL", "https://desk.example.com:abc"),
+        ("SERVICEDESK_PUBLIC_URL", "https://desk.example.com/?a=1"),
+        ("SERVICEDESK_TRIAGE_CHANNEL", "#triage"),
+        ("SERVICEDESK_TRIAGE_CHANNEL", "C0TRIAGE,C0HELP"),
+        ("SERVICEDESK_INTAKE_CHANNELS", "#help,general"),
+        ("SERVICEDESK_INTAKE_CHANNELS", "C0HELP,help"),
         ("SLACK_BOT_TOKEN", "xoxp-user-token"),
         ("SLACK_APP_TOKEN", "xoxb-wrong-kind"),
         ("SERVICEDESK_DATABASE_URL", "not a url"),
@@ -150,3 +162,34 @@ def test_secrets_are_never_echoed():
 def test_required_setting_named_when_missing():
     with pytest.raises(SettingsError, match=r"^SERVICEDESK_TRIAGE_CHANNEL is required"):
         Settings().require("triage_channel")
+
+
+def test_a_files_folder_that_is_a_file_is_refused_and_a_missing_one_is_made_later(tmp_path):
+    taken = tmp_path / "not-a-folder"
+    taken.write_text("")
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_FILES_DIR: .*exists and is not a folder"):
+        load_settings({"SERVICEDESK_FILES_DIR": str(taken)}, env_file=None)
+    later = tmp_path / "files"
+    assert load_settings({"SERVICEDESK_FILES_DIR": str(later)}, env_file=None).files_dir == later
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "kept"),
+    [
+        (
+            "SERVICEDESK_SUPPORT_ADDRESS",
+            "help.desk@support.acme-corp.example",
+            "help.desk@support.acme-corp.example",
+        ),
+        (
+            "SERVICEDESK_PUBLIC_URL",
+            "https://desk.example.com:8443/servicedesk/",
+            "https://desk.example.com:8443/servicedesk",
+        ),
+        ("SERVICEDESK_INTAKE_CHANNELS", " C0123ABCD , G0PRIVATE ", ("C0123ABCD", "G0PRIVATE")),
+    ],
+)
+def test_well_formed_values_are_kept(variable, value, kept):
+    settings = load_settings({variable: value}, env_file=None)
+    field = next(name for name, info in Settings.model_fields.items() if info.alias == variable)
+    assert getattr(settings, field) == kept
