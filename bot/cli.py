@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     box = commands.add_parser("outbox", help="list pending and failed deliveries")
     box.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")
+    box.add_argument(
+        "--retry-intake", type=int, metavar="ID", help="try a failed intake item (mail, Slack event) again"
+    )
     box.add_argument("--limit", type=int, default=50)
 
     commands.add_parser(
@@ -126,10 +129,12 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.operator import list_outbox, retry_outbox
+    from bot.operator import list_outbox, retry_intake, retry_outbox
 
     if args.retry is not None:
         return retry_outbox(settings, args.retry)
+    if args.retry_intake is not None:
+        return retry_intake(settings, args.retry_intake)
     return list_outbox(settings, limit=args.limit)
 
 

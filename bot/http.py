@@ -9,7 +9,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from store import outbox
+from store import inbound, outbox
 from store.db import Database, StoreUnavailable
 from store.service_state import slack_paused
 
@@ -45,6 +45,8 @@ def build_web_app(
                 "database": "ok",
                 "slack_delivery": f"paused: {paused}" if paused else "ok",
                 "oldest_due_delivery_seconds": outbox.oldest_due_age(db),
+                # Accepted input that could not be made into tickets (`servicedesk outbox` lists it).
+                "failed_intake": inbound.failed_count(db),
             }
 
         try:

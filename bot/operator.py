@@ -1,6 +1,7 @@
-"""`servicedesk outbox`: what is waiting to be delivered or has failed, and retrying a failed row.
+"""`servicedesk outbox`: what is waiting to be delivered or has failed, and retrying a failed row;
+with them, intake (mail, Slack events) accepted but never turned into tickets, and trying it again.
 
-Exit codes: 0 done; 1 the row cannot be retried (unknown, or not failed); 2 a bad `--limit`. A
+Exit codes: 0 done; 1 the row or item cannot be retried (unknown, or not failed); 2 a bad `--limit`. A
 database that cannot be reached, or is not at this release's schema, is one line from the CLI
 (StoreError), as for every command; neither command creates a database.
 """
@@ -8,10 +9,12 @@ database that cannot be reached, or is not at this release's schema, is one line
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TextIO
 
-from store import outbox
+from store import inbound, outbox
+from store.db import Database
 from store.migrate import open_migrated
 from store.models import utcnow
 from store.settings import Settings
@@ -20,6 +23,7 @@ EXIT_CANNOT_RETRY = 1
 EXIT_USAGE = 2
 ERROR_WIDTH = 70
 COLUMNS = ("ID", "KIND", "TICKET", "STATE", "TRIES", "NEXT ATTEMPT", "LAST ERROR")
+INTAKE_COLUMNS = ("ID", "KIND", "RECEIVED", "TRIES", "LAST ERROR")
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
@@ -32,6 +36,14 @@ def _when(moment: datetime | None, now: datetime) -> str:
         if seconds >= size:
             return f"in {seconds // size}{unit}"
     return f"in {seconds}s"
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def _error(text: str | None) -> str:
@@ -52,7 +64,11 @@ def format_rows(rows: list[outbox.OutboxRow], now: datetime) -> list[str]:
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return _columns(table)
+
+
+def _columns(table: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
@@ -67,31 +83,90 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
     db = open_migrated(settings.database_url)
     try:
         rows, counts = outbox.undelivered(db, limit=limit)
+        _list_deliveries(rows, counts, out)
+        _list_failed_intake(db, limit, out)
     finally:
         db.dispose()
+    return 0
+
+
+def _list_deliveries(rows: list[outbox.OutboxRow], counts: dict[str, int], out: TextIO) -> None:
     summary = ", ".join(f"{counts.get(state, 0)} {state}" for state in ("pending", "claimed", "failed"))
     print(f"Outbox: {summary}", file=out)
     if not rows:
         print("Nothing is waiting or failed.", file=out)
-        return 0
+        return
     for line in format_rows(rows, utcnow()):
         print(line, file=out)
     if sum(counts.values()) > len(rows):
         print(f"(first {len(rows)} shown; --limit N for more)", file=out)
     if counts.get("failed"):
         print("Retry a failed row with: servicedesk outbox --retry ID", file=out)
-    return 0
+
+
+def _list_failed_intake(db: Database, limit: int, out: TextIO) -> None:
+    """Input accepted (SMTP 250, Slack 200) that could not be turned into a ticket: kept, shown."""
+    items, total = inbound.failed_items(db, limit)
+    if not total:
+        return
+    print(f"Intake: {total} failed (accepted, but not turned into tickets)", file=out)
+    now = utcnow()
+    table = [INTAKE_COLUMNS] + [
+        (
+            str(item.id),
+            item.kind,
+            _ago(item.received_at, now),
+            str(item.attempts),
+            _error(item.last_error),
+        )
+        for item in items
+    ]
+    for line in _columns(table):
+        print(line, file=out)
+    if total > len(items):
+        print(f"(first {len(items)} shown; --limit N for more)", file=out)
+    print("Try one again with: servicedesk outbox --retry-intake ID", file=out)
+
+
+def retry_intake(settings: Settings, item_id: int, *, out: TextIO | None = None) -> int:
+    return _retry(
+        settings,
+        inbound.retry_failed_item,
+        item_id,
+        refused=f"intake item {item_id} is not a failed one",
+        done=f"Intake item {item_id} will be tried again now",
+        out=out,
+    )
 
 
 def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) -> int:
+    return _retry(
+        settings,
+        outbox.retry_failed,
+        row_id,
+        refused=f"row {row_id} is not a failed delivery",
+        done=f"Row {row_id} will be delivered again now",
+        out=out,
+    )
+
+
+def _retry(
+    settings: Settings,
+    retry: Callable[[Database, int], bool],
+    number: int,
+    *,
+    refused: str,
+    done: str,
+    out: TextIO | None,
+) -> int:
     out = out or sys.stdout
     db = open_migrated(settings.database_url)
     try:
-        retried = outbox.retry_failed(db, row_id)
+        retried = retry(db, number)
     finally:
         db.dispose()
     if not retried:
-        print(f"servicedesk: row {row_id} is not a failed delivery; nothing to retry", file=sys.stderr)
+        print(f"servicedesk: {refused}; nothing to retry", file=sys.stderr)
         return EXIT_CANNOT_RETRY
-    print(f"Row {row_id} will be delivered again now (a running worker picks it up).", file=out)
+    print(f"{done} (a running worker picks it up).", file=out)
     return 0

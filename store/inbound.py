@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, or_, select, update
+from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import claiming
+from store.actions.common import literal
 from store.db import Database
 from store.models import InboundItem, InboundState, utcnow
-from store.outbox import backoff_delay
+from store.outbox import DESK_NOTICE_LANE, MAX_ROW_ID, Kind, backoff_delay, enqueue
 from store.wakeups import Topic, note, note_arrivals
 
 MAX_ATTEMPTS = 5
@@ -188,6 +189,8 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
         item.claimed_until = None
         if item.attempts >= MAX_ATTEMPTS:
             item.state = InboundState.FAILED
+            # Kept, not lost: the team hears of it where they work, with what brings it back.
+            enqueue(session, Kind.DESK_NOTICE, lane=DESK_NOTICE_LANE, payload={"text": _failed_notice(item)})
             return InboundState.FAILED.value
         item.state = InboundState.PENDING
         # Backoff so a failing item (Slack briefly down for a lookup) is not retried in a tight loop;
@@ -195,6 +198,72 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
         item.not_before = utcnow() + backoff_delay(item.attempts)
         note(session, Topic.INTAKE, item.not_before)
         return InboundState.PENDING.value
+
+
+# What a failed intake item was, in the triage channel's words; the kinds not named are Slack's.
+INTAKE_WORDS = {"email": "email"}
+NOTICE_ERROR_CHARS = 200
+
+
+def _failed_notice(item: InboundItem) -> str:
+    what = INTAKE_WORDS.get(item.kind, "Slack request")
+    sender = str((item.payload or {}).get("mail_from") or "")
+    if item.kind == "email" and sender:
+        what += f" from {literal(sender)}"
+    error = (item.last_error or "unknown error").strip().splitlines()[0][:NOTICE_ERROR_CHARS]
+    return (
+        f":warning: An incoming {what} could not be turned into a ticket after {item.attempts} "
+        f"attempts ({literal(error)}). It is kept: on the server, `servicedesk outbox` lists it and "
+        f"`servicedesk outbox --retry-intake {item.id}` tries it again."
+    )
+
+
+def failed_count(db: Database) -> int:
+    """How many intake items are parked as failed (for /healthz and the listing)."""
+    with db.read() as session:
+        return _failed_count(session)
+
+
+def _failed_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(InboundItem).where(InboundItem.state == InboundState.FAILED)
+        )
+        or 0
+    )
+
+
+def failed_items(db: Database, limit: int) -> tuple[list[InboundItem], int]:
+    """Intake items parked as failed, oldest first (detached), and how many there are."""
+    with db.read() as session:
+        total = _failed_count(session)
+        found = list(
+            session.scalars(
+                select(InboundItem)
+                .where(InboundItem.state == InboundState.FAILED)
+                .order_by(InboundItem.id)
+                .limit(min(limit, MAX_ROW_ID))
+            )
+        )
+        session.expunge_all()
+    return found, total
+
+
+def retry_failed_item(db: Database, item_id: int) -> bool:
+    """Operator's retry of a failed intake item: due now, with its attempts counted afresh. False
+    when there is no such failed item."""
+    if not 1 <= item_id <= MAX_ROW_ID:
+        return False
+    with db.transaction() as session:
+        item = session.get(InboundItem, item_id)
+        if item is None or item.state != InboundState.FAILED:
+            return False
+        item.state = InboundState.PENDING
+        item.attempts = 0
+        item.not_before = None
+        item.claimed_by = None
+        note(session, Topic.INTAKE)
+        return True
 
 
 def holders(db: Database, prefix: str) -> list[str]:

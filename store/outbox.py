@@ -39,6 +39,7 @@ class Kind(enum.StrEnum):
     MIRROR_UPDATE = "slack.mirror_update"  # an edit mirrored onto the copy we posted
     MIRROR_DELETE = "slack.mirror_delete"  # a deletion mirrored onto the copy we posted
     REACTION = "slack.reaction"  # receipts and the note marker
+    DESK_NOTICE = "slack.desk_notice"  # a top-level line in the triage channel: intake that failed
     EMAIL = "email.send"  # one email to one recipient
 
 
@@ -52,6 +53,10 @@ BACKOFF_CAP_SECONDS = 600.0
 
 def triage_lane(ticket_id: int) -> str:
     return f"triage:{ticket_id}"
+
+
+# The desk's own lines in the triage channel (no ticket's thread), in the order they were written.
+DESK_NOTICE_LANE = "triage:desk"
 
 
 # The deliveries of a reply to its customers, which its receipt and the undo window are about.

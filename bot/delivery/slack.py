@@ -75,6 +75,7 @@ class SlackDelivery:
             Kind.MIRROR_UPDATE: self.mirror_update,
             Kind.MIRROR_DELETE: self.mirror_delete,
             Kind.REACTION: self.reaction,
+            Kind.DESK_NOTICE: self.desk_notice,
         }
         return {kind.value: self._performer(perform) for kind, perform in table.items()}
 
@@ -164,6 +165,15 @@ class SlackDelivery:
             return NO_TRIAGE_THREAD
         text = str(attempt.item.payload.get("text") or "")
         ts = await attempt.post(threads.triage_channel, threads.triage_ts, 0, last_step=True, text=text)
+        return Done(result={"ts": ts})
+
+    async def desk_notice(self, attempt: Attempt) -> Outcome:
+        """A line from the desk at the top of the triage channel, about no ticket."""
+        channel = self.desk.settings.triage_channel
+        if not channel:
+            return Fail("no triage channel is set", tell_thread=False)
+        text = str(attempt.item.payload.get("text") or "")
+        ts = await attempt.post(channel, None, 0, last_step=True, text=text)
         return Done(result={"ts": ts})
 
     # ----- the customer's Slack thread -----

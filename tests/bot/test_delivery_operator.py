@@ -12,11 +12,11 @@ from sqlalchemy import update
 
 from bot.cli import main
 from bot.http import build_web_app
-from store import actions, outbox
+from store import actions, inbound, outbox
 from store.actions import DESK, DeskPolicy
 from store.db import Database
 from store.migrate import upgrade
-from store.models import Origin, Outbox, OutboxState, utcnow
+from store.models import InboundItem, Origin, Outbox, OutboxState, utcnow
 from store.service_state import set_slack_paused
 
 POLICY = DeskPolicy(triage_channel="C0TRIAGE")
@@ -80,6 +80,35 @@ def test_retry_of_a_row_that_did_not_fail_is_refused(
     assert capsys.readouterr().err.count("is not a failed delivery") == 2
 
 
+def park_failed_mail(db: Database) -> int:
+    """A mail accepted at SMTP that the worker could not turn into a ticket, attempt after attempt."""
+    inbound.accept(db, "email", "email:broken@x", payload={"mail_from": "bob@customer.test"}, raw=b"x")
+    with db.transaction() as session:
+        session.execute(update(InboundItem).values(attempts=inbound.MAX_ATTEMPTS - 1))
+    [work] = inbound.claim(db, "w")
+    assert inbound.give_up_or_retry(db, work.id, "w", "DataError: the database refused it") == "failed"
+    return work.id
+
+
+def test_failed_intake_is_listed_and_tried_again_with_retry_intake(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    item_id = park_failed_mail(db)
+    assert main(["outbox"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("Intake: 1 failed (accepted, but not turned into tickets)")
+    assert lines[start + 1].split() == ["ID", "KIND", "RECEIVED", "TRIES", "LAST", "ERROR"]
+    assert lines[start + 2].split()[:2] == [str(item_id), "email"]
+    assert "DataError: the database refused it" in lines[start + 2]
+    assert lines[-1] == "Try one again with: servicedesk outbox --retry-intake ID"
+
+    assert main(["outbox", "--retry-intake", str(item_id)]) == 0
+    assert f"Intake item {item_id} will be tried again now" in capsys.readouterr().out
+    assert [work.id for work in inbound.claim(db, "w2")] == [item_id]
+    assert main(["outbox", "--retry-intake", str(item_id)]) == 1  # claimed again, not failed
+    assert "intake item" in capsys.readouterr().err
+
+
 def test_an_empty_outbox_says_so(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["outbox"]) == 0
     assert "Nothing is waiting or failed." in capsys.readouterr().out
@@ -136,8 +165,9 @@ def test_a_database_behind_this_release_is_told_to_run_db_upgrade(
     )
 
 
-def test_healthz_reports_the_oldest_due_row_and_a_slack_pause(db: Database) -> None:
+def test_healthz_reports_the_oldest_due_row_a_slack_pause_and_failed_intake(db: Database) -> None:
     open_ticket(db)
+    park_failed_mail(db)
     with db.transaction() as session:
         session.execute(
             update(Outbox)
@@ -156,3 +186,4 @@ def test_healthz_reports_the_oldest_due_row_and_a_slack_pause(db: Database) -> N
     assert body["slack_delivery"] == "paused: Slack rejected the bot token (token_revoked)"
     age = body["oldest_due_delivery_seconds"]
     assert isinstance(age, float) and age >= 300
+    assert body["failed_intake"] == 1

@@ -696,6 +696,19 @@ def test_thread_lines_and_notes_are_posted_and_marked(
     assert "Internal note" in note.text and "Alice Archer" in note.text and "*VIP*" in str(note.blocks)
 
 
+def test_a_desk_notice_is_posted_at_the_top_of_the_triage_channel_once(
+    desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
+) -> None:
+    text = ":warning: An incoming email could not be turned into a ticket after 5 attempts (boom)."
+    with desk.db.transaction() as session:
+        outbox.enqueue(session, Kind.DESK_NOTICE, lane=outbox.DESK_NOTICE_LANE, payload={"text": text})
+    emulator.add_fault("chat.postMessage", Fault.reset_after_effect())  # posted, the answer lost
+    deliver(desk, delivery)
+    posted = [m for m in emulator.messages(TRIAGE) if m.text == text]
+    assert len(posted) == 1 and posted[0].thread_ts is None
+    assert [row.state for row in rows(desk.db, Kind.DESK_NOTICE.value)] == ["done"]
+
+
 def test_a_customers_edit_and_deletion_reach_the_triage_copy(
     desk: Desk, delivery: SlackDelivery, emulator: SlackEmulator
 ) -> None:

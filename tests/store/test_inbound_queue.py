@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from freezegun import freeze_time
+from sqlalchemy import select
 
 from store import inbound
-from store.models import InboundItem
+from store.models import InboundItem, Outbox
 
 
 def test_the_same_key_is_stored_once(db):
@@ -61,6 +62,40 @@ def test_a_failed_item_waits_with_backoff_then_fails_for_good(db):
     with db.transaction() as session:
         item = session.get(InboundItem, work.id)
         assert item is not None and item.last_error == "boom" and item.raw == b"x"
+
+
+def fail_for_good(db, kind="email", payload=None, error="boom"):
+    with freeze_time("2026-01-01 12:00:00") as clock:
+        inbound.accept(db, kind, f"{kind}:1", payload=payload, raw=b"raw bytes")
+        for _attempt in range(inbound.MAX_ATTEMPTS):
+            [work] = inbound.claim(db, "w1")
+            inbound.give_up_or_retry(db, work.id, "w1", error)
+            clock.tick(timedelta(minutes=10))
+    return work.id
+
+
+def test_an_item_that_fails_for_good_is_told_in_the_triage_channel_once(db):
+    item_id = fail_for_good(
+        db, payload={"mail_from": "<!channel>@evil.example"}, error="DataError: bad\nsecond line"
+    )
+    with db.read() as session:
+        [notice] = session.scalars(select(Outbox)).all()
+        assert (notice.kind, notice.ticket_id, notice.lane) == ("slack.desk_notice", None, "triage:desk")
+        text = notice.payload["text"]
+    assert "An incoming email from &lt;!channel&gt;@evil.example could not be turned into a ticket" in text
+    assert "after 5 attempts (DataError: bad)" in text
+    assert f"`servicedesk outbox --retry-intake {item_id}`" in text
+
+
+def test_a_failed_item_tried_again_is_due_at_once_with_its_attempts_afresh(db):
+    item_id = fail_for_good(db, kind="slack_event")
+    assert inbound.failed_items(db, limit=10)[1] == 1
+    assert inbound.retry_failed_item(db, item_id)
+    assert not inbound.retry_failed_item(db, item_id)  # no longer failed
+    assert not inbound.retry_failed_item(db, item_id + 1)  # no such item
+    [work] = inbound.claim(db, "w1")
+    assert (work.id, work.attempts, work.raw) == (item_id, 1, b"raw bytes")
+    assert inbound.failed_items(db, limit=10) == ([], 0)
 
 
 def test_an_expired_lease_lets_another_worker_take_the_item(db):
