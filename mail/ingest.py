@@ -264,14 +264,15 @@ class EmailIngest:
         known: TicketParticipants | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Every To and Cc address except our own becomes a participant, up to the cap.
+        """Every Cc address except our own becomes a participant, up to the cap, and the To addresses
+        when the mail was visibly addressed to us (docs/email.md, "Participants").
 
-        Only when the mail was visibly addressed to us: a Bcc'd copy names people who do not know the
-        desk is involved, and mailing them our replies would tell them what the sender kept apart.
+        A copy not visibly addressed to us came through an alias that forwards to the desk (its To
+        is the alias, which mailed would loop) or as a Bcc (its To is whom the sender wrote to).
         """
         support = self.desk.settings.support_address
         visible = any(is_own_address(address, support) for address in (*email.to, *email.cc))
-        candidates = [*email.to, *email.cc] if visible else []
+        candidates = [*email.to, *email.cc] if visible else [*email.cc]
         if include_sender and email.from_address is not None:
             candidates.insert(0, email.from_address)
         if known is None:

@@ -164,9 +164,13 @@ def test_cc_participants_keep_the_names_the_mail_gave_them(desk: Desk) -> None:
     assert names["dan@other.test"] == ""
 
 
-def test_a_bcc_copy_adds_nobody_the_sender_wrote_to(desk: Desk) -> None:
-    ingest(desk, mail(to="colleague@customer.test", Cc="boss@customer.test"))
-    assert [p.email for p in rows(desk, Participant)] == ["bob@customer.test"]
+def test_a_copy_through_an_alias_adds_its_cc_but_not_the_alias_it_was_sent_to(desk: Desk) -> None:
+    ingest(desk, mail(to="help@customer.test", Cc="boss@customer.test"))
+    assert [p.email for p in rows(desk, Participant)] == ["bob@customer.test", "boss@customer.test"]
+    reply = mail("More", message_id="<m2@customer.test>", to="help@customer.test", Cc="it@customer.test")
+    ingest(desk, reply.replace(b"Subject:", b"In-Reply-To: <m1@customer.test>\r\nSubject:"))
+    assert len(rows(desk, Ticket)) == 1
+    assert [p.email for p in rows(desk, Participant)][-1] == "it@customer.test"  # a later mail's Cc too
 
 
 def test_the_acknowledgement_can_be_turned_off(db: Database, tmp_path: Path) -> None:
