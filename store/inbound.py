@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, func, or_, select, update
@@ -233,20 +233,34 @@ def _failed_count(session: Session) -> int:
     )
 
 
-def failed_items(db: Database, limit: int) -> tuple[list[InboundItem], int]:
-    """Intake items parked as failed, oldest first (detached), and how many there are."""
+@dataclass(frozen=True)
+class FailedItem:
+    """What an operator sees of a failed intake item (its raw input stays in the store)."""
+
+    id: int
+    kind: str
+    received_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+def failed_items(db: Database, limit: int) -> tuple[list[FailedItem], int]:
+    """Intake items parked as failed, oldest first, and how many there are."""
     with db.read() as session:
         total = _failed_count(session)
-        found = list(
-            session.scalars(
-                select(InboundItem)
-                .where(InboundItem.state == InboundState.FAILED)
-                .order_by(InboundItem.id)
-                .limit(min(limit, MAX_ROW_ID))
+        found = session.execute(
+            select(
+                InboundItem.id,
+                InboundItem.kind,
+                InboundItem.received_at,
+                InboundItem.attempts,
+                InboundItem.last_error,
             )
-        )
-        session.expunge_all()
-    return found, total
+            .where(InboundItem.state == InboundState.FAILED)
+            .order_by(InboundItem.id)
+            .limit(min(limit, MAX_ROW_ID))
+        ).all()
+    return [FailedItem(*row) for row in found], total
 
 
 def retry_failed_item(db: Database, item_id: int) -> bool:
