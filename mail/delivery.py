@@ -9,7 +9,9 @@ it, and nothing talks SMTP while a transaction is open.
 Outcomes: delivered -> Done; 4xx, no answer or an unusable relay -> Retry (the outbox backs off
 until the row's deadline); 5xx -> Fail, and the worker says so in the ticket's thread. A reply
 cancelled, deleted or made a note before it left, and a recipient who unsubscribed or bounced
-meanwhile, are skipped (Done, nothing sent).
+meanwhile, are skipped (Done, nothing sent). A send still waiting on the relay when the worker stops
+has no outcome: its task is cancelled, the pool cuts the connection off (mail/relay_pool.py), and
+the worker gives the row back, as after a crash.
 """
 
 from __future__ import annotations

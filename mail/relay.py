@@ -10,9 +10,11 @@ was sent, so it cannot duplicate anything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -121,13 +123,16 @@ class RelayConnection:
     """One SMTP session for a batch of mails: ``with RelayConnection(config) as relay: relay.send(...)``.
 
     The connection opens on the first send (a batch with nothing to send costs nothing) and is reused for
-    the next ones. ``send`` never raises for a delivery problem: it returns a SendResult.
+    the next ones. ``send`` never raises for a delivery problem: it returns a SendResult. ``abort`` (from
+    another thread) cuts off a send blocked on the relay.
     """
 
     def __init__(self, config: RelayConfig, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
+        self._opening: smtplib.SMTP | None = None  # a session still being set up (greeting, EHLO, TLS, AUTH)
+        self._aborted = False
 
     def __enter__(self) -> RelayConnection:
         return self
@@ -138,13 +143,34 @@ class RelayConnection:
         self.close()
 
     def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
+        smtp = self._smtp
         if smtp is None:
             return
         try:
-            smtp.quit()
+            smtp.quit()  # still self._smtp meanwhile: abort() can cut off a QUIT that gets no answer
         except (smtplib.SMTPException, OSError):
             smtp.close()  # the server is gone already; nothing is lost by not saying goodbye
+        finally:
+            self._smtp = None
+
+    def abort(self) -> None:
+        """Cut the connection off, from any thread: a send (or QUIT) blocked on the relay fails at once,
+        as if the relay had dropped the connection, and no new session is opened.
+
+        For a stop: smtplib blocks its thread for up to the timeout (60 s) on a relay that accepted the
+        connection and went silent, a thread cannot be cancelled, and the process cannot exit while one
+        runs. The socket is shut down, not closed: a close does not wake a thread blocked reading it (the
+        sending thread closes it as it fails). Still waiting out the timeout: a thread inside the TCP
+        handshake itself (a relay that does not even accept), where smtplib has no socket to reach yet.
+        """
+        self._aborted = True  # first: _connect checks it after publishing the session it opens
+        for smtp in (self._opening, self._smtp):
+            sock = smtp.sock if smtp is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):  # not connected, or closed meanwhile
+                    # The TCP socket's own shutdown, below TLS: SSLSocket's would also unwrap it under
+                    # the thread using it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
         """One SMTP transaction: MAIL FROM ``envelope_from`` (the bounce address), RCPT TO ``recipient``,
@@ -181,14 +207,22 @@ class RelayConnection:
         smtp: smtplib.SMTP | None = None
         stage = "connect"
         try:
-            # The host goes to the constructor (which connects) because smtplib checks the TLS certificate
-            # against the name given there, for smtps:// and STARTTLS alike.
+            # Made without a host, so the constructor does not connect: while it waited for the greeting its
+            # socket would be out of abort()'s reach.
             if config.implicit_tls:
-                smtp = smtplib.SMTP_SSL(config.host, config.port, local_hostname=config.helo_name,
-                                        timeout=config.timeout, context=self._tls_context())
+                smtp = smtplib.SMTP_SSL(local_hostname=config.helo_name, timeout=config.timeout,
+                                        context=self._tls_context())
             else:
-                smtp = smtplib.SMTP(config.host, config.port, local_hostname=config.helo_name,
-                                    timeout=config.timeout)
+                smtp = smtplib.SMTP(local_hostname=config.helo_name, timeout=config.timeout)
+            # smtplib checks the TLS certificate (smtps:// and STARTTLS alike) against this name, which only
+            # its constructor sets.
+            smtp._host = config.host  # type: ignore[attr-defined]
+            self._opening = smtp
+            if self._aborted:  # cut off already, or abort() ran before it could see this session
+                raise smtplib.SMTPServerDisconnected("cut off on stop")
+            code, reply = smtp.connect(config.host, config.port)
+            if code != 220:  # as smtplib's constructor does
+                raise smtplib.SMTPConnectError(code, reply)
             stage = "ehlo"
             smtp.ehlo_or_helo_if_needed()
             if config.starttls:
@@ -198,6 +232,7 @@ class RelayConnection:
             if config.username:
                 stage = "auth"
                 smtp.login(config.username, config.password or "")
+            self._smtp = smtp  # before it leaves _opening, so that abort() always finds it
         except smtplib.SMTPResponseException as error:
             # Includes a greeting other than 220 (SMTPConnectError) and a refused login.
             _close_quietly(smtp)
@@ -206,7 +241,8 @@ class RelayConnection:
             # Refused, reset, timed out, TLS handshake failed, or an extension the relay does not offer.
             _close_quietly(smtp)
             return SendResult(DeliveryStatus.TEMPORARY, None, _describe_error(error), stage)
-        self._smtp = smtp
+        finally:
+            self._opening = None
         return None
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -4,6 +4,13 @@ The worker performs the rows it claimed together, concurrently; each send borrow
 (or opens one, up to `size` at once) and gives it back, so fifty mails due together travel over a
 few SMTP sessions, not fifty. An idle connection is closed after `idle_seconds`. A relay outage is
 logged once when it starts and once when it ends, not once per mail (as Mailman's outgoing runner).
+
+smtplib blocks, so each SMTP exchange runs in a thread. When the task awaiting one is cancelled (on
+stop: the worker gives up on the rows still in flight, or the loop closing cancels what is left),
+the connection is cut off, so the thread returns at once instead of waiting out the relay timeout
+(60 s) on a relay that went silent: a thread cannot be cancelled, and the process cannot exit while
+one runs. The cut-off send's result is never read; its row is given back like any row in flight on
+stop (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from mail.relay import DeliveryStatus, RelayConfig, RelayConnection, SendResult
 
@@ -19,6 +27,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 4
 DEFAULT_IDLE_SECONDS = 10.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class RelayPool:
@@ -36,15 +47,14 @@ class RelayPool:
         self._slots = asyncio.Semaphore(size)
         self._idle: list[tuple[RelayConnection, float]] = []
         self._relay_down = False
+        self._closing: set[asyncio.Task[None]] = set()  # idle connections saying QUIT
         self.opened = 0  # connections made, for tests and figures
 
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
         async with self._slots:
             connection = self._borrow()
-            # smtplib blocks: the transaction runs in a thread, off the event loop. If this task is
-            # cancelled meanwhile, the connection is simply not given back (the thread may still be
-            # using it).
-            result = await asyncio.to_thread(connection.send, envelope_from, recipient, message)
+            # Cancelled meanwhile, the connection is cut off and not given back.
+            result = await _in_thread(connection, connection.send, envelope_from, recipient, message)
             self._give_back(connection)
         self._note(result)
         return result
@@ -57,7 +67,7 @@ class RelayPool:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for connection, _since in idle:
-            await asyncio.to_thread(connection.close)
+            await _in_thread(connection, connection.close)
 
     def _borrow(self) -> RelayConnection:
         if self._idle:
@@ -76,10 +86,12 @@ class RelayPool:
         if not stale:
             return
         self._idle = [entry for entry in self._idle if entry not in stale]
-        loop = asyncio.get_running_loop()
         for connection, _since in stale:
-            # QUIT waits for the relay's answer: not on the loop.
-            loop.run_in_executor(None, connection.close)
+            # QUIT waits for the relay's answer: not on the loop. A task, kept until done, that a loop
+            # closing meanwhile cancels (which cuts the connection off).
+            task = asyncio.get_running_loop().create_task(_in_thread(connection, connection.close))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _note(self, result: SendResult) -> None:
         if result.status is DeliveryStatus.DELIVERED or not result.relay_problem:
@@ -94,3 +106,14 @@ class RelayPool:
                 result.describe(),
             )
             self._relay_down = True
+
+
+async def _in_thread(
+    connection: RelayConnection, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """`call` (blocking SMTP on `connection`) in a thread; the connection cut off if this is cancelled."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except asyncio.CancelledError:
+        connection.abort()  # the thread fails at once; nobody reads what it returns
+        raise

@@ -12,6 +12,10 @@ connection fails as any transaction fails when the server goes away mid-way: Sto
 (retried, 451, or a 500 Slack retries). SQLAlchemy then drops every connection of the pool, and
 so does a failed ping here (a dead connection most often means the server restarted), so the
 transactions after it get new ones.
+
+A new connection gives up after `CONNECT_TIMEOUT_SECONDS`: without a limit, a connect to a server
+that takes the TCP connection and never answers (overloaded, a half-dead proxy) waits on (psycopg's
+own fallback is 130 s), and with it the transaction, `/healthz` and the stop.
 """
 
 from __future__ import annotations
@@ -19,17 +23,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import InvalidatePoolError
 
 IDLE_BEFORE_PING_SECONDS = 1.0
+# Far above a healthy connect (TCP, TLS, authentication: milliseconds, even across a network), and
+# short enough that a connect to a server that does not answer fails (StoreUnavailable, retried) in
+# time for `/healthz` to say so, and for a stop to give rows back (or fail to) after its 2.5 s of
+# draining, within its 10 s. Whole seconds, at least 2 (psycopg's rule); a host name with two
+# addresses (localhost: ::1 and 127.0.0.1) may take it twice.
+CONNECT_TIMEOUT_SECONDS = 3
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 _RETURNED_AT = "servicedesk_returned_at"
 
 
 def make_postgresql_engine(url: str, **kwargs: Any) -> Engine:
-    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    if "connect_timeout" not in make_url(url).query:  # one given in the URL is the operator's choice
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    engine = create_engine(
+        url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, connect_args=connect_args, **kwargs
+    )
     ping = engine.dialect.do_ping
     driver_error = engine.dialect.loaded_dbapi.Error
 

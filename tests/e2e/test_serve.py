@@ -69,10 +69,13 @@ def launch_serve(tmp_path: Path, env: dict[str, str], stderr: int = subprocess.P
     )
 
 
-def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str) -> dict[str, object]:
+def start_serve(tmp_path: Path, emulator: SlackEmulator, database_url: str, **env: str) -> dict[str, object]:
+    """`servicedesk serve`, once it answers /healthz; `env` sets more of its environment variables."""
     http_port, smtp_port = free_port(), free_port()
     process = launch_serve(
-        tmp_path, serve_env(tmp_path, emulator, database_url, http_port, smtp_port), stderr=subprocess.STDOUT
+        tmp_path,
+        {**serve_env(tmp_path, emulator, database_url, http_port, smtp_port), **env},
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{http_port}"
 
