@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -77,12 +76,16 @@ class RelayPool:
         return self._factory(self.config)
 
     def _give_back(self, connection: RelayConnection) -> None:
-        self._idle.append((connection, time.monotonic()))
-        asyncio.get_running_loop().call_later(self.idle_seconds, self._close_idle)
+        loop = asyncio.get_running_loop()
+        given_back = loop.time()
+        self._idle.append((connection, given_back))
+        loop.call_later(self.idle_seconds, self._close_idle, given_back)
 
-    def _close_idle(self) -> None:
-        now = time.monotonic()
-        stale = [entry for entry in self._idle if now - entry[1] >= self.idle_seconds]
+    def _close_idle(self, given_back: float) -> None:
+        """The timer of the connection given back at `given_back`: it, and every one given back before
+        it and not used since, have been idle long enough. (Reading the clock here instead would miss
+        them: uvloop fires timers a moment early, and nothing would look again.)"""
+        stale = [entry for entry in self._idle if entry[1] <= given_back]
         if not stale:
             return
         self._idle = [entry for entry in self._idle if entry not in stale]

@@ -3,8 +3,7 @@ on stop) is cut off, so the thread smtplib blocks returns at once instead of aft
 
 Each test runs its loop with asyncio.run, whose end, as `serve`'s (bot/event_loop.py), cancels the
 tasks left and then waits for every thread the loop handed work to: the loop finishing in time is
-the proof that no thread was left waiting. asyncio's own loop, not uvloop: uvloop's timers can fire
-a moment early, and the pool's idle check then leaves the connection open until a later send.
+the proof that no thread was left waiting.
 """
 
 from __future__ import annotations
