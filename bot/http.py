@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 
 from store import inbound, outbox
 from store.db import Database, StoreUnavailable
@@ -15,21 +17,25 @@ from store.service_state import slack_paused
 
 # Slack sends at most a few KB per event; a bound keeps a hostile client from filling memory.
 MAX_REQUEST_BYTES = 1024 * 1024
-TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 
 
 def build_web_app(
-    db: Database, bolt: AsyncApp | None, *, extra_routes: list[web.RouteDef] | None = None
+    db: Database,
+    bolt: AsyncApp | None,
+    *,
+    signing_secret: str | None = None,
+    extra_routes: list[web.RouteDef] | None = None,
 ) -> web.Application:
+    """`signing_secret`: every request to /slack/events is verified here, before Bolt. Bolt answers
+    an `ssl_check` request 200 before it verifies anything, and a timestamp that is not a number
+    makes its verifier raise (a 500); both must be a 401 like any unsigned request."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     async def slack_events(request: web.Request) -> web.Response:
         if bolt is None:
             raise web.HTTPNotFound()
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        if timestamp is not None and not (timestamp.isascii() and timestamp.isdigit()):
-            # slack_sdk's verifier raises on a timestamp that is not a number, and Bolt would answer
-            # 500; it is a request that fails verification like any other.
+        if verifier is not None and not _signed(verifier, await request.read(), request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
         bolt_request = await to_bolt_request(request)
         bolt_response = await bolt.async_dispatch(bolt_request)
@@ -60,3 +66,12 @@ def build_web_app(
     if extra_routes:
         app.router.add_routes(extra_routes)
     return app
+
+
+def _signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Slack's signature over this body, made within the last 5 minutes (slack_sdk's check)."""
+    timestamp = headers.get("X-Slack-Request-Timestamp")
+    signature = headers.get("X-Slack-Signature")
+    if not (timestamp and signature and timestamp.isascii() and timestamp.isdigit()):
+        return False  # the verifier raises on a timestamp that is not a number
+    return verifier.is_valid(body, timestamp, signature)

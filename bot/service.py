@@ -97,7 +97,12 @@ async def run_service(
             from bot.http import build_web_app
             from bot.web_routes import extra_routes
 
-            web_app = build_web_app(desk.db, None if socket_mode else bolt, extra_routes=extra_routes(desk))
+            web_app = build_web_app(
+                desk.db,
+                None if socket_mode else bolt,
+                signing_secret=None if socket_mode else settings.slack_signing_secret,
+                extra_routes=extra_routes(desk),
+            )
             runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS / 2)
             await runner.setup()
             cleanups.append(runner.cleanup)

@@ -297,6 +297,11 @@ def test_a_forged_or_stale_request_gets_401_and_changes_nothing(desk: Desk) -> N
         sender.post(body, "application/json", extra_headers={"X-Slack-Request-Timestamp": "abc"})
     )
     assert (forged.status, stale.status, unsigned.status, not_a_time.status) == (401, 401, 401, 401)
+    # Slack's certificate check is signed like every request; an unsigned one is refused too.
+    ssl_check = b"ssl_check=1&token=x"
+    form = "application/x-www-form-urlencoded"
+    assert asyncio.run(sender.post(ssl_check, form, signing_secret="not-the-secret")).status == 401
+    assert asyncio.run(sender.post(ssl_check, form)).status == 200
     with desk.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(InboundItem)) == 0
     assert desk.ticket_count() == 0
