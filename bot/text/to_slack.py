@@ -88,7 +88,8 @@ def _named_place(label: str) -> str | None:
     if _EMAIL_ADDRESS.match(address):
         return "mailto:" + address
     if not _SCHEME.match(words):
-        if not _DOMAIN.match(words) or _FILE_NAME.search(words):
+        # `report.docx` is a file's name; `bank.example/report.docx` is an address.
+        if not _DOMAIN.match(words) or ("/" not in words and _FILE_NAME.search(words)):
             return None
         words = "http://" + words
     try:
@@ -103,7 +104,8 @@ def slack_link(url: str, label: str = "", *, ours: bool = False) -> str:
 
     Only a real link (:func:`is_link_url`) is linked; for anything else the label, or the URL
     when there is none, is shown as text. A label naming another address than the link's
-    (``https://bank.example`` on a link to ``evil.example``) is followed by the real URL, unless
+    (``https://bank.example``, or ``log in at bank.example``, on a link to ``evil.example``) is
+    followed by the real URL, unless
     the link is ``ours`` (a ticket's thread, whose subject is the label): nobody is misled there.
     """
     label = label.replace("\n", " ").strip()
@@ -111,10 +113,19 @@ def slack_link(url: str, label: str = "", *, ours: bool = False) -> str:
         return escape_mrkdwn(label or url)
     if not label or label == url:
         return f"<{_link_url(url)}>"
-    named = None if ours else _named_place(label)
-    if named is not None and named != _destination(url):
+    destination = _destination(url)
+    if not ours and any(place != destination for place in _named_places(label)):
         return f"{escape_mrkdwn(label)} (<{_link_url(url)}>)"
     return f"<{_link_url(url)}|{escape_mrkdwn(label)}>"
+
+
+def _named_places(label: str) -> list[str]:
+    """The places a label names: the whole label read as an address, else each of its words that
+    reads as one (`log in at bank.example`, `https://bank.example/ now`)."""
+    whole = _named_place(label)
+    if whole is not None:
+        return [whole]
+    return [place for word in label.split() if (place := _named_place(word)) is not None]
 
 
 def _plain_words(node: SyntaxTreeNode) -> str:

@@ -80,7 +80,25 @@ def test_a_link_to_anything_but_a_real_url_is_its_label(markdown, expected):
             "[Dan@globex.example](mailto:dan@globex.example?subject=Hi)",
             "<mailto:dan@globex.example?subject=Hi|Dan@globex.example>",
         ),
-        ("[log in at bank.example](https://evil.example)", "<https://evil.example|log in at bank.example>"),
+        # a label naming a place in its words, or one with a path
+        ("[log in at bank.example](https://evil.example)", "log in at bank.example (<https://evil.example>)"),
+        (
+            "[https://bank.example/ now](https://evil.example/)",
+            "https://bank.example/ now (<https://evil.example/>)",
+        ),
+        (
+            "[www.bank.example/login.html](https://evil.example/steal)",
+            "www.bank.example/login.html (<https://evil.example/steal>)",
+        ),
+        (
+            "[bank.example/invoice.pdf](https://evil.example)",
+            "bank.example/invoice.pdf (<https://evil.example>)",
+        ),
+        (
+            "[sign in at bank.example](https://bank.example/login)",
+            "<https://bank.example/login|sign in at bank.example>",
+        ),
+        ("[click here](https://evil.example)", "<https://evil.example|click here>"),
         # a file's name is not a domain
         ("[report.docx](https://drive.example/file/123)", "<https://drive.example/file/123|report.docx>"),
         ("[Invoice.PDF](https://billing.example/i/9)", "<https://billing.example/i/9|Invoice.PDF>"),
