@@ -103,9 +103,10 @@ def play_by_hand(stage: Stage, feed: Feed, out: TextIO) -> None:
     def write(line: str) -> None:
         print(line, file=out, flush=True)
 
-    for line in instructions(stage):
-        write(line)
     try:
+        # Ctrl-C (or SIGTERM) may come as soon as the first of these lines is read.
+        for line in instructions(stage):
+            write(line)
         while stage.service_alive:
             feed.poll(write)
             # Wakes on any Slack change; mail is looked at on the next turn at the latest.
