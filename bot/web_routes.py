@@ -24,6 +24,7 @@ from mail.links import token_matches
 from store.context import Desk
 from store.intake_keys import link_secret, participant_by_key, unsubscribe_by_key
 from store.models import Attachment, Message, Ticket
+from store.outbox import MAX_ROW_ID
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -104,6 +105,8 @@ class WebRoutes:
     async def raw_message(self, request: web.Request) -> web.StreamResponse:
         message_id = int(request.match_info["message_id"])
         token = request.match_info["token"]
+        if not 1 <= message_id <= MAX_ROW_ID:  # no row has it, and the database cannot look it up
+            return _not_found()
 
         def find() -> str | None:
             with self.desk.db.read() as session:
@@ -121,6 +124,8 @@ class WebRoutes:
     async def file(self, request: web.Request) -> web.StreamResponse:
         attachment_id = int(request.match_info["attachment_id"])
         token = request.match_info["token"]
+        if not 1 <= attachment_id <= MAX_ROW_ID:
+            return _not_found()
 
         def find() -> tuple[str, str] | None:
             with self.desk.db.read() as session:

@@ -141,6 +141,7 @@ def test_original_message_only_with_the_signed_link(desk: Desk) -> None:
             f"/raw/{message_id}/{'a' * 32}",
             f"/raw/{int(str(message_id)) + 1}/{path.rsplit('/', 1)[1]}",
             f"/raw/{message_id}/{facts['raw_sha']}",
+            f"/raw/{'9' * 30}/{path.rsplit('/', 1)[1]}",  # past the database's integers
         ):
             async with client.get(base + forged) as response:
                 assert response.status == 404
@@ -159,8 +160,9 @@ def test_large_file_link_downloads_as_bytes_never_as_a_page(desk: Desk) -> None:
             assert await response.read() == b"\x00binary"
             assert response.headers["Content-Type"] == "application/octet-stream"
             assert 'filename="page.html"' in response.headers["Content-Disposition"]
-        async with client.get(f"{base}/files/{facts['attachment_id']}/{'b' * 32}") as response:
-            assert response.status == 404
+        for forged in (f"/files/{facts['attachment_id']}/{'b' * 32}", f"/files/{'9' * 30}/{'b' * 32}"):
+            async with client.get(base + forged) as response:
+                assert response.status == 404
 
     serve(desk, check)
 
