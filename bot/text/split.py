@@ -14,6 +14,7 @@ SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
 TEXT_LIMIT = 40000
 MESSAGE_BUDGET = 12000
+CONTINUED = " _(continued)_"  # after the header, on each later message of one long text
 
 _FENCE = "```"
 _LEADING_QUOTE = re.compile(r"^(?:> ?)+")
@@ -123,20 +124,26 @@ def _sections(pieces: list[str]) -> list[str]:
 
 
 def pack_messages(pieces: list[str], header: str | None) -> list[tuple[str, list[dict[str, object]]]]:
-    """Pieces (each at most a section long) as messages: (fallback text, blocks)."""
+    """Pieces (each at most a section long) as messages: (fallback text, blocks).
+
+    A header (who wrote it) opens the first message, and every later one says it continues it: a
+    part without one would read as the desk's own words, and its text could start with a line
+    that looks like a status change or a note."""
     messages: list[tuple[list[str], list[dict[str, object]]]] = []
-    fallback: list[str] = []
-    blocks: list[dict[str, object]] = []
-    used = 0
     if header:
-        header = header[:SECTION_LIMIT]
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": header}]})
-        fallback.append(header)
-        used = len(header)
+        header = header[: SECTION_LIMIT - len(CONTINUED)]
+
+    def opening(first: bool) -> tuple[list[str], list[dict[str, object]], int]:
+        if not header:
+            return [], [], 0
+        text = header if first else header + CONTINUED
+        return [text], [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}], len(text)
+
+    fallback, blocks, used = opening(first=True)
     for section in _sections(pieces):
         if blocks and (len(blocks) >= MAX_BLOCKS or used + len(section) > MESSAGE_BUDGET):
             messages.append((fallback, blocks))
-            fallback, blocks, used = [], [], 0
+            fallback, blocks, used = opening(first=False)
         blocks.append(_section(section))
         fallback.append(section)
         used += len(section)

@@ -187,8 +187,12 @@ def test_long_text_splits_into_several_payloads_under_the_limits():
     )
     for n in (0, 99, 199):
         assert f"Paragraph {n} " in joined
-    assert payloads[0]["blocks"][0]["type"] == "context"
-    assert all(block["type"] == "section" for p in payloads[1:] for block in p["blocks"])
+    assert payloads[0]["blocks"][0]["elements"][0]["text"] == "From Dan"
+    # Every later part says whose it is: bare, it would read as the desk's own words.
+    for later in payloads[1:]:
+        assert later["blocks"][0]["elements"][0]["text"] == "From Dan _(continued)_"
+        assert later["text"].startswith("From Dan (continued)")
+        assert all(block["type"] == "section" for block in later["blocks"][1:])
 
 
 def test_one_huge_line_is_cut_at_spaces_not_inside_links_or_entities():
