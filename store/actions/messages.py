@@ -282,6 +282,9 @@ def _react(
         Kind.REACTION,
         ticket_id=ticket.id,
         message_id=message.id,
+        # One message's marks in the order they were written: a "pending" retried after its answer
+        # was lost must not land after "delivered" has replaced it.
+        lane=outbox.receipt_lane(message.id),
         payload={"channel": message.slack_channel, "ts": message.slack_ts, "add": name, "remove": remove},
     )
 
