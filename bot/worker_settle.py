@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TRIAGE_THREAD_KINDS = frozenset({Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE})
 RECEIPT_KINDS = frozenset({Kind.EMAIL, Kind.ORIGIN_POST})
 ORIGIN_KINDS = frozenset({Kind.ORIGIN_POST, Kind.ORIGIN_LINE, Kind.ORIGIN_ACK})
+NOT_SHOWN = ":warning: A message of this ticket could not be shown here: {error}. The ticket keeps it."
 
 
 def describe(item: OutboxItem) -> str:
@@ -100,12 +101,18 @@ def settle_pause(db: Database, worker_id: str, item: OutboxItem, error: str) -> 
 def report_failure(session: Session, item: OutboxItem, error: str, *, tell_thread: bool) -> None:
     if item.message_id is not None and item.kind in RECEIPT_KINDS:
         settle_delivery(session, item.message_id, failed_error=error)
-    if not tell_thread or item.ticket_id is None or item.kind in TRIAGE_THREAD_KINDS:
-        return  # a failure to post into the triage thread cannot be told there
-    ticket = session.get(Ticket, item.ticket_id)
-    if ticket is None:
+    if not tell_thread or item.ticket_id is None:
         return
-    if item.kind == Kind.EMAIL:
+    # A card or a line that could not be posted into the triage thread cannot be told there; a
+    # message refused (a copy Slack would not take) can, once the thread exists.
+    if item.kind in TRIAGE_THREAD_KINDS and item.kind != Kind.THREAD_POST:
+        return
+    ticket = session.get(Ticket, item.ticket_id)
+    if ticket is None or (item.kind == Kind.THREAD_POST and not ticket.triage_ts):
+        return
+    if item.kind == Kind.THREAD_POST:
+        what = NOT_SHOWN.format(error=escape_mrkdwn(error))
+    elif item.kind == Kind.EMAIL:
         to = str(item.payload.get("to") or "the customer")
         what = delivery_failed(ticket.number, to, error)
     elif item.kind in ORIGIN_KINDS:

@@ -18,7 +18,7 @@ from bot.outcomes import Done, Fail, Outcome, Pause, Retry
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import BOT_TOKEN, CAROL, CONNECT, HELP, TRIAGE
-from store import outbox
+from store import actions, outbox
 from store.context import Desk
 from store.models import Attachment, Ticket
 from store.outbox import Kind
@@ -235,3 +235,23 @@ def test_429_in_one_channel_does_not_hold_back_another(
 
 def test_a_done_outcome_is_what_the_store_records() -> None:
     assert Done().result == {} and Done().apply is None
+
+
+def test_a_customer_message_slack_refuses_is_told_in_its_thread(desk: Desk, emulator: SlackEmulator) -> None:
+    # The thread is up; Slack then refuses one message's copy (not the thread): the team hears of it.
+    ticket_id = open_email_ticket(desk)
+    performers = SlackDelivery(desk, client_for(emulator)).performers()
+    run_until_drained(worker_for(desk, performers), desk.db)
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.triage_ts and ticket.requester is not None
+        card_ts = ticket.triage_ts
+        actions.add_customer_message(
+            session, desk.policy, ticket, customer=ticket.requester, body_markdown="Any news?", source="email"
+        )
+    emulator.add_fault("chat.postMessage", Fault.slack_error("invalid_blocks"), channel=TRIAGE)
+    run_until_drained(worker_for(desk, performers), desk.db)
+    last = thread(emulator, TRIAGE, card_ts)[-1]
+    assert last.text.startswith(":warning: A message of this ticket could not be shown here:")
+    assert "invalid_blocks" in last.text and last.text.endswith("The ticket keeps it.")
+    assert [row.state for row in rows(desk.db, Kind.THREAD_POST.value)] == ["done", "failed"]
