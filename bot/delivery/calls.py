@@ -70,6 +70,10 @@ def defer(delay: float, reason: str) -> Stop:
     return Stop(Retry(reason, delay=timedelta(seconds=delay), count_attempt=False))
 
 
+# After a call timed out, its retry waits this many call timeouts (45 s in production) first.
+LATE_EFFECT_TIMEOUTS = 3
+
+
 class SlackCalls:
     def __init__(self, client: AsyncWebClient, gate: RateGate | None = None) -> None:
         self.client = client
@@ -93,10 +97,16 @@ class SlackCalls:
             response = await send()
         except SlackApiError as exc:
             return self._refused(method, channel, exc, ok_errors)
-        # aiohttp.ClientError covers refused and reset connections and server disconnects; a
-        # TimeoutError is a request that may or may not have reached Slack. Either way the
-        # outcome is unknown, and the next attempt looks before it posts again.
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        # A TimeoutError is a request that may or may not have reached Slack, and that Slack may
+        # still carry out after we stopped waiting: the next attempt, which looks for it before it
+        # posts again, waits until such a late effect would have landed, or it would find nothing
+        # and post a second copy. (Checked first: aiohttp's timeouts are ClientErrors too.)
+        except TimeoutError as exc:
+            wait = timedelta(seconds=LATE_EFFECT_TIMEOUTS * float(self.client.timeout))
+            raise Stop(Retry(f"{method}: no answer from Slack ({type(exc).__name__})", delay=wait)) from exc
+        # Refused and reset connections and server disconnects: the outcome is unknown too, but
+        # settled by the time the connection is gone; the next attempt looks at once.
+        except aiohttp.ClientError as exc:
             raise Stop(Retry(f"{method}: no answer from Slack ({type(exc).__name__})")) from exc
         data = response.data
         return data if isinstance(data, dict) else {"ok": True}

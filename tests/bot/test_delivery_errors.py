@@ -7,6 +7,7 @@ requests, connections dropped before or after the call took effect, and Slack er
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -99,6 +100,22 @@ def test_a_request_that_never_answers_is_retried(desk: Desk, emulator: SlackEmul
     emulator.add_fault("chat.postMessage", Fault.hang(3))
     outcome = first_card_outcome(desk, emulator, timeout=1)
     assert isinstance(outcome, Retry) and "no answer" in outcome.error
+    assert outcome.delay == timedelta(seconds=3)  # three call timeouts: a late effect lands first
+
+
+def test_a_post_that_times_out_but_takes_effect_late_is_posted_once(
+    desk: Desk, emulator: SlackEmulator
+) -> None:
+    # Slack carries the call out after the client stopped waiting; the retry looks only after that.
+    open_email_ticket(desk)
+    # Past the 1 s timeout and the first backoff (at most 2 s), within the wait (3 s).
+    emulator.add_fault("chat.postMessage", Fault.hang(3.2))
+    run_until_drained(
+        worker_for(desk, SlackDelivery(desk, client_for(emulator, timeout=1)).performers()), desk.db
+    )
+    time.sleep(1.5)  # whatever was still in flight has landed (the hung call, 3.2 s after it began)
+    assert len(emulator.calls_to("chat.postMessage")) == 2  # the card (late) and the customer's message
+    assert set(posts_by_row(emulator).values()) == {1}
 
 
 def test_a_request_that_never_answers_is_retried_over_the_shared_connections(
