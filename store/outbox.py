@@ -86,6 +86,10 @@ def shared_files(result: dict[str, Any]) -> list[str]:
     return [str(file_id) for _batch, ids in batches for file_id in ids.values()]
 
 
+def card_lane(ticket_id: int) -> str:
+    return f"card:{ticket_id}"
+
+
 def receipt_lane(message_id: int) -> str:
     return f"receipt:{message_id}"
 

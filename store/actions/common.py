@@ -78,7 +78,11 @@ def touch(ticket: Ticket, now: datetime | None = None) -> None:
 
 
 def update_card(session: Session, ticket: Ticket) -> None:
-    outbox.enqueue_once(session, Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
+    # Until the card is posted it goes first in its thread's lane (the thread hangs from it); an
+    # update of a posted card has a lane of its own, so that a card held back (chat.update rate
+    # limited) never holds back the thread's posts, another method.
+    lane = outbox.triage_lane(ticket.id) if ticket.triage_ts is None else outbox.card_lane(ticket.id)
+    outbox.enqueue_once(session, Kind.CARD, ticket_id=ticket.id, lane=lane)
 
 
 def literal(text: str) -> str:

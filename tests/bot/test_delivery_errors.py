@@ -272,3 +272,27 @@ def test_a_customer_message_slack_refuses_is_told_in_its_thread(desk: Desk, emul
     assert last.text.startswith(":warning: A message of this ticket could not be shown here:")
     assert "invalid_blocks" in last.text and last.text.endswith("The ticket keeps it.")
     assert [row.state for row in rows(desk.db, Kind.THREAD_POST.value)] == ["done", "failed"]
+
+
+def test_a_card_update_held_back_by_a_429_does_not_hold_back_its_thread(
+    desk: Desk, emulator: SlackEmulator
+) -> None:
+    # chat.update is limited on its own: the thread's posts (chat.postMessage) keep flowing.
+    ticket_id = open_email_ticket(desk)
+    performers = SlackDelivery(desk, client_for(emulator)).performers()
+    run_until_drained(worker_for(desk, performers), desk.db)
+    emulator.add_fault("chat.update", Fault.ratelimited(retry_after=2))
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        actions.set_priority(session, ticket, "urgent", actions.Actor("alice", slack_id="U0ALICE"))
+    run_until_drained(worker_for(desk, performers), desk.db)
+    calls = [
+        (call.method, call.error)
+        for call in emulator.calls
+        if call.method in ("chat.update", "chat.postMessage")
+    ]
+    assert ("chat.update", "ratelimited") in calls
+    # The thread's line is posted before the card's update goes through, not after it.
+    assert calls[-1] == ("chat.update", None)
+    assert calls.count(("chat.postMessage", None)) == 3  # the card, the customer's message, the line
