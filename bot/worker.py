@@ -39,7 +39,7 @@ from typing import Protocol
 from bot.outcomes import Outcome, Pause, Retry
 from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
 from bot.worker_pace import EdgeFirst
-from bot.worker_settle import TRIAGE_THREAD_KINDS, describe, log_fields, settle, settle_pause
+from bot.worker_settle import describe, log_fields, settle, settle_pause
 from bot.worker_wake import WorkSignal, loop_time_of
 from store import inbound, outbox
 from store.db import Database, StoreUnavailable
@@ -51,7 +51,6 @@ from store.wakeups import Notice, Topic, Wakeups, on_loop
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "TRIAGE_THREAD_KINDS",
     "InboundHandler",
     "Performer",
     "TokenCheck",

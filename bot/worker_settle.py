@@ -28,7 +28,9 @@ from store.outbox import Kind, OutboxItem
 
 log = logging.getLogger(__name__)
 
-TRIAGE_THREAD_KINDS = frozenset({Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE})
+# A card or a line that could not be posted into the triage thread cannot be told there. (A
+# message's copy Slack refused can, once the thread exists.)
+UNTOLD_KINDS = frozenset({Kind.CARD, Kind.THREAD_LINE})
 RECEIPT_KINDS = frozenset({Kind.EMAIL, Kind.ORIGIN_POST})
 ORIGIN_KINDS = frozenset({Kind.ORIGIN_POST, Kind.ORIGIN_LINE, Kind.ORIGIN_ACK})
 NOT_SHOWN = ":warning: A message of this ticket could not be shown here: {error}. The ticket keeps it."
@@ -101,11 +103,7 @@ def settle_pause(db: Database, worker_id: str, item: OutboxItem, error: str) -> 
 def report_failure(session: Session, item: OutboxItem, error: str, *, tell_thread: bool) -> None:
     if item.message_id is not None and item.kind in RECEIPT_KINDS:
         settle_delivery(session, item.message_id, failed_error=error)
-    if not tell_thread or item.ticket_id is None:
-        return
-    # A card or a line that could not be posted into the triage thread cannot be told there; a
-    # message refused (a copy Slack would not take) can, once the thread exists.
-    if item.kind in TRIAGE_THREAD_KINDS and item.kind != Kind.THREAD_POST:
+    if not tell_thread or item.ticket_id is None or item.kind in UNTOLD_KINDS:
         return
     ticket = session.get(Ticket, item.ticket_id)
     if ticket is None or (item.kind == Kind.THREAD_POST and not ticket.triage_ts):
