@@ -28,7 +28,7 @@ from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
 from bot.inbound_messages import handle_posted
 from bot.inbound_triage import NOTE_PREFIX, StaffMessageKind, classify_staff_message, without_note_prefix
 from store.actions import delete_slack_message, edit_slack_message, message_by_slack_ts
-from store.actions.messages import LockedMessage, lock_for_change
+from store.actions.messages import Becomes, LockedMessage, lock_for_change
 from store.models import Direction, Visibility
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,12 @@ async def handle_edited(
     direction, visibility = held
     body = await ctx.markdown(message.raw)
     kind = classify_staff_message(message.text) if direction == Direction.OUTBOUND else None
-    make_note = kind is StaffMessageKind.NOTE
-    # A public reply edited into a command: taken back, then run (a note stays a note).
-    make_command = kind is StaffMessageKind.COMMAND and visibility == Visibility.PUBLIC
-    if direction == Direction.OUTBOUND and (make_note or visibility == Visibility.INTERNAL):
+    becomes: Becomes | None = None
+    if kind is StaffMessageKind.NOTE:
+        becomes = "note"
+    elif kind is StaffMessageKind.COMMAND and visibility == Visibility.PUBLIC:
+        becomes = "command"  # a public reply edited into a command: taken back, then run
+    if direction == Direction.OUTBOUND and (becomes == "note" or visibility == Visibility.INTERNAL):
         body = without_note_prefix(body)
 
     def change(session: Session) -> str | None:
@@ -79,11 +81,9 @@ async def handle_edited(
         if locked is None:
             return None
         stored, ticket = locked
-        return edit_slack_message(
-            session, ticket, stored, body_markdown=body, make_note=make_note, make_command=make_command
-        )
+        return edit_slack_message(session, ticket, stored, body_markdown=body, becomes=becomes)
 
-    if make_command and message.thread_ts is not None:
+    if becomes == "command" and message.thread_ts is not None:
         await _edited_into_command(ctx, claim, message, change)
         return
     outcome = await ctx.apply(claim, change)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -362,25 +363,27 @@ def _delivered_rows(session: Session, message: Message) -> list[Outbox]:
     )
 
 
+# What a staff reply's edit can turn it into: neither is ever delivered.
+Becomes = Literal["note", "command"]
+
+
 def edit_slack_message(
     session: Session,
     ticket: Ticket,
     message: Message,
     *,
     body_markdown: str,
-    make_note: bool,
-    make_command: bool = False,
+    becomes: Becomes | None = None,
     now: datetime | None = None,
 ) -> str:
     """Someone edited a message we hold. Returns what happened, for logs and tests.
 
-    A reply edited to start with `note:` (`make_note`) or `!` (`make_command`) is taken back while
+    A reply edited to start with `note:` or `!` (`becomes` "note" or "command") is taken back while
     its undo window is open, since neither is ever delivered ("made_note", "made_command"; the
     caller runs the command); once it is on its way it stays the reply it was, and the thread is
     told."""
     now = now or utcnow()
-    changes_kind = make_note or make_command
-    if message.deleted_at is not None or (message.body_markdown == body_markdown and not changes_kind):
+    if message.deleted_at is not None or (message.body_markdown == body_markdown and becomes is None):
         return "unchanged"
     previous = message.body_markdown
     message.body_markdown = body_markdown
@@ -391,21 +394,21 @@ def edit_slack_message(
     if message.visibility == Visibility.INTERNAL:
         return "note"
     waiting = _waiting(message, now)
-    if changes_kind:
-        into = "note" if make_note else "command"
+    if becomes is not None:
         # Inside the window, unless it closed as the edit came in: a worker is sending the reply, or
         # it has reached one of its recipients already.
         if waiting and not outbox.delivery_started(session, message.id):
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
-            record_event(session, ticket, f"reply_to_{into}", None, message_id=message.id)
-            _react(session, ticket, message, REACTION_NOTE if make_note else None, remove=REACTION_PENDING)
-            return f"made_{into}"
+            record_event(session, ticket, f"reply_to_{becomes}", None, message_id=message.id)
+            marker = REACTION_NOTE if becomes == "note" else None
+            _react(session, ticket, message, marker, remove=REACTION_PENDING)
+            return f"made_{becomes}"
         state = "is being delivered" if waiting else "was already delivered"
-        thread_line(session, ticket, f"That reply {state}; it cannot become a {into} now.")
+        thread_line(session, ticket, f"That reply {state}; it cannot become a {becomes} now.")
         message.body_markdown = previous
-        return f"too_late_for_{into}"
+        return f"too_late_for_{becomes}"
     if waiting:
         # The waiting rows read the body when they run: the edit is what gets sent. A row a worker
         # finished as the window closed (its clock a little ahead) has a copy to carry it to; one

@@ -282,7 +282,7 @@ def test_edits_and_deletions_are_mirrored_onto_the_copy(
         opened = session.get(Ticket, ticket_id)
         assert message is not None and opened is not None
         copy_ts = str(message.mirror_ts)
-        actions.edit_slack_message(session, opened, message, body_markdown="Second version", make_note=False)
+        actions.edit_slack_message(session, opened, message, body_markdown="Second version")
     deliver(desk, delivery)
     copy = emulator.message(CONNECT, copy_ts)
     assert copy is not None and "Second version" in copy.text
@@ -372,9 +372,7 @@ def test_edits_and_deletions_reach_every_customer_thread_the_reply_went_to(
         message = session.get(Message, message_id)
         opened = session.get(Ticket, kept)
         assert message is not None and opened is not None
-        outcome = actions.edit_slack_message(
-            session, opened, message, body_markdown="Second version", make_note=False
-        )
+        outcome = actions.edit_slack_message(session, opened, message, body_markdown="Second version")
     assert outcome == "mirrored"
     deliver(desk, delivery)
     for ts in copy_ts:
@@ -462,9 +460,7 @@ def change_reply(desk: Desk, ticket_id: int, message_id: int, window_offset: int
 
 def reworded(body: str) -> ReplyChange:
     def edit(session: Session, opened: Ticket, message: Message, at: datetime) -> str:
-        return actions.edit_slack_message(
-            session, opened, message, body_markdown=body, make_note=False, now=at
-        )
+        return actions.edit_slack_message(session, opened, message, body_markdown=body, now=at)
 
     return edit
 
@@ -627,9 +623,7 @@ def test_a_customer_message_changed_while_its_triage_copy_was_posted_changes_tha
         opened = session.get(Ticket, ticket_id)
         assert message is not None and opened is not None
         if change == "edited":
-            actions.edit_slack_message(
-                session, opened, message, body_markdown="My password is (removed)", make_note=False
-            )
+            actions.edit_slack_message(session, opened, message, body_markdown="My password is (removed)")
         else:
             actions.delete_slack_message(session, opened, message)
     triage_ts = str(ticket(desk, ticket_id).triage_ts)
@@ -720,7 +714,7 @@ def test_a_customers_edit_and_deletion_reach_the_triage_copy(
         assert opened is not None and message.mirror_channel == TRIAGE
         copy_ts = str(message.mirror_ts)
         actions.edit_slack_message(
-            session, opened, message, body_markdown="The VPN drops every **ten minutes**", make_note=False
+            session, opened, message, body_markdown="The VPN drops every **ten minutes**"
         )
     deliver(desk, delivery)
     copy = emulator.message(TRIAGE, copy_ts)
@@ -748,7 +742,7 @@ def test_an_edit_longer_than_the_copy_is_cut_to_fit_and_says_so(
         opened = session.get(Ticket, ticket_id)
         assert message is not None and opened is not None
         copy_ts = str(message.mirror_ts)
-        actions.edit_slack_message(session, opened, message, body_markdown=longer, make_note=False)
+        actions.edit_slack_message(session, opened, message, body_markdown=longer)
     deliver(desk, delivery)
     copy = emulator.message(CONNECT, copy_ts)
     assert copy is not None and "Step 0:" in str(copy.blocks)
