@@ -23,8 +23,7 @@ from mail.compose import safe_filename
 from mail.links import token_matches
 from store.context import Desk
 from store.intake_keys import link_secret, participant_by_key, unsubscribe_by_key
-from store.models import Attachment, Message, Ticket
-from store.outbox import MAX_ROW_ID
+from store.models import MAX_ROW_ID, Attachment, Message, Ticket
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from store import claiming
 from store.actions.common import literal
 from store.db import Database
-from store.models import InboundItem, InboundState, utcnow
-from store.outbox import DESK_NOTICE_LANE, MAX_ROW_ID, Kind, backoff_delay, enqueue
+from store.models import MAX_ROW_ID, InboundItem, InboundState, utcnow
+from store.outbox import DESK_NOTICE_LANE, Kind, backoff_delay, enqueue
 from store.wakeups import Topic, note, note_arrivals
 
 MAX_ATTEMPTS = 5

@@ -101,6 +101,8 @@ MAX_LINK_URL_CHARS = 2000
 
 # BIGINT primary keys on PostgreSQL, INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest integer SQLite and PostgreSQL (BIGINT) hold: no row ID exceeds it, no LIMIT may.
+MAX_ROW_ID = 2**63 - 1
 
 
 class Base(DeclarativeBase):

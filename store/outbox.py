@@ -20,11 +20,8 @@ from sqlalchemy.orm import Session
 
 from store import claiming
 from store.db import Database
-from store.models import Outbox, OutboxState, Ticket, utcnow
+from store.models import MAX_ROW_ID, Outbox, OutboxState, Ticket, utcnow
 from store.wakeups import Topic, note
-
-# The largest integer SQLite and PostgreSQL (BIGINT) hold: no row ID exceeds it, no LIMIT may.
-MAX_ROW_ID = 2**63 - 1
 
 
 class Kind(enum.StrEnum):
