@@ -28,7 +28,8 @@ def build_web_app(
 ) -> web.Application:
     """`signing_secret`: every request to /slack/events is verified here, before Bolt. Bolt answers
     an `ssl_check` request 200 before it verifies anything, and a timestamp that is not a number
-    makes its verifier raise (a 500); both must be a 401 like any unsigned request."""
+    makes its verifier raise (a 500); both must be a 401 like any unsigned request. Bolt still
+    verifies too (one HMAC more): a caller that left the secret out here stays safe."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
