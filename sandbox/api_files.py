@@ -72,8 +72,8 @@ def share_file(state: SlackState, file: File, message: Message) -> None:
 def files_get_upload_url_external(call: Call) -> JSON:
     state = call.state
     filename = call.require("filename")
-    length = call.number("length", -1)
-    if length < 0:
+    length = call.number("length", 0)
+    if length <= 0:  # Slack takes a length of 0 for a missing one: an empty file cannot be uploaded
         raise SlackError(
             "invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: length"]}
         )

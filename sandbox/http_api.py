@@ -215,7 +215,7 @@ class Files:
         team_file = request.match_info["team_file"]
         file_id = team_file.split("-", 1)[-1]
         file = self.state.files.get(file_id)
-        if file is None or not file.uploaded:
+        if file is None or not file.uploaded or file.deleted:
             return web.Response(status=404, text="file not found")
         headers = {}
         if request.match_info.get("download"):

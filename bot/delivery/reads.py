@@ -66,6 +66,16 @@ class MessageSnapshot:
     mirror_ts: str | None
     files: tuple[FileToSend, ...]
 
+    @property
+    def uploads(self) -> tuple[FileToSend, ...]:
+        """The files to upload to Slack: an empty one is refused there (`files.getUploadURLExternal`
+        takes a length of 0 for a missing one) and would fail the whole post."""
+        return tuple(file for file in self.files if file.size > 0)
+
+    @property
+    def empty_files(self) -> list[str]:
+        return [file.filename for file in self.files if file.size == 0]
+
 
 @dataclass(frozen=True)
 class StaffIdentity:

@@ -32,7 +32,14 @@ from bot.delivery.reads import (
     record_copy,
     record_triage_thread,
 )
-from bot.delivery.texts import OVERFLOW_NOTE, customer_header, files_sent, note_header, origin_notice
+from bot.delivery.texts import (
+    OVERFLOW_NOTE,
+    customer_header,
+    empty_files_line,
+    files_sent,
+    note_header,
+    origin_notice,
+)
 from bot.outcomes import Done, Fail, Outcome
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
@@ -138,7 +145,7 @@ class SlackDelivery:
         if not (threads.triage_channel and threads.triage_ts):
             return NO_TRIAGE_THREAD
         header = _triage_header(message, await self._original_url(message))
-        payloads = message_payloads(message.body_markdown, header=header)
+        payloads = message_payloads(_with_empty_files(message), header=header)
         # A customer's Slack message can be edited or deleted while its copy is posted; an email, a
         # web form message or a /desk note cannot, so their copies keep no digest to follow.
         changeable = message.direction == Direction.INBOUND and message.source == "slack"
@@ -148,10 +155,10 @@ class SlackDelivery:
             threads.triage_channel,
             threads.triage_ts,
             payloads,
-            files_follow=bool(message.files),
+            files_follow=bool(message.uploads),
             digest=digest,
         )
-        file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.files)
+        file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.uploads)
         result = {"ts": first}
         if digest:
             result[POSTED_DIGEST] = attempt.posted_digest(digest)
@@ -237,10 +244,10 @@ class SlackDelivery:
             threads.origin_thread_ts,
             payloads,
             who=who,
-            files_follow=bool(message.files),
+            files_follow=bool(message.uploads),
             digest=digest,
         )
-        await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.files)
+        await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.uploads)
         # Edits and deletions follow the copy in the message's own customer thread.
         own_thread = threads.id == message.threads.id
         apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
@@ -439,6 +446,14 @@ def _shown_markdown(message: MessageSnapshot) -> str:
     if message.direction == Direction.OUTBOUND and message.files and not message.body_markdown.strip():
         return files_sent([file.filename for file in message.files])
     return message.body_markdown
+
+
+def _with_empty_files(message: MessageSnapshot) -> str:
+    """The body, naming the attachments that hold nothing (they are not uploaded)."""
+    if not message.empty_files:
+        return message.body_markdown
+    line = empty_files_line(message.empty_files)
+    return f"{message.body_markdown}\n\n{line}" if message.body_markdown.strip() else line
 
 
 def _triage_header(message: MessageSnapshot, original_url: str) -> str:

@@ -28,6 +28,12 @@ def files_sent(names: list[str]) -> str:
     return f"Sent {what}: " + ", ".join(escape_markdown(name) for name in names)
 
 
+def empty_files_line(names: list[str]) -> str:
+    """Markdown naming attachments with no content, which Slack cannot take."""
+    what = "Empty attachment" if len(names) == 1 else "Empty attachments"
+    return f"_{what}, not uploaded: " + ", ".join(escape_markdown(name) for name in names) + "_"
+
+
 def origin_notice(template: str, number: int, target: int | None = None) -> str:
     text = ORIGIN_NOTICES.get(template)
     if text is None:

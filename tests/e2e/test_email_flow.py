@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
@@ -119,6 +120,22 @@ def test_email_ticket_round_trip(service: RunningDesk) -> None:
     assert service.send_mail(answer, rcpt_tos=(str(reply["Reply-To"]),))[0] == 250
     service.wait_for_thread_text(card.ts, "Unplugged, it stopped.")
     assert len(service.cards()) == 1
+
+
+def test_an_empty_attachment_is_named_in_the_thread_and_the_others_still_arrive(service: RunningDesk) -> None:
+    # Slack refuses an upload URL for 0 bytes; asking for one would fail the whole copy.
+    raw, _ = customer_mail("Log and screenshot attached.", attachment=("empty.log", b"", "text/plain"))
+    message = message_from_bytes(raw, policy=SMTP)
+    message.add_attachment(PNG, maintype="image", subtype="png", filename="shot.png")
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the ticket's card")
+    text = service.wait_for_thread_text(card.ts, "not uploaded")
+    assert "Log and screenshot attached." in text and "empty.log" in text
+    service.wait_for(
+        lambda: [f for f in service.emulator.files.values() if f.name == "shot.png" and f.completed],
+        "the screenshot's upload",
+    )
+    assert [f.name for f in service.emulator.files.values()] == ["shot.png"]
 
 
 def test_a_reply_to_a_resolved_ticket_reopens_it_and_the_thread_says_so(service: RunningDesk) -> None:

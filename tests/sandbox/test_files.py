@@ -56,6 +56,13 @@ def test_upload_url_is_absolute_and_on_the_emulator(emulator: SlackEmulator, cli
     assert answer["file_id"].startswith("F")
 
 
+def test_an_upload_url_for_an_empty_file_is_refused(client: WebClient) -> None:
+    # Slack takes a length of 0 for a missing one: an empty file cannot be uploaded.
+    with pytest.raises(SlackApiError) as raised:
+        client.files_getUploadURLExternal(filename="empty.txt", length=0)
+    assert raised.value.response["error"] == "invalid_arguments"
+
+
 def test_complete_without_upload_is_refused(client: WebClient) -> None:
     file_id = client.files_getUploadURLExternal(filename="a.bin", length=3)["file_id"]
     with pytest.raises(SlackApiError) as raised:
@@ -128,6 +135,7 @@ def test_files_delete_takes_a_file_out_of_its_share(emulator: SlackEmulator, cli
         with pytest.raises(SlackApiError) as raised:
             gone()
         assert raised.value.response["error"] == "file_deleted"
+    assert fetch(alone["url_private_download"], BOT_TOKEN)[0] == 404
 
 
 def test_a_bot_cannot_delete_a_persons_file(emulator: SlackEmulator, client: WebClient) -> None:
