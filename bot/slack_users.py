@@ -239,6 +239,12 @@ class SlackDirectory:
             return SlackProfile(user_id=user_id, known=False)
         return await asyncio.to_thread(store_profile, self.db, profile_from_api(user))
 
+    async def unknown_people(self, user_ids: Iterable[str]) -> frozenset[str]:
+        """Of `user_ids`, those Slack has no one for (deleted, mistyped, or hidden from the app).
+        Raises SlackLookupFailed when Slack cannot say."""
+        profiles = await asyncio.gather(*(self.profile(user_id) for user_id in sorted(set(user_ids))))
+        return frozenset(profile.user_id for profile in profiles if not profile.known)
+
     async def profile_or_standin(self, user_id: str) -> SlackProfile:
         """The profile, or a stand-in named by id while Slack cannot answer: a message is stored
         now rather than retried into failure; the person's next message corrects the name."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mail.inbound_charset import decode_surrogates
 from mail.inbound_headers import clean_text, decode_encoded_words, unfold
+from store.models import MAX_ADDRESS_CHARS
 
 # A pragmatic addr-spec shape (RFC 5322 section 3.4.1 dot-atom; internationalised per RFC 6531):
 # no whitespace, quotes, brackets or separators; a domain of labels, or an address literal.
@@ -22,7 +23,6 @@ _LOCAL_PART = r"[^\s@<>()\[\]\\,;:\"]{1,64}"
 _DOMAIN = r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?(?:\.[^\W_](?:[\w-]{0,61}[^\W_])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
 _ADDR_SPEC = re.compile(rf"^{_LOCAL_PART}@{_DOMAIN}$")
 _REPLY_KEY = re.compile(r"^[a-z0-9]{26,}$")
-MAX_ADDRESS_CHARS = 254  # RFC 5321 section 4.5.3.1.3: the longest usable path
 
 
 @dataclass(frozen=True)

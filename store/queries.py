@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import statistics
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -94,18 +95,30 @@ def _like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-def search_tickets(session: Session, text: str, *, limit: int = 20, offset: int = 0) -> Page[Ticket]:
-    """Tickets whose subject or any message body holds every word of `text` (any case)."""
+def search_tickets(
+    session: Session,
+    text: str,
+    *,
+    body_spelling: Callable[[str], str] | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> Page[Ticket]:
+    """Tickets whose subject or any message body holds every word of `text` (any case).
+
+    Bodies are Markdown, where a word typed as `[E42]` may be kept as `\\[E42\\]`: `body_spelling`
+    gives a word as a body keeps it, and either form matches.
+    """
     words = text.split()
     if not words:
         return Page(items=[], total=0, offset=offset)
     conditions: list[ColumnElement[bool]] = []
     for word in words:
         pattern = _like_pattern(word)
+        spellings = {pattern, _like_pattern(body_spelling(word))} if body_spelling else {pattern}
         in_body = exists().where(
             Message.ticket_id == Ticket.id,
             Message.deleted_at.is_(None),
-            func.lower(Message.body_markdown).like(pattern, escape="\\"),
+            or_(*(func.lower(Message.body_markdown).like(like, escape="\\") for like in sorted(spellings))),
         )
         conditions.append(or_(func.lower(Ticket.subject).like(pattern, escape="\\"), in_body))
     query = select(Ticket).where(and_(*conditions)).order_by(Ticket.updated_at.desc(), Ticket.id.desc())

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from store.models import MAX_ADDRESS_CHARS
+
 
 class SettingsError(Exception):
     """A missing or malformed setting; the message is one line naming the variable."""
@@ -27,7 +29,6 @@ MAX_REPLY_DELAY_SECONDS = 86_400
 # The engines the store is written and tested for, and the URL to suggest instead of another.
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 POSTGRESQL_URL_HINT = "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
-MAX_SUPPORT_ADDRESS_CHARS = 254  # RFC 5321 section 4.5.3.1.3: the longest usable path
 
 
 # The support address as the intake can route it: a plain ASCII addr-spec without "+" (the desk adds
@@ -101,7 +102,7 @@ class Settings(BaseModel):
     @field_validator("support_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if len(value) > MAX_SUPPORT_ADDRESS_CHARS or not _SUPPORT_ADDRESS.match(value):
+        if len(value) > MAX_ADDRESS_CHARS or not _SUPPORT_ADDRESS.match(value):
             raise ValueError("expected a plain address such as support@example.com (no '+')")
         return value
 

@@ -28,6 +28,8 @@ class CommandContext:
     is_staff: bool
     # The workspace's base URL (auth.test's `url`), so lists can link each ticket's thread.
     workspace_url: str | None = None
+    # People mentioned in the command whom Slack says it does not know (looked up before it runs).
+    unknown_users: frozenset[str] = frozenset()
 
     @property
     def actor(self) -> Actor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.blocks import ticket_list_blocks, ticket_list_text
@@ -12,8 +13,9 @@ from bot.commands.base import CommandContext, CommandReply, Invocation, UsageErr
 from bot.commands.tokens import Token, email_address, plain_words, user_mention
 from bot.commands.views import ticket_summary
 from bot.text import escape_mrkdwn
+from bot.text.markdown import escape_markdown
 from store import queries
-from store.models import Customer, Status, Ticket, utcnow
+from store.models import Customer, Label, Status, Ticket, utcnow
 
 PAGE_SIZE = 20
 HISTORY_SIZE = 10
@@ -90,6 +92,9 @@ def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
     args, offset = _page_offset(inv)
     where, title = _list_filter(ctx, args)
     with ctx.desk.db.read() as session:
+        if where.label and session.scalar(select(Label.id).where(Label.name == where.label)) is None:
+            # A typo must not read as an empty queue.
+            raise UsageError(f"There is no label named `{where.label[:40]}`: see `labels`.")
         page = queries.list_tickets(session, where, limit=PAGE_SIZE, offset=offset)
         return _listing(ctx, inv, args, page, title)
 
@@ -100,7 +105,9 @@ def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
         raise UsageError("Search for what?")
     text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
     with ctx.desk.db.read() as session:
-        page = queries.search_tickets(session, text, limit=PAGE_SIZE, offset=offset)
+        page = queries.search_tickets(
+            session, text, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset
+        )
         return _listing(ctx, inv, args, page, f"*Tickets matching* “{escape_mrkdwn(text[:100])}”")
 
 

@@ -20,6 +20,8 @@ def resolve_person(session: Session, ctx: CommandContext, token: Token) -> tuple
     mention = user_mention(token)
     if mention is not None:
         user_id, mentioned_name = mention
+        if user_id in ctx.unknown_users:
+            raise UsageError(f"Slack knows no one as `{user_id}`: mention them with @.")
         profile = queries.slack_user(session, user_id)
     else:
         profile = queries.slack_user_by_name(session, str(token))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import DataError
+
 from bot.blocks.messages import command_usage, desk_usage, not_staff
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, sentence
 from bot.commands.registry import find_verb
@@ -34,6 +36,11 @@ def _execute(ctx: CommandContext, verb: Verb, invocation: Invocation) -> Command
         return _usage(verb, invocation.in_thread, str(problem))
     except (NotFound, InvalidRequest) as problem:
         return CommandReply(sentence(str(problem)), ok=False)
+    except DataError:
+        # A value a column cannot hold that no check caught (PostgreSQL enforces lengths, SQLite
+        # does not): the verb's transaction rolled back, and the person still gets an answer.
+        log.exception("%s: a value did not fit the store", verb.name)
+        return CommandReply("A value in that command is too long for the desk: nothing changed.", ok=False)
 
 
 def run_desk_command(ctx: CommandContext, text: str) -> CommandReply:

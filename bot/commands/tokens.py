@@ -12,15 +12,17 @@ import re
 from dataclasses import dataclass
 
 from bot.text import MentionResolver
+from store.actions.common import check_address
+from store.db import InvalidRequest
 
 _TOKEN = re.compile(r"<[^<>\s][^<>]*>|\S+")
-_USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
+# Slack user ids are a few characters; the store keeps up to 32.
+_USER = re.compile(r"^<@([UW][A-Z0-9]{1,31})(?:\|([^>]*))?>$")
 _MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
 _LINK = re.compile(r"^<(https?://[^|>]+)(?:\|[^>]*)?>$", re.I)
 _ANGLE = re.compile(r"<([^<>]+)>")
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
-_EMAIL = re.compile(r"^[^@\s<>,;\"()\[\]]+@[^@\s<>,;\"()\[\]]+\.[^@\s<>,;\"()\[\]]+$")
 _NUMBER = re.compile(r"^#?(\d{1,15})$")
 
 
@@ -68,8 +70,10 @@ def user_mention(token: Token) -> tuple[str, str | None] | None:
 def email_address(token: Token) -> str | None:
     """A plain email address, from `<mailto:…|…>` or as typed; lower-cased."""
     match = _MAILTO.match(token.raw)
-    candidate = unescape(match.group(1) if match else token.raw).strip()
-    return candidate.lower() if _EMAIL.match(candidate) else None
+    try:
+        return check_address(unescape(match.group(1) if match else token.raw))
+    except InvalidRequest:
+        return None
 
 
 def link_url(token: Token) -> str | None:

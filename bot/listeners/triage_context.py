@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import CommandContext
 from bot.home import workspace_url
 from bot.listeners.command_rate import CommandRate
-from bot.slack_users import SlackDirectory, SlackLookupFailed
+from bot.slack_users import SlackDirectory, SlackLookupFailed, mentioned_ids
 from bot.staff import StaffDirectory
 from store.context import Desk
 
@@ -66,12 +66,16 @@ class TriageSide:
             is_staff = await self.staff.cached(user_id)
         name = name_in_payload or user_id
         workspace: str | None = None
+        unknown: frozenset[str] = frozenset()
         if is_staff:
             try:
                 async with asyncio.timeout_at(deadline):
                     name = (await self.directory.profile(user_id)).shown_name
                     # Cached for the command, which reads names synchronously from the store.
-                    await self.directory.mention_resolver([{"text": text} for text in mentioned_in])
+                    mentions = [{"text": text} for text in mentioned_in]
+                    await self.directory.mention_resolver(mentions)
+                    # So `assign @someone` Slack does not know is refused, not stored.
+                    unknown = await self.directory.unknown_people(mentioned_ids(mentions)[0])
             except SlackLookupFailed as error:
                 log.warning("names not looked up, Slack is unavailable: %s", error)
             except TimeoutError:
@@ -87,4 +91,5 @@ class TriageSide:
             user_name=name,
             is_staff=is_staff,
             workspace_url=workspace,
+            unknown_users=unknown,
         )

@@ -11,8 +11,17 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from store import outbox
+from store.db import InvalidRequest
 from store.keys import new_message_id
-from store.models import EmailId, Participant, Ticket, TicketEvent, utcnow
+from store.models import (
+    MAX_ADDRESS_CHARS,
+    MAX_LOCAL_PART_CHARS,
+    EmailId,
+    Participant,
+    Ticket,
+    TicketEvent,
+    utcnow,
+)
 from store.outbox import Kind
 
 
@@ -59,6 +68,23 @@ class DeskPolicy:
             ):
                 return True
         return False
+
+
+def check_address(email: str) -> str:
+    """The address, lower-cased, when it has the shape of one mail can be delivered to."""
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if (
+        not at
+        or not local
+        or "@" in domain
+        or "." not in domain
+        or len(email) > MAX_ADDRESS_CHARS
+        or len(local) > MAX_LOCAL_PART_CHARS
+        or any(c.isspace() or c in '<>,;"()[]' for c in email)
+    ):
+        raise InvalidRequest(f"{email[:60]!r} is not an email address")
+    return email
 
 
 def record_event(

@@ -10,6 +10,7 @@ from sqlalchemy import Select, bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from store.actions.common import check_address
 from store.models import Customer, Organization
 
 # Mail providers whose users share nothing but the provider: no organization from the domain.
@@ -106,7 +107,7 @@ def organization_for_team(session: Session, team_id: str, name: str | None = Non
 
 def customer_for_email(session: Session, email: str, name: str = "") -> Customer:
     """The customer with this address, created on first contact (named from the From header)."""
-    email = email.strip().lower()
+    email = check_address(email)
     domain = _mail_domain(email.rpartition("@")[2])
     customer, organization = _customer_and_organization(session, email, domain)
     if customer is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from store import outbox
 from store.actions.common import (
     Actor,
     DeskPolicy,
+    check_address,
     enqueue_emails,
     literal,
     notify_customer,
@@ -320,12 +322,16 @@ def normalise_label(name: str) -> str:
     return cleaned
 
 
+# A color name or #rgb / #rrggbb, as the card shows it; the column holds 16 characters.
+_COLOR = re.compile(r"^(?:[A-Za-z]{1,16}|#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6})$")
+
+
 def create_label(session: Session, name: str, color: str | None = None) -> Label:
     name = normalise_label(name)
     if session.scalar(select(Label).where(Label.name == name)) is not None:
         raise InvalidRequest(f"label {name} exists already")
-    if color is not None and not (color.startswith("#") and len(color) in (4, 7)) and not color.isalpha():
-        raise InvalidRequest(f"{color!r} is not a color: use a name or #rrggbb")
+    if color is not None and not _COLOR.match(color):
+        raise InvalidRequest(f"{color[:40]!r} is not a color: use a name or #rrggbb")
     label = Label(name=name, color=color, created_at=utcnow())
     session.add(label)
     session.flush()
@@ -581,10 +587,7 @@ def add_participant(
     `known` (from `participants_of`, in this transaction) saves reading the ticket's participants
     again for each address. `now` is the time of the change it is part of (the ticket it opens).
     """
-    email = email.strip().lower()
-    local, at, domain = email.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in email):
-        raise InvalidRequest(f"{email!r} is not an email address")
+    email = check_address(email)
     if policy.is_own_address(email):
         return None
     existing = participant_on(session, ticket.id, email) if known is None or email in known.emails else None
@@ -705,7 +708,10 @@ def _link_duplicate(session: Session, source: Ticket, target: Ticket, actor: Act
     if existing is not None:
         if existing.ticket_id == source.id:
             existing.kind = LinkKind.DUPLICATES.value
-        return
+            return
+        # A link from the target's side (relates, blocks) gives way to the duplicate's own: the two
+        # tickets keep one link between them, as `link` does.
+        session.delete(existing)
     session.add(
         TicketLink(
             ticket_id=source.id,

@@ -18,7 +18,7 @@ from sandbox.faults import Fault
 from sandbox.workspace import ALICE, BOB, CAROL, SIGNING_SECRET, TRIAGE
 from store import actions, queries
 from store.db import Database
-from store.models import InboundItem, InboundState, Message, Outbox, Ticket
+from store.models import InboundItem, InboundState, Label, Message, Outbox, Participant, Ticket
 from tests.e2e.conftest import RunningDesk, message_text
 
 pytestmark = pytest.mark.timeout(120)
@@ -145,6 +145,43 @@ def test_errors_and_refusals_change_nothing(running: Triage) -> None:
     assert running.outbox_count("slack.thread_line") == 0 and running.outbox_count("email.send") == 0
 
 
+def test_values_the_desk_cannot_keep_get_an_answer_and_change_nothing(running: Triage) -> None:
+    # Each answer is checked as an ephemeral one: a command that failed inside would get none.
+    long_address = "x" * 330 + "@globex.example"
+    assert running.command(ALICE, f"new {long_address} Printer").startswith(
+        f"`{long_address[:60]}` is not an email address."
+    )
+    assert "is not an email address" in running.command(ALICE, f"new {'x' * 65}@globex.example Printer")
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    assert "is not an email address" in running.command(ALICE, f"cc 1 add {long_address}")
+    assert running.command(ALICE, "label-create outage cornflowerblueish").startswith(
+        "'cornflowerblueish' is not a color"
+    )
+    assert "is not a color" in running.command(ALICE, "label-create outage #zzzzzz")
+    assert running.command(ALICE, "assign 1 <@U0NOBODY>").startswith("Slack knows no one as `U0NOBODY`")
+    assert running.command(ALICE, "assign 1 <@U" + "A" * 40 + ">").startswith("I don't know who")
+    assert running.command(ALICE, "list label:bgu").startswith("There is no label named `bgu`")
+    running.emulator.wait_idle()
+    ticket = running.ticket(1)
+    assert ticket.assignee_slack_id is None and ticket.labels == []
+    with running.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+        assert session.scalar(select(func.count()).select_from(Label)) == 0
+        assert [p.email for p in session.scalars(select(Participant))] == ["dan@globex.example"]
+
+
+def test_search_finds_words_as_typed_in_slack(running: Triage) -> None:
+    # A Slack message is kept as Markdown, where `[E42]` is written `\[E42\]`.
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.service.post_as(
+        ALICE, "note: the panel shows [E42], spool dir is C:\\Spool\\queue", thread_ts=running.card_ts(1)
+    )
+    running.service.wait_for(lambda: "Showing 1–1 of 1" in running.command(ALICE, "search panel"), "the note")
+    for words in ("[E42]", "C:\\Spool\\queue", "panel [e42]"):
+        assert "Showing 1–1 of 1" in running.command(ALICE, f"search {words}"), words
+    assert running.command(ALICE, "search [E43]") == "*Tickets matching* “[E43]” — No tickets match."
+
+
 def test_card_controls_change_the_ticket_and_refuse_outsiders(running: Triage) -> None:
     running.command(ALICE, "new dan@globex.example Printer")
     running.command(ALICE, "label-create bug")
@@ -244,6 +281,18 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     assert mail.rcpt_tos == ["erin@globex.example"]
     running.wait_card(2, "Merged into #1")
     running.wait_card(1, "#2 (duplicated by)")
+
+
+def test_merge_makes_a_link_from_the_other_side_a_duplicate_link(running: Triage) -> None:
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Printer again")
+    running.card_ts(2)
+    assert running.command(ALICE, "link 1 2 blocks") == "Linked #1 to #2 (blocks)."
+    running.wait_card(1, "#2 (blocks)")
+    assert running.command(ALICE, "merge 2 into 1").startswith("Merged #2 into #1")
+    running.wait_card(1, "#2 (duplicated by)")
+    running.wait_card(2, "#1 (duplicates)")
+    assert "blocks" not in running.card_text(1)
 
 
 def test_a_slack_customer_merged_away_still_hears_replies_and_notices(start_service) -> None:

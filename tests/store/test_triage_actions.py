@@ -68,13 +68,15 @@ def test_merge_links_the_duplicate_to_its_target(db):
         ]
 
 
-def test_merge_keeps_an_existing_link_from_the_target(db):
+def test_merge_turns_a_link_from_the_target_into_the_duplicate_link(db):
+    # The merged ticket is closed and lives on in the target: "blocks" no longer says anything.
     with db.transaction() as s:
         target, source = email_ticket(s), email_ticket(s, "erin@globex.example")
         actions.link(s, target, ALICE, target=source, kind="blocks")
         actions.merge(s, POLICY, source, target, ALICE)
+    with db.transaction() as s:
         assert [(kind, number) for kind, number, _ in actions.links_of(s, target) if number] == [
-            ("blocks", source.number)
+            ("duplicated_by", source.number)
         ]
 
 
