@@ -22,6 +22,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack_users import describe_error, is_transient
 from store.actions import NewAttachment
 from store.files import FileStore
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_FILES_PER_MESSAGE = 20
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_TIMEOUT_SECONDS = 120.0
+MAX_RETRY_AFTER = 5.0
 CHUNK_BYTES = 256 * 1024
 # The bot token is only ever sent to Slack's own file hosts (and the configured API host).
 SLACK_FILE_DOMAINS = ("slack.com", "slack-edge.com", "slack-files.com", "slack-gov.com")
@@ -138,16 +140,23 @@ class SlackFileCopier:
         file_id = slack_file.get("id")
         if not file_id:
             raise FileNotCopied("the event named no file id")
-        try:
-            answer = await self.client.files_info(file=str(file_id))
-        except SlackApiError as error:
-            raise FileNotCopied(f"files.info refused it ({error.response.get('error')})") from error
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise FileNotCopied(f"Slack could not be reached ({type(error).__name__})") from error
-        info = answer.get("file")
-        if not isinstance(info, Mapping):
-            raise FileNotCopied("files.info said nothing about it")
-        return info
+        last_error = ""
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            try:
+                answer = await self.client.files_info(file=str(file_id))
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+                if not is_transient(error):
+                    raise FileNotCopied(f"files.info refused it ({describe_error(error)})") from error
+                # A rate limit or an outage passes: try again, as a download does.
+                last_error = describe_error(error)
+                if attempt + 1 < DOWNLOAD_ATTEMPTS:
+                    await asyncio.sleep(max(0.5 * 2 ** (attempt + 1), _retry_after(error)))
+                continue
+            info = answer.get("file")
+            if not isinstance(info, Mapping):
+                raise FileNotCopied("files.info said nothing about it")
+            return info
+        raise FileNotCopied(f"files.info kept failing ({last_error})")
 
     def _token_may_go_to(self, url: str) -> bool:
         parsed = urlparse(url)
@@ -212,3 +221,13 @@ class SlackFileCopier:
 
 class _TryAgain(Exception):
     pass
+
+
+def _retry_after(error: BaseException) -> float:
+    """Seconds a 429 asks to wait, at most MAX_RETRY_AFTER (the worker holds the message meanwhile)."""
+    if not isinstance(error, SlackApiError):
+        return 0.0
+    try:
+        return min(float(error.response.headers.get("Retry-After", 0)), MAX_RETRY_AFTER)
+    except (TypeError, ValueError):
+        return 0.0

@@ -231,8 +231,8 @@ class SlackDirectory:
             if is_transient(error):
                 if cached.stale is not None:
                     return cached.stale
-                raise SlackLookupFailed(f"users.info for {user_id}: {_describe(error)}") from error
-            log.warning("users.info for %s failed: %s", user_id, _describe(error))
+                raise SlackLookupFailed(f"users.info for {user_id}: {describe_error(error)}") from error
+            log.warning("users.info for %s failed: %s", user_id, describe_error(error))
             return cached.stale or SlackProfile(user_id=user_id, known=False)
         user = answer.get("user")
         if not isinstance(user, Mapping):
@@ -265,7 +265,7 @@ class SlackDirectory:
             name = str((answer.get("channel") or {}).get("name") or channel_id)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
             # A channel of another organization, or one the bot cannot see: its id still reads.
-            log.info("conversations.info for %s failed: %s", channel_id, _describe(error))
+            log.info("conversations.info for %s failed: %s", channel_id, describe_error(error))
             name = cached[0] if cached is not None else channel_id
         self._channels[channel_id] = (name, self.clock())
         return name
@@ -281,7 +281,7 @@ class SlackDirectory:
                 }
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
                 # Without usergroups:read (or on a free plan) groups simply read as their ids.
-                log.info("usergroups.list failed: %s", _describe(error))
+                log.info("usergroups.list failed: %s", describe_error(error))
         return self._usergroups.get(usergroup_id, usergroup_id)
 
     async def mention_resolver(self, messages: Iterable[Mapping[str, Any]]) -> DictMentionResolver:
@@ -301,7 +301,7 @@ class SlackDirectory:
         )
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     if isinstance(error, SlackApiError):
         return str(error.response.get("error") or error)
     return f"{type(error).__name__}: {error}"

@@ -61,12 +61,35 @@ def message_event(state: SlackState, message: Message) -> JSON:
     event["channel"] = message.channel
     event["event_ts"] = message.ts
     event["channel_type"] = channel_type(state.workspace.channels.get(message.channel))
-    return event
+    return _with_file_stubs(state, event)
+
+
+def _with_file_stubs(state: SlackState, message: JSON) -> JSON:
+    """Slack Connect: an event names a file of another organization by a stub, and `files.info`
+    gives the rest (api.slack.com/events/message/file_share, "Slack Connect files")."""
+    home = state.workspace.home.id
+    files = message.get("files")
+    if files:
+        message["files"] = [
+            file if file.get("user_team", home) == home else _file_stub(file["id"]) for file in files
+        ]
+    return message
+
+
+def _file_stub(file_id: str) -> JSON:
+    return {
+        "id": file_id,
+        "mode": "file_access",
+        "file_access": "check_file_info",
+        "created": 0,
+        "timestamp": 0,
+        "user": "",
+    }
 
 
 def message_changed_event(state: SlackState, message: Message, previous: JSON) -> JSON:
     event_ts = state.next_ts()
-    current = message_json(state, message)
+    current = _with_file_stubs(state, message_json(state, message))
     return {
         "type": "message",
         "subtype": "message_changed",

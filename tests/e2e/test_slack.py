@@ -186,6 +186,22 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     assert desk.ticket_count() == 1
 
 
+def test_a_slack_connect_file_reaches_the_triage_thread_through_a_rate_limit(desk: Desk) -> None:
+    # Dan's organization is not ours: his file arrives as a stub that files.info fills in.
+    customer_ts, card_ts = open_ticket(desk)
+    desk.emulator.add_fault("files.info", Fault.ratelimited(retry_after=1), times=1)
+    desk.emulator.user_post(
+        DAN, CONNECT, "Screenshot attached", thread_ts=customer_ts, files=[("shot.png", b"\x89PNG fake")]
+    )
+    desk.wait_thread_text(TRIAGE, card_ts, "Screenshot attached")
+    copied = desk.wait(
+        lambda: [f for f in desk.emulator.files.values() if f.name == "shot.png" and TRIAGE in f.shares],
+        "the file in the triage thread",
+    )
+    assert [f.content for f in copied] == [b"\x89PNG fake"]
+    assert len(desk.emulator.calls_to("files.info")) == 2
+
+
 def test_staff_and_an_external_user_are_told_apart(desk: Desk) -> None:
     desk.emulator.user_post(ALICE, CONNECT, "Good morning, Globex!")
     desk.emulator.user_post(DAN, CONNECT, "Morning! The printer is broken")

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import BOT_TOKEN, CONNECT, DAN, EMPTY, TRIAGE
+from sandbox.workspace import BOT_TOKEN, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -103,14 +103,35 @@ def test_url_private_needs_the_bot_token(client: WebClient) -> None:
 
 
 def test_files_a_person_posts(emulator: SlackEmulator, client: WebClient) -> None:
-    ts = emulator.user_post(DAN, CONNECT, "screenshot attached", files=[("error.png", b"png-bytes")])
+    ts = emulator.user_post(CAROL, HELP, "screenshot attached", files=[("error.png", b"png-bytes")])
     event = emulator.events[-1]["event"]
     assert event["subtype"] == "file_share"
-    assert event["files"][0]["name"] == "error.png"
-    assert event["files"][0]["user_team"] != "T0HOME"
-    status, content_type, body = fetch(event["files"][0]["url_private_download"], BOT_TOKEN)
+    [file] = event["files"]
+    assert (file["name"], file["user_team"], file["file_access"]) == ("error.png", "T0HOME", "visible")
+    status, content_type, body = fetch(file["url_private_download"], BOT_TOKEN)
     assert (status, content_type, body) == (200, "image/png", b"png-bytes")
-    assert emulator.message(CONNECT, ts).files == [event["files"][0]["id"]]
+    assert emulator.message(HELP, ts).files == [file["id"]]
+
+
+def test_a_file_from_another_organization_arrives_as_a_stub(
+    emulator: SlackEmulator, client: WebClient
+) -> None:
+    # Slack Connect: the event names the file only; files.info tells the rest.
+    ts = emulator.user_post(DAN, CONNECT, "screenshot attached", files=[("error.png", b"png-bytes")])
+    [stub] = emulator.events[-1]["event"]["files"]
+    assert stub == {
+        "id": emulator.message(CONNECT, ts).files[0],
+        "mode": "file_access",
+        "file_access": "check_file_info",
+        "created": 0,
+        "timestamp": 0,
+        "user": "",
+    }
+    file = client.files_info(file=stub["id"])["file"]
+    assert file["name"] == "error.png" and file["user_team"] != "T0HOME"
+    assert fetch(file["url_private_download"], BOT_TOKEN)[2] == b"png-bytes"
+    emulator.user_edit(DAN, CONNECT, ts, "screenshot attached (cropped)")
+    assert emulator.events[-1]["event"]["message"]["files"] == [stub]
 
 
 def test_upload_into_a_channel_the_bot_is_not_in(client: WebClient) -> None:
