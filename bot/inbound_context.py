@@ -185,16 +185,14 @@ def add_slack_customer_message(
         thread_line(session, ticket, skipped_files_line(copied.skipped))
 
 
-def subject_from(markdown: str, files: Sequence[Mapping[str, Any]] = ()) -> str:
+def subject_from(markdown: str, file_names: Sequence[str] = ()) -> str:
     """A ticket subject from the first line that says something; a file's name when none does."""
     for line in markdown.splitlines():
         plain = _MARKUP.sub("", _LINK.sub(r"\1", line)).strip()
         if plain:
             return textwrap.shorten(plain, SUBJECT_LENGTH, placeholder="…")
-    for slack_file in files:
-        name = slack_file.get("name") or slack_file.get("title")
-        if name:
-            return textwrap.shorten(f"File: {name}", SUBJECT_LENGTH, placeholder="…")
+    if file_names:
+        return textwrap.shorten(f"File: {file_names[0]}", SUBJECT_LENGTH, placeholder="…")
     return "(no subject)"
 
 

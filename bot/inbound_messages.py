@@ -93,7 +93,7 @@ def _open_request(
     ticket = open_ticket(
         session,
         ctx.desk.policy,
-        subject=subject_from(request.body, message.files),
+        subject=subject_from(request.body, request.copied.names),
         requester=customer,
         origin=Origin.SLACK,
         actor=Actor(customer.name, slack_id=message.user, email=customer.email),

@@ -95,7 +95,7 @@ async def open_from_message(
         ticket = open_ticket(
             session,
             ctx.desk.policy,
-            subject=subject_from(body, message.files),
+            subject=subject_from(body, copied.names),
             requester=customer,
             origin=Origin.SLACK,
             actor=Actor(requester_of_change.shown_name, slack_id=requested_by),

@@ -43,10 +43,17 @@ class CopiedFiles:
     attachments: list[NewAttachment] = field(default_factory=list)
     # One plain sentence per file that was not copied, naming the file and why.
     skipped: list[str] = field(default_factory=list)
+    # Every file's name, copied or not, in the message's order (a Slack Connect event names none).
+    names: list[str] = field(default_factory=list)
 
 
 class FileNotCopied(Exception):
-    """This file cannot be copied; the message says why in plain words."""
+    """This file cannot be copied; the message says why in plain words. `name` is the file's, once
+    Slack has told it."""
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        super().__init__(reason)
+        self.name = name
 
 
 def safe_filename(name: str, fallback: str = "file") -> str:
@@ -99,15 +106,28 @@ class SlackFileCopier:
                 result.skipped.append(f"{label}: more than {MAX_FILES_PER_MESSAGE} files in one message")
                 continue
             try:
-                result.attachments.append(await self._copy_one(slack_file))
+                attachment = await self._copy_one(slack_file)
             except FileNotCopied as reason:
                 log.info("file %s not copied: %s", slack_file.get("id"), reason)
+                label = reason.name or label
                 result.skipped.append(f"{label}: {reason}")
+                result.names.append(label)
+            else:
+                result.attachments.append(attachment)
+                result.names.append(attachment.filename)
         return result
 
     async def _copy_one(self, slack_file: Mapping[str, Any]) -> NewAttachment:
         info = await self._full_info(slack_file)
         name = safe_filename(str(info.get("name") or info.get("title") or ""), str(info.get("id") or "file"))
+        try:
+            return await self._copy_described(info, name)
+        except FileNotCopied as reason:
+            reason.name = reason.name or name
+            raise
+
+    async def _copy_described(self, info: Mapping[str, Any], name: str) -> NewAttachment:
+        """The file `info` describes (an event's file object, or `files.info`'s), named `name`."""
         mode = info.get("mode")
         if mode == "tombstone" or info.get("file_access") == "file_not_found":
             raise FileNotCopied("it was deleted in Slack")

@@ -95,8 +95,17 @@ def test_the_bot_token_never_goes_to_a_host_that_is_not_slacks(intake: Intake) -
     intake.emulator.user_post(DAN, CONNECT, "See attached", files=[("report.pdf", PDF)])
     [envelope] = intake.emulator.events
     forged = copy.deepcopy(envelope)
-    for slack_file in forged["event"]["files"]:
-        slack_file["url_private"] = slack_file["url_private_download"] = "https://attacker.example/steal"
+    # A whole file object (not Slack Connect's stub) whose addresses point elsewhere.
+    forged["event"]["files"] = [
+        {
+            "id": slack_file["id"],
+            "name": "report.pdf",
+            "file_access": "visible",
+            "url_private": "https://attacker.example/steal",
+            "url_private_download": "https://attacker.example/steal",
+        }
+        for slack_file in forged["event"]["files"]
+    ]
     intake.store(forged)
     intake.fed = 1
     intake.run()
