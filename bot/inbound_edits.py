@@ -81,7 +81,9 @@ async def handle_edited(
         if locked is None:
             return None
         stored, ticket = locked
-        return edit_slack_message(session, ticket, stored, body_markdown=body, becomes=becomes)
+        return edit_slack_message(
+            session, ticket, stored, body_markdown=body, becomes=becomes, edit_ts=edit.edited_ts
+        )
 
     if becomes == "command" and message.thread_ts is not None:
         await _edited_into_command(ctx, claim, message, change)

@@ -281,6 +281,9 @@ class Message(Base):
     deliver_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivery_error: Mapped[str | None] = mapped_column(ShownText)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Slack's time of the edit the body holds: an older edit arriving later (a retried event, or
+    # events out of order) must not undo it.
+    slack_edit_ts: Mapped[str | None] = mapped_column(String(32))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

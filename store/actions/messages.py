@@ -355,12 +355,21 @@ def _waiting(message: Message, now: datetime) -> bool:
     )
 
 
-def _delivered_rows(session: Session, message: Message) -> list[Outbox]:
-    return list(
-        session.scalars(
-            select(Outbox).where(Outbox.message_id == message.id, Outbox.state == OutboxState.DONE)
-        )
+def _emailed(session: Session, message: Message) -> bool:
+    """Has the message gone out by email to anyone (that copy cannot be edited or called back)?"""
+    sent = select(Outbox.id).where(
+        Outbox.message_id == message.id, Outbox.kind == Kind.EMAIL, Outbox.state == OutboxState.DONE
     )
+    return session.scalar(sent.limit(1)) is not None
+
+
+def ts_order(ts: str) -> tuple[int, int]:
+    """A Slack ts (`seconds.micros`) as something that sorts by time."""
+    seconds, _, fraction = ts.partition(".")
+    try:
+        return int(seconds), int((fraction + "000000")[:6])
+    except ValueError:
+        return 0, 0
 
 
 # What a staff reply's edit can turn it into: neither is ever delivered.
@@ -374,16 +383,28 @@ def edit_slack_message(
     *,
     body_markdown: str,
     becomes: Becomes | None = None,
+    edit_ts: str | None = None,
     now: datetime | None = None,
 ) -> str:
     """Someone edited a message we hold. Returns what happened, for logs and tests.
+
+    `edit_ts` is Slack's time of the edit: one older than the edit the message holds came late
+    (Slack retried its event, or sent two out of order) and changes nothing ("stale").
 
     A reply edited to start with `note:` or `!` (`becomes` "note" or "command") is taken back while
     its undo window is open, since neither is ever delivered ("made_note", "made_command"; the
     caller runs the command); once it is on its way it stays the reply it was, and the thread is
     told."""
     now = now or utcnow()
-    if message.deleted_at is not None or (message.body_markdown == body_markdown and becomes is None):
+    if message.deleted_at is not None:
+        return "unchanged"
+    if edit_ts is not None and message.slack_edit_ts is not None and ts_order(edit_ts) <= ts_order(
+        message.slack_edit_ts
+    ):
+        return "stale"
+    if edit_ts is not None:
+        message.slack_edit_ts = edit_ts
+    if message.body_markdown == body_markdown and becomes is None:
         return "unchanged"
     previous = message.body_markdown
     message.body_markdown = body_markdown
@@ -415,13 +436,13 @@ def edit_slack_message(
         # still being posted takes it when it is done (`follow_late_copy`).
         _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
         return "changed_before_delivery"
-    if _mirror(session, ticket, message, Kind.MIRROR_UPDATE):
-        return "mirrored"
-    if message.delivery == Delivery.DELIVERED:
+    mirrored = _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
+    if _emailed(session, message):
+        # A Slack ticket's email participants too: their copy cannot change.
         thread_line(
             session, ticket, "Edited after delivery: the customer already has the earlier text by email."
         )
-    return "already_sent"
+    return "mirrored" if mirrored else "already_sent"
 
 
 def delete_slack_message(
@@ -448,11 +469,10 @@ def delete_slack_message(
         message.delivery = Delivery.CANCELLED
         record_event(session, ticket, "reply_cancelled", None, message_id=message.id)
         return "cancelled"
-    if _mirror(session, ticket, message, Kind.MIRROR_DELETE):
-        return "mirrored"
-    if _delivered_rows(session, message):
+    mirrored = _mirror(session, ticket, message, Kind.MIRROR_DELETE)
+    if _emailed(session, message):
         thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
-    return "already_sent"
+    return "mirrored" if mirrored else "already_sent"
 
 
 def copy_digest(body_markdown: str) -> str:

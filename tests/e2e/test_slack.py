@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from bot.manifest import BOT_SCOPES
 from sandbox import MailSink, RequestSender, SlackEmulator
 from sandbox.faults import Fault
+from sandbox.mail_sink import ReceivedMail
 from sandbox.state import Message as SlackMessage
 from sandbox.workspace import (
     ALICE,
@@ -279,6 +280,75 @@ def test_edits_and_deletions_after_delivery_are_mirrored(desk: Desk) -> None:
     desk.wait(lambda: "Version two" in desk.emulator.message(CONNECT, posted.ts).text or None)
     desk.emulator.user_delete(ALICE, TRIAGE, reply_ts)
     desk.wait(lambda: desk.emulator.message(CONNECT, posted.ts).deleted or None)
+
+
+BOSS = "boss@globex.example"
+
+
+def plain_text(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""
+
+
+def test_an_edit_after_delivery_tells_the_thread_an_email_participant_has_the_earlier_text(
+    desk: Desk,
+) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    desk.emulator.user_post(ALICE, TRIAGE, f"!cc add {BOSS}", thread_ts=card_ts)
+    desk.wait_thread_text(TRIAGE, card_ts, "added boss@globex.example")
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "The refund is 100 EUR", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "100 EUR")
+    desk.wait(
+        lambda: [m for m in desk.sink.messages if m.rcpt_tos == [BOSS] and "100 EUR" in plain_text(m)],
+        "the reply by email to the participant",
+    )
+    desk.wait(lambda: reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC))
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "The refund is 10 EUR")
+    desk.wait(lambda: "10 EUR" in desk.emulator.message(CONNECT, posted.ts).text or None)
+    desk.wait_thread_text(TRIAGE, card_ts, "already has the earlier text by email")
+
+
+def _edit_held_back(desk: Desk, user: str, channel: str, ts: str, text: str) -> dict[str, Any]:
+    """Someone edits, and Slack's first delivery of that event does not reach the desk."""
+    desk.emulator.deliver_events_to(None)
+    desk.emulator.user_edit(user, channel, ts, text)
+    envelope = desk.emulator.events[-1]
+    desk.emulator.deliver_events_to(desk.url)
+    return envelope
+
+
+def _retry(desk: Desk, envelope: dict[str, Any]) -> None:
+    """Slack retries an event whose first delivery failed: the same event, X-Slack-Retry-Num 1."""
+    sender = RequestSender(desk.url, SIGNING_SECRET)
+    body = json.dumps(envelope).encode()
+    answer = asyncio.run(sender.post(body, "application/json", retry_num=1, retry_reason="http_error"))
+    assert answer.status == 200
+
+
+def test_an_older_edit_arriving_late_does_not_undo_a_newer_one(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    # A customer's message: the triage copy keeps the last edit.
+    ts = desk.emulator.user_post(DAN, CONNECT, "The export is empty", thread_ts=customer_ts)
+    desk.wait_thread_text(TRIAGE, card_ts, "export is empty")
+    first = _edit_held_back(desk, DAN, CONNECT, ts, "The export is empty (v2)")
+    desk.emulator.user_edit(DAN, CONNECT, ts, "The export is empty (final)")
+    desk.wait_thread_text(TRIAGE, card_ts, "(final)")
+    # A delivered staff reply: the customer keeps the staff member's last words.
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Restart the exporter", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "Restart the exporter")
+    desk.wait(lambda: reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC))
+    second = _edit_held_back(desk, ALICE, TRIAGE, reply_ts, "Restart the exporter twice")
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "Do NOT restart the exporter")
+    desk.wait(lambda: "Do NOT" in desk.emulator.message(CONNECT, posted.ts).text or None)
+    desk.idle()
+    updates = len(desk.emulator.calls_to("chat.update"))
+    _retry(desk, first)
+    _retry(desk, second)
+    desk.idle()
+    assert len(desk.emulator.calls_to("chat.update")) == updates
+    assert "(final)" in (desk.message_at(CONNECT, ts) or Message()).body_markdown
+    assert "Do NOT" in (desk.message_at(TRIAGE, reply_ts) or Message()).body_markdown
+    assert desk.emulator.message(CONNECT, posted.ts).text.startswith("Do NOT")
 
 
 # ----- duplicates, bots, forged requests -----
