@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot import worker_ids
 from bot.outcomes import Done, Fail, Outcome, Pause, Retry
 from bot.worker import Worker, WorkerConfig
 from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
@@ -293,6 +294,33 @@ def test_worker_ids_name_host_namespace_and_pid() -> None:
     pid = holder_pid(worker_id, prefix)
     assert pid is not None and process_alive(pid)
     assert holder_pid("otherhost:123:45", prefix) is None
+
+
+def test_a_worker_on_another_machine_with_the_same_host_name_is_not_judged_by_pid(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cloud host names often agree in their first 40 characters, or entirely, across machines; and
+    # the root pid namespace has the same number on every Linux machine.
+    open_ticket(desk)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that means nothing here: the other machine's worker is alive over there
+    monkeypatch.setattr(worker_ids, "_machine", lambda: "0123456789ab")
+    elsewhere = f"{local_prefix()}{gone.pid}"
+    monkeypatch.undo()
+    assert elsewhere.split(":")[0] == local_prefix().split(":")[0]
+    outbox.claim_due(desk.db, elsewhere, lease=timedelta(hours=1))
+    performer = Recorder()
+
+    async def run() -> None:
+        work = Worker(desk.db, {Kind.CARD.value: performer}, {}, config=WorkerConfig(**FAST))  # type: ignore[arg-type]
+        task = asyncio.create_task(work.run())
+        await asyncio.sleep(0.5)
+        work.stop()
+        await task
+
+    asyncio.run(asyncio.wait_for(run(), timeout=10))
+    (row,) = all_rows(desk.db)
+    assert performer.seen == [] and (row.state, row.claimed_by) == (OutboxState.CLAIMED, elsewhere)
 
 
 def test_rows_of_a_dead_worker_on_this_machine_are_given_back_at_start(desk: Desk) -> None:
