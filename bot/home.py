@@ -12,7 +12,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import HomeView, Metric, home_view
+from bot.blocks import HomeView, Metric, home_view, outsider_home_view
 from bot.commands.stats import duration_words, percent
 from bot.commands.views import ticket_summary
 from store import queries
@@ -83,13 +83,15 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
 
 
 async def publish_home(desk: Desk, client: AsyncWebClient, user_id: str) -> None:
-    """views.publish the user's home; for someone who is not staff the tab is left as it is."""
+    """views.publish the user's home: the queue for staff, a line saying whose tab it is for anyone
+    else (someone who left the triage channel must not keep the queue they last saw)."""
     view = await asyncio.to_thread(home_data, desk, user_id, await workspace_url(client))
     if view is None:
-        log.info("home not published for %s: not staff", user_id)
-        return
+        log.info("home for %s shows no queue: not staff", user_id)
     try:
-        await client.views_publish(user_id=user_id, view=home_view(view))
+        await client.views_publish(
+            user_id=user_id, view=home_view(view) if view is not None else outsider_home_view()
+        )
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
         # The tab shows what it showed before; the next app_home_opened tries again.
         log.warning("could not publish %s's home: %s", user_id, error)

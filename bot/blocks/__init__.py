@@ -11,7 +11,7 @@ from bot.blocks.card import (
 )
 from bot.blocks.data import CardView, HomeView, Metric, TicketLinkView, TicketSummary
 from bot.blocks.help import help_blocks, help_text
-from bot.blocks.home import home_view
+from bot.blocks.home import home_view, outsider_home_view
 from bot.blocks.lists import ticket_list_blocks, ticket_list_text
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "help_blocks",
     "help_text",
     "home_view",
+    "outsider_home_view",
     "parse_ticket_number",
     "ticket_list_blocks",
     "ticket_list_text",

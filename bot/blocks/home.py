@@ -15,6 +15,10 @@ SECTION_WAITING = "Waiting longest for a reply"
 SECTION_RECENT = "Recently changed"
 SECTION_METRICS = "Metrics"
 HOME_FOOTER = "Type `/desk help` for the commands. Each ticket links to its thread."
+OUTSIDER_TEXT = (
+    "This tab shows the support team's queue, to the members of the triage channel. "
+    "To ask for help, write in your help channel or email support."
+)
 MAX_TICKETS_PER_SECTION = 10  # a home view holds at most 100 blocks
 MAX_METRIC_FIELDS = 10  # a section holds at most 10 fields
 
@@ -69,3 +73,15 @@ def home_view(view: HomeView) -> dict[str, Any]:
     blocks += _ticket_section(SECTION_RECENT, view.recently_changed, view)
     blocks += _metrics(view.metrics)
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def outsider_home_view() -> dict[str, Any]:
+    """The home for someone who is not staff: the queue is not theirs to see, and a view published
+    while they were staff must not stay on their tab."""
+    return {
+        "type": "home",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": HOME_TITLE, "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": OUTSIDER_TEXT}},
+        ],
+    }

@@ -97,6 +97,10 @@ class Triage:
         return str(answer.get("text") or "")
 
 
+class Empty:
+    body: dict[str, object] = {}
+
+
 @pytest.fixture
 def running(service: RunningDesk) -> Triage:
     return Triage(service)
@@ -262,10 +266,23 @@ def test_home_tab_shows_the_queue_with_thread_links(running: Triage) -> None:
     shown = json.dumps(view.body)
     assert "Your open tickets" in shown and "Printer" in shown and "Laptop" in shown
     assert f"archives/{TRIAGE}/p" in shown
+    # Not staff: the tab says whose it is, and shows no ticket.
     running.emulator.user_open_home(CAROL)
-    running.emulator.wait_idle()
+    outsider = running.service.wait_for(lambda: running.emulator.home_view(CAROL), "Carol's home")
+    assert "Printer" not in json.dumps(outsider.body)
+    assert "support team's queue" in json.dumps(outsider.body)
+    # Someone who leaves the triage channel no longer sees the queue they last saw.
+    running.emulator.user_open_home(BOB)
+    running.service.wait_for(
+        lambda: "Printer" in json.dumps((running.emulator.home_view(BOB) or Empty).body), "Bob's queue"
+    )
+    running.emulator.user_leave(BOB, TRIAGE)
     running.wait_worker_idle()
-    assert running.emulator.home_view(CAROL) is None
+    running.emulator.user_open_home(BOB)
+    running.service.wait_for(
+        lambda: "Printer" not in json.dumps((running.emulator.home_view(BOB) or Empty).body),
+        "Bob's tab without the queue",
+    )
 
 
 def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Triage) -> None:
