@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manifest import BOT_SCOPES
+from bot.service import required_settings
 from bot.slack_errors import REFUSED_TOKEN
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
@@ -39,17 +40,25 @@ class Report:
         self.lines.append(f"note     {text}")
 
 
-def check_settings(settings: Settings, report: Report) -> None:
+ALL_ROLES = frozenset({"web", "smtp", "worker"})
+
+
+def check_settings(
+    settings: Settings, report: Report, roles: frozenset[str] = ALL_ROLES, socket_mode: bool | None = None
+) -> None:
+    """The settings the roles to be run need (`serve`'s default: all three). `socket_mode` None: either
+    way of receiving Slack's events will do."""
+    needed = set(required_settings(set(roles), bool(socket_mode)))
     if settings.slack_bot_token:
         report.ok("SLACK_BOT_TOKEN is set")
-    else:
+    elif "slack_bot_token" in needed:
         report.problem(
             "SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-…) "
             "from the app's OAuth & Permissions page"
         )
     if settings.triage_channel:
         report.ok(f"SERVICEDESK_TRIAGE_CHANNEL is {settings.triage_channel}")
-    else:
+    elif "triage_channel" in needed:
         report.problem(
             "SERVICEDESK_TRIAGE_CHANNEL is not set: give the ID (C…) of the channel where tickets open"
         )
@@ -57,11 +66,10 @@ def check_settings(settings: Settings, report: Report) -> None:
         report.ok("SLACK_SIGNING_SECRET is set (HTTP mode)")
     if settings.slack_app_token:
         report.ok("SLACK_APP_TOKEN is set (Socket Mode)")
-    if not settings.slack_signing_secret and not settings.slack_app_token:
-        report.problem(
-            "neither SLACK_SIGNING_SECRET (for HTTP mode) nor SLACK_APP_TOKEN (for --socket-mode) "
-            "is set: Slack's events could not be received"
-        )
+    if "web" in roles:
+        _check_event_receiving(settings, report, socket_mode)
+    if not roles & {"web", "worker"}:
+        return  # intake channels matter to the roles that read Slack
     if settings.triage_channel and settings.triage_channel in settings.intake_channels:
         report.problem(
             f"{settings.triage_channel} is both the triage channel and an intake channel: "
@@ -69,6 +77,18 @@ def check_settings(settings: Settings, report: Report) -> None:
         )
     if not settings.intake_channels:
         report.note("SERVICEDESK_INTAKE_CHANNELS is empty: tickets come by email, the emoji and the shortcut")
+
+
+def _check_event_receiving(settings: Settings, report: Report, socket_mode: bool | None) -> None:
+    if socket_mode is None and not settings.slack_signing_secret and not settings.slack_app_token:
+        report.problem(
+            "neither SLACK_SIGNING_SECRET (for HTTP mode) nor SLACK_APP_TOKEN (for --socket-mode) "
+            "is set: Slack's events could not be received"
+        )
+    elif socket_mode is True and not settings.slack_app_token:
+        report.problem("SLACK_APP_TOKEN is not set: --socket-mode needs the app-level token (xapp-…)")
+    elif socket_mode is False and not settings.slack_signing_secret:
+        report.problem("SLACK_SIGNING_SECRET is not set: HTTP mode verifies Slack's requests with it")
 
 
 def check_delivery(settings: Settings, report: Report) -> None:
@@ -196,13 +216,17 @@ def check_channel(client: WebClient, channel: str, role: str, report: Report) ->
 def run_check(
     settings: Settings,
     *,
+    roles: frozenset[str] = ALL_ROLES,
+    socket_mode: bool | None = None,
     out: TextIO | None = None,
     client_factory: Callable[[Settings], WebClient] | None = None,
 ) -> int:
+    """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need."""
     out = out or sys.stdout
     report = Report()
-    check_settings(settings, report)
-    check_delivery(settings, report)
+    check_settings(settings, report, roles, socket_mode)
+    if "worker" in roles:
+        check_delivery(settings, report)
     check_database(settings, report)
     if settings.slack_bot_token:
         client = (client_factory or _client)(settings)

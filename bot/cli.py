@@ -48,11 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")
     db_commands.add_parser("upgrade", help="apply the schema migrations")
+    back = db_commands.add_parser(
+        "downgrade", help="undo migrations down to REVISION (before going back to an older release)"
+    )
+    back.add_argument("revision", help="a revision such as 0004, or `base` (drops every table and its data)")
 
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--url", help="public base URL of this service (HTTP mode); omit for Socket Mode")
 
-    commands.add_parser("check", help="validate settings, the Slack token, scopes and channel membership")
+    check = commands.add_parser(
+        "check", help="validate settings, the Slack token, scopes and channel membership"
+    )
+    check.add_argument(
+        "--role",
+        action="append",
+        choices=["web", "smtp", "worker"],
+        help="check what this part of `serve` needs (repeatable); default: all three",
+    )
+    check.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="the web role will receive events over Socket Mode (default: either way will do)",
+    )
 
     box = commands.add_parser("outbox", help="list pending and failed deliveries")
     box.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")
@@ -104,14 +121,18 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     from store.db import Database
-    from store.migrate import upgrade
+    from store.migrate import current_revision, downgrade, upgrade
 
-    if args.db_command != "upgrade":
-        print("usage: servicedesk db upgrade", file=sys.stderr)
+    if args.db_command not in ("upgrade", "downgrade"):
+        print("usage: servicedesk db upgrade | servicedesk db downgrade REVISION", file=sys.stderr)
         return EXIT_USAGE
     db = Database(settings.database_url)
-    upgrade(db)
-    print("database is at the latest schema")
+    if args.db_command == "upgrade":
+        upgrade(db)
+        print("database is at the latest schema")
+        return 0
+    downgrade(db, args.revision)
+    print(f"database is at schema revision {current_revision(db) or 'base (no tables)'}")
     return 0
 
 
@@ -123,9 +144,10 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.check import run_check
+    from bot.check import ALL_ROLES, run_check
 
-    return run_check(settings)
+    roles = frozenset(args.role) if args.role else ALL_ROLES
+    return run_check(settings, roles=roles, socket_mode=True if args.socket_mode else None)
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,7 +1,9 @@
 """Alembic environment: one history for SQLite and PostgreSQL.
 
 The connection is handed in by `store.migrate` (so the PostgreSQL advisory lock it holds covers
-the whole upgrade); `alembic` run by hand connects with `sqlalchemy.url` from the config.
+the whole upgrade): run migrations with `servicedesk db upgrade` and `servicedesk db downgrade
+REVISION`. A config without a connection (Alembic's API used by hand) connects with its
+`sqlalchemy.url`.
 """
 
 from __future__ import annotations

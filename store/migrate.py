@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -61,8 +61,14 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        connection.commit()
+        # A failed migration leaves its transaction aborted: unlocking inside it would fail too, and
+        # that error would hide the migration's own.
+        try:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        except DBAPIError:
+            connection.invalidate()  # the connection is gone, and with it its session's lock
 
 
 def _known(scripts: ScriptDirectory, revision: str) -> bool:
@@ -103,8 +109,7 @@ def schema_problem(db: Database) -> str | None:
         with db.read() as session:
             current = MigrationContext.configure(session.connection()).get_current_revision()
     except DBAPIError as exc:  # not a database at all ("file is not a database"), and the like
-        first_line = str(exc.orig or exc).strip().splitlines()[0]
-        raise StoreUnavailable(f"database unavailable: {first_line}") from exc
+        raise StoreUnavailable(f"database unavailable: {_first_line(exc)}") from exc
     if current == scripts.get_current_head():
         return None
     if current is None:
@@ -135,15 +140,32 @@ def open_migrated(url: str) -> Database:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to `revision`; refuse a database newer than this code."""
+    _migrate(db, revision, command.upgrade)
+
+
+def downgrade(db: Database, revision: str = "base") -> None:
+    """Undo migrations down to `revision` (`base`: no tables); one this release does not know is
+    refused, as is a database newer than this code."""
+    scripts = ScriptDirectory.from_config(alembic_config(db.url))
+    if revision != "base" and not _known(scripts, revision):
+        raise StoreError(
+            f"no schema revision {revision!r}: this release knows base to {scripts.get_current_head()}"
+        )
+    _migrate(db, revision, command.downgrade)
+
+
+def _migrate(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:
     try:
-        _upgrade(db, revision)
+        _migrate_locked(db, revision, step)
     except OperationalError as exc:
-        raise StoreUnavailable(
-            f"cannot migrate the database: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+        raise StoreUnavailable(f"cannot migrate the database: {_first_line(exc)}") from exc
+    except DBAPIError as exc:
+        # The database refused the migration (no right to create tables, a file that is not a
+        # database): one line naming the cause, for whoever runs it.
+        raise StoreError(f"cannot migrate the database: {_first_line(exc)}") from exc
 
 
-def _upgrade(db: Database, revision: str) -> None:
+def _migrate_locked(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:
     config = alembic_config(db.url)
     scripts = ScriptDirectory.from_config(config)
     with db.engine.connect() as connection, _migration_lock(connection):
@@ -152,13 +174,10 @@ def _upgrade(db: Database, revision: str) -> None:
             raise SchemaTooNew(_too_new(current))
         connection.commit()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
         connection.commit()
 
 
-def downgrade(db: Database, revision: str = "base") -> None:
-    config = alembic_config(db.url)
-    with db.engine.connect() as connection, _migration_lock(connection):
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-        connection.commit()
+def _first_line(exc: DBAPIError) -> str:
+    lines = str(exc.orig or exc).strip().splitlines()
+    return lines[0] if lines else type(exc.orig or exc).__name__

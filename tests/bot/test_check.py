@@ -221,3 +221,28 @@ def test_a_ready_database_is_said_to_be(emulator: SlackEmulator, database_url: s
     assert code == 0
     assert "ok       the database is reachable and at this release's schema" in text
     assert "ok       SERVICEDESK_SMTP_RELAY_URL and the email templates are usable" in text
+
+
+def test_a_host_running_only_the_smtp_role_needs_no_slack_settings(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SERVICEDESK_TRIAGE_CHANNEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", database_url)
+    assert main(["check", "--role", "smtp"]) == 0
+    out = capsys.readouterr().out
+    assert "PROBLEM" not in out and out.rstrip().endswith("All good: the desk is ready.")
+    # The same host checked for every role still names what the others would need.
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "SLACK_BOT_TOKEN is not set" in out and "neither SLACK_SIGNING_SECRET" in out
+
+
+def test_the_web_role_in_socket_mode_needs_the_app_token(emulator: SlackEmulator, database_url: str) -> None:
+    out = io.StringIO()
+    settings = settings_for(emulator, database_url)
+    assert run_check(settings, roles=frozenset({"web"}), socket_mode=True, out=out) == 1
+    assert "SLACK_APP_TOKEN is not set: --socket-mode needs the app-level token" in out.getvalue()
+    out = io.StringIO()
+    assert run_check(settings, roles=frozenset({"worker"}), out=out) == 0, out.getvalue()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from bot.manifest import EXAMPLE_URL, render_manifest
 
@@ -77,11 +80,75 @@ def test_db_upgrade_creates_the_schema(tmp_path):
     assert (tmp_path / "d.db").exists()
 
 
+def test_db_downgrade_goes_back_to_a_revision_and_refuses_one_it_does_not_know(tmp_path):
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    result = run_cli("db", "downgrade", "0004", env=env, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "database is at schema revision 0004\n"), result.stderr
+    unknown = run_cli("db", "downgrade", "9999", env=env, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "servicedesk: no schema revision '9999': this release knows base to 0005"
+    ]
+    result = run_cli("db", "downgrade", "base", env=env, cwd=tmp_path)
+    assert result.stdout == "database is at schema revision base (no tables)\n", result.stderr
+    assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+
+
 def test_unreachable_database_is_one_line(tmp_path):
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     result = run_cli("db", "upgrade", env={"SERVICEDESK_DATABASE_URL": url}, cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--role", "smtp")])
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path, command):
+    (tmp_path / "desk.db").write_bytes(b"not an SQLite database, just some bytes" * 4)
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/desk.db", "SERVICEDESK_SMTP_PORT": "0"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "file is not a database" in line
+
+
+@pytest.fixture
+def url_without_create_rights(database_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database whose user may not create tables (PostgreSQL 15's default for a
+    user that does not own the database)."""
+    admin_url = make_url(database_url)
+    if admin_url.get_backend_name() != "postgresql":
+        pytest.skip("needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+    suffix = uuid.uuid4().hex[:8]
+    role, name = f"sd_limited_{suffix}", f"sd_limited_{suffix}"
+
+    def admin(sql: str, database: str | None = None) -> None:
+        engine = create_engine(
+            admin_url.set(database=database or admin_url.database), isolation_level="AUTOCOMMIT"
+        )
+        with engine.connect() as connection:
+            connection.execute(text(sql))
+        engine.dispose()
+
+    admin(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    admin(f"CREATE DATABASE {name}")
+    admin("REVOKE CREATE ON SCHEMA public FROM PUBLIC", name)
+    try:
+        yield admin_url.set(username=role, password="pw", database=name).render_as_string(hide_password=False)
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--role", "smtp")])
+def test_a_migration_the_database_refuses_is_one_line_naming_why(
+    url_without_create_rights, tmp_path, command
+):
+    env = {"SERVICEDESK_DATABASE_URL": url_without_create_rights, "SERVICEDESK_SMTP_PORT": "0"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "permission denied for schema public" in line
 
 
 @pytest.mark.parametrize("delay", ["inf", "1e30"])
