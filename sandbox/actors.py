@@ -158,7 +158,7 @@ class UserActions:
         previous = message_json(self.state, message)
         message.deleted = True
         self.state.changed()
-        self.dispatcher.emit(message_deleted_event(self.state, place.id, previous), place.id)
+        self.dispatcher.emit(message_deleted_event(self.state, message, previous), place.id)
 
     @locked
     def user_react(self, user: str, channel: str, ts: str, name: str) -> None:
@@ -343,7 +343,7 @@ class UserActions:
         if _truthy(body.get("delete_original")) and original is not None:
             previous = message_json(state, original)
             original.deleted = True
-            self.dispatcher.emit(message_deleted_event(state, channel, previous), channel)
+            self.dispatcher.emit(message_deleted_event(state, original, previous), channel)
         elif _truthy(body.get("replace_original")) and original is not None:
             previous = message_json(state, original)
             original.text, original.blocks = text, blocks

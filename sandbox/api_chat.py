@@ -145,7 +145,7 @@ def chat_delete(call: Call) -> JSON:
     previous = message_json(state, message)
     message.deleted = True
     state.changed()
-    state.emit(message_deleted_event(state, channel.id, previous), channel.id)
+    state.emit(message_deleted_event(state, message, previous), channel.id)
     return {"ok": True, "channel": channel.id, "ts": message.ts}
 
 

@@ -188,6 +188,6 @@ def files_delete(call: Call) -> JSON:
                 state.emit(message_changed_event(state, message, previous), channel_id)
             else:
                 message.deleted = True
-                state.emit(message_deleted_event(state, channel_id, previous), channel_id)
+                state.emit(message_deleted_event(state, message, previous), channel_id)
     state.changed()
     return {"ok": True}

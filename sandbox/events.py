@@ -11,7 +11,7 @@ import copy
 import time
 from typing import Any
 
-from sandbox.render import message_json, view_json
+from sandbox.render import live_replies, message_json, view_json
 from sandbox.state import JSON, Message, SlackState, View
 from sandbox.workspace import Channel, User
 
@@ -103,7 +103,13 @@ def message_changed_event(state: SlackState, message: Message, previous: JSON) -
     }
 
 
-def message_deleted_event(state: SlackState, channel: str, previous: JSON) -> JSON:
+def message_deleted_event(state: SlackState, message: Message, previous: JSON) -> JSON:
+    """How Slack tells of a message just deleted: `message_deleted`; but a thread's first message
+    that has replies stays as a tombstone, told with `message_changed` (its message's subtype
+    `tombstone`)."""
+    if not message.is_reply and live_replies(state, message):
+        return message_changed_event(state, message, previous)
+    channel = message.channel
     event_ts = state.next_ts()
     return {
         "type": "message",

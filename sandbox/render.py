@@ -98,7 +98,7 @@ def message_json(state: SlackState, message: Message, *, include_metadata: bool 
             "hidden": True,
             "ts": message.ts,
             "thread_ts": message.ts,
-            "reply_count": len(_live_replies(state, message)),
+            "reply_count": len(live_replies(state, message)),
         }
     data: JSON = {"type": "message"}
     if message.subtype:
@@ -149,13 +149,13 @@ def message_json(state: SlackState, message: Message, *, include_metadata: bool 
     return data
 
 
-def _live_replies(state: SlackState, parent: Message) -> list[Message]:
+def live_replies(state: SlackState, parent: Message) -> list[Message]:
     stored = state.messages.get(parent.channel, {})
     return [stored[ts] for ts in parent.replies if not stored[ts].deleted]
 
 
 def thread_summary(state: SlackState, parent: Message) -> JSON:
-    replies = _live_replies(state, parent)
+    replies = live_replies(state, parent)
     users: list[str] = []
     for reply in replies:
         if reply.user not in users:

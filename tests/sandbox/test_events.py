@@ -101,6 +101,20 @@ def test_edit_and_delete(emulator: SlackEmulator) -> None:
     assert emulator.message(TRIAGE, ts).deleted
 
 
+def test_deleting_a_thread_parent_with_replies_leaves_a_tombstone(emulator: SlackEmulator) -> None:
+    # Slack keeps the parent so its thread stays reachable, and tells apps with message_changed.
+    root = emulator.user_post(CAROL, HELP, "VPN is down")
+    reply = emulator.user_post(ALICE, HELP, "looking", thread_ts=root)
+    emulator.user_delete(CAROL, HELP, root)
+    changed = last_event(emulator)
+    assert changed["subtype"] == "message_changed"
+    assert (changed["message"]["subtype"], changed["message"]["ts"]) == ("tombstone", root)
+    assert changed["previous_message"]["text"] == "VPN is down"
+    # The reply, and a parent whose replies are gone, are deleted outright.
+    emulator.user_delete(ALICE, HELP, reply)
+    assert last_event(emulator)["subtype"] == "message_deleted"
+
+
 def test_reactions_and_membership(emulator: SlackEmulator) -> None:
     ts = emulator.user_post(CAROL, HELP, "vpn broken")
     emulator.user_react(ALICE, HELP, ts, ":ticket:")
