@@ -38,12 +38,19 @@ def slack_client(desk: Desk, *, session: aiohttp.ClientSession | None = None) ->
     `session`: the connections to reuse (the service passes one for the process); without it each
     call opens its own. A kept-alive connection that the server closed meanwhile fails like a reset
     one: the row is retried, and its next attempt looks before it posts again."""
+    return web_client(desk.settings.slack_bot_token, desk.settings.slack_api_url, session=session)
+
+
+def web_client(
+    token: str | None,
+    api_url: str,
+    *,
+    timeout: float = SLACK_CALL_TIMEOUT_SECONDS,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncWebClient:
+    """The client `slack_client` builds, for a token and an API URL (tests use it with theirs)."""
     return AsyncWebClient(
-        token=desk.settings.slack_bot_token,
-        base_url=desk.settings.slack_api_url,
-        retry_handlers=[],
-        timeout=int(SLACK_CALL_TIMEOUT_SECONDS),
-        session=session,
+        token=token, base_url=api_url, retry_handlers=[], timeout=int(timeout), session=session
     )
 
 
