@@ -26,8 +26,13 @@ _ORDERED = re.compile(r"^(?P<indent>\s*)\d+[.)] (?P<body>.*)$")
 _QUOTE = re.compile(r"^(?:>|&gt;) ?(?P<body>.*)$")
 
 
+def _unescape(text: str) -> str:
+    """Slack escapes `&`, `<` and `>` in a message's `text` only; its rich text holds the characters."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _text(text: str, style: dict[str, bool]) -> Element:
-    element: Element = {"type": "text", "text": text}
+    element: Element = {"type": "text", "text": _unescape(text)}
     if style:
         element["style"] = dict(style)
     return element
@@ -44,9 +49,9 @@ def _angle(inner: str, style: dict[str, bool]) -> Element:
         if name.startswith("subteam^"):
             return {"type": "usergroup", "usergroup_id": name.removeprefix("subteam^")}
         return {"type": "broadcast", "range": name}
-    link: Element = {"type": "link", "url": target}
+    link: Element = {"type": "link", "url": _unescape(target)}
     if label:
-        link["text"] = label
+        link["text"] = _unescape(label)
     if style:
         link["style"] = dict(style)
     return link

@@ -168,3 +168,16 @@ def test_rich_text_structure() -> None:
     ]
     assert elements[3]["elements"] == [{"type": "text", "text": "code"}]
     assert elements[4]["style"] == "ordered"
+
+
+def test_rich_text_holds_the_characters_text_escapes(emulator: SlackEmulator) -> None:
+    # What a person types reaches `text` as Slack's mrkdwn (`&`, `<`, `>` escaped); the rich text
+    # block holds the characters themselves.
+    emulator.user_post(CAROL, HELP, "x &lt; y &amp;&amp; <https://a.example/?p=1&amp;q=2|a &amp; b>")
+    event = last_event(emulator)
+    assert event["text"] == "x &lt; y &amp;&amp; <https://a.example/?p=1&amp;q=2|a &amp; b>"
+    [section] = event["blocks"][0]["elements"]
+    assert section["elements"] == [
+        {"type": "text", "text": "x < y && "},
+        {"type": "link", "url": "https://a.example/?p=1&q=2", "text": "a & b"},
+    ]
