@@ -30,5 +30,11 @@ def build_worker(
         "slack_event": SlackEventHandler(desk, client).handle,
     }
     return Worker(
-        desk.db, performers, handlers, token_check=slack.token_works, worker_id=worker_id, config=config
+        desk.db,
+        performers,
+        handlers,
+        token_check=slack.token_works,
+        on_workers=slack.calls.gate.share_among,
+        worker_id=worker_id,
+        config=config,
     )

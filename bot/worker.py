@@ -29,6 +29,7 @@ while it talks to Slack or SMTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,7 +42,7 @@ from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_
 from bot.worker_pace import EdgeFirst
 from bot.worker_settle import describe, log_fields, settle, settle_pause
 from bot.worker_wake import WorkSignal, loop_time_of
-from store import inbound, outbox
+from store import inbound, outbox, worker_presence
 from store.db import Database, StoreUnavailable
 from store.models import utcnow
 from store.outbox import OutboxItem
@@ -74,6 +75,8 @@ TokenCheck = Callable[[], Awaitable[bool]]
 
 # After a pass that failed on a bug: wait this long, so a lasting fault does not flood the log.
 FAILED_PASS_WAIT = 5.0
+# A dead worker's presence row is deleted once this old.
+PRESENCE_FORGET_AFTER = timedelta(hours=1)
 
 
 @dataclass
@@ -93,6 +96,10 @@ class WorkerConfig:
     # Intake items are not renewed while handled (a big attachment can take a while): a longer lease.
     inbound_lease: timedelta = timedelta(seconds=120)
     heartbeat: float = 15.0  # how often held leases are renewed
+    # How often a worker on PostgreSQL says it is alive and counts the others, to keep its share of
+    # Slack's limits (store/worker_presence.py); a worker not seen for `presence_window` is not counted.
+    presence_interval: float = 5.0
+    presence_window: timedelta = timedelta(seconds=16)
     pause_state_interval: float = 1.0  # how often the shared "Slack paused" flag is read
     pause_check_interval: float = 15.0  # the longest wait between auth.test checks while paused
     drain_timeout: float = 2.5  # on stop: how long rows in flight may finish before they are given back
@@ -113,6 +120,7 @@ class Worker:
         inbound_handlers: Mapping[str, InboundHandler],
         *,
         token_check: TokenCheck | None = None,
+        on_workers: Callable[[int], None] | None = None,
         worker_id: str | None = None,
         config: WorkerConfig | None = None,
     ) -> None:
@@ -120,6 +128,8 @@ class Worker:
         self.performers = dict(performers)
         self.inbound_handlers = dict(inbound_handlers)
         self.token_check = token_check
+        # Told how many workers deliver (this one included), so Slack's limits are shared.
+        self.on_workers = on_workers
         self.worker_id = worker_id or default_worker_id()
         self.config = config or WorkerConfig()
         self._stopping = asyncio.Event()
@@ -182,13 +192,19 @@ class Worker:
         await self._reclaim_orphans()
         intake = asyncio.create_task(self._intake_loop())
         heartbeat = asyncio.create_task(self._heartbeat_loop())
+        # One worker on SQLite; on PostgreSQL any number share Slack's limits.
+        presence = asyncio.create_task(self._presence_loop()) if self._shares_limits() else None
         try:
             await self._delivery_loop()
         finally:
             await self._finish(intake)
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            if presence is not None:
+                presence.cancel()
+            await asyncio.gather(heartbeat, *([presence] if presence else []), return_exceptions=True)
             await self._give_back()
+            if presence is not None:
+                await self._check_out()
             log.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
 
     async def _delivery_loop(self) -> None:
@@ -283,6 +299,32 @@ class Worker:
                 self._store_lost(exc)
             except Exception:  # the worker's boundary: lease renewal must outlive any one failure
                 log.exception("renewing leases failed; trying again")
+
+    def _shares_limits(self) -> bool:
+        return self.on_workers is not None and self.db.is_postgresql
+
+    async def _presence_loop(self) -> None:
+        assert self.on_workers is not None
+        while True:
+            try:
+                workers = await asyncio.to_thread(
+                    worker_presence.check_in,
+                    self.db,
+                    self.worker_id,
+                    seen_within=self.config.presence_window,
+                    forget_after=PRESENCE_FORGET_AFTER,
+                )
+                self.on_workers(workers)
+            except StoreUnavailable as exc:
+                self._store_lost(exc)
+            except Exception:  # the worker's boundary: counting must outlive any one failure
+                log.exception("counting the workers failed; trying again")
+            await asyncio.sleep(self.config.presence_interval)
+
+    async def _check_out(self) -> None:
+        # Without the database, the others stop counting this worker once its row is old.
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.to_thread(worker_presence.check_out, self.db, self.worker_id)
 
     async def run_once(self) -> bool:
         """One pass, for tests and tools: intake, then one claimed batch performed to the end."""

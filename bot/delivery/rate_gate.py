@@ -8,9 +8,11 @@ is a few seconds away waits for it in process; one further away goes back to the
 (`Deferred`), so the row holds no worker slot while a sick channel or method recovers and everything
 else keeps flowing. A 429 moves its key's next slot to after `Retry-After`.
 
-The schedule is per process: several workers each pace themselves, and Slack's own 429 (honoured
-here) keeps the sum in check. With `pacing` off (an endpoint without Slack's limits, such as the
-sandbox emulator) only 429s hold calls back.
+The schedule is per process. Several workers share Slack's limits: each is told how many are alive
+(`share_among`, from `store.worker_presence`) and keeps that share of every limit, so together they
+keep to it; a 429 that still comes (a worker joined since the last count) is honoured. With
+`pacing` off (an endpoint without Slack's limits, such as the sandbox emulator) only 429s hold calls
+back.
 """
 
 from __future__ import annotations
@@ -53,13 +55,23 @@ DEFAULT_HORIZON = 5.0
 
 @dataclass
 class _Schedule:
-    """One key's GCRA state: `interval` between calls, `burst` calls allowed back to back."""
+    """One key's GCRA state: `interval` between calls, `burst` calls allowed back to back; this
+    process's share of the limit (`base_interval`, `base_burst`) when `share` workers divide it."""
 
-    interval: float
-    burst: int
+    base_interval: float
+    base_burst: int
+    share: int = 1
     next_free: float = 0.0  # the theoretical arrival time of the next call
     blocked_until: float = 0.0  # set by a 429
     deferred_until: float = 0.0  # the last slot handed to a deferred call, to spread their return
+
+    @property
+    def interval(self) -> float:
+        return self.base_interval * self.share
+
+    @property
+    def burst(self) -> int:
+        return max(1, self.base_burst // self.share)
 
     def earliest(self, now: float) -> float:
         """When a call may start, without reserving."""
@@ -88,6 +100,14 @@ class RateGate:
     pacing: bool = True
     rng: random.Random = field(default_factory=random.Random)
     _schedules: dict[tuple[str, str], _Schedule] = field(default_factory=dict)
+    _share: int = 1
+
+    def share_among(self, workers: int) -> None:
+        """`workers` processes (this one included) deliver to this workspace: keep 1/workers of
+        each limit."""
+        self._share = max(1, workers)
+        for schedule in self._schedules.values():
+            schedule.share = self._share
 
     # ----- keys -----
 
@@ -95,24 +115,26 @@ class RateGate:
         schedule = self._schedules.get(key)
         if schedule is None:
             schedule = self._new_schedule(key)
+            schedule.share = self._share
             self._schedules[key] = schedule
         return schedule
 
     def _new_schedule(self, key: tuple[str, str]) -> _Schedule:
         kind, name = key
         if not self.pacing:
-            return _Schedule(interval=0.0, burst=1)
+            return _Schedule(base_interval=0.0, base_burst=1)
         if kind == "post":
-            return _Schedule(interval=MARGIN / POST_PER_SECOND, burst=POST_BURST)
+            return _Schedule(base_interval=MARGIN / POST_PER_SECOND, base_burst=POST_BURST)
         if kind == "post-workspace":
             # Bursts up to a few seconds' worth; the minute's budget is spread evenly.
             # A minute's allowance may go at once (the cap is per minute); then the steady rate.
             return _Schedule(
-                interval=MARGIN * 60.0 / POST_WORKSPACE_PER_MINUTE, burst=POST_WORKSPACE_PER_MINUTE
+                base_interval=MARGIN * 60.0 / POST_WORKSPACE_PER_MINUTE,
+                base_burst=POST_WORKSPACE_PER_MINUTE,
             )
         per_minute = TIER_PER_MINUTE[METHOD_TIERS.get(name, DEFAULT_TIER)]
         # "Sporadic bursts are welcome": a tenth of the minute's budget back to back.
-        return _Schedule(interval=MARGIN * 60.0 / per_minute, burst=max(1, per_minute // 10))
+        return _Schedule(base_interval=MARGIN * 60.0 / per_minute, base_burst=max(1, per_minute // 10))
 
     @staticmethod
     def keys(method: str, channel: str | None) -> list[tuple[str, str]]:

@@ -4,11 +4,15 @@ Slack does refuse is retried after Retry-After without losing or repeating anyth
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.delivery import SlackDelivery
+from bot.delivery.rate_gate import RateGate
+from bot.worker import Worker, WorkerConfig
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import TRIAGE
 from store.models import OutboxState
@@ -17,6 +21,7 @@ from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     desk_for,
     emulator_fixture,
     open_email_ticket,
+    open_rows,
     posts_by_row,
     rows,
     run_until_drained,
@@ -48,3 +53,48 @@ def test_a_flood_into_one_channel_keeps_to_slacks_limit(
         assert len(refused) >= 3  # Slack pushes back; the outbox still gets everything through
     assert {row.state for row in rows(desk.db)} == {OutboxState.DONE}
     assert sorted(posts_by_row(emulator).values()) == [1] * (2 * TICKETS)
+
+
+def test_two_workers_together_keep_to_a_channels_limit(
+    database_url: str, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL): one worker on SQLite")
+    emulator.rate_limits(enabled=True)
+    desk = desk_for(database_url, emulator, tmp_path / "files", slack_pacing=True)
+    counted: dict[str, list[int]] = {}
+    workers = []
+    for name in ("a", "b"):
+        delivery = SlackDelivery(desk, client_for(emulator))
+        seen = counted.setdefault(name, [])
+
+        def told(workers: int, gate: RateGate = delivery.calls.gate, seen: list[int] = seen) -> None:
+            seen.append(workers)
+            gate.share_among(workers)
+
+        config = WorkerConfig(lease=timedelta(seconds=30), pause_state_interval=0.0, presence_interval=0.1)
+        performers = delivery.performers()
+        workers.append(Worker(desk.db, performers, {}, on_workers=told, worker_id=f"w-{name}", config=config))
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(worker.run()) for worker in workers]
+        try:
+            # Both know of the other before the flood comes.
+            while not all(seen and seen[-1] == 2 for seen in counted.values()):
+                await asyncio.sleep(0.02)
+            for n in range(TICKETS):
+                await asyncio.to_thread(open_email_ticket, desk, subject=f"Request {n}")
+            while await asyncio.to_thread(open_rows, desk.db):
+                await asyncio.sleep(0.05)
+        finally:
+            for worker in workers:
+                worker.stop()
+            await asyncio.gather(*tasks)
+
+    asyncio.run(asyncio.wait_for(run(), timeout=90))
+    posts = emulator.calls_to("chat.postMessage", channel=TRIAGE)
+    refused = [call for call in posts if call.status == 429]
+    print(f"\n429s with two workers sharing the limit: {len(refused)} of {len(posts)} calls")
+    assert len(refused) <= 1  # as for one worker: a stall can bunch two requests up, never a storm
+    assert sorted(posts_by_row(emulator).values()) == [1] * (2 * TICKETS)
+    assert {row.state for row in rows(desk.db)} == {OutboxState.DONE}

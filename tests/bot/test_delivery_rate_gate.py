@@ -21,6 +21,19 @@ def test_posts_to_one_channel_burst_then_one_per_second() -> None:
     assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [0, 0, 0, 1.05, 2.1, 3.15]
 
 
+def test_two_workers_each_keep_half_of_a_channels_limit() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock)
+    rate_gate.share_among(2)
+    waits = [rate_gate.admit(POST, "C1") for _ in range(3)]
+    # A burst of one (3 // 2), then one every 2.1 s: with the other worker's, one a second.
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [0, 2.1, 4.2]
+    # A schedule made before the count changed follows it too; alone again, the whole limit.
+    rate_gate.share_among(1)
+    clock.advance(20)
+    assert [rate_gate.admit(POST, "C1") for _ in range(3)] == [Admitted(wait=0)] * 3
+
+
 def test_a_busy_channel_does_not_slow_another_channel() -> None:
     clock = ManualClock()
     rate_gate = gate(clock)
