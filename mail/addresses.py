@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mail.inbound_charset import decode_surrogates
 from mail.inbound_headers import clean_text, decode_encoded_words, unfold
-from store.models import MAX_ADDRESS_CHARS
+from store.limits import MAX_ADDRESS_CHARS
 
 # A pragmatic addr-spec shape (RFC 5322 section 3.4.1 dot-atom; internationalised per RFC 6531):
 # no whitespace, quotes, brackets or separators; a domain of labels, or an address literal.

@@ -96,11 +96,6 @@ class ShownText(_ShownTextMixin, TypeDecorator[str]):
     cache_ok = True
 
 
-# The longest email address anyone can deliver to (RFC 5321 section 4.5.3.1.3: a path holds 256
-# characters with its angle brackets), and the longest local part (section 4.5.3.1.1).
-MAX_ADDRESS_CHARS = 254
-MAX_LOCAL_PART_CHARS = 64
-
 # The longest URL `link` keeps (browsers and trackers handle far shorter ones).
 MAX_LINK_URL_CHARS = 2000
 

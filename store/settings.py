@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from store.models import MAX_ADDRESS_CHARS
+from store.limits import MAX_ADDRESS_CHARS
 
 
 class SettingsError(Exception):

@@ -40,7 +40,11 @@ def _execute(ctx: CommandContext, verb: Verb, invocation: Invocation) -> Command
         # A value a column cannot hold that no check caught (PostgreSQL enforces lengths, SQLite
         # does not): the verb's transaction rolled back, and the person still gets an answer.
         log.exception("%s: a value did not fit the store", verb.name)
-        return CommandReply("A value in that command is too long for the desk: nothing changed.", ok=False)
+        return CommandReply(
+            "A value in that command cannot be stored (too long, or a character the database "
+            "refuses): nothing changed.",
+            ok=False,
+        )
 
 
 def run_desk_command(ctx: CommandContext, text: str) -> CommandReply:

@@ -71,9 +71,12 @@ def email_address(token: Token) -> str | None:
     """A plain email address, from `<mailto:…|…>` or as typed; lower-cased."""
     match = _MAILTO.match(token.raw)
     try:
-        return check_address(unescape(match.group(1) if match else token.raw))
+        address = check_address(unescape(match.group(1) if match else token.raw))
     except InvalidRequest:
         return None
+    # Typed by staff for a customer: a domain on the Internet (a dot), not a host name or a literal.
+    domain = address.partition("@")[2]
+    return address if "." in domain and "[" not in domain else None
 
 
 def link_url(token: Token) -> str | None:

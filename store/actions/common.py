@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 from store import outbox
 from store.db import InvalidRequest
 from store.keys import new_message_id
+from store.limits import MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHARS
 from store.models import (
-    MAX_ADDRESS_CHARS,
-    MAX_LOCAL_PART_CHARS,
     EmailId,
     Participant,
     Ticket,
@@ -71,17 +70,19 @@ class DeskPolicy:
 
 
 def check_address(email: str) -> str:
-    """The address, lower-cased, when it has the shape of one mail can be delivered to."""
+    """The address, lower-cased, when it has the shape of one mail can be delivered to: what the
+    intake takes (`mail.addresses.normalize_address`: `root@localhost` and `ops@[10.0.0.1]` too),
+    within RFC 5321's lengths."""
     email = email.strip().lower()
     local, at, domain = email.partition("@")
     if (
         not at
         or not local
+        or not domain
         or "@" in domain
-        or "." not in domain
         or len(email) > MAX_ADDRESS_CHARS
         or len(local) > MAX_LOCAL_PART_CHARS
-        or any(c.isspace() or c in '<>,;"()[]' for c in email)
+        or any(c.isspace() or c in '<>,;"()' for c in email)
     ):
         raise InvalidRequest(f"{email[:60]!r} is not an email address")
     return email

@@ -157,6 +157,20 @@ def test_cc_addresses_become_participants_but_never_our_own(desk: Desk) -> None:
     assert [row.payload["template"] for row in outbox(desk, "email.send")] == ["acknowledgement"]
 
 
+@pytest.mark.parametrize("sender", ["root@localhost", "ops@[10.0.0.1]"])
+def test_every_sender_the_intake_accepts_opens_a_ticket(desk: Desk, sender: str) -> None:
+    # A host without a dotted domain, an address literal: the intake took them, so must the store.
+    ingest(
+        desk,
+        mail(sender=f"Ops <{sender}>", Cc=f"Backup <backup@{sender.partition('@')[2]}>"),
+        mail_from=sender,
+    )
+    assert [c.email for c in rows(desk, Customer)] == [sender]
+    assert sorted(p.email for p in rows(desk, Participant)) == sorted(
+        [sender, f"backup@{sender.partition('@')[2]}"]
+    )
+
+
 def test_cc_participants_keep_the_names_the_mail_gave_them(desk: Desk) -> None:
     ingest(desk, mail(Cc='"Ortiz, Sam" <sam@customer.test>, dan@other.test'))
     names = {p.email: p.name for p in rows(desk, Participant)}
