@@ -163,6 +163,8 @@ def _migrate(db: Database, revision: str, step: Callable[[Config, str], None]) -
         # The database refused the migration (no right to create tables, a file that is not a
         # database): one line naming the cause, for whoever runs it.
         raise StoreError(f"cannot migrate the database: {_first_line(exc)}") from exc
+    except CommandError as exc:  # Alembic's: e.g. a downgrade "target" above the current revision
+        raise StoreError(f"cannot migrate the database: {exc}") from exc
 
 
 def _migrate_locked(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:

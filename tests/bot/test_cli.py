@@ -90,6 +90,9 @@ def test_db_downgrade_goes_back_to_a_revision_and_refuses_one_it_does_not_know(t
     assert unknown.stderr.strip().splitlines() == [
         "servicedesk: no schema revision '9999': this release knows base to 0005"
     ]
+    above = run_cli("db", "downgrade", "0005", env=env, cwd=tmp_path)
+    assert above.returncode == 2 and "Traceback" not in above.stderr, above.stderr
+    assert above.stderr.startswith("servicedesk: cannot migrate the database: Destination 0005 is not")
     result = run_cli("db", "downgrade", "base", env=env, cwd=tmp_path)
     assert result.stdout == "database is at schema revision base (no tables)\n", result.stderr
     assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
