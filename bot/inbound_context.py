@@ -32,6 +32,7 @@ from store.actions import (
     add_customer_message,
     customer_for_slack_user,
     message_by_slack_ts,
+    remember_slack_edit,
     ticket_by_slack_thread,
     ticket_owning_slack_thread,
 )
@@ -53,6 +54,9 @@ class Claim:
 
     work: inbound.InboundWork
     worker_id: str
+    # An edit taken as the message it overtook: (channel, ts, the edit's ts). The message is stored
+    # holding that edit, so an older edit arriving after it changes nothing.
+    taken_edit: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -135,7 +139,10 @@ class InboundContext:
                     # Our lease lapsed and another worker holds the item: it will apply it.
                     log.warning("intake item %s was taken over by another worker", claim.work.id)
                     return None
-                return change(session) if change is not None else None
+                result = change(session) if change is not None else None
+                if claim.taken_edit is not None:
+                    remember_slack_edit(session, *claim.taken_edit)
+                return result
 
         return await asyncio.to_thread(run)
 

@@ -61,6 +61,8 @@ async def handle_edited(
             # (`edit_slack_message` never makes a note public): it is taken with its prefix.
             if NOTE_PREFIX.match(edit.previous_text) and not NOTE_PREFIX.match(message.text):
                 message = replace(message, text=f"note: {message.text}")
+            if edit.edited_ts is not None:
+                claim = replace(claim, taken_edit=(message.channel, message.ts, edit.edited_ts))
             await handle_posted(ctx, claim, message, home_team)
         else:
             await ctx.apply(claim)  # not ours: chatter, or a message from before we watched

@@ -16,6 +16,7 @@ from store.actions.messages import (
     message_by_email_id,
     message_by_slack_ts,
     record_bounce,
+    remember_slack_edit,
     settle_delivery,
 )
 from store.actions.tickets import (
@@ -65,6 +66,7 @@ __all__ = [
     "message_by_slack_ts",
     "open_ticket",
     "record_bounce",
+    "remember_slack_edit",
     "remove_participant",
     "set_priority",
     "set_status",

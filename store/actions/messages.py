@@ -363,6 +363,16 @@ def _emailed(session: Session, message: Message) -> bool:
     return session.scalar(sent.limit(1)) is not None
 
 
+def remember_slack_edit(session: Session, channel: str, ts: str, edit_ts: str) -> None:
+    """The message at (channel, ts) was stored from its edit at `edit_ts` (the edit overtook it):
+    it holds that edit, so an older one arriving later changes nothing."""
+    session.execute(
+        update(Message)
+        .where(Message.slack_channel == channel, Message.slack_ts == ts, Message.slack_edit_ts.is_(None))
+        .values(slack_edit_ts=edit_ts)
+    )
+
+
 def ts_order(ts: str) -> tuple[int, int]:
     """A Slack ts (`seconds.micros`) as something that sorts by time."""
     seconds, _, fraction = ts.partition(".")

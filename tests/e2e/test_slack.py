@@ -351,6 +351,26 @@ def test_an_older_edit_arriving_late_does_not_undo_a_newer_one(desk: Desk) -> No
     assert desk.emulator.message(CONNECT, posted.ts).text.startswith("Do NOT")
 
 
+def test_an_older_edit_of_a_message_its_newer_edit_overtook_changes_nothing(desk: Desk) -> None:
+    customer_ts, card_ts = open_ticket(desk)
+    # Dan writes and edits twice; only the last edit's event gets through at first.
+    desk.emulator.deliver_events_to(None)
+    ts = desk.emulator.user_post(DAN, CONNECT, "Export broken", thread_ts=customer_ts)
+    posted = desk.emulator.events[-1]
+    desk.emulator.user_edit(DAN, CONNECT, ts, "Export broken (v2)")
+    first = desk.emulator.events[-1]
+    desk.emulator.deliver_events_to(desk.url)
+    desk.emulator.user_edit(DAN, CONNECT, ts, "Export broken (final)")
+    desk.wait_thread_text(TRIAGE, card_ts, "(final)")  # the edit, taken as the message
+    desk.idle()
+    updates = len(desk.emulator.calls_to("chat.update"))
+    _retry(desk, first)
+    _retry(desk, posted)
+    desk.idle()
+    assert "(final)" in (desk.message_at(CONNECT, ts) or Message()).body_markdown
+    assert len(desk.emulator.calls_to("chat.update")) == updates
+
+
 # ----- duplicates, bots, forged requests -----
 
 
