@@ -38,8 +38,8 @@ def _mark_processed(session: Session, message: PostedMessage) -> bool:
 async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> CommandReply:
     profile = await ctx.directory.profile_or_standin(message.user)
     # The executor reads names from the profile cache synchronously: look up whom it mentions
-    # first, so `!assign @bob` says "Bob Baker", not an id.
-    await ctx.directory.mention_resolver([message.raw])
+    # first, so `!assign @bob` says "Bob Baker", not an id (and refuses someone Slack does not know).
+    unknown = await ctx.directory.look_up_mentions([message.raw])
     command_ctx = CommandContext(
         desk=ctx.desk,
         user_id=message.user,
@@ -47,6 +47,7 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
         # Only staff reach here (bot.inbound_triage checks); the executor checks again.
         is_staff=True,
         workspace_url=await ctx.workspace_url(),
+        unknown_users=unknown,
     )
     # The executor takes the words after the `!`; mentions stay `<@U…>` as Slack sent them.
     words = message.text.strip().removeprefix(COMMAND_PREFIX).strip()

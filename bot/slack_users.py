@@ -239,10 +239,18 @@ class SlackDirectory:
             return SlackProfile(user_id=user_id, known=False)
         return await asyncio.to_thread(store_profile, self.db, profile_from_api(user))
 
-    async def unknown_people(self, user_ids: Iterable[str]) -> frozenset[str]:
-        """Of `user_ids`, those Slack has no one for (deleted, mistyped, or hidden from the app).
-        Raises SlackLookupFailed when Slack cannot say."""
-        profiles = await asyncio.gather(*(self.profile(user_id) for user_id in sorted(set(user_ids))))
+    async def look_up_mentions(self, messages: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+        """Before a command runs (it reads names from the store's cache): fetch everyone and
+        everything the messages mention. Returns the people Slack has no one for (deleted,
+        mistyped, or hidden from the app), whom a command must not store; none when Slack cannot
+        say (then SlackLookupFailed is logged and the names read as ids)."""
+        mentioning = list(messages)
+        await self.mention_resolver(mentioning)
+        try:
+            profiles = await asyncio.gather(*(self.profile(u) for u in sorted(mentioned_ids(mentioning)[0])))
+        except SlackLookupFailed as error:
+            log.warning("mentions not checked, Slack is unavailable: %s", error)
+            return frozenset()
         return frozenset(profile.user_id for profile in profiles if not profile.known)
 
     async def profile_or_standin(self, user_id: str) -> SlackProfile:

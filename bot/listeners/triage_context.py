@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import CommandContext
 from bot.home import workspace_url
 from bot.listeners.command_rate import CommandRate
-from bot.slack_users import SlackDirectory, SlackLookupFailed, mentioned_ids
+from bot.slack_users import SlackDirectory, SlackLookupFailed
 from bot.staff import StaffDirectory
 from store.context import Desk
 
@@ -71,11 +71,8 @@ class TriageSide:
             try:
                 async with asyncio.timeout_at(deadline):
                     name = (await self.directory.profile(user_id)).shown_name
-                    # Cached for the command, which reads names synchronously from the store.
-                    mentions = [{"text": text} for text in mentioned_in]
-                    await self.directory.mention_resolver(mentions)
-                    # So `assign @someone` Slack does not know is refused, not stored.
-                    unknown = await self.directory.unknown_people(mentioned_ids(mentions)[0])
+                    # Cached for the command; `assign @someone` Slack does not know is refused.
+                    unknown = await self.directory.look_up_mentions([{"text": text} for text in mentioned_in])
             except SlackLookupFailed as error:
                 log.warning("names not looked up, Slack is unavailable: %s", error)
             except TimeoutError:

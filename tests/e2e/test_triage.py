@@ -243,6 +243,14 @@ def test_thread_commands_act_on_the_threads_ticket(running: Triage) -> None:
     running.emulator.user_post(ALICE, TRIAGE, "!assign <@U0BOB>", thread_ts=card_ts)
     running.service.wait_for(lambda: running.ticket(1).assignee_slack_id == BOB, "Bob assigned")
     running.wait_line(1, "alice assigned the ticket to ")
+    running.emulator.user_post(ALICE, TRIAGE, "!assign <@U0NOBODY>", thread_ts=card_ts)
+    running.service.wait_for(
+        lambda: any(
+            "Slack knows no one as `U0NOBODY`" in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE)
+        ),
+        "the refusal, privately",
+    )
+    assert running.ticket(1).assignee_slack_id == BOB
     running.emulator.user_post(ALICE, TRIAGE, "!frobnicate", thread_ts=card_ts)
     running.service.wait_for(
         lambda: any(
