@@ -199,11 +199,14 @@ class Worker:
         finally:
             await self._finish(intake)
             heartbeat.cancel()
-            if presence is not None:
-                presence.cancel()
-            await asyncio.gather(heartbeat, *([presence] if presence else []), return_exceptions=True)
+            await asyncio.gather(heartbeat, return_exceptions=True)
             await self._give_back()
             if presence is not None:
+                # On stop the loop ends by itself, after any check-in under way: one committed after
+                # the check-out would count this worker for a while longer.
+                if not self._stopping.is_set():
+                    presence.cancel()
+                await asyncio.gather(presence, return_exceptions=True)
                 await self._check_out()
             log.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
 
@@ -305,7 +308,7 @@ class Worker:
 
     async def _presence_loop(self) -> None:
         assert self.on_workers is not None
-        while True:
+        while not self._stopping.is_set():
             try:
                 workers = await asyncio.to_thread(
                     worker_presence.check_in,
@@ -319,7 +322,8 @@ class Worker:
                 self._store_lost(exc)
             except Exception:  # the worker's boundary: counting must outlive any one failure
                 log.exception("counting the workers failed; trying again")
-            await asyncio.sleep(self.config.presence_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.presence_interval)
 
     async def _check_out(self) -> None:
         # Without the database, the others stop counting this worker once its row is old.

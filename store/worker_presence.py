@@ -14,6 +14,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.models import ServiceState, utcnow
@@ -33,10 +34,14 @@ def check_in(
     forget_after: timedelta,
     now: datetime | None = None,
 ) -> int:
-    """Say this worker is alive; how many workers (this one included) were seen within `seen_within`."""
-    now = now or utcnow()
+    """Say this worker is alive; how many workers (this one included) were seen within `seen_within`.
+
+    Times are the database's (`now` only for tests): workers on machines whose clocks disagree
+    still judge each other by one clock.
+    """
     key = _key(worker_id)
     with db.transaction() as session:
+        now = now or _database_now(session)
         seen = session.scalar(
             update(ServiceState)
             .where(ServiceState.key == key)
@@ -54,6 +59,14 @@ def check_in(
             ServiceState.key.startswith(PREFIX), ServiceState.updated_at >= now - seen_within
         )
         return max(1, int(session.scalar(live) or 0))
+
+
+def _database_now(session: Session) -> datetime:
+    if session.get_bind().dialect.name == "postgresql":
+        found = session.scalar(select(func.now()))
+        if isinstance(found, datetime):
+            return found
+    return utcnow()  # SQLite: one machine, one worker
 
 
 def check_out(db: Database, worker_id: str) -> None:

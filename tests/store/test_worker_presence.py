@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from freezegun import freeze_time
 from sqlalchemy import select
 
 from store import worker_presence
@@ -41,3 +43,17 @@ def test_a_dead_workers_row_is_forgotten_and_other_state_is_left_alone(db: Datab
         keys = session.scalars(select(ServiceState.key)).all()
     assert sorted(key.startswith("worker:") for key in keys) == [False, True]
     assert slack_paused(db) == "token revoked"
+
+
+def test_workers_judge_each_other_by_the_databases_clock(db: Database) -> None:
+    if not db.is_postgresql:
+        pytest.skip("needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL): one worker on SQLite")
+
+    def check_in_now(worker_id: str) -> int:
+        return worker_presence.check_in(db, worker_id, seen_within=WINDOW, forget_after=FORGET)
+
+    assert check_in_now("host-a:1") == 1
+    # host-b's clock runs an hour ahead: by its own, host-a's row would be long gone.
+    with freeze_time(utcnow() + timedelta(hours=1), tick=True):
+        assert check_in_now("host-b:2") == 2
+    assert check_in_now("host-a:1") == 2
