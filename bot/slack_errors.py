@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 # A token Slack refuses for good (not Slack being unreachable): a setting to fix, not a retry.
 REFUSED_TOKEN = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
+
+
+def retry_after(headers: Mapping[str, Any], default: float) -> float:
+    """Seconds a 429's `Retry-After` asks to wait; `default` when it says nothing usable."""
+    try:
+        return max(float(headers.get("Retry-After", default)), 0.0)
+    except (TypeError, ValueError):
+        return default

@@ -22,6 +22,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack_errors import retry_after
 from bot.slack_users import describe_error, is_transient
 from store.actions import NewAttachment
 from store.files import FileStore
@@ -247,7 +248,4 @@ def _retry_after(error: BaseException) -> float:
     """Seconds a 429 asks to wait, at most MAX_RETRY_AFTER (the worker holds the message meanwhile)."""
     if not isinstance(error, SlackApiError):
         return 0.0
-    try:
-        return min(float(error.response.headers.get("Retry-After", 0)), MAX_RETRY_AFTER)
-    except (TypeError, ValueError):
-        return 0.0
+    return min(retry_after(error.response.headers, 0.0), MAX_RETRY_AFTER)

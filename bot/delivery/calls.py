@@ -23,6 +23,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.delivery.rate_gate import Deferred, RateGate
 from bot.outcomes import Fail, Outcome, Pause, Retry
 from bot.slack_errors import REFUSED_TOKEN
+from bot.slack_errors import retry_after as slack_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class SlackCalls:
         data = response.data if isinstance(response.data, dict) else {}
         error = str(data.get("error") or "")
         if response.status_code == 429 or error == "ratelimited":
-            retry_after = _retry_after(response.headers)
+            retry_after = slack_retry_after(response.headers, DEFAULT_RETRY_AFTER)
             self.gate.blocked(method, channel, retry_after)
             where = f" in {channel}" if channel and method == "chat.postMessage" else ""
             log.info("Slack rate-limited %s%s for %.0fs", method, where, retry_after)
@@ -139,10 +140,3 @@ class SlackCalls:
         if error in ok_errors:
             return data
         raise Stop(outcome_for_error(method, error))
-
-
-def _retry_after(headers: Any) -> float:
-    try:
-        return max(float(headers.get("Retry-After", DEFAULT_RETRY_AFTER)), 0.0)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
