@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manifest import BOT_SCOPES
-from bot.service import required_settings
+from bot.service import ROLES, required_settings
 from bot.slack_errors import REFUSED_TOKEN
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
@@ -40,7 +40,7 @@ class Report:
         self.lines.append(f"note     {text}")
 
 
-ALL_ROLES = frozenset({"web", "smtp", "worker"})
+ALL_ROLES = frozenset(ROLES)
 
 
 def check_settings(

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 EXIT_USAGE = 2
 
 
+def _add_role_options(parser: argparse.ArgumentParser, *, role: str, socket_mode: str) -> None:
+    """`--role` and `--socket-mode`, the same for `serve` and for `check`. The names are
+    `bot.service.ROLES`, written out here: this module imports only the standard library at the top."""
+    parser.add_argument("--role", action="append", choices=["web", "smtp", "worker"], help=role)
+    parser.add_argument("--socket-mode", action="store_true", help=socket_mode)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servicedesk",
@@ -32,14 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the Slack endpoint, the SMTP intake and the delivery worker"
     )
-    serve.add_argument(
-        "--role",
-        action="append",
-        choices=["web", "smtp", "worker"],
-        help="run only this part (repeatable); default: all three",
-    )
-    serve.add_argument(
-        "--socket-mode", action="store_true", help="receive Slack events over Socket Mode, not HTTP"
+    _add_role_options(
+        serve,
+        role="run only this part (repeatable); default: all three",
+        socket_mode="receive Slack events over Socket Mode, not HTTP",
     )
 
     demo = commands.add_parser("demo", help="play a short story against a local Slack emulator and mail sink")
@@ -59,16 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="validate settings, the Slack token, scopes and channel membership"
     )
-    check.add_argument(
-        "--role",
-        action="append",
-        choices=["web", "smtp", "worker"],
-        help="check what this part of `serve` needs (repeatable); default: all three",
-    )
-    check.add_argument(
-        "--socket-mode",
-        action="store_true",
-        help="the web role will receive events over Socket Mode (default: either way will do)",
+    _add_role_options(
+        check,
+        role="check what this part of `serve` needs (repeatable); default: all three",
+        socket_mode="the web role will receive events over Socket Mode (default: either way will do)",
     )
 
     box = commands.add_parser("outbox", help="list pending and failed deliveries")
