@@ -50,11 +50,9 @@ class CopiedFiles:
 
 class FileNotCopied(Exception):
     """This file cannot be copied; the message says why in plain words. `name` is the file's, once
-    Slack has told it."""
+    Slack has told it (a Slack Connect event names none)."""
 
-    def __init__(self, reason: str, name: str | None = None) -> None:
-        super().__init__(reason)
-        self.name = name
+    name: str | None = None
 
 
 def safe_filename(name: str, fallback: str = "file") -> str:
@@ -124,7 +122,7 @@ class SlackFileCopier:
         try:
             return await self._copy_described(info, name)
         except FileNotCopied as reason:
-            reason.name = reason.name or name
+            reason.name = name
             raise
 
     async def _copy_described(self, info: Mapping[str, Any], name: str) -> NewAttachment:
