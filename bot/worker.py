@@ -146,6 +146,12 @@ class Worker:
         # Outcomes reached while the database was away, recorded once it is back.
         self._unsettled: list[tuple[OutboxItem, Outcome]] = []
         self._store_down = False
+        # A claim the database committed but whose answer an outage swallowed leaves rows held under
+        # this worker's id that it does not know of: they would wait out their lease (a minute or
+        # two) after the database is back. After an outage, whichever loop saw it, each loop gives
+        # back what it holds but does not know of before it claims again.
+        self._outbox_claims_unknown = False
+        self._intake_claims_unknown = False
         self._paused = False
         self._pause_lock = asyncio.Lock()
         self._pause_read_at = float("-inf")
@@ -220,6 +226,7 @@ class Worker:
             started, more, failed = 0, False, False
             try:
                 await self._settle_kept()
+                await self._give_back_unknown_rows()
                 await self._check_pause()
                 started, more = await self._fill()
                 self._store_back()
@@ -355,6 +362,12 @@ class Worker:
         kinds = frozenset(self.inbound_handlers)
         if not kinds:
             return 0
+        if self._intake_claims_unknown:
+            # Nothing is in hand between passes: every item held is one the outage cut off.
+            released = await asyncio.to_thread(inbound.release, self.db, self.worker_id)
+            self._intake_claims_unknown = False
+            if released:
+                log.info("took back %d intake item(s) held when the database went away", released)
         work = await asyncio.to_thread(
             inbound.claim,
             self.db,
@@ -477,6 +490,19 @@ class Worker:
             await self._settle(item, outcome)
             self._unsettled.pop(0)
 
+    async def _give_back_unknown_rows(self) -> None:
+        """After an outage: give back the rows held under this worker's id that are neither in
+        flight nor waiting to be settled. None of them was performed, so the attempt is undone."""
+        if not self._outbox_claims_unknown:
+            return
+        known = [*self._in_flight, *(item.id for item, _ in self._unsettled)]
+        released = await asyncio.to_thread(
+            outbox.release, self.db, self.worker_id, untouched=True, keep=known
+        )
+        self._outbox_claims_unknown = False
+        if released:
+            log.info("took back %d delivery row(s) claimed as the database went away", released)
+
     # ----- pausing Slack delivery when the token stops working -----
 
     async def _pause(self, item: OutboxItem, outcome: Pause) -> None:
@@ -556,6 +582,7 @@ class Worker:
             self._store_lost(exc)
 
     def _store_lost(self, exc: StoreUnavailable) -> None:
+        self._outbox_claims_unknown = self._intake_claims_unknown = True
         if not self._store_down:  # an outage is logged once, not per pass
             log.error("worker cannot reach the database: %s", exc)
             self._store_down = True

@@ -294,7 +294,8 @@ def holders(db: Database, prefix: str) -> list[str]:
     return [holder for holder in found if holder]
 
 
-def release(db: Database, worker_id: str) -> None:
+def release(db: Database, worker_id: str) -> int:
+    """Give back every item `worker_id` holds: how many."""
     with db.transaction() as session:
         result = session.execute(
             update(InboundItem)
@@ -306,5 +307,7 @@ def release(db: Database, worker_id: str) -> None:
                 attempts=InboundItem.attempts - 1,
             )
         )
-        if result.rowcount:  # type: ignore[attr-defined]
+        released = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if released:
             note(session, Topic.INTAKE)
+        return released

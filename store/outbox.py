@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -450,8 +451,9 @@ def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bo
     return True
 
 
-def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
-    """Give back every row `worker_id` holds (on shutdown, or a dead worker's), due now.
+def release(db: Database, worker_id: str, *, untouched: bool = False, keep: Collection[int] = ()) -> int:
+    """Give back every row `worker_id` holds but those in `keep` (on shutdown, a dead worker's, or
+    a claim whose answer a database outage swallowed), due now.
 
     The attempt stays counted unless the caller knows nothing was sent (`untouched`): a row given
     back mid-call has an unknown outcome, and its next attempt must look for what it did.
@@ -467,7 +469,11 @@ def release(db: Database, worker_id: str, *, untouched: bool = False) -> int:
     with db.transaction() as session:
         result = session.execute(
             update(Outbox)
-            .where(Outbox.state == OutboxState.CLAIMED, Outbox.claimed_by == worker_id)
+            .where(
+                Outbox.state == OutboxState.CLAIMED,
+                Outbox.claimed_by == worker_id,
+                Outbox.id.not_in(list(keep)),
+            )
             .values(**values)
         )
         released = int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class TcpProxy:
@@ -15,6 +19,7 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._upstream_ports: set[int] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
 
     def start(self) -> int:
@@ -22,32 +27,38 @@ class TcpProxy:
         self._call(self._listen())
         return self.port
 
-    def cut(self) -> None:
-        """Refuse new connections and drop every open one, as a dead server or network would."""
-        self._call(self._cut())
+    def cut(self) -> frozenset[int]:
+        """Refuse new connections and drop every open one, as a dead server or network would.
+
+        Returns the local ports of the dropped server-side connections: what the server had already
+        received (a COMMIT, say) it may still finish after this returns, and these ports are how a
+        test finds those sessions on the server and waits for them to end."""
+        return self._call(self._cut())
 
     def restore(self) -> None:
         self._call(self._listen())
 
     def stop(self) -> None:
-        self._call(self._cut())
+        self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
-    def _call(self, coroutine: object) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)  # type: ignore[arg-type]
+    def _call(self, coroutine: Coroutine[object, object, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def _cut(self) -> None:
+    async def _cut(self) -> frozenset[int]:
         if self._server is not None:
             self._server.close()
             self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        dropped, self._upstream_ports = frozenset(self._upstream_ports), set()
+        return dropped
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -55,11 +66,14 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        upstream_port = int(upstream_writer.get_extra_info("sockname")[1])
         self._writers.update((writer, upstream_writer))
+        self._upstream_ports.add(upstream_port)
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer), return_exceptions=True
         )
         self._writers.difference_update((writer, upstream_writer))
+        self._upstream_ports.discard(upstream_port)
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -159,3 +159,25 @@ def test_start_ticket_hands_back_the_requesters_participant(db):
             origin_thread_ts="1.1",
         )
         assert nobody is None and slack_ticket.number == ticket.number + 1
+
+
+def test_release_gives_back_what_a_worker_holds_but_the_rows_it_keeps(db):
+    # After an outage a worker gives back the rows a swallowed claim left it, but not those in flight.
+    with db.transaction() as s:
+        for number in range(3):
+            customer = actions.customer_for_email(s, f"k{number}@b.example")
+            actions.open_ticket(s, POLICY, subject="x", requester=customer, origin=Origin.EMAIL, actor=ALICE)
+    held = outbox.claim_due(db, "w1", limit=3)
+    other = outbox.claim_due(db, "w2")
+    assert len(held) == 3 and other == []
+    in_flight = held[0].id
+    assert outbox.release(db, "w2", untouched=True) == 0  # another worker's rows are not its to give
+    assert outbox.release(db, "w1", untouched=True, keep=[in_flight]) == 2
+    with db.transaction() as s:
+        rows = {row.id: (row.state, row.claimed_by, row.attempts) for row in s.scalars(select(Outbox))}
+    assert rows[in_flight] == ("claimed", "w1", 1)
+    assert sorted(state for row_id, state in rows.items() if row_id != in_flight) == [
+        ("pending", None, 0),
+        ("pending", None, 0),
+    ]
+    assert sorted(item.id for item in outbox.claim_due(db, "w2")) == sorted(item.id for item in held[1:])
