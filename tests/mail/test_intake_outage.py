@@ -8,19 +8,17 @@ test cuts.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from store.context import Desk
 from store.db import Database
 from store.settings import Settings
+from tests.faults.tcp_proxy import TcpProxy
 from tests.mail.intake_server import client, mail_bytes, running_intake, stored_items
 
 
@@ -29,69 +27,6 @@ class Outage:
     url: str
     cut: Callable[[], object]
     restore: Callable[[], object]
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a server; `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.open: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.down = False
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                downstream, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.down:
-                downstream.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            upstream.settimeout(None)
-            with self.lock:
-                self.open += [downstream, upstream]
-            threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.down = True
-        with self.lock:
-            connections, self.open = self.open, []
-        for connection in connections:
-            with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-
-    def restore(self) -> None:
-        self.down = False
-
-    def close(self) -> None:
-        self.closed = True
-        self.cut()
-        self.listener.close()
 
 
 @contextmanager
@@ -109,10 +44,10 @@ def store_outage(database_url: str, tmp_path: Path) -> Iterator[Outage]:
         return
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     try:
-        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        proxied = url.set(host="127.0.0.1", port=proxy.start())
         yield Outage(proxied.render_as_string(hide_password=False), proxy.cut, proxy.restore)
     finally:
-        proxy.close()
+        proxy.stop()
 
 
 def send(port: int, raw: bytes) -> tuple[int, bytes]:
@@ -161,24 +96,3 @@ def test_rcpt_with_a_key_gets_451_not_550_while_the_store_is_away(database_url: 
             db.dispose()
     # A key cannot be checked now: refusing it for good (550) could lose a real reply.
     assert code == 451
-
-
-@pytest.mark.parametrize("cuts", [1, 3])
-def test_the_proxy_itself_recovers(cuts: int) -> None:
-    """The PostgreSQL path's proxy: every cut refuses, every restore accepts again."""
-    server = socket.create_server(("127.0.0.1", 0))
-    proxy = TcpProxy("127.0.0.1", int(server.getsockname()[1]))
-    try:
-        for _ in range(cuts):
-            proxy.cut()
-            with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as refused:
-                assert refused.recv(1) == b""
-            proxy.restore()
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as accepted:
-            peer, _ = server.accept()
-            peer.sendall(b"ok")
-            assert accepted.recv(2) == b"ok"
-            peer.close()
-    finally:
-        proxy.close()
-        server.close()
