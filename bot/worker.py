@@ -473,6 +473,8 @@ class Worker:
         fields = log_fields(item, outcome=state)
         if state == "failed":
             log.warning("%s failed: %s", describe(item), getattr(outcome, "error", ""), extra=fields)
+        elif state == "recorded":
+            log.info("%s was recorded already; the database's answer was lost", describe(item), extra=fields)
         elif state == "lost":
             log.warning(
                 "%s was taken over by another worker; its outcome is dropped", describe(item), extra=fields

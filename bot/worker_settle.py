@@ -57,7 +57,7 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
     with db.transaction() as session:
         if isinstance(outcome, Done):
             if not outbox.mark_done(session, item.id, worker_id, outcome.result):
-                return "lost"
+                return not_held(session, item, worker_id)
             # The message is locked before anything below reads or writes it (the copy's record,
             # the receipt), in the order every change takes it.
             locked = lock_message(session, item.message_id) if item.message_id is not None else None
@@ -86,12 +86,18 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
             tell_thread = True
         elif isinstance(outcome, Fail):
             if not outbox.mark_failed(session, item.id, worker_id, outcome.error):
-                return "lost"
+                return not_held(session, item, worker_id)
             error, tell_thread = outcome.error, outcome.tell_thread
         else:
             raise TypeError(f"settle() does not take {type(outcome).__name__}")
         report_failure(session, item, error, tell_thread=tell_thread)
         return "failed"
+
+
+def not_held(session: Session, item: OutboxItem, worker_id: str) -> str:
+    """Why the row is not this worker's to settle: "recorded" when this worker recorded its end
+    already, "lost" when its lease passed to another worker."""
+    return "recorded" if outbox.recorded_by(session, item.id, worker_id) else "lost"
 
 
 def settle_pause(db: Database, worker_id: str, item: OutboxItem, error: str) -> None:

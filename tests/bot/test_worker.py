@@ -18,6 +18,7 @@ from bot import worker_ids
 from bot.outcomes import Done, Fail, Outcome, Pause, Retry
 from bot.worker import Worker, WorkerConfig
 from bot.worker_ids import default_worker_id, holder_pid, local_prefix, process_alive
+from bot.worker_settle import settle
 from store import actions, outbox
 from store.context import Desk
 from store.db import Database
@@ -144,6 +145,20 @@ def test_a_permanent_failure_fails_at_once(desk: Desk) -> None:
     assert rows[Kind.ORIGIN_ACK].state == OutboxState.FAILED
     assert rows[Kind.ORIGIN_ACK].last_error == "the channel is archived"
     assert "archived" in rows[Kind.THREAD_LINE].payload["text"]
+
+
+def test_a_settle_repeated_after_an_outage_hid_its_answer_is_known_as_recorded(desk: Desk) -> None:
+    # The commit landed but its answer was lost: the worker keeps the outcome and settles it again.
+    open_ticket(desk)
+    open_ticket(desk)
+    done_item, failed_item = outbox.claim_due(desk.db, "w1")
+    assert settle(desk.db, "w1", done_item, Done({"ts": "1.1"})) == "done"
+    assert settle(desk.db, "w1", failed_item, Fail("the channel is archived")) == "failed"
+    lines = len(all_rows(desk.db))
+    assert settle(desk.db, "w1", done_item, Done({"ts": "1.1"})) == "recorded"
+    assert settle(desk.db, "w1", failed_item, Fail("the channel is archived")) == "recorded"
+    assert settle(desk.db, "w2", done_item, Done({"ts": "1.1"})) == "lost"  # not w2's to record
+    assert len(all_rows(desk.db)) == lines  # the failure is told in the thread once
 
 
 def test_a_performer_bug_is_kept_as_a_retry_not_a_crash(desk: Desk) -> None:

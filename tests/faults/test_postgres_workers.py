@@ -160,6 +160,7 @@ def test_a_worker_survives_a_database_outage_and_resumes(
     assert done_during == 0
     assert output.count("worker cannot reach the database") == 1, output  # logged once, not per pass
     assert "database reachable again; worker resumes" in output
+    assert "taken over by another worker" not in output  # there is no other worker
     assert (duplicates, losses) == (0, 0)
     assert states(cut.desk.db) == {OutboxState.DONE: cut.rows}
 
