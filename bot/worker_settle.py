@@ -80,6 +80,8 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
                 delay=outcome.delay,
                 count_attempt=outcome.count_attempt,
             )
+            if state == "lost":
+                return not_held(session, item, worker_id)
             if state != "failed":
                 return state
             error = f"gave up after {item.attempts} attempts: {outcome.error}"

@@ -183,7 +183,8 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
     """After a failure: retry later, or park the item as failed after MAX_ATTEMPTS (kept for operators)."""
     with db.transaction() as session:
         item = session.get(InboundItem, item_id)
-        if item is None or item.claimed_by != worker_id:
+        # Finished keeps `claimed_by`: an item whose handler committed must not be reopened.
+        if item is None or item.state != InboundState.CLAIMED or item.claimed_by != worker_id:
             return "lost"
         item.last_error = error[:2000]
         item.claimed_until = None

@@ -300,14 +300,11 @@ def _mine(session: Session, row_id: int, worker_id: str) -> Outbox | None:
 
 
 def recorded_by(session: Session, row_id: int, worker_id: str) -> bool:
-    """Whether this worker already recorded the row's end (done or failed): a settle repeated once
-    the database is back, after an outage swallowed the answer to the first one's commit."""
+    """Whether this worker already recorded the attempt's outcome (done, failed, or put back for a
+    retry: each keeps `claimed_by`, which only a release or another claim changes): a settle repeated
+    once the database is back, after an outage swallowed the answer to the first one's commit."""
     row = session.get(Outbox, row_id)
-    return (
-        row is not None
-        and row.claimed_by == worker_id
-        and row.state in (OutboxState.DONE, OutboxState.FAILED)
-    )
+    return row is not None and row.claimed_by == worker_id and row.state != OutboxState.CLAIMED
 
 
 def record_progress(db: Database, row_id: int, worker_id: str, result: dict[str, Any]) -> bool:

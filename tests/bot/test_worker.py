@@ -149,16 +149,29 @@ def test_a_permanent_failure_fails_at_once(desk: Desk) -> None:
 
 def test_a_settle_repeated_after_an_outage_hid_its_answer_is_known_as_recorded(desk: Desk) -> None:
     # The commit landed but its answer was lost: the worker keeps the outcome and settles it again.
-    open_ticket(desk)
-    open_ticket(desk)
-    done_item, failed_item = outbox.claim_due(desk.db, "w1")
+    for _ in range(3):
+        open_ticket(desk)
+    done_item, failed_item, retried_item = outbox.claim_due(desk.db, "w1")
+    retry = Retry("Slack answered HTTP 503")
     assert settle(desk.db, "w1", done_item, Done({"ts": "1.1"})) == "done"
     assert settle(desk.db, "w1", failed_item, Fail("the channel is archived")) == "failed"
-    lines = len(all_rows(desk.db))
+    assert settle(desk.db, "w1", retried_item, retry) == "pending"
+    rows = {row.id: (row.state, row.attempts, row.next_attempt_at) for row in all_rows(desk.db)}
     assert settle(desk.db, "w1", done_item, Done({"ts": "1.1"})) == "recorded"
     assert settle(desk.db, "w1", failed_item, Fail("the channel is archived")) == "recorded"
+    assert settle(desk.db, "w1", retried_item, retry) == "recorded"
     assert settle(desk.db, "w2", done_item, Done({"ts": "1.1"})) == "lost"  # not w2's to record
-    assert len(all_rows(desk.db)) == lines  # the failure is told in the thread once
+    # Nothing written twice: no second failure line in the thread, the retry's wait not moved.
+    assert {row.id: (row.state, row.attempts, row.next_attempt_at) for row in all_rows(desk.db)} == rows
+    # Claimed since by another worker: this worker's late outcome is not its to record.
+    with desk.db.transaction() as session:
+        row = session.get(Outbox, retried_item.id)
+        assert row is not None
+        row.next_attempt_at = row.created_at
+    assert [item.id for item in outbox.claim_due(desk.db, "w2", kinds=frozenset({Kind.CARD.value}))] == [
+        retried_item.id
+    ]
+    assert settle(desk.db, "w1", retried_item, retry) == "lost"
 
 
 def test_a_performer_bug_is_kept_as_a_retry_not_a_crash(desk: Desk) -> None:

@@ -122,3 +122,17 @@ def test_one_claim_statement_serves_any_kinds_and_limit(db):
     assert [w.kind for w in events] == ["slack_event"] * 3
     assert [w.kind for w in inbound.claim(db, "w1", kinds=None)] == ["email"]
     assert inbound.claim(db, "w1", kinds=frozenset({"email", "slack_event"})) == []
+
+
+def test_a_finished_item_is_not_reopened_by_a_late_failure(db):
+    # A handler that raised after its transaction had committed: the item stays done, run once.
+    inbound.accept(db, "email", "k1", raw=b"x")
+    (work,) = inbound.claim(db, "w1")
+    with db.transaction() as session:
+        assert inbound.finish(session, work.id, "w1")
+    assert inbound.give_up_or_retry(db, work.id, "w1", "RuntimeError: after the commit") == "lost"
+    with db.transaction() as session:
+        item = session.get(InboundItem, work.id)
+        assert item is not None
+        assert (item.state, item.last_error) == ("done", None)
+    assert inbound.claim(db, "w1") == []
