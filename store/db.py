@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.deadline import time_left
 from store.postgresql import make_postgresql_engine
 from store.sqlite import (
     BUSY_TIMEOUT_SECONDS,
@@ -27,6 +29,16 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's SQLSTATE for a write in a READ ONLY transaction (read_only_sql_transaction).
 READ_ONLY_TRANSACTION = "25006"
+# PostgreSQL's SQLSTATEs for a lock wait (lock_not_available) and a statement (query_canceled)
+# cut off by the timeouts a time limit sets (store.deadline).
+OUT_OF_TIME = frozenset({"55P03", "57014"})
+
+
+def _time_left() -> float | None:
+    left = time_left()
+    if left is not None and left <= 0:
+        raise StoreBusy("database busy: no time left to begin the work")
+    return left
 
 
 class StoreError(Exception):
@@ -35,6 +47,15 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the work; the caller should retry later."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The work did not finish within its time limit (store.deadline) and was rolled back: nothing
+    changed."""
+
+
+class CommitUnknown(StoreUnavailable):
+    """The connection went while the commit was on its way: the work may or may not be stored."""
 
 
 class NotFound(StoreError):
@@ -91,19 +112,46 @@ class Database:
         `urgent`: an edge answers once this commits (SMTP 250, Slack's HTTP 200); on SQLite it
         goes before the worker's queued writes.
         """
-        with _translated():
+        left = _time_left()
+        with _translated(limited=left is not None):
             if self._writes is None:
-                with self._sessions.begin() as session:
+                with self._session(left) as session:
                     yield session
                 return
-            self._writes.acquire(urgent=urgent, timeout=self.write_wait_seconds)
+            wait = self.write_wait_seconds if left is None else min(self.write_wait_seconds, left)
+            self._writes.acquire(urgent=urgent, timeout=wait)
             try:
-                with self._sessions.begin() as session:
+                with self._session(None) as session:
                     yield session
             finally:
                 # After the commit or rollback, and whatever failed (the commit itself, a dropped
                 # connection): the next writer must never wait for a lock nobody holds.
                 self._writes.release()
+
+    @contextmanager
+    def _session(self, left: float | None) -> Iterator[Session]:
+        """A session in a transaction, committed after the block. A connection lost during the
+        COMMIT itself raises CommitUnknown: the server may have carried it out."""
+        with self._sessions() as session:
+            session.begin()
+            try:
+                if left is not None:
+                    _limit_statements(session, left)
+                yield session
+                session.flush()  # the last writes go now, while a failure still means "not stored"
+            except BaseException:
+                session.rollback()
+                raise
+            try:
+                session.commit()
+            except DBAPIError as exc:
+                # The connection goes back to the pool outside any transaction (SQLite keeps one
+                # open after a failed COMMIT, and the next BEGIN would fail on it).
+                with contextlib.suppress(DBAPIError):
+                    session.rollback()
+                if exc.connection_invalidated:
+                    raise CommitUnknown(_describe(exc, "database connection lost during the commit")) from exc
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -117,9 +165,12 @@ class Database:
             with self.transaction() as session:
                 yield session
             return
-        with _translated(read_only=True), self._reader.connect() as connection:
+        left = _time_left()
+        with _translated(read_only=True, limited=left is not None), self._reader.connect() as connection:
             try:
                 with Session(connection, expire_on_commit=False) as session, session.begin():
+                    if left is not None:
+                        _limit_statements(session, left)
                     yield session
             finally:
                 if self._writes is not None:
@@ -139,16 +190,37 @@ class Database:
         self.engine.dispose()
 
 
+def _limit_statements(session: Session, left: float) -> None:
+    """On PostgreSQL: no lock wait and no statement past the time left (for this transaction only).
+    SQLite's only wait is for the write turn, bounded before the transaction begins."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    limit = f"{max(1, int(left * 1000))}ms"
+    session.execute(
+        text(
+            "SELECT set_config('lock_timeout', :limit, true), set_config('statement_timeout', :limit, true)"
+        ),
+        {"limit": limit},
+    )
+
+
 @contextmanager
-def _translated(*, read_only: bool = False) -> Iterator[None]:
+def _translated(*, read_only: bool = False, limited: bool = False) -> Iterator[None]:
     """The store's errors for what the driver raised: unavailable means "retry later"."""
     try:
         yield
     except WriteQueueTimeout as exc:
+        if limited:
+            raise StoreBusy(f"database busy: {exc}") from exc
         raise StoreUnavailable(f"database unavailable: {exc}") from exc
     except OperationalError as exc:
         if read_only and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
             raise WriteInReadOnly(f"a write inside Database.read(): {exc.orig}") from exc
+        out_of_time = getattr(exc.orig, "sqlstate", None) in OUT_OF_TIME or (
+            getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+        )
+        if limited and out_of_time:
+            raise StoreBusy(_describe(exc, "database busy")) from exc
         raise StoreUnavailable(_describe(exc)) from exc
     except DBAPIError as exc:
         if read_only and getattr(exc.orig, "sqlstate", None) == READ_ONLY_TRANSACTION:
@@ -158,6 +230,6 @@ def _translated(*, read_only: bool = False) -> Iterator[None]:
         raise
 
 
-def _describe(exc: DBAPIError) -> str:
+def _describe(exc: DBAPIError, what: str = "database unavailable") -> str:
     first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-    return f"database unavailable: {first_line}"
+    return f"{what}: {first_line}"

@@ -102,6 +102,26 @@ def accept_all(db: Database, arrivals: Sequence[Arrival]) -> list[bool]:
     return stored
 
 
+def remember(db: Database, kind: str, dedupe_key: str) -> bool:
+    """Record that a request was received, as a finished item no worker claims: False when its key
+    was recorded before (a replay of the same request). For requests handled where they arrive."""
+    now = utcnow()
+    with db.transaction(urgent=True) as session:
+        statement = _accept_statement(session.get_bind().dialect.name)
+        values: dict[str, Any] = {
+            "kind": kind,
+            "dedupe_key": dedupe_key[:1000],
+            "lane": None,
+            "payload": {},
+            "raw": None,
+        }
+        result = session.execute(
+            statement,
+            {**values, "state": InboundState.DONE, "attempts": 1, "received_at": now, "processed_at": now},
+        )
+        return result.first() is not None
+
+
 def seen(db: Database, dedupe_key: str) -> bool:
     with db.read() as session:
         return (

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
+from store.deadline import time_left
 from store.write_queue import WriteQueue
 
 # Threads that hold a connection at once: asyncio's default executor (asyncio.to_thread, which
@@ -34,6 +35,8 @@ from store.write_queue import WriteQueue
 # rather than refused (no overflow limit), so nothing ever waits for a pool slot.
 POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 4
 BUSY_TIMEOUT_SECONDS = 30
+BUSY_TIMEOUT_MS = BUSY_TIMEOUT_SECONDS * 1000
+BUSY_TIMEOUT_KEY = "servicedesk_busy_timeout_ms"  # the connection's busy_timeout, in its pool record
 # Set on the engine view Database.read() uses: its transactions begin deferred and query-only.
 READ_ONLY_OPTION = "servicedesk_read_only"
 REPLACED = "the database file {path} was replaced while the service ran; restart the service to use it"
@@ -45,11 +48,15 @@ def is_memory_url(url: str) -> bool:
 
 def make_sqlite_engine(url: str, **kwargs: Any) -> Engine:
     memory = is_memory_url(url)
-    pool_args: dict[str, Any] = {} if memory else {
-        "poolclass": QueuePool,
-        "pool_size": POOL_SIZE,
-        "max_overflow": -1,
-    }
+    pool_args: dict[str, Any] = (
+        {}
+        if memory
+        else {
+            "poolclass": QueuePool,
+            "pool_size": POOL_SIZE,
+            "max_overflow": -1,
+        }
+    )
     engine = create_engine(
         url,
         # Threads take turns with a connection (the pool hands it to one at a time).
@@ -107,6 +114,17 @@ class _FileTie:
     opened: tuple[int, int] | None = None
 
 
+def _bound_busy_wait(connection: Any) -> None:
+    """BEGIN IMMEDIATE waits for another process's write lock under busy_timeout: within a time
+    limit (store.deadline) for no longer than the time left. Set only when it changes."""
+    left = time_left()
+    wait_ms = BUSY_TIMEOUT_MS if left is None else max(1, min(BUSY_TIMEOUT_MS, int(left * 1000)))
+    info = connection.connection.info
+    if info.get(BUSY_TIMEOUT_KEY) != wait_ms:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+        info[BUSY_TIMEOUT_KEY] = wait_ms
+
+
 def _configure(engine: Engine, path: str | None) -> None:
     tie = _FileTie(path)
 
@@ -131,8 +149,9 @@ def _configure(engine: Engine, path: str | None) -> None:
         # FULL: a committed ticket survives a power loss, since SMTP 250 promises exactly that.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
+        _record.info[BUSY_TIMEOUT_KEY] = BUSY_TIMEOUT_MS
         if tie.opened is None:
             tie.opened = _file_id(tie.path)  # after journal_mode, which has made sure the file exists
 
@@ -152,4 +171,5 @@ def _configure(engine: Engine, path: str | None) -> None:
             connection.exec_driver_sql("PRAGMA query_only=ON")
             connection.exec_driver_sql("BEGIN")
         else:
+            _bound_busy_wait(connection)
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -13,9 +13,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
-from bot.commands import CommandReply, run_card_action
+from bot.commands import CommandContext, CommandReply, run_card_action
 from bot.listeners.command_rate import TOO_FAST
-from bot.listeners.commands import STORE_DOWN
+from bot.listeners.commands import first_delivery, store_trouble
 from bot.listeners.triage_context import TriageSide
 from bot.response_url import answer_privately
 from store.db import StoreUnavailable
@@ -54,12 +54,21 @@ def register(app: AsyncApp, side: TriageSide) -> None:
                 user.get("username") or user.get("name"),
                 mentioned_in=[f"<@{picked}>"] if isinstance(picked, str) else [],
             )
-            reply = await asyncio.to_thread(run_card_action, ctx, number, action)
+            reply = await asyncio.to_thread(run_once, side, body, ctx, number, action)
         except StoreUnavailable as error:
-            log.error("card action not run, database unavailable: %s", error)
-            reply = CommandReply(STORE_DOWN, ok=False)
+            log.error("card action not run or its outcome unknown: %s", error)
+            reply = CommandReply(store_trouble(error), ok=False)
         if not reply.ok:
             await tell_presser(side, body, reply.text)
 
     for action_id in CARD_ACTIONS:
         app.action(action_id)(card_control)
+
+
+def run_once(
+    side: TriageSide, body: dict[str, Any], ctx: CommandContext, number: int, action: dict[str, Any]
+) -> CommandReply:
+    if not first_delivery(side, body):
+        log.warning("card action %s received again; not run", body.get("trigger_id"))
+        return CommandReply("", ok=True)  # the press was handled the first time
+    return run_card_action(ctx, number, action)

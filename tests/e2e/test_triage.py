@@ -8,10 +8,12 @@ place with chat.update, the short lines in the ticket's thread, and the customer
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, replace
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from sandbox import MailSink, RequestSender, SlackEmulator
 from sandbox.faults import Fault
@@ -19,7 +21,9 @@ from sandbox.workspace import ALICE, BOB, CAROL, SIGNING_SECRET, TRIAGE
 from store import actions, queries
 from store.db import Database
 from store.models import InboundItem, InboundState, Label, Message, Outbox, Participant, Ticket
-from tests.e2e.conftest import RunningDesk, message_text
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import WAIT_SECONDS, RunningDesk, StartService, message_text
+from tests.faults.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -221,6 +225,7 @@ def test_card_controls_change_the_ticket_and_refuse_outsiders(running: Triage) -
     assert running.ticket(1).priority == "low"
     forged_payload = dict(interaction.payload)
     forged_payload["user"] = {"id": CAROL, "username": "carol", "name": "carol", "team_id": "T0HOME"}
+    forged_payload["trigger_id"] = "9999.8888.carols-own-press"  # her press, not a replay of Alice's
     forged_payload["actions"] = [dict(forged_payload["actions"][0], selected_option={"value": "urgent"})]
     sender = RequestSender(running.url, SIGNING_SECRET)
     delivery = sender.send_interaction_sync(forged_payload)
@@ -385,3 +390,85 @@ def test_desk_is_answered_in_time_while_slack_lookups_hang(running: Triage) -> N
 def is_staff_cached(db: Database, user_id: str) -> bool:
     with db.read() as session:
         return bool(queries.is_staff(session, user_id))
+
+
+def notes_saying(db: Database, text: str) -> int:
+    with db.read() as session:
+        found = select(func.count()).select_from(Message).where(Message.body_markdown.contains(text))
+        return int(session.scalar(found) or 0)
+
+
+def test_a_replayed_desk_command_or_card_press_changes_nothing(running: Triage) -> None:
+    """The same signed request sent again (a captured request replayed inside Slack's 5 minutes)."""
+    first = running.emulator.user_command(ALICE, TRIAGE, "/desk", "new dan@globex.example Printer").wait(10)
+    assert str((first.ack_payload or {}).get("text")).startswith("Opened #1")
+    sender = RequestSender(running.url, SIGNING_SECRET)
+    replayed = sender.send_command_sync(dict(first.payload))
+    assert (
+        replayed.ok
+        and replayed.response_json()["text"] == "That request was already received; it was not run again."
+    )
+    with running.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+
+    press = running.emulator.user_block_action(ALICE, TRIAGE, running.card_ts(1), "ticket_status", "resolved")
+    press.wait(10)
+    running.service.wait_for(lambda: running.ticket(1).status == "resolved", "the press to resolve #1")
+    assert running.command(ALICE, "reopen 1").startswith("Reopened #1")
+    assert sender.send_interaction_sync(dict(press.payload)).ok
+    assert running.command(ALICE, "show 1")  # the press would have been applied before this answer
+    assert running.ticket(1).status == "open"
+
+
+def test_a_desk_verb_that_cannot_finish_in_time_is_answered_as_not_done(running: Triage) -> None:
+    """Another transaction holds the ticket past the command's time limit: Slack would show the
+    person an error, so the verb must not commit later; it is rolled back and said to be."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    holding, answered = threading.Event(), threading.Event()
+
+    def hold_the_ticket() -> None:
+        # On PostgreSQL a row lock (as a merge or a long settle holds it); on SQLite any write
+        # transaction, from another connection as another process's would be.
+        with running.db.transaction() as session:
+            session.execute(select(Ticket.id).where(Ticket.number == 1).with_for_update())
+            holding.set()
+            answered.wait(WAIT_SECONDS)
+
+    holder = threading.Thread(target=hold_the_ticket)
+    holder.start()
+    try:
+        assert holding.wait(WAIT_SECONDS)
+        # Room for a late answer, so a verb that waited out the lock shows as a wrong answer.
+        running.emulator.dispatcher.ack_timeout = 40.0
+        answer = running.command(ALICE, "note 1 Customer phoned: printer replaced")
+    finally:
+        answered.set()
+        holder.join()
+    assert answer == "The desk's database was too busy to do that in time, so nothing changed. Try again."
+    assert notes_saying(running.db, "printer replaced") == 0
+    assert running.command(ALICE, "note 1 Customer phoned: printer replaced").startswith(":lock:")
+    assert notes_saying(running.db, "printer replaced") == 1
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_a_desk_verb_whose_commit_answer_was_lost_is_not_said_to_have_failed(
+    database_url: str, start_service: StartService
+) -> None:
+    """The server carried out the COMMIT; the answer never came back. "Nothing changed" would be
+    false, and running it again would open a second ticket: the answer says to look first."""
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.start()).render_as_string(hide_password=False)
+    try:
+        running = Triage(start_service(database_url=proxied))
+        proxy.swallow_commit_answer(b"INSERT INTO tickets")
+        answer = running.command(ALICE, "new dan@globex.example Printer on fire")
+        assert proxy.swallowed.is_set()
+        assert answer.startswith("The desk lost its database connection while saving that")
+        assert "may or may not have been done" in answer
+        assert "#1" in running.command(ALICE, "show 1")  # looking first finds it was done
+        with running.db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+        running.service.stop()  # while the proxy still runs: the service stops with its database
+    finally:
+        proxy.stop()

@@ -1,15 +1,30 @@
 """A TCP proxy a test can cut: the database "goes away" for the processes behind it while the
-machine's shared PostgreSQL server keeps running for everyone else."""
+machine's shared PostgreSQL server keeps running for everyone else. It can also swallow the answer
+to one COMMIT: the server carries the COMMIT out, and the client's connection is cut before the
+answer reaches it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# PostgreSQL's simple-query message for COMMIT, as psycopg sends it.
+COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+KEPT_BYTES = 1_000_000  # of what a connection sent since its last COMMIT, for matching patterns
+
+
+class _Link:
+    """One proxied connection: what its client sent since its last COMMIT, and whether the answer
+    to the COMMIT under way is to be swallowed."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+        self.swallow = False
 
 
 class TcpProxy:
@@ -21,6 +36,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._upstream_ports: set[int] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._swallow_after: tuple[bytes, ...] | None = None
+        self.swallowed = threading.Event()
 
     def start(self) -> int:
         self._thread.start()
@@ -34,6 +51,12 @@ class TcpProxy:
         received (a COMMIT, say) it may still finish after this returns, and these ports are how a
         test finds those sessions on the server and waits for them to end."""
         return self._call(self._cut())
+
+    def swallow_commit_answer(self, *patterns: bytes) -> None:
+        """The next COMMIT of a transaction that sent every one of `patterns` reaches the server;
+        its answer does not reach the client, whose connection is cut. Once; `swallowed` is set."""
+        self.swallowed.clear()
+        self._swallow_after = patterns
 
     def restore(self) -> None:
         self._call(self._listen())
@@ -69,16 +92,45 @@ class TcpProxy:
         upstream_port = int(upstream_writer.get_extra_info("sockname")[1])
         self._writers.update((writer, upstream_writer))
         self._upstream_ports.add(upstream_port)
+        link = _Link()
         await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer), return_exceptions=True
+            self._pipe(reader, upstream_writer, lambda data: self._watch_client(link, data)),
+            self._pipe(
+                upstream_reader, writer, lambda data: self._pass_answer(link, writer, upstream_writer)
+            ),
+            return_exceptions=True,
         )
         self._writers.difference_update((writer, upstream_writer))
         self._upstream_ports.discard(upstream_port)
 
+    def _watch_client(self, link: _Link, data: bytes) -> bool:
+        if COMMIT not in data:
+            link.sent += data
+            del link.sent[:-KEPT_BYTES]
+            return True
+        patterns = self._swallow_after
+        if patterns is not None and all(pattern in bytes(link.sent) + data for pattern in patterns):
+            self._swallow_after = None
+            link.swallow = True
+        link.sent.clear()
+        return True
+
+    def _pass_answer(self, link: _Link, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> bool:
+        if not link.swallow:
+            return True
+        client.transport.abort()
+        server.transport.abort()
+        self.swallowed.set()
+        return False
+
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, passes: Callable[[bytes], bool]
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if not passes(data):
+                    return
                 writer.write(data)
                 await writer.drain()
         finally:
