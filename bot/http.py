@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
 from store import inbound, outbox
 from store.db import Database, StoreUnavailable
 from store.service_state import slack_paused
+
+log = logging.getLogger(__name__)
 
 # Slack sends at most a few KB per event; a bound keeps a hostile client from filling memory.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -38,6 +42,10 @@ def build_web_app(
             raise web.HTTPNotFound()
         if verifier is not None and not _signed(verifier, await request.read(), request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
+        unreadable = _unreadable(await request.read(), request.headers.get("Content-Type"))
+        if unreadable:
+            log.warning("a signed request Bolt cannot read: %s", unreadable)
+            return web.json_response({"error": "invalid request"}, status=400)
         bolt_request = await to_bolt_request(request)
         bolt_response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
@@ -69,10 +77,29 @@ def build_web_app(
     return app
 
 
+def _unreadable(body: bytes, content_type: str | None) -> str | None:
+    """Why Bolt could not read a body, or None. Signed with Slack's secret, yet not an object (a
+    JSON list, a `payload` that is not JSON) or an event that is not one: Bolt's parsing raises on
+    these, or its middleware does, and the answer was a bare 500 with a traceback in the log."""
+    try:
+        parsed = parse_body(body.decode("utf-8"), content_type)
+    except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError
+        return f"not UTF-8 JSON or form ({exc})"
+    if not isinstance(parsed, dict):
+        return f"a JSON {type(parsed).__name__}, not an object"
+    if "event" in parsed and not isinstance(parsed["event"], dict):
+        return "its event is not an object"
+    return None
+
+
 def _signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
     """Slack's signature over this body, made within the last 5 minutes (slack_sdk's check)."""
     timestamp = headers.get("X-Slack-Request-Timestamp")
     signature = headers.get("X-Slack-Signature")
     if not (timestamp and signature and timestamp.isascii() and timestamp.isdigit()):
         return False  # the verifier raises on a timestamp that is not a number
-    return verifier.is_valid(body, timestamp, signature)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False  # Slack signs UTF-8 text; the verifier raises on anything else
+    return verifier.is_valid(text, timestamp, signature)

@@ -14,6 +14,9 @@ rendered by the browser on our origin.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from html import escape
 from urllib.parse import quote
 
@@ -22,9 +25,13 @@ from aiohttp import web
 from mail.compose import safe_filename
 from mail.links import token_matches
 from store.context import Desk
+from store.db import StoreUnavailable
 from store.intake_keys import link_secret, participant_by_key, unsubscribe_by_key
 from store.models import MAX_ROW_ID, Attachment, Message, Ticket
 
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "60"
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title></head>
@@ -50,6 +57,30 @@ def _not_found() -> web.Response:
     return _page("Not found", "<p>This link is not valid.</p>", status=404)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _store_may_be_away(handler: Handler) -> Handler:
+    """While the database is unavailable: a page that says to try again, 503 with Retry-After, as
+    SMTP answers 451 and Slack's events 503, never a bare 500."""
+
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StoreUnavailable as exc:
+            log.warning("%s %s answered 503: %s", request.method, request.path, exc)
+            response = _page(
+                "Try again shortly",
+                "<p>This page cannot be shown right now. Please try again in a minute.</p>",
+                503,
+            )
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return response
+
+    return handle
+
+
 class WebRoutes:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
@@ -57,10 +88,10 @@ class WebRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/unsubscribe/{key}", self.unsubscribe_page),
-            web.post("/unsubscribe/{key}", self.unsubscribe),
-            web.get("/raw/{message_id:\\d+}/{token}", self.raw_message),
-            web.get("/files/{attachment_id:\\d+}/{token}", self.file),
+            web.get("/unsubscribe/{key}", _store_may_be_away(self.unsubscribe_page)),
+            web.post("/unsubscribe/{key}", _store_may_be_away(self.unsubscribe)),
+            web.get("/raw/{message_id:\\d+}/{token}", _store_may_be_away(self.raw_message)),
+            web.get("/files/{attachment_id:\\d+}/{token}", _store_may_be_away(self.file)),
         ]
 
     async def unsubscribe_page(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from store.models import Participant, ServiceState, Ticket, utcnow
 UNSUBSCRIBE_PREFIX = "unsub-"
 BOUNCE_PREFIX = "bounce-"
 # Keys are lowercase letters and digits, at least 26 characters (>= 128 random bits).
-KEY_PATTERN = re.compile(r"^[a-z0-9]{26,64}$")
+KEY_PATTERN = re.compile(r"[a-z0-9]{26,64}")  # used with fullmatch
 
 
 class KeyKind(enum.Enum):
@@ -34,8 +34,8 @@ def split_address_key(plus_part: str) -> tuple[KeyKind, str]:
     for prefix, kind in ((UNSUBSCRIBE_PREFIX, KeyKind.UNSUBSCRIBE), (BOUNCE_PREFIX, KeyKind.BOUNCE)):
         if plus_part.startswith(prefix):
             key = plus_part.removeprefix(prefix)
-            return (kind, key) if KEY_PATTERN.match(key) else (KeyKind.UNKNOWN, "")
-    return (KeyKind.REPLY, plus_part) if KEY_PATTERN.match(plus_part) else (KeyKind.UNKNOWN, "")
+            return (kind, key) if KEY_PATTERN.fullmatch(key) else (KeyKind.UNKNOWN, "")
+    return (KeyKind.REPLY, plus_part) if KEY_PATTERN.fullmatch(plus_part) else (KeyKind.UNKNOWN, "")
 
 
 def lookup_address_key(db: Database, plus_part: str) -> KeyKind:
@@ -53,7 +53,7 @@ def lookup_address_key(db: Database, plus_part: str) -> KeyKind:
 
 def _keyed_address(support_address: str, prefix: str, key: str) -> str:
     """`local+<prefix><key>@domain` (RFC 5233 subaddress); ValueError for a key the desk never issues."""
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise ValueError("a key is 26 to 64 lowercase letters and digits")
     local, _, domain = support_address.partition("@")
     return f"{local}+{prefix}{key}@{domain}"
@@ -113,7 +113,10 @@ def participant_by_key(session: Session, key: str) -> Participant | None:
     address already, so the keys in mail sent before the merge still work: they name the participant
     on the ticket the conversation continues on.
     """
-    participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key.lower()))
+    key = key.lower()
+    if not KEY_PATTERN.fullmatch(key):
+        return None  # never issued; and PostgreSQL refuses some text (a NUL) outright
+    participant = session.scalar(select(Participant).where(Participant.unsubscribe_key == key))
     if participant is None:
         return None
     ticket = session.get(Ticket, participant.ticket_id)

@@ -21,6 +21,7 @@ from store.db import Database
 from store.intake_keys import link_secret
 from store.models import Attachment, Origin, Outbox, Participant
 from store.settings import Settings
+from tests.mail.test_intake_outage import store_outage
 
 PUBLIC = "https://desk.acme.test"
 RAW = b"From: bob@customer.test\r\nSubject: <script>alert(1)</script>\r\n\r\nhello\r\n"
@@ -175,3 +176,57 @@ def test_the_link_secret_is_made_once_and_shared(db: Database) -> None:
     finally:
         again.dispose()
     assert len(first) == 32
+
+
+def test_a_key_the_desk_never_issues_is_not_found_without_asking_the_database(desk: Desk) -> None:
+    seed(desk)
+
+    async def check(client: aiohttp.ClientSession, base: str) -> None:
+        # A NUL, which PostgreSQL refuses in text outright (a 500 before), an overlong key, markup.
+        for key in ("%00", "a" * 5000, "%3Cscript%3E", "%ff%fe"):
+            async with client.get(f"{base}/unsubscribe/{key}") as response:
+                assert response.status == 404
+            async with client.post(f"{base}/unsubscribe/{key}") as response:
+                assert response.status == 404
+
+    serve(desk, check)
+    assert not unsubscribed(desk)
+
+
+def test_while_the_store_is_away_the_pages_say_try_again(database_url: str, tmp_path: Path) -> None:
+    with store_outage(database_url, tmp_path) as outage:
+        db = Database(outage.url)
+        settings = Settings(
+            database_url=outage.url,
+            support_address="support@acme.test",
+            files_dir=tmp_path / "files",
+            triage_channel="C0TRIAGE",
+            public_url=PUBLIC,
+        )
+        desk = Desk.build(settings, db)
+        try:
+            facts = seed(desk)
+            secret = link_secret(db)
+            file_url = attachment_url(
+                PUBLIC, secret, int(str(facts["attachment_id"])), str(facts["file_sha"])
+            )
+            file_path = file_url.removeprefix(PUBLIC)
+
+            async def check(client: aiohttp.ClientSession, base: str) -> None:
+                outage.cut()
+                for method, path in [
+                    ("GET", f"/unsubscribe/{facts['key']}"),
+                    ("POST", f"/unsubscribe/{facts['key']}"),
+                    ("GET", file_path),
+                ]:
+                    async with client.request(method, base + path) as response:
+                        assert response.status == 503, (method, path)
+                        assert response.headers["Retry-After"] == "60"
+                        assert "Please try again in a minute" in await response.text()
+                outage.restore()
+                async with client.post(f"{base}/unsubscribe/{facts['key']}") as response:
+                    assert response.status == 200  # the same link works once the store is back
+
+            serve(desk, check)
+        finally:
+            db.dispose()
