@@ -27,8 +27,7 @@ PUBLIC = "https://desk.acme.test"
 RAW = b"From: bob@customer.test\r\nSubject: <script>alert(1)</script>\r\n\r\nhello\r\n"
 
 
-@pytest.fixture
-def desk(db: Database, tmp_path: Path) -> Desk:
+def desk_on(db: Database, tmp_path: Path) -> Desk:
     settings = Settings(
         database_url=db.url,
         support_address="support@acme.test",
@@ -37,6 +36,11 @@ def desk(db: Database, tmp_path: Path) -> Desk:
         public_url=PUBLIC,
     )
     return Desk.build(settings, db)
+
+
+@pytest.fixture
+def desk(db: Database, tmp_path: Path) -> Desk:
+    return desk_on(db, tmp_path)
 
 
 def seed(desk: Desk) -> dict[str, object]:
@@ -196,14 +200,7 @@ def test_a_key_the_desk_never_issues_is_not_found_without_asking_the_database(de
 def test_while_the_store_is_away_the_pages_say_try_again(database_url: str, tmp_path: Path) -> None:
     with store_outage(database_url, tmp_path) as outage:
         db = Database(outage.url)
-        settings = Settings(
-            database_url=outage.url,
-            support_address="support@acme.test",
-            files_dir=tmp_path / "files",
-            triage_channel="C0TRIAGE",
-            public_url=PUBLIC,
-        )
-        desk = Desk.build(settings, db)
+        desk = desk_on(db, tmp_path)
         try:
             facts = seed(desk)
             secret = link_secret(db)
