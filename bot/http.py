@@ -40,9 +40,14 @@ def build_web_app(
     async def slack_events(request: web.Request) -> web.Response:
         if bolt is None:
             raise web.HTTPNotFound()
-        if verifier is not None and not _signed(verifier, await request.read(), request.headers):
+        try:
+            body = await request.read()
+        except ConnectionResetError:  # the client went before its whole body came
+            log.info("a request to /slack/events ended before its body did")
+            return web.json_response({"error": "incomplete request"}, status=400)
+        if verifier is not None and not _signed(verifier, body, request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
-        unreadable = _unreadable(await request.read(), request.headers.get("Content-Type"))
+        unreadable = _unreadable(body, request.headers.get("Content-Type"))
         if unreadable:
             log.warning("a signed request Bolt cannot read: %s", unreadable)
             return web.json_response({"error": "invalid request"}, status=400)

@@ -4,6 +4,8 @@ the service goes on answering."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +15,7 @@ import pytest
 
 from sandbox.sender import signature_for
 from sandbox.workspace import ALICE, SIGNING_SECRET, TRIAGE
-from tests.e2e.conftest import RunningDesk
+from tests.e2e.conftest import RunningDesk, wait_until
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -63,3 +65,14 @@ def test_a_body_that_is_not_utf8_gets_401_not_a_500(
     status, answer = post_signed(f"{service.http_url}/slack/events", body, JSON, signature="v0=" + "0" * 64)
     assert (status, json.loads(answer)) == (401, {"error": "invalid request"})
     assert "Traceback" not in caplog.text
+
+
+def test_a_client_that_goes_mid_body_leaves_one_line_not_a_traceback(
+    service: RunningDesk, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    host, port = service.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    wait_until(lambda: "ended before its body did" in caplog.text, "the line about the request")
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
