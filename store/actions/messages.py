@@ -408,8 +408,10 @@ def edit_slack_message(
     now = now or utcnow()
     if message.deleted_at is not None:
         return "unchanged"
-    if edit_ts is not None and message.slack_edit_ts is not None and ts_order(edit_ts) <= ts_order(
-        message.slack_edit_ts
+    if (
+        edit_ts is not None
+        and message.slack_edit_ts is not None
+        and ts_order(edit_ts) <= ts_order(message.slack_edit_ts)
     ):
         return "stale"
     if edit_ts is not None:
@@ -426,9 +428,9 @@ def edit_slack_message(
         return "note"
     waiting = _waiting(message, now)
     if becomes is not None:
-        # Inside the window, unless it closed as the edit came in: a worker is sending the reply, or
-        # it has reached one of its recipients already.
-        if waiting and not outbox.delivery_started(session, message.id):
+        # Not with anyone yet and no worker sending it: inside the window, or after it while Slack
+        # or the relay holds its delivery back (a deletion then stops it too: its rows read it).
+        if message.delivery == Delivery.PENDING and not outbox.delivery_started(session, message.id):
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
@@ -436,7 +438,7 @@ def edit_slack_message(
             marker = REACTION_NOTE if becomes == "note" else None
             _react(session, ticket, message, marker, remove=REACTION_PENDING)
             return f"made_{becomes}"
-        state = "is being delivered" if waiting else "was already delivered"
+        state = "is being delivered" if message.delivery == Delivery.PENDING else "was already delivered"
         thread_line(session, ticket, f"That reply {state}; it cannot become a {becomes} now.")
         message.body_markdown = previous
         return f"too_late_for_{becomes}"

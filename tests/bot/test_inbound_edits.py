@@ -133,6 +133,29 @@ def posted_while_others_wait(intake: Intake) -> None:
     set_reply_rows(intake, state=OutboxState.DONE, result=posted)
 
 
+def held_back_after_the_window(intake: Intake) -> None:
+    """The window has closed, but Slack answered the reply's post with a 429: it waits, with no one."""
+    reply_id = intake.messages()[-1].id
+    with intake.db.transaction() as session:
+        reply = session.get(Message, reply_id)
+        assert reply is not None
+        reply.deliver_after = utcnow() - timedelta(minutes=1)
+    later = utcnow() + timedelta(minutes=1)
+    set_reply_rows(intake, attempts=1, next_attempt_at=later, last_error="ratelimited")
+
+
+def test_a_reply_held_back_after_its_window_can_still_become_a_note(intake: Intake) -> None:
+    ts = staff_reply(intake)
+    held_back_after_the_window(intake)
+    intake.emulator.user_edit(ALICE, TRIAGE, ts, "note: they should try the reset button")
+    intake.run()
+    reply = intake.messages()[-1]
+    assert reply.visibility == Visibility.INTERNAL and reply.delivery == Delivery.CANCELLED
+    [post] = intake.outbox("slack.origin_post")
+    assert post.state == OutboxState.CANCELLED  # it never reaches the customer
+    assert not any("cannot become a note" in text for text in thread_texts(intake))
+
+
 def thread_texts(intake: Intake) -> list[str]:
     return [str(row.payload.get("text")) for row in intake.outbox("slack.thread_line")]
 
