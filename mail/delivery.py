@@ -156,10 +156,11 @@ class EmailDelivery:
         settings = self.desk.settings
         payload = item.payload
         template = str(payload["template"])
-        attached, too_large = self._attachments(facts.files)
+        attached, too_large, missing = self._attachments(facts.files)
         reply = None
         if facts.reply_markdown is not None:
-            reply = render_markdown(facts.reply_markdown + self._too_large_note(too_large))
+            notes = self._too_large_note(too_large) + _missing_note(missing)
+            reply = render_markdown(facts.reply_markdown + notes)
         rendered = self.templates.render(
             template,
             TemplateContext(
@@ -195,12 +196,23 @@ class EmailDelivery:
 
     def _attachments(
         self, files: tuple[FileFacts, ...]
-    ) -> tuple[tuple[OutboundAttachment, ...], tuple[FileFacts, ...]]:
-        """Files attached while they fit in 10 MB in total; the rest become links (or are named)."""
+    ) -> tuple[tuple[OutboundAttachment, ...], tuple[FileFacts, ...], tuple[FileFacts, ...]]:
+        """(attached, too large, missing): files attached while they fit in 10 MB in total, the rest
+        become links (or are named). A file missing from the file store (a files folder not shared
+        between roles, a file deleted) is named as not available: a link to it would be dead, and the
+        reply's text must still go out."""
         fitting: list[FileFacts] = []
+        missing: list[FileFacts] = []
         budget = MAX_ATTACHED_BYTES
         for file in files:
-            if file.size <= budget and self.desk.files.exists(file.sha256):
+            if not self.desk.files.exists(file.sha256):
+                log.warning(
+                    "attachment %s is missing from the file store: named as not available",
+                    file.id,
+                    extra={"attachment_id": file.id},
+                )
+                missing.append(file)
+            elif file.size <= budget:
                 fitting.append(file)
                 budget -= file.size
         loaded = [
@@ -208,7 +220,8 @@ class EmailDelivery:
             for file in fitting
         ]
         attached, _ = compose_attachments_within(loaded)
-        return attached, tuple(file for file in files if file not in fitting)
+        too_large = tuple(file for file in files if file not in fitting and file not in missing)
+        return attached, too_large, tuple(missing)
 
     def _too_large_note(self, files: tuple[FileFacts, ...]) -> str:
         if not files:
@@ -341,6 +354,14 @@ def _mailbox(name: str, address: str) -> str:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _missing_note(files: tuple[FileFacts, ...]) -> str:
+    if not files:
+        return ""
+    lines = ["", "", "Files not attached:", ""]
+    lines += [f"- {_markdown_text(safe_filename(file.filename))} (not available)" for file in files]
+    return "\n".join(lines)
 
 
 def _markdown_text(text: str) -> str:

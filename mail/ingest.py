@@ -39,6 +39,7 @@ from store.actions.common import acknowledge_new_ticket, literal, record_event, 
 from store.actions.tickets import (
     TicketParticipants,
     clear_bounce,
+    participant_on,
     participants_of,
     participants_of_new_ticket,
     start_ticket,
@@ -280,6 +281,8 @@ class EmailIngest:
             known = participants_of(session, ticket)
         if include_sender and email.from_address in known.bounced:
             clear_bounce(session, ticket, email.from_address)
+        if include_sender and email.from_address in known.emails:
+            resubscribe_sender(session, ticket, email.from_address)
         new = [
             address
             for address in dict.fromkeys(candidates)
@@ -320,3 +323,16 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
+
+
+def resubscribe_sender(session: Session, ticket: Ticket, email: str) -> None:
+    """A participant who unsubscribed wrote on the ticket themself: they want its answer, so mail to
+    them goes out again (as for a participant whose mail bounced, `clear_bounce`)."""
+    participant = participant_on(session, ticket.id, email)
+    if participant is None or participant.unsubscribed_at is None:
+        return
+    participant.unsubscribed_at = None
+    record_event(session, ticket, "unsubscribe_cleared", None, email=email)
+    thread_line(
+        session, ticket, f"{literal(email)} wrote in again after unsubscribing: mail to them goes out again."
+    )

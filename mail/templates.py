@@ -14,6 +14,7 @@ when that value is empty, so an empty greeting or a dead unsubscribe link never 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
@@ -112,13 +113,9 @@ class Templates:
         text_values = _values(name, context, html=False)
         html_values = _values(name, context, html=True)
         subject = _fill(self._sources[(name, "subject")], text_values)
-        text = _fill(self._sources[(name, "text")], text_values)
+        text = _fill_text_part(self._sources[(name, "text")], text_values)
         html = _fill(self._sources[(name, "html")], html_values)
-        return RenderedMail(
-            subject=clean_header_value(subject) or NO_SUBJECT,
-            text=BLANK_LINES_RE.sub("\n\n", text).strip("\n") + "\n",
-            html=html,
-        )
+        return RenderedMail(subject=clean_header_value(subject) or NO_SUBJECT, text=text, html=html)
 
     def path(self, name: str, part: str) -> Path:
         """Which file a part comes from (built-in or override): for start-up logs."""
@@ -226,6 +223,23 @@ def _fill(source: _Source, values: Mapping[str, str]) -> str:
     lines = source.template.template.splitlines(keepends=True)
     kept = [line for line in lines if not _mentions_empty_optional(line, values)]
     return Template("".join(kept)).substitute(values)
+
+
+def _fill_text_part(source: _Source, values: Mapping[str, str]) -> str:
+    """The text part, with the runs of blank lines that left-out lines leave behind collapsed in the
+    template's own text only: blank lines inside the reply (a code block's) are the author's and stay."""
+    reply = values.get("reply")
+    if not reply:
+        return _collapse_blank_lines(_fill(source, values))
+    # While the template's own text is collapsed, the reply stands in as a random marker (no value a
+    # customer chose can hold it), put back afterwards.
+    marker = f"\x00reply-{secrets.token_hex(8)}\x00"
+    text = _collapse_blank_lines(_fill(source, {**values, "reply": marker}))
+    return text.replace(marker, reply)
+
+
+def _collapse_blank_lines(text: str) -> str:
+    return BLANK_LINES_RE.sub("\n\n", text).strip("\n") + "\n"
 
 
 def _mentions_empty_optional(line: str, values: Mapping[str, str]) -> bool:

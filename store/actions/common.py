@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,10 @@ class Actor:
 
 DESK = Actor(name="servicedesk")
 
+# An RFC 5321 address literal domain, lower-cased (`[10.0.0.1]`, `[ipv6:::1]`): the one place an
+# address may hold brackets. `mail.compose` accepts the same, so a participant can always be mailed.
+ADDRESS_LITERAL_RE = re.compile(r"\[[a-z0-9:.-]+\]")
+
 
 @dataclass(frozen=True)
 class DeskPolicy:
@@ -83,9 +88,16 @@ def check_address(email: str) -> str:
         or len(email) > MAX_ADDRESS_CHARS
         or len(local) > MAX_LOCAL_PART_CHARS
         or any(c.isspace() or c in '<>,;"()' for c in email)
+        or _has_stray_brackets(local, domain)
     ):
         raise InvalidRequest(f"{email[:60]!r} is not an email address")
     return email
+
+
+def _has_stray_brackets(local: str, domain: str) -> bool:
+    """Brackets or a backslash outside an address literal domain: no mail header could carry them."""
+    outside_literal = local if ADDRESS_LITERAL_RE.fullmatch(domain) else local + domain
+    return any(c in "[]\\" for c in outside_literal)
 
 
 def record_event(

@@ -188,6 +188,34 @@ def test_someone_staff_removed_is_not_added_back_by_writing_in(service: RunningD
     assert "carol@customer.test" not in recipients and mails_to(service, "carol@customer.test") == []
 
 
+def test_a_requester_who_unsubscribed_and_writes_again_gets_the_answer(service: RunningDesk) -> None:
+    raw, _ = customer_mail("The printer is on fire.")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for_mails(1)
+    match = re.search(r"<mailto:([^>]+)>", str(ack.message["List-Unsubscribe"]))
+    assert match is not None
+    unsubscribe, _ = customer_mail("unsubscribe", to=match.group(1))
+    assert service.send_mail(unsubscribe, rcpt_tos=(match.group(1),))[0] == 250
+    service.wait_for_thread_text(card.ts, "unsubscribed from this ticket")
+
+    # Bob changes his mind: a new question, as a reply to the acknowledgement, wants its answer.
+    reply_to = str(ack.message["Reply-To"])
+    question, _ = customer_mail(
+        "Does it need new toner too?",
+        subject="Re: Printer on fire [#1]",
+        to=reply_to,
+        in_reply_to=ack.message["Message-ID"],
+    )
+    assert service.send_mail(question, rcpt_tos=(reply_to,))[0] == 250
+    service.wait_for_thread_text(card.ts, "bob@customer.test wrote in again after unsubscribing")
+
+    service.post_as(ALICE, "Yes, new toner too.", thread_ts=card.ts)
+    [answer] = service.wait_for(lambda: mails_to(service, "bob@customer.test")[1:], "the answer to Bob")
+    text = answer.message.get_body(("plain",))
+    assert text is not None and "new toner too" in text.get_content()
+
+
 def test_the_thread_links_the_original_message_when_a_public_url_is_set(service: RunningDesk) -> None:
     raw, _ = customer_mail("Keep the original")
     service.send_mail(raw)

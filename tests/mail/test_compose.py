@@ -399,6 +399,19 @@ def test_invalid_addresses_are_refused(field: str):
         compose(outbound(**{field: "nobody"}), now=NOW)
 
 
+def test_an_address_literal_domain_is_an_address():
+    # RFC 5321 §4.1.3: the intake and the store take ops@[10.0.0.1], so compose must write it.
+    message = parse(compose(outbound(to="Ops <ops@[10.0.0.1]>", cc=("dev@[IPv6:2001:db8::1]",)), now=NOW))
+    assert [a.addr_spec for a in message["To"].addresses] == ["ops@[10.0.0.1]"]
+    assert [a.addr_spec for a in message["Cc"].addresses] == ["dev@[IPv6:2001:db8::1]"]
+
+
+@pytest.mark.parametrize("bad", ["o[ps@customer.test", "ops@[10.0.0.1", "ops@[10.0.0.1]x", "ops@[10 0.0.1]"])
+def test_brackets_outside_an_address_literal_are_refused(bad: str):
+    with pytest.raises(ValueError, match="not an email address"):
+        compose(outbound(to=bad), now=NOW)
+
+
 def test_extra_headers():
     message = parse(compose(outbound(extra_headers=(("X-Servicedesk-Ticket", "42"),)), now=NOW))
     assert message["X-Servicedesk-Ticket"] == "42"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
@@ -23,7 +24,7 @@ from store import actions, outbox
 from store.actions import Actor, NewAttachment
 from store.actions.common import enqueue_emails
 from store.context import Desk
-from store.db import Database
+from store.db import Database, InvalidRequest
 from store.models import Delivery, Message, Origin, Outbox, Participant, Ticket, TicketEvent, utcnow
 from store.outbox import Kind, OutboxItem
 from store.outcomes import Done, Fail, Retry
@@ -244,6 +245,78 @@ def test_files_beyond_ten_megabytes_become_signed_links(desk: Desk, sink: MailSi
     assert "huge.log" in text.get_content()
     assert "https://desk.acme.test/files/" in text.get_content()
     assert hashlib.sha256(big).hexdigest() not in text.get_content()
+
+
+def test_a_file_missing_from_the_file_store_is_named_as_not_available(
+    desk: Desk, sink: MailSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A files folder not shared with the worker, or a file deleted: no dead link, and the text goes out."""
+    ticket_id = open_email_ticket(desk)
+    message_id = add_reply(desk, ticket_id, "Both attached.", (("gone.txt", b"gone!"), ("here.txt", b"here")))
+    desk.files.path_for(hashlib.sha256(b"gone!").hexdigest()).unlink()
+    with desk.db.read() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        [gone_id] = [a.id for a in message.attachments if a.filename == "gone.txt"]
+
+    with caplog.at_level(logging.WARNING, logger="mail.delivery"):
+        [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+
+    assert isinstance(outcome, Done)
+    _from, _to, mail = received_one(sink)
+    assert [(part.get_filename(), part.get_content()) for part in mail.iter_attachments()] == [
+        ("here.txt", b"here")
+    ]
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert "Both attached." in text.get_content()
+    assert "gone.txt (not available)" in text.get_content()
+    assert "too large" not in text.get_content() and "/files/" not in text.get_content()
+    assert [getattr(r, "attachment_id", None) for r in caplog.records if r.levelno == logging.WARNING] == [
+        gone_id
+    ]
+
+
+def test_blank_lines_inside_a_code_block_survive_in_the_text_part(desk: Desk, sink: MailSink) -> None:
+    ticket_id = open_email_ticket(desk)
+    add_reply(desk, ticket_id, "Use this:\n\n```\nimport os\n\n\ndef main():\n    pass\n```")
+
+    perform_all(EmailDelivery(desk), email_rows(desk))
+
+    _from, _to, mail = received_one(sink)
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert "import os\n\n\n    def main():" in text.get_content()
+
+
+@pytest.mark.parametrize("address", ["ops@[10.0.0.1]", "ops@[ipv6:2001:db8::1]"])
+def test_a_participant_at_an_address_literal_gets_the_reply(desk: Desk, sink: MailSink, address: str) -> None:
+    # The intake and the store take an RFC 5321 address literal; each reply must reach it too.
+    ticket_id = open_email_ticket(desk, cc=(address,))
+    message_id = add_reply(desk, ticket_id, "Hello")
+
+    deliver_due_mail(desk)
+
+    mails = {mail.rcpt_tos[0]: mail.message for mail in sink.wait_for(2)}
+    assert [a.addr_spec for a in mails[address]["To"].addresses] == [address]
+    assert [a.addr_spec for a in mails["bob@customer.test"]["Cc"].addresses] == [address]
+    with desk.db.read() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.delivery == Delivery.DELIVERED
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["o[ps@customer.test", "ops@[10.0.0.1", "ops@10.0.0.1]", "ops@[10.0.0.1]x", "o\\ps@customer.test"],
+)
+def test_brackets_outside_an_address_literal_are_no_participant_address(desk: Desk, address: str) -> None:
+    # No mail header could carry them: a participant the desk takes is one it can mail.
+    ticket_id = open_email_ticket(desk)
+    with desk.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        with pytest.raises(InvalidRequest, match="not an email address"):
+            actions.add_participant(session, desk.policy, ticket, address, STAFF, notify=False)
 
 
 def test_reply_deleted_before_delivery_is_not_sent(desk: Desk, sink: MailSink) -> None:

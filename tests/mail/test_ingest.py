@@ -531,6 +531,35 @@ def test_a_participant_whose_mail_bounced_gets_mail_again_once_they_write_in(des
     assert [event.kind for event in rows(desk, TicketEvent)].count("bounce_cleared") == 1
 
 
+def test_a_participant_who_unsubscribed_gets_mail_again_once_they_write_in(desk: Desk) -> None:
+    ingest(desk, mail(Cc="carol@customer.test"))
+    for participant in rows(desk, Participant):  # both unsubscribe, by the List-Unsubscribe mailto
+        ingest(
+            desk,
+            mail("unsubscribe", sender=participant.email, message_id=f"<u-{participant.id}@customer.test>"),
+            rcpt_tos=(f"support+unsub-{participant.unsubscribe_key}@acme.test",),
+        )
+    # Carol writes again (Bob in Cc): she wants the answer; Bob did not write, so he stays unsubscribed.
+    ingest(
+        desk,
+        mail(
+            "One more question.",
+            sender="carol@customer.test",
+            message_id="<m2@customer.test>",
+            Cc="bob@customer.test",
+        ),
+        mail_from="carol@customer.test",
+        rcpt_tos=(f"support+{reply_key(desk)}@acme.test",),
+    )
+    unsubscribed = {p.email: p.unsubscribed_at is not None for p in rows(desk, Participant)}
+    assert unsubscribed == {"bob@customer.test": True, "carol@customer.test": False}
+    assert (
+        thread_lines(desk)[-1]
+        == "carol@customer.test wrote in again after unsubscribing: mail to them goes out again."
+    )
+    assert [event.kind for event in rows(desk, TicketEvent)].count("unsubscribe_cleared") == 1
+
+
 def test_without_a_from_header_the_envelope_sender_is_the_requester(desk: Desk) -> None:
     ingest(desk, b"Subject: who am I\r\n\r\nno From header at all\r\n", mail_from="carl@customer.test")
     assert the_ticket(desk).subject == "who am I"

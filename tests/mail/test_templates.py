@@ -102,6 +102,14 @@ def test_empty_customer_name_leaves_the_greeting_out():
     assert mail.text.startswith("Ticket #42")
 
 
+def test_blank_lines_are_collapsed_in_the_template_and_kept_in_the_reply(tmp_path: Path):
+    # The left-out greeting leaves blank lines behind; the reply's code block has its own, meant ones.
+    (tmp_path / "staff_reply.txt").write_text("Hello $customer_name\n\n$reply\n\n\n-- \n$sender_name\n")
+    code = render_markdown("```\nimport os\n\n\ndef main():\n    pass\n```")
+    mail = load_templates(tmp_path).render("staff_reply", context(customer_name="", reply=code))
+    assert mail.text == "    import os\n\n\n    def main():\n        pass\n\n-- \nACME Support\n"
+
+
 def test_subject_does_not_grow_reply_prefixes_or_ticket_tags():
     templates = load_templates(None)
     for subject in ("Re: Printer on fire", "RE: AW: Printer on fire [#42]", "Fwd: re:Printer on fire"):
