@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import random
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -94,6 +95,13 @@ def receipt_lane(message_id: int) -> str:
 
 def origin_lane(ticket_id: int) -> str:
     return f"origin:{ticket_id}"
+
+
+def mail_lane(ticket_id: int, address: str) -> str:
+    """One ticket's mail to one person, in the order it was written: a "closed" notice typed right
+    after the answer waits for the answer, which waits out its undo window."""
+    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+    return f"mail:{ticket_id}:{digest}"
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,7 @@ def _enqueue_email(
         Kind.EMAIL,
         ticket_id=ticket.id,
         message_id=message_id,
+        lane=outbox.mail_lane(ticket.id, participant.email),
         payload={
             "to": participant.email,
             "to_name": participant.name,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.models import Outbox, Ticket
-from tests.e2e.conftest import SUPPORT, RunningDesk, message_text
+from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -240,3 +240,16 @@ def test_slack_calls_reuse_kept_alive_connections(service: RunningDesk) -> None:
     peers = [call.peer for call in posts]
     assert None not in peers
     assert len(set(peers)) < len(peers)
+
+
+def test_a_close_typed_right_after_the_answer_does_not_overtake_it(start_service: StartService) -> None:
+    # An undo window long enough that the notice, were it not held, would surely go first.
+    service = start_service(reply_delay_seconds=3)
+    raw, _ = customer_mail("Printer on fire")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    service.post_as(ALICE, "Fixed it: the printer works again.", thread_ts=card.ts)
+    service.post_as(ALICE, "!close", thread_ts=card.ts)
+    service.wait_for(lambda: len(mails_to(service, "bob@customer.test")) >= 3, "the answer and the notice")
+    kinds = [mail.message["Auto-Submitted"] or "reply" for mail in mails_to(service, "bob@customer.test")]
+    assert kinds == ["auto-replied", "reply", "auto-generated"]  # acknowledgement, answer, then "closed"

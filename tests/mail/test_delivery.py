@@ -350,12 +350,13 @@ def test_participant_who_unsubscribed_meanwhile_gets_nothing(desk: Desk, sink: M
 
 
 def test_temporary_refusal_retries_and_permanent_refusal_fails(desk: Desk, sink: MailSink) -> None:
-    ticket_id = open_email_ticket(desk)
+    # Two tickets: one ticket's mails to one person go one at a time, in order.
+    ticket_ids = [open_email_ticket(desk), open_email_ticket(desk, with_message=False)]
     with desk.db.transaction() as session:
-        ticket = session.get(Ticket, ticket_id)
-        assert ticket is not None
-        enqueue_emails(session, ticket, desk.policy, template="acknowledgement")
-        enqueue_emails(session, ticket, desk.policy, template="resolved")
+        for ticket_id in ticket_ids:
+            ticket = session.get(Ticket, ticket_id)
+            assert ticket is not None
+            enqueue_emails(session, ticket, desk.policy, template="acknowledgement")
     first, second = email_rows(desk)
     sink.fail_next(1, 451)
     delivery = EmailDelivery(desk)
