@@ -228,7 +228,9 @@ def run_check(
     if "worker" in roles:
         check_delivery(settings, report)
     check_database(settings, report)
-    if settings.slack_bot_token:
+    # Slack is called only for the roles that use it: a host running `--role smtp` may keep the
+    # desk's whole .env and still have no way to reach Slack, which is no problem of its own.
+    if settings.slack_bot_token and roles & {"web", "worker"}:
         client = (client_factory or _client)(settings)
         if check_token(client, report):
             if settings.triage_channel:
@@ -236,7 +238,7 @@ def run_check(
             for channel in settings.intake_channels:
                 if channel != settings.triage_channel:
                     check_channel(client, channel, "intake", report)
-    if settings.slack_app_token:
+    if settings.slack_app_token and "web" in roles and socket_mode is not False:
         check_app_token(settings, report)
     for line in report.lines:
         print(line, file=out)

@@ -69,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     box = commands.add_parser("outbox", help="list pending and failed deliveries")
-    box.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")
-    box.add_argument(
+    # One retry per run: the two IDs number different things, and one would be silently dropped.
+    retry = box.add_mutually_exclusive_group()
+    retry.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")
+    retry.add_argument(
         "--retry-intake", type=int, metavar="ID", help="try a failed intake item (mail, Slack event) again"
     )
     box.add_argument("--limit", type=int, default=50)

@@ -114,11 +114,13 @@ async def run_service(
             if socket_mode:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-                await _check_app_token(client, settings.slack_app_token)
+                # Slack out of reach: the token check waits out its timeout and the handler keeps
+                # trying; a stop signal must still stop either (before anything else listens).
+                checking = _check_app_token(client, settings.slack_app_token)
+                if not await _unless_stopped(checking, running.stop):
+                    return
                 handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
                 cleanups.append(handler.close_async)
-                # Slack out of reach: the handler keeps trying, and a stop signal must still stop it
-                # (before anything else starts listening).
                 if not await _unless_stopped(handler.connect_async(), running.stop):
                     return
                 log.info("Socket Mode connected")
@@ -186,7 +188,9 @@ async def _check_app_token(client: AsyncWebClient, app_token: str | None) -> Non
             raise SettingsError(f"SLACK_APP_TOKEN was refused by Slack ({code})") from None
         log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", code)
     except (aiohttp.ClientError, TimeoutError) as error:
-        log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", error)
+        # A timeout's text is empty: its type is then the only reason there is to tell.
+        reason = str(error) or type(error).__name__
+        log.warning("could not check SLACK_APP_TOKEN (%s); connecting anyway", reason)
 
 
 async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:

@@ -11,6 +11,7 @@ was sent, so it cannot duplicate anything.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import re
 import smtplib
@@ -28,6 +29,11 @@ DEFAULT_URL = "smtp://127.0.0.1:1025"
 EXPECTED = "smtp://[user:password@]host[:port][?starttls=1] or smtps://[user:password@]host[:port]"
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT_SECONDS = 60.0
+MAX_TIMEOUT_SECONDS = 3600
+# An EHLO name: dot-separated labels of letters, digits and inner hyphens.
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HELO_HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+MAX_HOST_NAME_CHARS = 253
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Stages before any transaction: a failure there is the relay's (down, refusing us, bad credentials, no
@@ -90,7 +96,11 @@ class RelayConfig:
             raise ValueError("no host")
         if parts.path not in ("", "/") or parts.fragment:
             raise ValueError("unexpected path after the host")
-        port = parts.port or DEFAULT_PORTS[parts.scheme]  # .port raises ValueError when not a number
+        port = parts.port  # raises ValueError when not a number
+        if port == 0:
+            raise ValueError("port 0 is not a port a relay can listen on")
+        if port is None:
+            port = DEFAULT_PORTS[parts.scheme]
         if parts.password is not None and not parts.username:
             raise ValueError("a password without a user name")
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -108,7 +118,7 @@ class RelayConfig:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
             timeout=_timeout(options.get("timeout")),
-            helo_name=options.get("helo") or None,
+            helo_name=_helo_name(options.get("helo", "")),
         )
 
     def redacted_url(self) -> str:
@@ -184,8 +194,10 @@ class RelayConnection:
         if result is None and reused:
             # The relay closed our idle connection (or said 421) before this transaction started: nothing
             # of this message went out, so one fresh connection is safe.
-            logger.info("smtp relay closed the idle connection; reconnecting once",
-                        extra={"relay": self.config.redacted_url()})
+            logger.info(
+                "smtp relay closed the idle connection; reconnecting once",
+                extra={"relay": self.config.redacted_url()},
+            )
             result = self._connect_and_transact(sender, rcpt, needs_smtputf8, message)
         if result is None:
             return SendResult(DeliveryStatus.TEMPORARY, None, "connection closed by the relay", "mail")
@@ -210,8 +222,9 @@ class RelayConnection:
             # Made without a host, so the constructor does not connect: while it waited for the greeting its
             # socket would be out of abort()'s reach.
             if config.implicit_tls:
-                smtp = smtplib.SMTP_SSL(local_hostname=config.helo_name, timeout=config.timeout,
-                                        context=self._tls_context())
+                smtp = smtplib.SMTP_SSL(
+                    local_hostname=config.helo_name, timeout=config.timeout, context=self._tls_context()
+                )
             else:
                 smtp = smtplib.SMTP(local_hostname=config.helo_name, timeout=config.timeout)
             # smtplib checks the TLS certificate (smtps:// and STARTTLS alike) against this name, which only
@@ -385,9 +398,41 @@ def _timeout(value: str | None) -> float:
         seconds = float(value)
     except ValueError:
         raise ValueError(f"timeout={value} is not a number of seconds") from None
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"timeout={value} is not between 0 and 3600 seconds")
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # also refuses nan
+        raise ValueError(
+            f"timeout={value} is out of range: more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds"
+        )
     return seconds
+
+
+def _helo_name(value: str) -> str | None:
+    """The EHLO name: a host name or an address literal, as RFC 5321 allows; empty: smtplib's default.
+
+    Anything else is refused here, at start: smtplib refuses CR or LF in a command only when it sends
+    it, which would fail every mail while `servicedesk check` called the relay usable."""
+    if not value:
+        return None
+    is_host_name = len(value) <= MAX_HOST_NAME_CHARS and _HELO_HOST_NAME.fullmatch(value) is not None
+    if is_host_name or _is_address_literal(value):
+        return value
+    raise ValueError(
+        f"helo={value!r} is not a host name (letters, digits, dots, hyphens) "
+        "or an address literal such as [192.0.2.1] or [IPv6:2001:db8::1]"
+    )
+
+
+def _is_address_literal(value: str) -> bool:
+    """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` (RFC 5321 4.1.3)."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return False
+    inside = value[1:-1]
+    version, address = (6, inside[5:]) if inside[:5].lower() == "ipv6:" else (4, inside)
+    if "%" in address:
+        return False  # ipaddress takes any text after % as an IPv6 scope, even a line break
+    try:
+        return ipaddress.ip_address(address).version == version
+    except ValueError:
+        return False
 
 
 def _redact(url: str) -> str:

@@ -6,17 +6,21 @@ result is passed down. Tests build `Settings(...)` directly with field names.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.limits import MAX_ADDRESS_CHARS
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 class SettingsError(Exception):
@@ -223,6 +227,19 @@ def check_database_url(value: str) -> None:
             f"{url.drivername} is an asyncio driver, which the store cannot use; "
             f"use sqlite:///PATH or {POSTGRESQL_URL_HINT}"
         )
+    if backend == "sqlite" and _is_in_memory_sqlite(url):
+        # Each connection would be a database of its own, and all of them vanish at exit: every
+        # ticket and mail accepted would be lost.
+        raise ValueError("an in-memory SQLite database loses everything at exit; use sqlite:///PATH")
+
+
+def _is_in_memory_sqlite(url: URL) -> bool:
+    """`sqlite://`, `sqlite:///:memory:`, and SQLite's URI forms of an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return True
+    as_uri = "uri" in url.query
+    return as_uri and (database.startswith("file::memory:") or url.query.get("mode") == "memory")
 
 
 # Tokens and secrets are never echoed, not even in an error line.
@@ -246,10 +263,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     """Read settings from `environ` over a `.env` file; raise SettingsError with one line."""
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(_read_env_file(env_file))
     source = os.environ if environ is None else environ
     known = {field.alias for field in Settings.model_fields.values()}
     values.update({k: v for k, v in source.items() if k in known})
+    # An empty value is how an env file or a deployment template leaves a setting out; taken
+    # literally it would be an empty host (every interface) or folder (the working folder). The
+    # environment still wins over .env: an empty variable there gives the default.
+    values = {k: v for k, v in values.items() if v.strip()}
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
@@ -259,3 +280,17 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         message = str(error["msg"]).removeprefix("Value error, ")
         shown = "hidden" if name in _SECRET_SETTINGS else repr(values.get(name, ""))
         raise SettingsError(f"{name}: {message} (got {shown})") from None
+
+
+def _read_env_file(env_file: Path) -> dict[str, str]:
+    """The settings in a `.env` file; one that is not UTF-8 is a SettingsError naming its line."""
+    data = env_file.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        raise SettingsError(
+            f"{env_file}: line {line} is not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"
+        ) from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}

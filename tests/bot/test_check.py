@@ -246,3 +246,59 @@ def test_the_web_role_in_socket_mode_needs_the_app_token(emulator: SlackEmulator
     assert "SLACK_APP_TOKEN is not set: --socket-mode needs the app-level token" in out.getvalue()
     out = io.StringIO()
     assert run_check(settings, roles=frozenset({"worker"}), out=out) == 0, out.getvalue()
+
+
+def test_the_smtp_role_does_not_call_slack_even_with_tokens_set(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host running `--role smtp` often has the desk's whole .env; Slack out of its reach is no
+    problem of that host."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
+        "SERVICEDESK_DATABASE_URL": database_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--role", "smtp"]) == 0
+    out = capsys.readouterr().out
+    assert "PROBLEM" not in out and "Slack" not in out, out
+
+
+def test_the_worker_role_checks_the_bot_token_but_not_the_app_token(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    set_environment(monkeypatch, emulator, database_url, SLACK_APP_TOKEN="xapp-wrong")
+    assert main(["check", "--role", "worker"]) == 0
+    out = capsys.readouterr().out
+    assert "the token works" in out and "the bot is in the triage channel" in out
+    assert "SLACK_APP_TOKEN (" not in out and "app-level token works" not in out
+    # The web role may receive its events over Socket Mode: there the app token is checked.
+    assert main(["check", "--role", "web"]) == 1
+    assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in capsys.readouterr().out
+
+
+def test_a_relay_helo_with_a_line_break_is_a_problem(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    set_environment(
+        monkeypatch,
+        emulator,
+        database_url,
+        SERVICEDESK_SMTP_RELAY_URL="smtp://127.0.0.1:1025?helo=a%0D%0AQUIT",
+    )
+    assert main(["check", "--role", "worker"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: helo='a\\r\\nQUIT' is not a host name" in out

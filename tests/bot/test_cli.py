@@ -234,3 +234,33 @@ def test_the_sandbox_grants_every_scope_the_manifest_asks_for():
     from sandbox.workspace import DEFAULT_SCOPES
 
     assert set(BOT_SCOPES) <= set(DEFAULT_SCOPES)
+
+
+@pytest.mark.parametrize("command", [("check",), ("serve",), ("outbox",)])
+def test_an_env_file_that_is_not_utf8_is_one_line(tmp_path, command):
+    (tmp_path / ".env").write_bytes(b"SERVICEDESK_HTTP_PORT=0\nSERVICEDESK_SENDER_NAME=Caf\xe9\n")
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: .env: line 2 is not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    ]
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--role", "smtp")])
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_with_one_line(tmp_path, command, url):
+    """Everything accepted would be lost when the process exits."""
+    env = {"SERVICEDESK_DATABASE_URL": url, "SERVICEDESK_SMTP_PORT": "0"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: SERVICEDESK_DATABASE_URL: an in-memory SQLite database loses everything at exit; "
+        "use sqlite:///PATH (got hidden)"
+    ]
+
+
+def test_outbox_retries_one_kind_at_a_time(tmp_path):
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}
+    result = run_cli("outbox", "--retry", "3", "--retry-intake", "1", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "argument --retry-intake: not allowed with argument --retry" in result.stderr

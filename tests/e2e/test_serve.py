@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,12 +19,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bot.app import web_client
+from bot.service import _check_app_token
 from sandbox import RequestSender, SlackEmulator
 from sandbox.workspace import BOT_TOKEN, SIGNING_SECRET, TRIAGE
 from store.db import Database
 from store.migrate import MIGRATION_LOCK_KEY
 from tests.conftest import POSTGRES_URL, lock_waits
 from tests.e2e.conftest import START_SECONDS, free_port, wait_until
+from tests.faults.silent_server import SilentServer
 
 
 def get(url: str) -> tuple[int, dict[str, object]]:
@@ -288,3 +292,37 @@ def test_sigterm_while_socket_mode_cannot_reach_slack_exits_at_once(tmp_path, em
         assert process.wait(timeout=10) == 0
     finally:
         stop(process)
+
+
+def test_sigterm_while_the_app_token_check_waits_on_a_silent_slack_exits_at_once(
+    tmp_path, emulator, database_url
+):
+    """Slack takes the connection and never answers: the start-up check of SLACK_APP_TOKEN would
+    wait out its 15 s timeout, and a stop signal must not wait with it (exit within 10 s)."""
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    with SilentServer() as slack:
+        silent = {**env, "SLACK_APP_TOKEN": "xapp-1", "SLACK_API_URL": f"http://127.0.0.1:{slack.port}/api/"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--role", "web", "--socket-mode"],
+            env=silent,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            slack.accept()  # apps.connections.open has been sent, and is waiting for an answer
+            process.send_signal(signal.SIGTERM)
+            # Bounds the wait well under the client's 15 s timeout the check used to wait out.
+            assert process.wait(timeout=10) == 0
+        finally:
+            stop(process)
+
+
+def test_an_app_token_check_that_times_out_says_so(caplog):
+    """A timeout has no text of its own: the warning names it instead of an empty reason."""
+    with SilentServer() as slack:
+        client = web_client(None, f"http://127.0.0.1:{slack.port}/api/", timeout=1)
+        with caplog.at_level("WARNING", logger="bot.service"):
+            asyncio.run(_check_app_token(client, "xapp-1"))
+    assert "could not check SLACK_APP_TOKEN (TimeoutError); connecting anyway" in caplog.messages

@@ -39,8 +39,10 @@ def test_credentials_are_percent_decoded():
     assert config.starttls
 
 
-@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("yes", True), ("0", False),
-                                                 ("false", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("", False)],
+)
 def test_starttls_flag(value: str, expected: bool):
     assert RelayConfig.from_url(f"smtp://relay?starttls={value}").starttls is expected
 
@@ -49,6 +51,33 @@ def test_timeout_and_helo_options():
     config = RelayConfig.from_url("smtp://relay?timeout=2.5&helo=desk.acme.test")
     assert config.timeout == 2.5
     assert config.helo_name == "desk.acme.test"
+
+
+@pytest.mark.parametrize("helo", ["desk", "desk-1.acme.test", "[192.0.2.1]", "[IPv6:2001:db8::1]"])
+def test_helo_is_a_host_name_or_an_address_literal(helo: str):
+    assert RelayConfig.from_url(f"smtp://relay?helo={helo}").helo_name == helo
+    assert RelayConfig.from_url("smtp://relay?helo=").helo_name is None  # smtplib's default
+
+
+def test_helo_with_a_line_break_is_refused_at_start_not_at_every_mail():
+    """smtplib itself refuses CR/LF only when it sends EHLO: every mail would fail, after the
+    check had called the relay usable."""
+    with pytest.raises(ValueError, match=r"helo='a\\r\\nQUIT' is not a host name"):
+        RelayConfig.from_url("smtp://127.0.0.1:1025?helo=a%0D%0AQUIT")
+
+
+def test_port_0_is_refused_rather_than_taken_for_the_default():
+    with pytest.raises(ValueError, match=r"^SERVICEDESK_SMTP_RELAY_URL: port 0 is not a port"):
+        RelayConfig.from_url("smtp://relay:0")
+    assert RelayConfig.from_url("smtp://relay:").port == 25
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "3600.5", "nan"])
+def test_a_timeout_out_of_range_says_the_range_allowed(timeout: str):
+    with pytest.raises(ValueError) as caught:
+        RelayConfig.from_url(f"smtp://relay?timeout={timeout}")
+    assert f"timeout={timeout} is out of range: more than 0 and at most 3600 seconds" in str(caught.value)
+    assert RelayConfig.from_url("smtp://relay?timeout=3600").timeout == 3600
 
 
 @pytest.mark.parametrize(
@@ -68,6 +97,15 @@ def test_timeout_and_helo_options():
         "smtps://relay?starttls=1",
         "smtp://relay?timeout=soon",
         "smtp://relay?timeout=0",
+        "smtp://relay:0",
+        "smtp://127.0.0.1:1025?helo=a%0D%0AQUIT",
+        "smtp://relay?helo=desk%0A",
+        "smtp://relay?helo=desk_1",
+        "smtp://relay?helo=-desk",
+        "smtp://relay?helo=desk%20acme",
+        "smtp://relay?helo=[2001:db8::1]",
+        "smtp://relay?helo=[IPv6:fe80::1%25%0D%0AQUIT]",
+        "smtp://relay?helo=[192.0.2.300]",
     ],
 )
 def test_malformed_url_names_the_setting_and_what_is_expected(url: str):

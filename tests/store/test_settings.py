@@ -83,6 +83,59 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path):
     assert s.sender_name == "From file" and s.http_port == 5000
 
 
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_an_empty_value_is_unset_and_the_default_applies(tmp_path, blank):
+    """A blank line such as `SERVICEDESK_HTTP_HOST=` must not mean every interface, nor an empty
+    folder the working folder."""
+    env_file = tmp_path / ".env"
+    names = [
+        "SERVICEDESK_HTTP_HOST",
+        "SERVICEDESK_SMTP_HOST",
+        "SERVICEDESK_TEMPLATES_DIR",
+        "SERVICEDESK_FILES_DIR",
+        "SERVICEDESK_HTTP_PORT",
+        "SERVICEDESK_ACKNOWLEDGE",
+        "SERVICEDESK_INTAKE_CHANNELS",
+        "SERVICEDESK_PUBLIC_URL",
+        "SLACK_API_URL",
+    ]
+    env_file.write_text("".join(f"{name}='{blank}'\n" for name in names))
+    settings = load_settings({}, env_file=env_file)
+    for name in ("http_host", "smtp_host", "templates_dir", "files_dir", "http_port", "acknowledge"):
+        assert getattr(settings, name) == DEFAULTS[name], name
+    for name in ("intake_channels", "public_url", "slack_api_url"):
+        assert getattr(settings, name) == DEFAULTS[name], name
+
+
+def test_an_empty_variable_in_the_environment_gives_the_default_over_the_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SERVICEDESK_HTTP_HOST=0.0.0.0\nSERVICEDESK_PUBLIC_URL=https://desk.example\n")
+    settings = load_settings({"SERVICEDESK_HTTP_HOST": "", "SERVICEDESK_PUBLIC_URL": " "}, env_file=env_file)
+    assert (settings.http_host, settings.public_url) == ("127.0.0.1", "")
+
+
+def test_an_empty_required_setting_is_named_as_missing():
+    settings = load_settings({"SLACK_BOT_TOKEN": " ", "SERVICEDESK_TRIAGE_CHANNEL": " "}, env_file=None)
+    with pytest.raises(SettingsError, match=r"^SLACK_BOT_TOKEN is required here but is not set$"):
+        settings.require("slack_bot_token")
+    with pytest.raises(SettingsError, match=r"^SERVICEDESK_TRIAGE_CHANNEL is required here but is not set$"):
+        settings.require("triage_channel")
+
+
+def test_an_env_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"SERVICEDESK_HTTP_PORT=4000\nSERVICEDESK_SENDER_NAME=Caf\xe9\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, env_file=env_file)
+    assert str(caught.value) == f"{env_file}: line 2 is not UTF-8 text (byte 0xe9); save the file as UTF-8"
+
+
+def test_an_env_file_in_utf8_keeps_its_accents(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SERVICEDESK_SENDER_NAME=Café\n", encoding="utf-8")
+    assert load_settings({}, env_file=env_file).sender_name == "Café"
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -140,10 +193,31 @@ def test_the_reply_delay_is_at_most_a_day():
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "sqlite://", "postgresql+psycopg://u:p@h/db"]
+    "url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "postgresql+psycopg://u:p@h/db"]
 )
 def test_sqlite_and_postgresql_urls_are_accepted(url):
     assert load_settings({"SERVICEDESK_DATABASE_URL": url}, env_file=None).database_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite+pysqlite:///:memory:",
+        "sqlite:///:memory:?cache=shared",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:desk?mode=memory&uri=true",
+    ],
+)
+def test_an_in_memory_sqlite_database_is_refused(url):
+    """Everything the desk accepted would be gone when the process exits."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_DATABASE_URL": url}, env_file=None)
+    assert str(caught.value) == (
+        "SERVICEDESK_DATABASE_URL: an in-memory SQLite database loses everything at exit; "
+        "use sqlite:///PATH (got hidden)"
+    )
 
 
 def test_postgres_scheme_gets_the_url_to_write_instead():
