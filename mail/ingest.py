@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mail.addresses import is_own_address, normalize_address
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 50
 # Addresses named in the thread when the participant cap is reached (10,000 Cc's name 20).
 MAX_NAMED_OVERFLOW = 20
+# At most this many acknowledgements to one sender within the window: beyond it, new tickets from
+# them are opened without one (see `EmailIngest.open`). A person rarely opens five tickets an hour.
+ACKNOWLEDGEMENTS_PER_HOUR = 5
+ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
 NO_TEXT = "_(This email has no readable text. The original message is kept as it arrived.)_"
 NO_TEXT_ATTACHMENTS = "_(This email has no text, only attachments.)_"
 
@@ -209,9 +214,21 @@ class EmailIngest:
         now = ticket.created_at
         self.add_message(session, ticket, customer, email, files, now=now)
         if self.desk.policy.acknowledge and not email.auto_reply_suppressed and requester is not None:
-            # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement goes
-            # out before they are participants so it does not show them a Cc they did not get.
-            acknowledge_new_ticket(session, ticket, self.desk.policy, requester, email.message_id)
+            opened = tickets_opened_lately(session, customer, ticket)
+            if opened >= ACKNOWLEDGEMENTS_PER_HOUR:
+                # An autoresponder without RFC 3834's headers answers each acknowledgement with a
+                # new mail, which opens a ticket and is acknowledged again: a mail loop. Not
+                # answering is what ends it (RFC 3834 section 2: not to one sender too often).
+                thread_line(
+                    session,
+                    ticket,
+                    f"No acknowledgement sent: {literal(requester.email)} opened {opened} tickets by email "
+                    "in the last hour (a mail loop, perhaps). The ticket is kept.",
+                )
+            else:
+                # Only the requester: the Cc'd people saw the mail itself, and the acknowledgement
+                # goes out before they are participants so it does not show them a Cc they did not get.
+                acknowledge_new_ticket(session, ticket, self.desk.policy, requester, email.message_id)
         known = participants_of_new_ticket(requester)
         self.add_participants(session, ticket, email, include_sender=False, known=known, now=now)
         return ticket
@@ -323,6 +340,24 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
+
+
+def tickets_opened_lately(session: Session, customer: Customer, ticket: Ticket) -> int:
+    """How many other tickets this customer opened by email within the last hour."""
+    since = ticket.created_at - ACKNOWLEDGEMENT_WINDOW
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(
+                Ticket.requester_id == customer.id,
+                Ticket.origin == Origin.EMAIL,
+                Ticket.created_at >= since,
+                Ticket.id != ticket.id,
+            )
+        )
+        or 0
+    )
 
 
 def resubscribe_sender(session: Session, ticket: Ticket, email: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import smtplib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store.models import Customer, InboundItem, Message, Outbox, Participant, Ticket
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
@@ -100,7 +100,9 @@ def nested(depth: int) -> bytes:
             + b"<div>" * 100_000
             + b"<p>boom</p>"
             + b"</div>" * 100_000
-            + b"<style>" + b"x{}" * 100_000 + b"</style>\r\n",
+            + b"<style>"
+            + b"x{}" * 100_000
+            + b"</style>\r\n",
         ),
         (
             "invalid UTF-8",
@@ -184,3 +186,29 @@ def test_nul_characters_and_over_long_names_still_open_the_ticket(service: Runni
     assert ticket.subject == message.subject == subject[:500]
     assert customer.name == name[:200]
     assert organization == domain[:200]
+
+
+def test_an_autoresponder_that_answers_every_acknowledgement_is_not_answered_for_ever(
+    service: RunningDesk,
+) -> None:
+    """A vacation script without RFC 3834's headers answers each acknowledgement with a new mail:
+    each opens a ticket. Past five acknowledgements in an hour the desk stops answering, which
+    ends the loop; every mail is still a ticket."""
+    robot = "Robot <robot@vendor.test>"
+    for n in range(7):
+        mail = head(From=robot, Subject=f"Out of office {n}", Message_ID=f"<away{n}@vendor.test>")
+        assert (
+            service.send_mail(mail + b"\r\nAway until Monday.\r\n", mail_from="robot@vendor.test")[0] == 250
+        )
+        handled(service)
+    assert len(tickets(service)) == 7
+    service.wait_for(lambda: len(service.sink.messages) >= 5, "the five acknowledgements")
+    with service.db.read() as session:
+        unsent = session.scalar(
+            select(func.count())
+            .select_from(Outbox)
+            .where(Outbox.kind == "email.send", Outbox.state != "done")
+        )
+    assert unsent == 0 and len(service.sink.messages) == 5  # none waiting: the sixth and seventh never went
+    last_card = service.wait_for(lambda: service.card(7), "the card of #7")
+    service.wait_for_thread_text(last_card.ts, "No acknowledgement sent: robot@vendor.test opened 6 tickets")
