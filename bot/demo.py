@@ -9,6 +9,7 @@ that is a product bug, shown as such. `--keep` leaves the desk running to play w
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from bot.demo_transcript import email_lines, rule, thread_lines
 from sandbox.workspace import TRIAGE
 
 Writer = Callable[[str], None]
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
@@ -33,6 +35,7 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     # SIGTERM ends the demo as Ctrl-C does: the service stops and its temporary folder is removed.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+    _without_proxies()
     stage = Stage()
     try:
         stage.start()
@@ -50,6 +53,14 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     finally:
         stage.stop()
     return 0 if record.failure is None else 1
+
+
+def _without_proxies() -> None:
+    """Everything the demo talks to is on 127.0.0.1, but slack_sdk sends every call through
+    HTTP(S)_PROXY when one is set (it does not read NO_PROXY): on a machine behind a proxy the demo
+    then failed at its first step. This process is the demo's alone."""
+    for name in PROXY_VARIABLES:
+        os.environ.pop(name, None)
 
 
 def _interrupt(signum: int, frame: object) -> None:

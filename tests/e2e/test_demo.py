@@ -225,3 +225,18 @@ def test_a_step_that_does_not_happen_is_named_and_fails_the_demo():
     assert record.failure is not None and "card" in record.failure
     assert "FAILED at step 1" in out.getvalue()
     assert "Summary" in sections(out.getvalue())  # what did happen is still shown
+
+
+def test_the_demo_runs_on_a_machine_behind_a_proxy(tmp_path: Path) -> None:
+    # A proxy nothing answers at: the demo talks only to 127.0.0.1 and must not go through it.
+    proxied = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [*servicedesk_command(), "demo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=proxied,
+        timeout=READ_SECONDS * 3,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "FAILED" not in done.stdout
