@@ -112,6 +112,7 @@ class PreparedMail:
     envelope_from: str
     recipient: str
     data: bytes
+    attached: int = 0  # files attached to it (the rest are links or named)
 
 
 class EmailDelivery:
@@ -130,6 +131,15 @@ class EmailDelivery:
         if not isinstance(prepared, PreparedMail):
             return prepared
         result = await self.pool.send(prepared.envelope_from, prepared.recipient, prepared.data)
+        if prepared.attached and refused_for_size(result):
+            # The relay takes less than the attachments' budget (Postfix's default is 10,240,000
+            # bytes, and base64 makes files a third larger): the same mail with every file as a link
+            # (or named), rather than no answer at all.
+            log.info("email %s too large for the relay; sending its files as links", item.id)
+            smaller = await asyncio.to_thread(self.prepare, item, attach=False)
+            if not isinstance(smaller, PreparedMail):
+                return smaller
+            result = await self.pool.send(smaller.envelope_from, smaller.recipient, smaller.data)
         return outcome_for(result)
 
     async def close(self) -> None:
@@ -137,26 +147,27 @@ class EmailDelivery:
 
     # ----- preparing one mail (runs in a thread) -----
 
-    def prepare(self, item: OutboxItem) -> PreparedMail | Outcome:
+    def prepare(self, item: OutboxItem, *, attach: bool = True) -> PreparedMail | Outcome:
         with self.desk.db.read() as session:
             facts = read_facts(session, item)
         if isinstance(facts, str):
             log.info("email %s not sent: %s", item.id, facts, extra={"row_id": item.id})
             return Done(result={"skipped": facts}, apply=_cancel_receipt(item) if item.message_id else None)
         try:
-            data = self.compose(item, facts)
+            data, attached = self.compose(item, facts, attach=attach)
         except ValueError as exc:
             # An address or header that can never be sent (compose validates every header it writes).
             return Fail(f"the email could not be composed: {exc}")
         # RFC 5321 4.5.5: bounces come back to an address of ours that names the participant.
         envelope_from = bounce_address(self.desk.settings.support_address, facts.participant_key)
-        return PreparedMail(envelope_from, facts.recipient, data)
+        return PreparedMail(envelope_from, facts.recipient, data, attached)
 
-    def compose(self, item: OutboxItem, facts: MailFacts) -> bytes:
+    def compose(self, item: OutboxItem, facts: MailFacts, *, attach: bool = True) -> tuple[bytes, int]:
+        """The mail's bytes, and how many files it attaches (none when not `attach`)."""
         settings = self.desk.settings
         payload = item.payload
         template = str(payload["template"])
-        attached, too_large, missing = self._attachments(facts.files)
+        attached, too_large, missing = self._attachments(facts.files, MAX_ATTACHED_BYTES if attach else 0)
         reply = None
         if facts.reply_markdown is not None:
             notes = self._too_large_note(too_large) + _missing_note(missing)
@@ -192,18 +203,18 @@ class EmailDelivery:
             list_unsubscribe_mailto=unsubscribe_address(settings.support_address, facts.participant_key),
             attachments=attached,
         )
-        return compose(mail)
+        return compose(mail), len(attached)
 
     def _attachments(
-        self, files: tuple[FileFacts, ...]
+        self, files: tuple[FileFacts, ...], budget: int
     ) -> tuple[tuple[OutboundAttachment, ...], tuple[FileFacts, ...], tuple[FileFacts, ...]]:
-        """(attached, too large, missing): files attached while they fit in 10 MB in total, the rest
-        become links (or are named). A file missing from the file store (a files folder not shared
-        between roles, a file deleted) is named as not available: a link to it would be dead, and the
-        reply's text must still go out."""
+        """(attached, too large, missing): files attached while they fit in `budget` bytes in total,
+        the rest become links (or are named). A file missing from the file store (a files folder not
+        shared between roles, a file deleted) is named as not available: a link to it would be dead,
+        and the reply's text must still go out."""
         fitting: list[FileFacts] = []
         missing: list[FileFacts] = []
-        budget = MAX_ATTACHED_BYTES
+        left = budget
         for file in files:
             if not self.desk.files.exists(file.sha256):
                 log.warning(
@@ -212,14 +223,14 @@ class EmailDelivery:
                     extra={"attachment_id": file.id},
                 )
                 missing.append(file)
-            elif file.size <= budget:
+            elif file.size <= left:
                 fitting.append(file)
-                budget -= file.size
+                left -= file.size
         loaded = [
             OutboundAttachment(file.filename, file.content_type, self.desk.files.get(file.sha256))
             for file in fitting
         ]
-        attached, _ = compose_attachments_within(loaded)
+        attached, _ = compose_attachments_within(loaded, budget)
         too_large = tuple(file for file in files if file not in fitting and file not in missing)
         return attached, too_large, tuple(missing)
 
@@ -321,6 +332,14 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         reply_markdown=reply_markdown,
         files=files,
     )
+
+
+def refused_for_size(result: SendResult) -> bool:
+    """A refusal for the message's size: 552 (RFC 5321 4.5.3.1.10, RFC 1870 at MAIL FROM), or the
+    enhanced status 5.3.4 "message too big for system" (RFC 3463)."""
+    if result.status is not DeliveryStatus.PERMANENT:
+        return False
+    return result.code == 552 or "5.3.4" in result.text
 
 
 def outcome_for(result: SendResult) -> Outcome:

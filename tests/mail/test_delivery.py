@@ -247,6 +247,27 @@ def test_files_beyond_ten_megabytes_become_signed_links(desk: Desk, sink: MailSi
     assert hashlib.sha256(big).hexdigest() not in text.get_content()
 
 
+def test_a_relay_that_takes_less_than_the_attachments_gets_the_reply_with_links(
+    db: Database, tmp_path: Path
+) -> None:
+    """Postfix's default limit is 10,240,000 bytes; a 9 MB file, within the desk's own budget, is
+    over 12 MB once base64-encoded. The relay refuses it at MAIL FROM (552, RFC 1870): the reply goes
+    again at once with the file as a link, instead of not at all."""
+    with MailSink(data_size_limit=10_240_000) as small_relay:
+        desk = make_desk(db, tmp_path, small_relay.url, public_url="https://desk.acme.test")
+        ticket_id = open_email_ticket(desk)
+        log = b"x" * (9 * 1024 * 1024)
+        add_reply(desk, ticket_id, "Here is the log.", (("server.log", log), ("note.txt", b"small")))
+        [outcome] = perform_all(EmailDelivery(desk), email_rows(desk))
+        assert isinstance(outcome, Done), outcome
+        _from, _to, message = received_one(small_relay)
+    assert list(message.iter_attachments()) == []  # the second try attaches nothing
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "server.log" in text.get_content() and "note.txt" in text.get_content()
+    assert text.get_content().count("https://desk.acme.test/files/") == 2
+
+
 def test_a_file_missing_from_the_file_store_is_named_as_not_available(
     desk: Desk, sink: MailSink, caplog: pytest.LogCaptureFixture
 ) -> None:
