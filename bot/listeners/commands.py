@@ -30,7 +30,7 @@ COMMAND = "/desk"
 SLACK_REQUEST = "slack_request"
 # From the request's arrival to the verb's commit. Slack shows the person an error once the ack is
 # 3 s late; a verb committed after that would have done what they were told had failed.
-COMMAND_TIME_LIMIT = 2.0
+COMMAND_TIME_LIMIT = 2.5
 
 STORE_DOWN = "The desk cannot reach its database right now, so nothing changed. Try again in a minute."
 STORE_BUSY = "The desk's database was too busy to do that in time, so nothing changed. Try again."

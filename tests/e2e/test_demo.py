@@ -203,7 +203,7 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
         assert folder.is_dir()
         lines.wait_for(r"Ctrl-C")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=60) == 0, "\n".join(lines.seen)
         assert not folder.exists()
     finally:
         if process.poll() is None:
