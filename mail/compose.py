@@ -26,6 +26,8 @@ from email.utils import format_datetime
 import emails
 from emails.utils import SafeMIMEMultipart, sanitize_address
 
+from store.limits import ADDRESS_LITERAL
+
 MAX_ATTACHED_BYTES = 10 * 1024 * 1024
 MAX_REFERENCES = 20
 MAX_FILENAME_CHARS = 150
@@ -44,10 +46,6 @@ FOLDED_BETWEEN_ITEMS = ("References", "List-Unsubscribe")
 URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
 # Characters an address never has here, outside a domain literal: separators, quotes, comments, brackets.
 NOT_IN_ADDRESS = frozenset(' <>,;"()\\[]')
-# RFC 5321 §4.1.3 address literal (ops@[10.0.0.1], ops@[IPv6:::1]): the intake and the store take it as
-# a domain (store.actions.common.check_address). Only the characters an IP literal needs, none of which
-# a header parser reads as syntax.
-ADDRESS_LITERAL_RE = re.compile(r"^\[[A-Za-z0-9:.-]+\]$")
 # Headers compose() owns; extra_headers may not replace them.
 RESERVED_HEADERS = frozenset(
     {
@@ -351,7 +349,9 @@ def _is_address(address: str) -> bool:
     local, at, domain = address.rpartition("@")
     if not (at and local and domain) or not NOT_IN_ADDRESS.isdisjoint(local):
         return False
-    return ADDRESS_LITERAL_RE.match(domain) is not None or NOT_IN_ADDRESS.isdisjoint(domain)
+    # An address literal (store.limits): only the characters an IP literal needs, none of which a
+    # header parser reads as syntax.
+    return ADDRESS_LITERAL.fullmatch(domain) is not None or NOT_IN_ADDRESS.isdisjoint(domain)
 
 
 def _content_type(value: str) -> str:

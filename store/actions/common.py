@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 from store import outbox
 from store.db import InvalidRequest
 from store.keys import new_message_id
-from store.limits import MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHARS
+from store.limits import ADDRESS_LITERAL, MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHARS
 from store.models import (
     EmailId,
     Participant,
@@ -45,9 +44,6 @@ class Actor:
 
 DESK = Actor(name="servicedesk")
 
-# An RFC 5321 address literal domain, lower-cased (`[10.0.0.1]`, `[ipv6:::1]`): the one place an
-# address may hold brackets. `mail.compose` accepts the same, so a participant can always be mailed.
-ADDRESS_LITERAL_RE = re.compile(r"\[[a-z0-9:.-]+\]")
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ def check_address(email: str) -> str:
 
 def _has_stray_brackets(local: str, domain: str) -> bool:
     """Brackets or a backslash outside an address literal domain: no mail header could carry them."""
-    outside_literal = local if ADDRESS_LITERAL_RE.fullmatch(domain) else local + domain
+    outside_literal = local if ADDRESS_LITERAL.fullmatch(domain) else local + domain
     return any(c in "[]\\" for c in outside_literal)
 
 
