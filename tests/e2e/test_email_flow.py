@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
+from store.actions.messages import REACTION_PENDING
 from store.models import Outbox, Ticket
-from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, message_text
+from tests.e2e.conftest import SUPPORT, TRIAGE, RunningDesk, StartService, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -248,7 +249,13 @@ def test_a_close_typed_right_after_the_answer_does_not_overtake_it(start_service
     raw, _ = customer_mail("Printer on fire")
     service.send_mail(raw)
     card = service.wait_for(service.card, "the card")
-    service.post_as(ALICE, "Fixed it: the printer works again.", thread_ts=card.ts)
+    answer_ts = service.post_as(ALICE, "Fixed it: the printer works again.", thread_ts=card.ts)
+    # Slack delivers events concurrently, so two posts a moment apart may reach the desk in either
+    # order (docs/email-outbound.md); the "!close" is typed once the desk holds the answer, which
+    # then still waits out its three seconds while the notice is ready at once.
+    service.wait_for(
+        lambda: REACTION_PENDING in service.emulator.message(TRIAGE, answer_ts).reactions, "the answer held"
+    )
     service.post_as(ALICE, "!close", thread_ts=card.ts)
     service.wait_for(lambda: len(mails_to(service, "bob@customer.test")) >= 3, "the answer and the notice")
     kinds = [mail.message["Auto-Submitted"] or "reply" for mail in mails_to(service, "bob@customer.test")]
