@@ -283,8 +283,13 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
 
 
 def _read_env_file(env_file: Path) -> dict[str, str]:
-    """The settings in a `.env` file; one that is not UTF-8 is a SettingsError naming its line."""
-    data = env_file.read_bytes()
+    """The settings in a `.env` file; one that cannot be read, or is not UTF-8, is a SettingsError
+    naming it (and the line)."""
+    try:
+        data = env_file.read_bytes()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SettingsError(f"{env_file}: cannot be read ({reason.lower()})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

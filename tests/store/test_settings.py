@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,22 @@ def test_an_env_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
     with pytest.raises(SettingsError) as caught:
         load_settings({}, env_file=env_file)
     assert str(caught.value) == f"{env_file}: line 2 is not UTF-8 text (byte 0xe9); save the file as UTF-8"
+
+
+def test_an_env_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SERVICEDESK_HTTP_PORT=4000\n", encoding="utf-8")
+    if os.geteuid() != 0:  # root reads it whatever its mode, so the refusal is the OS's, simulated
+        env_file.chmod(0)
+    else:
+
+        def refuse(self: Path) -> bytes:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, env_file=env_file)
+    assert str(caught.value) == f"{env_file}: cannot be read (permission denied)"
 
 
 def test_an_env_file_in_utf8_keeps_its_accents(tmp_path):
