@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from store.settings import Settings
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
 def _add_role_options(parser: argparse.ArgumentParser, *, role: str, socket_mode: str) -> None:
@@ -178,6 +179,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C while the heavy modules still import (the first half-second) is a stop like any other,
+    # not a traceback.
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -199,8 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"servicedesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
         print(f"demo: {failure}", file=out)
         return 1
     except KeyboardInterrupt:
+        # Stopped before the story played: interrupted, as a Ctrl-C during the story is (`main`).
         stage.stop()
-        return 0
+        raise
     try:
         record = play(stage, out)
         if keep:

@@ -165,6 +165,11 @@ class Lines:
         pytest.fail(f"no line matching {pattern!r}; output was:\n" + "\n".join(self.seen))
 
 
+def demo_folder(lines: Lines) -> Path:
+    """The demo's temporary folder, as its transcript names it."""
+    return Path(re.sub(r"^Database and files: (.*?)\. .*", r"\1", lines.wait_for(r"^Database and files: ")))
+
+
 def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
     process = demo_kept(tmp_path)
     try:
@@ -197,13 +202,39 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
     process = demo_kept(tmp_path)
     try:
         lines = Lines(process)
-        folder = Path(
-            re.sub(r"^Database and files: (.*?)\. .*", r"\1", lines.wait_for(r"^Database and files: "))
-        )
+        folder = demo_folder(lines)
         assert folder.is_dir()
         lines.wait_for(r"Ctrl-C")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, "\n".join(lines.seen)
+        assert not folder.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("after_seconds", [0.05, 0.15, 0.3, 0.6])
+def test_ctrl_c_while_the_demo_starts_is_a_quiet_stop(tmp_path, after_seconds):
+    """Whichever part of the start it lands in (modules importing, the stage starting), Ctrl-C
+    stops the demo with the shell's code for an interrupt and no traceback."""
+    process = demo_kept(tmp_path)
+    time.sleep(after_seconds)  # where it lands varies with the machine; every place must be quiet
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=READ_SECONDS)
+    assert "Traceback" not in output, output
+    assert process.returncode == 130, output
+
+
+def test_ctrl_c_during_the_story_stops_it_and_removes_its_folder(tmp_path):
+    process = demo_kept(tmp_path)
+    try:
+        lines = Lines(process)
+        folder = demo_folder(lines)
+        lines.wait_for(r"^ 1\. ")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130, "\n".join(lines.seen)
+        assert "Traceback" not in "\n".join(lines.seen)
         assert not folder.exists()
     finally:
         if process.poll() is None:
