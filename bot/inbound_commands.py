@@ -16,9 +16,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot.commands import CommandContext, CommandReply, run_thread_command
+from bot.commands import CommandContext, CommandReply, run_thread_command, store_trouble
 from bot.inbound_context import Claim, InboundContext, record_once
 from bot.inbound_events import PostedMessage
+from store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,13 @@ async def run_command(
 
     if not await ctx.apply(claim, take):
         return
-    reply = await _execute(ctx, message, number)
+    try:
+        reply = await _execute(ctx, message, number)
+    except StoreUnavailable as error:
+        # The command is recorded as taken, so this item is not tried again and no retry would
+        # tell its author; say what is known (not done, or not known whether done) now.
+        log.error("!command in #%s not run or its outcome unknown: %s", number, error)
+        reply = CommandReply(store_trouble(error), ok=False)
     if not reply.text and not reply.blocks:
         return
     try:

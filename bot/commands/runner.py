@@ -13,9 +13,26 @@ from bot.commands.base import CommandContext, CommandReply, Invocation, UsageErr
 from bot.commands.registry import find_verb
 from bot.commands.tokens import ticket_number as parse_number
 from bot.commands.tokens import tokenize
-from store.db import InvalidRequest, NotFound
+from store.db import CommitUnknown, InvalidRequest, NotFound, StoreBusy, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# The answers to a command the database failed (store_trouble).
+STORE_DOWN = "The desk cannot reach its database right now, so nothing changed. Try again in a minute."
+STORE_BUSY = "The desk's database was too busy to do that in time, so nothing changed. Try again."
+COMMIT_UNKNOWN = (
+    "The desk lost its database connection while saving that, so it may or may not have been done. "
+    "Look (`/desk show`, `/desk list`) before you run it again."
+)
+
+
+def store_trouble(error: StoreUnavailable) -> str:
+    """What the person is told when the database failed them: only what is known to be true."""
+    if isinstance(error, CommitUnknown):
+        return COMMIT_UNKNOWN
+    if isinstance(error, StoreBusy):
+        return STORE_BUSY
+    return STORE_DOWN
 
 
 def refused(ctx: CommandContext) -> CommandReply | None:

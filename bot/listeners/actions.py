@@ -13,9 +13,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
-from bot.commands import CommandContext, CommandReply, run_card_action
+from bot.commands import CommandContext, CommandReply, run_card_action, store_trouble
 from bot.listeners.command_rate import TOO_FAST
-from bot.listeners.commands import first_delivery, store_trouble
+from bot.listeners.commands import first_delivery
 from bot.listeners.triage_context import TriageSide
 from bot.response_url import answer_privately
 from store.db import StoreUnavailable

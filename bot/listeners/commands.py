@@ -16,11 +16,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.commands import CommandContext, CommandReply, run_desk_command
+from bot.commands import CommandContext, CommandReply, run_desk_command, store_trouble
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.triage_context import TriageSide
 from store import inbound
-from store.db import CommitUnknown, StoreBusy, StoreUnavailable
+from store.db import StoreUnavailable
 from store.deadline import within
 
 log = logging.getLogger(__name__)
@@ -32,22 +32,7 @@ SLACK_REQUEST = "slack_request"
 # 3 s late; a verb committed after that would have done what they were told had failed.
 COMMAND_TIME_LIMIT = 2.5
 
-STORE_DOWN = "The desk cannot reach its database right now, so nothing changed. Try again in a minute."
-STORE_BUSY = "The desk's database was too busy to do that in time, so nothing changed. Try again."
-COMMIT_UNKNOWN = (
-    "The desk lost its database connection while saving that, so it may or may not have been done. "
-    "Look (`/desk show`, `/desk list`) before you run it again."
-)
 ALREADY_RUN = "That request was already received; it was not run again."
-
-
-def store_trouble(error: StoreUnavailable) -> str:
-    """What the person is told when the database failed them: only what is known to be true."""
-    if isinstance(error, CommitUnknown):
-        return COMMIT_UNKNOWN
-    if isinstance(error, StoreBusy):
-        return STORE_BUSY
-    return STORE_DOWN
 
 
 def first_delivery(side: TriageSide, body: dict[str, Any]) -> bool:

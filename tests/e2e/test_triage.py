@@ -472,3 +472,33 @@ def test_a_desk_verb_whose_commit_answer_was_lost_is_not_said_to_have_failed(
         running.service.stop()  # while the proxy still runs: the service stops with its database
     finally:
         proxy.stop()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_a_thread_command_whose_commit_answer_was_lost_tells_its_author(
+    database_url: str, start_service: StartService
+) -> None:
+    """A `!command` is taken once (recorded before it runs), so no retry would ever answer it: the
+    author hears at once that it may or may not have been done, not silence."""
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.start()).render_as_string(hide_password=False)
+    try:
+        running = Triage(start_service(database_url=proxied))
+        assert running.command(ALICE, "new dan@globex.example Printer on fire").startswith("Opened #1")
+        proxy.swallow_commit_answer(b"INSERT INTO messages", b"printer replaced")
+        running.emulator.user_post(
+            ALICE, TRIAGE, "!note Customer phoned: printer replaced", thread_ts=running.card_ts(1)
+        )
+        answer = running.service.wait_for(
+            lambda: next(
+                (e.text for e in running.emulator.ephemerals(TRIAGE, ALICE) if "database" in e.text), None
+            ),
+            "the author told of the lost answer",
+        )
+        assert proxy.swallowed.is_set()
+        assert "may or may not have been done" in answer
+        assert notes_saying(running.db, "printer replaced") == 1  # the server had committed it
+        running.service.stop()
+    finally:
+        proxy.stop()
