@@ -34,6 +34,7 @@ from bot.inbound_events import PostedMessage, parse_message
 from bot.inbound_triage import handle_triage_message
 from bot.slack_files import CopiedFiles
 from bot.slack_users import SlackProfile
+from bot.text.to_slack import markdown_to_mrkdwn
 from store.actions import Actor, open_ticket, ticket_by_slack_thread, ticket_owning_slack_thread
 from store.actions.common import literal, thread_line
 from store.models import Origin, Ticket
@@ -197,7 +198,9 @@ async def _staff_wrote_to_customer(
     """Staff answered in the customer's thread itself: the triage thread should know."""
     body = await ctx.markdown(message.raw)
     excerpt = body if len(body) <= DIRECT_REPLY_EXCERPT else body[:DIRECT_REPLY_EXCERPT] + "…"
-    quoted = "\n".join("> " + line for line in excerpt.splitlines() or [""])
+    # As mrkdwn, not raw Markdown: Markdown escapes a typed `<!channel>` with a backslash, which
+    # Slack ignores, so it would ping the triage channel (and `<url|label>` would hide a link).
+    quoted = "\n".join("> " + line for line in markdown_to_mrkdwn(excerpt).splitlines() or [""])
 
     def change(session: Session) -> None:
         ticket = ticket_of_thread(session)

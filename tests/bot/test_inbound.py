@@ -110,6 +110,23 @@ def test_staff_answering_in_the_customers_thread_is_pointed_out_in_triage(intake
     assert lines == ["alice wrote in the customer's thread directly:\n> On it!"]
 
 
+def test_the_quote_of_staff_writing_in_the_customers_thread_pings_no_one(intake: Intake) -> None:
+    """Typed brackets reach the desk as text: quoted raw (as Markdown, whose backslash escapes
+    Slack ignores) they would be a real @channel and a link disguised as the bank's."""
+    ts = open_connect_ticket(intake)
+    typed = "<!channel> see <https://evil.example|https://bank.example>"
+    section = {"type": "rich_text_section", "elements": [{"type": "text", "text": typed}]}
+    blocks = [{"type": "rich_text", "elements": [section]}]
+    as_sent = typed.replace("<", "&lt;").replace(">", "&gt;")  # how Slack sends typed brackets
+    intake.emulator.user_post(ALICE, CONNECT, as_sent, thread_ts=ts, blocks=blocks)
+    intake.run()
+    [line] = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
+    assert line == (
+        "alice wrote in the customer's thread directly:\n"
+        "> &lt;!channel&gt; see &lt;https://evil.example|https://bank.example&gt;"
+    )
+
+
 def test_staff_writing_in_the_customers_thread_is_pointed_out_once(intake: Intake) -> None:
     """Its edit, and Slack delivering it again under another event id, add no more lines."""
     ts = open_connect_ticket(intake)
