@@ -115,13 +115,17 @@ class Desk:
         """Every stored event handled and every delivery the emulator started answered."""
 
         def settled() -> bool:
+            # Deliveries first: once none is pending every event sent is stored, so the count
+            # that follows sees it (the other order misses one stored between the two looks).
+            if self.emulator.pending:
+                return False
             with self.db.transaction() as session:
                 waiting = session.scalar(
                     select(func.count())
                     .select_from(InboundItem)
                     .where(InboundItem.state.in_(["pending", "claimed"]))
                 )
-            return waiting == 0 and self.emulator.pending == 0
+            return waiting == 0
 
         self.wait(settled, "the intake to settle")
 

@@ -81,7 +81,9 @@ class Triage:
             )
 
     def wait_worker_idle(self) -> None:
-        """Every accepted Slack event handled by the worker."""
+        """Every Slack event sent so far stored (the app answers each only once it is) and handled
+        by the worker: an event still on its way would find the worker idle before it."""
+        self.emulator.wait_idle(WAIT_SECONDS)
 
         def idle() -> bool:
             with self.db.transaction() as session:
