@@ -31,6 +31,7 @@ from mail.inbound_headers import (
     raw_header_values,
 )
 from mail.inbound_mime import MimeWalk, RawAttachment, walk_message
+from mail.markdown_escape import plain_text_markdown
 from mail.trim import trim_reply
 
 __all__ = ["BounceInfo", "InboundAttachment", "InboundEmail", "header_message_id", "parse_email"]
@@ -141,22 +142,40 @@ class _Body:
 def _body(walk: MimeWalk) -> _Body:
     names = _cid_names(walk.attachments)
     whole: list[str] = []
-    replies: list[str] = []
+    # Per part: the reply source, and whether it is plain text (Markdown only once trimmed).
+    sources: list[tuple[str, bool]] = []
     truncated = False
     for segment in walk.segments:
         if segment.kind == "html":
             conversion = html_to_markdown(segment.content, cid_names=names)
             whole.append(conversion.markdown)
-            replies.append(conversion.reply_markdown)
+            sources.append((conversion.reply_markdown, False))
             truncated = truncated or conversion.truncated
         else:
+            # Plain text is made Markdown that shows as typed (a `__init__.py` or `2*3*4` is not
+            # formatting), but trimmed as typed: its `>` quotes are what trimming reads.
             text = tidy_markdown(segment.content)
-            whole.append(text)
-            replies.append(text)
+            whole.append(plain_text_markdown(text))
+            sources.append((text, True))
     markdown = "\n\n".join(part for part in whole if part.strip())
-    reply_source = "\n\n".join(part for part in replies if part.strip())
-    reply = trim_reply(reply_source) if reply_source.strip() else ""
+    reply = _reply(sources)
     return _Body(markdown, reply if reply.strip() else markdown, truncated)
+
+
+def _reply(sources: list[tuple[str, bool]]) -> str:
+    """The customer's new words. Trimmed over all the parts at once where they are all plain text
+    (a forwarded message's part is cut as history of the part before it) or all HTML; a mix is
+    trimmed part by part, since plain text is escaped only after its trimming."""
+    if len({plain for _, plain in sources}) <= 1:
+        joined = "\n\n".join(text for text, _ in sources if text.strip())
+        reply = _trimmed(joined)
+        return plain_text_markdown(reply) if sources and sources[0][1] else reply
+    parts = ((_trimmed(text), plain) for text, plain in sources)
+    return "\n\n".join(plain_text_markdown(part) if plain else part for part, plain in parts if part.strip())
+
+
+def _trimmed(body: str) -> str:
+    return trim_reply(body) if body.strip() else ""
 
 
 def _from(message: Message) -> tuple[str | None, str]:
@@ -216,7 +235,7 @@ def _display_names(message: Message) -> tuple[tuple[str, str], ...]:
 
 def _last_resort(raw: bytes) -> InboundEmail:
     """When even the compat32 parser fails: the bytes as text, no structure, nothing trusted."""
-    text = tidy_markdown(decode_text(raw[:1_000_000]))
+    text = plain_text_markdown(tidy_markdown(decode_text(raw[:1_000_000])))
     return InboundEmail(
         message_id=header_message_id(raw),
         from_address=None,

@@ -10,44 +10,9 @@ from __future__ import annotations
 
 import re
 
-# Always special inline: backslash, code, emphasis, strikethrough, link brackets, autolinks/HTML.
-_INLINE_SPECIAL = re.compile(r"[\\`*~\[\]<]|_|&(?=#?[A-Za-z0-9]+;)")
-_ORDERED_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
-_HEADING = re.compile(r"^#{1,6}(?=\s|$)")
-_BULLET_MARKER = re.compile(r"^[-+](?=\s|$)")
-_RULE_LINE = re.compile(r"^[-=_*+\s\\]+$")
+from mail.markdown_escape import escape_markdown
 
-
-def _escape_inline(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        char = match.group(0)
-        if char == "_":
-            start, end = match.start(), match.end()
-            before = text[start - 1] if start > 0 else ""
-            after = text[end] if end < len(text) else ""
-            # An underscore between two letters or digits never delimits emphasis in CommonMark.
-            if before.isalnum() and after.isalnum():
-                return char
-        return "\\" + char
-
-    return _INLINE_SPECIAL.sub(replace, text)
-
-
-def escape_markdown(text: str, *, line_start: bool = False) -> str:
-    """``text`` as literal CommonMark inline content.
-
-    With ``line_start`` the text begins a line, so block syntax (``# ``, ``> ``, ``- ``, ``1. ``,
-    ``---``, ``===``) is neutralised as well.
-    """
-    escaped = _escape_inline(text)
-    if not line_start or not escaped:
-        return escaped
-    if escaped[0] == ">" or _HEADING.match(escaped) or (escaped[0] in "-=+" and _RULE_LINE.match(escaped)):
-        return "\\" + escaped
-    if _BULLET_MARKER.match(escaped):
-        return "\\" + escaped
-    return _ORDERED_MARKER.sub(r"\1\\\2", escaped, count=1)
-
+__all__ = ["code_fence", "code_span", "escape_markdown", "link_destination", "markdown_link"]
 
 def code_span(text: str) -> str:
     """An inline code span holding ``text`` verbatim, whatever backticks it contains."""

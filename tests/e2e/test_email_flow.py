@@ -13,6 +13,7 @@ from email.utils import make_msgid
 
 from sqlalchemy import select
 
+from bot.text.to_slack import escape_mrkdwn
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.actions.messages import REACTION_PENDING
@@ -260,3 +261,15 @@ def test_a_close_typed_right_after_the_answer_does_not_overtake_it(start_service
     service.wait_for(lambda: len(mails_to(service, "bob@customer.test")) >= 3, "the answer and the notice")
     kinds = [mail.message["Auto-Submitted"] or "reply" for mail in mails_to(service, "bob@customer.test")]
     assert kinds == ["auto-replied", "reply", "auto-generated"]  # acknowledgement, answer, then "closed"
+
+
+def test_a_plain_text_mail_shows_in_slack_as_typed(start_service: StartService) -> None:
+    """Plain text is not Markdown: `__init__.py`, `2*3*4` and a `---` line stay as typed, and the
+    answers typed between quoted questions are not drawn into the quote."""
+    service = start_service()
+    typed = "> Which version?\n3.2\n> Which OS?\nWindows 11\nCrash in __init__.py at 2*3*4\n---\nTotal"
+    raw, _ = customer_mail(typed)
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    shown = service.wait_for_thread_text(card.ts, "Total")
+    assert escape_mrkdwn(typed) in shown

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.text.to_slack import escape_mrkdwn, markdown_to_mrkdwn
 from mail.inbound_headers import HASHED_ID_DOMAIN
 from mail.parse import NO_SUBJECT, InboundEmail, header_message_id, parse_email
+from mail.render import render_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HTML_TAG = re.compile(r"</?(html|head|body|div|p|span|b|i|a|ul|li|hr|br|script|style|table|td|img)\b", re.I)
@@ -195,9 +197,31 @@ def test_html_only_mail_becomes_sanitised_markdown() -> None:
 def test_bottom_posted_flowed_reply_keeps_the_answers() -> None:
     email = parse_email(fixture("apple_bottom_post.eml"))
     assert "It is invoice 2025-0042, the one from February." in email.body_markdown  # RFC 3676 unflowed
+    # Plain text, so its quote is kept as typed (escaped), not made a Markdown quote.
     assert email.reply_markdown == (
-        "It is invoice 2025-0042, the one from February.\n\n> Did you pay by card?\n\nYes, by card."
+        "It is invoice 2025-0042, the one from February.\n\n\\> Did you pay by card?\n\nYes, by card."
     )
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "> Which version?\n3.2\n> Which OS?\nWindows 11",  # answers between quoted questions
+        "Crash in __init__.py when computing 2*3*4\nOrder #1234\n---\nTotal",  # not emphasis nor a heading
+        "- one\n+ two\n1. three\n# four\n***\n[x](y) <b>z</b> &amp; `q` ~~s~~ back\\",
+        "a | b\n--|--\n1 | 2",  # no table
+    ],
+)
+def test_a_plain_text_body_shows_as_typed(typed: str) -> None:
+    email = parse_email(message("From: a@b.example\nMessage-ID: <m@x>", typed, content_type="text/plain"))
+    assert render_markdown(email.body_markdown).text == typed + "\n"
+    assert markdown_to_mrkdwn(email.body_markdown) == escape_mrkdwn(typed)
+
+
+def test_an_indented_block_of_a_plain_text_body_keeps_its_characters() -> None:
+    typed = "Steps:\n\n    $ run --flag_a *x*\n\nThanks"
+    email = parse_email(message("From: a@b.example\nMessage-ID: <m@x>", typed, content_type="text/plain"))
+    assert "$ run --flag_a *x*" in render_markdown(email.body_markdown).text
 
 
 def test_inline_images_and_attachment_names() -> None:
