@@ -588,7 +588,10 @@ def settle_delivery(
             Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
         )
     )
-    if open_rows is not None or message.delivery != Delivery.PENDING:
+    if open_rows is not None:
+        return
+    if message.delivery == Delivery.FAILED:
+        _delivered_after_all(session, ticket, message)
         return
     if reached or _reached_anyone(session, message.id):
         message.delivery = Delivery.DELIVERED
@@ -604,6 +607,25 @@ def settle_delivery(
     message.delivery_error = "nobody could receive it (unsubscribed, bounced or removed since it was written)"
     thread_line(session, ticket, f"Not delivered: {message.delivery_error}.")
     _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
+
+
+def _delivered_after_all(session: Session, ticket: Ticket, message: Message) -> None:
+    """A failed reply whose failed deliveries were all sent again (`servicedesk outbox --retry`) and
+    went out: the customer has it, so its receipt must stop saying it failed."""
+    still_failed = session.scalar(
+        select(Outbox.id).where(
+            Outbox.message_id == message.id,
+            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
+            Outbox.state == OutboxState.FAILED,
+        )
+    )
+    if still_failed is not None or not _reached_anyone(session, message.id):
+        return
+    message.delivery = Delivery.DELIVERED
+    message.delivery_error = None
+    _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_FAILED)
+    record_event(session, ticket, "delivered", None, message_id=message.id)
+    thread_line(session, ticket, "Delivered after all: the reply went out when it was sent again.")
 
 
 def _first_response(session: Session, ticket: Ticket, message: Message) -> None:

@@ -9,6 +9,7 @@ and wait on conditions, never on the clock.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.manifest import BOT_SCOPES
+from bot.operator import retry_outbox
 from sandbox import MailSink, RequestSender, SlackEmulator
 from sandbox.faults import Fault
 from sandbox.mail_sink import ReceivedMail
@@ -42,7 +44,8 @@ from sandbox.workspace import (
     avatar_url,
 )
 from store.db import Database
-from store.models import Delivery, InboundItem, Message, Ticket, Visibility
+from store.models import Delivery, InboundItem, Message, Outbox, OutboxState, Ticket, Visibility
+from store.outbox import Kind
 from tests.e2e.conftest import RunningDesk, StartService, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -288,6 +291,30 @@ def test_edits_and_deletions_after_delivery_are_mirrored(desk: Desk) -> None:
 
 
 BOSS = "boss@globex.example"
+
+
+def test_a_failed_reply_sent_again_by_the_operator_is_marked_delivered(desk: Desk) -> None:
+    """The bot was out of the customer's channel, so the reply failed (❌); invited back, the
+    operator sends it again (`servicedesk outbox --retry`): the customer has it, once, so the
+    receipt and the stored state must say delivered."""
+    customer_ts, card_ts = open_ticket(desk)
+    desk.idle()
+    desk.emulator.user_leave(BOT_USER, CONNECT)
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Reply while the bot is out", thread_ts=card_ts)
+    desk.wait(lambda: "x" in desk.reactions(TRIAGE, reply_ts), "the failed receipt")
+    with desk.db.read() as session:
+        [row_id] = session.scalars(
+            select(Outbox.id).where(Outbox.kind == Kind.ORIGIN_POST, Outbox.state == OutboxState.FAILED)
+        ).all()
+    desk.emulator.user_join(BOT_USER, CONNECT)
+    assert retry_outbox(desk.service.settings, row_id, out=io.StringIO()) == 0
+    desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
+    desk.wait(lambda: "x" not in desk.reactions(TRIAGE, reply_ts), "the failed mark taken off")
+    assert reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC)
+    assert [text for text in customer_sees(desk, customer_ts) if "bot is out" in text] == [
+        "Reply while the bot is out"
+    ]
+    desk.wait_thread_text(TRIAGE, card_ts, "Delivered after all")
 
 
 def plain_text(mail: ReceivedMail) -> str:
