@@ -26,6 +26,7 @@ from email.utils import collapse_rfc2231_value
 from typing import Literal
 
 from mail.inbound_charset import decode_text
+from mail.inbound_data_images import MAX_DATA_IMAGES, take_data_images
 from mail.inbound_headers import clean_text, decode_header_text, first_header
 
 MAX_PARTS = 1_000
@@ -140,6 +141,7 @@ class _Walker:
         self.max_depth = max_depth
         self.result = MimeWalk()
         self.parts_seen = 0
+        self.data_images = 0
 
     # -- leaves -------------------------------------------------------------------------
 
@@ -166,10 +168,21 @@ class _Walker:
             )
         )
 
+    def _take_data_images(self, html: str) -> str:
+        def add(filename: str, content_type: str, data: bytes, content_id: str) -> None:
+            self.result.attachments.append(RawAttachment(filename, content_type, data, content_id))
+
+        html, added = take_data_images(
+            html, add, first_number=self.data_images + 1, room=MAX_DATA_IMAGES - self.data_images
+        )
+        self.data_images += added
+        return html
+
     def _leaf(self, part: Message, content_type: str, mode: _Mode) -> None:
         if content_type in {"text/plain", "text/html"} and not _is_attachment(part):
             text = self._text(part)
             if content_type == "text/html":
+                text = self._take_data_images(text)
                 self.result.html_sources.append(text)
             if not mode.files_only:
                 self.result.segments.append(Segment("html" if content_type == "text/html" else "text", text))

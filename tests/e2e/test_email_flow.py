@@ -4,6 +4,7 @@ whose answers land back in the same thread."""
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.request
 from email import message_from_bytes
@@ -138,6 +139,26 @@ def test_an_empty_attachment_is_named_in_the_thread_and_the_others_still_arrive(
         "the screenshot's upload",
     )
     assert [f.name for f in service.emulator.files.values()] == ["shot.png"]
+
+
+def test_a_screenshot_pasted_into_the_html_reaches_the_thread(service: RunningDesk) -> None:
+    """Embedded as a data: URL, not a part of its own: it is uploaded like any inline image."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Error dialog"
+    message["Message-ID"] = make_msgid(domain="customer.test")
+    pasted = base64.b64encode(PNG).decode()
+    message.set_content(
+        f'<p>Screenshot of the error:</p><p><img src="data:image/png;base64,{pasted}" alt="error"></p>',
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the ticket's card")
+    assert "[image: image-1.png]" in service.wait_for_thread_text(card.ts, "Screenshot of the error")
+    uploaded = service.wait_for(
+        lambda: [f for f in service.emulator.files.values() if f.name == "image-1.png" and f.completed],
+        "the screenshot's upload",
+    )
+    assert [f.content for f in uploaded] == [PNG]
 
 
 def test_a_reply_to_a_resolved_ticket_reopens_it_and_the_thread_says_so(service: RunningDesk) -> None:

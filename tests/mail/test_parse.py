@@ -403,3 +403,41 @@ def test_regression_forward_chains_keep_one_eml_and_never_fall_back(
     assert len(email.attachments) <= 1
     assert not caplog.records
     assert email.truncated == (levels > 20)
+
+
+PIXEL_PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 40
+
+
+def html_mail(html: str) -> bytes:
+    return message("From: a@b.example\nMessage-ID: <m@x>", html, content_type="text/html; charset=utf-8")
+
+
+def test_an_image_embedded_as_a_data_url_becomes_an_inline_file_shown_where_it_was() -> None:
+    data = base64.b64encode(PIXEL_PNG).decode()
+    email = parse_email(
+        html_mail(
+            f'<p>The error:</p><img alt="dialog" src="data:image/png;base64,{data}">'
+            f"<p>and again</p><img src='data:image/png;base64,{data[:20]}\n{data[20:]}'><p>Thanks</p>"
+        )
+    )
+    (image,) = email.attachments  # the same image twice is one file
+    assert (image.filename, image.content_type, image.data, image.inline) == (
+        "image-1.png",
+        "image/png",
+        PIXEL_PNG,
+        True,
+    )
+    assert email.body_markdown.count("[image: image-1.png]") == 2
+    assert "data:" not in email.body_markdown
+
+
+def test_what_a_data_url_cannot_be_is_not_made_a_file() -> None:
+    svg = base64.b64encode(b"<svg onload='alert(1)'/>").decode()
+    many = "".join(
+        f'<img src="data:image/gif;base64,{base64.b64encode(bytes([i]) * 8).decode()}">' for i in range(30)
+    )
+    email = parse_email(
+        html_mail(f'<img src="data:image/svg+xml;base64,{svg}"><img src="data:image/png;base64,%%%">{many}')
+    )
+    assert [a.filename for a in email.attachments] == [f"image-{n}.gif" for n in range(1, 21)]  # at most 20
+    assert "svg" not in " ".join(a.content_type for a in email.attachments)
