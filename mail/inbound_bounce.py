@@ -25,6 +25,16 @@ _MESSAGE_ID_LINE = re.compile(r"^\s*>?\s*message-id\s*:\s*(<[^<>\s]+>)", re.IGNO
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _RETURNED_MESSAGE_TYPES = {"message/rfc822", "message/global"}
 _RETURNED_HEADER_TYPES = {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
+# A server reply quoted in a plain-text bounce: "550 5.1.1 …" anywhere, or "550 …" opening a line
+# (or after qmail's "said:"). A bare three-digit number elsewhere is too often something else.
+_SMTP_REPLY_WITH_STATUS = re.compile(r"\b([45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b.*\S)")
+_SMTP_REPLY_LINE = re.compile(r"(?:^|said:)[ \t]*([45]\d\d[ -][ \t]*\S.*\S)", re.MULTILINE | re.IGNORECASE)
+# Where an old-style bounce starts pasting the message back: its own words end there.
+_RETURNED_COPY = re.compile(
+    r"^.*(?:copy of the message|original message|message headers follow|returned message|"
+    r"below this line).*$",
+    re.MULTILINE | re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -116,4 +126,15 @@ def extract_bounce(message: Message) -> BounceInfo:
             ids.extend(parse_message_ids(_MESSAGE_ID_LINE.findall(text)[:1]))
             if ids:
                 break
+    if diagnostic is None and action is None:
+        diagnostic = next((found for found in map(_smtp_reply_in, texts) if found), None)
     return BounceInfo(tuple(ids), tuple(recipients), action, status, diagnostic)
+
+
+def _smtp_reply_in(text: str) -> str | None:
+    """The remote server's reply quoted in an old-style plain-text bounce ("Remote host said: 550
+    5.1.1 user unknown"), as a Diagnostic-Code would give it. Only the notice's own words are read,
+    not the copy of the message after them, which could hold anything."""
+    own_words = _RETURNED_COPY.split(text[:_MAX_TEXT_SCAN], maxsplit=1)[0]
+    found = _SMTP_REPLY_WITH_STATUS.search(own_words) or _SMTP_REPLY_LINE.search(own_words)
+    return f"smtp; {found.group(1)[:300]}" if found else None

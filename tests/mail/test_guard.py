@@ -112,6 +112,31 @@ def test_plain_text_bounce_finds_the_returned_message_id() -> None:
     assert verdict.bounce is not None and verdict.bounce.original_message_ids == ("ours-2@desk.example",)
 
 
+@pytest.mark.parametrize(
+    ("own_words", "reason"),
+    [
+        (  # qmail
+            "Hi. This is the qmail-send program.\r\n<bob@customer.example>:\r\n"
+            "Remote host said: 550 5.1.1 <bob@customer.example>: User unknown\r\n",
+            "smtp; 550 5.1.1 <bob@customer.example>: User unknown",
+        ),
+        (  # Exim without a delivery-status part
+            "The following address(es) failed:\r\n  bob@customer.example\r\n"
+            "    SMTP error from remote mail server after RCPT TO:<bob@customer.example>:\r\n"
+            "    550 no such mailbox\r\n",
+            "smtp; 550 no such mailbox",
+        ),
+        ("Your message of 500 bytes could not be delivered.\r\n", None),  # no server reply quoted
+    ],
+)
+def test_plain_text_bounce_gives_the_servers_reply_as_its_reason(own_words: str, reason: str | None) -> None:
+    # The copy of the message after the notice's own words is not read for a reason.
+    body = own_words + "--- Below this line is a copy of the message.\r\n\r\n"
+    body += "Message-ID: <ours-3@desk.example>\r\n\r\n550 5.7.1 words of the returned message\r\n"
+    verdict = classify(parsed("From: MAILER-DAEMON@old.example\nSubject: failure notice", body))
+    assert verdict.bounce is not None and verdict.bounce.diagnostic == reason
+
+
 def test_rules_are_one_small_named_check_each() -> None:
     names = [rule.name for rule in RULES]
     assert len(names) == len(set(names))
