@@ -187,11 +187,15 @@ def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
         for name, pairs in (("To", [(to_name, to_address)]), ("Cc", cc))
         if (header := _address_header(name, pairs, smtputf8=smtputf8)) is not None
     }
-    for attachment in mail.attachments:
+    for index, attachment in enumerate(mail.attachments, start=1):
         message.attach(
             filename=safe_filename(attachment.filename),
             data=attachment.data,
             mime_type=_content_type(attachment.content_type),
+            # The package keys its files by `uri`, the file name when none is given: a second
+            # "image.png" (Slack's name for every pasted screenshot) was dropped. With its own key
+            # it is kept, as "image-2.png".
+            uri=f"attachment-{index}",
         )
     return message.as_bytes()
 

@@ -450,6 +450,21 @@ def test_attachments_make_multipart_mixed():
     raw.decode("ascii")
 
 
+def test_two_files_of_one_name_are_both_attached():
+    # Slack names every pasted screenshot "image.png": a reply with two must carry both.
+    raw = compose(
+        outbound(
+            attachments=(
+                OutboundAttachment("image.png", "image/png", b"first"),
+                OutboundAttachment("image.png", "image/png", b"second"),
+            )
+        ),
+        now=NOW,
+    )
+    files = [(part.get_filename(), part.get_content()) for part in parse(raw).iter_attachments()]
+    assert files == [("image.png", b"first"), ("image-2.png", b"second")]
+
+
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
