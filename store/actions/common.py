@@ -194,6 +194,11 @@ class MailThread:
             (message_id for message_id, direction, _ in reversed(self.ids) if direction == "received"), None
         )
         in_reply_to = received or (theirs[-1] if theirs else None)
+        if in_reply_to in theirs:
+            # References are the parent's ancestors and the parent, oldest first (RFC 5322 3.6.4):
+            # what the desk sent after the parent (its acknowledgement, earlier answers) are
+            # siblings, and listed before it they would claim to be its ancestors.
+            theirs = theirs[: theirs.index(in_reply_to) + 1]
         # The first message anchors the thread; the most recent ones keep clients threading. Keep
         # the header bounded however long the ticket gets.
         return in_reply_to, theirs[:1] + theirs[1:][-19:]

@@ -15,6 +15,7 @@ from sqlalchemy import event, select
 from mail.ingest import NO_TEXT, EmailIngest, LostClaim
 from store import actions, inbound
 from store.actions import Actor
+from store.actions.common import MailThread
 from store.context import Desk
 from store.db import Database
 from store.intake_keys import KeyKind, lookup_address_key
@@ -429,11 +430,7 @@ def test_keys_in_mail_sent_before_a_merge_name_the_participant_where_the_ticket_
     assert (carol.bounced_at if key_use == "bounce" else carol.unsubscribed_at) is not None
 
 
-def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
-    """Bob's acknowledgement's Message-ID proves, in a bounce, that mail to Bob failed: Carol's copy
-    of the next reply must not show it to her, or she could forge one and cut Bob off."""
-    ingest(desk, mail(Cc="carol@customer.test"))
-    [ack] = outbox(desk, "email.send")
+def staff_reply(desk: Desk, text: str) -> None:
     with desk.db.transaction() as session:
         ticket = session.scalars(select(Ticket)).one()
         actions.add_staff_reply(
@@ -441,14 +438,44 @@ def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
             desk.policy,
             ticket,
             author=Actor("Alice", slack_id="U0ALICE"),
-            body_markdown="On it.",
+            body_markdown=text,
             slack_channel=None,
             slack_ts=None,
         )
-    copies = {row.payload["to"]: row.payload for row in outbox(desk, "email.send")[1:]}
-    assert copies["bob@customer.test"]["references"] == ["m1@customer.test", ack.payload["message_id_header"]]
-    assert copies["carol@customer.test"]["references"] == ["m1@customer.test"]
-    assert {copy["in_reply_to"] for copy in copies.values()} == {"m1@customer.test"}
+
+
+def test_each_copy_references_only_mail_its_reader_has(desk: Desk) -> None:
+    """Bob's acknowledgement's Message-ID proves, in a bounce, that mail to Bob failed: Carol's copy
+    of a later reply must not show it to her, or she could forge one and cut Bob off."""
+    ingest(desk, mail(Cc="carol@customer.test"))
+    [ack] = outbox(desk, "email.send")
+    staff_reply(desk, "On it.")
+    first = {row.payload["to"]: row.payload["message_id_header"] for row in outbox(desk, "email.send")[1:]}
+    ingest(desk, mail("Still burning.", message_id="<m2@customer.test>", In_Reply_To="<m1@customer.test>"))
+    staff_reply(desk, "Unplug it.")
+    copies = {row.payload["to"]: row.payload for row in outbox(desk, "email.send")[3:]}
+    bob, carol = first["bob@customer.test"], first["carol@customer.test"]
+    assert copies["bob@customer.test"]["references"] == [
+        "m1@customer.test",
+        ack.payload["message_id_header"],
+        bob,
+        "m2@customer.test",
+    ]
+    assert copies["carol@customer.test"]["references"] == ["m1@customer.test", carol, "m2@customer.test"]
+    assert {copy["in_reply_to"] for copy in copies.values()} == {"m2@customer.test"}
+
+
+def test_references_end_with_the_parent_and_name_no_later_mail() -> None:
+    """RFC 5322 3.6.4: the parent's ancestors and the parent, oldest first. The acknowledgement
+    and earlier answers sent after the customer's mail are its siblings, not its ancestors."""
+    thread = MailThread(
+        [
+            ("m1@c", "received", None),
+            ("ack@d", "sent", "bob@c"),
+            ("r1@d", "sent", "bob@c"),
+        ]
+    )
+    assert thread.headers_for("bob@c") == ("m1@c", ["m1@c"])
 
 
 def test_a_delay_notice_is_not_a_bounce(desk: Desk) -> None:
