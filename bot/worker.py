@@ -103,6 +103,11 @@ class WorkerConfig:
     pause_state_interval: float = 1.0  # how often the shared "Slack paused" flag is read
     pause_check_interval: float = 15.0  # the longest wait between auth.test checks while paused
     drain_timeout: float = 2.5  # on stop: how long rows in flight may finish before they are given back
+    # A Slack row given back mid-call (on stop, or a dead worker's) waits this long before it is
+    # tried again, so the call's late effect has landed when the next attempt looks for it: the
+    # wait a timed-out call's retry gets (bot.delivery.calls.LATE_EFFECT_TIMEOUTS × the 15 s call
+    # timeout, bot.app.SLACK_CALL_TIMEOUT_SECONDS).
+    slack_settles_in: timedelta = timedelta(seconds=45)
     # Edge first (bot/worker_pace.py): while intake items arrive faster than this a second, the
     # worker's units of work (an intake item, a delivery) take turns at most `busy_worker_rate` a
     # second, so the edges answer first. Steady traffic (tens a second) never reaches it. At 5 turns
@@ -552,7 +557,9 @@ class Worker:
 
     async def _give_back(self) -> None:
         try:
-            released = await asyncio.to_thread(outbox.release, self.db, self.worker_id)
+            released = await asyncio.to_thread(
+                outbox.release, self.db, self.worker_id, slack_settles_in=self.config.slack_settles_in
+            )
             await asyncio.to_thread(inbound.release, self.db, self.worker_id)
         except StoreUnavailable:
             log.warning("could not give back claimed rows on stop; their leases will lapse")
@@ -575,7 +582,9 @@ class Worker:
                 # Our own id on a row before we claimed anything: a dead predecessor with our pid.
                 if pid is None or (holder != self.worker_id and process_alive(pid)):
                     continue
-                released = await asyncio.to_thread(outbox.release, self.db, holder)
+                released = await asyncio.to_thread(
+                    outbox.release, self.db, holder, slack_settles_in=self.config.slack_settles_in
+                )
                 await asyncio.to_thread(inbound.release, self.db, holder)
                 log.warning(
                     "gave back %d delivery row(s) held by %s, which is no longer running", released, holder

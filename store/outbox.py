@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, func, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
@@ -467,18 +467,35 @@ def mark_failed(session: Session, row_id: int, worker_id: str, error: str) -> bo
     return True
 
 
-def release(db: Database, worker_id: str, *, untouched: bool = False, keep: Collection[int] = ()) -> int:
+def release(
+    db: Database,
+    worker_id: str,
+    *,
+    untouched: bool = False,
+    keep: Collection[int] = (),
+    slack_settles_in: timedelta = timedelta(0),
+) -> int:
     """Give back every row `worker_id` holds but those in `keep` (on shutdown, a dead worker's, or
-    a claim whose answer a database outage swallowed), due now.
+    a claim whose answer a database outage swallowed).
 
     The attempt stays counted unless the caller knows nothing was sent (`untouched`): a row given
-    back mid-call has an unknown outcome, and its next attempt must look for what it did.
+    back mid-call has an unknown outcome, and its next attempt must look for what it did. A Slack
+    call cut off mid-way may still take effect after that look (Slack carries out a request it
+    received however the connection ends), which would find nothing and post a second copy: such
+    rows are due only `slack_settles_in` from now. Mail is due at once: a message the relay took
+    is a resend under the same Message-ID, which the design accepts.
     """
+    now = utcnow()
+    due: Any = now
+    if slack_settles_in > timedelta(0):
+        at = Outbox.next_attempt_at.type  # typed: UTCDateTime stores naive UTC on SQLite
+        later, at_once = literal(now + slack_settles_in, type_=at), literal(now, type_=at)
+        due = case((Outbox.kind.in_(sorted(SLACK_KINDS)), later), else_=at_once)
     values: dict[str, Any] = {
         "state": OutboxState.PENDING,
         "claimed_until": None,
         "claimed_by": None,
-        "next_attempt_at": utcnow(),
+        "next_attempt_at": due,
     }
     if untouched:
         values["attempts"] = Outbox.attempts - 1

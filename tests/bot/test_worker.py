@@ -22,7 +22,7 @@ from bot.worker_settle import settle
 from store import actions, outbox
 from store.context import Desk
 from store.db import Database
-from store.models import Outbox, OutboxState, Ticket
+from store.models import Outbox, OutboxState, Ticket, utcnow
 from store.outbox import Kind, OutboxItem
 from store.service_state import set_slack_paused, slack_paused
 from store.settings import Settings
@@ -233,8 +233,9 @@ def test_stop_finishes_what_is_quick_and_gives_back_what_hangs(desk: Desk) -> No
         finished.append(item.id)
         return Done()
 
+    config = WorkerConfig(**{**FAST, "drain_timeout": 0.3})  # type: ignore[arg-type]
+
     async def run() -> None:
-        config = WorkerConfig(**{**FAST, "drain_timeout": 0.3})  # type: ignore[arg-type]
         work = Worker(desk.db, {Kind.CARD.value: performer}, {}, worker_id="w-test", config=config)
         task = asyncio.create_task(work.run())
         while len(finished) < 2:
@@ -242,11 +243,15 @@ def test_stop_finishes_what_is_quick_and_gives_back_what_hangs(desk: Desk) -> No
         work.stop()
         await asyncio.wait_for(task, timeout=5)
 
+    stopped = utcnow()
     asyncio.run(run())
     states = Counter((row.state, row.claimed_by, row.attempts) for row in all_rows(desk.db))
-    # Two done; the hung one is given back, due now, its attempt still counted (its outcome is
-    # unknown, so the next attempt looks for what it may have posted).
+    # Two done; the hung one is given back with its attempt still counted (its outcome is unknown,
+    # so the next attempt looks for what it may have posted), and not before the call it cut off
+    # could have taken effect, or that look would find nothing and post again.
     assert states == Counter({("done", "w-test", 1): 2, ("pending", None, 1): 1})
+    [hung] = [row for row in all_rows(desk.db) if row.state == "pending"]
+    assert hung.next_attempt_at >= stopped + config.slack_settles_in
 
 
 def test_a_revoked_token_pauses_slack_rows_until_auth_test_works(
@@ -358,15 +363,19 @@ def test_rows_of_a_dead_worker_on_this_machine_are_given_back_at_start(desk: Des
     dead_id = f"{local_prefix()}{gone.pid}"
     outbox.claim_due(desk.db, dead_id, lease=timedelta(hours=1))
     performer = Recorder()
+    # Its call may have been cut off mid-way: tried again only once a late effect would have landed.
+    config = WorkerConfig(**{**FAST, "slack_settles_in": timedelta(seconds=0.3)})  # type: ignore[arg-type]
 
     async def run() -> None:
-        work = Worker(desk.db, {Kind.CARD.value: performer}, {}, config=WorkerConfig(**FAST))  # type: ignore[arg-type]
+        work = Worker(desk.db, {Kind.CARD.value: performer}, {}, config=config)
         task = asyncio.create_task(work.run())
         while not performer.seen:
             await asyncio.sleep(0.01)
         work.stop()
         await task
 
+    started = utcnow()
     asyncio.run(asyncio.wait_for(run(), timeout=10))
     (row,) = all_rows(desk.db)
     assert row.state == OutboxState.DONE and row.attempts == 2  # counted: its outcome was unknown
+    assert row.done_at is not None and row.done_at >= started + config.slack_settles_in

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +20,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.delivery import SlackDelivery
 from bot.http import build_web_app
 from bot.worker import Worker, WorkerConfig
+from bot.worker_ids import local_prefix
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import CONNECT, HELP
+from sandbox.workspace import CONNECT, HELP, TRIAGE
+from store import outbox
 from store.context import Desk
 from store.models import OutboxState
+from store.outbox import Kind
 from store.service_state import slack_paused
 from tests.bot.delivery_kit import client_for, desk_for
 from tests.faults.kit import WAIT_SECONDS, Figures, duplicates_and_losses, fill, states
@@ -141,3 +148,56 @@ def test_a_revoked_token_pauses_delivery_keeps_rows_and_resumes(
     assert "Slack token works again; Slack delivery resumes" in messages
     assert (duplicates, losses) == (0, 0)
     assert states(desk.db) == {OutboxState.DONE: rows}
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_post_cut_off_mid_call_is_posted_once_after_a_restart(
+    desk: Desk, emulator: SlackEmulator, how: str
+) -> None:
+    """Slack answers a card's post late; the worker stops (or dies) before the answer. Slack still
+    carries the post out after the connection is gone, so the next worker must not look for it,
+    find nothing yet and post a second card: a row given back mid-call waits out that late effect."""
+    hang = 1.5
+    fill(desk, emulator, 1, lines=0, slack_every=0)  # one email ticket: its card goes first
+    emulator.add_fault("chat.postMessage", Fault.hang(hang), times=1)
+    config = replace(CONFIG, drain_timeout=0.1, slack_settles_in=timedelta(seconds=hang * 2))
+
+    def worker() -> Worker:
+        performers = SlackDelivery(desk, client_for(emulator, timeout=5)).performers()
+        return Worker(desk.db, performers, {}, config=config)
+
+    def reached_slack() -> bool:
+        return not emulator.faults.rules()  # the one-time rule is used up: the post hangs in Slack
+
+    async def stopped_mid_call() -> None:
+        first = worker()
+        task = asyncio.create_task(first.run())
+        await until(reached_slack, "the post to reach Slack")
+        first.stop()
+        await task
+
+    async def killed_mid_call() -> None:
+        # A worker of this machine whose process is gone holds the row, its call cut off.
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()  # reaped: its pid names no running process
+        dead_id = f"{local_prefix()}{gone.pid}"
+        [card] = outbox.claim_due(desk.db, dead_id, lease=timedelta(hours=1), kinds=frozenset({Kind.CARD}))
+        post = SlackDelivery(desk, client_for(emulator, timeout=5)).performers()[Kind.CARD]
+        call = asyncio.ensure_future(post(card))
+        await until(reached_slack, "the post to reach Slack")
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+
+    asyncio.run(stopped_mid_call() if how == "stopped" else killed_mid_call())
+    second = worker()
+
+    async def run_again() -> None:
+        task = asyncio.create_task(second.run())
+        await until(lambda: drained(desk), "the outbox to drain")
+        second.stop()
+        await task
+
+    asyncio.run(run_again())
+    time.sleep(hang)  # the cut-off post has landed by now, so a second card would show
+    assert duplicates_and_losses(desk.db, emulator) == (0, 0)
+    assert len([m for m in emulator.messages(TRIAGE) if m.bot_id]) == 1
