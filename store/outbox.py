@@ -46,6 +46,11 @@ SLACK_KINDS = frozenset(kind for kind in Kind if kind.value.startswith("slack.")
 
 # How long a delivery keeps trying before it fails for good and the thread is told.
 DEFAULT_DEADLINE = timedelta(days=2)
+# A triage-thread post whose ticket's card Slack refused has no thread to go in: it waits (this
+# error, retried every minute until its deadline) rather than failing with the card, and an
+# operator's retry of the card makes it due again at once.
+WAITING_FOR_CARD = "waiting for the ticket's card, which Slack refused (servicedesk outbox --retry it)"
+WAITING_FOR_CARD_RECHECK = timedelta(minutes=1)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 600.0
 
@@ -540,6 +545,18 @@ def retry_failed(db: Database, row_id: int) -> bool:
         row.next_attempt_at = now
         row.deadline_at = now + DEFAULT_DEADLINE
         row.done_at = None
+        if row.kind == Kind.CARD and row.lane is not None:
+            # The thread's posts waiting for this card go right after it, not at their next recheck.
+            session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.lane == row.lane,
+                    Outbox.id > row.id,
+                    Outbox.state == OutboxState.PENDING,
+                    Outbox.last_error == WAITING_FOR_CARD,
+                )
+                .values(next_attempt_at=now)
+            )
         note(session, Topic.OUTBOX)
         return True
 

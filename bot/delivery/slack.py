@@ -40,7 +40,7 @@ from bot.delivery.texts import (
     note_header,
     origin_notice,
 )
-from bot.outcomes import Done, Fail, Outcome
+from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
 from mail.links import raw_message_url
@@ -48,14 +48,16 @@ from store.actions.messages import copy_digest
 from store.context import Desk
 from store.intake_keys import link_secret
 from store.models import Delivery, Direction, Visibility
-from store.outbox import Kind, OutboxItem
+from store.outbox import WAITING_FOR_CARD, WAITING_FOR_CARD_RECHECK, Kind, OutboxItem
 
 Performer = Callable[[OutboxItem], Awaitable[Outcome]]
 Perform = Callable[[Attempt], Awaitable[Outcome]]
 
 NO_TICKET = Fail("the ticket no longer exists", tell_thread=False)
 NO_MESSAGE = Fail("the message no longer exists", tell_thread=False)
-NO_TRIAGE_THREAD = Fail("the ticket has no thread in the triage channel", tell_thread=False)
+# Its card was refused (a card still on its way holds the lane): not a failure of this row, which
+# goes once the operator has the card sent again; a wait, not an attempt.
+NO_TRIAGE_THREAD = Retry(WAITING_FOR_CARD, delay=WAITING_FOR_CARD_RECHECK, count_attempt=False)
 NO_ORIGIN_THREAD = Fail("the ticket has no customer Slack thread")
 GONE = frozenset({"message_not_found"})
 FILE_GONE = frozenset({"file_not_found", "file_deleted"})

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 
 from bot.app import slack_session
 from bot.delivery import SlackDelivery
@@ -296,3 +297,39 @@ def test_a_card_update_held_back_by_a_429_does_not_hold_back_its_thread(
     # The thread's line is posted before the card's update goes through, not after it.
     assert calls[-1] == ("chat.update", None)
     assert calls.count(("chat.postMessage", None)) == 3  # the card, the customer's message, the line
+
+
+def test_a_refused_card_holds_its_thread_posts_until_the_operator_sends_it_again(
+    desk: Desk, emulator: SlackEmulator
+) -> None:
+    """The customer's message has no thread while its card is refused: it waits for the card,
+    not failing with it, and goes right after the card once that is sent again."""
+    open_email_ticket(desk)  # its card, then the customer's mail into the card's thread
+    emulator.add_fault("chat.postMessage", Fault.slack_error("not_in_channel"), channel=TRIAGE, times=1)
+    worker = worker_for(desk, SlackDelivery(desk, client_for(emulator)).performers())
+
+    def settled_behind_the_refused_card() -> bool:
+        states = {row.kind: (row.state, row.last_error) for row in rows(desk.db)}
+        return states.get(Kind.CARD.value, ("",))[0] == "failed" and states.get(Kind.THREAD_POST.value) == (
+            "pending",
+            outbox.WAITING_FOR_CARD,
+        )
+
+    async def until_waiting() -> None:
+        deadline = time.monotonic() + 15
+        while not await asyncio.to_thread(settled_behind_the_refused_card):
+            assert time.monotonic() < deadline, [(r.kind, r.state, r.last_error) for r in rows(desk.db)]
+            if not await worker.run_once():
+                await asyncio.sleep(0.05)
+
+    asyncio.run(until_waiting())
+    [card] = rows(desk.db, Kind.CARD.value)
+    [waiting] = rows(desk.db, Kind.THREAD_POST.value)
+    assert waiting.attempts == 0  # a wait for the card, not a failed attempt
+    assert outbox.retry_failed(desk.db, card.id)
+    drain(worker, desk.db, timeout=10)  # well within the minute of its recheck
+    with desk.db.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        card_ts = ticket.triage_ts
+    assert card_ts is not None and len(thread(emulator, TRIAGE, card_ts)) == 2  # the card, then the mail
+    assert [row.state for row in rows(desk.db, Kind.THREAD_POST.value)] == ["done"]
