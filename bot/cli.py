@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         socket_mode="the web role will receive events over Socket Mode (default: either way will do)",
     )
 
-    box = commands.add_parser("outbox", help="list pending and failed deliveries")
+    box = commands.add_parser("outbox", help="list pending and failed deliveries, and intake that failed")
     # One retry per run: the two IDs number different things, and one would be silently dropped.
     retry = box.add_mutually_exclusive_group()
     retry.add_argument("--retry", type=int, metavar="ID", help="retry a failed delivery")

@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 SETTING = "SERVICEDESK_SMTP_RELAY_URL"
 DEFAULT_URL = "smtp://127.0.0.1:1025"
-EXPECTED = "smtp://[user:password@]host[:port][?starttls=1] or smtps://[user:password@]host[:port]"
+EXPECTED = (
+    "smtp://[user:password@]host[:port][?starttls=1] or smtps://[user:password@]host[:port], "
+    "with optional ?timeout=SECONDS and ?helo=NAME"
+)
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT_SECONDS = 60.0
 MAX_TIMEOUT_SECONDS = 3600

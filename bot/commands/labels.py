@@ -73,8 +73,11 @@ def run_label_create(ctx: CommandContext, inv: Invocation) -> CommandReply:
     color = str(inv.args[1]) if len(inv.args) > 1 else None
     with ctx.desk.db.transaction() as session:
         label = create_label(session, str(inv.args[0]), color)
-        name = label.name
-    return CommandReply(f"Created the label {escape_mrkdwn(name)}: add it with `/desk label <n> +{name}`.")
+        name, color = label.name, label.color
+    # The color is said back: a second word typed as part of the name ("two words") is taken as
+    # the color, and the answer is where the person sees that.
+    shown = escape_mrkdwn(name) + (f" ({escape_mrkdwn(color)})" if color else "")
+    return CommandReply(f"Created the label {shown}: add it with `/desk label <n> +{name}`.")
 
 
 VERBS = (

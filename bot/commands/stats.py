@@ -40,8 +40,9 @@ def _tally(counts: dict[str, int]) -> str:
 
 
 def stats_lines(stats: queries.DeskStats, days: int) -> list[str]:
+    period = "1 day" if days == 1 else f"{days} days"
     lines = [
-        f"*Last {days} days* (tickets opened since {stats.since:%Y-%m-%d %H:%M} UTC)",
+        f"*Last {period}* (tickets opened since {stats.since:%Y-%m-%d %H:%M} UTC)",
         f"• Opened: {stats.created}" + (f" ({_tally(stats.created_by_origin)})" if stats.created else ""),
         f"• First response: {stats.responded} answered, median {duration_words(stats.first_response_median)}",
         f"• Resolved: {stats.resolved}, median time to resolution {duration_words(stats.resolution_median)}",

@@ -156,7 +156,9 @@ def test_stats_over_seven_and_thirty_days(desk):
     with freeze_time(START + timedelta(days=2)):
         week = desk_cmd(desk, "stats").text.split("\n")
         month = desk_cmd(desk, "stats 30d").text
+        day = desk_cmd(desk, "stats 1d").text
     assert week[0].startswith("*Last 7 days*")
+    assert day.startswith("*Last 1 day*")
     assert week[1:] == [
         "• Opened: 2 (email 2)",
         "• First response: 1 answered, median 1h 30m",

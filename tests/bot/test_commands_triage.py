@@ -129,7 +129,7 @@ def test_a_colleague_who_filed_a_request_of_their_own_can_still_own_tickets(desk
 
 def test_labels_add_remove_and_list(desk):
     email_ticket(desk)
-    assert desk_cmd(desk, "label-create bug #ff0000").text.startswith("Created the label bug")
+    assert desk_cmd(desk, "label-create bug #ff0000").text.startswith("Created the label bug (#ff0000):")
     assert desk_cmd(desk, "label-create Question").ok
     assert not desk_cmd(desk, "label-create bug").ok
     assert desk_cmd(desk, "labels").text == "*Labels*\n• bug (#ff0000) — 0 open\n• question — 0 open"
@@ -139,6 +139,11 @@ def test_labels_add_remove_and_list(desk):
     assert [label.name for label in ticket(desk, 1).labels] == ["bug"]
     assert thread_lines(desk) == ["Alice changed labels: +bug +question", "Alice changed labels: -question"]
     assert "bug (#ff0000) — 1 open" in desk_cmd(desk, "labels").text
+
+
+def test_a_label_created_with_a_second_word_says_it_took_it_as_the_color(desk):
+    # A two-word name is not silently cut: the answer shows what was made of the second word.
+    assert desk_cmd(desk, "label-create two words").text.startswith("Created the label two (words):")
 
 
 def test_a_refused_label_change_changes_nothing(desk):
