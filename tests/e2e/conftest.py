@@ -18,6 +18,8 @@ real, short delays and poll for a condition; timeouts only bound a broken test a
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import smtplib
 import socket
 import threading
@@ -46,10 +48,29 @@ WAIT_SECONDS = 20.0  # bounds a broken test; never an assertion about speed
 START_SECONDS = 30.0
 
 
+# Ports a test picks for a service it starts later. The kernel's own picks (port 0, and every
+# outgoing connection) come from 32768 up, where a port free now may be another process's by the
+# time the service binds it: CI runs the SQLite and PostgreSQL suites side by side, and one's HTTP
+# port turned out to be the other's SMTP intake. Below that range, each suite keeps to its own
+# block, and this process never hands out a port twice.
+_PORT_BLOCKS = {False: range(20_000, 26_000), True: range(26_000, 32_000)}
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    block = _PORT_BLOCKS[bool(os.environ.get("SERVICEDESK_TEST_DATABASE_URL"))]
+    for _ in range(200):
+        port = random.choice(block)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something else on this machine
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {block.start} and {block.stop}")
 
 
 def wait_until(
