@@ -19,7 +19,7 @@ DESK_COMMANDS: tuple[tuple[str, str], ...] = (
     ),
     ("close <n>", "close the ticket"),
     ("reopen <n>", "reopen the ticket"),
-    ("assign <n> @user", "set the owner"),
+    ("assign <n> @user|me", "set the owner"),
     ("unassign <n>", "remove the owner"),
     ("priority <n> low|normal|high|urgent", "set the priority"),
     ("label <n> +a -b", "add and remove labels"),
@@ -30,10 +30,10 @@ DESK_COMMANDS: tuple[tuple[str, str], ...] = (
     ("merge <n> into <m>", "merge a duplicate: messages and participants move, the customer is told"),
     ("cc <n> add|remove <email>", "add or remove a participant"),
     ("show <n>", "show a ticket"),
-    ("list [mine|unassigned|label:x|status:y]", "list tickets"),
-    ("search <text>", "find tickets"),
+    ("list [mine|unassigned|label:x|status:y] [page:N]", "list tickets, 20 a page"),
+    ("search <text> [page:N]", "find tickets"),
     ("customer <email|@user>", "a customer's record, organization and ticket history"),
-    ("stats [7d|30d]", "metrics"),
+    ("stats [7d|30d]", "metrics for the last 7 days (or any number: 30d)"),
     ("help", "this help"),
 )
 
