@@ -117,20 +117,31 @@ class Desk:
     def idle(self) -> None:
         """Every stored event handled and every delivery the emulator started answered."""
 
+        seen: list[str] = [""]
+
         def settled() -> bool:
             # Deliveries first: once none is pending every event sent is stored, so the count
             # that follows sees it (the other order misses one stored between the two looks).
             if self.emulator.pending:
+                unanswered = [d for d in self.emulator.deliveries if not d.done]
+                seen[0] = "deliveries not answered: " + "; ".join(
+                    f"{d.event_id or d.kind} after {[(a.status, a.error) for a in d.attempts]}"
+                    for d in unanswered
+                )
                 return False
             with self.db.transaction() as session:
-                waiting = session.scalar(
-                    select(func.count())
-                    .select_from(InboundItem)
-                    .where(InboundItem.state.in_(["pending", "claimed"]))
-                )
-            return waiting == 0
+                waiting = session.execute(
+                    select(InboundItem.id, InboundItem.kind, InboundItem.state, InboundItem.attempts).where(
+                        InboundItem.state.in_(["pending", "claimed"])
+                    )
+                ).all()
+            seen[0] = f"intake items still waiting: {[tuple(row) for row in waiting]}"
+            return not waiting
 
-        self.wait(settled, "the intake to settle")
+        try:
+            self.wait(settled, "the intake to settle")
+        except pytest.fail.Exception:
+            pytest.fail(f"timed out waiting for the intake to settle; {seen[0]}")
 
 
 @pytest.fixture
