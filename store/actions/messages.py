@@ -581,14 +581,7 @@ def settle_delivery(
         return
     if reached and ticket.first_response_at is None:
         _first_response(session, ticket, message)
-    open_rows = session.scalar(
-        select(Outbox.id).where(
-            Outbox.message_id == message.id,
-            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
-            Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
-        )
-    )
-    if open_rows is not None:
+    if _has_delivery_in(session, message.id, (OutboxState.PENDING, OutboxState.CLAIMED)):
         return
     if message.delivery == Delivery.FAILED:
         _delivered_after_all(session, ticket, message)
@@ -612,14 +605,8 @@ def settle_delivery(
 def _delivered_after_all(session: Session, ticket: Ticket, message: Message) -> None:
     """A failed reply whose failed deliveries were all sent again (`servicedesk outbox --retry`) and
     went out: the customer has it, so its receipt must stop saying it failed."""
-    still_failed = session.scalar(
-        select(Outbox.id).where(
-            Outbox.message_id == message.id,
-            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
-            Outbox.state == OutboxState.FAILED,
-        )
-    )
-    if still_failed is not None or not _reached_anyone(session, message.id):
+    still_failed = _has_delivery_in(session, message.id, (OutboxState.FAILED,))
+    if still_failed or not _reached_anyone(session, message.id):
         return
     message.delivery = Delivery.DELIVERED
     message.delivery_error = None
@@ -645,6 +632,18 @@ def _first_response(session: Session, ticket: Ticket, message: Message) -> None:
     set_committed_value(ticket, "first_response_at", now)
     author = Actor(message.author_name, slack_id=message.author_slack_id)
     record_event(session, ticket, "first_response", author, message_id=message.id)
+
+
+def _has_delivery_in(session: Session, message_id: int, states: tuple[OutboxState, ...]) -> bool:
+    """Whether one of the reply's deliveries is in one of `states`."""
+    found = session.scalar(
+        select(Outbox.id).where(
+            Outbox.message_id == message_id,
+            Outbox.kind.in_(outbox.REPLY_DELIVERIES),
+            Outbox.state.in_(states),
+        )
+    )
+    return found is not None
 
 
 def _reached_anyone(session: Session, message_id: int) -> bool:
