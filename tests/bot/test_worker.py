@@ -379,3 +379,12 @@ def test_rows_of_a_dead_worker_on_this_machine_are_given_back_at_start(desk: Des
     (row,) = all_rows(desk.db)
     assert row.state == OutboxState.DONE and row.attempts == 2  # counted: its outcome was unknown
     assert row.done_at is not None and row.done_at >= started + config.slack_settles_in
+
+
+def test_a_slack_row_given_back_mid_call_waits_what_a_timed_out_calls_retry_waits() -> None:
+    """The two waits are for the same late effect of a Slack call: they must not drift apart."""
+    from bot.app import SLACK_CALL_TIMEOUT_SECONDS
+    from bot.delivery.calls import LATE_EFFECT_TIMEOUTS
+
+    expected = timedelta(seconds=LATE_EFFECT_TIMEOUTS * SLACK_CALL_TIMEOUT_SECONDS)
+    assert WorkerConfig().slack_settles_in == expected
