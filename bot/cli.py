@@ -6,13 +6,31 @@ never a traceback.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import signal
-import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+# `_signal`, not `signal`: the C module loads at once, while `signal` spends tens of milliseconds
+# building its enums, time in which a Ctrl-C would still be Python's traceback.
+import _signal
+
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
+
+
+def _interrupted_while_importing(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+# Ctrl-C while this module's own imports run comes before `main` can catch it, and Python would
+# print a traceback: here it is a quiet stop too. Ctrl-C is Python's usual again at the end of this
+# module. An ignored SIGINT (a background job) stays ignored.
+_importing_sigint = _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
+if _importing_sigint:
+    _signal.signal(_signal.SIGINT, _interrupted_while_importing)
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 # Only the standard library at the top: `serve` takes over SIGTERM and SIGINT before anything heavy
 # is imported (see `main`).
@@ -20,7 +38,6 @@ if TYPE_CHECKING:
     from store.settings import Settings
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
 def _add_role_options(parser: argparse.ArgumentParser, *, role: str, socket_mode: str) -> None:
@@ -210,6 +227,9 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"servicedesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+
+if _importing_sigint:  # the imports are done: `main` turns Ctrl-C into a quiet stop from here on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if __name__ == "__main__":
     sys.exit(main())

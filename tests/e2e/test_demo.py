@@ -132,7 +132,9 @@ def demo_kept(folder: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=folder,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # PYTHONFAULTHANDLER: a demo that does not stop is sent SIGABRT and prints every thread's
+        # stack, so a failure says where it hung.
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
     )
 
 
@@ -150,19 +152,40 @@ class Lines:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for(self, pattern: str) -> str:
-        deadline = time.monotonic() + READ_SECONDS
+    def _lines(self, seconds: float) -> Iterator[str]:
+        """The process's next lines, each kept in `seen`, until its output closes or time is up."""
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
                 line = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             if line is None:
-                break
+                return
             self.seen.append(line)
+            yield line
+
+    def wait_for(self, pattern: str) -> str:
+        for line in self._lines(READ_SECONDS):
             if re.search(pattern, line):
                 return line
         pytest.fail(f"no line matching {pattern!r}; output was:\n" + "\n".join(self.seen))
+
+    def rest(self) -> str:
+        """Everything seen, with what the process wrote until its output closed (or 10 s)."""
+        for _ in self._lines(10):
+            pass
+        return "\n".join(self.seen)
+
+
+def exit_code(process: subprocess.Popen[str], lines: Lines) -> int:
+    """The stopped demo's exit code; a demo still running after READ_SECONDS fails the test with
+    its output and the stack of each of its threads."""
+    try:
+        return process.wait(timeout=READ_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        pytest.fail(f"the demo did not stop within {READ_SECONDS:.0f} s; its output:\n{lines.rest()}")
 
 
 def demo_folder(lines: Lines) -> Path:
@@ -191,7 +214,7 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
 
         process.send_signal(signal.SIGINT)
         # Generous: a loaded CI machine may take a while to wind the service down; no timing asserted.
-        assert process.wait(timeout=60) == 0
+        assert exit_code(process, lines) == 0, lines.rest()
     finally:
         if process.poll() is None:
             process.kill()
@@ -206,7 +229,7 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
         assert folder.is_dir()
         lines.wait_for(r"Ctrl-C")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0, "\n".join(lines.seen)
+        assert exit_code(process, lines) == 0, lines.rest()
         assert not folder.exists()
     finally:
         if process.poll() is None:
@@ -214,14 +237,26 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
             process.wait()
 
 
+def before_the_demo_ran(output: str) -> bool:
+    """Whether a Ctrl-C came before the first line of our code ran: while the interpreter was
+    still starting (its `site` import) or looking for `bot.cli`. No code of ours can make that
+    stop quiet; on a loaded machine a fixed delay sometimes lands there."""
+    return "init_import_site" in output or ("Traceback" in output and f"{os.sep}bot{os.sep}" not in output)
+
+
 @pytest.mark.parametrize("after_seconds", [0.05, 0.15, 0.3, 0.6])
 def test_ctrl_c_while_the_demo_starts_is_a_quiet_stop(tmp_path, after_seconds):
     """Whichever part of the start it lands in (modules importing, the stage starting), Ctrl-C
     stops the demo with the shell's code for an interrupt and no traceback."""
-    process = demo_kept(tmp_path)
-    time.sleep(after_seconds)  # where it lands varies with the machine; every place must be quiet
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=READ_SECONDS)
+    for _ in range(5):
+        process = demo_kept(tmp_path)
+        time.sleep(after_seconds)  # where it lands varies with the machine; every place must be quiet
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=READ_SECONDS)
+        if not before_the_demo_ran(output):
+            break
+    else:
+        pytest.skip("each Ctrl-C came while Python itself was still starting")
     assert "Traceback" not in output, output
     assert process.returncode == 130, output
 
@@ -233,7 +268,7 @@ def test_ctrl_c_during_the_story_stops_it_and_removes_its_folder(tmp_path):
         folder = demo_folder(lines)
         lines.wait_for(r"^ 1\. ")
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 130, "\n".join(lines.seen)
+        assert exit_code(process, lines) == 130, lines.rest()
         assert "Traceback" not in "\n".join(lines.seen)
         assert not folder.exists()
     finally:
