@@ -63,17 +63,23 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
 
-    slack_bot_token: Annotated[str | None, Field(alias="SLACK_BOT_TOKEN")] = None
-    slack_signing_secret: Annotated[str | None, Field(alias="SLACK_SIGNING_SECRET")] = None
-    slack_app_token: Annotated[str | None, Field(alias="SLACK_APP_TOKEN")] = None
+    # repr=False on every field that can hold a secret (tokens, passwords in URLs): a Settings that
+    # ends up in a log line, an error or a test's failure output shows none of them.
+    slack_bot_token: Annotated[str | None, Field(alias="SLACK_BOT_TOKEN", repr=False)] = None
+    slack_signing_secret: Annotated[str | None, Field(alias="SLACK_SIGNING_SECRET", repr=False)] = None
+    slack_app_token: Annotated[str | None, Field(alias="SLACK_APP_TOKEN", repr=False)] = None
     slack_api_url: Annotated[str, Field(alias="SLACK_API_URL")] = "https://slack.com/api/"
-    database_url: Annotated[str, Field(alias="SERVICEDESK_DATABASE_URL")] = "sqlite:///servicedesk.db"
+    database_url: Annotated[str, Field(alias="SERVICEDESK_DATABASE_URL", repr=False)] = (
+        "sqlite:///servicedesk.db"
+    )
     http_host: Annotated[str, Field(alias="SERVICEDESK_HTTP_HOST")] = "127.0.0.1"
     http_port: Annotated[int, Field(alias="SERVICEDESK_HTTP_PORT", ge=0, le=65535)] = 3000
     smtp_host: Annotated[str, Field(alias="SERVICEDESK_SMTP_HOST")] = "127.0.0.1"
     smtp_port: Annotated[int, Field(alias="SERVICEDESK_SMTP_PORT", ge=0, le=65535)] = 8025
     support_address: Annotated[str, Field(alias="SERVICEDESK_SUPPORT_ADDRESS")] = "support@localhost"
-    smtp_relay_url: Annotated[str, Field(alias="SERVICEDESK_SMTP_RELAY_URL")] = "smtp://127.0.0.1:1025"
+    smtp_relay_url: Annotated[str, Field(alias="SERVICEDESK_SMTP_RELAY_URL", repr=False)] = (
+        "smtp://127.0.0.1:1025"
+    )
     sender_name: Annotated[str, Field(alias="SERVICEDESK_SENDER_NAME")] = "Support"
     triage_channel: Annotated[str | None, Field(alias="SERVICEDESK_TRIAGE_CHANNEL")] = None
     intake_channels: Annotated[tuple[str, ...], Field(alias="SERVICEDESK_INTAKE_CHANNELS")] = ()

@@ -35,6 +35,22 @@ DEFAULTS = {
 }
 
 
+def test_no_secret_shows_in_the_settings_repr():
+    """A Settings object in a log line or an error must not carry the tokens or passwords."""
+    secrets = {
+        "SLACK_BOT_TOKEN": "xoxb-bot-secret",
+        "SLACK_SIGNING_SECRET": "signing-secret",
+        "SLACK_APP_TOKEN": "xapp-app-secret",
+        "SERVICEDESK_DATABASE_URL": "postgresql+psycopg://desk:db-password@db.example/desk",
+        "SERVICEDESK_SMTP_RELAY_URL": "smtps://desk:relay-password@relay.example:465",
+    }
+    settings = load_settings(secrets, env_file=None)
+    shown = repr(settings) + str(settings)
+    for word in ("bot-secret", "signing-secret", "app-secret", "db-password", "relay-password"):
+        assert word not in shown
+    assert "support@localhost" in shown  # the rest still shows
+
+
 def test_defaults_match_the_design():
     settings = load_settings({}, env_file=None)
     for name, expected in DEFAULTS.items():
