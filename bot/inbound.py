@@ -88,6 +88,7 @@ class SlackEventHandler:
                 await ctx.apply(claim)
 
     async def _membership(self, claim: Claim, change: MembershipChanged) -> None:
+        left_triage = change.channel == self.context.triage_channel and not change.joined
         if change.channel == self.context.triage_channel:
             if change.joined:
                 await self.staff.joined(change.user)
@@ -95,8 +96,13 @@ class SlackEventHandler:
                 await self.staff.left(change.user)
             log.info("%s %s the triage channel", change.user, "joined" if change.joined else "left")
         await self.context.apply(claim)
+        if left_triage:
+            # The queue published on their tab while they were staff must not stay there (Slack
+            # shows the last published view as the tab opens, before app_home_opened reaches us).
+            await publish_home(self.context.desk, self.context.client, change.user)
 
     async def _publish_home(self, user: str) -> None:
-        # The view is for staff only and reads the staff list from the cache: make it current.
-        await self.staff.ensure_fresh()
+        # The view is for staff only and reads the staff list from the cache: make it current, and
+        # re-read it for someone not known as staff (they may just have joined), as `/desk` does.
+        await self.staff.recheck(user)
         await publish_home(self.context.desk, self.context.client, user)

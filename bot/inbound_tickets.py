@@ -125,7 +125,8 @@ async def handle_reaction(
         await ctx.apply(claim)
         return
     # Customers use emoji too: only staff's `ticket` counts, and nothing is said to anyone else.
-    if not await ctx.staff.is_staff(reaction.user):
+    # Someone not known as staff is re-read first (at most every 30 s): they may just have joined.
+    if not await ctx.staff.recheck(reaction.user):
         await ctx.apply(claim)
         return
     if await ctx.read(lambda s: message_by_slack_ts(s, reaction.channel, reaction.ts) is not None):
@@ -156,7 +157,8 @@ async def _bot_is_member(ctx: InboundContext, channel: str) -> bool:
 async def handle_shortcut(
     ctx: InboundContext, claim: Claim, shortcut: TicketShortcut, home_team: str | None
 ) -> None:
-    if not await ctx.staff.is_staff(shortcut.user):
+    # Re-read for someone not known as staff, as for `/desk`: they may just have joined.
+    if not await ctx.staff.recheck(shortcut.user):
         await ctx.apply(claim)
         outcome = Outcome(ONLY_STAFF)
     elif shortcut.message.channel != ctx.triage_channel and not await _bot_is_member(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import queries
@@ -42,14 +42,29 @@ def _mark(session: Session, user_id: str, staff: bool) -> None:
         row.is_staff = staff
 
 
-def _replace_members(db: Database, members: set[str]) -> None:
+def _staff_ids(session: Session, *, lock: bool = False) -> set[str]:
+    query = select(SlackUser.user_id).where(SlackUser.is_staff.is_(True))
+    return set(session.scalars(query.with_for_update() if lock else query))
+
+
+def _read_staff(db: Database) -> set[str]:
+    with db.read() as session:
+        return _staff_ids(session)
+
+
+def _replace_members(db: Database, members: set[str], before: set[str]) -> None:
+    """Write Slack's member list, read while the cache said `before`.
+
+    A membership event handled while Slack was being asked (`joined` / `left`, in this process or
+    another) is newer than the list: whoever it changed keeps what it said, so a person who left
+    during a refresh is not made staff again by the list taken before they left (nor a person who
+    just joined dropped)."""
     with db.transaction() as session:
-        session.execute(
-            update(SlackUser)
-            .where(SlackUser.is_staff.is_(True), SlackUser.user_id.not_in(members))
-            .values(is_staff=False)
-        )
-        for user_id in members:
+        now = _staff_ids(session, lock=True)
+        changed_meanwhile = now ^ before
+        for user_id in now - members - changed_meanwhile:
+            _mark(session, user_id, False)
+        for user_id in members - changed_meanwhile:
             _mark(session, user_id, True)
 
 
@@ -97,6 +112,8 @@ class StaffDirectory:
             return False
         members: set[str] = set()
         cursor: str | None = None
+        # What the cache says before Slack is asked: a change made meanwhile is newer than the list.
+        before = await asyncio.to_thread(_read_staff, self.db)
         try:
             while True:
                 answer = await self.client.conversations_members(
@@ -112,7 +129,7 @@ class StaffDirectory:
             # Try again at the next recheck rather than hammering Slack on every event.
             self._refreshed_at = self.clock() - self.refresh_every + RECHECK_EVERY_SECONDS
             return False
-        await asyncio.to_thread(_replace_members, self.db, members)
+        await asyncio.to_thread(_replace_members, self.db, members, before)
         self._refreshed_at = self.clock()
         log.info("staff list refreshed: %d members of the triage channel", len(members))
         return True

@@ -1,0 +1,47 @@
+"""The App Home of someone who leaves the triage channel.
+
+bot/blocks/home.py promises that "a view published while they were staff must not stay on their
+tab", and bot/home.py that "someone who left the triage channel must not keep the queue they last
+saw". The tab is only published on `app_home_opened`, and Slack shows the last published view the
+moment the tab is opened (the event comes after): a person taken out of the triage channel still
+has the queue — ticket subjects and requesters — on their tab, and sees it again the next time they
+open it. The `member_left_channel` of the triage channel is the moment to take it down.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sandbox.workspace import BOB, CONNECT, HELP, TRIAGE
+from tests.e2e.conftest import StartService
+from tests.e2e.test_slack import Desk, open_ticket
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def desk(start_service: StartService) -> Desk:
+    return Desk(start_service(intake_channels=(CONNECT, HELP)))
+
+
+def tab_text(desk: Desk, user: str) -> str:
+    view = desk.emulator.home_view(user)
+    return json.dumps(view.body) if view is not None else ""
+
+
+def test_leaving_the_triage_channel_takes_the_queue_off_the_home_tab(desk: Desk) -> None:
+    open_ticket(desk, "Secret project printer is down")
+    desk.idle()
+    desk.emulator.user_open_home(BOB)
+    desk.wait(lambda: "Secret project printer" in tab_text(desk, BOB) or None, "Bob's queue on his tab")
+    publishes = len(desk.emulator.calls_to("views.publish"))
+
+    desk.emulator.user_leave(BOB, TRIAGE)
+    desk.idle()
+    desk.wait(
+        lambda: len(desk.emulator.calls_to("views.publish")) > publishes or None,
+        "Bob's tab published again after he left the triage channel",
+    )
+    assert "Secret project printer" not in tab_text(desk, BOB)
