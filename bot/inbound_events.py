@@ -103,8 +103,17 @@ SlackInput = (
 )
 
 
+# Slackbot posts as this user, and some of its posts (custom responses) carry no bot_id.
+SLACKBOT_USER = "USLACKBOT"
+
+
 def is_from_a_bot(message: Mapping[str, Any]) -> bool:
-    return bool(message.get("bot_id") or message.get("app_id") or message.get("subtype") == "bot_message")
+    return bool(
+        message.get("bot_id")
+        or message.get("app_id")
+        or message.get("subtype") == "bot_message"
+        or message.get("user") == SLACKBOT_USER
+    )
 
 
 def _str(value: Any) -> str | None:

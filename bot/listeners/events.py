@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.inbound_events import TICKET_REACTION
+from bot.inbound_events import TICKET_REACTION, is_from_a_bot
 from store import inbound
 from store.context import Desk
 
@@ -29,11 +29,11 @@ SLACK_EVENT = "slack_event"
 
 
 def from_a_bot(event: dict[str, Any]) -> bool:
-    """Bots (ours above all) are recognised by bot_id/app_id, not by subtype."""
-    if event.get("bot_id") or event.get("app_id") or event.get("subtype") == "bot_message":
+    """Bots (ours above all) are recognised by bot_id/app_id, not by subtype; an edit by its
+    edited message."""
+    if is_from_a_bot(event):
         return True
-    inner = event.get("message") or {}
-    return bool(event.get("subtype") == "message_changed" and (inner.get("bot_id") or inner.get("app_id")))
+    return event.get("subtype") == "message_changed" and is_from_a_bot(event.get("message") or {})
 
 
 def event_lane(event: dict[str, Any]) -> str | None:

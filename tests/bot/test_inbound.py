@@ -173,6 +173,20 @@ def test_our_own_messages_are_ignored(intake: Intake) -> None:
     assert len(intake.messages()) == 1
 
 
+def test_slackbot_posting_in_an_intake_channel_opens_no_ticket(intake: Intake) -> None:
+    """Slackbot's own posts (custom responses, some reminders) come from the user USLACKBOT,
+    without a bot_id: a bot all the same, never a customer."""
+    intake.emulator.user_post(DAN, CONNECT, "Reminder: renew the certificate")
+    posted = intake.emulator.events[-1]
+    intake.fed = len(intake.emulator.events)  # only Slackbot's version below reaches the desk
+    from_slackbot = {**posted, "event_id": "Ev0SLACKBOT", "event": {**posted["event"], "user": "USLACKBOT"}}
+    from_slackbot["event"].pop("user_team", None)
+    intake.store(from_slackbot)
+    intake.run()
+    assert intake.tickets() == []
+    assert all_done(intake)
+
+
 @pytest.mark.parametrize(
     "text",
     [
