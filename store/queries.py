@@ -366,7 +366,12 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
             .where(TicketLabel.ticket_id.in_(opened))
         ).all()
     )
-    requesters = Tally(session.scalars(select(Ticket.requester_id).where(Ticket.id.in_(opened))).all())
+    # A duplicate merged away is the same request, not a repeat one (as the card counts them).
+    requesters = Tally(
+        session.scalars(
+            select(Ticket.requester_id).where(Ticket.id.in_(opened), Ticket.merged_into_id.is_(None))
+        ).all()
+    )
     open_now = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status.in_(ACTIVE)))
     unassigned_now = session.scalar(
         select(func.count())

@@ -14,6 +14,7 @@ SECTION_LIMIT = 3000
 SUBJECT_LIMIT = 80
 NOTHING_HERE = "Nothing here."
 NO_RESULTS = "No tickets match."
+PAGE_PAST_END = "No tickets on this page: {total} in all, from page 1."
 PAGE_NOTE = "Showing {first}–{last} of {total}."
 PAGE_NOTE_MORE = "Showing {first}–{last} of {total}: narrow the list to see the rest."
 
@@ -45,8 +46,11 @@ def lines_to_sections(lines: Sequence[str]) -> list[dict[str, Any]]:
 
 def page_note(offset: int, shown: int, total: int) -> str:
     """``Showing 1–20 of 57.``"""
-    if total == 0 or shown == 0:
+    if total == 0:
         return NO_RESULTS
+    if shown == 0:
+        # A page past the last one: tickets do match, so "no match" would read as an empty queue.
+        return PAGE_PAST_END.format(total=total)
     first, last = offset + 1, offset + shown
     template = PAGE_NOTE_MORE if last < total else PAGE_NOTE
     return template.format(first=first, last=last, total=total)

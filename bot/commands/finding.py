@@ -19,6 +19,7 @@ from store.models import Customer, Label, Status, Ticket, utcnow
 
 PAGE_SIZE = 20
 HISTORY_SIZE = 10
+SEARCH_WORDS = 30
 _PAGE = re.compile(r"^page:(\d{1,6})$")
 
 
@@ -104,6 +105,9 @@ def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
     if not args:
         raise UsageError("Search for what?")
     text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
+    if len(text.split()) > SEARCH_WORDS:
+        # Each word is a condition of its own: a pasted paragraph would run past Slack's 3 s.
+        raise UsageError(f"Search for at most {SEARCH_WORDS} words.")
     with ctx.desk.db.read() as session:
         page = queries.search_tickets(
             session, text, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset

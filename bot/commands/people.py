@@ -9,6 +9,8 @@ from bot.commands.tokens import Token, email_address, user_mention
 from bot.text import escape_mrkdwn
 from store import queries
 from store.actions import add_participant, assign, remove_participant
+from store.actions.common import DeskPolicy
+from store.actions.tickets import participant_on
 from store.db import InvalidRequest
 
 
@@ -64,21 +66,42 @@ def run_cc(ctx: CommandContext, inv: Invocation) -> CommandReply:
             raise UsageError(f"`{str(token)[:60]}` is not an email address.")
         addresses.append(address)
     done: list[str] = []
+    why_not: dict[str, list[str]] = {}
+    policy = ctx.desk.policy
     with ticket_transaction(ctx, inv.number) as (session, ticket):
         for address in addresses:
             if mode == "remove":
                 remove_participant(session, ticket, address, ctx.actor)
                 done.append(address)
-            elif add_participant(session, ctx.desk.policy, ticket, address, ctx.actor) is not None:
+            elif add_participant(session, policy, ticket, address, ctx.actor) is not None:
                 done.append(address)
+            else:
+                why_not.setdefault(_not_added_because(session, policy, ticket.id, address), []).append(
+                    address
+                )
     shown = ", ".join(escape_mrkdwn(address) for address in done)
     if mode == "remove":
         return CommandReply(f"Removed {shown} from #{inv.number}.")
+    reasons = "; ".join(
+        f"{', '.join(escape_mrkdwn(address) for address in skipped)}: {reason}"
+        for reason, skipped in why_not.items()
+    )
     if not done:
-        return CommandReply(f"Nothing added to #{inv.number}: already there, our own address, or too many.")
-    skipped = len(addresses) - len(done)
-    note = f" ({skipped} already there or not added)" if skipped else ""
+        return CommandReply(f"Nothing added to #{inv.number} ({reasons}).")
+    note = f" (not added: {reasons})" if reasons else ""
     return CommandReply(f"Added {shown} to #{inv.number}{note}: they get the ticket's emails from now on.")
+
+
+def _not_added_because(session: Session, policy: DeskPolicy, ticket_id: int, address: str) -> str:
+    """Why `add_participant` added no one: the words for the person who asked."""
+    if policy.is_own_address(address):
+        return "the desk's own address"
+    if participant_on(session, ticket_id, address) is not None:
+        return "already there"
+    return (
+        f"the ticket has the most participants it takes ({policy.max_participants}, "
+        "SERVICEDESK_MAX_PARTICIPANTS)"
+    )
 
 
 VERBS = (

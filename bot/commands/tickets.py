@@ -30,7 +30,8 @@ def run_new(ctx: CommandContext, inv: Invocation) -> CommandReply:
         # A ticket's reply address too: the ticket's mail would go to another ticket, and back.
         raise InvalidRequest(f"{address} is the desk's own address")
     with ctx.desk.db.transaction() as session:
-        subject = plain_words(inv.rest(1), StoreMentionResolver(session)).strip()
+        # One line, as a subject is everywhere (a `!new` message may hold line breaks).
+        subject = " ".join(plain_words(inv.rest(1), StoreMentionResolver(session)).split())
         if not subject:
             raise UsageError("Give the ticket a subject.")
         customer = customer_for_email(session, address)

@@ -45,7 +45,6 @@ class Actor:
 DESK = Actor(name="servicedesk")
 
 
-
 @dataclass(frozen=True)
 class DeskPolicy:
     """The settings actions need, so the store never reads the environment."""
@@ -337,12 +336,20 @@ def customer_slack_threads(session: Session, ticket: Ticket) -> list[Ticket]:
     replies and notices must reach that thread too.
     """
     found: list[Ticket] = []
+    # A requester already heard in a thread of the same channel (their duplicate merged into their
+    # own ticket) is told once: the merge notice sent them on to that thread ("we'll continue there").
+    heard: set[tuple[int, str]] = set()
     frontier, seen = [ticket], {ticket.id}
     while frontier:
-        current = frontier.pop()
+        current = frontier.pop(0)  # the ticket itself first, then what was merged into it, oldest first
         if current.origin_channel and current.origin_thread_ts:
-            found.append(current)
-        for merged in session.scalars(select(Ticket).where(Ticket.merged_into_id == current.id)):
+            hearer = (current.requester_id, current.origin_channel)
+            if hearer not in heard:
+                heard.add(hearer)
+                found.append(current)
+        for merged in session.scalars(
+            select(Ticket).where(Ticket.merged_into_id == current.id).order_by(Ticket.id)
+        ):
             if merged.id not in seen:
                 seen.add(merged.id)
                 frontier.append(merged)

@@ -41,6 +41,7 @@ from store.models import (
     Origin,
     Participant,
     Priority,
+    SlackUser,
     Status,
     Ticket,
     TicketEvent,
@@ -301,8 +302,13 @@ def assign(
 
 def _is_outside_customer(session: Session, slack_user_id: str) -> bool:
     """Someone from another organization's workspace who wrote in through a Slack Connect channel
-    (their organization is their team). Colleagues who filed a request of their own are not."""
-    return (
+    (their organization is their team). Colleagues who filed a request of their own are not.
+
+    A customer first known by email keeps the organization of their mail domain when they later
+    write in Slack, and someone in a shared channel may not have written at all: so their team (as
+    a customer, or from their cached Slack profile) is also compared with the staff's: a team no
+    staff member belongs to is another organization's workspace."""
+    if (
         session.scalar(
             select(Customer.id)
             .join(Organization, Organization.id == Customer.organization_id)
@@ -312,7 +318,19 @@ def _is_outside_customer(session: Session, slack_user_id: str) -> bool:
             )
         )
         is not None
+    ):
+        return True
+    team = session.scalar(
+        select(Customer.slack_team_id).where(Customer.slack_user_id == slack_user_id)
+    ) or session.scalar(select(SlackUser.team_id).where(SlackUser.user_id == slack_user_id))
+    if team is None:
+        return False
+    staff_teams = set(
+        session.scalars(
+            select(SlackUser.team_id).where(SlackUser.is_staff.is_(True), SlackUser.team_id.is_not(None))
+        )
     )
+    return bool(staff_teams) and team not in staff_teams
 
 
 def normalise_label(name: str) -> str:

@@ -96,7 +96,7 @@ def test_search_subject_and_body_with_pages(desk):
     assert "Showing 1–3 of 3." in reply.text
     assert "“printer”" in reply.text
     assert "of 1." in desk_cmd(desk, "search smoke printer").text
-    assert "No tickets match." in desk_cmd(desk, "search printer page:2").text
+    assert "No tickets on this page: 3 in all" in desk_cmd(desk, "search printer page:2").text
     assert "No tickets match." in desk_cmd(desk, "search zebra").text
 
 

@@ -17,7 +17,7 @@ from bot.slack_users import PROFILE_MAX_AGE
 from bot.worker_settle import settle
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import ALICE, CONNECT, TRIAGE, avatar_url
+from sandbox.workspace import ALICE, CONNECT, ERIN, TRIAGE, avatar_url
 from store import actions, outbox
 from store.context import Desk
 from store.models import Attachment, Delivery, Message, SlackUser, Ticket, TicketEvent, utcnow
@@ -342,10 +342,11 @@ def test_a_reply_of_files_alone_names_them_under_the_staff_members_name(
 
 
 def two_slack_tickets_merged(desk: Desk, emulator: SlackEmulator) -> tuple[int, int]:
-    """Dan wrote twice in the Slack Connect channel and the second ticket was merged into the first:
-    a reply on the first goes to both customer threads. The two tickets' ids."""
+    """Dan and then his colleague Erin wrote in the Slack Connect channel and Erin's ticket was merged
+    into Dan's: a reply on the first goes to both customer threads. The two tickets' ids. (Two
+    requesters: one person's own duplicate is told once, in the thread the merge sent them to.)"""
     kept = open_slack_ticket(desk, emulator, "VPN is down")
-    merged = open_slack_ticket(desk, emulator, "VPN is still down")
+    merged = open_slack_ticket(desk, emulator, "VPN is still down", user=ERIN)
     with desk.db.transaction() as session:
         source, target = session.get(Ticket, merged), session.get(Ticket, kept)
         assert source is not None and target is not None

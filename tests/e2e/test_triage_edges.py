@@ -1,0 +1,184 @@
+"""Triage verbs at their edges, driven through the running service (signed `/desk` commands,
+signed message events for `!` commands, signed `block_actions` for the card), against the Slack
+emulator and a mail sink."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
+from store.models import Outbox, OutboxState, Participant, Ticket
+from tests.e2e.conftest import RunningDesk, StartService
+from tests.e2e.test_triage import Triage
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def running(service: RunningDesk) -> Triage:
+    return Triage(service)
+
+
+def card_posted(running: Triage, number: int) -> str:
+    """The card's ts once ticket #number exists and its card is posted (the ticket may not exist yet)."""
+
+    def posted() -> str | None:
+        with running.db.read() as session:
+            return session.scalar(select(Ticket.triage_ts).where(Ticket.number == number))
+
+    return running.service.wait_for(posted, f"the card of #{number}")
+
+
+def test_a_slack_connect_customer_first_known_by_email_cannot_own_a_ticket(
+    start_service: StartService,
+) -> None:
+    """docs/triage.md: "a customer from another organization's workspace who wrote in through a
+    Slack Connect channel, cannot own a ticket". Dan (team T0EXT) is first known by email (staff
+    opened a ticket for him), then writes in the Slack Connect channel: he is the same customer,
+    whose organization came from his mail domain, and the check missed him."""
+    running = Triage(start_service(intake_channels=(CONNECT,)))
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_posted(running, 1)
+    running.emulator.user_post(DAN, CONNECT, "Printer down on floor 3")
+    card_ts = card_posted(running, 2)
+    with running.db.read() as session:
+        # The same customer: the Slack ticket's requester is the one the email ticket has.
+        requesters = set(session.scalars(select(Ticket.requester_id)))
+    assert len(requesters) == 1
+
+    answer = running.command(ALICE, f"assign 2 <@{DAN}>")
+    assert answer == "A customer cannot own a ticket.", answer
+    # The card's assignee picker runs the same verb.
+    running.emulator.user_block_action(ALICE, TRIAGE, card_ts, "ticket_assignee", DAN).wait(10)
+    running.service.wait_for(
+        lambda: any("cannot own a ticket" in str(p.body) for p in running.emulator.response_posts),
+        "the refusal of the card press, privately",
+    )
+    assert running.ticket(2).assignee_slack_id is None
+    assert running.ticket(1).assignee_slack_id is None
+
+
+def test_a_page_past_the_end_says_so_instead_of_no_match(running: Triage) -> None:
+    """`list page:N` / `search … page:N` past the last page answered "No tickets match." while
+    tickets do match: a person reads it as an empty queue."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Printer again")
+    assert "Showing 1–2 of 2" in running.command(ALICE, "list")
+    for command in ("list page:2", "search printer page:3"):
+        answer = running.command(ALICE, command)
+        assert "No tickets match" not in answer, (command, answer)
+        assert "2 in all" in answer, (command, answer)
+    # Nothing matching at all still says so.
+    assert running.command(ALICE, "search zebra").endswith("No tickets match.")
+
+
+def test_a_subject_typed_over_several_lines_is_kept_as_one_line(running: Triage) -> None:
+    """`!new` is a message, which may hold line breaks: the subject kept them, so the card's title
+    broke over lines (the email's Subject header was folded safely, so no header was injected)."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.service.post_as(
+        ALICE, "!new gus@globex.example Line one\nBcc: evil@attacker.example", thread_ts=running.card_ts(1)
+    )
+    card_posted(running, 2)
+    subject = running.ticket(2).subject
+    assert subject == "Line one Bcc: evil@attacker.example", subject
+    running.wait_card(2, "#2 Line one Bcc: evil@attacker.example")
+
+
+def test_a_search_of_many_words_is_refused_with_the_limit(running: Triage) -> None:
+    """A pasted paragraph as `/desk search` built one condition per word; on PostgreSQL 250+ words
+    ran past Slack's 3 s and the person got no answer at all. Such a search is refused at once,
+    naming the limit; a search within it still runs."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    words = " ".join(f"word{i}" for i in range(600))
+    assert "at most 30 words" in running.command(ALICE, f"search {words}")
+    within = " ".join(["printer"] * 30)
+    assert running.command(ALICE, f"search {within}").startswith("*Tickets matching*")
+
+
+def test_stats_do_not_count_a_duplicate_merged_away_as_a_repeat_request(running: Triage) -> None:
+    """The card's "3rd ticket in 30 days" leaves out duplicates merged away (docs/triage.md);
+    `/desk stats` counted the same duplicate as a repeat requester."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new dan@globex.example Printer (sent twice)")
+    running.command(ALICE, "new erin@globex.example Laptop")
+    assert "Repeat requesters: 1" in running.command(ALICE, "stats")  # before the merge: Dan twice
+    assert running.command(ALICE, "merge 2 into 1").startswith("Merged #2 into #1")
+    answer = running.command(ALICE, "stats")
+    assert "Repeat requesters: 0" in answer, answer
+
+
+def test_cc_add_past_the_participant_limit_says_so(start_service: StartService) -> None:
+    """Staff adding one participant too many were told "already there, our own address, or too
+    many", and the thread heard nothing: the answer must say the ticket is at its limit."""
+    running = Triage(start_service(max_participants=1))
+    running.command(ALICE, "new dan@globex.example Printer")
+    assert running.command(ALICE, "cc 1 add zed@globex.example").startswith("Added zed@globex.example")
+    answer = running.command(ALICE, "cc 1 add yan@globex.example")
+    assert "SERVICEDESK_MAX_PARTICIPANTS" in answer, answer
+    assert "already there" in running.command(ALICE, "cc 1 add zed@globex.example")
+    assert "own address" in running.command(ALICE, "cc 1 add support@acme.test")
+    with running.db.read() as session:
+        assert sorted(session.scalars(select(Participant.email))) == [
+            "dan@globex.example",
+            "zed@globex.example",
+        ]
+
+
+def outbox_drained(running: Triage) -> None:
+    """Every delivery written so far done (or given up): what the emulator shows is final."""
+
+    def drained() -> bool:
+        with running.db.read() as session:
+            busy = session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]))
+            )
+        return not busy
+
+    running.service.wait_for(drained, "every delivery done")
+
+
+def test_a_slack_customer_whose_two_threads_were_merged_hears_each_reply_once(
+    start_service: StartService,
+) -> None:
+    """Dan posts twice in the Slack Connect channel (two tickets), staff merge the second into the
+    first. His second thread is told "we'll continue there" (in #1's thread, which he already has);
+    every later reply and notice was still posted into both of his threads: twice to one person.
+    (Email does not do this: a participant already on the target stays behind, unused.)"""
+    running = Triage(start_service(intake_channels=(CONNECT,)))
+    first = running.emulator.user_post(DAN, CONNECT, "Printer down on floor 3")
+    card_posted(running, 1)
+    second = running.emulator.user_post(DAN, CONNECT, "Printer still down on floor 3!!")
+    card_posted(running, 2)
+    assert running.command(ALICE, "merge 2 into 1").startswith("Merged #2 into #1")
+    running.service.post_as(ALICE, "A technician is on the way.", thread_ts=card_posted(running, 1))
+
+    def dans_texts() -> list[str]:
+        return [
+            m.text or "" for ts in (first, second) for m in running.emulator.messages(CONNECT, thread_ts=ts)
+        ]
+
+    running.service.wait_for(
+        lambda: any("on the way" in text for text in dans_texts()), "the reply in Dan's thread"
+    )
+    assert running.command(ALICE, "close 1").startswith("#1 is now closed")
+    running.service.wait_for(
+        lambda: any("is closed" in text for text in dans_texts()), "the close notice in Dan's thread"
+    )
+    running.wait_worker_idle()
+    outbox_drained(running)
+    texts = dans_texts()
+    assert sum("on the way" in text for text in texts) == 1, texts
+    assert sum("is closed" in text for text in texts) == 1, texts
+
+
+def test_someone_from_another_organizations_workspace_cannot_own_a_ticket(running: Triage) -> None:
+    """Erin is in Globex's workspace (a Slack Connect channel member who has not written in yet):
+    `assign @erin` made an outsider the ticket's owner, shown on the card and in the thread."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    answer = running.command(ALICE, f"assign 1 <@{ERIN}>")
+    assert answer == "A customer cannot own a ticket.", answer
+    assert running.ticket(1).assignee_slack_id is None
