@@ -47,7 +47,8 @@ THREAD_FORMS: tuple[str, ...] = (
 )
 
 HELP_INTRO = (
-    "*Service desk commands.* Answers are only visible to you; every command takes the ticket number."
+    "*Service desk commands.* Answers are only visible to you; "
+    "a command that acts on a ticket takes its number."
 )
 HELP_THREAD = (
     "*In a ticket's thread* the same verbs work without the number, as a message starting with `!` "
