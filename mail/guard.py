@@ -44,6 +44,11 @@ class _Facts:
         value = first_header(self.message, name)
         return None if value is None else clean_text(value).lower()
 
+    def keyword(self, name: str) -> str | None:
+        """A one-word header (Precedence) lowercased, without its comments: `bulk (newsletter)` is bulk."""
+        value = self.header(name)
+        return None if value is None else _without_comments(value).strip()
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -90,9 +95,29 @@ def _null_sender(facts: _Facts) -> str | None:
     return None
 
 
+def _without_comments(value: str) -> str:
+    """`value` without its RFC 5322 comments (nested parentheses, backslash escapes)."""
+    kept: list[str] = []
+    depth = 0
+    escaped = False
+    for char in value:
+        if depth and escaped:
+            escaped = False
+        elif depth and char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth:
+            kept.append(char)
+    return "".join(kept)
+
+
 def _auto_submitted(facts: _Facts) -> str | None:
     value = facts.header("Auto-Submitted")  # RFC 3834 section 5
-    if value is not None and value.split(";", 1)[0].strip() not in {"no", ""}:
+    # The field may carry comments ("no (sent by a person)"): only its keyword decides.
+    if value is not None and _without_comments(value).split(";", 1)[0].strip() not in {"no", ""}:
         return f"Auto-Submitted: {value}"
     return None
 
@@ -108,21 +133,21 @@ def _autoreply_headers(facts: _Facts) -> str | None:
 
 def _list_id_bulk(facts: _Facts) -> str | None:
     # RFC 2919 List-Id; a list's own precedence says it is list traffic, not a person writing.
-    if facts.header("List-Id") is not None and facts.header("Precedence") in _BULK_PRECEDENCE:
+    if facts.header("List-Id") is not None and facts.keyword("Precedence") in _BULK_PRECEDENCE:
         return "mailing list (List-Id with bulk precedence)"
     return None
 
 
 def _list_unsubscribe_bulk(facts: _Facts) -> str | None:
     # RFC 2369 List-Unsubscribe on bulk mail: a newsletter or campaign.
-    if facts.header("List-Unsubscribe") is not None and facts.header("Precedence") in _BULK_PRECEDENCE:
+    if facts.header("List-Unsubscribe") is not None and facts.keyword("Precedence") in _BULK_PRECEDENCE:
         return "bulk mail with List-Unsubscribe"
     return None
 
 
 def _precedence(facts: _Facts) -> str | None:
     # Precedence (RFC 2076, de facto): honoured by vacation(1) and every auto-responder.
-    value = facts.header("Precedence")
+    value = facts.keyword("Precedence")
     if value in _BULK_PRECEDENCE:
         return f"Precedence: {value}"
     return None

@@ -91,6 +91,12 @@ class _Converter(MarkdownConverter):
             return text  # a relative href (`#top`, `!channel`) leads nowhere from a mail: the words stay
         if href.lower().startswith("mailto:") and href[7:].strip() == text.strip():
             return text  # an address shown as itself needs no link syntax
+        if re.search(r"\n[ \t]*\n", text.strip()):
+            # A link around whole paragraphs (newsletters wrap blocks in one <a>): Markdown link text
+            # cannot span a blank line, so `[...](url)` would show as raw syntax. The words stay
+            # blocks, and the link follows them on its own.
+            link = str(super().convert_a(el, href, parent_tags))  # type: ignore[misc]
+            return f"\n\n{text.strip()}\n\n{link}\n\n"
         return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
 
     def convert_details(self, el: Tag, text: str, parent_tags: set[str]) -> str:

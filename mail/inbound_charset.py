@@ -40,6 +40,45 @@ _DECLARED_FIRST_PREFIXES = ("iso2022", "utf_16", "utf_32", "utf_7", "hz")
 
 _CHARSET_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,40}$")
 
+# Labels of the WHATWG Encoding Standard (what browsers and mail clients decode) that Python's codec
+# registry does not know: Outlook's Hebrew "iso-8859-8-i" and Thai "windows-874", Apple's
+# "x-mac-cyrillic", Microsoft's "windows-31j", the "x-" forms. Keys are lowercased labels.
+_WHATWG_LABELS = {
+    "iso-8859-8-i": "iso8859_8",
+    "iso_8859-8-i": "iso8859_8",
+    "csiso88598i": "iso8859_8",
+    "logical": "iso8859_8",
+    "iso-8859-8-e": "iso8859_8",
+    "csiso88598e": "iso8859_8",
+    "visual": "iso8859_8",
+    "iso-8859-6-i": "iso8859_6",
+    "iso-8859-6-e": "iso8859_6",
+    "csiso88596i": "iso8859_6",
+    "csiso88596e": "iso8859_6",
+    "windows-874": "cp874",
+    "dos-874": "cp874",
+    "windows-31j": "cp932",
+    "x-sjis": "cp932",
+    "csshiftjis": "cp932",
+    "x-euc-jp": "euc_jp",
+    "cn-big5": "big5hkscs",
+    "x-x-big5": "big5hkscs",
+    "x-gbk": "gb18030",
+    "csgb2312": "gb18030",
+    "windows-949": "cp949",
+    "x-mac-roman": "mac_roman",
+    "x-mac-cyrillic": "mac_cyrillic",
+    "x-mac-ukrainian": "mac_cyrillic",
+    "x-mac-ce": "mac_latin2",
+    "koi8-ru": "koi8_u",
+    "unicode-1-1-utf-8": "utf_8",
+    "unicode11utf8": "utf_8",
+    "unicode20utf8": "utf_8",
+    "x-unicode20utf8": "utf_8",
+}
+# "cp-850", "x-cp1251", "windows-1257", "ibm-437": a code page number under some prefix.
+_CODE_PAGE = re.compile(r"^(?:x-)?(?:cp|windows|ibm|ms|dos)[-_]?(\d{3,4})$")
+
 
 def lookup_charset(declared: str | None) -> str | None:
     """The Python codec name for a declared MIME charset, or None when unusable."""
@@ -48,6 +87,9 @@ def lookup_charset(declared: str | None) -> str | None:
     name = declared.strip().strip("\"'").split("*", 1)[0]  # RFC 2231 "utf-8*en" language suffix
     if not _CHARSET_NAME.match(name):
         return None
+    label = name.lower()
+    code_page = _CODE_PAGE.match(label)
+    name = _WHATWG_LABELS.get(label) or (f"cp{code_page.group(1)}" if code_page else name)
     try:
         info = codecs.lookup(name)
     except LookupError:

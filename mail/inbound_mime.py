@@ -130,6 +130,10 @@ def _param(part: Message, name: str, *, lower: bool = True) -> str:
     return text.lower() if lower else text
 
 
+def _is_body_text(part: Message) -> bool:
+    return content_type_of(part) in {"text/plain", "text/html"} and not _is_attachment(part)
+
+
 def _is_attachment(part: Message) -> bool:
     disposition = clean_text(first_header(part, "Content-Disposition") or "").lower()
     return disposition.startswith("attachment") or bool(part.get_filename())
@@ -213,12 +217,60 @@ class _Walker:
                 self._related(part, children, depth, mode)
             else:
                 report = replace(mode, in_report=mode.in_report or content_type == "multipart/report")
-                for child in children:
-                    self.walk(child, depth + 1, report)
+                self._sequence(part, children, depth, report)
+            self._recover_epilogue(part, depth, mode)
         elif content_type in {"message/rfc822", "message/global"} and isinstance(payload, list) and payload:
             self._forwarded(part, payload[0], depth, mode)
         else:
             self._leaf(part, content_type, mode)
+
+    def _sequence(self, part: Message, children: list[Message], depth: int, mode: _Mode) -> None:
+        """The children of a mixed (or unknown) multipart, in order.
+
+        A child `multipart/alternative` that reuses its parent's boundary (corpus
+        `mail_malformed_1.eml`) comes out empty, its forms parsed as the parent's next children:
+        those text and HTML siblings are read again as the alternative they were sent as, so the
+        body is shown once."""
+        boundary = part.get_boundary()
+        index = 0
+        while index < len(children):
+            child = children[index]
+            index += 1
+            if (
+                boundary
+                and content_type_of(child) == "multipart/alternative"
+                and child.get_boundary() == boundary
+                and not isinstance(payload_of(child), list)
+            ):
+                forms: list[Message] = []
+                while index < len(children) and _is_body_text(children[index]):
+                    forms.append(children[index])
+                    index += 1
+                if forms:
+                    self.result.truncated = True  # not the structure declared: say it was repaired
+                    self.parts_seen += 1
+                    self._alternative(forms, depth + 1, mode)
+                    continue
+            self.walk(child, depth + 1, mode)
+
+    def _recover_epilogue(self, part: Message, depth: int, mode: _Mode) -> None:
+        """Parts left after a multipart's closing delimiter, when a nested multipart reused its
+        boundary and closed it early (corpus `mail_malformed_1.eml`: the attachment sat there).
+        Delimiter lines of the multipart's own boundary in its epilogue start real parts."""
+        epilogue = part.epilogue
+        boundary = part.get_boundary()
+        if not epilogue or not boundary or f"--{boundary}" not in epilogue:
+            return
+        if not any(match.group(1) == boundary for match in _BOUNDARY_LINE.finditer(epilogue)):
+            return
+        head = f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        data = (head + epilogue).encode("utf-8", errors="surrogateescape")
+        recovered = BytesParser(policy=self.policy).parsebytes(data)
+        children = payload_of(recovered)
+        if isinstance(children, list) and children:
+            self.result.truncated = True  # not the structure declared: say it was repaired
+            for child in children:
+                self.walk(child, depth + 1, mode)
 
     def _alternative(self, children: list[Message], depth: int, mode: _Mode) -> None:
         def readable(child: Message, wanted: str) -> bool:

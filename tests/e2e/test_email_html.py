@@ -1,0 +1,31 @@
+"""An HTML link wrapped around whole paragraphs (newsletters and shop mails do this; corpus
+`spamscope/mail_malformed_3.eml`), through SMTP into the running service.
+
+Markdown link text cannot hold a blank line, so `[para one\\n\\npara two](url)` is not a link at all
+and reached the triage thread as raw Markdown syntax. DESIGN "Email in" 6: HTML is converted to
+Markdown, and the Slack view shows the words (and the link), never markup.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from tests.e2e.conftest import SUPPORT, RunningDesk
+
+
+def test_a_link_around_paragraphs_shows_words_and_link_not_markdown_syntax(service: RunningDesk) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Offer"
+    message["Message-ID"] = "<wrapped-link@customer.test>"
+    message.set_content(
+        '<p>Intro</p><a href="http://shop.test/item"><p>Heater for the bath</p><hr>'
+        "<p>Dries towels fast</p></a><p>Bye</p>",
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert "Heater for the bath" in text and "Dries towels fast" in text
+    assert "](http" not in text and "[Heater" not in text, text
+    assert "http://shop.test/item" in text  # the link itself is not lost
