@@ -43,6 +43,14 @@ _ORIGINAL_MESSAGE = re.compile(
     r"|原始邮件|原始郵件|転送メッセージ|元のメッセージ)[ \t]*-{2,}[ \t]*[*_]*[ \t]*$",
     re.IGNORECASE,
 )
+# The words of `_ORIGINAL_MESSAGE` that name a forward, language by language.
+_FORWARDED_WORDS = re.compile(
+    r"^(forwarded message|message transféré|weitergeleitete nachricht|mensaje reenviado"
+    r"|messaggio inoltrato|doorgestuurd bericht|vidarebefordrat meddelande|videresendt melding"
+    r"|videresendt meddelelse|przekazana wiadomość|пересылаемое сообщение|mensagem encaminhada"
+    r"|přeposlaná zpráva|転送メッセージ)$",
+    re.IGNORECASE,
+)
 _FORWARD_INTRO = re.compile(
     r"^[ \t]*(begin forwarded message|début du message réexpédié|anfang der weitergeleiteten nachricht"
     r"|inicio del mensaje reenviado|inizio messaggio inoltrato|begin doorgestuurd bericht)[ \t]*:[ \t]*$",
@@ -144,6 +152,13 @@ def is_delimiter(line: str) -> bool:
 
 def is_forward_marker(line: str) -> bool:
     return bool(_ORIGINAL_MESSAGE.match(line) or _FORWARD_INTRO.match(line))
+
+
+def is_forwarded_message(line: str) -> bool:
+    """A marker that says a mail is forwarded ("Forwarded message", "Begin forwarded message:"),
+    not replied to ("Original Message", which Outlook also writes above a reply's history)."""
+    marker = _ORIGINAL_MESSAGE.match(line)
+    return bool(_FORWARD_INTRO.match(line) or (marker and _FORWARDED_WORDS.match(marker.group(1))))
 
 
 def is_signature_line(line: str) -> bool:

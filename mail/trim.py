@@ -7,9 +7,11 @@ The text is classified line by line (`mail/inbound_trim_lines.py`), then read as
    A leading quote *without* an attribution is kept: it is what the reply below answers.
 2. The reply ends at the first cut: a signature delimiter ("-- "), "-----Original Message-----",
    a pasted header block ("From: … Sent: …"), an attribution followed by history, or a quote
-   block that nothing but signatures follows.
+   block that nothing but signatures follows. A "Forwarded message" below the customer's words is
+   no cut: what they forward is what they pass on; only its marker goes.
 3. An attribution followed by a quote *and then more of the customer's text* is an interleaved
-   reply: only the attribution line goes, the quotes stay so the answers keep their questions.
+   reply: only the attribution line goes, the quotes stay so the answers keep their questions
+   (the first one too, even at the top).
 4. Trailing mobile signatures ("Sent from my iPhone") go.
 
 The rule above all: never lose the customer's words. When unsure, text stays; when trimming
@@ -24,6 +26,7 @@ from mail.inbound_trim_lines import (
     classify_lines,
     header_field,
     is_forward_marker,
+    is_forwarded_message,
 )
 
 _WORD = re.compile(r"[^\W_]")
@@ -71,7 +74,7 @@ class _Reading:
             elif kind in {"B", "D", "U"}:
                 self.follows[position] = False
             elif kind == "H":
-                self.follows[position] = self.header_block_end(position) is None
+                self.follows[position] = not self.pasted_history(position)
             else:
                 self.follows[position] = self.follows[position + 1]
 
@@ -131,9 +134,12 @@ class _Reading:
                 following = self.skip(after, "E")
                 if following < len(kinds) and kinds[following] == "Q":
                     quote_end = self.quote_block_end(following)
-                    if self.follows[quote_end]:
+                    answer = self.skip(quote_end, "E")
+                    # Bottom-posted below the history: the quote goes. Interleaved (more quotes,
+                    # each answered, follow): it stays, so the first answer keeps its question too.
+                    if self.follows[quote_end] and not self.answers_again(answer):
                         dropped.update(range(following, quote_end))
-                        following = self.skip(quote_end, "E")
+                        following = answer
                 position = following
             elif kind == "D" and is_forward_marker(self.lines[position]):
                 dropped.add(position)
@@ -149,12 +155,47 @@ class _Reading:
                 break
         return position
 
+    def pasted_history(self, start: int) -> bool:
+        """Is the header block at `start` the head of pasted history, where the reply ends?
+
+        A mail client's block has three or more fields (From, Sent/Date, To, Subject), or ends
+        where the old message starts: a blank line, a quote, the end. Two header-like lines run on
+        by the customer's sentence ("From: billing@vendor.test / To: me / and it asked ...") are
+        the customer's own words, and stay."""
+        end = self.header_block_end(start)
+        if end is None:
+            return False
+        fields = sum(1 for line in self.lines[start:end] if header_field(line) is not None)
+        return fields >= 3 or end >= len(self.lines) or self.kinds[end] != "T"
+
+    def answers_again(self, start: int) -> bool:
+        """From `start` (the customer's text after a quote), does another quote come that more of
+        the customer's text answers, before any cut? Then the reply is interleaved."""
+        kinds = self.kinds
+        for position in range(start, len(kinds)):
+            kind = kinds[position]
+            if kind in {"D", "B", "U"} or (kind == "H" and self.pasted_history(position)):
+                return False
+            if kind == "Q":
+                return self.follows[self.quote_block_end(position)]
+        return False
+
     def cut_position(self, start: int, dropped: set[int]) -> int:
-        """Where the reply ends; attribution lines of interleaved quotes go to `dropped`."""
+        """Where the reply ends; attribution lines of interleaved quotes and the markers of mails
+        forwarded below the customer's note go to `dropped`."""
         kinds = self.kinds
         position = start
         while position < len(kinds):
             kind = kinds[position]
+            if kind == "D" and position > start and is_forwarded_message(self.lines[position]):
+                # A mail forwarded below the customer's note is what they pass on, not history:
+                # the marker goes; who wrote it, when, about what, and its text stay.
+                dropped.add(position)
+                position = self.skip(position + 1, "E")
+                block_end = self.header_block_end(position) if position < len(kinds) else None
+                if block_end is not None:
+                    position = block_end
+                continue
             if kind == "D":
                 return position
             if kind == "U":
@@ -163,7 +204,7 @@ class _Reading:
                     return position
                 if self.text_after[following] <= _MAX_SIGNATURE_NAME_LINES:
                     return position  # a short tail under a rule of underscores is a signature
-            elif kind == "H" and self.header_block_end(position) is not None:
+            elif kind == "H" and self.pasted_history(position):
                 return position
             elif kind == "B":
                 after = self.skip(position, "B")

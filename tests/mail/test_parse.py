@@ -197,8 +197,10 @@ def test_html_only_mail_becomes_sanitised_markdown() -> None:
 def test_bottom_posted_flowed_reply_keeps_the_answers() -> None:
     email = parse_email(fixture("apple_bottom_post.eml"))
     assert "It is invoice 2025-0042, the one from February." in email.body_markdown  # RFC 3676 unflowed
-    # Plain text, so its quote is kept as typed (escaped), not made a Markdown quote.
+    # Plain text, so its quotes are kept as typed (escaped), not made Markdown quotes. Interleaved:
+    # the attribution goes, and every answer keeps its question, the first one too.
     assert email.reply_markdown == (
+        "\\> Which invoice number is it?\n\\> And which month?\n\n"
         "It is invoice 2025-0042, the one from February.\n\n\\> Did you pay by card?\n\nYes, by card."
     )
 
@@ -286,7 +288,10 @@ def test_forwarded_message_attachment_is_kept_and_shown() -> None:
     assert (eml.filename, eml.content_type) == ("Quote 7.eml", "message/rfc822")
     assert b"Price is 10." in eml.data
     assert "Price is 10." in email.body_markdown
-    assert email.reply_markdown == "Please check the quote below."
+    # Forwarded below the customer's note: what they pass on shows in the thread too, not only in
+    # the .eml; the forward's marker goes.
+    assert email.reply_markdown.startswith("Please check the quote below.")
+    assert "Price is 10." in email.reply_markdown and "Forwarded message" not in email.reply_markdown
 
 
 def nested_multipart(levels: int) -> bytes:
