@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
 from store.db import Database
-from store.models import MAX_ROW_ID, Outbox, OutboxState, Ticket, utcnow
+from store.models import MAX_ROW_ID, EmailId, Outbox, OutboxState, Ticket, utcnow
 from store.wakeups import Topic, note
 
 
@@ -224,7 +224,26 @@ def delivery_started(session: Session, message_id: int) -> bool:
 
 
 def cancel_for_message(session: Session, message_id: int) -> int:
-    """Cancel the waiting deliveries of a message (a reply deleted or made a note in time)."""
+    """Cancel the waiting deliveries of a message (a reply deleted or made a note in time).
+
+    A cancelled email never leaves, so its Message-ID is forgotten with it: kept, it would be the
+    parent (In-Reply-To) or an ancestor (References) of the customer's next mail from the desk,
+    naming a message they never had (`store.actions.common.MailThread`)."""
+    never_sent = [
+        str(payload.get("message_id_header"))
+        for payload in session.scalars(
+            select(Outbox.payload).where(
+                Outbox.message_id == message_id,
+                Outbox.state == OutboxState.PENDING,
+                Outbox.kind == Kind.EMAIL.value,
+            )
+        )
+        if isinstance(payload, dict) and payload.get("message_id_header")
+    ]
+    if never_sent:
+        session.execute(
+            delete(EmailId).where(EmailId.message_id.in_(never_sent), EmailId.direction == "sent")
+        )
     result = session.execute(
         update(Outbox)
         .where(Outbox.message_id == message_id, Outbox.state == OutboxState.PENDING)

@@ -268,10 +268,16 @@ class SlackDelivery:
         channel, parts = copy
         original = await self._original_url(message)
         header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
-        payloads = _fit(message_payloads(_shown_markdown(message), header=header), len(parts))
+        whole = message_payloads(_shown_markdown(message), header=header)
+        payloads = _fit(whole, len(parts))
         for index, ts in enumerate(parts):
             if index < len(payloads):
-                await self._update_copy(channel, ts, payloads[index])
+                gone = await self._update_copy(channel, ts, payloads[index])
+                if gone and index > 0:
+                    # An earlier, shorter edit deleted this part and those after it: the copy is
+                    # the parts before it now, the last of them saying the rest did not fit.
+                    await self._update_copy(channel, parts[index - 1], _fit(whole, index)[-1])
+                    break
             else:
                 await self._delete(channel, ts)
         return Done()
@@ -422,14 +428,16 @@ class SlackDelivery:
         parts = await asyncio.to_thread(posted_parts, self.desk.db, message.id, kinds)
         return parts or [str(message.mirror_ts)]
 
-    async def _update_copy(self, channel: str, ts: str, payload: SlackMessagePayload) -> None:
-        await self.calls.call(
+    async def _update_copy(self, channel: str, ts: str, payload: SlackMessagePayload) -> bool:
+        """Update one post of a copy; True when it is gone (deleted, by an earlier shorter edit)."""
+        data = await self.calls.call(
             "chat.update",
             lambda: self.client.chat_update(
                 channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]
             ),
             ok_errors=GONE,
         )
+        return data.get("error") in GONE
 
     async def _delete(self, channel: str, ts: str) -> None:
         await self.calls.call(

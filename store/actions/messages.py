@@ -355,12 +355,21 @@ def _waiting(message: Message, now: datetime) -> bool:
     )
 
 
-def _emailed(session: Session, message: Message) -> bool:
-    """Has the message gone out by email to anyone (that copy cannot be edited or called back)?"""
-    sent = select(Outbox.id).where(
-        Outbox.message_id == message.id, Outbox.kind == Kind.EMAIL, Outbox.state == OutboxState.DONE
-    )
-    return session.scalar(sent.limit(1)) is not None
+def _emailed(session: Session, message: Message) -> Literal["sent", "sending"] | None:
+    """Has the message gone out by email to anyone, or is a worker handing it to the relay right
+    now? Either copy cannot be edited or called back. (A row done as skipped sent nothing.)"""
+    rows = session.execute(
+        select(Outbox.state, Outbox.result).where(
+            Outbox.message_id == message.id,
+            Outbox.kind == Kind.EMAIL,
+            Outbox.state.in_((OutboxState.DONE, OutboxState.CLAIMED)),
+        )
+    ).all()
+    if any(state == OutboxState.DONE and "skipped" not in (result or {}) for state, result in rows):
+        return "sent"
+    if any(state == OutboxState.CLAIMED for state, _ in rows):
+        return "sending"
+    return None
 
 
 def remember_slack_edit(session: Session, channel: str, ts: str, edit_ts: str) -> None:
@@ -430,15 +439,26 @@ def edit_slack_message(
     if becomes is not None:
         # Not with anyone yet and no worker sending it: inside the window, or after it while Slack
         # or the relay holds its delivery back (a deletion then stops it too: its rows read it).
-        if message.delivery == Delivery.PENDING and not outbox.delivery_started(session, message.id):
+        # A reply that failed before it reached anyone (a refused address, a channel the bot left,
+        # nobody to deliver to) is with no one either: it can still be taken back, and an operator
+        # sending its failed rows again then sends nothing (`read_facts` skips a note).
+        retractable = message.delivery in (Delivery.PENDING, Delivery.FAILED)
+        if retractable and not outbox.delivery_started(session, message.id):
+            failed = message.delivery == Delivery.FAILED
             outbox.cancel_for_message(session, message.id)
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
+            message.delivery_error = None
             record_event(session, ticket, f"reply_to_{becomes}", None, message_id=message.id)
             marker = REACTION_NOTE if becomes == "note" else None
-            _react(session, ticket, message, marker, remove=REACTION_PENDING)
+            _react(session, ticket, message, marker, remove=REACTION_FAILED if failed else REACTION_PENDING)
             return f"made_{becomes}"
-        state = "is being delivered" if message.delivery == Delivery.PENDING else "was already delivered"
+        if message.delivery == Delivery.PENDING:
+            state = "is being delivered"
+        elif message.delivery == Delivery.FAILED:
+            state = "already reached some of its recipients"
+        else:
+            state = "was already delivered"
         thread_line(session, ticket, f"That reply {state}; it cannot become a {becomes} now.")
         message.body_markdown = previous
         return f"too_late_for_{becomes}"
@@ -449,10 +469,18 @@ def edit_slack_message(
         _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
         return "changed_before_delivery"
     mirrored = _mirror(session, ticket, message, Kind.MIRROR_UPDATE)
-    if _emailed(session, message):
+    emailed = _emailed(session, message)
+    if emailed == "sent":
         # A Slack ticket's email participants too: their copy cannot change.
         thread_line(
             session, ticket, "Edited after delivery: the customer already has the earlier text by email."
+        )
+    elif emailed == "sending":
+        # The relay has the mail as it was: the edit cannot reach it.
+        thread_line(
+            session,
+            ticket,
+            "Edited while it was being emailed: the customer may get the earlier text by email.",
         )
     return "mirrored" if mirrored else "already_sent"
 
@@ -482,8 +510,11 @@ def delete_slack_message(
         record_event(session, ticket, "reply_cancelled", None, message_id=message.id)
         return "cancelled"
     mirrored = _mirror(session, ticket, message, Kind.MIRROR_DELETE)
-    if _emailed(session, message):
+    emailed = _emailed(session, message)
+    if emailed == "sent":
         thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
+    elif emailed == "sending":
+        thread_line(session, ticket, "Deleted while it was being emailed: the customer may have it by email.")
     return "mirrored" if mirrored else "already_sent"
 
 

@@ -304,6 +304,18 @@ def test_edits_and_deletions_after_delivery_are_mirrored(desk: Desk) -> None:
 BOSS = "boss@globex.example"
 
 
+def retry_the_failed_customer_thread_post(desk: Desk) -> int:
+    """Invite the bot back into the customer's channel and send the one failed post into the
+    customer's thread again, as an operator does (`servicedesk outbox --retry`); its row id."""
+    with desk.db.read() as session:
+        [row_id] = session.scalars(
+            select(Outbox.id).where(Outbox.kind == Kind.ORIGIN_POST, Outbox.state == OutboxState.FAILED)
+        ).all()
+    desk.emulator.user_join(BOT_USER, CONNECT)
+    assert retry_outbox(desk.service.settings, row_id, out=io.StringIO()) == 0
+    return row_id
+
+
 def test_a_failed_reply_sent_again_by_the_operator_is_marked_delivered(desk: Desk) -> None:
     """The bot was out of the customer's channel, so the reply failed (❌); invited back, the
     operator sends it again (`servicedesk outbox --retry`): the customer has it, once, so the
@@ -313,12 +325,7 @@ def test_a_failed_reply_sent_again_by_the_operator_is_marked_delivered(desk: Des
     desk.emulator.user_leave(BOT_USER, CONNECT)
     reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Reply while the bot is out", thread_ts=card_ts)
     desk.wait(lambda: "x" in desk.reactions(TRIAGE, reply_ts), "the failed receipt")
-    with desk.db.read() as session:
-        [row_id] = session.scalars(
-            select(Outbox.id).where(Outbox.kind == Kind.ORIGIN_POST, Outbox.state == OutboxState.FAILED)
-        ).all()
-    desk.emulator.user_join(BOT_USER, CONNECT)
-    assert retry_outbox(desk.service.settings, row_id, out=io.StringIO()) == 0
+    retry_the_failed_customer_thread_post(desk)
     desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
     desk.wait(lambda: "x" not in desk.reactions(TRIAGE, reply_ts), "the failed mark taken off")
     assert reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC)
