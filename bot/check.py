@@ -8,6 +8,7 @@ migrates the database.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,17 @@ def check_delivery(settings: Settings, report: Report) -> None:
         report.problem(problem)
     if not problems:
         report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+
+
+def check_files(settings: Settings, report: Report) -> None:
+    """The files folder as the worker needs it: it, or (when `serve` is still to make it) its nearest
+    existing parent, must be a folder this user may write in. The check writes nothing."""
+    folder = settings.files_dir
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        report.problem(f"SERVICEDESK_FILES_DIR: cannot keep files in {str(folder)!r}")
+    else:
+        report.ok(f"SERVICEDESK_FILES_DIR {str(folder)!r} can keep files")
 
 
 def check_database(settings: Settings, report: Report) -> None:
@@ -227,6 +239,7 @@ def run_check(
     check_settings(settings, report, roles, socket_mode)
     if "worker" in roles:
         check_delivery(settings, report)
+        check_files(settings, report)
     check_database(settings, report)
     # Slack is called only for the roles that use it: a host running `--role smtp` may keep the
     # desk's whole .env and still have no way to reach Slack, which is no problem of its own.

@@ -84,7 +84,8 @@ def check_public_url(url: str) -> None:
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # a port that is not a number
         valid = False
-    if not valid or parts.query or parts.fragment or any(c.isspace() for c in url):
+    # "?" and "#" even when empty: the request path is added after them, into the query or fragment.
+    if not valid or "?" in url or "#" in url or any(c.isspace() for c in url):
         raise SettingsError(f"--url: expected an absolute http(s) URL such as {EXAMPLE_URL} (got {url!r})")
 
 

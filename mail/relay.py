@@ -106,7 +106,12 @@ class RelayConfig:
             port = DEFAULT_PORTS[parts.scheme]
         if parts.password is not None and not parts.username:
             raise ValueError("a password without a user name")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        options = dict(pairs)
+        repeated = sorted({name for name, _ in pairs if [n for n, _ in pairs].count(name) > 1})
+        if repeated:
+            # `?starttls=1&starttls=0` would quietly be the last one: mail sent in the clear.
+            raise ValueError(f"option {', '.join(repeated)} given more than once")
         unknown = sorted(set(options) - {"starttls", "timeout", "helo"})
         if unknown:
             raise ValueError(f"unknown option {', '.join(unknown)}")

@@ -61,6 +61,19 @@ class FileStore:
         # database commit that names the file could leave the file under its temporary name.
         _sync_folder(folder)
 
+    def usable_problem(self) -> str | None:
+        """None when files can be kept here (the folder is made if missing), else why not: checked at
+        start, so a folder that cannot be written stops `serve` instead of failing every mail."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            reason = (error.strerror or type(error).__name__).lower()
+            return f"cannot keep files in {str(self.root)!r} ({reason})"
+        return None
+
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
 

@@ -170,7 +170,7 @@ def _migrate(db: Database, revision: str, step: Callable[[Config, str], None]) -
 def _migrate_locked(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:
     config = alembic_config(db.url)
     scripts = ScriptDirectory.from_config(config)
-    with db.engine.connect() as connection, _migration_lock(connection):
+    with db.engine.connect() as connection, _migration_lock(connection), _sqlite_tables_rebuilt(connection):
         current = MigrationContext.configure(connection).get_current_revision()
         if current is not None and not _known(scripts, current):
             raise SchemaTooNew(_too_new(current))
@@ -178,6 +178,29 @@ def _migrate_locked(db: Database, revision: str, step: Callable[[Config, str], N
         config.attributes["connection"] = connection
         step(config, revision)
         connection.commit()
+
+
+@contextmanager
+def _sqlite_tables_rebuilt(connection: Connection) -> Iterator[None]:
+    """SQLite's batch mode rebuilds a table (copy, DROP, rename) to drop a column: with foreign keys
+    enforced, dropping a table other rows refer to fails ("FOREIGN KEY constraint failed") as soon as
+    there is data, so no migration could go back on a desk in use. They are off while migrating (as
+    SQLite's own ALTER TABLE procedure says), checked afterwards, and on again for the pool."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, where it takes effect
+    try:
+        yield
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+    except BaseException:
+        connection.invalidate()  # maybe inside a transaction, where the PRAGMA could not be undone
+        raise
+    raw.execute("PRAGMA foreign_keys=ON")
+    if broken:
+        raise StoreError(f"the migration left {len(broken)} row(s) referring to nothing (in {broken[0][0]})")
 
 
 def _first_line(exc: DBAPIError) -> str:

@@ -104,8 +104,19 @@ class Settings(BaseModel):
     @field_validator("slack_api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http(s) URL such as https://slack.com/api/")
+        expected = "expected an http(s) URL such as https://slack.com/api/"
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port != 0  # a port that is not a number, or out of range, raises here
+        except ValueError:
+            raise ValueError(expected) from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+            or any(c.isspace() or not c.isprintable() for c in value)
+        ):
+            raise ValueError(expected)
         # slack_sdk joins the method name straight onto the base URL.
         return value if value.endswith("/") else value + "/"
 
@@ -131,8 +142,8 @@ class Settings(BaseModel):
         if (
             parts.scheme not in ("http", "https")
             or not parts.hostname
-            or parts.query
-            or parts.fragment
+            or "?" in value  # an empty query or fragment ("…/desk?") is one all the same
+            or "#" in value
             or any(c.isspace() or not c.isprintable() for c in value)
         ):
             raise ValueError(expected)
