@@ -16,6 +16,11 @@ transactions after it get new ones.
 A new connection gives up after `CONNECT_TIMEOUT_SECONDS`: without a limit, a connect to a server
 that takes the TCP connection and never answers (overloaded, a half-dead proxy) waits on (psycopg's
 own fallback is 130 s), and with it the transaction, `/healthz` and the stop.
+
+An open connection whose server vanished from the network (a host powered off, a partition) is
+given up by the kernel after `TCP_KEEPALIVE`: probes after 30 s of silence, and data the server has
+not acknowledged for 60 s. The system defaults (two hours of silence, about 15 minutes of
+retransmissions) would hold a database thread, and what waits on it, that long.
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ IDLE_BEFORE_PING_SECONDS = 1.0
 # draining, within its 10 s. Whole seconds, at least 2 (psycopg's rule); a host name with two
 # addresses (localhost: ::1 and 127.0.0.1) may take it twice.
 CONNECT_TIMEOUT_SECONDS = 3
+# libpq's names. Idle before the first probe, between probes, probes lost before the connection is
+# dropped (30 + 3 × 10 s); and how long sent data may stay unacknowledged (ms). A long statement is
+# not cut by these: the server's TCP stack answers the probes while it works.
+TCP_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 _RETURNED_AT = "servicedesk_returned_at"
@@ -40,8 +55,10 @@ _RETURNED_AT = "servicedesk_returned_at"
 
 def make_postgresql_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = dict(kwargs.pop("connect_args", {}))
-    if "connect_timeout" not in make_url(url).query:  # one given in the URL is the operator's choice
-        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    given = make_url(url).query  # a value given in the URL is the operator's choice
+    for name, value in {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **TCP_KEEPALIVE}.items():
+        if name not in given:
+            connect_args.setdefault(name, value)
     engine = create_engine(
         url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, connect_args=connect_args, **kwargs
     )

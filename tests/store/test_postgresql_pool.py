@@ -6,6 +6,7 @@ idle connection would, and looks at what the next transaction meets.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import psycopg
@@ -90,3 +91,20 @@ def test_a_failed_ping_drops_every_connection_of_the_pool(
     # The other one is not pinged (used a moment ago), but the failed ping dropped it too.
     monkeypatch.setattr(postgresql, "IDLE_BEFORE_PING_SECONDS", 3600.0)
     assert backend_pid(db) not in pids
+
+
+def test_a_connection_whose_server_vanished_is_given_up_by_the_kernel(db: Database) -> None:
+    """Keepalive probes after 30 s of silence, unacknowledged data for at most 60 s: not the system's
+    two hours and fifteen minutes, which would hold a database thread that long."""
+    with db.transaction() as session:
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None
+        sock = socket.socket(fileno=raw.pgconn.socket)
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+        finally:
+            sock.detach()  # the connection's own socket: not ours to close
