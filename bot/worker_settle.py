@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.messages import delivery_failed, slack_delivery_failed
 from bot.delivery.attempt import POSTED_DIGEST
+from bot.delivery.texts import FILES_REFUSED
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.text import escape_mrkdwn
 from store import outbox
@@ -116,13 +117,23 @@ def report_failure(session: Session, item: OutboxItem, error: str, *, tell_threa
     ticket = session.get(Ticket, item.ticket_id)
     if ticket is None or (item.kind == Kind.THREAD_POST and not ticket.triage_ts):
         return
-    if item.kind == Kind.THREAD_POST:
+    if item.kind in (Kind.THREAD_POST, *ORIGIN_KINDS) and error.startswith(FILES_REFUSED):
+        # The text is in the thread (a reply's, with the customer): only its files are not.
+        where = "the customer's Slack thread" if item.kind in ORIGIN_KINDS else "this thread"
+        rest = escape_mrkdwn(error[len(FILES_REFUSED) :])
+        what = f":warning: The text reached {where}, but not its files{rest}."
+    elif item.kind == Kind.THREAD_POST:
         what = NOT_SHOWN.format(error=escape_mrkdwn(error))
     elif item.kind == Kind.EMAIL:
         to = str(item.payload.get("to") or "the customer")
         what = delivery_failed(ticket.number, to, error)
     elif item.kind in ORIGIN_KINDS:
         what = slack_delivery_failed(error)
+    elif item.kind == Kind.REACTION:
+        # A mark on a message in the thread (a receipt, the note lock), not a delivery: saying "a
+        # delivery failed" after a note, or after a reply that went out, tells staff the opposite.
+        mark = item.payload.get("add") or item.payload.get("remove")
+        what = f":warning: Couldn't mark a message here with :{mark}: ({escape_mrkdwn(error)})."
     else:
         what = f":warning: A delivery failed: {escape_mrkdwn(error)}."
     thread_line(session, ticket, what)

@@ -27,8 +27,10 @@ from bot.slack_errors import retry_after as slack_retry_after
 
 log = logging.getLogger(__name__)
 
-# The token no longer works: hold every Slack row until auth.test succeeds again.
-PAUSE_ERRORS = REFUSED_TOKEN | {"org_login_required", "ekm_access_denied"}
+# The token no longer works: hold every Slack row until auth.test succeeds again. (Not
+# `ekm_access_denied`: Enterprise Key Management can deny one channel while the token works, and
+# auth.test answering ok would resume delivery only for the same post to pause it again, forever.)
+PAUSE_ERRORS = REFUSED_TOKEN | {"org_login_required"}
 # Slack's own trouble, worth another try later.
 RETRY_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 # Plain words for the refusals a support team can fix; others are named by their code.
@@ -40,6 +42,7 @@ FAIL_REASONS = {
     "invalid_blocks": "Slack rejected the message layout (invalid_blocks)",
     "missing_scope": "the app lacks a permission; reinstall it from the manifest",
     "restricted_action": "the workspace does not let the app post there",
+    "ekm_access_denied": "the workspace's key management (EKM) denies the app access there",
     "thread_not_found": "the thread no longer exists",
     "cant_update_message": "the message cannot be edited by the app",
     "cant_delete_message": "the message cannot be deleted by the app",

@@ -22,6 +22,7 @@ from bot.delivery.attempt import POSTED_DIGEST, Attempt
 from bot.delivery.calls import SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
 from bot.delivery.reads import (
+    FileToSend,
     MessageSnapshot,
     StaffIdentity,
     TicketThreads,
@@ -33,6 +34,7 @@ from bot.delivery.reads import (
     record_triage_thread,
 )
 from bot.delivery.texts import (
+    FILES_REFUSED,
     OVERFLOW_NOTE,
     customer_header,
     empty_files_line,
@@ -160,7 +162,9 @@ class SlackDelivery:
             files_follow=bool(message.uploads),
             digest=digest,
         )
-        file_ids = await attempt.upload(threads.triage_channel, threads.triage_ts, message.uploads)
+        file_ids = await _upload_after(
+            attempt, first, threads.triage_channel, threads.triage_ts, message.uploads
+        )
         result = {"ts": first}
         if digest:
             result[POSTED_DIGEST] = attempt.posted_digest(digest)
@@ -249,7 +253,7 @@ class SlackDelivery:
             files_follow=bool(message.uploads),
             digest=digest,
         )
-        await attempt.upload(threads.origin_channel, threads.origin_thread_ts, message.uploads)
+        await _upload_after(attempt, first, threads.origin_channel, threads.origin_thread_ts, message.uploads)
         # Edits and deletions follow the copy in the message's own customer thread.
         own_thread = threads.id == message.threads.id
         apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
@@ -384,10 +388,14 @@ class SlackDelivery:
                 lambda: self.client.users_info(user=user_id),
                 ok_errors=frozenset({"user_not_found", "user_not_visible"}),
             )
-        except Stop:
-            if stale is None:
-                raise  # nothing to show yet: the row is retried as the call's outcome says
-            return _identity(stale)  # a renamed person keeps their old name a little longer
+        except Stop as stop:
+            if stale is not None:
+                return _identity(stale)  # a renamed person keeps their old name a little longer
+            if isinstance(stop.outcome, Fail):
+                # Slack refuses the lookup for good (a missing scope, ...): the reply still goes,
+                # under the name the store has, rather than failing for want of a picture.
+                return fallback
+            raise  # nothing to show yet: the row is retried (or paused) as the call's outcome says
         if not data.get("ok") or not isinstance(data.get("user"), dict):
             return _identity(stale) if stale is not None else fallback
         found = await asyncio.to_thread(store_profile, self.desk.db, profile_from_api(data["user"]))
@@ -448,6 +456,22 @@ class SlackDelivery:
         await self.calls.call(
             "files.delete", lambda: self.client.files_delete(file=file_id), ok_errors=FILE_GONE
         )
+
+
+async def _upload_after(
+    attempt: Attempt, posted: str | None, channel: str, thread_ts: str, files: tuple[FileToSend, ...]
+) -> dict[int, str]:
+    """Upload a message's files after its text. When Slack refuses the files for good once the text
+    is up (posted: its first ts), the failure says so: the text is there (a reply's customer has
+    it), only the files are not, and a reason naming the whole post would have staff send it again."""
+    try:
+        return await attempt.upload(channel, thread_ts, files)
+    except Stop as stop:
+        if posted is None or not isinstance(stop.outcome, Fail):
+            raise
+        names = ", ".join(file.filename for file in files)
+        error = f"{FILES_REFUSED} ({names}): {stop.outcome.error}"
+        raise Stop(Fail(error, tell_thread=stop.outcome.tell_thread)) from stop
 
 
 def _shown_markdown(message: MessageSnapshot) -> str:

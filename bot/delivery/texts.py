@@ -20,6 +20,8 @@ CUSTOMER_HEADER = "*{name}*{contact} wrote {source}"
 ORIGINAL_LINK = " · <{url}|original message>"
 NOTE_HEADER = "{marker} *{name}*"
 OVERFLOW_NOTE = "_…the edited text is longer than this copy can hold; the ticket keeps it in full._"
+# A row whose text went up but whose files Slack refused for good: its error starts with this.
+FILES_REFUSED = "its text was posted, but not its files"
 
 
 def files_sent(names: list[str]) -> str:
