@@ -7,14 +7,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.delivery import SlackDelivery
-from bot.worker import Worker, WorkerConfig
+from bot.worker import Worker
 from sandbox.faults import Fault
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE, CAROL, CONNECT, HELP, TRIAGE
@@ -22,10 +19,10 @@ from store import actions
 from store.context import Desk
 from store.models import Delivery, Message, OutboxState, Ticket
 from store.outbox import Kind
-from tests.bot.delivery_kit import (
+from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     STAFF,
-    client_for,
-    desk_for,
+    desk_fixture,
+    emulator_fixture,
     open_email_ticket,
     open_slack_ticket,
     posts_by_row,
@@ -34,25 +31,9 @@ from tests.bot.delivery_kit import (
     thread,
 )
 from tests.faults.kit import duplicates_and_losses
+from tests.faults.test_slack_outages import slack_worker
 
-CONFIG = WorkerConfig(pause_check_interval=0.5, pause_state_interval=0.1, max_idle_sleep=0.1)
 WAIT = 20.0  # bounds a broken test; never an assertion about speed
-
-
-@pytest.fixture
-def emulator() -> Iterator[SlackEmulator]:
-    with SlackEmulator() as running:
-        yield running
-
-
-@pytest.fixture
-def desk(database_url: str, emulator: SlackEmulator, tmp_path: Path) -> Desk:
-    return desk_for(database_url, emulator, tmp_path / "files")
-
-
-def slack_worker(desk: Desk, emulator: SlackEmulator) -> Worker:
-    delivery = SlackDelivery(desk, client_for(emulator, timeout=5))
-    return Worker(desk.db, delivery.performers(), {}, token_check=delivery.token_works, config=CONFIG)
 
 
 def run_worker_until(worker: Worker, predicate: Any, *, timeout: float = WAIT) -> bool:
