@@ -32,11 +32,10 @@ def run_demo(keep: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     # The service's own warnings still reach stderr; its routine INFO lines would drown the story.
     logging.basicConfig(level=logging.WARNING, format="servicedesk: %(levelname)s %(name)s: %(message)s")
-    # SIGTERM ends the demo as Ctrl-C does: the service stops and its temporary folder is removed.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
     _without_proxies()
     stage = Stage()
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signals(stage)
     try:
         stage.start()
     except StepFailed as failure:
@@ -64,8 +63,20 @@ def _without_proxies() -> None:
         os.environ.pop(name, None)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _stop_on_signals(stage: Stage) -> None:
+    """SIGTERM ends the demo as Ctrl-C does: the service stops and its temporary folder is removed.
+
+    Each also sets `stage.interrupted`, which the waits of the story and of `--keep` look at: the
+    KeyboardInterrupt a signal raises is lost when it lands in a finalizer or a weakref callback
+    (Python prints "Exception ignored in" and carries on), and the demo then ran on."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        stage.interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored Ctrl-C stays so
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def play(stage: Stage, out: TextIO) -> StoryRecord:

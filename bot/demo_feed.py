@@ -107,10 +107,10 @@ def play_by_hand(stage: Stage, feed: Feed, out: TextIO) -> None:
         # Ctrl-C (or SIGTERM) may come as soon as the first of these lines is read.
         for line in instructions(stage):
             write(line)
-        while stage.service_alive:
+        while stage.service_alive and not stage.interrupted.is_set():
             feed.poll(write)
             # Wakes on any Slack change; mail is looked at on the next turn at the latest.
             stage.emulator.state.wait_changed(0.5)
-        write("demo: the service stopped")
+        write("demo: stopping" if stage.interrupted.is_set() else "demo: the service stopped")
     except KeyboardInterrupt:
         write("demo: stopping")

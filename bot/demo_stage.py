@@ -59,6 +59,9 @@ class Stage:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._failure: list[BaseException] = []
+        # Set by the demo's Ctrl-C and SIGTERM handler: waits end on it even when the interrupt's
+        # exception was lost (`bot.demo._stop_on_signals`).
+        self.interrupted = threading.Event()
 
     # ----- lifecycle -----
 
@@ -144,6 +147,8 @@ class Stage:
         timeout = self.step_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
+            if self.interrupted.is_set():
+                raise KeyboardInterrupt
             if not self.service_alive:
                 raise StepFailed(f"{what}: the service stopped")
             value = predicate()
