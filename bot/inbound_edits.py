@@ -27,8 +27,9 @@ from bot.inbound_context import (
 from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
 from bot.inbound_messages import handle_posted
 from bot.inbound_triage import NOTE_PREFIX, StaffMessageKind, classify_staff_message, without_note_prefix
+from bot.slack_files import safe_filename
 from store.actions import delete_slack_message, edit_slack_message, message_by_slack_ts
-from store.actions.messages import Becomes, LockedMessage, lock_for_change
+from store.actions.messages import Becomes, LockedMessage, drop_slack_files, lock_for_change
 from store.models import Direction, Visibility
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,27 @@ async def handle_edited(
         becomes = "command"  # a public reply edited into a command: taken back, then run
     if direction == Direction.OUTBOUND and (becomes == "note" or visibility == Visibility.INTERNAL):
         body = without_note_prefix(body)
+    # Files deleted from a staff reply: named as the copier named them when the reply came in.
+    removed = (
+        [
+            (
+                safe_filename(str(f.get("name") or f.get("title") or ""), str(f.get("id") or "file")),
+                f["size"] if isinstance(f.get("size"), int) else None,
+            )
+            for f in edit.removed_files
+        ]
+        if direction == Direction.OUTBOUND
+        else []
+    )
 
     def change(session: Session) -> str | None:
         locked = locked_by_slack_ts(session, message.channel, message.ts)
         if locked is None:
             return None
         stored, ticket = locked
+        dropped = drop_slack_files(session, ticket, stored, removed)
+        if dropped != "unchanged":
+            log.info("files deleted from %s/%s: %s", message.channel, message.ts, dropped)
         return edit_slack_message(
             session, ticket, stored, body_markdown=body, becomes=becomes, edit_ts=edit.edited_ts
         )

@@ -54,6 +54,9 @@ class MessageEdited:
     edited_ts: str | None = None
     # The text before the edit, as typed (Slack's `previous_message`).
     previous_text: str = ""
+    # Files the message had before the edit and has no more (deleted in Slack: gone from the
+    # message, or left as a tombstone), as Slack described them in `previous_message`.
+    removed_files: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ def _parse_message_event(event: Mapping[str, Any]) -> SlackInput | None:
         message = parse_message(inner, channel)
         previous = event.get("previous_message")
         before = _str(previous.get("text")) if isinstance(previous, Mapping) else None
-        return MessageEdited(message, when, before or "") if message else None
+        removed = _removed_files(previous, inner)
+        return MessageEdited(message, when, before or "", removed) if message else None
     message = parse_message(event, channel)
     return MessagePosted(message) if message else None
 
@@ -222,3 +226,22 @@ def home_team_of(payload: Mapping[str, Any]) -> str | None:
         if isinstance(authorization, Mapping) and _str(authorization.get("team_id")):
             return str(authorization["team_id"])
     return _str(payload.get("context_team_id")) or _str(payload.get("team_id"))
+
+
+_GONE_MODES = frozenset({"tombstone", "hidden_by_limit"})
+
+
+def _removed_files(previous: Any, current: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The files of `previous` that `current` no longer has, or has only as a tombstone."""
+    if not isinstance(previous, Mapping):
+        return ()
+
+    def files(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return [f for f in message.get("files") or [] if isinstance(f, Mapping) and f.get("id")]
+
+    live = {
+        str(f["id"])
+        for f in files(current)
+        if f.get("mode") not in _GONE_MODES and f.get("file_access") != "file_not_found"
+    }
+    return tuple(f for f in files(previous) if str(f["id"]) not in live)

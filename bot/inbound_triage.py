@@ -118,6 +118,13 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
         await ctx.apply(claim, note)
         return
 
+    # Only files, and none of them copied: there is nothing to send (a blank mail, an empty post).
+    nothing_to_send = (
+        "it has no text and none of its files could be copied (see below)"
+        if not body.strip() and not copied.attachments and copied.skipped
+        else None
+    )
+
     def reply(session: Session) -> None:
         ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
         if ticket is None or holds_message(session, message.channel, message.ts):
@@ -131,6 +138,7 @@ async def handle_triage_message(ctx: InboundContext, claim: Claim, message: Post
             slack_channel=message.channel,
             slack_ts=message.ts,
             attachments=copied.attachments,
+            nothing_to_send=nothing_to_send,
         )
         if copied.skipped:
             thread_line(session, ticket, skipped_files_line(copied.skipped))

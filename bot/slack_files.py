@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack_errors import retry_after
 from bot.slack_users import describe_error, is_transient
 from store.actions import NewAttachment
-from store.files import FileStore
+from store.files import FileStore, size_words
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +68,6 @@ def safe_filename(name: str, fallback: str = "file") -> str:
             else name[:200]
         )
     return name or fallback
-
-
-def _size_words(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    value = size / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 class SlackFileCopier:
@@ -138,7 +127,7 @@ class SlackFileCopier:
         declared = info.get("size")
         if isinstance(declared, int) and declared > self.max_bytes:
             raise FileNotCopied(
-                f"{_size_words(declared)} is more than the {_size_words(self.max_bytes)} a file may have here"
+                f"{size_words(declared)} is more than the {size_words(self.max_bytes)} a file may have here"
             )
         url = str(info.get("url_private_download") or info.get("url_private") or "")
         if not url:
@@ -223,8 +212,8 @@ class SlackFileCopier:
                 raise FileNotCopied("Slack sent a web page instead of the file (is files:read granted?)")
             if response.content_length is not None and response.content_length > self.max_bytes:
                 raise FileNotCopied(
-                    f"{_size_words(response.content_length)} is more than the "
-                    f"{_size_words(self.max_bytes)} a file may have here"
+                    f"{size_words(response.content_length)} is more than the "
+                    f"{size_words(self.max_bytes)} a file may have here"
                 )
             chunks: list[bytes] = []
             total = 0
@@ -232,7 +221,7 @@ class SlackFileCopier:
                 total += len(chunk)
                 if total > self.max_bytes:
                     raise FileNotCopied(
-                        f"it is more than the {_size_words(self.max_bytes)} a file may have here"
+                        f"it is more than the {size_words(self.max_bytes)} a file may have here"
                     )
                 chunks.append(chunk)
             return b"".join(chunks)

@@ -42,6 +42,7 @@ from mail.templates import SETTING as TEMPLATES_SETTING
 from mail.templates import TemplateContext, TemplateError, Templates, load_templates, validate_templates
 from store.actions.tickets import follow_merges
 from store.context import Desk
+from store.files import size_words
 from store.intake_keys import bounce_address, link_secret, reply_address, unsubscribe_address
 from store.models import Delivery, Message, Participant, Ticket, Visibility
 from store.outbox import OutboxItem
@@ -241,7 +242,7 @@ class EmailDelivery:
         lines = ["", "", "Files too large to attach:", ""]
         for file in files:
             name = _markdown_text(safe_filename(file.filename))
-            size = f"{file.size / 1_048_576:.1f} MB"
+            size = size_words(file.size)
             if public_url:
                 link = attachment_url(public_url, self._link_secret(), file.id, file.sha256)
                 lines.append(f"- [{name}]({link}) ({size})")

@@ -87,3 +87,15 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def size_words(size: int) -> str:
+    """A file's size as a reader takes it in: "512 bytes", "1.9 KB", "25.0 MB" (never "0.0 MB")."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

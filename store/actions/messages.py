@@ -193,8 +193,13 @@ def add_staff_reply(
     slack_ts: str | None,
     attachments: list[NewAttachment] | None = None,
     now: datetime | None = None,
+    nothing_to_send: str | None = None,
 ) -> Message:
-    """A public reply: delivered after the undo window, by email or into the customer's thread."""
+    """A public reply: delivered after the undo window, by email or into the customer's thread.
+
+    `nothing_to_send`: why the reply holds nothing a customer could be sent (no text, and none of
+    its files could be copied): it is kept, marked failed with that reason, and goes nowhere, rather
+    than mailing a blank message or ticking a post that never happened as delivered."""
     now = now or utcnow()
     deliver_after = now + policy.reply_delay
     message = _staff_message(
@@ -210,6 +215,13 @@ def add_staff_reply(
         deliver_after=deliver_after,
     )
     _add_attachments(session, message, attachments or [])
+    if nothing_to_send is not None:
+        message.delivery = Delivery.FAILED
+        message.delivery_error = nothing_to_send
+        thread_line(session, ticket, f"Not delivered: {nothing_to_send}.")
+        _react(session, ticket, message, REACTION_FAILED)
+        touch(ticket)
+        return message
     recipients = 0
     for listener in customer_slack_threads(session, ticket):
         # The row's ticket names the customer thread it posts into (this one, or one merged here).
@@ -483,6 +495,48 @@ def edit_slack_message(
             "Edited while it was being emailed: the customer may get the earlier text by email.",
         )
     return "mirrored" if mirrored else "already_sent"
+
+
+def drop_slack_files(
+    session: Session,
+    ticket: Ticket,
+    message: Message,
+    files: list[tuple[str, int | None]],
+    *,
+    now: datetime | None = None,
+) -> str:
+    """Files the author deleted in Slack from their reply (`files`: name and size, as the copy was
+    named): inside the undo window they are not sent (an edit changes what is sent); a reply left
+    with neither text nor files is withdrawn, as a deletion. Returns what happened."""
+    now = now or utcnow()
+    if (
+        not files
+        or message.deleted_at is not None
+        or message.direction != Direction.OUTBOUND
+        or message.visibility != Visibility.PUBLIC
+    ):
+        return "unchanged"
+    kept = list(message.attachments)
+    dropped: list[Attachment] = []
+    for name, size in files:
+        match = next((a for a in kept if a.filename == name and (size is None or a.size == size)), None)
+        if match is not None:
+            kept.remove(match)
+            dropped.append(match)
+    if not dropped:
+        return "unchanged"
+    if not _waiting(message, now) or outbox.delivery_started(session, message.id):
+        names = ", ".join(literal(a.filename) for a in dropped)
+        thread_line(
+            session, ticket, f"Deleted from the reply after it went out: {names}. The customer may have it."
+        )
+        return "files_too_late"
+    for attachment in dropped:
+        session.delete(attachment)
+    set_committed_value(message, "attachments", kept)
+    if not message.body_markdown.strip() and not kept:
+        return delete_slack_message(session, ticket, message, now=now)
+    return "files_removed"
 
 
 def delete_slack_message(

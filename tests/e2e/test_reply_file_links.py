@@ -1,0 +1,37 @@
+"""Files of a staff reply that reach the customer as links or not at all, through
+the real relay (the mail sink with a size limit) and signed Slack events."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.mail_sink import MailSink
+from sandbox.workspace import ALICE
+from tests.e2e.conftest import StartService
+from tests.e2e.test_reply_lifecycle import email_ticket, plain
+from tests.e2e.test_reply_lifecycle_files import RELAY_LIMIT, reply_mail
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[MailSink]:
+    with MailSink(data_size_limit=RELAY_LIMIT) as running:
+        yield running
+
+
+def test_a_small_file_sent_as_a_link_does_not_say_it_is_0_0_mb(start_service: StartService) -> None:
+    """The relay refuses the mail for its big file, so every file goes as a link: each is shown
+    with its size, and a 2 kB file is not "0.0 MB" (nothing)."""
+    service = start_service(reply_delay_seconds=0.5)
+    card_ts = email_ticket(service, cc=None)
+    files = [("notes.txt", b"n" * 2_000), ("big.bin", os.urandom(320_000))]
+    service.post_as(ALICE, "Two files", thread_ts=card_ts, files=files)
+    text = plain(reply_mail(service, "Two files"))
+    [line] = [line for line in text.splitlines() if "notes.txt" in line or "notes\\.txt" in line]
+    assert re.search(r"/files/\d+/", line), line
+    assert "0.0 MB" not in line, line
