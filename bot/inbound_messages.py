@@ -37,6 +37,7 @@ from bot.slack_users import SlackProfile
 from bot.text.to_slack import markdown_to_mrkdwn
 from store.actions import Actor, open_ticket, ticket_by_slack_thread, ticket_owning_slack_thread
 from store.actions.common import literal, thread_line
+from store.actions.messages import record_direct_reply
 from store.models import Origin, Ticket
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,9 @@ async def _staff_wrote_to_customer(
         ):
             name = literal(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
+            record_direct_reply(
+                session, ticket, Actor(profile.shown_name, slack_id=message.user), slack_ts=message.ts
+            )
 
     await ctx.apply(claim, change)
 

@@ -48,7 +48,7 @@ from store.actions.tickets import (
 from store.context import Desk
 from store.db import InvalidRequest
 from store.intake_keys import unsubscribe_by_key
-from store.models import Customer, Origin, Ticket
+from store.models import Customer, InboundItem, Origin, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +134,24 @@ class EmailIngest:
     ) -> str:
         """Everything in one transaction; returns what happened, for the log."""
         with self.desk.db.transaction() as session:
-            outcome = self.route(session, email, envelope, files)
+            # A new ticket is opened when its mail arrived (answered 250), not when a worker got to it.
+            arrived = session.scalar(select(InboundItem.received_at).where(InboundItem.id == work_id))
+            outcome = self.route(session, email, envelope, files, arrived=arrived)
             if not inbound.finish(session, work_id, worker_id):
                 raise LostClaim(f"intake item {work_id} was taken over by another worker")
             return outcome
 
     # ----- deciding -----
 
-    def route(self, session: Session, email: InboundEmail, envelope: Envelope, files: StoredFiles) -> str:
+    def route(
+        self,
+        session: Session,
+        email: InboundEmail,
+        envelope: Envelope,
+        files: StoredFiles,
+        *,
+        arrived: datetime | None = None,
+    ) -> str:
         support = self.desk.settings.support_address
         keys = envelope_keys(envelope.rcpt_tos, support)
         if already_known(session, email.message_id):
@@ -157,7 +167,7 @@ class EmailIngest:
             return f"ignored: {email.classification} ({email.guard_rule})"
         ticket = find_ticket(session, email, keys.reply, support)
         if ticket is None:
-            ticket = self.open(session, email, envelope, files)
+            ticket = self.open(session, email, envelope, files, arrived=arrived)
             return f"opened #{ticket.number}"
         self.add_message(session, ticket, self.customer(session, email, envelope), email, files)
         self.add_participants(session, ticket, email, include_sender=True)
@@ -199,7 +209,15 @@ class EmailIngest:
         session.flush()
         return customer
 
-    def open(self, session: Session, email: InboundEmail, envelope: Envelope, files: StoredFiles) -> Ticket:
+    def open(
+        self,
+        session: Session,
+        email: InboundEmail,
+        envelope: Envelope,
+        files: StoredFiles,
+        *,
+        arrived: datetime | None = None,
+    ) -> Ticket:
         customer = self.customer(session, email, envelope)
         ticket, requester = start_ticket(
             session,
@@ -208,6 +226,7 @@ class EmailIngest:
             requester=customer,
             origin=Origin.EMAIL,
             actor=Actor(customer.name, email=customer.email),
+            now=arrived,
         )
         # The whole change happens at the ticket's own time, so the message and the Cc's joining do
         # not write the new ticket's updated_at again.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from store.models import (
@@ -259,32 +259,49 @@ def unassigned_tickets(session: Session, *, limit: int = 20) -> list[Ticket]:
 
 
 def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, datetime]]:
-    """Open tickets whose customer wrote last, with when they started waiting: longest first."""
+    """Open tickets whose customer wrote last, with when they started waiting: longest first.
+
+    They wait from their first message since the last answer (a second "Hello?" does not restart
+    their clock); an answer is a public reply not taken back and not failed (one that never
+    reached them answered nothing)."""
     inbound = aliased(Message)
     outbound = aliased(Message)
-    last_in = (
-        select(inbound.ticket_id, func.max(inbound.created_at).label("at"))
-        .where(inbound.direction == Direction.INBOUND.value, inbound.deleted_at.is_(None))
-        .group_by(inbound.ticket_id)
-        .subquery()
-    )
-    last_out = (
-        select(outbound.ticket_id, func.max(outbound.created_at).label("at"))
-        .where(
+    answers = union_all(
+        select(outbound.ticket_id.label("ticket_id"), outbound.created_at.label("at")).where(
             outbound.direction == Direction.OUTBOUND.value,
             outbound.visibility == Visibility.PUBLIC.value,
             outbound.deleted_at.is_(None),
-            or_(outbound.delivery.is_(None), outbound.delivery != Delivery.CANCELLED.value),
+            or_(
+                outbound.delivery.is_(None),
+                outbound.delivery.not_in([Delivery.CANCELLED.value, Delivery.FAILED.value]),
+            ),
+        ),
+        # Staff answering in the customer's own Slack thread (no message of ours: see the trail).
+        select(TicketEvent.ticket_id.label("ticket_id"), TicketEvent.created_at.label("at")).where(
+            TicketEvent.kind == "direct_reply"
+        ),
+    ).subquery()
+    last_out = (
+        select(answers.c.ticket_id, func.max(answers.c.at).label("at"))
+        .group_by(answers.c.ticket_id)
+        .subquery()
+    )
+    waiting_since = (
+        select(inbound.ticket_id, func.min(inbound.created_at).label("at"))
+        .outerjoin(last_out, last_out.c.ticket_id == inbound.ticket_id)
+        .where(
+            inbound.direction == Direction.INBOUND.value,
+            inbound.deleted_at.is_(None),
+            or_(last_out.c.at.is_(None), inbound.created_at > last_out.c.at),
         )
-        .group_by(outbound.ticket_id)
+        .group_by(inbound.ticket_id)
         .subquery()
     )
     query = (
-        select(Ticket, last_in.c.at)
-        .join(last_in, last_in.c.ticket_id == Ticket.id)
-        .outerjoin(last_out, last_out.c.ticket_id == Ticket.id)
-        .where(Ticket.status == Status.OPEN.value, or_(last_out.c.at.is_(None), last_out.c.at < last_in.c.at))
-        .order_by(last_in.c.at, Ticket.id)
+        select(Ticket, waiting_since.c.at)
+        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value)
+        .order_by(waiting_since.c.at, Ticket.id)
         .limit(limit)
     )
     return [(row[0], row[1]) for row in session.execute(query)]
@@ -330,9 +347,16 @@ def _median(durations: list[timedelta]) -> timedelta | None:
 def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
     """Volume, first response and resolution of the tickets opened in [since, until)."""
     until = until or utcnow()
+    # A duplicate merged away is the same request as the ticket it went into: counted there, not
+    # as a second request opened and never resolved.
     created = session.execute(
-        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data).where(
-            TicketEvent.kind == "created", TicketEvent.created_at >= since, TicketEvent.created_at < until
+        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data)
+        .join(Ticket, Ticket.id == TicketEvent.ticket_id)
+        .where(
+            TicketEvent.kind == "created",
+            TicketEvent.created_at >= since,
+            TicketEvent.created_at < until,
+            Ticket.merged_into_id.is_(None),
         )
     ).all()
     opened_at = {ticket_id: at for ticket_id, at, _data in created}

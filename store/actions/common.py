@@ -96,11 +96,22 @@ def _has_stray_brackets(local: str, domain: str) -> bool:
 
 
 def record_event(
-    session: Session, ticket: Ticket, kind: str, actor: Actor | None = None, **data: Any
+    session: Session,
+    ticket: Ticket,
+    kind: str,
+    actor: Actor | None = None,
+    *,
+    at: datetime | None = None,
+    **data: Any,
 ) -> None:
+    """`at`: when it happened, if not now (a ticket opened from mail that waited in the intake)."""
     session.add(
         TicketEvent(
-            ticket_id=ticket.id, kind=kind, actor=actor.ref if actor else None, data=data, created_at=utcnow()
+            ticket_id=ticket.id,
+            kind=kind,
+            actor=actor.ref if actor else None,
+            data=data,
+            created_at=at or utcnow(),
         )
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from store.models import (
     Direction,
     EmailId,
     Message,
+    Origin,
     Outbox,
     OutboxState,
     Status,
@@ -124,11 +125,16 @@ def add_customer_message(
         session.add(
             EmailId(message_id=email_message_id, ticket_id=ticket.id, direction="received", created_at=now)
         )
+    # Who wrote: a Slack customer by their Slack id (as the ticket they opened names them; many
+    # have no email, and an event without an actor is the desk's own), a mail by its address.
+    by = Actor(
+        customer.name, slack_id=customer.slack_user_id if source == "slack" else None, email=customer.email
+    )
     record_event(
         session,
         ticket,
         "message_in",
-        Actor(customer.name, email=customer.email),
+        by,
         source=source,
         message_id=message.id,
     )
@@ -143,9 +149,7 @@ def add_customer_message(
     # A finished ticket reopens; a "pending" one waited on the customer, whose answer puts it back
     # in the team's court.
     if ticket.status in REOPENING or ticket.status == Status.PENDING:
-        set_status(
-            session, policy, ticket, Status.OPEN, Actor(customer.name, email=customer.email), notify=False
-        )
+        set_status(session, policy, ticket, Status.OPEN, by, notify=False)
     return message
 
 
@@ -461,7 +465,7 @@ def edit_slack_message(
             message.visibility = Visibility.INTERNAL
             message.delivery = Delivery.CANCELLED
             message.delivery_error = None
-            record_event(session, ticket, f"reply_to_{becomes}", None, message_id=message.id)
+            record_event(session, ticket, f"reply_to_{becomes}", _author(message), message_id=message.id)
             marker = REACTION_NOTE if becomes == "note" else None
             _react(session, ticket, message, marker, remove=REACTION_FAILED if failed else REACTION_PENDING)
             return f"made_{becomes}"
@@ -561,7 +565,7 @@ def delete_slack_message(
             return "already_sent"
         outbox.cancel_for_message(session, message.id)
         message.delivery = Delivery.CANCELLED
-        record_event(session, ticket, "reply_cancelled", None, message_id=message.id)
+        record_event(session, ticket, "reply_cancelled", _author(message), message_id=message.id)
         return "cancelled"
     mirrored = _mirror(session, ticket, message, Kind.MIRROR_DELETE)
     emailed = _emailed(session, message)
@@ -664,8 +668,8 @@ def settle_delivery(
             _react(session, ticket, message, REACTION_FAILED, remove=REACTION_PENDING)
         message.delivery_error = failed_error
         return
-    if reached and ticket.first_response_at is None:
-        _first_response(session, ticket, message)
+    if reached and ticket.first_response_at is None and _answers_the_customer(session, ticket, message):
+        _first_response(session, ticket, _author(message), message_id=message.id)
     if _has_delivery_in(session, message.id, (OutboxState.PENDING, OutboxState.CLAIMED)):
         return
     if message.delivery == Delivery.FAILED:
@@ -700,7 +704,29 @@ def _delivered_after_all(session: Session, ticket: Ticket, message: Message) -> 
     thread_line(session, ticket, "Delivered after all: the reply went out when it was sent again.")
 
 
-def _first_response(session: Session, ticket: Ticket, message: Message) -> None:
+def _answers_the_customer(session: Session, ticket: Ticket, message: Message) -> bool:
+    """Whether the customer had written before this reply: a `/desk new` ticket's opening (the
+    first staff message, the customer's first mail) answers nothing and is no first response."""
+    if ticket.origin != Origin.STAFF:
+        return True
+    asked = session.scalar(
+        select(Message.id)
+        .where(
+            Message.ticket_id == ticket.id,
+            Message.direction == Direction.INBOUND,
+            Message.created_at <= message.created_at,
+        )
+        .limit(1)
+    )
+    return asked is not None
+
+
+def _author(message: Message) -> Actor:
+    """Who wrote a staff message: the one who edits or deletes it in Slack (only they can)."""
+    return Actor(message.author_name or "", slack_id=message.author_slack_id)
+
+
+def _first_response(session: Session, ticket: Ticket, author: Actor, **data: Any) -> None:
     """Counted when a reply reached them: one deleted or made a note inside its undo window, or
     that nobody could receive, answered no one."""
     now = utcnow()
@@ -715,8 +741,18 @@ def _first_response(session: Session, ticket: Ticket, message: Message) -> None:
     if not first.rowcount:  # type: ignore[attr-defined]
         return
     set_committed_value(ticket, "first_response_at", now)
-    author = Actor(message.author_name, slack_id=message.author_slack_id)
-    record_event(session, ticket, "first_response", author, message_id=message.id)
+    record_event(session, ticket, "first_response", author, **data)
+
+
+DIRECT_REPLY = "direct_reply"
+
+
+def record_direct_reply(session: Session, ticket: Ticket, author: Actor, *, slack_ts: str) -> None:
+    """Staff answered in the customer's own Slack thread, outside the desk: the customer has a
+    public answer from them now (their first response, if it is the first)."""
+    record_event(session, ticket, DIRECT_REPLY, author, slack_ts=slack_ts)
+    if ticket.first_response_at is None:
+        _first_response(session, ticket, author, slack_ts=slack_ts)
 
 
 def _has_delivery_in(session: Session, message_id: int, states: tuple[OutboxState, ...]) -> bool:

@@ -83,6 +83,7 @@ def open_ticket(
     actor: Actor,
     origin_channel: str | None = None,
     origin_thread_ts: str | None = None,
+    now: datetime | None = None,
 ) -> Ticket:
     """A new ticket; its card goes to the triage channel. Messages are added separately."""
     ticket, _participant = start_ticket(
@@ -94,6 +95,7 @@ def open_ticket(
         actor=actor,
         origin_channel=origin_channel,
         origin_thread_ts=origin_thread_ts,
+        now=now,
     )
     return ticket
 
@@ -108,10 +110,14 @@ def start_ticket(
     actor: Actor,
     origin_channel: str | None = None,
     origin_thread_ts: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[Ticket, Participant | None]:
     """`open_ticket`, also handing back the requester's mail participant (None when the requester
-    has no address, or is answered in Slack), so a caller mailing them need not query it back."""
-    now = utcnow()
+    has no address, or is answered in Slack), so a caller mailing them need not query it back.
+
+    `now`: when the request arrived, if not now (a mail that waited in the intake queue): the
+    times every metric starts from (time to first response, to resolution) are the customer's."""
+    now = now or utcnow()
     ticket = Ticket(
         number=next_ticket_number(session),
         subject=(subject.strip() or "(no subject)")[:500],
@@ -139,7 +145,7 @@ def start_ticket(
             created_at=now,
         )
         session.add(participant)
-    record_event(session, ticket, "created", actor, origin=origin.value, requester_id=requester.id)
+    record_event(session, ticket, "created", actor, at=now, origin=origin.value, requester_id=requester.id)
     outbox.enqueue(session, outbox.Kind.CARD, ticket_id=ticket.id, lane=outbox.triage_lane(ticket.id))
     if origin_channel and origin_thread_ts:
         outbox.enqueue(
@@ -240,7 +246,10 @@ def set_status(
     now = utcnow()
     ticket.status = new.value
     if new is Status.RESOLVED:
-        ticket.resolved_at = now
+        # From closed it stays resolved since it was (a reopen cleared both times); it is not closed.
+        kept = old == Status.CLOSED.value and ticket.resolved_at is not None
+        ticket.resolved_at = ticket.resolved_at if kept else now
+        ticket.closed_at = None
     elif new is Status.CLOSED:
         ticket.closed_at = now
         ticket.resolved_at = ticket.resolved_at or now
