@@ -79,6 +79,13 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
                 Metric("Reopen rate", percent(stats.reopen_rate)),
             ),
             now=now,
+            # The sections read at most QUEUE_LIMIT tickets: their "…and N more" counts them all.
+            my_open_total=queries.list_tickets(
+                session, queries.TicketFilter(assignee_slack_id=user_id), limit=0
+            ).total,
+            unassigned_total=queries.list_tickets(
+                session, queries.TicketFilter(unassigned=True), limit=0
+            ).total,
         )
 
 

@@ -19,6 +19,13 @@ MAX_ACTIONS_ELEMENTS = 25
 MAX_BLOCK_ID = 255
 MAX_MARKDOWN_TEXT = 12000
 MAX_BUTTON_TEXT = 75
+MAX_OPTIONS = 100  # static_select / multi_static_select options, and option_groups
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_PLACEHOLDER = 150
+SELECTS_WITH_OPTIONS = frozenset(
+    {"static_select", "multi_static_select", "overflow", "radio_buttons", "checkboxes"}
+)
 
 BLOCK_TYPES = frozenset(
     {
@@ -63,6 +70,58 @@ def _check_elements(errors: list[str], block: dict[str, Any], pointer: str, limi
             errors.append(f"must be an object with a type [json-pointer:{pointer}/elements/{index}]")
         elif element["type"] == "button" and "text" in element:
             _check_text(errors, element["text"], f"{pointer}/elements/{index}/text", MAX_BUTTON_TEXT, True)
+        elif element["type"] in SELECTS_WITH_OPTIONS:
+            _check_select(errors, element, f"{pointer}/elements/{index}")
+
+
+def _check_options(errors: list[str], options: Any, pointer: str) -> list[Any]:
+    if not isinstance(options, list) or not options:
+        errors.append(f"must provide at least 1 items [json-pointer:{pointer}]")
+        return []
+    if len(options) > MAX_OPTIONS:
+        errors.append(f"must provide no more than {MAX_OPTIONS} items [json-pointer:{pointer}]")
+    values = []
+    for index, option in enumerate(options):
+        if not isinstance(option, dict):
+            errors.append(f"must be an object [json-pointer:{pointer}/{index}]")
+            continue
+        _check_text(errors, option.get("text"), f"{pointer}/{index}/text", MAX_OPTION_TEXT)
+        value = option.get("value")
+        if not isinstance(value, str) or len(value) > MAX_OPTION_VALUE:
+            errors.append(
+                f"must be less than {MAX_OPTION_VALUE + 1} characters [json-pointer:{pointer}/{index}/value]"
+            )
+        values.append(value)
+    return values
+
+
+def _check_select(errors: list[str], element: dict[str, Any], pointer: str) -> None:
+    """Slack's select menus: at most 100 options (or 100 option groups of at most 100 each), option
+    text at most 75 characters and values at most 150; initial options must be among the options."""
+    if "placeholder" in element:
+        _check_text(errors, element["placeholder"], f"{pointer}/placeholder", MAX_PLACEHOLDER, True)
+    values: list[Any] = []
+    if "option_groups" in element:
+        groups = element["option_groups"]
+        if not isinstance(groups, list) or not groups or len(groups) > MAX_OPTIONS:
+            errors.append(
+                f"must provide between 1 and {MAX_OPTIONS} items [json-pointer:{pointer}/option_groups]"
+            )
+            groups = groups if isinstance(groups, list) else []
+        for index, group in enumerate(groups):
+            group = group if isinstance(group, dict) else {}
+            _check_text(
+                errors, group.get("label"), f"{pointer}/option_groups/{index}/label", MAX_OPTION_TEXT, True
+            )
+            values += _check_options(errors, group.get("options"), f"{pointer}/option_groups/{index}/options")
+    else:
+        values = _check_options(errors, element.get("options"), f"{pointer}/options")
+    initial = element.get("initial_options", [])
+    if "initial_option" in element:
+        initial = [element["initial_option"]]
+    for index, option in enumerate(initial if isinstance(initial, list) else []):
+        if not isinstance(option, dict) or option.get("value") not in values:
+            errors.append(f"must match one of the options [json-pointer:{pointer}/initial_options/{index}]")
 
 
 def _check_block(errors: list[str], block: Any, pointer: str) -> None:

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from bot.blocks.data import PRIORITIES, STATUSES, CardView, TicketLinkView
-from bot.blocks.format import link_words, ordinal, slack_date, truncate, user_mention, word
+from bot.blocks.format import ELLIPSIS, link_words, ordinal, slack_date, truncate, user_mention, word
 from bot.text import escape_mrkdwn, slack_link
 
 ACTION_STATUS = "ticket_status"
@@ -24,7 +24,10 @@ HEADER_LIMIT = 150  # header block text
 SECTION_LIMIT = 3000
 OPTION_TEXT_LIMIT = 75
 OPTION_VALUE_LIMIT = 150
-MAX_OPTIONS = 100
+MAX_OPTIONS = 100  # options in a select, and option groups in one
+MAX_LIST_SECTIONS = 15  # sections for labels, and again for links: a message holds 50 blocks
+REQUESTER_LIMIT = 1200
+ORIGIN_LIMIT = 600
 
 PLACEHOLDER_ASSIGNEE = "Assign to…"
 PLACEHOLDER_LABELS = "Add labels…"
@@ -95,31 +98,107 @@ def labels_text(labels: tuple[str, ...]) -> str:
     return ", ".join(escape_mrkdwn(label) for label in labels) if labels else "None"
 
 
-def _facts(view: CardView) -> str:
-    lines = [
-        f"Requester: {requester_text(view)}",
-        f"Via: {origin_text(view)}",
+def _whole_line(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, never inside an entity (``&amp;``) or a ``<…>`` token."""
+    if len(text) <= limit:
+        return text
+    cut = limit - 1
+    for opener in ("&", "<"):
+        at = text.rfind(opener, max(0, cut - 600 if opener == "<" else cut - 5), cut)
+        closer = ";" if opener == "&" else ">"
+        if at >= 0 and text.find(closer, at, cut) < 0:
+            cut = at
+    return text[:cut].rstrip() + ELLIPSIS
+
+
+def _facts_lines(view: CardView) -> list[str]:
+    # Names people chose are bounded, so the state line always shows however long they are.
+    return [
+        _whole_line(f"Requester: {requester_text(view)}", REQUESTER_LIMIT),
+        _whole_line(f"Via: {origin_text(view)}", ORIGIN_LIMIT),
         f"Status: {word(view.status)} · Priority: {word(view.priority)} · "
         f"Assignee: {user_mention(view.assignee_user_id)}",
-        f"Labels: {labels_text(view.labels)}",
     ]
-    links = [text for text in map(link_text, view.links) if text]
-    if links:
-        lines.append("Links: " + ", ".join(links))
-    return truncate("\n".join(lines), SECTION_LIMIT)
+
+
+def _facts(view: CardView) -> str:
+    """Requester, origin, state and, when they fit, the labels: one section."""
+    lines = _facts_lines(view)
+    labels = f"Labels: {labels_text(view.labels)}"
+    if sum(len(line) + 1 for line in lines) + len(labels) <= SECTION_LIMIT:
+        lines.append(labels)
+    return "\n".join(lines)
+
+
+def _packed(prefix: str, items: list[str], max_sections: int) -> list[str]:
+    """``prefix`` and ``items`` joined by commas into texts of at most a section each, every item
+    whole (one cut inside a ``<url|words>`` would show as raw markup, and the rest be lost); past
+    ``max_sections``, ``…and N more``."""
+    sections: list[list[str]] = []
+    size = 0
+    for index, item in enumerate(items):
+        if sections and size + 2 + len(item) <= SECTION_LIMIT:
+            sections[-1].append(item)
+            size += 2 + len(item)
+            continue
+        if len(sections) == max_sections:
+            last = sections[-1]
+            left = len(items) - index
+            while len(last) > 1 and size + len(f", …and {left} more") > SECTION_LIMIT:
+                size -= 2 + len(last.pop())
+                left += 1
+            last.append(f"…and {left} more")
+            break
+        first = (prefix if not sections else "") + item
+        sections.append([first])
+        size = len(first)
+    return [", ".join(section) for section in sections]
+
+
+def _labels_sections(view: CardView) -> list[str]:
+    """The labels, in sections of their own when they do not fit in the facts."""
+    if f"Labels: {labels_text(view.labels)}" in _facts(view):
+        return []
+    return _packed("Labels: ", [escape_mrkdwn(label) for label in view.labels], MAX_LIST_SECTIONS)
+
+
+def _links_sections(view: CardView) -> list[str]:
+    """``Links: …``, each link whole, in sections of their own."""
+    shown: list[str] = []
+    for link in view.links:
+        text = link_text(link)
+        if len(text) > SECTION_LIMIT // 2:
+            # A URL too long to link in a section: its words alone.
+            text = escape_mrkdwn(link_words(link.url or ""))
+        if text:
+            shown.append(text)
+    return _packed("Links: ", shown, MAX_LIST_SECTIONS)
 
 
 def _label_select(view: CardView) -> dict[str, Any] | None:
     names = list(dict.fromkeys((*view.labels, *view.available_labels)))
-    names = [name for name in names if 0 < len(name) <= OPTION_VALUE_LIMIT][:MAX_OPTIONS]
+    names = [name for name in names if 0 < len(name) <= OPTION_VALUE_LIMIT][: MAX_OPTIONS * MAX_OPTIONS]
     if not names:
         return None  # Slack rejects a static select without options
     element: dict[str, Any] = {
         "type": "multi_static_select",
         "action_id": ACTION_LABELS,
         "placeholder": _plain(PLACEHOLDER_LABELS),
-        "options": [_option(name, name) for name in names],
     }
+    if len(names) <= MAX_OPTIONS:
+        element["options"] = [_option(name, name) for name in names]
+    else:
+        # Slack allows 100 options in a menu, or 100 groups of 100: every label stays reachable
+        # (a label left out could not be picked, and one the ticket has would be dropped when the
+        # menu sends the whole choice).
+        chunks = [names[start : start + MAX_OPTIONS] for start in range(0, len(names), MAX_OPTIONS)]
+        element["option_groups"] = [
+            {
+                "label": _plain(truncate(f"{chunk[0]} – {chunk[-1]}", OPTION_TEXT_LIMIT)),
+                "options": [_option(name, name) for name in chunk],
+            }
+            for chunk in chunks
+        ]
     initial = [_option(name, name) for name in view.labels if name in names]
     if initial:
         element["initial_options"] = initial
@@ -190,6 +269,15 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
             "text": {"type": "mrkdwn", "text": _facts(view)},
         }
     )
+    for part, texts in (("labels", _labels_sections(view)), ("links", _links_sections(view))):
+        for index, text in enumerate(texts):
+            blocks.append(
+                {
+                    "type": "section",
+                    "block_id": block_id(number, f"{part}-{index}", version),
+                    "text": {"type": "mrkdwn", "text": text},
+                }
+            )
     context = [OPENED_NOTE.format(date=slack_date(view.created_at))]
     if view.repeat_requests_30d >= 2:
         context.append(REPEAT_NOTE.format(nth=ordinal(view.repeat_requests_30d)))

@@ -69,3 +69,6 @@ class HomeView:
     recently_changed: tuple[TicketSummary, ...]
     metrics: tuple[Metric, ...]
     now: datetime
+    # How many tickets each queue holds, when more were left unread than the section shows.
+    my_open_total: int | None = None
+    unassigned_total: int | None = None

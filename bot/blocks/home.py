@@ -24,7 +24,12 @@ MAX_METRIC_FIELDS = 10  # a section holds at most 10 fields
 
 
 def _ticket_section(
-    title: str, tickets: tuple[TicketSummary, ...], view: HomeView, *, waiting: bool = False
+    title: str,
+    tickets: tuple[TicketSummary, ...],
+    view: HomeView,
+    *,
+    waiting: bool = False,
+    total: int | None = None,
 ) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
@@ -39,8 +44,9 @@ def _ticket_section(
         if waiting and ticket.waiting_since is not None:
             line += f" · waiting {age(ticket.waiting_since, view.now)}"
         lines.append(line)
-    if len(tickets) > len(shown):
-        lines.append(f"…and {len(tickets) - len(shown)} more: `/desk list`")
+    total = max(total or 0, len(tickets))
+    if total > len(shown):
+        lines.append(f"…and {total - len(shown)} more: `/desk list`")
     blocks.extend(lines_to_sections(lines))
     return blocks
 
@@ -67,8 +73,8 @@ def home_view(view: HomeView) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": HOME_TITLE, "emoji": True}},
         context_line(HOME_FOOTER),
     ]
-    blocks += _ticket_section(SECTION_MINE, view.my_open, view)
-    blocks += _ticket_section(SECTION_UNASSIGNED, view.unassigned, view)
+    blocks += _ticket_section(SECTION_MINE, view.my_open, view, total=view.my_open_total)
+    blocks += _ticket_section(SECTION_UNASSIGNED, view.unassigned, view, total=view.unassigned_total)
     blocks += _ticket_section(SECTION_WAITING, view.oldest_waiting, view, waiting=True)
     blocks += _ticket_section(SECTION_RECENT, view.recently_changed, view)
     blocks += _metrics(view.metrics)

@@ -359,9 +359,23 @@ def create_label(session: Session, name: str, color: str | None = None) -> Label
         raise InvalidRequest(f"label {name} exists already")
     if color is not None and not _COLOR.match(color):
         raise InvalidRequest(f"{color[:40]!r} is not a color: use a name or #rrggbb")
+    first = session.scalar(select(Label.id).limit(1)) is None
     label = Label(name=name, color=color, created_at=utcnow())
     session.add(label)
     session.flush()
+    if first:
+        # A card drawn before any label existed has no label menu and says "No labels defined
+        # yet": the cards of tickets still being worked are drawn again, once in the desk's life.
+        # (Later labels reach a card's menu at its next change: redrawing every open card for each
+        # new label would spend Slack's chat.update budget that triage changes need.)
+        for ticket in session.scalars(
+            select(Ticket).where(
+                Ticket.status.in_((Status.OPEN.value, Status.PENDING.value)),
+                Ticket.merged_into_id.is_(None),
+                Ticket.triage_ts.is_not(None),
+            )
+        ):
+            update_card(session, ticket)
     return label
 
 
