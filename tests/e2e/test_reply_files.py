@@ -94,7 +94,7 @@ def _delete_files_of(service: RunningDesk, ts: str, *, tombstone: bool = False) 
 def test_a_file_deleted_from_a_reply_inside_the_delay_is_not_sent(start_service: StartService) -> None:
     """DESIGN: editing a reply inside the delay changes what is sent. Taking its file out is such an
     edit (staff attached the wrong customer's file and caught it in time)."""
-    service = start_service(reply_delay_seconds=3.0)
+    service = start_service(reply_delay_seconds=5.0)
     card_ts = email_ticket(service, cc=None)
     reply_ts = service.post_as(
         ALICE,
@@ -113,7 +113,7 @@ def test_a_file_deleted_from_a_reply_inside_the_delay_is_not_sent(start_service:
 def test_a_slack_reply_whose_only_file_is_deleted_inside_the_delay_is_withdrawn(
     start_service: StartService,
 ) -> None:
-    desk = Desk(start_service(intake_channels=(CONNECT, HELP), reply_delay_seconds=3.0))
+    desk = Desk(start_service(intake_channels=(CONNECT, HELP), reply_delay_seconds=5.0))
     customer_ts, card_ts = open_ticket(desk)
     reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "", thread_ts=card_ts, files=[("wrong.pdf", b"%PDF x")])
     desk.wait(lambda: desk.message_at(TRIAGE, reply_ts), "the reply in the store")
