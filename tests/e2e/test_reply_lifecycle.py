@@ -323,7 +323,9 @@ def test_rapid_edits_inside_the_window_send_the_last_once(desk: RunningDesk) -> 
     assert all("Edit number 5" in plain(m) and "Edit zero" not in plain(m) for m in replies)
 
 
-def test_threading_holds_across_a_long_conversation(desk: RunningDesk) -> None:
+def test_threading_holds_across_a_long_conversation(start_service: StartService) -> None:
+    # Twelve rounds, so References outgrows its cap of 20; no edits here, so a short reply delay.
+    desk = start_service(reply_delay_seconds=0.3)
     first = customer_mail("Round 0", cc=None)
     assert desk.send_mail(first)[0] == 250
     card = desk.wait_for(desk.card, "the card")
