@@ -88,15 +88,15 @@ class SlackEventHandler:
                 await ctx.apply(claim)
 
     async def _membership(self, claim: Claim, change: MembershipChanged) -> None:
-        left_triage = change.channel == self.context.triage_channel and not change.joined
-        if change.channel == self.context.triage_channel:
+        in_triage = change.channel == self.context.triage_channel
+        if in_triage:
             if change.joined:
                 await self.staff.joined(change.user)
             else:
                 await self.staff.left(change.user)
             log.info("%s %s the triage channel", change.user, "joined" if change.joined else "left")
         await self.context.apply(claim)
-        if left_triage:
+        if in_triage and not change.joined:
             # The queue published on their tab while they were staff must not stay there (Slack
             # shows the last published view as the tab opens, before app_home_opened reaches us).
             await publish_home(self.context.desk, self.context.client, change.user)

@@ -27,7 +27,7 @@ from bot.inbound_context import (
 from bot.inbound_events import MessageDeleted, MessageEdited, PostedMessage
 from bot.inbound_messages import handle_posted
 from bot.inbound_triage import NOTE_PREFIX, StaffMessageKind, classify_staff_message, without_note_prefix
-from bot.slack_files import safe_filename
+from bot.slack_files import copied_name
 from store.actions import delete_slack_message, edit_slack_message, message_by_slack_ts
 from store.actions.messages import Becomes, LockedMessage, drop_slack_files, lock_for_change
 from store.models import Direction, Visibility
@@ -82,7 +82,7 @@ async def handle_edited(
     removed = (
         [
             (
-                safe_filename(str(f.get("name") or f.get("title") or ""), str(f.get("id") or "file")),
+                copied_name(f),
                 f["size"] if isinstance(f.get("size"), int) else None,
             )
             for f in edit.removed_files

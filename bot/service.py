@@ -193,7 +193,7 @@ def _exit_after(seconds: float) -> None:
             seconds,
         )
         for handler in logging.getLogger().handlers:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, ValueError):  # a closed or broken stream: exit anyway
                 handler.flush()
         os._exit(0)
 

@@ -70,6 +70,12 @@ def safe_filename(name: str, fallback: str = "file") -> str:
     return name or fallback
 
 
+def copied_name(info: Mapping[str, Any]) -> str:
+    """The name a Slack file is kept under (its name, else its title, else its id), as the copier
+    names it and as an edit that removes it is matched."""
+    return safe_filename(str(info.get("name") or info.get("title") or ""), str(info.get("id") or "file"))
+
+
 class SlackFileCopier:
     def __init__(
         self,
@@ -107,7 +113,7 @@ class SlackFileCopier:
 
     async def _copy_one(self, slack_file: Mapping[str, Any]) -> NewAttachment:
         info = await self._full_info(slack_file)
-        name = safe_filename(str(info.get("name") or info.get("title") or ""), str(info.get("id") or "file"))
+        name = copied_name(info)
         try:
             return await self._copy_described(info, name)
         except FileNotCopied as reason:

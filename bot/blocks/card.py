@@ -121,13 +121,15 @@ def _facts_lines(view: CardView) -> list[str]:
     ]
 
 
-def _facts(view: CardView) -> str:
-    """Requester, origin, state and, when they fit, the labels: one section."""
+def _facts(view: CardView) -> tuple[str, list[str]]:
+    """The facts section (requester, origin, state and, when they fit, the labels) and the label
+    sections of their own when they do not."""
     lines = _facts_lines(view)
     labels = f"Labels: {labels_text(view.labels)}"
     if sum(len(line) + 1 for line in lines) + len(labels) <= SECTION_LIMIT:
-        lines.append(labels)
-    return "\n".join(lines)
+        return "\n".join([*lines, labels]), []
+    own = _packed("Labels: ", [escape_mrkdwn(label) for label in view.labels], MAX_LIST_SECTIONS)
+    return "\n".join(lines), own
 
 
 def _packed(prefix: str, items: list[str], max_sections: int) -> list[str]:
@@ -153,13 +155,6 @@ def _packed(prefix: str, items: list[str], max_sections: int) -> list[str]:
         sections.append([first])
         size = len(first)
     return [", ".join(section) for section in sections]
-
-
-def _labels_sections(view: CardView) -> list[str]:
-    """The labels, in sections of their own when they do not fit in the facts."""
-    if f"Labels: {labels_text(view.labels)}" in _facts(view):
-        return []
-    return _packed("Labels: ", [escape_mrkdwn(label) for label in view.labels], MAX_LIST_SECTIONS)
 
 
 def _links_sections(view: CardView) -> list[str]:
@@ -262,14 +257,15 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
                 "text": {"type": "mrkdwn", "text": banner},
             }
         )
+    facts, label_sections = _facts(view)
     blocks.append(
         {
             "type": "section",
             "block_id": block_id(number, "facts", version),
-            "text": {"type": "mrkdwn", "text": _facts(view)},
+            "text": {"type": "mrkdwn", "text": facts},
         }
     )
-    for part, texts in (("labels", _labels_sections(view)), ("links", _links_sections(view))):
+    for part, texts in (("labels", label_sections), ("links", _links_sections(view))):
         for index, text in enumerate(texts):
             blocks.append(
                 {
