@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.messages import delivery_failed, slack_delivery_failed
 from bot.delivery.attempt import POSTED_DIGEST
-from bot.delivery.texts import FILES_REFUSED
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.text import escape_mrkdwn
 from store import outbox
@@ -86,14 +85,14 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
             if state != "failed":
                 return state
             error = f"gave up after {item.attempts} attempts: {outcome.error}"
-            tell_thread = True
+            tell_thread, line = True, None
         elif isinstance(outcome, Fail):
             if not outbox.mark_failed(session, item.id, worker_id, outcome.error):
                 return not_held(session, item, worker_id)
-            error, tell_thread = outcome.error, outcome.tell_thread
+            error, tell_thread, line = outcome.error, outcome.tell_thread, outcome.thread_line
         else:
             raise TypeError(f"settle() does not take {type(outcome).__name__}")
-        report_failure(session, item, error, tell_thread=tell_thread)
+        report_failure(session, item, error, tell_thread=tell_thread, told=line)
         return "failed"
 
 
@@ -109,7 +108,9 @@ def settle_pause(db: Database, worker_id: str, item: OutboxItem, error: str) -> 
         outbox.schedule_retry(session, item.id, worker_id, error, delay=timedelta(0), count_attempt=False)
 
 
-def report_failure(session: Session, item: OutboxItem, error: str, *, tell_thread: bool) -> None:
+def report_failure(
+    session: Session, item: OutboxItem, error: str, *, tell_thread: bool, told: str | None = None
+) -> None:
     if item.message_id is not None and item.kind in RECEIPT_KINDS:
         settle_delivery(session, item.message_id, failed_error=error)
     if not tell_thread or item.ticket_id is None or item.kind in UNTOLD_KINDS:
@@ -117,11 +118,8 @@ def report_failure(session: Session, item: OutboxItem, error: str, *, tell_threa
     ticket = session.get(Ticket, item.ticket_id)
     if ticket is None or (item.kind == Kind.THREAD_POST and not ticket.triage_ts):
         return
-    if item.kind in (Kind.THREAD_POST, *ORIGIN_KINDS) and error.startswith(FILES_REFUSED):
-        # The text is in the thread (a reply's, with the customer): only its files are not.
-        where = "the customer's Slack thread" if item.kind in ORIGIN_KINDS else "this thread"
-        rest = escape_mrkdwn(error[len(FILES_REFUSED) :])
-        what = f":warning: The text reached {where}, but not its files{rest}."
+    if told is not None:  # the performer's own words for what happened (`Fail.thread_line`)
+        what = told
     elif item.kind == Kind.THREAD_POST:
         what = NOT_SHOWN.format(error=escape_mrkdwn(error))
     elif item.kind == Kind.EMAIL:

@@ -34,10 +34,12 @@ class Retry:
 
 @dataclass(frozen=True)
 class Fail:
-    """Permanent: the row fails now and the ticket's thread is told, in plain words."""
+    """Permanent: the row fails now and the ticket's thread is told, in plain words: the usual line
+    for its kind of row, or `thread_line` when the performer knows better what happened."""
 
     error: str
     tell_thread: bool = True
+    thread_line: str | None = None
 
 
 @dataclass(frozen=True)

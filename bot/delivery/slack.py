@@ -38,6 +38,7 @@ from bot.delivery.texts import (
     OVERFLOW_NOTE,
     customer_header,
     empty_files_line,
+    files_refused_line,
     files_sent,
     note_header,
     origin_notice,
@@ -163,7 +164,7 @@ class SlackDelivery:
             digest=digest,
         )
         file_ids = await _upload_after(
-            attempt, first, threads.triage_channel, threads.triage_ts, message.uploads
+            attempt, first, threads.triage_channel, threads.triage_ts, message.uploads, where="this thread"
         )
         result = {"ts": first}
         if digest:
@@ -253,7 +254,14 @@ class SlackDelivery:
             files_follow=bool(message.uploads),
             digest=digest,
         )
-        await _upload_after(attempt, first, threads.origin_channel, threads.origin_thread_ts, message.uploads)
+        await _upload_after(
+            attempt,
+            first,
+            threads.origin_channel,
+            threads.origin_thread_ts,
+            message.uploads,
+            where="the customer's Slack thread",
+        )
         # Edits and deletions follow the copy in the message's own customer thread.
         own_thread = threads.id == message.threads.id
         apply = record_copy(message.id, threads.origin_channel, first, {}) if own_thread else None
@@ -459,19 +467,30 @@ class SlackDelivery:
 
 
 async def _upload_after(
-    attempt: Attempt, posted: str | None, channel: str, thread_ts: str, files: tuple[FileToSend, ...]
+    attempt: Attempt,
+    posted: str | None,
+    channel: str,
+    thread_ts: str,
+    files: tuple[FileToSend, ...],
+    *,
+    where: str,
 ) -> dict[int, str]:
     """Upload a message's files after its text. When Slack refuses the files for good once the text
     is up (posted: its first ts), the failure says so: the text is there (a reply's customer has
-    it), only the files are not, and a reason naming the whole post would have staff send it again."""
+    it), only the files are not, and a reason naming the whole post would have staff send it again.
+    `where`: the thread the text reached, as the triage thread's line names it."""
     try:
         return await attempt.upload(channel, thread_ts, files)
     except Stop as stop:
         if posted is None or not isinstance(stop.outcome, Fail):
             raise
-        names = ", ".join(file.filename for file in files)
-        error = f"{FILES_REFUSED} ({names}): {stop.outcome.error}"
-        raise Stop(Fail(error, tell_thread=stop.outcome.tell_thread)) from stop
+        detail = f" ({', '.join(file.filename for file in files)}): {stop.outcome.error}"
+        refused = Fail(
+            FILES_REFUSED + detail,
+            tell_thread=stop.outcome.tell_thread,
+            thread_line=files_refused_line(where, detail),
+        )
+        raise Stop(refused) from stop
 
 
 def _shown_markdown(message: MessageSnapshot) -> str:

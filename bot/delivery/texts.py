@@ -20,8 +20,14 @@ CUSTOMER_HEADER = "*{name}*{contact} wrote {source}"
 ORIGINAL_LINK = " · <{url}|original message>"
 NOTE_HEADER = "{marker} *{name}*"
 OVERFLOW_NOTE = "_…the edited text is longer than this copy can hold; the ticket keeps it in full._"
-# A row whose text went up but whose files Slack refused for good: its error starts with this.
+# A row whose text went up but whose files Slack refused for good: its error, and the thread's line.
 FILES_REFUSED = "its text was posted, but not its files"
+FILES_REFUSED_LINE = ":warning: The text reached {where}, but not its files{detail}."
+
+
+def files_refused_line(where: str, detail: str) -> str:
+    """The thread's line for a post whose text is up and whose files are not (`where`: the thread)."""
+    return FILES_REFUSED_LINE.format(where=where, detail=escape_mrkdwn(detail))
 
 
 def files_sent(names: list[str]) -> str:
