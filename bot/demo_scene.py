@@ -69,6 +69,10 @@ class Scene:
             try:
                 step(record)
             except StepFailed as failure:
+                if self.stage.interrupted.is_set():
+                    # Ctrl-C, whose exception a library turned into its own error (smtplib's QUIT,
+                    # on the way out, reads the answer the interrupt cut short): a stop, no bug.
+                    raise KeyboardInterrupt from failure
                 self.record.failure = f"{title}: {failure}"
                 self.record.reason = str(failure)
             record.seconds = time.monotonic() - began

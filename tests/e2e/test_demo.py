@@ -16,15 +16,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.demo import play
 from bot.demo_feed import Feed, play_by_hand
-from bot.demo_scene import StoryRecord
-from bot.demo_stage import SUPPORT_ADDRESS, Stage
+from bot.demo_scene import Scene, StepRecord, StoryRecord
+from bot.demo_stage import SUPPORT_ADDRESS, Stage, StepFailed
 from bot.demo_story import NOTE_WORDS, PAT_ADDRESS
 from sandbox.faults import Fault
 from sandbox.workspace import CONNECT
@@ -237,6 +237,27 @@ def test_play_by_hand_ends_on_an_interrupt_whose_exception_was_lost(demo):
     finally:
         stage.interrupted.clear()  # the module's stage serves the other tests
     assert out.getvalue().rstrip().endswith("demo: stopping")
+
+
+def test_a_step_that_failed_after_ctrl_c_is_a_stop_not_a_product_bug():
+    """Seen in CI: Ctrl-C cut smtplib's EHLO short, its QUIT then read the EHLO answer and raised
+    an SMTP error in the interrupt's place; the step failed and the demo called it a product bug
+    (exit 1). A step failing once the stage was interrupted is the interrupt."""
+
+    class CutShort(Scene):
+        def steps(self) -> list[tuple[str, Callable[[StepRecord], None]]]:
+            return [("send a mail", self.cut_short)]
+
+        def cut_short(self, record: StepRecord) -> None:
+            self.stage.interrupted.set()  # the signal handler ran
+            raise StepFailed("the SMTP intake did not accept the email: (250, b'EHLO answer')")
+
+    stage = Stage()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            CutShort(stage).play()
+    finally:
+        stage.stop()
 
 
 def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
