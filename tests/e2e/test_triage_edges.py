@@ -182,3 +182,30 @@ def test_someone_from_another_organizations_workspace_cannot_own_a_ticket(runnin
     answer = running.command(ALICE, f"assign 1 <@{ERIN}>")
     assert answer == "A customer cannot own a ticket.", answer
     assert running.ticket(1).assignee_slack_id is None
+
+
+def test_a_command_on_a_missing_ticket_says_it_is_missing_before_the_usage(running: Triage) -> None:
+    """`/desk link 999` (or `status 999`, `cc 999 add`…) for a ticket that does not exist answered
+    with the verb's usage line: the person corrected the words, only to hear next that #999 does
+    not exist. A missing ticket is named first, whatever else is wrong."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    for command in (
+        "link 999",
+        "link 999 zz",
+        "link 999 1 sideways",
+        "unlink 999",
+        "merge 999",
+        "merge 999 into x",
+        "status 999",
+        "status 999 bogus",
+        "priority 999 bogus",
+        "assign 999",
+        "label 999",
+        "cc 999 add",
+        "cc 999 frob x@example.com",
+        "note 999",
+        "close 999 now",
+    ):
+        assert running.command(ALICE, command) == "There is no ticket #999.", command
+    # An existing ticket still gets the usage line.
+    assert running.command(ALICE, "link 1").startswith("Something is missing. Usage: `/desk link")
