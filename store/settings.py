@@ -138,6 +138,9 @@ class Settings(BaseModel):
             _ = parts.port  # a port that is not a number raises here
         except ValueError:
             raise ValueError(expected) from None
+        if _has_userinfo(value):
+            # Links with it go to customers in every email: the password would be handed out.
+            raise ValueError("expected a URL without user:password@ (links with it go to customers)")
         # Links are made by adding a path: a query or fragment here would swallow it.
         if (
             parts.scheme not in ("http", "https")
@@ -295,8 +298,18 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         location = error["loc"][0] if error["loc"] else "?"
         name = location if isinstance(location, str) and location.isupper() else _field_alias(str(location))
         message = str(error["msg"]).removeprefix("Value error, ")
-        shown = "hidden" if name in _SECRET_SETTINGS else repr(values.get(name, ""))
+        value = str(values.get(name, ""))
+        # A password put in a URL that should hold none (SERVICEDESK_PUBLIC_URL) is not echoed either.
+        secret = name in _SECRET_SETTINGS or _has_userinfo(value)
+        shown = "hidden" if secret else repr(value)
         raise SettingsError(f"{name}: {message} (got {shown})") from None
+
+
+def _has_userinfo(value: str) -> bool:
+    try:
+        return "@" in urlsplit(value).netloc
+    except ValueError:  # not a URL at all ("http://[")
+        return False
 
 
 def _read_env_file(env_file: Path) -> dict[str, str]:
