@@ -251,6 +251,13 @@ def check_database_url(value: str) -> None:
         # Each connection would be a database of its own, and all of them vanish at exit: every
         # ticket and mail accepted would be lost.
         raise ValueError("an in-memory SQLite database loses everything at exit; use sqlite:///PATH")
+    if backend == "sqlite" and url.query:
+        # The store opens the file itself, read-write, with its own busy timeout and pragmas:
+        # without `uri=true` SQLAlchemy drops `?mode=ro` and the like with only a warning, and
+        # with it a read-only database refuses every ticket and mail the desk accepts.
+        raise ValueError(
+            f"query options ({', '.join(sorted(url.query))}) are not used for SQLite; write sqlite:///PATH"
+        )
 
 
 def _is_in_memory_sqlite(url: URL) -> bool:
