@@ -209,3 +209,18 @@ def test_a_command_on_a_missing_ticket_says_it_is_missing_before_the_usage(runni
         assert running.command(ALICE, command) == "There is no ticket #999.", command
     # An existing ticket still gets the usage line.
     assert running.command(ALICE, "link 1").startswith("Something is missing. Usage: `/desk link")
+
+
+def test_the_first_email_of_a_ticket_opened_for_a_customer_does_not_say_re(running: Triage) -> None:
+    """`/desk new`: the first email the customer got said "Re: Printer [#1]", as if it answered a
+    mail they never wrote. Later mail continues the conversation and says "Re:"."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    [first] = running.service.wait_for_mails(1)
+    assert first.message["Subject"] == "Printer [#1]"
+    assert first.message["In-Reply-To"] is None
+    running.service.post_as(ALICE, "It works again.", thread_ts=running.card_ts(1))
+    second = running.service.wait_for_mails(2)[1]
+    assert second.message["Subject"] == "Re: Printer [#1]"
+    assert second.message["In-Reply-To"] == first.message["Message-ID"]
+
