@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, ticket_transaction
 from store.actions import set_priority, set_status
-from store.actions.common import mail_recipients
+from store.actions.common import mail_recipients, mail_started
 from store.models import Priority, Status, Ticket
 
 FINISHED = (Status.RESOLVED.value, Status.CLOSED.value)
@@ -19,7 +19,10 @@ PRIORITY_WORDS = "|".join(priority.value for priority in Priority)
 
 
 def _customer_hears(session: Session, ticket: Ticket) -> bool:
-    return bool(ticket.origin_channel and ticket.origin_thread_ts) or bool(mail_recipients(session, ticket))
+    if ticket.origin_channel and ticket.origin_thread_ts:
+        return True
+    # By email only once the desk and the customer have a conversation (notify_customer).
+    return mail_started(session, ticket) and bool(mail_recipients(session, ticket))
 
 
 def _change_status(ctx: CommandContext, number: int, status: str, *, reopening: bool = False) -> CommandReply:

@@ -224,3 +224,22 @@ def test_the_first_email_of_a_ticket_opened_for_a_customer_does_not_say_re(runni
     assert second.message["Subject"] == "Re: Printer [#1]"
     assert second.message["In-Reply-To"] == first.message["Message-ID"]
 
+
+def test_a_ticket_opened_for_a_customer_is_not_announced_before_anyone_wrote_to_them(
+    running: Triage,
+) -> None:
+    """`/desk new` then `close` before anyone wrote to the customer mailed them a "closed" notice
+    about a request they had never heard of (and the answer said "The customer is told.")."""
+    assert running.command(ALICE, "new erin@globex.example Scanner").startswith("Opened #1")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    assert running.command(ALICE, "reopen 1") == "Reopened #1."
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #2")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(2))
+    [first] = running.service.wait_for_mails(1)
+    # Once the desk has written to the customer, they hear of its closing.
+    assert running.command(ALICE, "close 2") == "#2 is now closed. The customer is told."
+    closed = running.service.wait_for_mails(2)[1]
+    assert closed.message["In-Reply-To"] == first.message["Message-ID"]
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert [mail.rcpt_tos for mail in running.sink.messages] == [["dan@globex.example"]] * 2
