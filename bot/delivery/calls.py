@@ -47,6 +47,11 @@ FAIL_REASONS = {
     "cant_update_message": "the message cannot be edited by the app",
     "cant_delete_message": "the message cannot be deleted by the app",
 }
+# Refusals of a channel as a whole, not of one message: a card refused with one of these waits
+# for the channel to be fixed (bot.delivery.slack) instead of failing.
+CHANNEL_REFUSALS = frozenset(
+    FAIL_REASONS[code] for code in ("channel_not_found", "not_in_channel", "is_archived")
+)
 # A 429 without Retry-After (Slack always sends one; a proxy might not).
 DEFAULT_RETRY_AFTER = 1.0
 # A wait for a slot that ends this close to a 429's end is not worth a deferral.

@@ -58,11 +58,8 @@ def test_a_dead_token_pauses(desk: Desk, emulator: SlackEmulator, error: str) ->
 @pytest.mark.parametrize(
     ("error", "words"),
     [
-        ("channel_not_found", "no longer exists"),
-        ("not_in_channel", "not a member"),
         ("msg_too_long", "too long"),
         ("invalid_blocks", "invalid_blocks"),
-        ("is_archived", "archived"),
         ("some_new_refusal", "some_new_refusal"),
     ],
 )
@@ -75,6 +72,28 @@ def test_a_refusal_fails_the_row_with_a_reason(
     emulator.add_fault("chat.postMessage", Fault.slack_error(error))
     outcome = first_card_outcome(desk, emulator)
     assert isinstance(outcome, Fail) and words in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("channel_not_found", "no longer exists"),
+        ("not_in_channel", "not a member"),
+        ("is_archived", "archived"),
+    ],
+)
+def test_a_card_the_triage_channel_refuses_as_a_channel_is_kept_for_when_it_is_fixed(
+    desk: Desk,
+    emulator: SlackEmulator,
+    error: str,
+    words: str,
+) -> None:
+    """Failed, the new ticket stayed invisible to staff once the channel was fixed."""
+    emulator.add_fault("chat.postMessage", Fault.slack_error(error))
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Retry) and not outcome.count_attempt
+    assert outcome.error.startswith(outbox.TRIAGE_UNREACHABLE) and words in outcome.error
+    assert outcome.delay is not None and outcome.delay <= outbox.TRIAGE_RECHECK_MIN
 
 
 @pytest.mark.parametrize(
@@ -305,7 +324,7 @@ def test_a_refused_card_holds_its_thread_posts_until_the_operator_sends_it_again
     """The customer's message has no thread while its card is refused: it waits for the card,
     not failing with it, and goes right after the card once that is sent again."""
     open_email_ticket(desk)  # its card, then the customer's mail into the card's thread
-    emulator.add_fault("chat.postMessage", Fault.slack_error("not_in_channel"), channel=TRIAGE, times=1)
+    emulator.add_fault("chat.postMessage", Fault.slack_error("invalid_blocks"), channel=TRIAGE, times=1)
     worker = worker_for(desk, SlackDelivery(desk, client_for(emulator)).performers())
 
     def settled_behind_the_refused_card() -> bool:

@@ -4,6 +4,9 @@ emulator and a mail sink."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from sqlalchemy import func, select
 
@@ -243,3 +246,39 @@ def test_a_ticket_opened_for_a_customer_is_not_announced_before_anyone_wrote_to_
     running.wait_worker_idle()
     outbox_drained(running)
     assert [mail.rcpt_tos for mail in running.sink.messages] == [["dan@globex.example"]] * 2
+
+
+def healthz(running: Triage) -> dict[str, object]:
+    with urllib.request.urlopen(f"{running.service.http_url}/healthz", timeout=10) as answer:
+        assert answer.status == 200
+        return dict(json.loads(answer.read()))
+
+
+def test_tickets_opened_while_the_triage_channel_is_archived_show_once_it_is_unarchived(
+    running: Triage,
+) -> None:
+    """The triage channel archived: each new ticket's card failed (`is_archived`) with no thread to
+    tell, the ticket stayed invisible to staff after the channel came back, and /healthz said all
+    was well. Now the card is kept, /healthz names the problem, and the card (with what waits
+    behind it) goes up once the channel is unarchived."""
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.command(ALICE, "note 1 called him, it is the fuser")
+
+    def unreachable() -> str | None:
+        said = str(healthz(running)["triage_channel"])
+        return said if said.startswith("unreachable") else None
+
+    said = running.service.wait_for(unreachable, "/healthz to say the triage channel is unreachable")
+    assert "1 new ticket(s) wait for a card" in said and "the channel is archived" in said
+    assert healthz(running)["ok"] is True  # the service itself still takes mail and events
+
+    triage.is_archived = False
+    running.wait_line(1, "called him, it is the fuser")
+    assert healthz(running)["triage_channel"] == "ok"
+    with running.db.read() as session:
+        failed = session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
+        )
+    assert failed == 0
