@@ -460,8 +460,11 @@ def schedule_retry(
     *,
     delay: timedelta | None = None,
     count_attempt: bool = True,
+    at_least: timedelta | None = None,
 ) -> str:
-    """Put the row back for later; returns the new state ("pending", or "failed" past its deadline)."""
+    """Put the row back for later; returns the new state ("pending", or "failed" past its deadline).
+
+    `at_least`: the backoff is added to it (never shortened below it, even by the deadline)."""
     row = _mine(session, row_id, worker_id)
     if row is None:
         return "lost"
@@ -469,6 +472,8 @@ def schedule_retry(
     if not count_attempt:
         row.attempts = max(row.attempts - 1, 0)
     wait = delay if delay is not None else backoff_delay(row.attempts)
+    if at_least is not None:
+        wait += at_least
     row.last_error = error[:2000]
     row.claimed_until = None
     if row.deadline_at is not None and count_attempt:
@@ -479,6 +484,10 @@ def schedule_retry(
             return OutboxState.FAILED.value
         # One last try at the deadline rather than giving up before it.
         wait = min(wait, row.deadline_at - now)
+    if at_least is not None:
+        # After a timeout: the call's late effect must have landed before the next attempt looks
+        # for it (bot.delivery.calls), or it would find nothing and post a second copy.
+        wait = max(wait, at_least)
     row.state = OutboxState.PENDING
     row.next_attempt_at = now + wait
     note(session, Topic.OUTBOX, row.next_attempt_at)
