@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from store.settings import SettingsError
 
 EXAMPLE_URL = "https://servicedesk.example.com"
+EVENTS_PATH = "/slack/events"
 
 BOT_SCOPES = (
     "channels:history",  # message.channels: customers' and staff's messages
@@ -110,7 +111,10 @@ def render_manifest(url: str | None) -> str:
         # An empty --url (a variable that was not set: `--url "$PUBLIC_URL"`) is refused rather
         # than read as "Socket Mode": that manifest would not match the HTTP service it was for.
         check_public_url(url)
-    endpoint = f"{url.rstrip('/')}/slack/events" if url else None
+    # The request URL itself given as the base (copied from Slack's settings page) is taken as it
+    # is: Slack would otherwise post to /slack/events/slack/events, which answers 404.
+    base = url.rstrip("/").removesuffix(EVENTS_PATH) if url else None
+    endpoint = f"{base}{EVENTS_PATH}" if base is not None else None
     return _TEMPLATE.format(
         command_url=f"      url: {endpoint}\n" if endpoint else "",
         scopes="\n".join(f"      - {scope}" for scope in BOT_SCOPES),

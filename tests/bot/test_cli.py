@@ -286,3 +286,12 @@ def test_manifest_refuses_a_password_in_the_url_without_echoing_it():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("servicedesk: --url: a user name or password in the URL")
     assert "s3cret" not in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("given", ["/slack/events", "/slack/events/"])
+def test_manifest_given_the_request_url_itself_does_not_double_its_path(given):
+    """`--url https://desk.example.com/slack/events` (the request URL, as Slack's settings show it)
+    made every request URL `…/slack/events/slack/events`, where the service answers 404."""
+    result = run_cli("manifest", "--url", f"{EXAMPLE_URL}{given}")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "app.manifest.yml").read_text()
