@@ -55,9 +55,11 @@ def _shown(target: Ticket | None, url: str | None) -> str:
 def run_link(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(1, 2)
     kind = inv.args[1].word if len(inv.args) > 1 else LinkKind.RELATES.value
-    if kind not in {k.value for k in LinkKind}:
-        raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
     with _link_transaction(ctx, inv) as (session, ticket, target, url):
+        # Checked once both tickets are known to exist: `link 1 999 sideways` is answered that
+        # #999 does not exist, not with a usage line whose correction would only lead there.
+        if kind not in {k.value for k in LinkKind}:
+            raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
         changed = link(session, ticket, ctx.actor, target=target, url=url, kind=kind)
         shown = _shown(target, url)
     if not changed:

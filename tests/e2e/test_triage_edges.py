@@ -210,8 +210,11 @@ def test_a_command_on_a_missing_ticket_says_it_is_missing_before_the_usage(runni
         "close 999 now",
     ):
         assert running.command(ALICE, command) == "There is no ticket #999.", command
+    # The ticket linked to, too.
+    assert running.command(ALICE, "link 1 999 sideways") == "There is no ticket #999."
     # An existing ticket still gets the usage line.
     assert running.command(ALICE, "link 1").startswith("Something is missing. Usage: `/desk link")
+    assert running.command(ALICE, "link 1 1 sideways").startswith("`sideways` is not a kind of link.")
 
 
 def test_the_first_email_of_a_ticket_opened_for_a_customer_does_not_say_re(running: Triage) -> None:
