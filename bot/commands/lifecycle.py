@@ -18,7 +18,7 @@ STATUS_WORDS = "|".join(status.value for status in Status)
 PRIORITY_WORDS = "|".join(priority.value for priority in Priority)
 
 
-def _customer_hears(session: Session, ticket: Ticket) -> bool:
+def customer_hears(session: Session, ticket: Ticket) -> bool:
     if ticket.origin_channel and ticket.origin_thread_ts:
         return True
     # By email only once the desk and the customer have a conversation (notify_customer).
@@ -32,7 +32,7 @@ def _change_status(ctx: CommandContext, number: int, status: str, *, reopening: 
             # Only a finished ticket reopens; "pending" is still being worked.
             return CommandReply(f"#{number} is {old}, not resolved or closed: nothing to reopen.")
         changed = set_status(session, ctx.desk.policy, ticket, status, ctx.actor)
-        told = changed and _customer_hears(session, ticket)
+        told = changed and customer_hears(session, ticket)
     if not changed:
         return CommandReply(f"#{number} is already {status}: nothing changed.")
     reopened = old in FINISHED and status not in FINISHED

@@ -17,6 +17,7 @@ from bot.commands.base import (
     require_live,
     ticket_transaction,
 )
+from bot.commands.lifecycle import customer_hears
 from bot.commands.tokens import link_url, ticket_number
 from bot.text import escape_mrkdwn
 from store.actions import link, merge, unlink
@@ -92,11 +93,14 @@ def run_merge(ctx: CommandContext, inv: Invocation) -> CommandReply:
         source, target = locked[inv.number], locked[target_number]
         require_live(session, source)
         require_live(session, target)
+        # Asked before the merge moves its participants: a `/desk new` ticket no one has written
+        # to yet is not announced (store.actions.common.mail_started), and the answer says so.
+        told = customer_hears(session, source)
         merge(session, ctx.desk.policy, source, target, ctx.actor)
     return CommandReply(
         f"Merged #{inv.number} into #{target_number}: its messages and participants moved there, "
-        "the customer is told, and later replies to it land on "
-        f"#{target_number}."
+        + ("the customer is told, " if told else "")
+        + f"and later replies to it land on #{target_number}."
     )
 
 

@@ -246,6 +246,11 @@ def test_a_ticket_opened_for_a_customer_is_not_announced_before_anyone_wrote_to_
     assert running.command(ALICE, "close 2") == "#2 is now closed. The customer is told."
     closed = running.service.wait_for_mails(2)[1]
     assert closed.message["In-Reply-To"] == first.message["Message-ID"]
+    # Nor is a merge of such a ticket announced.
+    assert running.command(ALICE, "new erin@globex.example Scanner again").startswith("Opened #3")
+    assert running.command(ALICE, "merge 3 into 1") == (
+        "Merged #3 into #1: its messages and participants moved there, and later replies to it land on #1."
+    )
     running.wait_worker_idle()
     outbox_drained(running)
     assert [mail.rcpt_tos for mail in running.sink.messages] == [["dan@globex.example"]] * 2
