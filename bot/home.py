@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import weakref
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks import HomeView, Metric, home_view, outsider_home_view
 from bot.commands.stats import duration_words, percent
 from bot.commands.views import ticket_summary
+from bot.slack_errors import retry_after
 from store import queries
 from store.context import Desk
 from store.models import utcnow
@@ -91,7 +93,56 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
 
 async def publish_home(desk: Desk, client: AsyncWebClient, user_id: str) -> None:
     """views.publish the user's home: the queue for staff, a line saying whose tab it is for anyone
-    else (someone who left the triage channel must not keep the queue they last saw)."""
+    else (someone who left the triage channel must not keep the queue they last saw).
+
+    A publish Slack failed for a while (a 429, a 5xx, no answer) is tried again in the background
+    with backoff and jitter, a few times: the tab would otherwise keep what it showed before, and
+    after someone left the triage channel that is the queue they must no longer see. Publishing
+    replaces the whole tab, so a repeat of a call that did land changes nothing.
+    """
+    retries = _pending_retries.setdefault(client, {})
+    earlier = retries.pop(user_id, None)
+    if earlier is not None:
+        earlier.cancel()  # this publish reads the desk afresh: the earlier retry is out of date
+    wait = await _publish_once(desk, client, user_id, attempt=1)
+    if wait is not None:
+        retries[user_id] = asyncio.create_task(
+            _retry_publish(desk, client, user_id, wait), name=f"home-retry-{user_id}"
+        )
+
+
+# Attempts at one publish, the first included; the waits between them are about 2, 4 and 8 s.
+HOME_ATTEMPTS = 4
+HOME_BACKOFF_SECONDS = 2.0
+# Slack's answers that say "not now" rather than "never" (as bot.delivery.calls retries them).
+HOME_RETRY_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+_pending_retries: weakref.WeakKeyDictionary[AsyncWebClient, dict[str, asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _backoff(attempt: int) -> float:
+    return HOME_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+
+
+async def _retry_publish(desk: Desk, client: AsyncWebClient, user_id: str, wait: float) -> None:
+    try:
+        for attempt in range(2, HOME_ATTEMPTS + 1):
+            await asyncio.sleep(wait)
+            next_wait = await _publish_once(desk, client, user_id, attempt=attempt)
+            if next_wait is None:
+                return
+            wait = next_wait
+        log.warning("gave up publishing %s's home after %d attempts", user_id, HOME_ATTEMPTS)
+    finally:
+        retries = _pending_retries.get(client, {})
+        if retries.get(user_id) is asyncio.current_task():
+            del retries[user_id]
+
+
+async def _publish_once(desk: Desk, client: AsyncWebClient, user_id: str, *, attempt: int) -> float | None:
+    """One publish; the seconds to wait before trying it again, or None (published, or refused for
+    good)."""
     view = await asyncio.to_thread(home_data, desk, user_id, await workspace_url(client))
     if view is None:
         log.info("home for %s shows no queue: not staff", user_id)
@@ -99,6 +150,18 @@ async def publish_home(desk: Desk, client: AsyncWebClient, user_id: str) -> None
         await client.views_publish(
             user_id=user_id, view=home_view(view) if view is not None else outsider_home_view()
         )
-    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
-        # The tab shows what it showed before; the next app_home_opened tries again.
-        log.warning("could not publish %s's home: %s", user_id, error)
+    except SlackApiError as error:
+        response = error.response
+        code = str(response.get("error") or "") if isinstance(response.data, dict) else ""
+        if response.status_code == 429 or code == "ratelimited":
+            wait: float | None = max(retry_after(response.headers, 1.0), _backoff(attempt))
+        elif response.status_code >= 500 or not code or code in HOME_RETRY_ERRORS:
+            wait = _backoff(attempt)
+        else:
+            wait = None  # refused for good (a bad view, a missing scope): the log says why
+        log.warning("could not publish %s's home: %s", user_id, code or f"HTTP {response.status_code}")
+        return wait
+    except (aiohttp.ClientError, TimeoutError) as error:
+        log.warning("could not publish %s's home: %s", user_id, type(error).__name__)
+        return _backoff(attempt)
+    return None

@@ -60,10 +60,15 @@ def build_web_app(
             if not db.ping():
                 raise StoreUnavailable("database unreachable")
             paused = slack_paused(db)
+            # New tickets whose cards the triage channel refuses are invisible to staff: said
+            # plainly here, as a paused delivery is (the service itself still takes input).
+            waiting, reason = outbox.cards_waiting_for_triage(db)
+            triage = f"unreachable: {waiting} new ticket(s) wait for a card; {reason}" if waiting else "ok"
             return {
                 "ok": True,
                 "database": "ok",
                 "slack_delivery": f"paused: {paused}" if paused else "ok",
+                "triage_channel": triage,
                 "oldest_due_delivery_seconds": outbox.oldest_due_age(db),
                 # Accepted input that could not be made into tickets (`servicedesk outbox` lists it).
                 "failed_intake": inbound.failed_count(db),

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from store.settings import SettingsError
 
 EXAMPLE_URL = "https://servicedesk.example.com"
+EVENTS_PATH = "/slack/events"
 
 BOT_SCOPES = (
     "channels:history",  # message.channels: customers' and staff's messages
@@ -79,6 +80,18 @@ settings:
 
 def check_public_url(url: str) -> None:
     """Slack posts to the request URLs as written: they must be absolute http(s) URLs."""
+    if not url.strip():
+        raise SettingsError(
+            f"--url: is empty; give this service's public URL such as {EXAMPLE_URL}, "
+            "or leave --url out for Socket Mode"
+        )
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        # Slack sends no credentials from a request URL, and the manifest is pasted into Slack's
+        # settings page and shared: the password would be published. It is not echoed here either.
+        raise SettingsError(
+            "--url: a user name or password in the URL would be published with the manifest, "
+            "and Slack does not send it; give the URL without user:password@"
+        )
     try:
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
@@ -94,9 +107,14 @@ def render_manifest(url: str | None) -> str:
 
     A `url` that is not an absolute http(s) URL raises SettingsError (one line naming --url).
     """
-    if url:
+    if url is not None:
+        # An empty --url (a variable that was not set: `--url "$PUBLIC_URL"`) is refused rather
+        # than read as "Socket Mode": that manifest would not match the HTTP service it was for.
         check_public_url(url)
-    endpoint = f"{url.rstrip('/')}/slack/events" if url else None
+    # The request URL itself given as the base (copied from Slack's settings page) is taken as it
+    # is: Slack would otherwise post to /slack/events/slack/events, which answers 404.
+    base = url.rstrip("/").removesuffix(EVENTS_PATH) if url else None
+    endpoint = f"{base}{EVENTS_PATH}" if base is not None else None
     return _TEMPLATE.format(
         command_url=f"      url: {endpoint}\n" if endpoint else "",
         scopes="\n".join(f"      - {scope}" for scope in BOT_SCOPES),

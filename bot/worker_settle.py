@@ -79,6 +79,7 @@ def settle(db: Database, worker_id: str, item: OutboxItem, outcome: Outcome) -> 
                 outcome.error,
                 delay=outcome.delay,
                 count_attempt=outcome.count_attempt,
+                at_least=outcome.at_least,
             )
             if state == "lost":
                 return not_held(session, item, worker_id)

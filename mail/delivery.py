@@ -38,8 +38,16 @@ from mail.links import attachment_url, unsubscribe_url
 from mail.relay import DeliveryStatus, RelayConfig, SendResult
 from mail.relay_pool import RelayPool
 from mail.render import render_markdown
+from mail.templates import (
+    NO_SUBJECT,
+    REPLY_PREFIX_RE,
+    TemplateContext,
+    TemplateError,
+    Templates,
+    load_templates,
+    validate_templates,
+)
 from mail.templates import SETTING as TEMPLATES_SETTING
-from mail.templates import TemplateContext, TemplateError, Templates, load_templates, validate_templates
 from store.actions.tickets import follow_merges
 from store.context import Desk
 from store.files import size_words
@@ -193,7 +201,7 @@ class EmailDelivery:
             to=_mailbox(facts.recipient_name, facts.recipient),
             cc=tuple(str(address) for address in payload.get("cc") or ()),
             reply_to=reply_address(settings.support_address, facts.reply_key),
-            subject=rendered.subject,
+            subject=_subject_for(rendered.subject, payload.get("in_reply_to")),
             text=rendered.text,
             html=rendered.html,
             message_id=str(payload["message_id_header"]),
@@ -370,6 +378,14 @@ def _mailbox(name: str, address: str) -> str:
     """`"Name" <address>` for compose (which encodes the name, RFC 2047); no CR/LF from user input."""
     name = clean_header_value(name).replace('"', '\\"')
     return f'"{name}" <{address}>' if name else address
+
+
+def _subject_for(subject: str, in_reply_to: object) -> str:
+    """A mail that answers none (the first of a ticket staff opened with `/desk new`: the customer
+    never wrote) does not say "Re:" as if it did; the templates' subjects are written for replies."""
+    if in_reply_to:
+        return subject
+    return REPLY_PREFIX_RE.sub("", subject).strip() or NO_SUBJECT
 
 
 def _int_or_none(value: Any) -> int | None:

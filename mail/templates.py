@@ -125,8 +125,11 @@ class Templates:
 def load_templates(override_dir: Path | None) -> Templates:
     """Read the built-in templates and the overrides in ``override_dir``; raise TemplateError for any file
     that cannot be read or uses a placeholder its template does not have."""
-    paths = {(name, part): BUILTIN_DIR / f"{name}{suffix}" for name in TEMPLATE_NAMES
-             for part, suffix in PART_SUFFIXES.items()}
+    paths = {
+        (name, part): BUILTIN_DIR / f"{name}{suffix}"
+        for name in TEMPLATE_NAMES
+        for part, suffix in PART_SUFFIXES.items()
+    }
     if override_dir is not None:
         paths.update(_override_paths(override_dir))
     return Templates({key: _read(path, key[0], key[1]) for key, path in paths.items()})
@@ -160,8 +163,9 @@ def _override_paths(folder: Path) -> dict[tuple[str, str], Path]:
         key = _template_key(path.name)
         if key is None:
             raise TemplateError(
-                path, f"not a template file name; expected <name>.subject.txt, <name>.txt or <name>.html "
-                      f"with <name> one of {', '.join(TEMPLATE_NAMES)}"
+                path,
+                f"not a template file name; expected <name>.subject.txt, <name>.txt or <name>.html "
+                f"with <name> one of {', '.join(TEMPLATE_NAMES)}",
             )
         found[key] = path
     return found
@@ -189,11 +193,17 @@ def _read(path: Path, name: str, part: str) -> _Source:
     unknown = sorted(set(template.get_identifiers()) - allowed)
     if unknown:
         raise TemplateError(
-            path, f"unknown placeholder {', '.join('$' + u for u in unknown)}; "
-                  f"{name} templates know {', '.join('$' + a for a in sorted(allowed))}"
+            path,
+            f"unknown placeholder {', '.join('$' + u for u in unknown)}; "
+            f"{name} templates know {', '.join('$' + a for a in sorted(allowed))}",
         )
     if part == "subject" and len([line for line in content.splitlines() if line.strip()]) > 1:
         raise TemplateError(path, "a subject template must be a single line")
+    if part == "subject" and not content.strip():
+        # Every mail of this kind would go out as "(no subject)": nothing to tell tickets apart by.
+        raise TemplateError(
+            path, "a subject template must not be empty (delete the file to use the built-in one)"
+        )
     return _Source(path=path, template=template)
 
 

@@ -51,6 +51,12 @@ DEFAULT_DEADLINE = timedelta(days=2)
 # operator's retry of the card makes it due again at once.
 WAITING_FOR_CARD = "waiting for the ticket's card, which Slack refused (servicedesk outbox --retry it)"
 WAITING_FOR_CARD_RECHECK = timedelta(minutes=1)
+# A new ticket's card the triage channel refuses as a channel (archived, not found, the app
+# removed): kept with this error, not failed, so the ticket shows once the channel is fixed;
+# /healthz says so while any waits. Rechecked more slowly the longer it has waited.
+TRIAGE_UNREACHABLE = "the triage channel cannot take the ticket's card"
+TRIAGE_RECHECK_MIN = timedelta(seconds=5)
+TRIAGE_RECHECK_MAX = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 600.0
 
@@ -454,8 +460,11 @@ def schedule_retry(
     *,
     delay: timedelta | None = None,
     count_attempt: bool = True,
+    at_least: timedelta | None = None,
 ) -> str:
-    """Put the row back for later; returns the new state ("pending", or "failed" past its deadline)."""
+    """Put the row back for later; returns the new state ("pending", or "failed" past its deadline).
+
+    `at_least`: the backoff is added to it (never shortened below it, even by the deadline)."""
     row = _mine(session, row_id, worker_id)
     if row is None:
         return "lost"
@@ -463,6 +472,8 @@ def schedule_retry(
     if not count_attempt:
         row.attempts = max(row.attempts - 1, 0)
     wait = delay if delay is not None else backoff_delay(row.attempts)
+    if at_least is not None:
+        wait += at_least
     row.last_error = error[:2000]
     row.claimed_until = None
     if row.deadline_at is not None and count_attempt:
@@ -473,6 +484,10 @@ def schedule_retry(
             return OutboxState.FAILED.value
         # One last try at the deadline rather than giving up before it.
         wait = min(wait, row.deadline_at - now)
+    if at_least is not None:
+        # After a timeout: the call's late effect must have landed before the next attempt looks
+        # for it (bot.delivery.calls), or it would find nothing and post a second copy.
+        wait = max(wait, at_least)
     row.state = OutboxState.PENDING
     row.next_attempt_at = now + wait
     note(session, Topic.OUTBOX, row.next_attempt_at)
@@ -593,6 +608,22 @@ def oldest_due_age(db: Database) -> float | None:
         return None
     # MIN keeps the column's type (UTCDateTime), so the value comes back aware on every engine.
     return max((now - oldest).total_seconds(), 0.0)
+
+
+def cards_waiting_for_triage(db: Database) -> tuple[int, str | None]:
+    """How many new tickets' cards wait because the triage channel refuses them, and the latest
+    reason (for /healthz)."""
+    waiting = and_(
+        Outbox.kind == Kind.CARD.value,
+        Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
+        Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True),
+    )
+    with db.read() as session:
+        count = int(session.scalar(select(func.count()).select_from(Outbox).where(waiting)) or 0)
+        if not count:
+            return 0, None
+        reason = session.scalar(select(Outbox.last_error).where(waiting).order_by(Outbox.id.desc()).limit(1))
+    return count, reason
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ class Retry:
     error: str
     delay: timedelta | None = None
     count_attempt: bool = True
+    # No sooner than this, whatever the backoff: the row's usual backoff (exponential, jittered) is
+    # added on top, so rows that failed together come back apart and repeated failures wait longer.
+    at_least: timedelta | None = None
 
 
 @dataclass(frozen=True)

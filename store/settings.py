@@ -138,6 +138,9 @@ class Settings(BaseModel):
             _ = parts.port  # a port that is not a number raises here
         except ValueError:
             raise ValueError(expected) from None
+        if _has_userinfo(value):
+            # Links with it go to customers in every email: the password would be handed out.
+            raise ValueError("expected a URL without user:password@ (links with it go to customers)")
         # Links are made by adding a path: a query or fragment here would swallow it.
         if (
             parts.scheme not in ("http", "https")
@@ -248,6 +251,13 @@ def check_database_url(value: str) -> None:
         # Each connection would be a database of its own, and all of them vanish at exit: every
         # ticket and mail accepted would be lost.
         raise ValueError("an in-memory SQLite database loses everything at exit; use sqlite:///PATH")
+    if backend == "sqlite" and url.query:
+        # The store opens the file itself, read-write, with its own busy timeout and pragmas:
+        # without `uri=true` SQLAlchemy drops `?mode=ro` and the like with only a warning, and
+        # with it a read-only database refuses every ticket and mail the desk accepts.
+        raise ValueError(
+            f"query options ({', '.join(sorted(url.query))}) are not used for SQLite; write sqlite:///PATH"
+        )
 
 
 def _is_in_memory_sqlite(url: URL) -> bool:
@@ -295,8 +305,18 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         location = error["loc"][0] if error["loc"] else "?"
         name = location if isinstance(location, str) and location.isupper() else _field_alias(str(location))
         message = str(error["msg"]).removeprefix("Value error, ")
-        shown = "hidden" if name in _SECRET_SETTINGS else repr(values.get(name, ""))
+        value = str(values.get(name, ""))
+        # A password put in a URL that should hold none (SERVICEDESK_PUBLIC_URL) is not echoed either.
+        secret = name in _SECRET_SETTINGS or _has_userinfo(value)
+        shown = "hidden" if secret else repr(value)
         raise SettingsError(f"{name}: {message} (got {shown})") from None
+
+
+def _has_userinfo(value: str) -> bool:
+    try:
+        return "@" in urlsplit(value).netloc
+    except ValueError:  # not a URL at all ("http://[")
+        return False
 
 
 def _read_env_file(env_file: Path) -> dict[str, str]:

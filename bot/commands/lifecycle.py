@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, ticket_transaction
 from store.actions import set_priority, set_status
-from store.actions.common import mail_recipients
+from store.actions.common import mail_recipients, mail_started
 from store.models import Priority, Status, Ticket
 
 FINISHED = (Status.RESOLVED.value, Status.CLOSED.value)
@@ -18,8 +18,11 @@ STATUS_WORDS = "|".join(status.value for status in Status)
 PRIORITY_WORDS = "|".join(priority.value for priority in Priority)
 
 
-def _customer_hears(session: Session, ticket: Ticket) -> bool:
-    return bool(ticket.origin_channel and ticket.origin_thread_ts) or bool(mail_recipients(session, ticket))
+def customer_hears(session: Session, ticket: Ticket) -> bool:
+    if ticket.origin_channel and ticket.origin_thread_ts:
+        return True
+    # By email only once the desk and the customer have a conversation (notify_customer).
+    return mail_started(session, ticket) and bool(mail_recipients(session, ticket))
 
 
 def _change_status(ctx: CommandContext, number: int, status: str, *, reopening: bool = False) -> CommandReply:
@@ -29,7 +32,7 @@ def _change_status(ctx: CommandContext, number: int, status: str, *, reopening: 
             # Only a finished ticket reopens; "pending" is still being worked.
             return CommandReply(f"#{number} is {old}, not resolved or closed: nothing to reopen.")
         changed = set_status(session, ctx.desk.policy, ticket, status, ctx.actor)
-        told = changed and _customer_hears(session, ticket)
+        told = changed and customer_hears(session, ticket)
     if not changed:
         return CommandReply(f"#{number} is already {status}: nothing changed.")
     reopened = old in FINISHED and status not in FINISHED

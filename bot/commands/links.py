@@ -17,6 +17,7 @@ from bot.commands.base import (
     require_live,
     ticket_transaction,
 )
+from bot.commands.lifecycle import customer_hears
 from bot.commands.tokens import link_url, ticket_number
 from bot.text import escape_mrkdwn
 from store.actions import link, merge, unlink
@@ -55,9 +56,11 @@ def _shown(target: Ticket | None, url: str | None) -> str:
 def run_link(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(1, 2)
     kind = inv.args[1].word if len(inv.args) > 1 else LinkKind.RELATES.value
-    if kind not in {k.value for k in LinkKind}:
-        raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
     with _link_transaction(ctx, inv) as (session, ticket, target, url):
+        # Checked once both tickets are known to exist: `link 1 999 sideways` is answered that
+        # #999 does not exist, not with a usage line whose correction would only lead there.
+        if kind not in {k.value for k in LinkKind}:
+            raise UsageError(f"`{str(inv.args[1])[:40]}` is not a kind of link.")
         changed = link(session, ticket, ctx.actor, target=target, url=url, kind=kind)
         shown = _shown(target, url)
     if not changed:
@@ -90,11 +93,14 @@ def run_merge(ctx: CommandContext, inv: Invocation) -> CommandReply:
         source, target = locked[inv.number], locked[target_number]
         require_live(session, source)
         require_live(session, target)
+        # Asked before the merge moves its participants: a `/desk new` ticket no one has written
+        # to yet is not announced (store.actions.common.mail_started), and the answer says so.
+        told = customer_hears(session, source)
         merge(session, ctx.desk.policy, source, target, ctx.actor)
     return CommandReply(
         f"Merged #{inv.number} into #{target_number}: its messages and participants moved there, "
-        "the customer is told, and later replies to it land on "
-        f"#{target_number}."
+        + ("the customer is told, " if told else "")
+        + f"and later replies to it land on #{target_number}."
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.exc import DataError
 
 from bot.blocks.messages import command_usage, desk_usage, not_staff
@@ -14,6 +15,7 @@ from bot.commands.registry import find_verb
 from bot.commands.tokens import ticket_number as parse_number
 from bot.commands.tokens import tokenize
 from store.db import CommitUnknown, InvalidRequest, NotFound, StoreBusy, StoreUnavailable
+from store.models import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ def _execute(ctx: CommandContext, verb: Verb, invocation: Invocation) -> Command
     try:
         return verb.handler(ctx, invocation)
     except UsageError as problem:
+        missing = _missing_ticket(ctx, invocation)
+        if missing is not None:
+            return missing
         return _usage(verb, invocation.in_thread, str(problem))
     except (NotFound, InvalidRequest) as problem:
         return CommandReply(sentence(str(problem)), ok=False)
@@ -62,6 +67,18 @@ def _execute(ctx: CommandContext, verb: Verb, invocation: Invocation) -> Command
             "refuses): nothing changed.",
             ok=False,
         )
+
+
+def _missing_ticket(ctx: CommandContext, invocation: Invocation) -> CommandReply | None:
+    """`/desk link 999` for a ticket that does not exist: the missing ticket is the answer, not the
+    usage line. Corrected words would only lead to "there is no ticket #999" next."""
+    if invocation.in_thread or invocation.ticket_number is None:
+        return None  # a thread's ticket is the thread's own: it exists
+    with ctx.desk.db.read() as session:
+        exists = session.scalar(select(Ticket.id).where(Ticket.number == invocation.ticket_number))
+    if exists is not None:
+        return None
+    return CommandReply(sentence(f"there is no ticket #{invocation.ticket_number}"), ok=False)
 
 
 def run_desk_command(ctx: CommandContext, text: str) -> CommandReply:

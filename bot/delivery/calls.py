@@ -47,6 +47,11 @@ FAIL_REASONS = {
     "cant_update_message": "the message cannot be edited by the app",
     "cant_delete_message": "the message cannot be deleted by the app",
 }
+# Refusals of a channel as a whole, not of one message: a card refused with one of these waits
+# for the channel to be fixed (bot.delivery.slack) instead of failing.
+CHANNEL_REFUSALS = frozenset(
+    FAIL_REASONS[code] for code in ("channel_not_found", "not_in_channel", "is_archived")
+)
 # A 429 without Retry-After (Slack always sends one; a proxy might not).
 DEFAULT_RETRY_AFTER = 1.0
 # A wait for a slot that ends this close to a 429's end is not worth a deferral.
@@ -106,8 +111,11 @@ class SlackCalls:
         # posts again, waits until such a late effect would have landed, or it would find nothing
         # and post a second copy. (Checked first: aiohttp's timeouts are ClientErrors too.)
         except TimeoutError as exc:
+            # The row's exponential, jittered backoff comes on top of this wait (DESIGN: retries
+            # back off with jitter): timeouts in a burst do not all come back at once 45 s later.
             wait = timedelta(seconds=LATE_EFFECT_TIMEOUTS * float(self.client.timeout))
-            raise Stop(Retry(f"{method}: no answer from Slack ({type(exc).__name__})", delay=wait)) from exc
+            error = f"{method}: no answer from Slack ({type(exc).__name__})"
+            raise Stop(Retry(error, at_least=wait)) from exc
         # Refused and reset connections and server disconnects: the outcome is unknown too, but
         # settled by the time the connection is gone; the next attempt looks at once.
         except aiohttp.ClientError as exc:

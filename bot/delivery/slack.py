@@ -10,7 +10,10 @@ is written by the outcome's `apply`, in the transaction that marks the row done.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,7 +22,7 @@ from bot.blocks.card import card_blocks, card_text
 from bot.blocks.format import context_line
 from bot.blocks.messages import customer_ack
 from bot.delivery.attempt import POSTED_DIGEST, Attempt
-from bot.delivery.calls import SlackCalls, Stop
+from bot.delivery.calls import CHANNEL_REFUSALS, SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
 from bot.delivery.reads import (
     FileToSend,
@@ -50,8 +53,18 @@ from mail.links import raw_message_url
 from store.actions.messages import copy_digest
 from store.context import Desk
 from store.intake_keys import link_secret
-from store.models import Delivery, Direction, Visibility
-from store.outbox import WAITING_FOR_CARD, WAITING_FOR_CARD_RECHECK, Kind, OutboxItem
+from store.models import Delivery, Direction, Visibility, utcnow
+from store.outbox import (
+    TRIAGE_RECHECK_MAX,
+    TRIAGE_RECHECK_MIN,
+    TRIAGE_UNREACHABLE,
+    WAITING_FOR_CARD,
+    WAITING_FOR_CARD_RECHECK,
+    Kind,
+    OutboxItem,
+)
+
+log = logging.getLogger(__name__)
 
 Performer = Callable[[OutboxItem], Awaitable[Outcome]]
 Perform = Callable[[Attempt], Awaitable[Outcome]]
@@ -71,6 +84,8 @@ class SlackDelivery:
         self.desk = desk
         self.calls = SlackCalls(client, gate or RateGate(pacing=desk.settings.slack_pacing))
         self._link_secret: bytes | None = None
+        # Why the triage channel last refused a new card (logged once), until one goes up again.
+        self._triage_refused: str | None = None
 
     @property
     def client(self) -> AsyncWebClient:
@@ -126,8 +141,39 @@ class SlackDelivery:
         channel = threads.triage_channel or self.desk.settings.triage_channel
         if not channel:
             return Fail("no triage channel is configured (SERVICEDESK_TRIAGE_CHANNEL)", tell_thread=False)
-        ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
+        try:
+            ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
+        except Stop as stop:
+            kept = self._card_kept(item, channel, stop.outcome)
+            if kept is None:
+                raise
+            return kept
+        if self._triage_refused is not None:
+            log.info("the triage channel %s takes cards again", channel)
+            self._triage_refused = None
         return Done(result={"ts": ts}, apply=record_triage_thread(threads.id, channel, ts))
+
+    def _card_kept(self, item: OutboxItem, channel: str, outcome: Outcome) -> Retry | None:
+        """A new ticket's card refused because of the triage channel itself (archived, gone, the app
+        removed from it): kept, not failed. Failed, the ticket would stay invisible to staff after
+        the channel is fixed; kept, its card (and the thread waiting behind it) goes up then, and
+        /healthz names the problem meanwhile. Logged once, not once per ticket and retry."""
+        if not isinstance(outcome, Fail) or outcome.error not in CHANNEL_REFUSALS:
+            return None
+        if self._triage_refused != outcome.error:
+            log.warning(
+                "the triage channel %s refuses new tickets' cards (%s): they are kept and posted "
+                "once it is fixed; `servicedesk check` says what to do",
+                channel,
+                outcome.error,
+            )
+            self._triage_refused = outcome.error
+        waited = utcnow() - item.created_at if item.created_at is not None else timedelta(0)
+        step = min(max(waited / 10, TRIAGE_RECHECK_MIN), TRIAGE_RECHECK_MAX)
+        delay = step * random.uniform(0.5, 1.0)  # cards refused together do not come back together
+        # Not counted: the refusal is a known outcome, so the next attempt need not look before
+        # posting, and the row's deadline does not fail it while the channel is being fixed.
+        return Retry(f"{TRIAGE_UNREACHABLE} ({channel}: {outcome.error})", delay=delay, count_attempt=False)
 
     async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
         data = await self.calls.call(

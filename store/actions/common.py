@@ -16,6 +16,7 @@ from store.keys import new_message_id
 from store.limits import ADDRESS_LITERAL, MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHARS
 from store.models import (
     EmailId,
+    Origin,
     Participant,
     Ticket,
     TicketEvent,
@@ -337,7 +338,21 @@ def notify_customer(
             lane=outbox.origin_lane(listener.id),
             payload={"template": template, "number": ticket.number, **extra},
         )
-    enqueue_emails(session, ticket, policy, template=template, extra=extra)
+    if mail_started(session, ticket):
+        enqueue_emails(session, ticket, policy, template=template, extra=extra)
+
+
+def mail_started(session: Session, ticket: Ticket) -> bool:
+    """Whether the customer can be mailed a notice about the ticket.
+
+    A ticket staff opened with `/desk new` has no mail conversation until its first reply is
+    written (or a mail received): a notice (resolved, closed) before that would be the first the
+    customer hears of it, about a request they never made by email and a reply they never got.
+    Any other ticket began with the customer (or a Cc'd participant, who was told on joining).
+    """
+    if ticket.origin != Origin.STAFF:
+        return True
+    return session.scalar(select(EmailId.id).where(EmailId.ticket_id == ticket.id).limit(1)) is not None
 
 
 def customer_slack_threads(session: Session, ticket: Ticket) -> list[Ticket]:

@@ -264,3 +264,34 @@ def test_outbox_retries_one_kind_at_a_time(tmp_path):
     result = run_cli("outbox", "--retry", "3", "--retry-intake", "1", env=env, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert "argument --retry-intake: not allowed with argument --retry" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["", " "])
+def test_manifest_refuses_an_empty_url_rather_than_printing_the_socket_mode_one(url):
+    """`servicedesk manifest --url "$PUBLIC_URL"` with the variable unset printed the Socket Mode
+    manifest (no request URLs, `socket_mode_enabled: true`) and exited 0: the app was set up for a
+    mode the service does not run in, and Slack's events never reached it."""
+    result = run_cli("manifest", "--url", url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"servicedesk: --url: is empty; give this service's public URL such as {EXAMPLE_URL}, "
+        "or leave --url out for Socket Mode\n"
+    )
+
+
+def test_manifest_refuses_a_password_in_the_url_without_echoing_it():
+    """A `user:password@` in --url was written into the manifest, which is pasted into Slack's app
+    settings and shared, while Slack sends no credentials from a request URL."""
+    result = run_cli("manifest", "--url", "https://desk:s3cret@desk.example.com")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("servicedesk: --url: a user name or password in the URL")
+    assert "s3cret" not in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("given", ["/slack/events", "/slack/events/"])
+def test_manifest_given_the_request_url_itself_does_not_double_its_path(given):
+    """`--url https://desk.example.com/slack/events` (the request URL, as Slack's settings show it)
+    made every request URL `…/slack/events/slack/events`, where the service answers 404."""
+    result = run_cli("manifest", "--url", f"{EXAMPLE_URL}{given}")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "app.manifest.yml").read_text()

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.app import slack_session
 from bot.delivery import SlackDelivery
@@ -22,7 +22,7 @@ from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import BOT_TOKEN, CAROL, CONNECT, HELP, TRIAGE
 from store import actions, outbox
 from store.context import Desk
-from store.models import Attachment, Ticket
+from store.models import Attachment, Outbox, Ticket, utcnow
 from store.outbox import Kind
 from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     client_for,
@@ -58,11 +58,8 @@ def test_a_dead_token_pauses(desk: Desk, emulator: SlackEmulator, error: str) ->
 @pytest.mark.parametrize(
     ("error", "words"),
     [
-        ("channel_not_found", "no longer exists"),
-        ("not_in_channel", "not a member"),
         ("msg_too_long", "too long"),
         ("invalid_blocks", "invalid_blocks"),
-        ("is_archived", "archived"),
         ("some_new_refusal", "some_new_refusal"),
     ],
 )
@@ -75,6 +72,28 @@ def test_a_refusal_fails_the_row_with_a_reason(
     emulator.add_fault("chat.postMessage", Fault.slack_error(error))
     outcome = first_card_outcome(desk, emulator)
     assert isinstance(outcome, Fail) and words in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("channel_not_found", "no longer exists"),
+        ("not_in_channel", "not a member"),
+        ("is_archived", "archived"),
+    ],
+)
+def test_a_card_the_triage_channel_refuses_as_a_channel_is_kept_for_when_it_is_fixed(
+    desk: Desk,
+    emulator: SlackEmulator,
+    error: str,
+    words: str,
+) -> None:
+    """Failed, the new ticket stayed invisible to staff once the channel was fixed."""
+    emulator.add_fault("chat.postMessage", Fault.slack_error(error))
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Retry) and not outcome.count_attempt
+    assert outcome.error.startswith(outbox.TRIAGE_UNREACHABLE) and words in outcome.error
+    assert outcome.delay is not None and outcome.delay <= outbox.TRIAGE_RECHECK_MIN
 
 
 @pytest.mark.parametrize(
@@ -101,7 +120,53 @@ def test_a_request_that_never_answers_is_retried(desk: Desk, emulator: SlackEmul
     emulator.add_fault("chat.postMessage", Fault.hang(3))
     outcome = first_card_outcome(desk, emulator, timeout=1)
     assert isinstance(outcome, Retry) and "no answer" in outcome.error
-    assert outcome.delay == timedelta(seconds=3)  # three call timeouts: a late effect lands first
+    assert outcome.at_least == timedelta(seconds=3)  # three call timeouts: a late effect lands first
+
+
+def test_timed_out_posts_come_back_apart_and_later_each_time_never_before_the_late_effect(
+    desk: Desk, emulator: SlackEmulator
+) -> None:
+    """Every timed-out Slack call came back exactly three call timeouts (45 s) later: a burst of
+    timeouts (Slack slow for a moment) returned as one burst, and a call timing out again and
+    again never waited longer, while retries are meant to back off exponentially with jitter. The
+    wait for the call's late effect stays the floor: the next attempt must find a post that landed
+    late rather than post it twice."""
+    from freezegun import freeze_time
+
+    from bot.worker_settle import settle
+
+    emulator.add_fault("chat.postMessage", Fault.hang(2), times=None)
+    # A retry first looks for a post that landed late: Slack is slow for that look too.
+    emulator.add_fault("conversations.history", Fault.hang(2), times=None)
+    for n in range(6):
+        open_email_ticket(desk, subject=f"Printer {n}")
+    delivery = SlackDelivery(desk, client_for(emulator, timeout=1))
+    perform = delivery.performers()[Kind.CARD.value]
+    late_effect = timedelta(seconds=3)
+    waits: dict[int, list[timedelta]] = {}
+
+    async def perform_all(items: list[outbox.OutboxItem]) -> list[Outcome]:
+        return list(await asyncio.gather(*(perform(item) for item in items)))
+
+    for _round in range(3):
+        with desk.db.transaction() as session:  # every row due again (the waits are what is measured)
+            session.execute(update(Outbox).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        items = outbox.claim_due(desk.db, "w1", kinds=frozenset({Kind.CARD.value}))
+        assert len(items) == 6
+        outcomes = asyncio.run(perform_all(items))  # real time: the calls time out
+        with freeze_time(utcnow()) as clock:  # settled at one instant: the waits compare exactly
+            for item, outcome in zip(items, outcomes, strict=True):
+                assert settle(desk.db, "w1", item, outcome) == "pending"
+            now = utcnow()
+        for row in rows(desk.db, Kind.CARD.value):
+            assert row.next_attempt_at is not None
+            waits.setdefault(row.id, []).append(row.next_attempt_at - now)
+        del clock
+    for history in waits.values():
+        assert all(wait > late_effect for wait in history), history
+        assert history[0] < history[1] < history[2], history  # longer each time
+    first_waits = {history[0] for history in waits.values()}
+    assert len(first_waits) == len(waits)  # jittered: the burst comes back spread out
 
 
 def test_a_post_that_times_out_but_takes_effect_late_is_posted_once(
@@ -305,7 +370,7 @@ def test_a_refused_card_holds_its_thread_posts_until_the_operator_sends_it_again
     """The customer's message has no thread while its card is refused: it waits for the card,
     not failing with it, and goes right after the card once that is sent again."""
     open_email_ticket(desk)  # its card, then the customer's mail into the card's thread
-    emulator.add_fault("chat.postMessage", Fault.slack_error("not_in_channel"), channel=TRIAGE, times=1)
+    emulator.add_fault("chat.postMessage", Fault.slack_error("invalid_blocks"), channel=TRIAGE, times=1)
     worker = worker_for(desk, SlackDelivery(desk, client_for(emulator)).performers())
 
     def settled_behind_the_refused_card() -> bool:

@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from sandbox.faults import Fault
 from sandbox.workspace import BOB, CONNECT, HELP, TRIAGE
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import Desk, open_ticket
@@ -45,3 +46,23 @@ def test_leaving_the_triage_channel_takes_the_queue_off_the_home_tab(desk: Desk)
         "Bob's tab published again after he left the triage channel",
     )
     assert "Secret project printer" not in tab_text(desk, BOB)
+
+
+def test_a_home_slack_failed_to_publish_as_someone_left_is_published_again(desk: Desk) -> None:
+    """The publish that takes the queue off the tab of someone who left the triage channel met a
+    Slack 503 (or a 429, or no answer): it was not tried again, and the queue stayed on their tab —
+    ticket subjects and requesters for someone no longer staff — until they opened it again."""
+    open_ticket(desk, "Secret project printer is down")
+    desk.idle()
+    desk.emulator.user_open_home(BOB)
+    desk.wait(lambda: "Secret project printer" in tab_text(desk, BOB) or None, "Bob's queue on his tab")
+
+    desk.emulator.add_fault("views.publish", Fault.server_error(503), times=1)
+    desk.emulator.add_fault("views.publish", Fault.ratelimited(retry_after=1), times=1)
+    desk.emulator.user_leave(BOB, TRIAGE)
+    desk.idle()
+    desk.wait(
+        lambda: "Secret project printer" not in tab_text(desk, BOB) or None,
+        "the queue taken off Bob's tab despite Slack's failures",
+    )
+    assert not desk.emulator.faults.rules()

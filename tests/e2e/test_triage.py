@@ -129,8 +129,11 @@ def test_desk_new_then_triage_commands_update_card_thread_and_customer(running: 
     assert len(running.emulator.messages(TRIAGE)) == 1
     assert running.emulator.calls_to("chat.update", channel=TRIAGE)
 
+    # Told of its closing once the desk has written to them (the first email is a person's).
+    running.service.post_as(ALICE, "Found it: the fuser.", thread_ts=running.card_ts(1))
+    running.service.wait_for_mails(1)
     assert running.command(ALICE, "close 1") == "#1 is now closed. The customer is told."
-    [mail] = running.service.wait_for_mails(1)
+    mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["dan@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
     running.wait_card(1, "Status: Closed")
@@ -304,13 +307,16 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     running.command(ALICE, "new dan@globex.example Printer")
     running.command(ALICE, "new erin@globex.example Printer again")
     running.card_ts(1)
-    running.card_ts(2)
+    # Erin has heard from the desk about #2, so she is told where it went.
+    running.service.post_as(ALICE, "Looking into it.", thread_ts=running.card_ts(2))
+    running.service.wait_for_mails(1)
     answer = running.command(ALICE, "merge 2 into 1")
     assert answer.startswith("Merged #2 into #1")
     running.wait_line(2, "alice merged this ticket into #1")
     running.wait_line(1, "alice merged #2 into this ticket")
-    [mail] = running.service.wait_for_mails(1)
+    mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
+    assert mail.message["Auto-Submitted"] == "auto-generated"
     running.wait_card(2, "Merged into #1")
     running.wait_card(1, "#2 (duplicated by)")
 

@@ -4,6 +4,9 @@ emulator and a mail sink."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from sqlalchemy import func, select
 
@@ -182,3 +185,108 @@ def test_someone_from_another_organizations_workspace_cannot_own_a_ticket(runnin
     answer = running.command(ALICE, f"assign 1 <@{ERIN}>")
     assert answer == "A customer cannot own a ticket.", answer
     assert running.ticket(1).assignee_slack_id is None
+
+
+def test_a_command_on_a_missing_ticket_says_it_is_missing_before_the_usage(running: Triage) -> None:
+    """`/desk link 999` (or `status 999`, `cc 999 add`…) for a ticket that does not exist answered
+    with the verb's usage line: the person corrected the words, only to hear next that #999 does
+    not exist. A missing ticket is named first, whatever else is wrong."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    for command in (
+        "link 999",
+        "link 999 zz",
+        "link 999 1 sideways",
+        "unlink 999",
+        "merge 999",
+        "merge 999 into x",
+        "status 999",
+        "status 999 bogus",
+        "priority 999 bogus",
+        "assign 999",
+        "label 999",
+        "cc 999 add",
+        "cc 999 frob x@example.com",
+        "note 999",
+        "close 999 now",
+    ):
+        assert running.command(ALICE, command) == "There is no ticket #999.", command
+    # The ticket linked to, too.
+    assert running.command(ALICE, "link 1 999 sideways") == "There is no ticket #999."
+    # An existing ticket still gets the usage line.
+    assert running.command(ALICE, "link 1").startswith("Something is missing. Usage: `/desk link")
+    assert running.command(ALICE, "link 1 1 sideways").startswith("`sideways` is not a kind of link.")
+
+
+def test_the_first_email_of_a_ticket_opened_for_a_customer_does_not_say_re(running: Triage) -> None:
+    """`/desk new`: the first email the customer got said "Re: Printer [#1]", as if it answered a
+    mail they never wrote. Later mail continues the conversation and says "Re:"."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    [first] = running.service.wait_for_mails(1)
+    assert first.message["Subject"] == "Printer [#1]"
+    assert first.message["In-Reply-To"] is None
+    running.service.post_as(ALICE, "It works again.", thread_ts=running.card_ts(1))
+    second = running.service.wait_for_mails(2)[1]
+    assert second.message["Subject"] == "Re: Printer [#1]"
+    assert second.message["In-Reply-To"] == first.message["Message-ID"]
+
+
+def test_a_ticket_opened_for_a_customer_is_not_announced_before_anyone_wrote_to_them(
+    running: Triage,
+) -> None:
+    """`/desk new` then `close` before anyone wrote to the customer mailed them a "closed" notice
+    about a request they had never heard of (and the answer said "The customer is told.")."""
+    assert running.command(ALICE, "new erin@globex.example Scanner").startswith("Opened #1")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    assert running.command(ALICE, "reopen 1") == "Reopened #1."
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #2")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(2))
+    [first] = running.service.wait_for_mails(1)
+    # Once the desk has written to the customer, they hear of its closing.
+    assert running.command(ALICE, "close 2") == "#2 is now closed. The customer is told."
+    closed = running.service.wait_for_mails(2)[1]
+    assert closed.message["In-Reply-To"] == first.message["Message-ID"]
+    # Nor is a merge of such a ticket announced.
+    assert running.command(ALICE, "new erin@globex.example Scanner again").startswith("Opened #3")
+    assert running.command(ALICE, "merge 3 into 1") == (
+        "Merged #3 into #1: its messages and participants moved there, and later replies to it land on #1."
+    )
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert [mail.rcpt_tos for mail in running.sink.messages] == [["dan@globex.example"]] * 2
+
+
+def healthz(running: Triage) -> dict[str, object]:
+    with urllib.request.urlopen(f"{running.service.http_url}/healthz", timeout=10) as answer:
+        assert answer.status == 200
+        return dict(json.loads(answer.read()))
+
+
+def test_tickets_opened_while_the_triage_channel_is_archived_show_once_it_is_unarchived(
+    running: Triage,
+) -> None:
+    """The triage channel archived: each new ticket's card failed (`is_archived`) with no thread to
+    tell, the ticket stayed invisible to staff after the channel came back, and /healthz said all
+    was well. Now the card is kept, /healthz names the problem, and the card (with what waits
+    behind it) goes up once the channel is unarchived."""
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.command(ALICE, "note 1 called him, it is the fuser")
+
+    def unreachable() -> str | None:
+        said = str(healthz(running)["triage_channel"])
+        return said if said.startswith("unreachable") else None
+
+    said = running.service.wait_for(unreachable, "/healthz to say the triage channel is unreachable")
+    assert "1 new ticket(s) wait for a card" in said and "the channel is archived" in said
+    assert healthz(running)["ok"] is True  # the service itself still takes mail and events
+
+    triage.is_archived = False
+    running.wait_line(1, "called him, it is the fuser")
+    assert healthz(running)["triage_channel"] == "ok"
+    with running.db.read() as session:
+        failed = session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
+        )
+    assert failed == 0

@@ -38,7 +38,13 @@ def test_every_template_has_its_three_files():
         for suffix in (".subject.txt", ".txt", ".html"):
             assert (BUILTIN_DIR / f"{name}{suffix}").is_file()
     assert set(TEMPLATE_NAMES) == {
-        "acknowledgement", "new_participant", "staff_reply", "resolved", "closed", "reopened", "merged",
+        "acknowledgement",
+        "new_participant",
+        "staff_reply",
+        "resolved",
+        "closed",
+        "reopened",
+        "merged",
     }
 
 
@@ -230,3 +236,12 @@ def test_missing_folder_is_an_error_naming_the_setting(tmp_path: Path):
 def test_byte_order_mark_is_tolerated(tmp_path: Path):
     (tmp_path / "closed.subject.txt").write_bytes("\ufeffClosed: $subject".encode())
     assert load_templates(tmp_path).render("closed", context()).subject == "Closed: Printer on fire"
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \n\n"])
+def test_an_empty_subject_template_is_an_error_naming_the_file(tmp_path: Path, content: str):
+    """An empty `closed.subject.txt` (a file created and not yet written) was accepted: every
+    closed notice went out as "(no subject)", with nothing saying which ticket it was about."""
+    (tmp_path / "closed.subject.txt").write_text(content)
+    with pytest.raises(TemplateError, match=r"closed\.subject\.txt: a subject template must not be empty"):
+        load_templates(tmp_path)

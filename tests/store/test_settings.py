@@ -301,3 +301,34 @@ def test_well_formed_values_are_kept(variable, value, kept):
     settings = load_settings({variable: value}, env_file=None)
     field = next(name for name, info in Settings.model_fields.items() if info.alias == variable)
     assert getattr(settings, field) == kept
+
+
+def test_a_public_url_with_a_password_is_refused_without_echoing_it():
+    """SERVICEDESK_PUBLIC_URL makes the links in customers' emails (attachments, unsubscribe): a
+    `user:password@` in it was handed to every customer."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_PUBLIC_URL": "https://desk:s3cret@desk.example.com"}, env_file=None)
+    assert str(caught.value) == (
+        "SERVICEDESK_PUBLIC_URL: expected a URL without user:password@ (links with it go to customers) "
+        "(got hidden)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("sqlite:///x.db?mode=ro", "mode"),
+        ("sqlite:///file:x.db?mode=ro&uri=true", "mode, uri"),
+        ("sqlite:///x.db?immutable=1", "immutable"),
+    ],
+)
+def test_sqlite_url_options_are_refused_rather_than_ignored(url, options):
+    """`sqlite:///x.db?mode=ro` was accepted: SQLAlchemy drops `mode` without `uri=true` (a warning
+    with a source line on stderr, the file opened read-write all the same), and with `uri=true` a
+    read-only database passed `servicedesk check` and then refused every write."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_DATABASE_URL": url}, env_file=None)
+    assert str(caught.value) == (
+        f"SERVICEDESK_DATABASE_URL: query options ({options}) are not used for SQLite; "
+        "write sqlite:///PATH (got hidden)"
+    )
