@@ -1,0 +1,108 @@
+"""A customer's mail after the first reply, at its edges: bounces, unsubscribing, through the real
+interfaces (SMTP into the intake, signed Slack events via the emulator, HTTP, the mail sink)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import select
+
+from sandbox.mail_sink import ReceivedMail
+from sandbox.workspace import ALICE
+from store.models import Participant
+from tests.e2e.conftest import SUPPORT, RunningDesk
+
+pytestmark = pytest.mark.timeout(120)
+
+BOB = "bob@customer.test"
+CAROL = "carol@customer.test"
+
+
+def customer_mail(body: str, *, cc: str | None = f"Carol <{CAROL}>") -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Bob Customer <{BOB}>"
+    message["To"] = SUPPORT
+    if cc:
+        message["Cc"] = cc
+    message["Subject"] = "Printer on fire"
+    message["Message-ID"] = make_msgid(domain="customer.test")
+    message.set_content(body)
+    return message.as_bytes(policy=SMTP)
+
+
+def mails_to(service: RunningDesk, address: str) -> list[ReceivedMail]:
+    return [mail for mail in service.sink.messages if address in mail.rcpt_tos]
+
+
+def participants(service: RunningDesk) -> dict[str, Participant]:
+    with service.db.read() as session:
+        return {p.email: p for p in session.scalars(select(Participant))}
+
+
+def answered_ticket(service: RunningDesk) -> tuple[str, ReceivedMail]:
+    """A ticket with Carol in Cc, and a staff answer mailed to her: (card ts, her copy)."""
+    assert service.send_mail(customer_mail("The printer is on fire."))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
+    service.post_as(ALICE, "Unplug it first.", thread_ts=card.ts)
+    [to_carol] = service.wait_for(lambda: mails_to(service, CAROL), "the answer to carol")
+    return card.ts, to_carol
+
+
+def dsn(original: ReceivedMail, recipient: str, *, action: str, status: str, diagnostic: str) -> bytes:
+    """A Postfix-style delivery status notification (RFC 3464) for one of the desk's mails."""
+    headers = original.raw.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+    text = f"""From: Mail Delivery System <MAILER-DAEMON@relay.acme.test>
+To: {original.mail_from}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: {make_msgid(domain="relay.acme.test")}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered to {recipient}.
+
+--BOUNDARY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.acme.test
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: {action}
+Status: {status}
+Diagnostic-Code: {diagnostic}
+
+--BOUNDARY
+Content-Type: text/rfc822-headers
+
+{headers}
+
+--BOUNDARY--
+"""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+
+
+def test_a_mail_given_up_after_days_of_temporary_errors_is_a_bounce(service: RunningDesk) -> None:
+    """A relay that could not reach the recipient's server for its whole queue lifetime (Postfix:
+    5 days) returns the mail with `Action: failed` and the last, temporary, status (4.4.1): the mail
+    will never arrive. Staff must hear of it, and no more mail go to that dead address, as for a 5.x.x."""
+    card_ts, to_carol = answered_ticket(service)
+    expired = dsn(
+        to_carol,
+        CAROL,
+        action="failed",
+        status="4.4.1",
+        diagnostic="X-Postfix; connect to mx.customer.test[192.0.2.7]:25: Connection timed out",
+    )
+    assert service.send_mail(expired, mail_from="", rcpt_tos=(to_carol.mail_from,))[0] == 250
+    service.wait_for_thread_text(card_ts, f"Mail to {CAROL} bounced")
+    assert participants(service)[CAROL].bounced_at is not None
+    assert participants(service)[BOB].bounced_at is None
+    assert len(service.cards()) == 1
