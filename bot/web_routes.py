@@ -109,11 +109,13 @@ class WebRoutes:
         if found is None:
             return _not_found()
         email, number = found
-        action = escape(f"/unsubscribe/{quote(key)}")
+        # No action: the button posts to the page's own address, the link from the mail. An absolute
+        # path would leave the prefix of a SERVICEDESK_PUBLIC_URL with a path (a reverse proxy
+        # serving the desk under `https://example.com/desk`) and reach another site's page.
         return _page(
             "Stop emails about this ticket",
             f"<p>Stop sending email about ticket #{number} to {escape(email)}?</p>"
-            f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button></form>',
+            '<form method="post"><button type="submit">Unsubscribe</button></form>',
         )
 
     async def unsubscribe(self, request: web.Request) -> web.Response:

@@ -3,9 +3,13 @@ interfaces (SMTP into the intake, signed Slack events via the emulator, HTTP, th
 
 from __future__ import annotations
 
+import html
+import re
+import urllib.request
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from urllib.parse import urljoin
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +17,7 @@ from sqlalchemy import select
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.models import Participant
-from tests.e2e.conftest import SUPPORT, RunningDesk
+from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -106,3 +110,32 @@ def test_a_mail_given_up_after_days_of_temporary_errors_is_a_bounce(service: Run
     assert participants(service)[CAROL].bounced_at is not None
     assert participants(service)[BOB].bounced_at is None
     assert len(service.cards()) == 1
+
+
+def test_the_unsubscribe_button_posts_under_a_public_url_with_a_path(start_service: StartService) -> None:
+    """Behind a reverse proxy that serves the desk under a path (`https://acme.test/desk` forwarded to
+    the service's `/`), the page's button must post to that path too: an action of `/unsubscribe/…`
+    leaves the desk's prefix and reaches whatever else the site serves there (a 404)."""
+    public = "https://www.acme.test/desk"
+    service = start_service(public_url=public)
+    assert service.send_mail(customer_mail("The printer is on fire.", cc=None))[0] == 250
+    [ack] = service.wait_for_mails(1)
+    [link] = re.findall(r"<(https://[^>]+)>", str(ack.message["List-Unsubscribe"]))
+    assert link.startswith(f"{public}/unsubscribe/")
+
+    def through_proxy(url: str) -> str:
+        """Where the proxy sends a request for `url` (the public path without its prefix)."""
+        assert url.startswith(public + "/"), f"{url} is not under {public}"
+        return service.http_url + url.removeprefix(public)
+
+    with urllib.request.urlopen(through_proxy(link), timeout=10) as response:
+        page = response.read().decode()
+    [form] = re.findall(r"<form[^>]*>", page)
+    action = re.search(r'action="([^"]*)"', form)
+    # A browser posts a form to its action resolved against the page's own (public) address, or to
+    # that address itself when there is no action.
+    target = urljoin(link, html.unescape(action.group(1))) if action else link
+    request = urllib.request.Request(through_proxy(target), data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    service.wait_for(lambda: participants(service)[BOB].unsubscribed_at, "bob unsubscribed")
