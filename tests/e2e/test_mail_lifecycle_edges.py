@@ -9,15 +9,18 @@ import urllib.request
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 from sqlalchemy import select
 
 from sandbox.mail_sink import ReceivedMail
+from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE
 from store.models import Participant
-from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
+from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, free_port
+from tests.e2e.test_serve import serve_env, serve_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,3 +142,36 @@ def test_the_unsubscribe_button_posts_under_a_public_url_with_a_path(start_servi
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     service.wait_for(lambda: participants(service)[BOB].unsubscribed_at, "bob unsubscribed")
+
+
+ONE_LINE_HTML = (
+    "<html><body><p>Hello $customer_name,</p>$reply"
+    '<p><a href="$unsubscribe_url">Stop these emails</a></p></body></html>\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        # The reply left out: every staff answer would be mailed as a signature alone.
+        ({"staff_reply.txt": "-- \n$sender_name\n", "staff_reply.html": "<p>$sender_name</p>\n"}, "$reply"),
+        # A one-line (minified) HTML part: the line holding the reply also holds the optional values,
+        # so for a recipient without a name, or without SERVICEDESK_PUBLIC_URL, the whole reply goes.
+        ({"staff_reply.html": ONE_LINE_HTML}, "$reply"),
+        # An empty part: a blank acknowledgement.
+        ({"acknowledgement.txt": "\n"}, "blank"),
+        ({"resolved.html": "<html><body>\n<p>$unsubscribe_url</p>\n</body></html>\n"}, "blank"),
+    ],
+)
+def test_a_template_that_would_send_blank_or_lose_the_reply_stops_serve(
+    tmp_path: Path, emulator: SlackEmulator, database_url: str, files: dict[str, str], problem: str
+) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_text(content)
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    result = serve_once(tmp_path, {**env, "SERVICEDESK_TEMPLATES_DIR": str(folder)}, "--role", "worker")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "SERVICEDESK_TEMPLATES_DIR" in line]
+    assert str(folder / next(iter(files))) in line and problem in line

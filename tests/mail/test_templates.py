@@ -38,7 +38,13 @@ def test_every_template_has_its_three_files():
         for suffix in (".subject.txt", ".txt", ".html"):
             assert (BUILTIN_DIR / f"{name}{suffix}").is_file()
     assert set(TEMPLATE_NAMES) == {
-        "acknowledgement", "new_participant", "staff_reply", "resolved", "closed", "reopened", "merged",
+        "acknowledgement",
+        "new_participant",
+        "staff_reply",
+        "resolved",
+        "closed",
+        "reopened",
+        "merged",
     }
 
 
@@ -150,11 +156,11 @@ def test_unknown_template_name():
 
 def test_override_replaces_one_file_and_keeps_the_others(tmp_path: Path):
     (tmp_path / "acknowledgement.subject.txt").write_text("[$ticket] We got it: $subject\n")
-    (tmp_path / "acknowledgement.txt").write_text("Thanks $customer_name, ticket $ticket costs $$0.\n")
+    (tmp_path / "acknowledgement.txt").write_text("Thanks $customer_name,\nticket $ticket costs $$0.\n")
     templates = load_templates(tmp_path)
     mail = templates.render("acknowledgement", context())
     assert mail.subject == "[#42] We got it: Printer on fire"
-    assert mail.text == "Thanks Bob, ticket #42 costs $0.\n"
+    assert mail.text == "Thanks Bob,\nticket #42 costs $0.\n"
     assert "Thank you for writing to us" in mail.html  # the built-in HTML part
     assert templates.path("acknowledgement", "text") == tmp_path / "acknowledgement.txt"
     assert templates.path("acknowledgement", "html") == BUILTIN_DIR / "acknowledgement.html"
