@@ -175,3 +175,26 @@ def test_a_template_that_would_send_blank_or_lose_the_reply_stops_serve(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     [line] = [line for line in result.stderr.splitlines() if "SERVICEDESK_TEMPLATES_DIR" in line]
     assert str(folder / next(iter(files))) in line and problem in line
+
+
+@pytest.mark.parametrize(
+    ("written", "linked"),
+    [
+        # A scheme in capitals (RFC 3986 3.1: schemes are case-insensitive) was taken at start, and
+        # then every email failed for good: "the email could not be composed".
+        ("HTTPS://Desk.ACME.test/Support", "https://desk.acme.test/Support"),
+        # An internationalised host name: the same, until written as its ASCII (IDNA) form.
+        ("https://bücher.example/desk", "https://xn--bcher-kva.example/desk"),
+    ],
+)
+def test_a_public_url_written_otherwise_still_gives_mail_its_links(
+    start_service: StartService, written: str, linked: str
+) -> None:
+    service = start_service(public_url=written)
+    assert service.send_mail(customer_mail("The printer is on fire.", cc=None))[0] == 250
+    [ack] = service.wait_for_mails(1)
+    key = participants(service)[BOB].unsubscribe_key
+    assert f"<{linked}/unsubscribe/{key}>" in str(ack.message["List-Unsubscribe"])
+    assert ack.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = ack.message.get_body(("plain",))
+    assert text is not None and f"{linked}/unsubscribe/{key}" in text.get_content()
