@@ -189,10 +189,14 @@ def _visible_text(text: str) -> bool:
 
 
 def _override_paths(folder: Path) -> dict[tuple[str, str], Path]:
-    if not folder.is_dir():
-        raise TemplateError(folder, f"{SETTING} names a folder that does not exist or is not a folder")
+    try:
+        if not folder.is_dir():
+            raise TemplateError(folder, f"{SETTING} names a folder that does not exist or is not a folder")
+        entries = sorted(folder.iterdir())
+    except OSError as error:  # not allowed to look, a name too long, an I/O error: one line, no traceback
+        raise TemplateError(folder, f"cannot be read ({error.strerror or error})") from error
     found: dict[tuple[str, str], Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in entries:
         if path.name.startswith(".") or not path.name.endswith((".txt", ".html")):
             continue  # editor backups, notes and other files are not templates
         key = _template_key(path.name)

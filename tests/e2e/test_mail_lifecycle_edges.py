@@ -198,3 +198,16 @@ def test_a_public_url_written_otherwise_still_gives_mail_its_links(
     assert ack.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = ack.message.get_body(("plain",))
     assert text is not None and f"{linked}/unsubscribe/{key}" in text.get_content()
+
+
+def test_a_templates_folder_the_system_cannot_look_at_is_one_line(
+    tmp_path: Path, emulator: SlackEmulator, database_url: str
+) -> None:
+    """A path the system refuses to look up (here a name longer than a file name may be, 255 bytes)
+    raised the operating system's error out of serve, as a traceback."""
+    folder = tmp_path / ("t" * 300)
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    result = serve_once(tmp_path, {**env, "SERVICEDESK_TEMPLATES_DIR": str(folder)}, "--role", "worker")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "SERVICEDESK_TEMPLATES_DIR" in line]
+    assert line.startswith("servicedesk: SERVICEDESK_TEMPLATES_DIR: ") and "File name too long" in line
