@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from sandbox.mail_sink import ReceivedMail
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.workspace import ALICE
+from sandbox.workspace import ALICE, TRIAGE
+from store.actions.messages import REACTION_PENDING
 from store.models import Participant
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, free_port
 from tests.e2e.test_serve import serve_env, serve_once
@@ -42,6 +43,11 @@ def customer_mail(body: str, *, cc: str | None = f"Carol <{CAROL}>") -> bytes:
 
 def mails_to(service: RunningDesk, address: str) -> list[ReceivedMail]:
     return [mail for mail in service.sink.messages if address in mail.rcpt_tos]
+
+
+def plain(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""
 
 
 def participants(service: RunningDesk) -> dict[str, Participant]:
@@ -211,3 +217,24 @@ def test_a_templates_folder_the_system_cannot_look_at_is_one_line(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     [line] = [line for line in result.stderr.splitlines() if "SERVICEDESK_TEMPLATES_DIR" in line]
     assert line.startswith("servicedesk: SERVICEDESK_TEMPLATES_DIR: ") and "File name too long" in line
+
+
+def test_someone_removed_while_a_reply_waits_is_not_shown_in_its_cc(start_service: StartService) -> None:
+    """Staff remove Carol while an answer waits out its undo window: she is not mailed it, and
+    Bob's copy must not show her in Cc either, or his reply-all brings her the answer all the same."""
+    service = start_service(reply_delay_seconds=3)
+    assert service.send_mail(customer_mail("The printer is on fire."))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
+    answer_ts = service.post_as(ALICE, "Here is the fix.", thread_ts=card.ts)
+    service.wait_for(
+        lambda: REACTION_PENDING in service.emulator.message(TRIAGE, answer_ts).reactions, "the answer held"
+    )
+    service.post_as(ALICE, f"!cc remove {CAROL}", thread_ts=card.ts)
+    service.wait_for_thread_text(card.ts, f"removed {CAROL}")
+    [to_bob] = service.wait_for(
+        lambda: [m for m in mails_to(service, BOB) if "Here is the fix" in plain(m)],
+        "the answer to bob",
+    )
+    assert mails_to(service, CAROL) == []
+    assert CAROL not in str(to_bob.message["Cc"] or "")
