@@ -4,7 +4,8 @@
   never changes anything, because mail scanners and link previews fetch every link in a message;
   RFC 8058 one-click is that same POST, sent by the mail client with `List-Unsubscribe=One-Click`.
 - `GET /raw/<message id>/<token>` downloads an inbound message's original .eml, and
-  `GET /files/<attachment id>/<token>` a file; both only with the token the desk signed (mail.links).
+  `GET /files/<attachment id>/<token>` a file of a staff reply, until staff delete that reply; both
+  only with the token the desk signed (mail.links).
   Anything else is a plain 404 that says nothing about which part was wrong.
 
 Downloads are always `Content-Disposition: attachment` with `nosniff`: customer content is never
@@ -109,11 +110,13 @@ class WebRoutes:
         if found is None:
             return _not_found()
         email, number = found
-        action = escape(f"/unsubscribe/{quote(key)}")
+        # No action: the button posts to the page's own address, the link from the mail. An absolute
+        # path would leave the prefix of a SERVICEDESK_PUBLIC_URL with a path (a reverse proxy
+        # serving the desk under `https://example.com/desk`) and reach another site's page.
         return _page(
             "Stop emails about this ticket",
             f"<p>Stop sending email about ticket #{number} to {escape(email)}?</p>"
-            f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button></form>',
+            '<form method="post"><button type="submit">Unsubscribe</button></form>',
         )
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
@@ -161,6 +164,11 @@ class WebRoutes:
             with self.desk.db.read() as session:
                 attachment = session.get(Attachment, attachment_id)
                 if attachment is None:
+                    return None
+                message = session.get(Message, attachment.message_id)
+                if message is None or message.deleted_at is not None:
+                    # Staff deleted the reply (a wrong file, the wrong customer): the email cannot be
+                    # called back, but the file behind its link is ours to stop serving.
                     return None
                 sha, name = attachment.sha256, attachment.filename
             if token_matches(token, self._link_secret(), "file", attachment_id, sha):

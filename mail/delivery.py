@@ -114,6 +114,8 @@ class MailFacts:
     participant_key: str
     reply_markdown: str | None
     files: tuple[FileFacts, ...]
+    # The row's Cc (the others it was written for), less those who no longer get the ticket's mail.
+    cc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class EmailDelivery:
             sender_name=settings.sender_name,
             sender_address=settings.support_address,
             to=_mailbox(facts.recipient_name, facts.recipient),
-            cc=tuple(str(address) for address in payload.get("cc") or ()),
+            cc=facts.cc,
             reply_to=reply_address(settings.support_address, facts.reply_key),
             subject=_subject_for(rendered.subject, payload.get("in_reply_to")),
             text=rendered.text,
@@ -304,12 +306,13 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         return "the ticket no longer exists"
     number, subject, reply_key = found.number, found.subject, found.reply_key
     recipient: Row[Any] | None = found
+    ticket_id = item.ticket_id
     if found.merged_into_id is not None:
         # A merged ticket's mail continues in the ticket it went into: replies must land there, and
         # its participants are there now (moved, or already there and the duplicate dropped).
         merged = follow_merges(session, session.get(Ticket, found.merged_into_id))
         if merged is not None:
-            reply_key = merged.reply_key
+            reply_key, ticket_id = merged.reply_key, merged.id
             recipient = connection.execute(_recipient_query(), {"ticket_id": merged.id, "to": to}).first()
     if recipient is None or recipient.email is None:
         return "the recipient is no longer a participant of the ticket"
@@ -331,6 +334,12 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         files = tuple(
             FileFacts(a.id, a.filename, a.content_type, a.size, a.sha256) for a in message.attachments
         )
+    cc: tuple[str, ...] = ()
+    if payload.get("cc"):
+        # Someone removed, unsubscribed or bounced since the row was written is not mailed it: shown
+        # in Cc, they would seem to have it, and a reply-all would bring it to them all the same.
+        still = set(connection.execute(_mailed_query(), {"ticket_id": ticket_id}).scalars())
+        cc = tuple(address for address in map(str, payload["cc"]) if address in still)
     return MailFacts(
         number=number,
         subject=subject,
@@ -340,6 +349,17 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         participant_key=recipient.unsubscribe_key,
         reply_markdown=reply_markdown,
         files=files,
+        cc=cc,
+    )
+
+
+@functools.cache
+def _mailed_query() -> Select[str]:
+    """The addresses a ticket's mail still goes to."""
+    return select(Participant.email).where(
+        Participant.ticket_id == bindparam("ticket_id", type_=Ticket.id.type),
+        Participant.unsubscribed_at.is_(None),
+        Participant.bounced_at.is_(None),
     )
 
 

@@ -183,8 +183,8 @@ class EmailIngest:
             # An out-of-office or a stray message sent to a bounce address: nothing failed.
             return f"ignored: {email.classification} to a bounce address ({email.guard_rule})"
         info = email.bounce
-        if info is not None and ((info.action or "failed") != "failed" or (info.status or "5")[0] == "4"):
-            # RFC 3464 "delayed" and 4.x.x: the remote server is still trying; nothing failed yet.
+        if info is not None and not is_final_failure(info.action, info.status):
+            # RFC 3464 "delayed" (or "delivered", "relayed"): nothing failed yet, or nothing failed.
             return f"ignored: a delay notice ({info.action or info.status})"
         reason = (info.diagnostic or info.status if info else None) or "the recipient's server refused it"
         bounced = bounced_participants(session, email, keys.bounce)
@@ -359,6 +359,18 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
+
+
+def is_final_failure(action: str | None, status: str | None) -> bool:
+    """Whether a delivery report says the mail will never arrive (RFC 3464 section 2.3.3).
+
+    `Action: failed` is final whatever the status class: a relay that gave up after its queue
+    lifetime (Postfix: 5 days of "connection timed out") reports the last, temporary, status
+    (4.4.1, 4.4.7) with it. Without an action (a plain-text bounce), a 4.x.x status is a delay.
+    """
+    if action is not None:
+        return action == "failed"
+    return (status or "5")[0] != "4"
 
 
 def tickets_opened_lately(session: Session, customer: Customer, ticket: Ticket) -> int:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
+from html import unescape as html_unescape
 from pathlib import Path
 from string import Template
 
@@ -58,6 +59,8 @@ NO_SUBJECT = "(no subject)"
 # removed before our own "Re:" so subjects do not grow "Re: Re: Re:".
 REPLY_PREFIX_RE = re.compile(r"^\s*((re|fwd?|aw|sv|vs|wg|tr|rv|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 BLANK_LINES_RE = re.compile(r"\n{3,}")
+# Tags, comments and the head (whose title is not shown in the body), for telling a blank HTML part.
+_HTML_TAG_RE = re.compile(r"<head\b.*?</head\s*>|<!--.*?-->|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
 class TemplateError(Exception):
@@ -135,6 +138,9 @@ def load_templates(override_dir: Path | None) -> Templates:
     return Templates({key: _read(path, key[0], key[1]) for key, path in paths.items()})
 
 
+SAMPLE_REPLY_HTML = "<p>Sample staff reply</p>"
+
+
 def validate_templates(override_dir: Path | None) -> None:
     """Start-up check: load every template and render each once with sample values."""
     templates = load_templates(override_dir)
@@ -146,18 +152,51 @@ def validate_templates(override_dir: Path | None) -> None:
         reply_address="support+sample@example.com",
         customer_name="Sample Customer",
         unsubscribe_url="https://example.com/unsubscribe",
-        reply=RenderedBody(html="<p>Sample</p>", text="Sample\n", fragment="<p>Sample</p>"),
+        reply=RenderedBody(html=SAMPLE_REPLY_HTML, text="Sample staff reply\n", fragment=SAMPLE_REPLY_HTML),
         merged_into=2,
     )
+    # Also without the optional values (a recipient without a name, no SERVICEDESK_PUBLIC_URL): the
+    # lines naming them are left out then, and must not take the reply or the whole part with them.
+    bare = replace(sample, customer_name="", unsubscribe_url="")
     for name in TEMPLATE_NAMES:
         templates.render(name, sample)
+        _check_rendered(templates, name, templates.render(name, bare), sample_reply=bare.reply)
+
+
+def _check_rendered(
+    templates: Templates, name: str, mail: RenderedMail, *, sample_reply: RenderedBody | None
+) -> None:
+    """A part that comes out blank would be mailed as a blank message; a staff_reply part without
+    the reply would tell the customer nothing of what staff wrote, and tick the reply as delivered."""
+    for part, rendered in (("text", mail.text), ("html", mail.html)):
+        path = templates.path(name, part)
+        if name == "staff_reply" and sample_reply is not None:
+            reply = sample_reply.text.strip() if part == "text" else sample_reply.fragment
+            if reply not in rendered:
+                raise TemplateError(
+                    path,
+                    "leaves out $reply (put it on a line of its own, without $customer_name or "
+                    "$unsubscribe_url, which leave their line out when empty)",
+                )
+        if not _visible_text(rendered if part == "text" else _HTML_TAG_RE.sub(" ", rendered)):
+            raise TemplateError(
+                path, "renders blank (with the optional $customer_name and $unsubscribe_url empty)"
+            )
+
+
+def _visible_text(text: str) -> bool:
+    return bool(html_unescape(text).strip())
 
 
 def _override_paths(folder: Path) -> dict[tuple[str, str], Path]:
-    if not folder.is_dir():
-        raise TemplateError(folder, f"{SETTING} names a folder that does not exist or is not a folder")
+    try:
+        if not folder.is_dir():
+            raise TemplateError(folder, f"{SETTING} names a folder that does not exist or is not a folder")
+        entries = sorted(folder.iterdir())
+    except OSError as error:  # not allowed to look, a name too long, an I/O error: one line, no traceback
+        raise TemplateError(folder, f"cannot be read ({error.strerror or error})") from error
     found: dict[tuple[str, str], Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in entries:
         if path.name.startswith(".") or not path.name.endswith((".txt", ".html")):
             continue  # editor backups, notes and other files are not templates
         key = _template_key(path.name)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -150,7 +150,10 @@ class Settings(BaseModel):
             or any(c.isspace() or not c.isprintable() for c in value)
         ):
             raise ValueError(expected)
-        return value.rstrip("/")
+        try:
+            return _ascii_url(parts).rstrip("/")
+        except UnicodeError:  # a host name IDNA cannot write (an empty label, one too long)
+            raise ValueError(expected) from None
 
     @field_validator("triage_channel")
     @classmethod
@@ -218,6 +221,23 @@ class Settings(BaseModel):
             field = type(self).model_fields[name]
             if not getattr(self, name):
                 raise SettingsError(f"{field.alias} is required here but is not set")
+
+
+def _ascii_url(parts: SplitResult) -> str:
+    """The URL as links in mail must write it: every header and link is ASCII (compose refuses
+    anything else), so a scheme in capitals (`HTTPS://`, RFC 3986 3.1: case-insensitive) is
+    lowercased, an internationalised host name takes its IDNA form (`bücher.example` is
+    `xn--bcher-kva.example`) and other characters in the path are percent-encoded."""
+    host = parts.hostname or ""
+    host = host if host.isascii() else host.encode("idna").decode("ascii")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    if userinfo:
+        netloc = f"{quote(userinfo, safe=':%')}@{netloc}"
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=~")
+    return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))
 
 
 def check_database_url(value: str) -> None:

@@ -569,10 +569,14 @@ def delete_slack_message(
         return "cancelled"
     mirrored = _mirror(session, ticket, message, Kind.MIRROR_DELETE)
     emailed = _emailed(session, message)
+    # Its files sent as links (too large to attach) are no longer served (bot.web_routes).
+    links = " (any links to its files no longer work)" if emailed and message.attachments else ""
     if emailed == "sent":
-        thread_line(session, ticket, "Deleted after delivery: the customer already has it by email.")
+        thread_line(session, ticket, f"Deleted after delivery: the customer already has it by email{links}.")
     elif emailed == "sending":
-        thread_line(session, ticket, "Deleted while it was being emailed: the customer may have it by email.")
+        thread_line(
+            session, ticket, f"Deleted while it was being emailed: the customer may have it by email{links}."
+        )
     return "mirrored" if mirrored else "already_sent"
 
 

@@ -156,11 +156,11 @@ def test_unknown_template_name():
 
 def test_override_replaces_one_file_and_keeps_the_others(tmp_path: Path):
     (tmp_path / "acknowledgement.subject.txt").write_text("[$ticket] We got it: $subject\n")
-    (tmp_path / "acknowledgement.txt").write_text("Thanks $customer_name, ticket $ticket costs $$0.\n")
+    (tmp_path / "acknowledgement.txt").write_text("Thanks $customer_name,\nticket $ticket costs $$0.\n")
     templates = load_templates(tmp_path)
     mail = templates.render("acknowledgement", context())
     assert mail.subject == "[#42] We got it: Printer on fire"
-    assert mail.text == "Thanks Bob, ticket #42 costs $0.\n"
+    assert mail.text == "Thanks Bob,\nticket #42 costs $0.\n"
     assert "Thank you for writing to us" in mail.html  # the built-in HTML part
     assert templates.path("acknowledgement", "text") == tmp_path / "acknowledgement.txt"
     assert templates.path("acknowledgement", "html") == BUILTIN_DIR / "acknowledgement.html"
