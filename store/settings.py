@@ -233,9 +233,7 @@ def _ascii_url(parts: SplitResult) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{parts.port}"
-    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    if userinfo:
-        netloc = f"{quote(userinfo, safe=':%')}@{netloc}"
+    # No user:password@: the validator refuses one before this (it would go to customers).
     path = quote(parts.path, safe="/%:@!$&'()*+,;=~")
     return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))
 
