@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from bot.assembly import build_worker
 from bot.delivery import SlackDelivery
 from bot.delivery.rate_gate import RateGate
 from bot.worker import Worker, WorkerConfig
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import TRIAGE
-from store.models import OutboxState
+from store.models import OutboxState, utcnow
+from store.outbox import Kind
 from tests.bot.delivery_kit import (  # noqa: F401 (fixtures)
     client_for,
     desk_for,
@@ -125,3 +127,37 @@ def test_two_workers_together_keep_to_a_channels_limit(
     assert len(refused) <= 1  # as for one worker: a stall can bunch two requests up, never a storm
     assert sorted(posts_by_row(emulator).values()) == [1] * (2 * TICKETS)
     assert {row.state for row in rows(desk.db)} == {OutboxState.DONE}
+
+
+def test_a_stop_gives_back_the_rows_waiting_for_their_slot_as_never_sent(
+    database_url: str, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    """The worker stops (a deploy's SIGTERM) while rows wait in the process for their slot in a busy
+    channel: they never reached Slack, so they go back due at their slot, their attempt not counted,
+    not as calls cut off mid-way (due only 45 s later, and read for in the thread first)."""
+    emulator.rate_limits(enabled=True)
+    desk = desk_for(database_url, emulator, tmp_path / "files", slack_pacing=True)
+    for n in range(TICKETS):
+        open_email_ticket(desk, subject=f"Request {n}")
+    # The worker as serve builds it. Slots are a second apart after a burst of three: the rows
+    # waiting for theirs outlast the stop's drain.
+    config = WorkerConfig(drain_timeout=0.3, pause_state_interval=0.0)
+    worker = build_worker(desk, client=client_for(emulator), worker_id="w-stopping", config=config)
+
+    async def run() -> None:
+        task = asyncio.create_task(worker.run())
+        while len(emulator.calls_to("chat.postMessage", channel=TRIAGE)) < 3:
+            await asyncio.sleep(0.01)
+        worker.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+    stopped = utcnow()
+    asyncio.run(run())
+    waiting = [row for row in rows(desk.db, Kind.CARD.value) if row.state == OutboxState.PENDING]
+    assert waiting, "no card was waiting for its slot at the stop"
+    assert [row.attempts for row in waiting] == [0] * len(waiting)
+    assert all(row.next_attempt_at < stopped + timedelta(seconds=10) for row in waiting)
+
+    run_until_drained(build_worker(desk, client=client_for(emulator), worker_id="w-next"), desk.db)
+    assert sorted(posts_by_row(emulator).values()) == [1] * (2 * TICKETS)
+    assert not emulator.calls_to("conversations.history")  # nothing to look for: nothing was cut off
