@@ -35,6 +35,7 @@ def build_worker(
         handlers,
         token_check=slack.token_works,
         on_workers=slack.calls.gate.share_among,
+        on_stop=slack.calls.stop_waiting,
         worker_id=worker_id,
         config=config,
     )

@@ -17,6 +17,7 @@ from store import inbound, outbox
 from store.db import Database
 from store.migrate import open_migrated
 from store.models import utcnow
+from store.service_state import slack_paused
 from store.settings import Settings
 
 EXIT_CANNOT_RETRY = 1
@@ -83,16 +84,26 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
     db = open_migrated(settings.database_url)
     try:
         rows, counts = outbox.undelivered(db, limit=limit)
-        _list_deliveries(rows, counts, out)
+        _list_deliveries(rows, counts, slack_paused(db), out)
         _list_failed_intake(db, limit, out)
     finally:
         db.dispose()
     return 0
 
 
-def _list_deliveries(rows: list[outbox.OutboxRow], counts: dict[str, int], out: TextIO) -> None:
+def _list_deliveries(
+    rows: list[outbox.OutboxRow], counts: dict[str, int], paused: str | None, out: TextIO
+) -> None:
     summary = ", ".join(f"{counts.get(state, 0)} {state}" for state in ("pending", "claimed", "failed"))
     print(f"Outbox: {summary}", file=out)
+    if paused is not None:
+        # Paused, the Slack rows show "due now" and do not move: without the reason an operator
+        # takes it for a stuck worker.
+        print(
+            f"Slack delivery is paused: {paused}. Slack rows wait until the token works again "
+            "(the worker checks it by itself); email keeps flowing.",
+            file=out,
+        )
     if not rows:
         print("Nothing is waiting or failed.", file=out)
         return

@@ -126,6 +126,7 @@ class Worker:
         *,
         token_check: TokenCheck | None = None,
         on_workers: Callable[[int], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
         worker_id: str | None = None,
         config: WorkerConfig | None = None,
     ) -> None:
@@ -135,6 +136,8 @@ class Worker:
         self.token_check = token_check
         # Told how many workers deliver (this one included), so Slack's limits are shared.
         self.on_workers = on_workers
+        # Told when the worker stops, so that rows waiting for a rate-limit slot go back at once.
+        self.on_stop = on_stop
         self.worker_id = worker_id or default_worker_id()
         self.config = config or WorkerConfig()
         self._stopping = asyncio.Event()
@@ -168,6 +171,8 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.on_stop is not None:
+            self.on_stop()
         self._intake.poke()
         self._outbox.poke()
 

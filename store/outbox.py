@@ -100,6 +100,19 @@ def card_lane(ticket_id: int) -> str:
     return f"card:{ticket_id}"
 
 
+def mirror_lane(message_id: int, thread_ticket_id: int | None = None) -> str:
+    """The edits and deletions carried over to one copy of a message, in the order they were made.
+
+    Not the lane of the thread the copy is in: a copy exists before its mirror rows are written, so
+    nothing there has to wait for them, and a `chat.update` held back by Slack (a 429 on that
+    method, or its pace) must not hold back the thread's next posts, another method. A staff
+    reply has a copy in each customer thread it went to (`thread_ticket_id`); a customer's
+    message one, in the triage thread."""
+    if thread_ticket_id is None:
+        return f"mirror:{message_id}"
+    return f"mirror:{message_id}:{thread_ticket_id}"
+
+
 def receipt_lane(message_id: int) -> str:
     return f"receipt:{message_id}"
 

@@ -10,6 +10,7 @@ Slack delivery; Slack's other refusals fail the row with a reason a person can a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -87,6 +88,11 @@ class SlackCalls:
     def __init__(self, client: AsyncWebClient, gate: RateGate | None = None) -> None:
         self.client = client
         self.gate = gate or RateGate()
+        self._stopping = asyncio.Event()
+
+    def stop_waiting(self) -> None:
+        """The worker stops: calls waiting for their slot end now, as deferrals (see `_admit`)."""
+        self._stopping.set()
 
     async def call(
         self,
@@ -128,7 +134,16 @@ class SlackCalls:
         if isinstance(decision, Deferred):
             raise defer(decision.delay, decision.reason)
         if decision.wait > 0:
-            await asyncio.sleep(decision.wait)
+            loop = asyncio.get_running_loop()
+            slot = loop.time() + decision.wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), decision.wait)
+            if self._stopping.is_set():
+                # A stop while waiting for the slot: this call never left, so the row goes back
+                # due at its slot, its attempt not counted. Cut off by the stop's drain instead, it
+                # would count as a call whose outcome is unknown: due only once such a call's late
+                # effect would have landed (45 s), and read for in the thread before posting.
+                raise defer(max(slot - loop.time(), 0.0), f"{method}: the worker stopped before its turn")
         left = self.gate.blocked_for(method, channel)
         if left > BLOCK_TOLERANCE:  # a 429 arrived while this call waited for its slot
             raise defer(left, f"{method}: rate limited by Slack")

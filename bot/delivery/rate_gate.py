@@ -12,7 +12,7 @@ The schedule is per process. Several workers share Slack's limits: each is told 
 (`share_among`, from `store.worker_presence`) and keeps that share of every limit, so together they
 keep to it; a 429 that still comes (a worker joined since the last count) is honoured. With
 `pacing` off (an endpoint without Slack's limits, such as the sandbox emulator) only 429s hold calls
-back.
+back, and a key that was answered 429 is paced from then on.
 """
 
 from __future__ import annotations
@@ -120,9 +120,13 @@ class RateGate:
         return schedule
 
     def _new_schedule(self, key: tuple[str, str]) -> _Schedule:
-        kind, name = key
         if not self.pacing:
             return _Schedule(base_interval=0.0, base_burst=1)
+        return self._paced_schedule(key)
+
+    @staticmethod
+    def _paced_schedule(key: tuple[str, str]) -> _Schedule:
+        kind, name = key
         if kind == "post":
             return _Schedule(base_interval=MARGIN / POST_PER_SECOND, base_burst=POST_BURST)
         if kind == "post-workspace":
@@ -173,7 +177,22 @@ class RateGate:
         """
         key = ("post", channel or "") if method == POST else ("method", method)
         schedule = self._schedule(key)
+        if not self.pacing and schedule.base_interval == 0.0:
+            # Unpaced, every call held back by this block would come back the moment it ends, all
+            # at once, and Slack would refuse all but a few of them again, over and over (a storm
+            # of 429s: seven refusals a post under a flood). An endpoint that answers 429 has
+            # Slack's limits after all: this key keeps Slack's published pace from now on, so the
+            # held calls come back one by one.
+            paced = self._paced_schedule(key)
+            paced.share = schedule.share
+            paced.blocked_until = schedule.blocked_until
+            self._schedules[key] = schedule = paced
         schedule.blocked_until = max(schedule.blocked_until, self.clock() + max(retry_after, 0.0))
+        # Slack's allowance for the key is spent: when the block ends, one call, then the steady
+        # pace; not a burst, which Slack would refuse but the first of.
+        schedule.next_free = max(
+            schedule.next_free, schedule.blocked_until + schedule.interval * (schedule.burst - 1)
+        )
 
     def blocked_for(self, method: str, channel: str | None) -> float:
         """Seconds left of a 429 block on this call's keys (0 when none)."""

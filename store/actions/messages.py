@@ -318,15 +318,15 @@ def _mirror(session: Session, ticket: Ticket, message: Message, kind: Kind) -> b
         if not session.scalar(select(Message.mirror_ts).where(Message.id == message.id)):
             return False
         outbox.enqueue(
-            session, kind, ticket_id=ticket.id, message_id=message.id, lane=outbox.triage_lane(ticket.id)
+            session, kind, ticket_id=ticket.id, message_id=message.id, lane=outbox.mirror_lane(message.id)
         )
         return True
     return _mirror_copies(session, message, kind)
 
 
 def _mirror_copies(session: Session, message: Message, kind: Kind, *, row_id: int | None = None) -> bool:
-    """One mirror row per copy of a staff reply (or only `row_id`'s), in that thread's lane, naming
-    its ticket (whose thread it is) and its posts."""
+    """One mirror row per copy of a staff reply (or only `row_id`'s), in that copy's lane
+    (`outbox.mirror_lane`), naming its ticket (whose thread it is) and its posts."""
     copies = _customer_thread_copies(session, message, row_id=row_id)
     for thread_ticket_id, parts, files in copies:
         outbox.enqueue(
@@ -334,7 +334,7 @@ def _mirror_copies(session: Session, message: Message, kind: Kind, *, row_id: in
             kind,
             ticket_id=thread_ticket_id,
             message_id=message.id,
-            lane=outbox.origin_lane(thread_ticket_id),
+            lane=outbox.mirror_lane(message.id, thread_ticket_id),
             payload={"parts": parts, "files": files},
         )
     return bool(copies)

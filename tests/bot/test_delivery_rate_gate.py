@@ -102,3 +102,21 @@ def test_without_pacing_only_429s_hold_calls_back() -> None:
     assert all(rate_gate.admit(POST, "C1") == Admitted(wait=0) for _ in range(50))
     rate_gate.blocked(POST, "C1", 2)
     assert rate_gate.admit(POST, "C1") == Admitted(wait=2)
+
+
+def test_unpaced_a_key_slack_refused_is_paced_from_then_on() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock, pacing=False)
+    rate_gate.blocked(POST, "C1", 1)
+    waits = [rate_gate.admit(POST, "C1") for _ in range(3)]
+    # Slack's allowance is spent: one call when the block ends, then one a second (and a margin).
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [1, 2.05, 3.1]
+    assert all(rate_gate.admit(POST, "C2") == Admitted(wait=0) for _ in range(10))  # still unpaced
+
+
+def test_a_429_spends_the_burst() -> None:
+    clock = ManualClock()
+    rate_gate = gate(clock)
+    rate_gate.blocked(POST, "C1", 2)
+    waits = [rate_gate.admit(POST, "C1") for _ in range(2)]
+    assert [round(w.wait, 3) for w in waits if isinstance(w, Admitted)] == [2, 3.05]
