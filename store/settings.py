@@ -169,8 +169,11 @@ class Settings(BaseModel):
     @classmethod
     def _files_dir(cls, value: Path) -> Path:
         # Made on first use; a path that is something else would fail every mail with a file.
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{str(value)!r} exists and is not a folder")
+        try:
+            if value.exists() and not value.is_dir():
+                raise ValueError(f"{str(value)!r} exists and is not a folder")
+        except OSError as error:  # a name too long, a folder on the way we may not look into
+            raise ValueError(f"cannot be used as a folder ({error.strerror or error})") from None
         return value
 
     @field_validator("slack_bot_token")

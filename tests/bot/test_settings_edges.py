@@ -95,6 +95,14 @@ def test_check_names_a_files_folder_it_cannot_make(tmp_path: Path) -> None:
     assert code != 0 and problems, out + err
 
 
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_files_folder_name_too_long_for_the_system_is_one_line(tmp_path: Path, command: str) -> None:
+    """Before: `Path.exists()` raised ENAMETOOLONG while the settings were read: a traceback."""
+    env = serve_env(tmp_path, SERVICEDESK_FILES_DIR=str(tmp_path / ("a" * 300)))
+    code, _, err = run([command], env, tmp_path)
+    assert_one_line_naming("SERVICEDESK_FILES_DIR", code, err)
+
+
 @pytest.mark.parametrize("url", ["https://desk.example.com/x?", "https://desk.example.com#"])
 def test_manifest_refuses_a_url_with_an_empty_query_or_fragment(tmp_path: Path, url: str) -> None:
     """Before: the manifest said `request_url: https://desk.example.com/x?/slack/events`, where Slack
