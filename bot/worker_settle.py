@@ -125,7 +125,8 @@ def report_failure(
         what = NOT_SHOWN.format(error=escape_mrkdwn(error))
     elif item.kind == Kind.EMAIL:
         to = str(item.payload.get("to") or "the customer")
-        what = delivery_failed(ticket.number, to, error)
+        requester = to.lower() == (ticket.requester.email or "").lower()
+        what = delivery_failed(ticket.number, to, error, requester=requester)
     elif item.kind in ORIGIN_KINDS:
         what = slack_delivery_failed(error)
     elif item.kind == Kind.REACTION:

@@ -15,6 +15,12 @@ DELIVERY_FAILED = (
     ":warning: Couldn't deliver to {recipient}: {reason} — check the address or "
     "`/desk cc {number} remove {address}`."
 )
+# The requester cannot be removed (`cc remove` refuses), so the hint above would send staff to a
+# command that fails: for them, the ticket's other ways to reach the customer are the fix.
+REQUESTER_DELIVERY_FAILED = (
+    ":warning: Couldn't deliver to {recipient}, who opened the ticket: {reason} — check the address, "
+    "or reach them another way (`/desk new` opens a ticket for a corrected address)."
+)
 SLACK_DELIVERY_FAILED = ":warning: Couldn't post in the customer's Slack thread: {reason}."
 COMMAND_USAGE = "Unknown command `!{verb}`. In a ticket thread: {examples}. All commands: `/desk help`."
 DESK_USAGE = "Unknown command `/desk {verb}`. Try `/desk help` for the list of commands."
@@ -39,10 +45,11 @@ def customer_ack(number: int) -> str:
     return CUSTOMER_ACK.format(number=number)
 
 
-def delivery_failed(number: int, recipient: str, reason: str) -> str:
+def delivery_failed(number: int, recipient: str, reason: str, *, requester: bool = False) -> str:
     """``Couldn't deliver to dan@globex.example: mailbox unavailable — check the address or
     `/desk cc 42 remove dan@globex.example`.``"""
-    return DELIVERY_FAILED.format(
+    template = REQUESTER_DELIVERY_FAILED if requester else DELIVERY_FAILED
+    return template.format(
         recipient=escape_mrkdwn(recipient),
         reason=escape_mrkdwn(reason),
         number=number,

@@ -448,3 +448,17 @@ def test_a_reply_with_mentions_emoji_links_and_code_reads_well_by_email(desk: Ru
     assert 'href="https://docs.acme.test/x?a=1&amp;b=2"' in html, html
     assert "rm -rf /tmp/x</code>" in html, html
     assert "<b>not html</b>" not in html
+
+
+def test_a_refused_mail_names_a_fix_that_works_for_the_requester_and_for_a_cc(desk: RunningDesk) -> None:
+    """`/desk cc N remove` refuses the requester: the thread must not send staff to it for them."""
+    card_ts = email_ticket(desk)
+    desk.sink.reject_recipient(BOB, 550, "5.1.1 mailbox unavailable")
+    desk.sink.reject_recipient(CAROL, 550, "5.1.1 mailbox unavailable")
+    desk.post_as(ALICE, "Answer", thread_ts=card_ts)
+    desk.wait_for_thread_text(card_ts, f"Couldn't deliver to {BOB}")
+    text = desk.wait_for_thread_text(card_ts, f"Couldn't deliver to {CAROL}")
+    [bob_line] = [line for line in text.splitlines() if f"Couldn't deliver to {BOB}" in line]
+    [carol_line] = [line for line in text.splitlines() if f"Couldn't deliver to {CAROL}" in line]
+    assert "remove" not in bob_line and "who opened the ticket" in bob_line
+    assert f"`/desk cc 1 remove {CAROL}`" in carol_line
