@@ -33,7 +33,13 @@ def from_a_bot(event: dict[str, Any]) -> bool:
     edited message."""
     if is_from_a_bot(event):
         return True
-    return event.get("subtype") == "message_changed" and is_from_a_bot(event.get("message") or {})
+    if event.get("subtype") != "message_changed":
+        return False
+    inner = event.get("message") or {}
+    # A thread's first message deleted while it has replies (a customer's request always has the
+    # acknowledgement) stays as a tombstone that Slack posts as Slackbot: that is a person's
+    # deletion, not a bot's message, and the worker takes it as one.
+    return inner.get("subtype") != "tombstone" and is_from_a_bot(inner)
 
 
 def event_lane(event: dict[str, Any]) -> str | None:
