@@ -71,4 +71,4 @@ def run_once(
     if not first_delivery(side, body):
         log.warning("card action %s received again; not run", body.get("trigger_id"))
         return CommandReply("", ok=True)  # the press was handled the first time
-    return run_card_action(ctx, number, action)
+    return run_card_action(ctx, number, action, body.get("message"))

@@ -3,9 +3,17 @@ command that already ran."""
 
 from __future__ import annotations
 
-import pytest
+import copy
+import json
+from typing import Any
 
-from sandbox.workspace import ALICE, CONNECT, DAN, HELP, TRIAGE
+import pytest
+from sqlalchemy import select
+
+from sandbox import RequestSender
+from sandbox.state import Message as SlackMessage
+from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, SIGNING_SECRET, TRIAGE
+from store.models import Ticket
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
 
@@ -54,3 +62,53 @@ def test_a_command_edited_afterwards_is_neither_sent_to_the_customer_nor_run_aga
     assert ticket is not None and ticket.priority == "high"  # the edited command did not run
     told = [e.text for e in desk.emulator.ephemerals(TRIAGE, ALICE) if "type it as a new message" in e.text]
     assert len(told) == 2, [e.text for e in desk.emulator.ephemerals(TRIAGE, ALICE)]
+
+
+def _labels(desk: Desk) -> list[str]:
+    with desk.db.read() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == 1))
+        return sorted(label.name for label in ticket.labels) if ticket is not None else []
+
+
+def _labels_picked(card_message: SlackMessage, names: list[str]) -> dict[str, Any]:
+    block_id = next(b["block_id"] for b in card_message.blocks or [] if b.get("type") == "actions")
+    return {
+        "action_id": "ticket_labels",
+        "block_id": block_id,
+        "type": "multi_static_select",
+        "selected_options": [{"text": {"type": "plain_text", "text": n}, "value": n} for n in names],
+        "action_ts": "1.1",
+    }
+
+
+def test_two_staff_picking_labels_on_the_card_at_once_both_get_theirs(desk: Desk) -> None:
+    """The labels menu sends the presser's whole choice, made on the card as they saw it: Bob,
+    picking `question` on the same card at the same moment as Alice picks `bug`, did not take
+    Alice's label off (he never saw it)."""
+    for name in ("bug", "question"):
+        desk.emulator.user_command(ALICE, TRIAGE, "/desk", f"label-create {name}").wait(10)
+    _customer_ts, card_ts = open_ticket(desk)
+    desk.wait(
+        lambda: "question" in json.dumps(desk.emulator.message(TRIAGE, card_ts).blocks), "the labels menu"
+    )
+    card = desk.emulator.message(TRIAGE, card_ts)
+
+    alice = desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, _labels_picked(card, ["bug"]))
+    alice.wait(10)
+    desk.wait(lambda: _labels(desk) == ["bug"], "Alice's label")
+    # Bob's press, made on the card as it was before Alice's change reached it.
+    bob = copy.deepcopy(alice.payload)
+    bob["user"] = {"id": BOB, "username": "bob", "name": "bob", "team_id": "T0HOME"}
+    bob["trigger_id"] = "2222.3333.bobs-own-press"
+    bob["actions"] = [_labels_picked(card, ["question"])]
+    assert RequestSender(desk.url, SIGNING_SECRET).send_interaction_sync(bob).ok
+
+    desk.wait(
+        lambda: _labels(desk) == ["bug", "question"],
+        "both labels on the ticket",
+    )
+    # Taking a label off with the menu still works: Alice unpicks `bug` on the card she now sees.
+    desk.wait(lambda: "question" in desk.emulator.message(TRIAGE, card_ts).text, "the card showing both")
+    now = desk.emulator.message(TRIAGE, card_ts)
+    desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, _labels_picked(now, ["question"])).wait(10)
+    desk.wait(lambda: _labels(desk) == ["question"], "bug taken off")
