@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.commands.runner import STORE_BUSY
 from sandbox import RequestSender
 from sandbox.state import Message as SlackMessage
 from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, SIGNING_SECRET, TRIAGE
 from store.models import Ticket
-from tests.e2e.conftest import StartService
+from tests.e2e.conftest import WAIT_SECONDS, StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,3 +114,38 @@ def test_two_staff_picking_labels_on_the_card_at_once_both_get_theirs(desk: Desk
     now = desk.emulator.message(TRIAGE, card_ts)
     desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, _labels_picked(now, ["question"])).wait(10)
     desk.wait(lambda: _labels(desk) == ["question"], "bug taken off")
+
+
+def test_a_card_press_that_cannot_finish_in_time_is_not_applied_later(desk: Desk) -> None:
+    """Another transaction holds the ticket past Slack's 3 s: Slack has shown the presser that the
+    menu failed, so the change must not land later behind their back; it is rolled back and the
+    presser told, as a `/desk` verb is."""
+    _customer_ts, card_ts = open_ticket(desk)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_ticket() -> None:
+        # On PostgreSQL a row lock (as a merge or a long settle holds it); on SQLite any write
+        # transaction, from another connection as another process's would be.
+        with desk.db.transaction() as session:
+            session.execute(select(Ticket.id).where(Ticket.number == 1).with_for_update())
+            holding.set()
+            release.wait(WAIT_SECONDS)
+
+    holder = threading.Thread(target=hold_the_ticket)
+    holder.start()
+    try:
+        assert holding.wait(WAIT_SECONDS)
+        desk.emulator.dispatcher.ack_timeout = 40.0  # room for a late answer, so it shows
+        desk.emulator.user_block_action(BOB, TRIAGE, card_ts, "ticket_status", "pending")
+        told = desk.wait(
+            lambda: [p for p in desk.emulator.response_posts if p.user == BOB],
+            "the presser to be told while the ticket is still held",
+        )
+    finally:
+        release.set()
+        holder.join()
+    assert told[0].body["text"] == STORE_BUSY
+    desk.emulator.user_block_action(BOB, TRIAGE, card_ts, "ticket_priority", "high").wait(10)
+    desk.wait(lambda: (t := desk.ticket(1)) is not None and t.priority == "high", "the next press")
+    ticket = desk.ticket(1)
+    assert ticket is not None and ticket.status == "open"
