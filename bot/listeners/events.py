@@ -7,7 +7,9 @@ the stored `event_id` makes Slack's retries and duplicates change nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -15,6 +17,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.inbound_events import TICKET_REACTION, is_from_a_bot
 from store import inbound
 from store.context import Desk
+from store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,19 @@ SUBSCRIBED_EVENTS = (
     "app_home_opened",
 )
 SLACK_EVENT = "slack_event"
+
+# Threads of the edge's own, for storing what Slack sends before answering it. On asyncio's default
+# pool (CPUs + 4 threads), which the worker's database work shares, a store could queue behind
+# deliveries waiting on busy tickets or a slow database, and Slack, unanswered after 3 s, would
+# retry every event for as long as that lasted. Each store is one short insert.
+EDGE_THREADS = 8
+_edge_pool = ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="slack-edge")
+
+
+async def store_at_edge(key: str, payload: dict[str, Any], lane: str | None, *, db: Database) -> bool:
+    """`store.inbound.accept` on the edge's threads: False when the key was stored before."""
+    work = functools.partial(inbound.accept, db, SLACK_EVENT, key, payload=payload, lane=lane)
+    return await asyncio.get_running_loop().run_in_executor(_edge_pool, work)
 
 
 def from_a_bot(event: dict[str, Any]) -> bool:
@@ -73,14 +89,7 @@ def register(app: AsyncApp, desk: Desk) -> None:
         event = body.get("event") or {}
         event_id = body.get("event_id")
         if isinstance(event_id, str) and worth_storing(event, desk):
-            stored = await asyncio.to_thread(
-                inbound.accept,
-                desk.db,
-                SLACK_EVENT,
-                f"slack:{event_id}",
-                payload=body,
-                lane=event_lane(event),
-            )
+            stored = await store_at_edge(f"slack:{event_id}", body, event_lane(event), db=desk.db)
             if not stored:
                 log.info("duplicate Slack event %s ignored", event_id)
         await ack()

@@ -1,0 +1,97 @@
+"""Slack's events are stored and answered while the rest of the service waits on the database."""
+
+from __future__ import annotations
+
+import os
+import threading
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import func, select, text
+
+from sandbox.workspace import ALICE, CONNECT, DAN, HELP, TRIAGE
+from store.models import Direction, Message, Ticket
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import WAIT_SECONDS, StartService
+from tests.e2e.test_slack import Desk
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _mail(sender: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "support@acme.test"
+    message["Subject"] = f"Help for {sender}"
+    message["Message-ID"] = make_msgid(domain="customer.test")
+    message.set_content("The printer is on fire.")
+    return message.as_bytes().replace(b"\n", b"\r\n")
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
+def test_an_event_is_answered_while_the_worker_waits_on_locked_tickets(start_service: StartService) -> None:
+    """The worker's deliveries wait on tickets another transaction holds (a long merge, a slow
+    database): a Slack event, which needs none of them, is still stored and answered at once. Were
+    the edge's store waiting behind the worker's database work, Slack would time out and retry
+    every event for as long as that lasted."""
+    # More deliveries waiting at once than asyncio's default pool has threads (CPUs + 4, at most 32).
+    threads = min((os.cpu_count() or 1) + 4, 32)
+    count = threads + 2
+    desk = Desk(start_service(intake_channels=(CONNECT, HELP), reply_delay_seconds=6.0, acknowledge=False))
+    for n in range(count):
+        sender = f"customer{n}@customer.test"
+        assert desk.service.send_mail(_mail(sender), mail_from=sender)[0] == 250
+    cards = desk.wait(lambda: (ts := [desk.card_ts(n + 1) for n in range(count)]) and ts, f"{count} cards")
+    for card_ts in cards:
+        desk.emulator.user_post(ALICE, TRIAGE, "Turn it off and on again.", thread_ts=card_ts)
+
+    def replies_stored() -> bool:
+        with desk.db.read() as session:
+            found = session.scalar(
+                select(func.count()).select_from(Message).where(Message.direction == Direction.OUTBOUND)
+            )
+        return found == count
+
+    desk.wait(replies_stored, "the replies stored")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_tickets() -> None:
+        with desk.db.transaction() as session:
+            session.execute(select(Ticket.id).with_for_update())
+            holding.set()
+            release.wait(WAIT_SECONDS * 3)
+
+    holder = threading.Thread(target=hold_the_tickets)
+    holder.start()
+    try:
+        assert holding.wait(WAIT_SECONDS)
+
+        # Deliveries for these tickets (receipts, copies of the replies, the replies themselves)
+        # record their outcome under the ticket's lock: each such worker thread now waits.
+        def waiting_on_locks() -> bool:
+            with desk.db.read() as session:
+                waiting = session.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+            return (waiting or 0) >= threads
+
+        desk.wait(waiting_on_locks, "the worker's threads waiting on the tickets")
+        posted = desk.emulator.user_post(DAN, CONNECT, "Is anyone there?")
+        [event] = [e for e in desk.emulator.events if e["event"].get("ts") == posted]
+        desk.wait(
+            lambda: any(
+                a.status == 200
+                for d in desk.emulator.deliveries
+                if d.event_id == event["event_id"]
+                for a in d.attempts
+            ),
+            "the event answered while the tickets are held",
+        )
+    finally:
+        release.set()
+        holder.join()
+    desk.wait_thread_text(CONNECT, posted, f"Ticket #{count + 1} opened")
