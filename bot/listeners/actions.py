@@ -6,7 +6,6 @@ outbox and the thread gets its line; only a refusal or an error is answered, to 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -15,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
 from bot.commands import CommandContext, CommandReply, run_card_action, store_trouble
+from bot.edge_threads import EDGE_POOL, run_in
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.commands import COMMAND_TIME_LIMIT, first_delivery
 from bot.listeners.triage_context import TriageSide
@@ -59,7 +59,7 @@ def register(app: AsyncApp, side: TriageSide) -> None:
                 user.get("username") or user.get("name"),
                 mentioned_in=[f"<@{picked}>"] if isinstance(picked, str) else [],
             )
-            reply = await asyncio.to_thread(run_in_time, deadline, side, body, ctx, number, action)
+            reply = await run_in(EDGE_POOL, run_in_time, deadline, side, body, ctx, number, action)
         except StoreUnavailable as error:
             log.error("card action not run or its outcome unknown: %s", error)
             reply = CommandReply(store_trouble(error), ok=False)

@@ -6,14 +6,12 @@ the stored `event_id` makes Slack's retries and duplicates change nothing.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.edge_threads import EDGE_POOL, run_in
 from bot.inbound_events import TICKET_REACTION, is_from_a_bot
 from store import inbound
 from store.context import Desk
@@ -30,18 +28,12 @@ SUBSCRIBED_EVENTS = (
 )
 SLACK_EVENT = "slack_event"
 
-# Threads of the edge's own, for storing what Slack sends before answering it. On asyncio's default
-# pool (CPUs + 4 threads), which the worker's database work shares, a store could queue behind
-# deliveries waiting on busy tickets or a slow database, and Slack, unanswered after 3 s, would
-# retry every event for as long as that lasted. Each store is one short insert.
-EDGE_THREADS = 8
-_edge_pool = ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="slack-edge")
-
 
 async def store_at_edge(key: str, payload: dict[str, Any], lane: str | None, *, db: Database) -> bool:
     """`store.inbound.accept` on the edge's threads: False when the key was stored before."""
-    work = functools.partial(inbound.accept, db, SLACK_EVENT, key, payload=payload, lane=lane)
-    return await asyncio.get_running_loop().run_in_executor(_edge_pool, work)
+    # On the edge's own threads: queued behind the worker's database work on the default pool, an
+    # event would be answered after Slack's 3 s and retried for as long as that lasted.
+    return await run_in(EDGE_POOL, inbound.accept, db, SLACK_EVENT, key, payload=payload, lane=lane)
 
 
 def from_a_bot(event: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from email.utils import make_msgid
 import pytest
 from sqlalchemy import func, make_url, select, text
 
-from bot.listeners.events import EDGE_THREADS
+from bot.edge_threads import EDGE_THREADS
 from sandbox import RequestSender
 from sandbox.workspace import ALICE, CONNECT, DAN, HELP, SIGNING_SECRET, TRIAGE
 from store.models import Direction, Message, Ticket
@@ -36,7 +36,7 @@ def _mail(sender: str) -> bytes:
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="needs SERVICEDESK_TEST_DATABASE_URL (PostgreSQL)")
-def test_an_event_is_answered_while_the_worker_waits_on_locked_tickets(start_service: StartService) -> None:
+def test_slack_is_answered_while_the_worker_waits_on_locked_tickets(start_service: StartService) -> None:
     """The worker's deliveries wait on tickets another transaction holds (a long merge, a slow
     database): a Slack event, which needs none of them, is still stored and answered at once. Were
     the edge's store waiting behind the worker's database work, Slack would time out and retry
@@ -101,6 +101,10 @@ def test_an_event_is_answered_while_the_worker_waits_on_locked_tickets(start_ser
             ),
             "the event answered while the tickets are held",
         )
+        # `/desk` too answers in time: its staff check, its lookups and its verb need no ticket.
+        command = desk.emulator.user_command(ALICE, TRIAGE, "/desk", "labels")
+        answer = command.wait(WAIT_SECONDS).ack_payload or {}
+        assert str(answer.get("text") or "").startswith("No labels yet"), (command.delivery, answer)
     finally:
         release.set()
         holder.join()
