@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import threading
+import urllib.request
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -105,6 +106,9 @@ def test_slack_is_answered_while_the_worker_waits_on_locked_tickets(start_servic
         command = desk.emulator.user_command(ALICE, TRIAGE, "/desk", "labels")
         answer = command.wait(WAIT_SECONDS).ack_payload or {}
         assert str(answer.get("text") or "").startswith("No labels yet"), (command.delivery, answer)
+        # And the load balancer's health check: the database is there, the node is fine.
+        with urllib.request.urlopen(f"{desk.service.http_url}/healthz", timeout=WAIT_SECONDS) as health:
+            assert health.status == 200
     finally:
         release.set()
         holder.join()
