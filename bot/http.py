@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
+from bot.edge_threads import EDGE_POOL, run_in
 from store import inbound, outbox
 from store.db import Database, StoreUnavailable
 from store.service_state import slack_paused
@@ -75,7 +75,9 @@ def build_web_app(
             }
 
         try:
-            body = await asyncio.to_thread(probe)
+            # On the edge's threads: a node whose worker waits on busy tickets still answers its
+            # health check, rather than be taken out of the load balancer for that.
+            body = await run_in(EDGE_POOL, probe)
         except StoreUnavailable:
             return web.json_response({"ok": False, "database": "unreachable"}, status=503)
         return web.Response(text=json.dumps(body), content_type="application/json")

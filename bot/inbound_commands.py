@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.commands import CommandContext, CommandReply, run_thread_command, store_trouble
-from bot.inbound_context import Claim, InboundContext, record_once
+from bot.inbound_context import Claim, InboundContext, record_once, seen_before
 from bot.inbound_events import PostedMessage
 from store.db import StoreUnavailable
 
@@ -34,6 +34,29 @@ def _processed_key(message: PostedMessage) -> str:
 def _mark_processed(session: Session, message: PostedMessage) -> bool:
     """Record that this message's command ran; False when it had been run before."""
     return record_once(session, PROCESSED_KIND, _processed_key(message))
+
+
+def was_taken_as_command(session: Session, message: PostedMessage) -> bool:
+    """Whether this Slack message was taken as a command when it came in (whatever it says now)."""
+    return seen_before(session, _processed_key(message))
+
+
+EDITED_COMMAND = (
+    "Editing a command changes nothing: it was taken as first sent, and is never sent to the "
+    "customer. To run a command, type it as a new message."
+)
+
+
+async def tell_command_edited(ctx: InboundContext, message: PostedMessage) -> None:
+    """Its author edited a command that already ran: an edit neither runs it again (a command runs
+    once) nor makes it a reply (it was typed as a command, so it stays off the customer's side),
+    and without a word the corrected command would look done."""
+    try:
+        await ctx.client.chat_postEphemeral(
+            channel=message.channel, user=message.user, thread_ts=message.thread_ts, text=EDITED_COMMAND
+        )
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+        log.warning("could not tell %s that an edited command was not run: %s", message.user, error)
 
 
 async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> CommandReply:

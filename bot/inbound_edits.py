@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from bot.inbound_commands import run_command
+from bot.inbound_commands import run_command, tell_command_edited, was_taken_as_command
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -55,6 +55,13 @@ async def handle_edited(
         )
     )
     if held is None:
+        if await ctx.read(lambda s: was_taken_as_command(s, message)):
+            # A command (never stored as a message) that ran already: not taken as a new message,
+            # which would run it again, or, its `!` gone, deliver it to the customer.
+            await ctx.apply(claim)
+            if message.text.strip() != edit.previous_text.strip():  # not an unfurl's redraw
+                await tell_command_edited(ctx, message)
+            return
         if fresh(message.ts, edit.edited_ts):
             # The edit overtook its message: take it as the message (the original, arriving
             # later, is then a duplicate). A command edited this way runs once, as edited. A

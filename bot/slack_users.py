@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
 
+from bot.edge_threads import run_in
 from bot.text import DictMentionResolver
 from store.db import Database
 from store.models import SlackUser, utcnow
@@ -204,9 +206,11 @@ class SlackDirectory:
         *,
         profile_max_age: timedelta = PROFILE_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
+        executor: Executor | None = None,
     ) -> None:
         self.db = db
         self.client = client
+        self.executor = executor  # for its database reads and writes; None: the loop's default
         self.profile_max_age = profile_max_age
         self.clock = clock
         self._channels: dict[str, tuple[str, float]] = {}
@@ -222,7 +226,7 @@ class SlackDirectory:
         message is still stored. When Slack is unavailable a stale profile is good enough; with
         none at all the lookup fails and the caller's work is retried.
         """
-        cached = await asyncio.to_thread(cached_profile, self.db, user_id, self.profile_max_age)
+        cached = await run_in(self.executor, cached_profile, self.db, user_id, self.profile_max_age)
         if cached.fresh is not None:
             return cached.fresh
         try:
@@ -237,7 +241,7 @@ class SlackDirectory:
         user = answer.get("user")
         if not isinstance(user, Mapping):
             return SlackProfile(user_id=user_id, known=False)
-        return await asyncio.to_thread(store_profile, self.db, profile_from_api(user))
+        return await run_in(self.executor, store_profile, self.db, profile_from_api(user))
 
     async def look_up_mentions(self, messages: Iterable[Mapping[str, Any]]) -> frozenset[str]:
         """Before a command runs (it reads names from the store's cache): fetch everyone and

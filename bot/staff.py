@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 
 import aiohttp
@@ -20,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.edge_threads import run_in
 from store import queries
 from store.db import Database
 from store.models import SlackUser
@@ -87,10 +89,12 @@ class StaffDirectory:
         *,
         refresh_every: float = REFRESH_EVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        executor: Executor | None = None,
     ) -> None:
         self.db = db
         self.client = client
         self.triage_channel = triage_channel
+        self.executor = executor  # for its database reads and writes; None: the loop's default
         self.refresh_every = refresh_every
         self.clock = clock
         self._refreshed_at: float | None = None
@@ -113,7 +117,7 @@ class StaffDirectory:
         members: set[str] = set()
         cursor: str | None = None
         # What the cache says before Slack is asked: a change made meanwhile is newer than the list.
-        before = await asyncio.to_thread(_read_staff, self.db)
+        before = await run_in(self.executor, _read_staff, self.db)
         try:
             while True:
                 answer = await self.client.conversations_members(
@@ -129,7 +133,7 @@ class StaffDirectory:
             # Try again at the next recheck rather than hammering Slack on every event.
             self._refreshed_at = self.clock() - self.refresh_every + RECHECK_EVERY_SECONDS
             return False
-        await asyncio.to_thread(_replace_members, self.db, members, before)
+        await run_in(self.executor, _replace_members, self.db, members, before)
         self._refreshed_at = self.clock()
         log.info("staff list refreshed: %d members of the triage channel", len(members))
         return True
@@ -143,11 +147,11 @@ class StaffDirectory:
         if not user_id:
             return False
         await self.ensure_fresh()
-        return await asyncio.to_thread(_read_one, self.db, user_id)
+        return await run_in(self.executor, _read_one, self.db, user_id)
 
     async def cached(self, user_id: str) -> bool:
         """What the cache says now, without asking Slack (when there is no time to ask)."""
-        return await asyncio.to_thread(_read_one, self.db, user_id)
+        return await run_in(self.executor, _read_one, self.db, user_id)
 
     async def recheck(self, user_id: str) -> bool:
         """Is this person staff, refreshing first if the list may be out of date?"""
@@ -156,10 +160,10 @@ class StaffDirectory:
         async with self._lock:
             if self._refreshed_at is None or self.clock() - self._refreshed_at >= RECHECK_EVERY_SECONDS:
                 await self.refresh()
-        return await asyncio.to_thread(_read_one, self.db, user_id)
+        return await run_in(self.executor, _read_one, self.db, user_id)
 
     async def joined(self, user_id: str) -> None:
-        await asyncio.to_thread(_set_one, self.db, user_id, True)
+        await run_in(self.executor, _set_one, self.db, user_id, True)
 
     async def left(self, user_id: str) -> None:
-        await asyncio.to_thread(_set_one, self.db, user_id, False)
+        await run_in(self.executor, _set_one, self.db, user_id, False)

@@ -23,8 +23,26 @@ def _selected_value(action: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and _WORD.match(value) else None
 
 
-def run_card_action(ctx: CommandContext, number: int, action: Mapping[str, Any]) -> CommandReply:
-    """One `block_actions` action on ticket #number's card."""
+def labels_shown(card: Any, action: Mapping[str, Any]) -> list[str] | None:
+    """The labels the presser's card showed picked (its menu's `initial_options`) when they changed
+    the menu; None when the payload does not carry that card."""
+    if not isinstance(card, Mapping) or not isinstance(card.get("blocks"), list):
+        return None
+    for block in card["blocks"]:
+        if not isinstance(block, Mapping) or block.get("block_id") != action.get("block_id"):
+            continue
+        for element in block.get("elements") or []:
+            if isinstance(element, Mapping) and element.get("action_id") == ACTION_LABELS:
+                initial = element.get("initial_options") or []
+                return [str(o.get("value", "")) for o in initial if isinstance(o, Mapping)]
+    return None
+
+
+def run_card_action(
+    ctx: CommandContext, number: int, action: Mapping[str, Any], card: Any = None
+) -> CommandReply:
+    """One `block_actions` action on ticket #number's card; `card` is the card as the payload
+    carries it (the message the presser acted on)."""
     refusal = refused(ctx)
     if refusal is not None:
         return refusal
@@ -46,7 +64,7 @@ def run_card_action(ctx: CommandContext, number: int, action: Mapping[str, Any])
         options = action.get("selected_options") or []
         names = [str(option.get("value", "")) for option in options if isinstance(option, Mapping)]
         try:
-            return set_labels(ctx, number, names)
+            return set_labels(ctx, number, names, was=labels_shown(card, action))
         except (NotFound, InvalidRequest) as problem:
             return CommandReply(sentence(str(problem)), ok=False)
     return CommandReply("The desk does not know that control.", ok=False)

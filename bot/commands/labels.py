@@ -41,17 +41,24 @@ def run_label(ctx: CommandContext, inv: Invocation) -> CommandReply:
     return CommandReply(f"#{inv.number}'s labels: {shown}.")
 
 
-def set_labels(ctx: CommandContext, number: int, names: list[str]) -> CommandReply:
-    """Make the ticket's labels exactly `names` (the card's multi-select sends the whole choice)."""
+def set_labels(
+    ctx: CommandContext, number: int, names: list[str], *, was: list[str] | None = None
+) -> CommandReply:
+    """The card's multi-select sends the presser's whole choice, made from `was` (the labels their
+    card showed picked). Only what they changed is applied: another person's label added meanwhile
+    (at the same moment on the same card, or with a command their card had not shown yet) is not
+    taken off by someone who never saw it. Without `was`, the ticket's labels become `names`."""
     with ticket_transaction(ctx, number) as (session, ticket):
         current = {label.name for label in ticket.labels}
         wanted = set(names)
+        before = current if was is None else set(was)
         added, removed = change_labels(
-            session, ticket, sorted(wanted - current), sorted(current - wanted), ctx.actor
+            session, ticket, sorted(wanted - before - current), sorted((before - wanted) & current), ctx.actor
         )
+        now = sorted(label.name for label in ticket.labels)
     if not added and not removed:
         return CommandReply(f"#{number}'s labels are already like that: nothing changed.")
-    shown = ", ".join(escape_mrkdwn(name) for name in sorted(wanted))
+    shown = ", ".join(escape_mrkdwn(name) for name in now)
     return CommandReply(f"#{number}'s labels: {shown or 'none'}.")
 
 

@@ -6,19 +6,21 @@ outbox and the thread gets its line; only a refusal or an error is answered, to 
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import ACTION_ASSIGNEE, ACTION_LABELS, ACTION_PRIORITY, ACTION_STATUS, parse_ticket_number
 from bot.commands import CommandContext, CommandReply, run_card_action, store_trouble
+from bot.edge_threads import EDGE_POOL, run_in
 from bot.listeners.command_rate import TOO_FAST
-from bot.listeners.commands import first_delivery
+from bot.listeners.commands import COMMAND_TIME_LIMIT, first_delivery
 from bot.listeners.triage_context import TriageSide
 from bot.response_url import answer_privately
 from store.db import StoreUnavailable
+from store.deadline import within
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ async def tell_presser(side: TriageSide, body: dict[str, Any], text: str) -> Non
 
 def register(app: AsyncApp, side: TriageSide) -> None:
     async def card_control(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        # As for `/desk`: Slack shows the presser an error once the answer is 3 s late, so a change
+        # that would commit after that is rolled back and they are told, not applied behind them.
+        deadline = time.monotonic() + COMMAND_TIME_LIMIT
         await ack()
         number = parse_ticket_number(str(action.get("block_id") or ""))
         if number is None:
@@ -54,7 +59,7 @@ def register(app: AsyncApp, side: TriageSide) -> None:
                 user.get("username") or user.get("name"),
                 mentioned_in=[f"<@{picked}>"] if isinstance(picked, str) else [],
             )
-            reply = await asyncio.to_thread(run_once, side, body, ctx, number, action)
+            reply = await run_in(EDGE_POOL, run_in_time, deadline, side, body, ctx, number, action)
         except StoreUnavailable as error:
             log.error("card action not run or its outcome unknown: %s", error)
             reply = CommandReply(store_trouble(error), ok=False)
@@ -65,10 +70,22 @@ def register(app: AsyncApp, side: TriageSide) -> None:
         app.action(action_id)(card_control)
 
 
+def run_in_time(
+    deadline: float,
+    side: TriageSide,
+    body: dict[str, Any],
+    ctx: CommandContext,
+    number: int,
+    action: dict[str, Any],
+) -> CommandReply:
+    with within(deadline):
+        return run_once(side, body, ctx, number, action)
+
+
 def run_once(
     side: TriageSide, body: dict[str, Any], ctx: CommandContext, number: int, action: dict[str, Any]
 ) -> CommandReply:
     if not first_delivery(side, body):
         log.warning("card action %s received again; not run", body.get("trigger_id"))
         return CommandReply("", ok=True)  # the press was handled the first time
-    return run_card_action(ctx, number, action)
+    return run_card_action(ctx, number, action, body.get("message"))

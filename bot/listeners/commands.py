@@ -9,7 +9,6 @@ is not run again. The answer is only ever seen by the person who typed the comma
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.commands import CommandContext, CommandReply, run_desk_command, store_trouble
+from bot.edge_threads import EDGE_POOL, run_in
 from bot.listeners.command_rate import TOO_FAST
 from bot.listeners.triage_context import TriageSide
 from store import inbound
@@ -59,7 +59,7 @@ def register(app: AsyncApp, side: TriageSide) -> None:
             return
         try:
             ctx = await side.context(user_id, command.get("user_name"), mentioned_in=[text])
-            reply = await asyncio.to_thread(run_in_time, deadline, side, command, ctx, text)
+            reply = await run_in(EDGE_POOL, run_in_time, deadline, side, command, ctx, text)
         except StoreUnavailable as error:
             log.error("/desk not run or its outcome unknown: %s", error)
             reply = CommandReply(store_trouble(error), ok=False)

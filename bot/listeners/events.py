@@ -6,15 +6,16 @@ the stored `event_id` makes Slack's retries and duplicates change nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.edge_threads import EDGE_POOL, run_in
 from bot.inbound_events import TICKET_REACTION, is_from_a_bot
 from store import inbound
 from store.context import Desk
+from store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,25 @@ SUBSCRIBED_EVENTS = (
 SLACK_EVENT = "slack_event"
 
 
+async def store_at_edge(key: str, payload: dict[str, Any], lane: str | None, *, db: Database) -> bool:
+    """`store.inbound.accept` on the edge's threads: False when the key was stored before."""
+    # On the edge's own threads: queued behind the worker's database work on the default pool, an
+    # event would be answered after Slack's 3 s and retried for as long as that lasted.
+    return await run_in(EDGE_POOL, inbound.accept, db, SLACK_EVENT, key, payload=payload, lane=lane)
+
+
 def from_a_bot(event: dict[str, Any]) -> bool:
     """Bots (ours above all) are recognised by bot_id/app_id, not by subtype; an edit by its
     edited message."""
     if is_from_a_bot(event):
         return True
-    return event.get("subtype") == "message_changed" and is_from_a_bot(event.get("message") or {})
+    if event.get("subtype") != "message_changed":
+        return False
+    inner = event.get("message") or {}
+    # A thread's first message deleted while it has replies (a customer's request always has the
+    # acknowledgement) stays as a tombstone that Slack posts as Slackbot: that is a person's
+    # deletion, not a bot's message, and the worker takes it as one.
+    return inner.get("subtype") != "tombstone" and is_from_a_bot(inner)
 
 
 def event_lane(event: dict[str, Any]) -> str | None:
@@ -67,14 +81,7 @@ def register(app: AsyncApp, desk: Desk) -> None:
         event = body.get("event") or {}
         event_id = body.get("event_id")
         if isinstance(event_id, str) and worth_storing(event, desk):
-            stored = await asyncio.to_thread(
-                inbound.accept,
-                desk.db,
-                SLACK_EVENT,
-                f"slack:{event_id}",
-                payload=body,
-                lane=event_lane(event),
-            )
+            stored = await store_at_edge(f"slack:{event_id}", body, event_lane(event), db=desk.db)
             if not stored:
                 log.info("duplicate Slack event %s ignored", event_id)
         await ack()

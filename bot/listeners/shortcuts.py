@@ -6,14 +6,12 @@ staff, opens the ticket and answers them through the payload's response_url.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.listeners.events import SLACK_EVENT
-from store import inbound
+from bot.listeners.events import store_at_edge
 from store.context import Desk
 
 log = logging.getLogger(__name__)
@@ -28,14 +26,12 @@ def register(app: AsyncApp, desk: Desk) -> None:
         key = body.get("trigger_id") or body.get("action_ts")
         if isinstance(key, str):
             channel = (body.get("channel") or {}).get("id")
-            stored = await asyncio.to_thread(
-                inbound.accept,
-                desk.db,
-                SLACK_EVENT,
+            stored = await store_at_edge(
                 f"slack:shortcut:{key}",
-                payload=body,
+                body,
                 # In order with the channel's events: the message before its shortcut.
-                lane=f"slack:{channel}" if isinstance(channel, str) else None,
+                f"slack:{channel}" if isinstance(channel, str) else None,
+                db=desk.db,
             )
             if not stored:
                 log.info("duplicate shortcut %s ignored", key)

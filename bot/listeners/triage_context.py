@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import CommandContext
+from bot.edge_threads import EDGE_POOL
 from bot.home import workspace_url
 from bot.listeners.command_rate import CommandRate
 from bot.slack_users import SlackDirectory, SlackLookupFailed
@@ -49,8 +50,9 @@ class TriageSide:
         return cls(
             desk,
             client,
-            StaffDirectory(desk.db, client, desk.settings.triage_channel),
-            SlackDirectory(desk.db, client),
+            # Their cache reads answer Slack too: on the edge's threads, not behind the worker's.
+            StaffDirectory(desk.db, client, desk.settings.triage_channel, executor=EDGE_POOL),
+            SlackDirectory(desk.db, client, executor=EDGE_POOL),
             CommandRate(),
         )
 
