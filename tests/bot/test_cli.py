@@ -264,3 +264,27 @@ def test_outbox_retries_one_kind_at_a_time(tmp_path):
     result = run_cli("outbox", "--retry", "3", "--retry-intake", "1", env=env, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert "argument --retry-intake: not allowed with argument --retry" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "relay_url",
+    [
+        # A password with "/" not percent-encoded: the URL is malformed, and its error echoed the password.
+        "smtp://desk:pa/s3cret@relay.acme.test",
+        "smtp://de/sk:s3cret@relay.acme.test:587",
+        "smtps://desk:s3cret/x@relay.acme.test?timeout=5",
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_malformed_relay_url_never_shows_its_password(tmp_path, relay_url, command):
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "SERVICEDESK_TRIAGE_CHANNEL": "C1",
+        "SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        "SERVICEDESK_SMTP_RELAY_URL": relay_url,
+    }
+    result = run_cli(command, env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "SERVICEDESK_SMTP_RELAY_URL" in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
