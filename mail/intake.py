@@ -49,6 +49,11 @@ MAX_SESSIONS = 200
 # queue over one connection, none for a client looping on cheap commands or guessing keys at RCPT.
 COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 2000, "DATA": 1000, "RSET": 1000, "*": 50}
 SESSION_TIMEOUT_SECONDS = 120
+# While a message arrives the session is not idle: aiosmtpd's timer runs from the DATA command, so a
+# large mail over a slow line was cut off every time it was sent. A message that still arrives at this
+# rate keeps its session; one trickling slower (a client holding a session open) is cut off as an idle
+# one is. Postfix's smtpd_min_data_rate is the same idea, with the same default.
+MIN_DATA_BYTES_PER_SECOND = 500
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 # How long a stop lets a mail being sent finish (its DATA read, committed and answered 250): half
@@ -301,6 +306,8 @@ class BoundedSMTP(SMTP):
         self._counted = False
         # In DATA: reading a mail, storing it or answering it. A stop lets it finish.
         self.sending_mail = False
+        # Bytes received since the session timer was last set (see _timeout_cb).
+        self._arrived = 0
 
     async def push(self, status: AnyStr) -> None:
         # aiosmtpd answers 500 for a line longer than its reader's limit; ours is the message size
@@ -309,6 +316,22 @@ class BoundedSMTP(SMTP):
         if isinstance(status, str) and status.startswith(("500 Line too long", "552 Error")):
             status = MESSAGE_TOO_BIG
         await super().push(status)
+
+    def data_received(self, data: bytes) -> None:
+        self._arrived += len(data)
+        super().data_received(data)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._arrived = 0
+        super()._reset_timeout(duration)
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd's idle timeout, except for a message still arriving at MIN_DATA_BYTES_PER_SECOND:
+        its timer is set again, for another timeout's worth of it."""
+        if self.sending_mail and self._arrived >= MIN_DATA_BYTES_PER_SECOND * self._timeout_duration:
+            self._reset_timeout()
+            return
+        super()._timeout_cb()
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ builds its command and AUTH tables by scanning dir() of every new
