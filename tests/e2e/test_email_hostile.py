@@ -212,3 +212,35 @@ def test_an_autoresponder_that_answers_every_acknowledgement_is_not_answered_for
     assert unsent == 0 and len(service.sink.messages) == 5  # none waiting: the sixth and seventh never went
     last_card = service.wait_for(lambda: service.card(7), "the card of #7")
     service.wait_for_thread_text(last_card.ts, "No acknowledgement sent: robot@vendor.test opened 6 tickets")
+
+
+def many_ids(count: int, domain: str) -> str:
+    return " ".join(f"<id{n}@{domain}>" for n in range(count))
+
+
+def test_a_message_id_header_of_many_ids_is_answered_and_opens_the_ticket(service: RunningDesk) -> None:
+    """The intake reads the Message-ID before it answers DATA, on the event loop every part of the
+    service shares. Each id was checked against all those kept before it: a header of 200,000 ids
+    (3 MB, well inside the size limit) held the loop for minutes, and no mail, Slack request or
+    delivery moved meanwhile. Only the first id is the message's."""
+    raw = head(Message_ID=many_ids(200_000, "flood.test")) + b"\r\nHello\r\n"
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "Hello")
+    with service.db.transaction() as session:
+        [message] = session.scalars(select(Message)).all()
+    assert message.email_message_id == "id0@flood.test"
+
+
+def test_a_reply_with_a_references_header_of_many_ids_finds_its_ticket(service: RunningDesk) -> None:
+    """Each of 200,000 References ids was checked against all kept before it, then looked up one
+    query at a time: the reply sat in the queue for many minutes. The newest ids are the ones that
+    name the conversation; those are looked up."""
+    assert service.send_mail(head(Message_ID="<first@c.test>") + b"\r\nThe printer is on fire.\r\n")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for_mails(1)
+    references = f"<first@c.test> {many_ids(200_000, 'flood.test')} {ack.message['Message-ID']}"
+    reply = head(Subject="Re: Help", Message_ID="<second@c.test>", References=references)
+    assert service.send_mail(reply + b"\r\nIt is still burning.\r\n")[0] == 250
+    service.wait_for_thread_text(card.ts, "It is still burning.")
+    assert [ticket.number for ticket in tickets(service)] == [1]
