@@ -244,3 +244,16 @@ def test_a_reply_with_a_references_header_of_many_ids_finds_its_ticket(service: 
     assert service.send_mail(reply + b"\r\nIt is still burning.\r\n")[0] == 250
     service.wait_for_thread_text(card.ts, "It is still burning.")
     assert [ticket.number for ticket in tickets(service)] == [1]
+
+
+def test_a_content_type_of_many_parameters_opens_the_ticket(service: RunningDesk) -> None:
+    """The email package parses a Content-Type again each time it is asked for a part of it, at a
+    tenth of a millisecond per parameter (and, in its fallback policy, in quadratic time): one header
+    of 100,000 parameters (1 MB) kept a worker busy for about two minutes, a larger one past the
+    worker's claim on the mail (another then takes it and starts again). Only the first parameters of a
+    header are read."""
+    parameters = "; ".join(f"p{n}=v" for n in range(100_000))
+    raw = head(Message_ID="<params@c.test>", Content_Type=f"text/plain; charset=utf-8; {parameters}")
+    assert service.send_mail(raw + b"\r\nThe printer is on fire.\r\n")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
