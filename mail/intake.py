@@ -45,6 +45,11 @@ EMAIL = "email"
 # all, so a real mail never comes near it.
 MAX_RECIPIENTS = 100
 MAX_SESSIONS = 200
+# Sessions one client (one peer address) may hold at once: past it, that client gets 421 and the
+# others are still served. Without it one host (a spammer, a broken MTA looping) could hold every
+# session, and all other mail waited for its senders' retries. Postfix's default
+# (smtpd_client_connection_count_limit) is half its process limit; a real MTA opens a few.
+MAX_SESSIONS_PER_CLIENT = 50
 # Commands per session (aiosmtpd answers 421 past them and hangs up): room for an MTA delivering a long
 # queue over one connection, none for a client looping on cheap commands or guessing keys at RCPT.
 COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 2000, "DATA": 1000, "RSET": 1000, "*": 50}
@@ -78,6 +83,8 @@ class IntakeHandler:
         self.max_message_bytes = max_message_bytes
         self.executor = executor
         self.live: set[BoundedSMTP] = set()
+        # Live sessions per peer address (MAX_SESSIONS_PER_CLIENT); an address with none is removed.
+        self.per_client: dict[str, int] = {}
         # Set by `SmtpIntake.close`: the last session to end wakes it.
         self.stopping = False
         self.all_ended = asyncio.Event()
@@ -304,6 +311,7 @@ class BoundedSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._intake = handler
         self._counted = False
+        self._client = ""  # the peer address, once counted
         # In DATA: reading a mail, storing it or answering it. A stop lets it finish.
         self.sending_mail = False
         # Bytes received since the session timer was last set (see _timeout_cb).
@@ -396,24 +404,37 @@ class BoundedSMTP(SMTP):
         return cast("asyncio.Transport | None", self.transport)
 
     def connection_made(self, transport: Any) -> None:
-        if self._intake.stopping:
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        intake = self._intake
+        if intake.stopping:
             refusal: bytes | None = SHUTTING_DOWN  # accepted just before the listener closed
-        elif len(self._intake.live) >= MAX_SESSIONS:
+        elif len(intake.live) >= MAX_SESSIONS:
             refusal = b"421 4.7.0 Too many connections, try again later\r\n"
+        elif intake.per_client.get(client, 0) >= MAX_SESSIONS_PER_CLIENT:
+            refusal = b"421 4.7.0 Too many connections from your host, try again later\r\n"
         else:
             refusal = None
         if refusal is not None:
             transport.write(refusal)
             transport.close()
             return
-        self._intake.live.add(self)
+        intake.live.add(self)
+        intake.per_client[client] = intake.per_client.get(client, 0) + 1
+        self._client = client
         self._counted = True
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._counted:
             return  # refused in connection_made: aiosmtpd never started a session to end
-        self._intake.live.discard(self)
+        intake = self._intake
+        intake.live.discard(self)
+        left = intake.per_client.get(self._client, 1) - 1
+        if left > 0:
+            intake.per_client[self._client] = left
+        else:
+            intake.per_client.pop(self._client, None)
         self._counted = False
         if self._intake.stopping and not self._intake.live:
             self._intake.all_ended.set()

@@ -161,6 +161,28 @@ def test_connections_past_the_limit_get_421(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+def test_one_client_cannot_take_every_connection(
+    desk: Desk, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One host holding every session (a spammer, or a broken MTA looping) left every other sender
+    with 421 for as long as it liked: the desk's mail was delayed by the retry intervals of everyone
+    else. A client past its share is refused; the others are still served."""
+    monkeypatch.setattr(intake, "MAX_SESSIONS", 4)
+    monkeypatch.setattr(intake, "MAX_SESSIONS_PER_CLIENT", 2, raising=False)
+    with client(port) as first, client(port) as second:
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", port, timeout=10)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (421, b"4.7.0")
+        # Another host (another loopback address) still gets in, and the first two still work.
+        other = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
+        with other:
+            assert other.ehlo("other.example")[0] == 250
+        assert first.noop()[0] == second.noop()[0] == 250
+    # Once they ended, the first host may connect again.
+    with client(port) as again:
+        assert again.noop()[0] == 250
+
+
 def test_malformed_content_with_a_good_envelope_is_accepted(desk: Desk, port: int) -> None:
     junk = b"\xff\xfe not a header at all\r\n\r\n\x00\x01 binary \xc3\x28 junk\r\n"
     with client(port) as smtp:
