@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import email
 import smtplib
+from email.header import decode_header, make_header
+from email.utils import parseaddr
 
 import pytest
 from sqlalchemy import func, select
@@ -257,3 +261,24 @@ def test_a_content_type_of_many_parameters_opens_the_ticket(service: RunningDesk
     assert service.send_mail(raw + b"\r\nThe printer is on fire.\r\n")[0] == 250
     card = service.wait_for(service.card, "the card")
     service.wait_for_thread_text(card.ts, "The printer is on fire.")
+
+
+def test_text_that_reads_as_an_encoded_word_reaches_the_customer_as_written(service: RunningDesk) -> None:
+    """A subject or name holding the characters of an RFC 2047 encoded word (here one that decodes
+    to a line break and a Bcc line) went out as they were, and the customer's mail client decoded
+    them: the subject it showed held a line break and a header line nobody wrote. Such text is now
+    encoded itself, so every reader shows exactly the characters of the ticket's subject and name."""
+    literal = "=?utf-8?q?Evil=0D=0ABcc=3A_victim=40elsewhere=2Etest?="
+    # Encoded once more on the way in: what the desk stores is the literal text above.
+    wrapped = "=?utf-8?b?" + base64.b64encode(literal.encode()).decode() + "?="
+    raw = head(From=f"{wrapped} <bob@customer.test>", Subject=wrapped, Message_ID="<literal@c.test>")
+    assert service.send_mail(raw + b"\r\nbody\r\n")[0] == 250
+    [ack] = service.wait_for_mails(1)
+    [ticket] = tickets(service)
+    assert ticket.subject == literal
+    subject = str(ack.message["Subject"])
+    assert literal in subject and "\n" not in subject and "\r" not in subject
+    # The name as RFC 2047 decodes it (the space between two encoded words is not text; Python's
+    # address parser keeps it, so the header is read here without that parser).
+    encoded_name, address = parseaddr(str(email.message_from_bytes(ack.raw)["To"]))
+    assert (str(make_header(decode_header(encoded_name))), address) == (literal, "bob@customer.test")
