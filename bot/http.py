@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # Slack sends at most a few KB per event; a bound keeps a hostile client from filling memory.
 MAX_REQUEST_BYTES = 1024 * 1024
+# Unix seconds have 10 digits until the year 2286. Python's int() refuses a string of more than 4300
+# digits (a ValueError inside the verifier: a 500), so a longer header is refused before it.
+MAX_TIMESTAMP_DIGITS = 20
 
 
 def build_web_app(
@@ -108,8 +111,12 @@ def _signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]
     """Slack's signature over this body, made within the last 5 minutes (slack_sdk's check)."""
     timestamp = headers.get("X-Slack-Request-Timestamp")
     signature = headers.get("X-Slack-Signature")
-    if not (timestamp and signature and timestamp.isascii() and timestamp.isdigit()):
-        return False  # the verifier raises on a timestamp that is not a number
+    if not (
+        timestamp and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS
+    ):
+        return False  # the verifier raises on a timestamp that is not a number, or too long a one
+    if not (signature and signature.isascii()):
+        return False  # hmac.compare_digest raises on a str that is not ASCII; Slack's are hex
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -34,6 +34,9 @@ MAX_FILENAME_CHARS = 150
 OCTET_STREAM = "application/octet-stream"
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Text a reader would take for an RFC 2047 encoded word and decode (and so show other characters
+# than were written, a line break among them). Such text is encoded itself (see header_text).
+ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 # RFC 5322 msg-id without its angle brackets: no whitespace, no brackets, one "@".
 MESSAGE_ID_RE = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")
 # RFC 5322 field-name: printable US-ASCII except ":".
@@ -49,9 +52,25 @@ NOT_IN_ADDRESS = frozenset(' <>,;"()\\[]')
 # Headers compose() owns; extra_headers may not replace them.
 RESERVED_HEADERS = frozenset(
     {
-        "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
-        "references", "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
-        "auto-submitted", "x-auto-response-suppress", "list-unsubscribe", "list-unsubscribe-post",
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "auto-submitted",
+        "x-auto-response-suppress",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
         "return-path",
     }
 )
@@ -173,10 +192,10 @@ def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:
         charset="utf-8",
         message_id=f"<{_message_id(mail.message_id)}>",
         date=format_datetime(now or datetime.now(UTC)),
-        subject=clean_header_value(mail.subject),
-        mail_from=(clean_header_value(mail.sender_name) or None, _address(mail.sender_address, "From")),
-        mail_to=[(to_name or None, to_address)],
-        cc=[(name or None, address) for name, address in cc],
+        subject=header_text(mail.subject),
+        mail_from=(header_text(mail.sender_name) or None, _address(mail.sender_address, "From")),
+        mail_to=[(header_text(to_name) or None, to_address)],
+        cc=[(header_text(name) or None, address) for name, address in cc],
         reply_to=[(None, _address(mail.reply_to, "Reply-To"))],
         headers=_headers(mail),
         text=mail.text,
@@ -221,6 +240,18 @@ def compose_attachments_within(
 def clean_header_value(value: str) -> str:
     """A header value with no CR, LF or other control character (header injection) and single spaces."""
     return " ".join(CONTROL_RE.sub(" ", value).split())
+
+
+def header_text(value: str) -> str:
+    """A subject or display name as header text: cleaned (clean_header_value), and, when it holds what
+    reads as an encoded word, RFC 2047-encoded whole. A reader decodes the encoded words back to the
+    very text written (RFC 2047 section 6.2: the space between encoded words is not text), where
+    text written as an encoded word would be decoded into characters nobody wrote, such as a line
+    break. The encoded words are separated by spaces, where the header is folded."""
+    text = clean_header_value(value)
+    if not ENCODED_WORD_RE.search(text):
+        return text
+    return " ".join(Header(text, "utf-8").encode(maxlinelen=76).split())
 
 
 def safe_filename(filename: str) -> str:
@@ -287,7 +318,7 @@ def _references(references: Sequence[str], parent: str | None) -> list[str]:
         ids.remove(parent)
         ids.append(parent)
     if len(ids) > MAX_REFERENCES:
-        ids = [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+        ids = [ids[0], *ids[-(MAX_REFERENCES - 1) :]]
     return ids
 
 
@@ -366,4 +397,3 @@ def _content_type(value: str) -> str:
     if content_type.startswith(("message/", "multipart/")):
         return OCTET_STREAM
     return content_type
-

@@ -29,6 +29,16 @@ _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2
 
 MAX_MESSAGE_ID_CHARS = 250
 HASHED_ID_DOMAIN = "servicedesk.invalid"
+# Ids kept from one In-Reply-To, References or Message-ID header: the first (a thread's root) and the
+# latest, as mail clients trim References (RFC 5322 3.6.4). Each kept id is one lookup when a reply
+# finds its ticket, and a header of any size (any content is accepted) must cost little: the
+# intake reads the Message-ID on the event loop the whole service shares.
+MAX_MESSAGE_IDS = 100
+_BRACKETED_ID = re.compile(r"<([^<>]*)>")
+_BARE_ID_SEPARATORS = re.compile(r"[\s,]+")
+# What an id may not hold: whitespace (str.isspace's set, which `\s` is for str patterns), angle
+# brackets and control characters (Unicode category Cc). One regex scan, not a call per character.
+_NOT_IN_MESSAGE_ID = re.compile(r"[\s<>\x00-\x1f\x7f-\x9f]")
 
 
 def unfold(value: str) -> str:
@@ -113,7 +123,7 @@ def first_header(message: Message, name: str) -> str | None:
 def normalize_message_id(token: str) -> str | None:
     """A Message-ID without <>; over-long ones become a stable hash, so they still match."""
     token = decode_surrogates(token).strip().strip("<>").strip()
-    if not token or any(ch.isspace() or ch in "<>" or unicodedata.category(ch) == "Cc" for ch in token):
+    if not token or _NOT_IN_MESSAGE_ID.search(token):
         return None
     if len(token) > MAX_MESSAGE_ID_CHARS:
         return f"sha256-{hashlib.sha256(token.encode('utf-8')).hexdigest()}@{HASHED_ID_DOMAIN}"
@@ -125,15 +135,22 @@ def parse_message_ids(values: Iterable[str]) -> tuple[str, ...]:
 
     RFC 5322 wants `<id>`; some clients omit the brackets, so bare tokens with an "@" count too.
     """
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered, and a lookup each (a list's `in` made this quadratic)
     for value in values:
-        bracketed = re.findall(r"<([^<>]*)>", value)
-        tokens = bracketed or [t for t in re.split(r"[\s,]+", value) if "@" in t]
-        for token in tokens:
+        bracketed = _BRACKETED_ID.findall(value)
+        tokens = bracketed or [t for t in _BARE_ID_SEPARATORS.split(value) if "@" in t]
+        for token in _first_and_latest(tokens):
             message_id = normalize_message_id(token)
-            if message_id and message_id not in found:
-                found.append(message_id)
-    return tuple(found)
+            if message_id:
+                found.setdefault(message_id, None)
+    return tuple(_first_and_latest(list(found)))
+
+
+def _first_and_latest(items: list[str]) -> list[str]:
+    """At most MAX_MESSAGE_IDS of `items`: the first and the latest."""
+    if len(items) <= MAX_MESSAGE_IDS:
+        return items
+    return [items[0], *items[len(items) - MAX_MESSAGE_IDS + 1 :]]
 
 
 def parse_date(value: str | None) -> datetime | None:

@@ -45,10 +45,20 @@ EMAIL = "email"
 # all, so a real mail never comes near it.
 MAX_RECIPIENTS = 100
 MAX_SESSIONS = 200
+# Sessions one client (one peer address) may hold at once: past it, that client gets 421 and the
+# others are still served. Without it one host (a spammer, a broken MTA looping) could hold every
+# session, and all other mail waited for its senders' retries. Postfix's default
+# (smtpd_client_connection_count_limit) is half its process limit; a real MTA opens a few.
+MAX_SESSIONS_PER_CLIENT = 50
 # Commands per session (aiosmtpd answers 421 past them and hangs up): room for an MTA delivering a long
 # queue over one connection, none for a client looping on cheap commands or guessing keys at RCPT.
 COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 2000, "DATA": 1000, "RSET": 1000, "*": 50}
 SESSION_TIMEOUT_SECONDS = 120
+# While a message arrives the session is not idle: aiosmtpd's timer runs from the DATA command, so a
+# large mail over a slow line was cut off every time it was sent. A message that still arrives at this
+# rate keeps its session; one trickling slower (a client holding a session open) is cut off as an idle
+# one is. Postfix's smtpd_min_data_rate is the same idea, with the same default.
+MIN_DATA_BYTES_PER_SECOND = 500
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
 # How long a stop lets a mail being sent finish (its DATA read, committed and answered 250): half
@@ -73,6 +83,8 @@ class IntakeHandler:
         self.max_message_bytes = max_message_bytes
         self.executor = executor
         self.live: set[BoundedSMTP] = set()
+        # Live sessions per peer address (MAX_SESSIONS_PER_CLIENT); an address with none is removed.
+        self.per_client: dict[str, int] = {}
         # Set by `SmtpIntake.close`: the last session to end wakes it.
         self.stopping = False
         self.all_ended = asyncio.Event()
@@ -299,8 +311,11 @@ class BoundedSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._intake = handler
         self._counted = False
+        self._client = ""  # the peer address, once counted
         # In DATA: reading a mail, storing it or answering it. A stop lets it finish.
         self.sending_mail = False
+        # Bytes received since the session timer was last set (see _timeout_cb).
+        self._arrived = 0
 
     async def push(self, status: AnyStr) -> None:
         # aiosmtpd answers 500 for a line longer than its reader's limit; ours is the message size
@@ -309,6 +324,22 @@ class BoundedSMTP(SMTP):
         if isinstance(status, str) and status.startswith(("500 Line too long", "552 Error")):
             status = MESSAGE_TOO_BIG
         await super().push(status)
+
+    def data_received(self, data: bytes) -> None:
+        self._arrived += len(data)
+        super().data_received(data)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._arrived = 0
+        super()._reset_timeout(duration)
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd's idle timeout, except for a message still arriving at MIN_DATA_BYTES_PER_SECOND:
+        its timer is set again, for another timeout's worth of it."""
+        if self.sending_mail and self._arrived >= MIN_DATA_BYTES_PER_SECOND * self._timeout_duration:
+            self._reset_timeout()
+            return
+        super()._timeout_cb()
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ builds its command and AUTH tables by scanning dir() of every new
@@ -373,24 +404,37 @@ class BoundedSMTP(SMTP):
         return cast("asyncio.Transport | None", self.transport)
 
     def connection_made(self, transport: Any) -> None:
-        if self._intake.stopping:
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        intake = self._intake
+        if intake.stopping:
             refusal: bytes | None = SHUTTING_DOWN  # accepted just before the listener closed
-        elif len(self._intake.live) >= MAX_SESSIONS:
+        elif len(intake.live) >= MAX_SESSIONS:
             refusal = b"421 4.7.0 Too many connections, try again later\r\n"
+        elif intake.per_client.get(client, 0) >= MAX_SESSIONS_PER_CLIENT:
+            refusal = b"421 4.7.0 Too many connections from your host, try again later\r\n"
         else:
             refusal = None
         if refusal is not None:
             transport.write(refusal)
             transport.close()
             return
-        self._intake.live.add(self)
+        intake.live.add(self)
+        intake.per_client[client] = intake.per_client.get(client, 0) + 1
+        self._client = client
         self._counted = True
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._counted:
             return  # refused in connection_made: aiosmtpd never started a session to end
-        self._intake.live.discard(self)
+        intake = self._intake
+        intake.live.discard(self)
+        left = intake.per_client.get(self._client, 1) - 1
+        if left > 0:
+            intake.per_client[self._client] = left
+        else:
+            intake.per_client.pop(self._client, None)
         self._counted = False
         if self._intake.stopping and not self._intake.live:
             self._intake.all_ended.set()

@@ -11,10 +11,10 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy as email_policy
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import Policy
+from email.policy import Compat32, EmailPolicy, Policy
+from typing import Any
 from urllib.parse import unquote
 
 from mail.addresses import parse_addresses, parse_mailboxes
@@ -48,6 +48,40 @@ MAX_DEPTH_LIMIT = 100  # a larger max_depth is clamped: the MIME walk recurses o
 _CID_REFERENCE = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)  # RFC 2392 content-id URLs
 _BOUNDARY_PARAMETER = re.compile(rb"boundary(?=\s*=)", re.IGNORECASE)
 _MESSAGE_CONTENT_TYPE = re.compile(rb"(content-type\s*:\s*)message/", re.IGNORECASE)
+# What the email package parses of a header it is asked for (Content-Type, Content-Disposition...):
+# it parses the value again on every request, at about 0.1 ms per parameter, and its compat32 policy
+# in quadratic time; a hostile header of 100,000 parameters held a worker for minutes. Real headers
+# are a few hundred characters with a handful of parameters. Only these reads are bounded: the
+# headers shown (Subject, From, To...) are read raw, and the raw .eml keeps everything.
+MAX_PARSED_HEADER_CHARS = 8192
+MAX_PARSED_HEADER_PARAMETERS = 50
+
+
+def bounded_header_value(value: Any) -> Any:
+    """A header value cut to what the email package may parse of it (anything else as it is)."""
+    if not isinstance(value, str):
+        return value
+    value = value[:MAX_PARSED_HEADER_CHARS]
+    if value.count(";") > MAX_PARSED_HEADER_PARAMETERS:
+        value = ";".join(
+            value.split(";", MAX_PARSED_HEADER_PARAMETERS + 1)[: MAX_PARSED_HEADER_PARAMETERS + 1]
+        )
+    return value
+
+
+class _BoundedDefault(EmailPolicy):
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        return super().header_fetch_parse(name, bounded_header_value(value))
+
+
+class _BoundedCompat32(Compat32):
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        return super().header_fetch_parse(name, bounded_header_value(value))
+
+
+# policy.default and policy.compat32, with header reads bounded (see MAX_PARSED_HEADER_CHARS).
+DEFAULT_POLICY = _BoundedDefault()
+COMPAT32_POLICY = _BoundedCompat32()
 
 
 @dataclass(frozen=True)
@@ -264,7 +298,7 @@ def parse_email(raw: bytes, *, max_depth: int = 20, envelope_from: str | None = 
     guard needs it to recognise bounces. `max_depth` bounds how deep MIME structure is followed.
     """
     depth = max(1, min(max_depth, MAX_DEPTH_LIMIT))
-    for parse_policy in (email_policy.default, email_policy.compat32):
+    for parse_policy in (DEFAULT_POLICY, COMPAT32_POLICY):
         try:
             return _parse(raw, parse_policy, depth, envelope_from)
         except Exception:  # the "never crash on hostile MIME" boundary: any bug or library

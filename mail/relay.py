@@ -43,7 +43,6 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # TLS), never the message's, so it is temporary whatever the code: the outbox keeps the mail and retries
 # while the operator fixes the relay, and the worker can report one outage instead of one error per mail.
 SESSION_STAGES = frozenset({"connect", "ehlo", "starttls", "auth"})
-PASSWORD_RE = re.compile(r"(^|//)([^/@:]*):[^@/]*@")
 RESERVED_ENVELOPE_CHARS = frozenset(" <>\t\r\n\x00")
 
 
@@ -444,5 +443,15 @@ def _is_address_literal(value: str) -> bool:
 
 
 def _redact(url: str) -> str:
-    # Never echo a password into an error message or a log, even from a URL too broken to parse.
-    return PASSWORD_RE.sub(r"\1\2:***@", url.strip())
+    """The URL with any password hidden, for an error message: never echo a password into a log,
+    even from a URL too broken to parse. In a malformed URL a password may hold any character ("/"
+    and "@" not percent-encoded), so all from the first ":" after the scheme's "//" to the last "@"
+    (no host name has one) is hidden: "smtp://desk:pa/ss@relay" shows as "smtp://desk:***@relay"."""
+    url = url.strip()
+    slashes = url.find("//")
+    start = slashes + 2 if slashes >= 0 else 0
+    at = url.rfind("@")
+    colon = url.find(":", start, at)
+    if at < start or colon < 0:
+        return url  # no credentials, or a user name without a password
+    return f"{url[:colon]}:***{url[at:]}"

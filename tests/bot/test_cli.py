@@ -295,3 +295,27 @@ def test_manifest_given_the_request_url_itself_does_not_double_its_path(given):
     result = run_cli("manifest", "--url", f"{EXAMPLE_URL}{given}")
     assert result.returncode == 0
     assert result.stdout == (ROOT / "app.manifest.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    "relay_url",
+    [
+        # A password with "/" not percent-encoded: the URL is malformed, and its error echoed the password.
+        "smtp://desk:pa/s3cret@relay.acme.test",
+        "smtp://de/sk:s3cret@relay.acme.test:587",
+        "smtps://desk:s3cret/x@relay.acme.test?timeout=5",
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_malformed_relay_url_never_shows_its_password(tmp_path, relay_url, command):
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "SERVICEDESK_TRIAGE_CHANNEL": "C1",
+        "SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        "SERVICEDESK_SMTP_RELAY_URL": relay_url,
+    }
+    result = run_cli(command, env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "SERVICEDESK_SMTP_RELAY_URL" in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import email
 import smtplib
+from email.header import decode_header, make_header
+from email.utils import parseaddr
 
 import pytest
 from sqlalchemy import func, select
@@ -212,3 +216,69 @@ def test_an_autoresponder_that_answers_every_acknowledgement_is_not_answered_for
     assert unsent == 0 and len(service.sink.messages) == 5  # none waiting: the sixth and seventh never went
     last_card = service.wait_for(lambda: service.card(7), "the card of #7")
     service.wait_for_thread_text(last_card.ts, "No acknowledgement sent: robot@vendor.test opened 6 tickets")
+
+
+def many_ids(count: int, domain: str) -> str:
+    return " ".join(f"<id{n}@{domain}>" for n in range(count))
+
+
+def test_a_message_id_header_of_many_ids_is_answered_and_opens_the_ticket(service: RunningDesk) -> None:
+    """The intake reads the Message-ID before it answers DATA, on the event loop every part of the
+    service shares. Each id was checked against all those kept before it: a header of 200,000 ids
+    (3 MB, well inside the size limit) held the loop for minutes, and no mail, Slack request or
+    delivery moved meanwhile. Only the first id is the message's."""
+    raw = head(Message_ID=many_ids(200_000, "flood.test")) + b"\r\nHello\r\n"
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "Hello")
+    with service.db.transaction() as session:
+        [message] = session.scalars(select(Message)).all()
+    assert message.email_message_id == "id0@flood.test"
+
+
+def test_a_reply_with_a_references_header_of_many_ids_finds_its_ticket(service: RunningDesk) -> None:
+    """Each of 200,000 References ids was checked against all kept before it, then looked up one
+    query at a time: the reply sat in the queue for many minutes. The newest ids are the ones that
+    name the conversation; those are looked up."""
+    assert service.send_mail(head(Message_ID="<first@c.test>") + b"\r\nThe printer is on fire.\r\n")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for_mails(1)
+    references = f"<first@c.test> {many_ids(200_000, 'flood.test')} {ack.message['Message-ID']}"
+    reply = head(Subject="Re: Help", Message_ID="<second@c.test>", References=references)
+    assert service.send_mail(reply + b"\r\nIt is still burning.\r\n")[0] == 250
+    service.wait_for_thread_text(card.ts, "It is still burning.")
+    assert [ticket.number for ticket in tickets(service)] == [1]
+
+
+def test_a_content_type_of_many_parameters_opens_the_ticket(service: RunningDesk) -> None:
+    """The email package parses a Content-Type again each time it is asked for a part of it, at a
+    tenth of a millisecond per parameter (and, in its fallback policy, in quadratic time): one header
+    of 100,000 parameters (1 MB) kept a worker busy for about two minutes, a larger one past the
+    worker's claim on the mail (another then takes it and starts again). Only the first parameters of a
+    header are read."""
+    parameters = "; ".join(f"p{n}=v" for n in range(100_000))
+    raw = head(Message_ID="<params@c.test>", Content_Type=f"text/plain; charset=utf-8; {parameters}")
+    assert service.send_mail(raw + b"\r\nThe printer is on fire.\r\n")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
+
+
+def test_text_that_reads_as_an_encoded_word_reaches_the_customer_as_written(service: RunningDesk) -> None:
+    """A subject or name holding the characters of an RFC 2047 encoded word (here one that decodes
+    to a line break and a Bcc line) went out as they were, and the customer's mail client decoded
+    them: the subject it showed held a line break and a header line nobody wrote. Such text is now
+    encoded itself, so every reader shows exactly the characters of the ticket's subject and name."""
+    literal = "=?utf-8?q?Evil=0D=0ABcc=3A_victim=40elsewhere=2Etest?="
+    # Encoded once more on the way in: what the desk stores is the literal text above.
+    wrapped = "=?utf-8?b?" + base64.b64encode(literal.encode()).decode() + "?="
+    raw = head(From=f"{wrapped} <bob@customer.test>", Subject=wrapped, Message_ID="<literal@c.test>")
+    assert service.send_mail(raw + b"\r\nbody\r\n")[0] == 250
+    [ack] = service.wait_for_mails(1)
+    [ticket] = tickets(service)
+    assert ticket.subject == literal
+    subject = str(ack.message["Subject"])
+    assert literal in subject and "\n" not in subject and "\r" not in subject
+    # The name as RFC 2047 decodes it (the space between two encoded words is not text; Python's
+    # address parser keeps it, so the header is read here without that parser).
+    encoded_name, address = parseaddr(str(email.message_from_bytes(ack.raw)["To"]))
+    assert (str(make_header(decode_header(encoded_name))), address) == (literal, "bob@customer.test")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import smtplib
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,6 +161,28 @@ def test_connections_past_the_limit_get_421(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+def test_one_client_cannot_take_every_connection(
+    desk: Desk, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One host holding every session (a spammer, or a broken MTA looping) left every other sender
+    with 421 for as long as it liked: the desk's mail was delayed by the retry intervals of everyone
+    else. A client past its share is refused; the others are still served."""
+    monkeypatch.setattr(intake, "MAX_SESSIONS", 4)
+    monkeypatch.setattr(intake, "MAX_SESSIONS_PER_CLIENT", 2, raising=False)
+    with client(port) as first, client(port) as second:
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", port, timeout=10)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (421, b"4.7.0")
+        # Another host (another loopback address) still gets in, and the first two still work.
+        other = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
+        with other:
+            assert other.ehlo("other.example")[0] == 250
+        assert first.noop()[0] == second.noop()[0] == 250
+    # Once they ended, the first host may connect again.
+    with client(port) as again:
+        assert again.noop()[0] == 250
+
+
 def test_malformed_content_with_a_good_envelope_is_accepted(desk: Desk, port: int) -> None:
     junk = b"\xff\xfe not a header at all\r\n\r\n\x00\x01 binary \xc3\x28 junk\r\n"
     with client(port) as smtp:
@@ -203,3 +226,45 @@ def test_the_intake_answers_while_the_default_executor_is_all_taken(desk: Desk) 
         finally:
             release.set()
     assert [item.dedupe_key for item in stored_items(desk.db)] == ["email:busy@customer.test"]
+
+
+def test_a_large_mail_still_arriving_is_not_cut_off_by_the_session_timeout(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session timeout ran from the DATA command, as if the session were idle all through the
+    message: a mail that took longer than it to send (a large attachment over a slow line) was cut
+    off every time it was sent, and bounced once its sender gave up."""
+    monkeypatch.setattr(intake, "SESSION_TIMEOUT_SECONDS", 0.5)
+    body = "\r\n".join("a line of a large attachment, " + "z" * 40 for _ in range(2_000))
+    message = mail_bytes(body=body)
+    with running_intake(desk) as bound, client(bound) as smtp:
+        smtp.mail("bob@customer.test")
+        smtp.rcpt("support@acme.test")
+        assert smtp.docmd("DATA")[0] == 354
+        pieces = [message[start : start + 8_000] for start in range(0, len(message), 8_000)]
+        for piece in pieces:  # about two seconds in all, never idle for long
+            smtp.send(piece)
+            time.sleep(0.15)
+        smtp.send(b".\r\n")
+        assert smtp.getreply()[0] == 250
+    [item] = stored_items(desk.db)
+    assert item.raw == message
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "a few bytes at a time"])
+def test_a_mail_that_stops_arriving_or_trickles_is_still_cut_off(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, trickle: bool
+) -> None:
+    monkeypatch.setattr(intake, "SESSION_TIMEOUT_SECONDS", 0.5)
+    with running_intake(desk) as bound, client(bound) as smtp:
+        smtp.mail("bob@customer.test")
+        smtp.rcpt("support@acme.test")
+        assert smtp.docmd("DATA")[0] == 354
+        smtp.send(mail_bytes()[:40])
+        with pytest.raises((smtplib.SMTPServerDisconnected, OSError)):
+            # Slower than MIN_DATA_BYTES_PER_SECOND: a session held open, not a message arriving.
+            for _ in range(100 if trickle else 0):
+                smtp.send(b"z")
+                time.sleep(0.1)
+            smtp.getreply()
+    assert stored_items(desk.db) == []
