@@ -55,6 +55,9 @@ WAITING_FOR_CARD_RECHECK = timedelta(minutes=1)
 # removed): kept with this error, not failed, so the ticket shows once the channel is fixed;
 # /healthz says so while any waits. Rechecked more slowly the longer it has waited.
 TRIAGE_UNREACHABLE = "the triage channel cannot take the ticket's card"
+# The same for a post into an existing ticket's thread (a customer's message, a note, a line) or an
+# edit of its card: kept until the channel is fixed, in its thread's order.
+TRIAGE_UNREACHABLE_POST = "the triage channel cannot take this post"
 TRIAGE_RECHECK_MIN = timedelta(seconds=5)
 TRIAGE_RECHECK_MAX = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 2.0
@@ -610,20 +613,52 @@ def oldest_due_age(db: Database) -> float | None:
     return max((now - oldest).total_seconds(), 0.0)
 
 
-def cards_waiting_for_triage(db: Database) -> tuple[int, str | None]:
-    """How many new tickets' cards wait because the triage channel refuses them, and the latest
-    reason (for /healthz)."""
+@dataclass(frozen=True)
+class TriageWaiting:
+    """What waits because the triage channel refuses posts (archived, gone, the app removed)."""
+
+    cards: int  # new tickets without a card: invisible to staff until it goes up
+    posts: int  # posts into existing tickets' threads, and edits of their cards
+    reason: str | None  # the latest refusal, as the row records it
+
+    @property
+    def total(self) -> int:
+        return self.cards + self.posts
+
+    def said(self) -> str:
+        """In plain words, for /healthz and `servicedesk check`."""
+        parts = []
+        if self.cards:
+            parts.append(f"{self.cards} new ticket(s) wait for a card")
+        if self.posts:
+            parts.append(f"{self.posts} post(s) wait for the channel")
+        return f"{', '.join(parts)}; {self.reason}"
+
+
+def waiting_for_triage(db: Database) -> TriageWaiting:
+    """How many new tickets' cards, and how many other posts, wait because the triage channel
+    refuses them, and the latest reason (for /healthz and `servicedesk check`)."""
     waiting = and_(
-        Outbox.kind == Kind.CARD.value,
         Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
-        Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True),
+        or_(
+            Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True),
+            Outbox.last_error.startswith(TRIAGE_UNREACHABLE_POST, autoescape=True),
+        ),
     )
     with db.read() as session:
-        count = int(session.scalar(select(func.count()).select_from(Outbox).where(waiting)) or 0)
-        if not count:
-            return 0, None
+        card = Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True)
+        cards = int(session.scalar(select(func.count()).select_from(Outbox).where(waiting, card)) or 0)
+        # The posts refused, and those queued behind them in their threads (not tried yet).
+        held_lanes = select(Outbox.lane).where(waiting, Outbox.lane.is_not(None))
+        queued = or_(
+            waiting,
+            and_(Outbox.state == OutboxState.PENDING, Outbox.lane.in_(held_lanes)),
+        )
+        total = int(session.scalar(select(func.count()).select_from(Outbox).where(queued)) or 0)
+        if not total:
+            return TriageWaiting(0, 0, None)
         reason = session.scalar(select(Outbox.last_error).where(waiting).order_by(Outbox.id.desc()).limit(1))
-    return count, reason
+    return TriageWaiting(cards, total - cards, reason)
 
 
 @dataclass(frozen=True)

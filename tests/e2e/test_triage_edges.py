@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import func, select
@@ -284,6 +287,50 @@ def test_tickets_opened_while_the_triage_channel_is_archived_show_once_it_is_una
 
     triage.is_archived = False
     running.wait_line(1, "called him, it is the fuser")
+    assert healthz(running)["triage_channel"] == "ok"
+    with running.db.read() as session:
+        failed = session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
+        )
+    assert failed == 0
+
+
+def test_what_an_existing_ticket_gets_while_the_triage_channel_is_archived_shows_once_it_is_back(
+    running: Triage,
+) -> None:
+    """The triage channel archived after a ticket's card went up: the customer's next mail and a
+    /desk note failed to reach the thread (`is_archived`), the thread line saying so failed too,
+    and once the channel was unarchived neither was ever shown: staff never saw the customer's
+    answer. Now they wait like new cards, /healthz counts them, and each goes up once, in order."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_posted(running, 1)
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    key = running.ticket(1).reply_key
+    answer = EmailMessage()
+    answer["From"] = "Dan <dan@globex.example>"
+    answer["To"] = f"support+{key}@acme.test"
+    answer["Subject"] = "Printer"
+    answer["Message-ID"] = make_msgid(domain="globex.example")
+    answer.set_content("It jams on every second page.")
+    assert running.service.send_mail(answer.as_bytes(policy=SMTP), mail_from="dan@globex.example")[0] == 250
+
+    def waiting(count: int) -> str | None:
+        said = str(healthz(running)["triage_channel"])
+        return said if f"{count} post(s) wait for the channel" in said else None
+
+    said = running.service.wait_for(lambda: waiting(1), "/healthz to count the customer's mail")
+    assert said.startswith("unreachable") and "the channel is archived" in said
+    running.command(ALICE, "note 1 called him, it is the fuser")
+    running.service.wait_for(lambda: waiting(2), "/healthz to count the note queued behind it")
+
+    triage.is_archived = False
+    running.wait_line(1, "called him, it is the fuser")
+    texts = running.thread_texts(1)
+    jams = [n for n, text in enumerate(texts) if "It jams on every second page." in text]
+    fuser = [n for n, text in enumerate(texts) if "called him, it is the fuser" in text]
+    assert len(jams) == 1 and len(fuser) == 1 and jams[0] < fuser[0], texts
+    assert not any("could not be shown" in text for text in texts), texts
     assert healthz(running)["triage_channel"] == "ok"
     with running.db.read() as session:
         failed = session.scalar(
