@@ -4,6 +4,7 @@ emulator and a mail sink."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from email.message import EmailMessage
@@ -13,6 +14,8 @@ from email.utils import make_msgid
 import pytest
 from sqlalchemy import func, select
 
+from bot.check import run_check
+from bot.cli import main
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Outbox, OutboxState, Participant, Ticket
 from tests.e2e.conftest import RunningDesk, StartService
@@ -337,3 +340,35 @@ def test_what_an_existing_ticket_gets_while_the_triage_channel_is_archived_shows
             select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
         )
     assert failed == 0
+
+
+def test_servicedesk_check_and_outbox_name_the_tickets_waiting_for_the_triage_channel(
+    running: Triage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app removed from the triage channel: only /healthz said that new tickets wait for their
+    cards; `servicedesk outbox` showed an ordinary pending row and `servicedesk check` did not say
+    staff cannot see the tickets. Both now say so, with the count and the reason."""
+    triage = running.emulator.workspace.channels[TRIAGE]
+    bot = running.emulator.workspace.bot_user
+    triage.members.remove(bot)
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.wait_for(
+        lambda: str(healthz(running)["triage_channel"]).startswith("unreachable"), "the card to be kept"
+    )
+
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", running.service.settings.database_url)
+    assert main(["outbox"]) == 0
+    listed = capsys.readouterr().out
+    assert "Waiting for the triage channel: 1 new ticket(s) wait for a card" in listed, listed
+    assert "not a member of the channel" in listed, listed
+
+    checked = io.StringIO()
+    assert run_check(running.service.settings, out=checked) == 1
+    said = checked.getvalue()
+    assert "PROBLEM  waiting for the triage channel: 1 new ticket(s) wait for a card" in said, said
+    assert "staff cannot see them" in said, said
+
+    triage.members.append(bot)
+    card_posted(running, 1)
+    assert main(["outbox"]) == 0
+    assert "Waiting for the triage channel" not in capsys.readouterr().out
