@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
@@ -516,6 +516,7 @@ def release(
     untouched: bool = False,
     keep: Collection[int] = (),
     slack_settles_in: timedelta = timedelta(0),
+    rng: random.Random | None = None,
 ) -> int:
     """Give back every row `worker_id` holds but those in `keep` (on shutdown, a dead worker's, or
     a claim whose answer a database outage swallowed).
@@ -524,34 +525,44 @@ def release(
     back mid-call has an unknown outcome, and its next attempt must look for what it did. A Slack
     call cut off mid-way may still take effect after that look (Slack carries out a request it
     received however the connection ends), which would find nothing and post a second copy: such
-    rows are due only `slack_settles_in` from now. Mail is due at once: a message the relay took
-    is a resend under the same Message-ID, which the design accepts.
+    rows are due no sooner than `slack_settles_in` from now, each with its own jitter on top (up to
+    half as long again), so that a stop in the middle of a burst does not bring every row back in
+    the same instant. Mail is due at once: a message the relay took is a resend under the same
+    Message-ID, which the design accepts.
     """
     now = utcnow()
-    due: Any = now
-    if slack_settles_in > timedelta(0):
-        at = Outbox.next_attempt_at.type  # typed: UTCDateTime stores naive UTC on SQLite
-        later, at_once = literal(now + slack_settles_in, type_=at), literal(now, type_=at)
-        due = case((Outbox.kind.in_(sorted(SLACK_KINDS)), later), else_=at_once)
     values: dict[str, Any] = {
         "state": OutboxState.PENDING,
         "claimed_until": None,
         "claimed_by": None,
-        "next_attempt_at": due,
+        "next_attempt_at": now,
     }
     if untouched:
         values["attempts"] = Outbox.attempts - 1
+    held = and_(
+        Outbox.state == OutboxState.CLAIMED,
+        Outbox.claimed_by == worker_id,
+        Outbox.id.not_in(list(keep)),
+    )
     with db.transaction() as session:
-        result = session.execute(
-            update(Outbox)
-            .where(
-                Outbox.state == OutboxState.CLAIMED,
-                Outbox.claimed_by == worker_id,
-                Outbox.id.not_in(list(keep)),
+        settling: list[int] = []
+        if slack_settles_in > timedelta(0):
+            settling = list(
+                session.scalars(
+                    select(Outbox.id).where(held, Outbox.kind.in_(sorted(SLACK_KINDS))).with_for_update()
+                )
             )
-            .values(**values)
-        )
+        result = session.execute(update(Outbox).where(held).values(**values))
         released = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if settling:
+            jitter = rng or random
+            session.execute(
+                update(Outbox),
+                [
+                    {"id": row_id, "next_attempt_at": now + slack_settles_in * jitter.uniform(1.0, 1.5)}
+                    for row_id in settling
+                ],
+            )
         if released:  # a stop with nothing held wakes nobody
             note(session, Topic.OUTBOX)
         return released
