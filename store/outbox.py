@@ -232,6 +232,12 @@ def delivery_started(session: Session, message_id: int) -> bool:
     )
 
 
+def forget_sent_ids(session: Session, headers: list[str]) -> None:
+    """Forget Message-IDs recorded for mail that never left (cancelled, or skipped by the worker)."""
+    if headers:
+        session.execute(delete(EmailId).where(EmailId.message_id.in_(headers), EmailId.direction == "sent"))
+
+
 def cancel_for_message(session: Session, message_id: int) -> int:
     """Cancel the waiting deliveries of a message (a reply deleted or made a note in time).
 
@@ -249,10 +255,7 @@ def cancel_for_message(session: Session, message_id: int) -> int:
         )
         if isinstance(payload, dict) and payload.get("message_id_header")
     ]
-    if never_sent:
-        session.execute(
-            delete(EmailId).where(EmailId.message_id.in_(never_sent), EmailId.direction == "sent")
-        )
+    forget_sent_ids(session, never_sent)
     result = session.execute(
         update(Outbox)
         .where(Outbox.message_id == message_id, Outbox.state == OutboxState.PENDING)

@@ -372,3 +372,36 @@ def test_servicedesk_check_and_outbox_name_the_tickets_waiting_for_the_triage_ch
     card_posted(running, 1)
     assert main(["outbox"]) == 0
     assert "Waiting for the triage channel" not in capsys.readouterr().out
+
+
+def test_a_first_reply_deleted_before_it_was_mailed_does_not_start_the_mail_conversation(
+    running: Triage,
+) -> None:
+    """`/desk new`, then a first reply the relay put off (451) and that staff deleted before it
+    left: no mail reached the customer, yet its Message-ID stayed recorded as sent, so `close`
+    answered "The customer is told." and mailed them a "closed" notice about a request they had
+    never heard of, as a reply (In-Reply-To) to a mail they never got."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.sink.fail_next(1000, code=451)
+    reply_ts = running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+
+    def put_off() -> bool:
+        with running.db.read() as session:
+            row = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).one_or_none()
+            return row is not None and row.state == OutboxState.PENDING and row.attempts >= 1
+
+    running.service.wait_for(put_off, "the relay to put the first reply off")
+    running.emulator.user_delete(ALICE, TRIAGE, reply_ts)
+    running.wait_worker_idle()
+    running.sink.clear_faults()
+
+    def settled() -> bool:
+        with running.db.read() as session:
+            row = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).one()
+            return row.state == OutboxState.DONE
+
+    running.service.wait_for(settled, "the deleted reply's mail to be settled")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert running.sink.messages == []
