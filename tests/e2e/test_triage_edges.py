@@ -405,3 +405,27 @@ def test_a_first_reply_deleted_before_it_was_mailed_does_not_start_the_mail_conv
     running.wait_worker_idle()
     outbox_drained(running)
     assert running.sink.messages == []
+
+
+def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_requester(
+    running: Triage,
+) -> None:
+    """`/desk new` for Dan, then `cc add` of his colleague Erin before anyone wrote: Erin was mailed
+    "You have been added to ticket #1" about a request Dan had never heard of, and that mail counted
+    as the desk having written, so `close` then mailed Dan a "closed" notice out of the blue. Now
+    both wait for the desk's first reply, which reaches them both."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    assert running.command(ALICE, "cc 1 add erin@globex.example").startswith("Added erin@globex.example")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert running.sink.messages == []
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    mails = running.service.wait_for_mails(2)
+    assert sorted(rcpt for mail in mails for rcpt in mail.rcpt_tos) == [
+        "dan@globex.example",
+        "erin@globex.example",
+    ]
+    assert all(
+        "we are on it" in mail.message.get_body(preferencelist=("plain",)).get_content() for mail in mails
+    )
