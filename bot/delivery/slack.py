@@ -120,7 +120,7 @@ class SlackDelivery:
             except Stop as stop:
                 outcome = stop.outcome
             if item.kind in TRIAGE_KINDS:
-                outcome = self._kept_for_triage(item, outcome)
+                outcome = await self._kept_for_triage(item, outcome)
             return await attempt.with_progress(outcome)
 
         return run
@@ -146,13 +146,15 @@ class SlackDelivery:
         text, blocks = card_text(snapshot.view), card_blocks(snapshot.view)
         if threads.triage_channel and threads.triage_ts:
             return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
-        channel = threads.triage_channel or self.desk.settings.triage_channel
+        # Not posted yet: it goes to the triage channel configured now, even if the ticket was opened
+        # (and its card kept, refused) while another one was; its thread follows it there.
+        channel = self.desk.settings.triage_channel or threads.triage_channel
         if not channel:
             return Fail("no triage channel is configured (SERVICEDESK_TRIAGE_CHANNEL)", tell_thread=False)
         ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
         return Done(result={"ts": ts}, apply=record_triage_thread(threads.id, channel, ts))
 
-    def _kept_for_triage(self, item: OutboxItem, outcome: Outcome) -> Outcome:
+    async def _kept_for_triage(self, item: OutboxItem, outcome: Outcome) -> Outcome:
         """A post or card edit in the triage channel refused because of the channel itself
         (archived, gone, the app removed from it): kept, not failed. Failed, a new ticket stayed
         invisible to staff after the channel was fixed, and an existing ticket's thread lost the
@@ -164,6 +166,11 @@ class SlackDelivery:
             if isinstance(outcome, Done) and self._triage_refused is not None:
                 log.info("the triage channel %s takes posts again", channel)
                 self._triage_refused = None
+            return outcome
+        threads = await self._threads(item)
+        if threads is not None and threads.triage_ts and threads.triage_channel != channel:
+            # A thread left in an earlier triage channel (SERVICEDESK_TRIAGE_CHANNEL changed since):
+            # fixing the configured channel will not bring it back, so the row fails as any refusal.
             return outcome
         if self._triage_refused != outcome.error:
             log.warning(
