@@ -78,9 +78,10 @@ NO_MESSAGE = Fail("the message no longer exists", tell_thread=False)
 NO_TRIAGE_THREAD = Retry(WAITING_FOR_CARD, delay=WAITING_FOR_CARD_RECHECK, count_attempt=False)
 NO_ORIGIN_THREAD = Fail("the ticket has no customer Slack thread")
 GONE = frozenset({"message_not_found"})
-# The rows posted (or edited) in the triage channel: a refusal of that channel keeps them.
+# The rows posted (or edited, or marked: a reply's receipt) in the triage channel: a refusal of
+# that channel keeps them.
 TRIAGE_KINDS = frozenset(
-    kind.value for kind in (Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE, Kind.DESK_NOTICE)
+    kind.value for kind in (Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE, Kind.DESK_NOTICE, Kind.REACTION)
 )
 FILE_GONE = frozenset({"file_not_found", "file_deleted"})
 
@@ -167,6 +168,8 @@ class SlackDelivery:
                 log.info("the triage channel %s takes posts again", channel)
                 self._triage_refused = None
             return outcome
+        if item.kind == Kind.REACTION.value and item.payload.get("channel") != channel:
+            return outcome  # a mark in a customer's channel: not the triage channel's to hold
         threads = await self._threads(item)
         if threads is not None and threads.triage_ts and threads.triage_channel != channel:
             # A thread left in an earlier triage channel (SERVICEDESK_TRIAGE_CHANNEL changed since):

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from bot.check import run_check
 from bot.cli import main
+from sandbox.faults import Fault
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Outbox, OutboxState, Participant, Ticket
 from tests.e2e.conftest import RunningDesk, StartService
@@ -429,3 +430,37 @@ def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_reques
     assert all(
         "we are on it" in mail.message.get_body(preferencelist=("plain",)).get_content() for mail in mails
     )
+
+
+def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receipt_once_it_is_back(
+    running: Triage,
+) -> None:
+    """A staff reply went out by email while the triage channel was archived: Slack refuses
+    reactions there too (`is_archived`), so its receipt failed, the warning line about that waited
+    for the channel, and once it was back the reply showed as still on its way (⏳, never ✅) with
+    a line saying a mark could not be set. The receipt now waits for the channel like posts do."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    reply_ts = running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    running.service.wait_for(
+        lambda: "hourglass_flowing_sand" in running.emulator.message(TRIAGE, reply_ts).reactions,
+        "the reply's pending mark",
+    )
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    # The emulator takes reactions in archived channels; Slack answers them `is_archived`.
+    for method in ("reactions.add", "reactions.remove"):
+        running.emulator.add_fault(method, Fault.slack_error("is_archived"), channel=TRIAGE, times=None)
+    running.service.wait_for_mails(1)
+    running.service.wait_for(
+        lambda: "post(s) wait for the channel" in str(healthz(running)["triage_channel"]),
+        "the receipt to wait for the channel",
+    )
+    running.emulator.clear_faults()
+    triage.is_archived = False
+    running.service.wait_for(
+        lambda: "white_check_mark" in running.emulator.message(TRIAGE, reply_ts).reactions,
+        "the reply's delivered mark",
+    )
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert not any("Couldn't mark" in text for text in running.thread_texts(1))
