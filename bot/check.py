@@ -20,8 +20,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.manifest import BOT_SCOPES
 from bot.service import ROLES, required_settings
 from bot.slack_errors import REFUSED_TOKEN
+from store import outbox
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
+from store.outbox import TRIAGE_RECHECK_MAX
 from store.settings import Settings
 
 
@@ -225,6 +227,34 @@ def check_channel(client: WebClient, channel: str, role: str, report: Report) ->
     report.ok(f"the bot is in the {role} channel {name}")
 
 
+def check_triage_waiting(settings: Settings, report: Report, triage_ok: bool | None) -> None:
+    """New tickets' cards and thread posts the triage channel refused, kept in the outbox until it
+    is fixed: a problem while the channel is not seen to be fixed (staff cannot see those tickets),
+    a note once it is (they go up at their next try)."""
+    try:
+        db = open_migrated(settings.database_url)
+    except StoreError:
+        return  # check_database has said why
+    try:
+        waiting = outbox.waiting_for_triage(db)
+    except StoreError:
+        return
+    finally:
+        db.dispose()
+    if not waiting.total:
+        return
+    if triage_ok:
+        later = TRIAGE_RECHECK_MAX.total_seconds() // 60
+        report.note(
+            f"waiting for the triage channel: {waiting.said()}; they go up within {later:.0f} minutes"
+        )
+    else:
+        report.problem(
+            f"waiting for the triage channel: {waiting.said()}; staff cannot see them until the "
+            "channel takes posts again"
+        )
+
+
 def run_check(
     settings: Settings,
     *,
@@ -236,6 +266,7 @@ def run_check(
     """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need."""
     out = out or sys.stdout
     report = Report()
+    triage_ok: bool | None = None  # not looked at in Slack
     check_settings(settings, report, roles, socket_mode)
     if "worker" in roles:
         check_delivery(settings, report)
@@ -247,12 +278,16 @@ def run_check(
         client = (client_factory or _client)(settings)
         if check_token(client, report):
             if settings.triage_channel:
+                before = len(report.problems)
                 check_channel(client, settings.triage_channel, "triage", report)
+                triage_ok = len(report.problems) == before
             for channel in settings.intake_channels:
                 if channel != settings.triage_channel:
                     check_channel(client, channel, "intake", report)
     if settings.slack_app_token and "web" in roles and socket_mode is not False:
         check_app_token(settings, report)
+    if roles & {"web", "worker"}:  # the Slack side's state, as the Slack checks above
+        check_triage_waiting(settings, report, triage_ok)
     for line in report.lines:
         print(line, file=out)
     if report.problems:

@@ -65,8 +65,8 @@ def build_web_app(
             paused = slack_paused(db)
             # New tickets whose cards the triage channel refuses are invisible to staff: said
             # plainly here, as a paused delivery is (the service itself still takes input).
-            waiting, reason = outbox.cards_waiting_for_triage(db)
-            triage = f"unreachable: {waiting} new ticket(s) wait for a card; {reason}" if waiting else "ok"
+            waiting = outbox.waiting_for_triage(db)
+            triage = f"unreachable: {waiting.said()}" if waiting.total else "ok"
             return {
                 "ok": True,
                 "database": "ok",

@@ -85,6 +85,7 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
     try:
         rows, counts = outbox.undelivered(db, limit=limit)
         _list_deliveries(rows, counts, slack_paused(db), out)
+        _list_triage_waiting(db, out)
         _list_failed_intake(db, limit, out)
     finally:
         db.dispose()
@@ -113,6 +114,20 @@ def _list_deliveries(
         print(f"(first {len(rows)} shown; --limit N for more)", file=out)
     if counts.get("failed"):
         print("Retry a failed row with: servicedesk outbox --retry ID", file=out)
+
+
+def _list_triage_waiting(db: Database, out: TextIO) -> None:
+    """Pending rows the triage channel refuses as a channel look like any retry in the listing (and
+    may be past its --limit): said plainly, since new tickets among them are invisible to staff."""
+    waiting = outbox.waiting_for_triage(db)
+    if not waiting.total:
+        return
+    print(f"Waiting for the triage channel: {waiting.said()}", file=out)
+    print(
+        "Unarchive the channel, invite the app to it, or fix SERVICEDESK_TRIAGE_CHANNEL "
+        "(servicedesk check says which); they then go up by themselves.",
+        file=out,
+    )
 
 
 def _list_failed_intake(db: Database, limit: int, out: TextIO) -> None:

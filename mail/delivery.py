@@ -48,6 +48,7 @@ from mail.templates import (
     validate_templates,
 )
 from mail.templates import SETTING as TEMPLATES_SETTING
+from store import outbox
 from store.actions.tickets import follow_merges
 from store.context import Desk
 from store.files import size_words
@@ -163,7 +164,7 @@ class EmailDelivery:
             facts = read_facts(session, item)
         if isinstance(facts, str):
             log.info("email %s not sent: %s", item.id, facts, extra={"row_id": item.id})
-            return Done(result={"skipped": facts}, apply=_cancel_receipt(item) if item.message_id else None)
+            return Done(result={"skipped": facts}, apply=_not_sent(item))
         try:
             data, attached = self.compose(item, facts, attach=attach)
         except ValueError as exc:
@@ -379,10 +380,20 @@ def outcome_for(result: SendResult) -> Outcome:
     return Fail(f"the mail server refused it: {result.describe()}")
 
 
-def _cancel_receipt(item: OutboxItem) -> Apply:
-    """Skipping a reply's mail must not tick it as delivered: mark the reply cancelled instead."""
+def _not_sent(item: OutboxItem) -> Apply:
+    """A mail skipped (its reply deleted or made a note after its window, its recipient gone) was
+    never sent: its Message-ID, recorded when the row was written, is forgotten, as a cancelled
+    one is (`outbox.cancel_for_message`). Kept, it would be the parent of the customer's next mail
+    from the desk, and on a ticket staff opened with `/desk new` it would count as the desk having
+    written to them (`mail_started`), so notices would go to a customer who never got a mail. A
+    reply's receipt must not tick it as delivered either: the reply is marked cancelled instead."""
+    header = item.payload.get("message_id_header")
 
     def apply(session: Session) -> None:
+        if header:
+            outbox.forget_sent_ids(session, [str(header)])
+        if item.message_id is None:
+            return
         message = session.get(Message, item.message_id)
         if (
             message is not None

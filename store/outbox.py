@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store import claiming
@@ -55,6 +55,9 @@ WAITING_FOR_CARD_RECHECK = timedelta(minutes=1)
 # removed): kept with this error, not failed, so the ticket shows once the channel is fixed;
 # /healthz says so while any waits. Rechecked more slowly the longer it has waited.
 TRIAGE_UNREACHABLE = "the triage channel cannot take the ticket's card"
+# The same for a post into an existing ticket's thread (a customer's message, a note, a line) or an
+# edit of its card: kept until the channel is fixed, in its thread's order.
+TRIAGE_UNREACHABLE_POST = "the triage channel cannot take this post"
 TRIAGE_RECHECK_MIN = timedelta(seconds=5)
 TRIAGE_RECHECK_MAX = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 2.0
@@ -242,6 +245,12 @@ def delivery_started(session: Session, message_id: int) -> bool:
     )
 
 
+def forget_sent_ids(session: Session, headers: list[str]) -> None:
+    """Forget Message-IDs recorded for mail that never left (cancelled, or skipped by the worker)."""
+    if headers:
+        session.execute(delete(EmailId).where(EmailId.message_id.in_(headers), EmailId.direction == "sent"))
+
+
 def cancel_for_message(session: Session, message_id: int) -> int:
     """Cancel the waiting deliveries of a message (a reply deleted or made a note in time).
 
@@ -259,10 +268,7 @@ def cancel_for_message(session: Session, message_id: int) -> int:
         )
         if isinstance(payload, dict) and payload.get("message_id_header")
     ]
-    if never_sent:
-        session.execute(
-            delete(EmailId).where(EmailId.message_id.in_(never_sent), EmailId.direction == "sent")
-        )
+    forget_sent_ids(session, never_sent)
     result = session.execute(
         update(Outbox)
         .where(Outbox.message_id == message_id, Outbox.state == OutboxState.PENDING)
@@ -526,6 +532,7 @@ def release(
     untouched: bool = False,
     keep: Collection[int] = (),
     slack_settles_in: timedelta = timedelta(0),
+    rng: random.Random | None = None,
 ) -> int:
     """Give back every row `worker_id` holds but those in `keep` (on shutdown, a dead worker's, or
     a claim whose answer a database outage swallowed).
@@ -534,34 +541,44 @@ def release(
     back mid-call has an unknown outcome, and its next attempt must look for what it did. A Slack
     call cut off mid-way may still take effect after that look (Slack carries out a request it
     received however the connection ends), which would find nothing and post a second copy: such
-    rows are due only `slack_settles_in` from now. Mail is due at once: a message the relay took
-    is a resend under the same Message-ID, which the design accepts.
+    rows are due no sooner than `slack_settles_in` from now, each with its own jitter on top (up to
+    half as long again), so that a stop in the middle of a burst does not bring every row back in
+    the same instant. Mail is due at once: a message the relay took is a resend under the same
+    Message-ID, which the design accepts.
     """
     now = utcnow()
-    due: Any = now
-    if slack_settles_in > timedelta(0):
-        at = Outbox.next_attempt_at.type  # typed: UTCDateTime stores naive UTC on SQLite
-        later, at_once = literal(now + slack_settles_in, type_=at), literal(now, type_=at)
-        due = case((Outbox.kind.in_(sorted(SLACK_KINDS)), later), else_=at_once)
     values: dict[str, Any] = {
         "state": OutboxState.PENDING,
         "claimed_until": None,
         "claimed_by": None,
-        "next_attempt_at": due,
+        "next_attempt_at": now,
     }
     if untouched:
         values["attempts"] = Outbox.attempts - 1
+    held = and_(
+        Outbox.state == OutboxState.CLAIMED,
+        Outbox.claimed_by == worker_id,
+        Outbox.id.not_in(list(keep)),
+    )
     with db.transaction() as session:
-        result = session.execute(
-            update(Outbox)
-            .where(
-                Outbox.state == OutboxState.CLAIMED,
-                Outbox.claimed_by == worker_id,
-                Outbox.id.not_in(list(keep)),
+        settling: list[int] = []
+        if slack_settles_in > timedelta(0):
+            settling = list(
+                session.scalars(
+                    select(Outbox.id).where(held, Outbox.kind.in_(sorted(SLACK_KINDS))).with_for_update()
+                )
             )
-            .values(**values)
-        )
+        result = session.execute(update(Outbox).where(held).values(**values))
         released = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if settling:
+            jitter = rng or random
+            session.execute(
+                update(Outbox),
+                [
+                    {"id": row_id, "next_attempt_at": now + slack_settles_in * jitter.uniform(1.0, 1.5)}
+                    for row_id in settling
+                ],
+            )
         if released:  # a stop with nothing held wakes nobody
             note(session, Topic.OUTBOX)
         return released
@@ -623,20 +640,52 @@ def oldest_due_age(db: Database) -> float | None:
     return max((now - oldest).total_seconds(), 0.0)
 
 
-def cards_waiting_for_triage(db: Database) -> tuple[int, str | None]:
-    """How many new tickets' cards wait because the triage channel refuses them, and the latest
-    reason (for /healthz)."""
+@dataclass(frozen=True)
+class TriageWaiting:
+    """What waits because the triage channel refuses posts (archived, gone, the app removed)."""
+
+    cards: int  # new tickets without a card: invisible to staff until it goes up
+    posts: int  # posts into existing tickets' threads, and edits of their cards
+    reason: str | None  # the latest refusal, as the row records it
+
+    @property
+    def total(self) -> int:
+        return self.cards + self.posts
+
+    def said(self) -> str:
+        """In plain words, for /healthz and `servicedesk check`."""
+        parts = []
+        if self.cards:
+            parts.append(f"{self.cards} new ticket(s) wait for a card")
+        if self.posts:
+            parts.append(f"{self.posts} post(s) wait for the channel")
+        return f"{', '.join(parts)}; {self.reason}"
+
+
+def waiting_for_triage(db: Database) -> TriageWaiting:
+    """How many new tickets' cards, and how many other posts, wait because the triage channel
+    refuses them, and the latest reason (for /healthz and `servicedesk check`)."""
     waiting = and_(
-        Outbox.kind == Kind.CARD.value,
         Outbox.state.in_([OutboxState.PENDING, OutboxState.CLAIMED]),
-        Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True),
+        or_(
+            Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True),
+            Outbox.last_error.startswith(TRIAGE_UNREACHABLE_POST, autoescape=True),
+        ),
     )
     with db.read() as session:
-        count = int(session.scalar(select(func.count()).select_from(Outbox).where(waiting)) or 0)
-        if not count:
-            return 0, None
+        card = Outbox.last_error.startswith(TRIAGE_UNREACHABLE, autoescape=True)
+        cards = int(session.scalar(select(func.count()).select_from(Outbox).where(waiting, card)) or 0)
+        # The posts refused, and those queued behind them in their threads (not tried yet).
+        held_lanes = select(Outbox.lane).where(waiting, Outbox.lane.is_not(None))
+        queued = or_(
+            waiting,
+            and_(Outbox.state == OutboxState.PENDING, Outbox.lane.in_(held_lanes)),
+        )
+        total = int(session.scalar(select(func.count()).select_from(Outbox).where(queued)) or 0)
+        if not total:
+            return TriageWaiting(0, 0, None)
         reason = session.scalar(select(Outbox.last_error).where(waiting).order_by(Outbox.id.desc()).limit(1))
-    return count, reason
+    return TriageWaiting(cards, total - cards, reason)
 
 
 @dataclass(frozen=True)

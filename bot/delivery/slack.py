@@ -58,10 +58,12 @@ from store.outbox import (
     TRIAGE_RECHECK_MAX,
     TRIAGE_RECHECK_MIN,
     TRIAGE_UNREACHABLE,
+    TRIAGE_UNREACHABLE_POST,
     WAITING_FOR_CARD,
     WAITING_FOR_CARD_RECHECK,
     Kind,
     OutboxItem,
+    triage_lane,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ NO_MESSAGE = Fail("the message no longer exists", tell_thread=False)
 NO_TRIAGE_THREAD = Retry(WAITING_FOR_CARD, delay=WAITING_FOR_CARD_RECHECK, count_attempt=False)
 NO_ORIGIN_THREAD = Fail("the ticket has no customer Slack thread")
 GONE = frozenset({"message_not_found"})
+# The rows posted (or edited, or marked: a reply's receipt) in the triage channel: a refusal of
+# that channel keeps them.
+TRIAGE_KINDS = frozenset(
+    kind.value for kind in (Kind.CARD, Kind.THREAD_POST, Kind.THREAD_LINE, Kind.DESK_NOTICE, Kind.REACTION)
+)
 FILE_GONE = frozenset({"file_not_found", "file_deleted"})
 
 
@@ -113,6 +120,8 @@ class SlackDelivery:
                 outcome = await perform(attempt)
             except Stop as stop:
                 outcome = stop.outcome
+            if item.kind in TRIAGE_KINDS:
+                outcome = await self._kept_for_triage(item, outcome)
             return await attempt.with_progress(outcome)
 
         return run
@@ -138,42 +147,50 @@ class SlackDelivery:
         text, blocks = card_text(snapshot.view), card_blocks(snapshot.view)
         if threads.triage_channel and threads.triage_ts:
             return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
-        channel = threads.triage_channel or self.desk.settings.triage_channel
+        # Not posted yet: it goes to the triage channel configured now, even if the ticket was opened
+        # (and its card kept, refused) while another one was; its thread follows it there.
+        channel = self.desk.settings.triage_channel or threads.triage_channel
         if not channel:
             return Fail("no triage channel is configured (SERVICEDESK_TRIAGE_CHANNEL)", tell_thread=False)
-        try:
-            ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
-        except Stop as stop:
-            kept = self._card_kept(item, channel, stop.outcome)
-            if kept is None:
-                raise
-            return kept
-        if self._triage_refused is not None:
-            log.info("the triage channel %s takes cards again", channel)
-            self._triage_refused = None
+        ts = await attempt.post(channel, None, 0, last_step=True, text=text, blocks=blocks)
         return Done(result={"ts": ts}, apply=record_triage_thread(threads.id, channel, ts))
 
-    def _card_kept(self, item: OutboxItem, channel: str, outcome: Outcome) -> Retry | None:
-        """A new ticket's card refused because of the triage channel itself (archived, gone, the app
-        removed from it): kept, not failed. Failed, the ticket would stay invisible to staff after
-        the channel is fixed; kept, its card (and the thread waiting behind it) goes up then, and
-        /healthz names the problem meanwhile. Logged once, not once per ticket and retry."""
+    async def _kept_for_triage(self, item: OutboxItem, outcome: Outcome) -> Outcome:
+        """A post or card edit in the triage channel refused because of the channel itself
+        (archived, gone, the app removed from it): kept, not failed. Failed, a new ticket stayed
+        invisible to staff after the channel was fixed, and an existing ticket's thread lost the
+        customer's message for good (the line saying so could not be posted either); kept, each
+        goes up in its thread's order once the channel takes posts again, and /healthz, `servicedesk
+        check` and `servicedesk outbox` name the problem meanwhile. Logged once, not once per row."""
+        channel = self.desk.settings.triage_channel
         if not isinstance(outcome, Fail) or outcome.error not in CHANNEL_REFUSALS:
-            return None
+            if isinstance(outcome, Done) and self._triage_refused is not None:
+                log.info("the triage channel %s takes posts again", channel)
+                self._triage_refused = None
+            return outcome
+        if item.kind == Kind.REACTION.value and item.payload.get("channel") != channel:
+            return outcome  # a mark in a customer's channel: not the triage channel's to hold
+        threads = await self._threads(item)
+        if threads is not None and threads.triage_ts and threads.triage_channel != channel:
+            # A thread left in an earlier triage channel (SERVICEDESK_TRIAGE_CHANNEL changed since):
+            # fixing the configured channel will not bring it back, so the row fails as any refusal.
+            return outcome
         if self._triage_refused != outcome.error:
             log.warning(
-                "the triage channel %s refuses new tickets' cards (%s): they are kept and posted "
-                "once it is fixed; `servicedesk check` says what to do",
+                "the triage channel %s refuses posts (%s): new tickets' cards and the posts of their "
+                "threads are kept and posted once it is fixed; `servicedesk check` says what to do",
                 channel,
                 outcome.error,
             )
             self._triage_refused = outcome.error
         waited = utcnow() - item.created_at if item.created_at is not None else timedelta(0)
         step = min(max(waited / 10, TRIAGE_RECHECK_MIN), TRIAGE_RECHECK_MAX)
-        delay = step * random.uniform(0.5, 1.0)  # cards refused together do not come back together
+        delay = step * random.uniform(0.5, 1.0)  # rows refused together do not come back together
+        new_card = item.kind == Kind.CARD.value and item.lane == triage_lane(item.ticket_id or 0)
+        prefix = TRIAGE_UNREACHABLE if new_card else TRIAGE_UNREACHABLE_POST
         # Not counted: the refusal is a known outcome, so the next attempt need not look before
         # posting, and the row's deadline does not fail it while the channel is being fixed.
-        return Retry(f"{TRIAGE_UNREACHABLE} ({channel}: {outcome.error})", delay=delay, count_attempt=False)
+        return Retry(f"{prefix} ({channel}: {outcome.error})", delay=delay, count_attempt=False)
 
     async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
         data = await self.calls.call(

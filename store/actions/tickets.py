@@ -21,6 +21,7 @@ from store.actions.common import (
     check_address,
     enqueue_emails,
     literal,
+    mail_started,
     notify_customer,
     record_event,
     thread_line,
@@ -679,6 +680,11 @@ def add_participant(
     if known is not None:
         known.emails.add(email)
         known.cc_count += 1
+    # A ticket staff opened with `/desk new` that the desk has not written on yet: the requester has
+    # heard nothing, so a welcome to a colleague would be the first anyone hears of it (and, once
+    # sent, would count as the desk having written to the requester). The desk's first reply
+    # reaches the new participant with everyone else.
+    notify = notify and mail_started(session, ticket)
     if notify:
         session.flush()  # the welcome mail names the participant's id
     record_event(session, ticket, "participant_added", actor, email=email)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
@@ -398,3 +399,51 @@ def test_a_refused_card_holds_its_thread_posts_until_the_operator_sends_it_again
         card_ts = ticket.triage_ts
     assert card_ts is not None and len(thread(emulator, TRIAGE, card_ts)) == 2  # the card, then the mail
     assert [row.state for row in rows(desk.db, Kind.THREAD_POST.value)] == ["done"]
+
+
+def test_a_post_for_a_thread_left_in_an_old_archived_triage_channel_fails_rather_than_waiting_forever(
+    desk: Desk, emulator: SlackEmulator, database_url: str, tmp_path: Path
+) -> None:
+    """The team moved to a new triage channel (SERVICEDESK_TRIAGE_CHANNEL changed) and archived the
+    old one, where older tickets' threads stay. A post for such a thread is not kept for the
+    configured channel to be fixed (it never will be, and /healthz would say it is unreachable
+    forever): it fails as any refusal does."""
+    ticket_id = open_email_ticket(desk)
+    run_until_drained(worker_for(desk, SlackDelivery(desk, client_for(emulator)).performers()), desk.db)
+    emulator.workspace.channels[TRIAGE].is_archived = True
+    moved = desk_for(database_url, emulator, tmp_path / "files", triage_channel=HELP)
+    with moved.db.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.triage_channel == TRIAGE and ticket.requester is not None
+        actions.add_customer_message(
+            session,
+            moved.policy,
+            ticket,
+            customer=ticket.requester,
+            body_markdown="Any news?",
+            source="email",
+        )
+    delivery = SlackDelivery(moved, client_for(emulator))
+    (item,) = outbox.claim_due(moved.db, "test-worker", kinds=frozenset({Kind.THREAD_POST.value}))
+    outcome = asyncio.run(delivery.performers()[Kind.THREAD_POST.value](item))
+    assert isinstance(outcome, Fail) and "archived" in outcome.error
+    assert outbox.waiting_for_triage(moved.db).total == 0
+
+
+def test_a_card_kept_while_the_triage_channel_was_archived_goes_to_the_channel_configured_since(
+    desk: Desk, emulator: SlackEmulator, database_url: str, tmp_path: Path
+) -> None:
+    """Its card kept because the triage channel was archived, the team sets another channel
+    (SERVICEDESK_TRIAGE_CHANNEL): the card kept trying the archived one, for ever."""
+    emulator.workspace.channels[TRIAGE].is_archived = True
+    outcome = first_card_outcome(desk, emulator)
+    assert isinstance(outcome, Retry) and not outcome.count_attempt
+    moved = desk_for(database_url, emulator, tmp_path / "files", triage_channel=HELP)
+    with moved.db.transaction() as session:
+        session.execute(update(Outbox).values(state="pending", claimed_by=None, next_attempt_at=utcnow()))
+    run_until_drained(worker_for(moved, SlackDelivery(moved, client_for(emulator)).performers()), moved.db)
+    with moved.db.read() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.triage_channel == HELP and ticket.triage_ts
+    assert [r.state for r in rows(moved.db, Kind.THREAD_POST.value)] == ["done"]
+    assert thread(emulator, HELP, ticket.triage_ts)  # the customer's mail followed the card there

@@ -388,3 +388,37 @@ def test_a_slack_row_given_back_mid_call_waits_what_a_timed_out_calls_retry_wait
 
     expected = timedelta(seconds=LATE_EFFECT_TIMEOUTS * SLACK_CALL_TIMEOUT_SECONDS)
     assert WorkerConfig().slack_settles_in == expected
+
+
+def test_rows_given_back_mid_call_on_stop_come_back_apart_but_never_before_the_call_settled(
+    desk: Desk,
+) -> None:
+    """A stop in the middle of a burst gave every row it cut off the same due time, exactly
+    `slack_settles_in` later: they all came back in one instant. Each now has its own jitter on top
+    of that floor (the floor is what keeps a cut-off post from being posted twice)."""
+    for _ in range(6):
+        open_ticket(desk)
+    started: list[int] = []
+
+    async def performer(item: OutboxItem) -> Outcome:
+        started.append(item.id)
+        await asyncio.Event().wait()  # a Slack call that never answers
+        return Done()
+
+    config = WorkerConfig(**{**FAST, "drain_timeout": 0.1})  # type: ignore[arg-type]
+
+    async def run() -> None:
+        work = Worker(desk.db, {Kind.CARD.value: performer}, {}, worker_id="w-test", config=config)
+        task = asyncio.create_task(work.run())
+        while len(started) < 6:
+            await asyncio.sleep(0.01)
+        work.stop()
+        await asyncio.wait_for(task, timeout=5)
+
+    stopped = utcnow()
+    asyncio.run(run())
+    rows = all_rows(desk.db)
+    assert [(row.state, row.attempts) for row in rows] == [("pending", 1)] * 6
+    due = [row.next_attempt_at for row in rows]
+    assert all(at is not None and at >= stopped + config.slack_settles_in for at in due)
+    assert len(set(due)) == 6, due

@@ -4,12 +4,19 @@ emulator and a mail sink."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import func, select
 
+from bot.check import run_check
+from bot.cli import main
+from sandbox.faults import Fault
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Outbox, OutboxState, Participant, Ticket
 from tests.e2e.conftest import RunningDesk, StartService
@@ -290,3 +297,170 @@ def test_tickets_opened_while_the_triage_channel_is_archived_show_once_it_is_una
             select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
         )
     assert failed == 0
+
+
+def test_what_an_existing_ticket_gets_while_the_triage_channel_is_archived_shows_once_it_is_back(
+    running: Triage,
+) -> None:
+    """The triage channel archived after a ticket's card went up: the customer's next mail and a
+    /desk note failed to reach the thread (`is_archived`), the thread line saying so failed too,
+    and once the channel was unarchived neither was ever shown: staff never saw the customer's
+    answer. Now they wait like new cards, /healthz counts them, and each goes up once, in order."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_posted(running, 1)
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    key = running.ticket(1).reply_key
+    answer = EmailMessage()
+    answer["From"] = "Dan <dan@globex.example>"
+    answer["To"] = f"support+{key}@acme.test"
+    answer["Subject"] = "Printer"
+    answer["Message-ID"] = make_msgid(domain="globex.example")
+    answer.set_content("It jams on every second page.")
+    assert running.service.send_mail(answer.as_bytes(policy=SMTP), mail_from="dan@globex.example")[0] == 250
+
+    def waiting(count: int) -> str | None:
+        said = str(healthz(running)["triage_channel"])
+        return said if f"{count} post(s) wait for the channel" in said else None
+
+    said = running.service.wait_for(lambda: waiting(1), "/healthz to count the customer's mail")
+    assert said.startswith("unreachable") and "the channel is archived" in said
+    running.command(ALICE, "note 1 called him, it is the fuser")
+    running.service.wait_for(lambda: waiting(2), "/healthz to count the note queued behind it")
+
+    triage.is_archived = False
+    running.wait_line(1, "called him, it is the fuser")
+    texts = running.thread_texts(1)
+    jams = [n for n, text in enumerate(texts) if "It jams on every second page." in text]
+    fuser = [n for n, text in enumerate(texts) if "called him, it is the fuser" in text]
+    assert len(jams) == 1 and len(fuser) == 1 and jams[0] < fuser[0], texts
+    assert not any("could not be shown" in text for text in texts), texts
+    assert healthz(running)["triage_channel"] == "ok"
+    with running.db.read() as session:
+        failed = session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.state == OutboxState.FAILED)
+        )
+    assert failed == 0
+
+
+def test_servicedesk_check_and_outbox_name_the_tickets_waiting_for_the_triage_channel(
+    running: Triage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app removed from the triage channel: only /healthz said that new tickets wait for their
+    cards; `servicedesk outbox` showed an ordinary pending row and `servicedesk check` did not say
+    staff cannot see the tickets. Both now say so, with the count and the reason."""
+    triage = running.emulator.workspace.channels[TRIAGE]
+    bot = running.emulator.workspace.bot_user
+    triage.members.remove(bot)
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.wait_for(
+        lambda: str(healthz(running)["triage_channel"]).startswith("unreachable"), "the card to be kept"
+    )
+
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", running.service.settings.database_url)
+    assert main(["outbox"]) == 0
+    listed = capsys.readouterr().out
+    assert "Waiting for the triage channel: 1 new ticket(s) wait for a card" in listed, listed
+    assert "not a member of the channel" in listed, listed
+
+    checked = io.StringIO()
+    assert run_check(running.service.settings, out=checked) == 1
+    said = checked.getvalue()
+    assert "PROBLEM  waiting for the triage channel: 1 new ticket(s) wait for a card" in said, said
+    assert "staff cannot see them" in said, said
+
+    triage.members.append(bot)
+    card_posted(running, 1)
+    assert main(["outbox"]) == 0
+    assert "Waiting for the triage channel" not in capsys.readouterr().out
+
+
+def test_a_first_reply_deleted_before_it_was_mailed_does_not_start_the_mail_conversation(
+    running: Triage,
+) -> None:
+    """`/desk new`, then a first reply the relay put off (451) and that staff deleted before it
+    left: no mail reached the customer, yet its Message-ID stayed recorded as sent, so `close`
+    answered "The customer is told." and mailed them a "closed" notice about a request they had
+    never heard of, as a reply (In-Reply-To) to a mail they never got."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.sink.fail_next(1000, code=451)
+    reply_ts = running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+
+    def put_off() -> bool:
+        with running.db.read() as session:
+            row = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).one_or_none()
+            return row is not None and row.state == OutboxState.PENDING and row.attempts >= 1
+
+    running.service.wait_for(put_off, "the relay to put the first reply off")
+    running.emulator.user_delete(ALICE, TRIAGE, reply_ts)
+    running.wait_worker_idle()
+    running.sink.clear_faults()
+
+    def settled() -> bool:
+        with running.db.read() as session:
+            row = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).one()
+            return row.state == OutboxState.DONE
+
+    running.service.wait_for(settled, "the deleted reply's mail to be settled")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert running.sink.messages == []
+
+
+def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_requester(
+    running: Triage,
+) -> None:
+    """`/desk new` for Dan, then `cc add` of his colleague Erin before anyone wrote: Erin was mailed
+    "You have been added to ticket #1" about a request Dan had never heard of, and that mail counted
+    as the desk having written, so `close` then mailed Dan a "closed" notice out of the blue. Now
+    both wait for the desk's first reply, which reaches them both."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    assert running.command(ALICE, "cc 1 add erin@globex.example").startswith("Added erin@globex.example")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert running.sink.messages == []
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    mails = running.service.wait_for_mails(2)
+    assert sorted(rcpt for mail in mails for rcpt in mail.rcpt_tos) == [
+        "dan@globex.example",
+        "erin@globex.example",
+    ]
+    assert all(
+        "we are on it" in mail.message.get_body(preferencelist=("plain",)).get_content() for mail in mails
+    )
+
+
+def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receipt_once_it_is_back(
+    running: Triage,
+) -> None:
+    """A staff reply went out by email while the triage channel was archived: Slack refuses
+    reactions there too (`is_archived`), so its receipt failed, the warning line about that waited
+    for the channel, and once it was back the reply showed as still on its way (⏳, never ✅) with
+    a line saying a mark could not be set. The receipt now waits for the channel like posts do."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    reply_ts = running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+    running.service.wait_for(
+        lambda: "hourglass_flowing_sand" in running.emulator.message(TRIAGE, reply_ts).reactions,
+        "the reply's pending mark",
+    )
+    triage = running.emulator.workspace.channels[TRIAGE]
+    triage.is_archived = True
+    # The emulator takes reactions in archived channels; Slack answers them `is_archived`.
+    for method in ("reactions.add", "reactions.remove"):
+        running.emulator.add_fault(method, Fault.slack_error("is_archived"), channel=TRIAGE, times=None)
+    running.service.wait_for_mails(1)
+    running.service.wait_for(
+        lambda: "post(s) wait for the channel" in str(healthz(running)["triage_channel"]),
+        "the receipt to wait for the channel",
+    )
+    running.emulator.clear_faults()
+    triage.is_archived = False
+    running.service.wait_for(
+        lambda: "white_check_mark" in running.emulator.message(TRIAGE, reply_ts).reactions,
+        "the reply's delivered mark",
+    )
+    running.wait_worker_idle()
+    outbox_drained(running)
+    assert not any("Couldn't mark" in text for text in running.thread_texts(1))
