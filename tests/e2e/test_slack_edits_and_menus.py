@@ -3,9 +3,14 @@ through signed events and card presses into the running service."""
 
 from __future__ import annotations
 
+import copy
+import json
+from typing import Any
+
 import pytest
 
-from sandbox.workspace import ALICE, CONNECT, HELP, TRIAGE
+from sandbox.state import Message as SlackMessage
+from sandbox.workspace import ALICE, BOB, CONNECT, HELP, TRIAGE
 from store.models import Visibility
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
@@ -38,3 +43,45 @@ def test_a_note_edited_into_a_command_stays_a_note_and_its_author_is_told(desk: 
     assert note is not None and note.visibility == Visibility.INTERNAL
     assert not any("close" in text for text in customer_sees(desk, customer_ts))
 
+
+def _assignee_cleared(card: SlackMessage) -> dict[str, Any]:
+    """The assignee picker emptied on `card` as its presser saw it: no `selected_user`."""
+    block_id = next(b["block_id"] for b in card.blocks or [] if b.get("type") == "actions")
+    return {"action_id": "ticket_assignee", "block_id": block_id, "type": "users_select", "action_ts": "1.1"}
+
+
+def test_clearing_the_assignee_on_a_stale_card_does_not_unassign_someone_the_presser_never_saw(
+    desk: Desk,
+) -> None:
+    """Alice's card still shows herself as the owner when Bob has just taken the ticket: her
+    clearing the picker meant "not me", not "not Bob". Nothing changes and she is told who owns it
+    now; clearing it on the card as it now is still unassigns."""
+    _customer_ts, card_ts = open_ticket(desk)
+    desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, "ticket_assignee", ALICE).wait(10)
+    desk.wait(lambda: (t := desk.ticket(1)) is not None and t.assignee_slack_id == ALICE, "Alice assigned")
+    desk.wait(
+        lambda: ALICE in json.dumps(desk.emulator.message(TRIAGE, card_ts).blocks), "the card showing Alice"
+    )
+    stale = desk.emulator.message(TRIAGE, card_ts)
+    desk.emulator.user_command(BOB, TRIAGE, "/desk", "assign 1 me").wait(10)
+    desk.wait(lambda: (t := desk.ticket(1)) is not None and t.assignee_slack_id == BOB, "Bob assigned")
+
+    pressed = desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, _assignee_cleared(stale))
+    payload = copy.deepcopy(pressed.payload)
+    pressed.wait(10)
+    desk.wait(
+        lambda: [p for p in desk.emulator.response_posts if p.user == ALICE],
+        "Alice to be told nothing changed",
+    )
+    ticket = desk.ticket(1)
+    assert ticket is not None and ticket.assignee_slack_id == BOB
+    assert payload["message"]["ts"] == card_ts  # the press carried the card Alice saw
+
+    desk.wait(
+        lambda: BOB in json.dumps(desk.emulator.message(TRIAGE, card_ts).blocks), "the card showing Bob"
+    )
+    now = desk.emulator.message(TRIAGE, card_ts)
+    desk.emulator.user_block_action(ALICE, TRIAGE, card_ts, _assignee_cleared(now)).wait(10)
+    desk.wait(
+        lambda: (t := desk.ticket(1)) is not None and t.assignee_slack_id is None, "the ticket unassigned"
+    )
