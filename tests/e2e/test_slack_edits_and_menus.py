@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sandbox.state import Message as SlackMessage
-from sandbox.workspace import ALICE, BOB, CONNECT, HELP, TRIAGE
+from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, TRIAGE
 from store.models import Visibility
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
@@ -85,3 +85,31 @@ def test_clearing_the_assignee_on_a_stale_card_does_not_unassign_someone_the_pre
     desk.wait(
         lambda: (t := desk.ticket(1)) is not None and t.assignee_slack_id is None, "the ticket unassigned"
     )
+
+
+def test_a_customer_deleting_a_message_with_a_file_leaves_the_file_with_a_line_saying_so(
+    desk: Desk,
+) -> None:
+    """The text copy of the customer's message goes from the triage thread; the file they sent is
+    kept as part of the ticket's record, but no longer without context: the thread says the
+    customer deleted the message the file came with."""
+    customer_ts, card_ts = open_ticket(desk)
+    file_ts = desk.emulator.user_post(
+        DAN, CONNECT, "Wrong invoice attached", thread_ts=customer_ts, files=[("invoice.pdf", b"%PDF fake")]
+    )
+    desk.wait_thread_text(TRIAGE, card_ts, "Wrong invoice attached")
+    desk.wait(
+        lambda: [f for f in desk.emulator.files.values() if f.name == "invoice.pdf" and TRIAGE in f.shares],
+        "the file in the triage thread",
+    )
+    desk.idle()
+
+    desk.emulator.user_delete(DAN, CONNECT, file_ts)
+
+    line = desk.wait(
+        lambda: next((m for m in desk.thread(TRIAGE, card_ts) if "deleted" in m.text), None),
+        "a line saying the customer deleted the message the file came with",
+    )
+    assert "invoice.pdf" in line.text
+    assert not any("Wrong invoice attached" in m.text for m in desk.thread(TRIAGE, card_ts))
+    assert [f for f in desk.emulator.files.values() if f.name == "invoice.pdf" and TRIAGE in f.shares]
