@@ -69,6 +69,9 @@ class SlackProfile:
     is_bot: bool = False
     is_staff: bool = False
     known: bool = True
+    # A stand-in made while Slack could not be asked (rate limit, outage, a paused token): the
+    # person may well be known, so whoever stores it asks again later.
+    unavailable: bool = False
 
     @property
     def shown_name(self) -> str:
@@ -259,12 +262,13 @@ class SlackDirectory:
 
     async def profile_or_standin(self, user_id: str) -> SlackProfile:
         """The profile, or a stand-in named by id while Slack cannot answer: a message is stored
-        now rather than retried into failure; the person's next message corrects the name."""
+        now rather than retried into failure; a customer stored so is looked up again later
+        (`Kind.PROFILE`)."""
         try:
             return await self.profile(user_id)
         except SlackLookupFailed as error:
             log.warning("storing without a profile: %s", error)
-            return SlackProfile(user_id=user_id, known=False)
+            return SlackProfile(user_id=user_id, known=False, unavailable=True)
 
     # ----- channels and user groups -----
 

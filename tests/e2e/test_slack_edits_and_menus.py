@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from sandbox.faults import Fault
 from sandbox.state import Message as SlackMessage
 from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, TRIAGE
-from store.models import Visibility
+from store.models import Customer, Visibility
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
 
@@ -113,3 +115,28 @@ def test_a_customer_deleting_a_message_with_a_file_leaves_the_file_with_a_line_s
     assert "invoice.pdf" in line.text
     assert not any("Wrong invoice attached" in m.text for m in desk.thread(TRIAGE, card_ts))
     assert [f for f in desk.emulator.files.values() if f.name == "invoice.pdf" and TRIAGE in f.shares]
+
+
+def test_a_customer_stored_by_id_while_slack_cannot_say_who_they_are_is_named_later(desk: Desk) -> None:
+    """`users.info` rate limited when Dan's first request arrives: the ticket opens at once with
+    Dan under his Slack id. Once Slack answers again his record and the card get his name, without
+    waiting for him to write again (he may never)."""
+    desk.emulator.add_fault("users.info", Fault.ratelimited(retry_after=2), times=None)
+    ts = desk.emulator.user_post(DAN, CONNECT, "Printer is on fire")
+    desk.wait_thread_text(CONNECT, ts, "Ticket #1 opened")
+    card_ts = desk.card_ts(1)
+    with desk.db.read() as session:
+        customer = session.scalar(select(Customer).where(Customer.slack_user_id == DAN))
+        assert customer is not None and customer.name == DAN  # stored under the id for now
+    desk.emulator.clear_faults("users.info")
+
+    desk.wait(lambda: _customer_name(desk) == "Dan Dorsey", "Dan's name in his customer record")
+    desk.wait(
+        lambda: "Dan Dorsey" in json.dumps(desk.emulator.message(TRIAGE, card_ts).blocks),
+        "the card naming Dan",
+    )
+
+
+def _customer_name(desk: Desk) -> str | None:
+    with desk.db.read() as session:
+        return session.scalar(select(Customer.name).where(Customer.slack_user_id == DAN))
