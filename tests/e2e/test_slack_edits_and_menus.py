@@ -140,3 +140,22 @@ def test_a_customer_stored_by_id_while_slack_cannot_say_who_they_are_is_named_la
 def _customer_name(desk: Desk) -> str | None:
     with desk.db.read() as session:
         return session.scalar(select(Customer.name).where(Customer.slack_user_id == DAN))
+
+
+def test_a_customer_message_mentioning_hundreds_of_people_does_not_spend_slacks_users_info_budget(
+    desk: Desk,
+) -> None:
+    """A pasted list of 150 mentions (a channel's member list, a hostile message): looked up all at
+    once, they took all of Slack's `users.info` allowance (about 100 a minute), so for a minute
+    every other lookup (a new customer's name, a staff reply's name and picture in a customer
+    thread) was refused. Only a bounded number are looked up; the rest read as their ids."""
+    customer_ts, card_ts = open_ticket(desk)
+    desk.idle()
+    before = len(desk.emulator.calls_to("users.info"))
+    mentions = " ".join(f"<@U9MASS{n:04d}>" for n in range(150))
+    desk.emulator.user_post(DAN, CONNECT, f"Please tell all of {mentions}", thread_ts=customer_ts)
+    desk.wait_thread_text(TRIAGE, card_ts, "Please tell all of")
+    desk.idle()
+    asked = desk.emulator.calls_to("users.info")[before:]
+    assert len(asked) <= 50, len(asked)
+    assert all(call.status != 429 for call in asked)
