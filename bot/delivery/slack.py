@@ -29,6 +29,7 @@ from bot.delivery.reads import (
     MessageSnapshot,
     StaffIdentity,
     TicketThreads,
+    card_update_on_its_own,
     posted_parts,
     read_card,
     read_message,
@@ -63,6 +64,7 @@ from store.outbox import (
     WAITING_FOR_CARD_RECHECK,
     Kind,
     OutboxItem,
+    triage_lane,
 )
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,12 @@ class SlackDelivery:
         threads = snapshot.threads
         text, blocks = card_text(snapshot.view), card_blocks(snapshot.view)
         if threads.triage_channel and threads.triage_ts:
+            if item.lane == triage_lane(item.ticket_id):
+                # Queued behind the thread's posts while the first card was being posted: run
+                # here, a 429 on chat.update (a method of its own) would hold them all back.
+                return Done(
+                    result={"moved": "to the card's lane"}, apply=card_update_on_its_own(item.ticket_id)
+                )
             return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
         channel = threads.triage_channel or self.desk.settings.triage_channel
         if not channel:

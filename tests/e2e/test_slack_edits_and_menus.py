@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sandbox.faults import Fault
 from sandbox.state import Message as SlackMessage
 from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, TRIAGE
-from store.models import Customer, Visibility
+from store.models import Customer, Outbox, OutboxState, Visibility
+from store.outbox import Kind
 from tests.e2e.conftest import StartService
 from tests.e2e.test_slack import REPLY_DELAY, Desk, customer_sees, delivered_marker, open_ticket
 
@@ -159,3 +160,29 @@ def test_a_customer_message_mentioning_hundreds_of_people_does_not_spend_slacks_
     asked = desk.emulator.calls_to("users.info")[before:]
     assert len(asked) <= 50, len(asked)
     assert all(call.status != 429 for call in asked)
+
+
+def test_a_card_change_made_while_the_card_is_first_posted_does_not_hold_the_threads_posts(
+    desk: Desk,
+) -> None:
+    """The ticket changes (here its priority) while its first card is still being posted: the
+    card's update is queued then. Queued behind the thread's posts, a 429 on its `chat.update`
+    (another method, with its own limit) held every later post of that ticket's thread until the
+    block ended; the update now waits on its own, and the customer's next message reaches the
+    thread."""
+    hang = desk.emulator.add_fault("chat.postMessage", Fault.hang(4.0), channel=TRIAGE, times=1)
+    customer_ts = desk.emulator.user_post(DAN, CONNECT, "Printer is on fire")
+    desk.wait(lambda: hang.hits == 1, "the first card's post to be under way")
+    desk.emulator.user_command(ALICE, TRIAGE, "/desk", "priority 1 high").wait(10)
+    desk.emulator.add_fault("chat.update", Fault.ratelimited(retry_after=120), times=None)
+    card_ts = desk.card_ts(1)
+    desk.wait_thread_text(TRIAGE, card_ts, "Printer is on fire")
+    desk.emulator.user_post(DAN, CONNECT, "Now it smokes too", thread_ts=customer_ts)
+
+    desk.wait_thread_text(TRIAGE, card_ts, "Now it smokes too")
+    with desk.db.read() as session:  # the card's update waits for its turn, not lost
+        waiting = session.scalars(
+            select(Outbox.lane).where(Outbox.kind == Kind.CARD.value, Outbox.state == OutboxState.PENDING)
+        ).all()
+    ticket = desk.ticket(1)
+    assert ticket is not None and waiting == [f"card:{ticket.id}"]
