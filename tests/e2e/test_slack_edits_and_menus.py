@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sandbox.faults import Fault
 from sandbox.state import Message as SlackMessage
-from sandbox.workspace import ALICE, BOB, CONNECT, DAN, HELP, TRIAGE
+from sandbox.workspace import ALICE, BOB, CAROL, CONNECT, DAN, HELP, TRIAGE
 from store.models import Customer, Outbox, OutboxState, Visibility
 from store.outbox import Kind
 from tests.e2e.conftest import StartService
@@ -186,3 +186,20 @@ def test_a_card_change_made_while_the_card_is_first_posted_does_not_hold_the_thr
         ).all()
     ticket = desk.ticket(1)
     assert ticket is not None and waiting == [f"card:{ticket.id}"]
+
+
+def test_429s_on_two_channels_at_once_hold_every_channels_posts_for_retry_after(desk: Desk) -> None:
+    """Slack's workspace-wide posting cap answers 429 on whichever channel posts next. Taken as
+    one channel's limit, every other channel then collected a 429 of its own; refused on two
+    channels at once, the desk now takes it as the workspace's and holds every channel's posts
+    until Retry-After has passed."""
+    refusals = desk.emulator.add_fault("chat.postMessage", Fault.ratelimited(retry_after=5), times=2)
+    desk.emulator.user_post(DAN, CONNECT, "Printer is on fire")
+    desk.wait(lambda: refusals.hits == 2, "posts refused on two channels")
+    refused = [c for c in desk.emulator.calls_to("chat.postMessage") if c.status == 429]
+    assert len({c.channel for c in refused}) == 2
+    ts = desk.emulator.user_post(CAROL, HELP, "The VPN is down")
+
+    desk.wait_thread_text(HELP, ts, "Ticket #2 opened")
+    posted = [c for c in desk.emulator.calls_to("chat.postMessage") if c.channel == HELP and c.ok]
+    assert posted[0].time - max(c.time for c in refused) >= 4.9  # held for the workspace's Retry-After
