@@ -47,13 +47,21 @@ EDITED_COMMAND = (
 )
 
 
-async def tell_command_edited(ctx: InboundContext, message: PostedMessage) -> None:
+NOTE_EDITED_INTO_COMMAND = (
+    "This stays an internal note: a note edited into a command is not run. To run a command, "
+    "type it as a new message."
+)
+
+
+async def tell_command_edited(
+    ctx: InboundContext, message: PostedMessage, text: str = EDITED_COMMAND
+) -> None:
     """Its author edited a command that already ran: an edit neither runs it again (a command runs
     once) nor makes it a reply (it was typed as a command, so it stays off the customer's side),
     and without a word the corrected command would look done."""
     try:
         await ctx.client.chat_postEphemeral(
-            channel=message.channel, user=message.user, thread_ts=message.thread_ts, text=EDITED_COMMAND
+            channel=message.channel, user=message.user, thread_ts=message.thread_ts, text=text
         )
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
         log.warning("could not tell %s that an edited command was not run: %s", message.user, error)

@@ -13,6 +13,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -37,6 +38,7 @@ from store.actions import (
     ticket_owning_slack_thread,
 )
 from store.actions.common import literal, thread_line
+from store.actions.customers import look_up_slack_customer_later
 from store.context import Desk
 from store.models import Customer, InboundItem, InboundState, Ticket, utcnow
 
@@ -152,10 +154,15 @@ class InboundContext:
         return message_markdown(raw, resolver)
 
 
+# How long after Slack could not say who a new customer is the worker asks again (then backing off
+# as the answer says): a rate limit on users.info is usually over within a minute.
+PROFILE_LOOKUP_DELAY = timedelta(seconds=5)
+
+
 def customer_for_profile(session: Session, profile: SlackProfile, home_team: str | None) -> Customer:
     """The customer record of a Slack user: a Slack Connect user's team is their organization."""
     team_name = profile.email.rpartition("@")[2] if profile.email else None
-    return customer_for_slack_user(
+    customer = customer_for_slack_user(
         session,
         profile.user_id,
         name=profile.full_name,
@@ -163,7 +170,15 @@ def customer_for_profile(session: Session, profile: SlackProfile, home_team: str
         email=profile.email,
         home_team_id=home_team,
         team_name=team_name,
+        known=profile.known,
     )
+    if profile.unavailable and customer.name == profile.user_id:
+        # Stored under their id while Slack could not say who they are: asked again shortly, so
+        # the card and their record get their name though they may never write again.
+        look_up_slack_customer_later(
+            session, profile.user_id, home_team, due_at=utcnow() + PROFILE_LOOKUP_DELAY
+        )
+    return customer
 
 
 def add_slack_customer_message(

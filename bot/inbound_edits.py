@@ -15,7 +15,12 @@ from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from bot.inbound_commands import run_command, tell_command_edited, was_taken_as_command
+from bot.inbound_commands import (
+    NOTE_EDITED_INTO_COMMAND,
+    run_command,
+    tell_command_edited,
+    was_taken_as_command,
+)
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -115,6 +120,14 @@ async def handle_edited(
         return
     outcome = await ctx.apply(claim, change)
     log.info("edit of %s/%s: %s", message.channel, message.ts, outcome)
+    if (
+        kind is StaffMessageKind.COMMAND
+        and visibility == Visibility.INTERNAL
+        and message.text.strip() != edit.previous_text.strip()  # not an unfurl's redraw
+    ):
+        # A note edited into a command stays a note (what was written as internal is never run
+        # by an edit); without a word its author, seeing `!close` in the thread, thinks it done.
+        await tell_command_edited(ctx, message, NOTE_EDITED_INTO_COMMAND)
 
 
 async def _edited_into_command(

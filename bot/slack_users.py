@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PROFILE_MAX_AGE = timedelta(hours=12)
 NAMES_MAX_AGE_SECONDS = 3600.0
+# Most people one message's mentions make the desk ask Slack about, and how many at a time.
+MENTION_LOOKUPS = 25
+MENTION_LOOKUPS_AT_ONCE = 5
 
 # Errors that say "try again later", as opposed to "this id means nothing to Slack".
 TRANSIENT_ERRORS = frozenset(
@@ -69,6 +72,9 @@ class SlackProfile:
     is_bot: bool = False
     is_staff: bool = False
     known: bool = True
+    # A stand-in made while Slack could not be asked (rate limit, outage, a paused token): the
+    # person may well be known, so whoever stores it asks again later.
+    unavailable: bool = False
 
     @property
     def shown_name(self) -> str:
@@ -243,6 +249,33 @@ class SlackDirectory:
             return SlackProfile(user_id=user_id, known=False)
         return await run_in(self.executor, store_profile, self.db, profile_from_api(user))
 
+    async def _mentioned_profiles(self, users: list[str]) -> list[SlackProfile]:
+        """The profiles of the people a message mentions: from the cache, and at most
+        MENTION_LOOKUPS of the others from Slack, MENTION_LOOKUPS_AT_ONCE at a time. A pasted list
+        of hundreds of mentions would otherwise spend Slack's whole `users.info` allowance (about
+        100 a minute) at once, and for that minute every other lookup (a new customer's name, a
+        staff reply's name and picture) would be refused. The rest read as their ids."""
+        cached = await asyncio.gather(
+            *(run_in(self.executor, cached_profile, self.db, u, self.profile_max_age) for u in users)
+        )
+        # Those the desk knows nothing of first; then those to refresh (a stale name will do).
+        unknown = [u for u, c in zip(users, cached, strict=True) if c.fresh is None and c.stale is None]
+        stale = [u for u, c in zip(users, cached, strict=True) if c.fresh is None and c.stale is not None]
+        allowed = set((unknown + stale)[:MENTION_LOOKUPS])
+        if len(unknown) > MENTION_LOOKUPS:
+            log.info("%d mentions not looked up (read as ids)", len(unknown) - MENTION_LOOKUPS)
+        at_once = asyncio.Semaphore(MENTION_LOOKUPS_AT_ONCE)
+
+        async def one(user_id: str, found: CachedProfile) -> SlackProfile:
+            if found.fresh is not None:
+                return found.fresh
+            if user_id not in allowed:
+                return found.stale or SlackProfile(user_id=user_id, known=False)
+            async with at_once:
+                return await self.profile_or_standin(user_id)
+
+        return list(await asyncio.gather(*(one(u, c) for u, c in zip(users, cached, strict=True))))
+
     async def look_up_mentions(self, messages: Iterable[Mapping[str, Any]]) -> frozenset[str]:
         """Before a command runs (it reads names from the store's cache): fetch everyone and
         everything the messages mention. Returns the people Slack has no one for (deleted,
@@ -259,12 +292,13 @@ class SlackDirectory:
 
     async def profile_or_standin(self, user_id: str) -> SlackProfile:
         """The profile, or a stand-in named by id while Slack cannot answer: a message is stored
-        now rather than retried into failure; the person's next message corrects the name."""
+        now rather than retried into failure; a customer stored so is looked up again later
+        (`Kind.PROFILE`)."""
         try:
             return await self.profile(user_id)
         except SlackLookupFailed as error:
             log.warning("storing without a profile: %s", error)
-            return SlackProfile(user_id=user_id, known=False)
+            return SlackProfile(user_id=user_id, known=False, unavailable=True)
 
     # ----- channels and user groups -----
 
@@ -303,7 +337,7 @@ class SlackDirectory:
         channels = sorted(channel_ids)
         groups = sorted(group_ids)
         # A mention that cannot be resolved now reads as its id rather than holding up the message.
-        profiles = await asyncio.gather(*(self.profile_or_standin(u) for u in users))
+        profiles = await self._mentioned_profiles(users)
         channel_names = await asyncio.gather(*(self.channel_name(c) for c in channels))
         handles = [await self.usergroup_handle(g) for g in groups]
         return DictMentionResolver(

@@ -165,6 +165,9 @@ class Worker:
         self._pause_read_at = float("-inf")
         self._token_checked_at = float("-inf")
         self._token_wait = self._first_token_wait()
+        # The paused token's check (auth.test) under way: it runs beside the delivery loop, so a
+        # slow answer (up to the client's timeout) does not hold back claims, mail above all.
+        self._token_task: asyncio.Task[bool] | None = None
 
     def _first_token_wait(self) -> float:
         return min(1.0, self.config.pause_check_interval)
@@ -213,6 +216,9 @@ class Worker:
         try:
             await self._delivery_loop()
         finally:
+            if self._token_task is not None:
+                self._token_task.cancel()  # a stop does not wait for Slack's answer
+                await asyncio.gather(self._token_task, return_exceptions=True)
             await self._finish(intake)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -351,7 +357,7 @@ class Worker:
         """One pass, for tests and tools: intake, then one claimed batch performed to the end."""
         handled = await self._handle_inbound()
         await self._settle_kept()
-        await self._check_pause()
+        await self._check_pause(wait_for_check=True)
         kinds = self._claimable_kinds()
         if not kinds:
             return bool(handled)
@@ -528,7 +534,9 @@ class Worker:
                 log.error("Slack delivery paused: %s; rows are kept until the token works", outcome.error)
         await asyncio.to_thread(settle_pause, self.db, self.worker_id, item, outcome.error)
 
-    async def _check_pause(self) -> None:
+    async def _check_pause(self, *, wait_for_check: bool = False) -> None:
+        """While paused, ask now and then whether the token works again. The check runs as a task
+        of its own, its answer taken by a later pass (`wait_for_check`: this one, for run_once)."""
         now = asyncio.get_running_loop().time()
         if now - self._pause_read_at >= self.config.pause_state_interval:
             self._pause_read_at = now
@@ -537,12 +545,27 @@ class Worker:
                 self._paused = await asyncio.to_thread(slack_paused, self.db) is not None
         if not self._paused or self.token_check is None:
             return
-        if now - self._token_checked_at < self._token_wait:
+        if self._token_task is None:
+            if now - self._token_checked_at < self._token_wait:
+                return
+            self._token_checked_at = now
+            # Ask again soon at first, then less often: auth.test is cheap but not free.
+            self._token_wait = min(self._token_wait * 2, self.config.pause_check_interval)
+            self._token_task = asyncio.ensure_future(self.token_check())
+            # Its answer wakes the loop: the resume need not wait for the next poll.
+            self._token_task.add_done_callback(lambda _task: self._outbox.poke())
+        if wait_for_check:
+            await asyncio.wait([self._token_task])
+        if not self._token_task.done():
             return
-        self._token_checked_at = now
-        # Ask again soon at first, then less often: auth.test is cheap but not free.
-        self._token_wait = min(self._token_wait * 2, self.config.pause_check_interval)
-        if await self.token_check():
+        task, self._token_task = self._token_task, None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning("the Slack token check failed: %s", error)
+            return
+        if task.result():
             async with self._pause_lock:
                 await asyncio.to_thread(set_slack_paused, self.db, None)
                 self._paused = False

@@ -39,6 +39,8 @@ class Kind(enum.StrEnum):
     MIRROR_DELETE = "slack.mirror_delete"  # a deletion mirrored onto the copy we posted
     REACTION = "slack.reaction"  # receipts and the note marker
     DESK_NOTICE = "slack.desk_notice"  # a top-level line in the triage channel: intake that failed
+    # A Slack customer stored under their id while Slack could not say who they are: asked again.
+    PROFILE = "slack.profile"
     EMAIL = "email.send"  # one email to one recipient
 
 

@@ -101,6 +101,8 @@ class RateGate:
     rng: random.Random = field(default_factory=random.Random)
     _schedules: dict[tuple[str, str], _Schedule] = field(default_factory=dict)
     _share: int = 1
+    # Channels whose posts a 429 holds back, and until when: two at once are the workspace's cap.
+    _post_blocks: dict[str, float] = field(default_factory=dict)
 
     def share_among(self, workers: int) -> None:
         """`workers` processes (this one included) deliver to this workspace: keep 1/workers of
@@ -176,6 +178,8 @@ class RateGate:
         every other method per method.
         """
         key = ("post", channel or "") if method == POST else ("method", method)
+        if method == POST:
+            self._workspace_cap(channel or "", retry_after)
         schedule = self._schedule(key)
         if not self.pacing and schedule.base_interval == 0.0:
             # Unpaced, every call held back by this block would come back the moment it ends, all
@@ -193,6 +197,21 @@ class RateGate:
         schedule.next_free = max(
             schedule.next_free, schedule.blocked_until + schedule.interval * (schedule.burst - 1)
         )
+
+    def _workspace_cap(self, channel: str, retry_after: float) -> None:
+        """Slack answers its workspace-wide posting cap with a 429 on whichever channel posts, no
+        different from one channel's own. Taken as that channel's alone, every other channel would
+        collect a 429 of its own, one after another. Refused on two channels whose blocks overlap,
+        it is taken as the workspace's: no post goes anywhere until Retry-After has passed (two
+        channels both over their own limit at once lose at most that wait)."""
+        now = self.clock()
+        until = now + max(retry_after, 0.0)
+        self._post_blocks = {c: t for c, t in self._post_blocks.items() if t > now}
+        others = [c for c in self._post_blocks if c != channel]
+        self._post_blocks[channel] = max(self._post_blocks.get(channel, 0.0), until)
+        if others:
+            workspace = self._schedule(("post-workspace", ""))
+            workspace.blocked_until = max(workspace.blocked_until, until)
 
     def blocked_for(self, method: str, channel: str | None) -> float:
         """Seconds left of a 429 block on this call's keys (0 when none)."""

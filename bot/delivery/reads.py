@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot.blocks.data import CardView
 from bot.cards import card_view
 from store import outbox
+from store.actions.common import update_card
 from store.db import Database
 from store.models import Attachment, Customer, Message, Outbox, OutboxState, Ticket
 
@@ -224,6 +225,18 @@ def record_triage_thread(ticket_id: int, channel: str, ts: str) -> Callable[[Ses
         session.connection().execute(
             _first_thread_statement(), {"ticket_id": ticket_id, "channel": channel, "ts": ts}
         )
+
+    return apply
+
+
+def card_update_on_its_own(ticket_id: int) -> Callable[[Session], None]:
+    """A card update queued in the thread's lane while the first card was being posted: it goes
+    on in the card's own lane (`update_card`), where a 429 on `chat.update` holds only the card."""
+
+    def apply(session: Session) -> None:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is not None:
+            update_card(session, ticket)
 
     return apply
 

@@ -29,6 +29,7 @@ from bot.delivery.reads import (
     MessageSnapshot,
     StaffIdentity,
     TicketThreads,
+    card_update_on_its_own,
     posted_parts,
     read_card,
     read_message,
@@ -50,6 +51,7 @@ from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
 from mail.links import raw_message_url
+from store.actions.customers import name_slack_customer
 from store.actions.messages import copy_digest
 from store.context import Desk
 from store.intake_keys import link_secret
@@ -110,6 +112,7 @@ class SlackDelivery:
             Kind.MIRROR_DELETE: self.mirror_delete,
             Kind.REACTION: self.reaction,
             Kind.DESK_NOTICE: self.desk_notice,
+            Kind.PROFILE: self.profile_lookup,
         }
         return {kind.value: self._performer(perform) for kind, perform in table.items()}
 
@@ -146,6 +149,12 @@ class SlackDelivery:
         threads = snapshot.threads
         text, blocks = card_text(snapshot.view), card_blocks(snapshot.view)
         if threads.triage_channel and threads.triage_ts:
+            if item.lane == triage_lane(item.ticket_id):
+                # Queued behind the thread's posts while the first card was being posted: run
+                # here, a 429 on chat.update (a method of its own) would hold them all back.
+                return Done(
+                    result={"moved": "to the card's lane"}, apply=card_update_on_its_own(item.ticket_id)
+                )
             return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
         # Not posted yet: it goes to the triage channel configured now, even if the ticket was opened
         # (and its card kept, refused) while another one was; its thread follows it there.
@@ -252,6 +261,41 @@ class SlackDelivery:
         text = str(attempt.item.payload.get("text") or "")
         ts = await attempt.post(channel, None, 0, last_step=True, text=text)
         return Done(result={"ts": ts})
+
+    async def profile_lookup(self, attempt: Attempt) -> Outcome:
+        """Ask Slack again who a customer stored under their id is; a 429 or outage retries (or
+        pauses) the row as any call does. Their record and their tickets' cards take the name."""
+        payload = attempt.item.payload
+        user_id = str(payload.get("user") or "")
+        if not user_id:
+            return Fail("the lookup names no one", tell_thread=False)
+        data = await self.calls.call(
+            "users.info",
+            lambda: self.client.users_info(user=user_id),
+            ok_errors=frozenset({"user_not_found", "user_not_visible"}),
+        )
+        if not data.get("ok") or not isinstance(data.get("user"), dict):
+            return Done(result={"skipped": f"Slack does not know {user_id}: {data.get('error')}"})
+        found = await asyncio.to_thread(store_profile, self.desk.db, profile_from_api(data["user"]))
+        if not found.known:
+            return Done(result={"skipped": "Slack has no name for them"})
+        home_team = payload.get("home_team")
+        cards = await asyncio.to_thread(
+            self._name_customer, found, str(home_team) if isinstance(home_team, str) else None
+        )
+        return Done(result={"cards": cards})
+
+    def _name_customer(self, profile: SlackProfile, home_team: str | None) -> int:
+        with self.desk.db.transaction() as session:
+            return name_slack_customer(
+                session,
+                profile.user_id,
+                name=profile.full_name,
+                team_id=profile.team_id,
+                email=profile.email,
+                home_team_id=home_team,
+                team_name=profile.email.rpartition("@")[2] if profile.email else None,
+            )
 
     # ----- the customer's Slack thread -----
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Select, bindparam, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.actions.common import check_address
-from store.models import Customer, Organization
+from store import outbox
+from store.actions.common import check_address, update_card
+from store.models import Customer, Organization, Outbox, OutboxState, Ticket
+from store.outbox import Kind
 
 # Mail providers whose users share nothing but the provider: no organization from the domain.
 PUBLIC_MAIL_DOMAINS = frozenset(
@@ -163,8 +166,12 @@ def customer_for_slack_user(
     email: str | None = None,
     home_team_id: str | None = None,
     team_name: str | None = None,
+    known: bool = True,
 ) -> Customer:
-    """The customer for a Slack user; their organization is their team when it is not ours."""
+    """The customer for a Slack user; their organization is their team when it is not ours.
+
+    `known` False: Slack did not say who they are (`name` is their id): a new customer is stored
+    so, but a known one keeps the name and team they have rather than being renamed to an id."""
     by_user = select(Customer).where(Customer.slack_user_id == user_id)
     customer = session.scalar(by_user)
     if customer is None and email:
@@ -174,6 +181,8 @@ def customer_for_slack_user(
     if customer is None:
         fresh = Customer(slack_user_id=user_id, name=name, email=email.lower() if email else None)
         customer = _insert_or_get(session, fresh, lambda: session.scalar(by_user))
+    elif not known:
+        return customer
     customer.slack_team_id = team_id
     if name:
         customer.name = name
@@ -187,3 +196,60 @@ def customer_for_slack_user(
             customer.organization_id = organization.id
     session.flush()
     return customer
+
+
+def profile_lane(user_id: str) -> str:
+    return f"profile:{user_id}"
+
+
+def look_up_slack_customer_later(
+    session: Session, user_id: str, home_team_id: str | None, *, due_at: datetime
+) -> None:
+    """A Slack customer stored under their id while Slack could not say who they are: the worker
+    asks again (`Kind.PROFILE`), so their record and cards get their name even if they never
+    write again. One waiting row per person covers all their messages meanwhile."""
+    waiting = session.scalar(
+        select(Outbox.id).where(
+            Outbox.lane == profile_lane(user_id),
+            Outbox.state == OutboxState.PENDING,
+        )
+    )
+    if waiting is None:
+        outbox.enqueue(
+            session,
+            Kind.PROFILE,
+            lane=profile_lane(user_id),
+            payload={"user": user_id, "home_team": home_team_id},
+            due_at=due_at,
+        )
+
+
+def name_slack_customer(
+    session: Session,
+    user_id: str,
+    *,
+    name: str,
+    team_id: str | None,
+    email: str | None,
+    home_team_id: str | None,
+    team_name: str | None,
+) -> int:
+    """Slack said who a customer stored under their id is: their record takes it, and the cards of
+    their tickets are drawn again. Returns how many cards; 0 when there is no such customer."""
+    if session.scalar(select(Customer.id).where(Customer.slack_user_id == user_id)) is None:
+        return 0
+    customer = customer_for_slack_user(
+        session,
+        user_id,
+        name=name,
+        team_id=team_id,
+        email=email,
+        home_team_id=home_team_id,
+        team_name=team_name,
+    )
+    tickets = session.scalars(
+        select(Ticket).where(Ticket.requester_id == customer.id).order_by(Ticket.id.desc()).limit(50)
+    ).all()
+    for ticket in tickets:
+        update_card(session, ticket)
+    return len(tickets)

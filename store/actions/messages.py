@@ -552,6 +552,18 @@ def delete_slack_message(
     message.deleted_at = now
     if message.direction == Direction.INBOUND:
         _mirror(session, ticket, message, Kind.MIRROR_DELETE)
+        if message.attachments:
+            # The files it brought stay in the thread as part of the ticket's record (staff may
+            # have acted on them); without a word they would sit there with nothing saying where
+            # they came from or that the customer took them back.
+            names = [literal(a.filename) for a in message.attachments]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            thread_line(
+                session,
+                ticket,
+                f"The customer deleted their message that came with {shown}; "
+                f"{'the file is' if len(names) == 1 else 'the files are'} kept here for the record.",
+            )
         return "mirrored"
     if message.visibility == Visibility.INTERNAL:
         return "note"

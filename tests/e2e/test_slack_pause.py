@@ -41,3 +41,29 @@ def test_the_outbox_listing_says_slack_delivery_is_paused_and_why(
     service.wait_for(lambda: service.card(1), "the card once the token works")
     service.wait_for(lambda: not slack_paused(service.db), "Slack delivery resumed")
     assert "paused" not in outbox_listing(service, monkeypatch, capsys)
+
+
+def test_a_slow_token_check_while_paused_does_not_hold_back_mail(service: RunningDesk) -> None:
+    """While Slack delivery is paused the worker asks `auth.test` whether the token works again.
+    Slack slow to answer that (here 10 s) held back every claim meanwhile, emails included: a
+    customer's acknowledgement waited for Slack, which it does not need. It now goes while the
+    check is still waiting for its answer."""
+    service.emulator.add_fault("*", Fault.slack_error("token_revoked"), times=None)
+    raw, _message_id = customer_mail("The printer is on fire")
+    assert service.send_mail(raw)[0] == 250
+    service.wait_for(lambda: slack_paused(service.db), "Slack delivery paused")
+    service.wait_for(lambda: mails_to(service, "bob@customer.test"), "the first acknowledgement")
+
+    service.emulator.clear_faults()
+    slow = service.emulator.add_fault("auth.test", Fault.hang(10.0), times=None)
+    service.emulator.add_fault("*", Fault.slack_error("token_revoked"), times=None)
+    service.wait_for(lambda: slow.hits >= 1, "a token check under way")
+    answered = len(service.emulator.calls_to("auth.test"))
+    raw, _message_id = customer_mail(
+        "The scanner is on fire too", subject="Scanner", message_id="<scan@customer.test>"
+    )
+    assert service.send_mail(raw)[0] == 250
+
+    service.wait_for(lambda: len(mails_to(service, "bob@customer.test")) >= 2, "the second acknowledgement")
+    assert len(service.emulator.calls_to("auth.test")) == answered  # the check was still waiting
+    service.emulator.clear_faults()
