@@ -22,7 +22,7 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_errors import REFUSED_TOKEN
+from bot.slack_errors import REFUSED_APP_TOKEN
 from store.context import Desk
 from store.migrate import upgrade
 from store.settings import Settings, SettingsError
@@ -38,8 +38,6 @@ STOP_GRACE_SECONDS = 8.0
 # network to PostgreSQL dropping packets, a paused server): such a thread cannot be cancelled, and
 # asyncio's executor shutdown and the interpreter's exit would each wait for it without end.
 EXIT_DEADLINE_SECONDS = 9.5
-# An app token Slack refuses: one refused as a token, or a bot token given as the app token.
-REFUSED_APP_TOKEN = REFUSED_TOKEN | {"not_allowed_token_type"}
 
 
 @dataclass
@@ -76,6 +74,7 @@ async def run_service(
         check_delivery_settings(settings)  # a bad relay URL or template stops here, with one line
     from bot.app import build_bolt_app, slack_client, slack_session
     from bot.assembly import build_worker
+    from bot.socket_mode import WatchedSocketModeHandler
     from mail.intake import start_smtp_intake
 
     desk = Desk.build(settings)
@@ -113,11 +112,16 @@ async def run_service(
             from bot.http import build_web_app
             from bot.web_routes import extra_routes
 
+            # Built before the web app, so that /healthz can say how the connection is.
+            handler = WatchedSocketModeHandler(bolt, settings.slack_app_token or "") if socket_mode else None
+            if handler is not None:  # its client holds a session and a task from the start
+                cleanups.append(handler.close_async)
             web_app = build_web_app(
                 desk.db,
                 None if socket_mode else bolt,
                 signing_secret=None if socket_mode else settings.slack_signing_secret,
                 extra_routes=extra_routes(desk),
+                socket_mode_state=handler.client.state if handler is not None else None,
             )
             runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS / 2)
             await runner.setup()
@@ -127,16 +131,12 @@ async def run_service(
                 await site.start()
             running.http_port = _bound_port(runner)
             log.info("HTTP listening on %s:%s", settings.http_host, running.http_port)
-            if socket_mode:
-                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
+            if handler is not None:
                 # Slack out of reach: the token check waits out its timeout and the handler keeps
                 # trying; a stop signal must still stop either (before anything else listens).
                 checking = _check_app_token(client, settings.slack_app_token)
                 if not await _unless_stopped(checking, running.stop):
                     return
-                handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
-                cleanups.append(handler.close_async)
                 if not await _unless_stopped(handler.connect_async(), running.stop):
                     return
                 log.info("Socket Mode connected")

@@ -1,0 +1,57 @@
+"""The Socket Mode connection's life, seen by the operator: Slack refusing the app token after the
+service started (the token revoked, Socket Mode turned off) is said in one plain log line and by
+`/healthz`, and the service connects again by itself once the token works."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+
+import pytest
+
+from sandbox.faults import Fault, FaultKind
+from sandbox.workspace import CONNECT, DAN, HELP
+from tests.e2e.conftest import StartService
+from tests.e2e.test_slack import Desk
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _health(desk: Desk) -> dict[str, object]:
+    with urllib.request.urlopen(f"{desk.service.http_url}/healthz", timeout=10) as answer:
+        assert answer.status == 200
+        body: dict[str, object] = json.loads(answer.read())
+        return body
+
+
+def test_an_app_token_refused_while_running_is_said_and_the_socket_comes_back(
+    start_service: StartService, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = Desk(start_service(socket_mode=True, intake_channels=(CONNECT, HELP)))
+    emulator = desk.emulator
+    assert _health(desk)["socket_mode"] == "connected"
+    emulator.add_fault(
+        "apps.connections.open", Fault(FaultKind.SLACK_ERROR, error="invalid_auth"), times=None
+    )
+    caplog.set_level(logging.INFO)
+    emulator.socket_disconnect("link_disabled", close_after=0.2)  # Slack drops the link; no new one
+
+    def said() -> str | None:
+        state = str(_health(desk)["socket_mode"])
+        return state if "invalid_auth" in state else None
+
+    state = desk.service.wait_for(said, "/healthz to say the socket is down and why", timeout=40)
+    assert state.startswith("disconnected") and "SLACK_APP_TOKEN" in state, state
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("bot.")]
+    told = [line for line in lines if "SLACK_APP_TOKEN" in line and "invalid_auth" in line]
+    assert len(told) == 1, lines  # once, however many times the reconnect is tried
+    assert "no Slack events arrive" in told[0]
+    # No busy loop: a few tries, paced (slack_sdk's 10 s), not hundreds.
+    assert len(emulator.calls_to("apps.connections.open")) < 10
+
+    emulator.clear_faults("apps.connections.open")
+    desk.service.wait_for(lambda: _health(desk)["socket_mode"] == "connected", "the socket back", timeout=40)
+    posted = emulator.user_post(DAN, CONNECT, "Back again?")
+    desk.wait_thread_text(CONNECT, posted, "Ticket #1 opened")
+    assert any("Socket Mode connected again" in r.getMessage() for r in caplog.records)
