@@ -28,6 +28,7 @@ from store.migrate import upgrade
 from store.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from bot.socket_mode import WatchedSocketModeHandler
     from bot.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ async def run_service(
                 loop.add_signal_handler(signum, on_stop_signal)
 
     cleanups: list[Callable[[], Awaitable[None]]] = []
+    connecting: list[asyncio.Task[None]] = []  # Socket Mode's first connect, while it lasts
     tasks: list[asyncio.Task[None]] = []
     # One pool of kept-alive connections for every Web API call this process makes (Bolt's and the
     # worker's): without it slack_sdk opens and closes a connection, and on Slack a TLS handshake,
@@ -115,7 +117,7 @@ async def run_service(
             # Built before the web app, so that /healthz can say how the connection is.
             handler = WatchedSocketModeHandler(bolt, settings.slack_app_token or "") if socket_mode else None
             if handler is not None:  # its client holds a session and a task from the start
-                cleanups.append(handler.close_async)
+                cleanups.append(_socket_mode_closer(handler, connecting))
             web_app = build_web_app(
                 desk.db,
                 None if socket_mode else bolt,
@@ -137,9 +139,9 @@ async def run_service(
                 checking = _check_app_token(client, settings.slack_app_token)
                 if not await _unless_stopped(checking, running.stop):
                     return
-                if not await _unless_stopped(handler.connect_async(), running.stop):
-                    return
-                log.info("Socket Mode connected")
+                # Connecting waits for as long as Slack's link is out of reach (slack_sdk tries again
+                # every 10 s): the SMTP intake and the worker need no Slack events, and start now.
+                connecting.append(asyncio.create_task(_connect_socket_mode(handler)))
         if "smtp" in roles:
             with _listening("SERVICEDESK_SMTP_HOST", "SERVICEDESK_SMTP_PORT", settings.smtp_port):
                 intake = await start_smtp_intake(desk)
@@ -180,6 +182,26 @@ async def run_service(
         if slack_http is not None:
             await slack_http.close()
         desk.db.dispose()
+
+
+async def _connect_socket_mode(handler: WatchedSocketModeHandler) -> None:
+    await handler.connect_async()
+    log.info("Socket Mode connected")
+
+
+def _socket_mode_closer(
+    handler: WatchedSocketModeHandler, connecting: list[asyncio.Task[None]]
+) -> Callable[[], Awaitable[None]]:
+    """Stop connecting (a stop must not wait out slack_sdk's 10 s between tries), then close."""
+
+    async def close() -> None:
+        for task in connecting:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await handler.close_async()
+
+    return close
 
 
 def _exit_after(seconds: float) -> None:

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import smtplib
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from sandbox import SlackEmulator
 from sandbox.faults import Fault, FaultKind
-from sandbox.workspace import CONNECT, DAN, HELP
-from tests.e2e.conftest import StartService
+from sandbox.workspace import APP_TOKEN, CONNECT, DAN, HELP
+from tests.e2e.conftest import StartService, free_port, wait_until
+from tests.e2e.test_serve import serve_env, stop
 from tests.e2e.test_slack import Desk
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,3 +62,43 @@ def test_an_app_token_refused_while_running_is_said_and_the_socket_comes_back(
     posted = emulator.user_post(DAN, CONNECT, "Back again?")
     desk.wait_thread_text(CONNECT, posted, "Ticket #1 opened")
     assert any("Socket Mode connected again" in r.getMessage() for r in caplog.records)
+
+
+def test_email_is_taken_while_socket_mode_cannot_connect_yet(
+    tmp_path: Path, emulator: SlackEmulator, database_url: str
+) -> None:
+    """Slack's Socket Mode link out of reach at the start (an outage, a proxy not yet up): the
+    SMTP intake and the worker do not depend on it, and must run meanwhile, as in HTTP mode."""
+    emulator.add_fault("apps.connections.open", Fault.server_error(503), times=None)
+    smtp_port = free_port()
+    env = {
+        **serve_env(tmp_path, emulator, database_url, free_port(), smtp_port),
+        "SLACK_APP_TOKEN": APP_TOKEN,
+    }
+    del env["SLACK_SIGNING_SECRET"]  # not needed in Socket Mode
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--socket-mode"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+
+        def smtp_answers() -> bool:
+            assert process.poll() is None, "serve exited"
+            try:
+                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as client:
+                    return client.noop()[0] == 250
+            except OSError:
+                return False
+
+        wait_until(smtp_answers, "the SMTP intake to answer while Slack refuses the socket", timeout=20)
+        assert emulator.socket_connections == 0
+        emulator.clear_faults("apps.connections.open")
+        emulator.wait_for_socket(timeout=30)  # and the socket connects by itself once it can
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        stop(process)
