@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -32,6 +33,7 @@ class WatchedSocketModeClient(SocketModeClient):
         self._clock = clock
         self.problem: str | None = None
         self.down_since: float | None = None
+        self.aiohttp_client_session = _OneConnectPerUrl(self.aiohttp_client_session, self)  # type: ignore[assignment]
 
     def connected(self) -> bool:
         """The client's own `is_connected`, without its awaiting (it only reads attributes)."""
@@ -55,15 +57,15 @@ class WatchedSocketModeClient(SocketModeClient):
         except SlackApiError as error:
             code = str(error.response.get("error", ""))
             if code in REFUSED_APP_TOKEN:
-                self._failed(
+                self.failed(
                     f"Slack refused SLACK_APP_TOKEN ({code}): create an app-level token with the "
                     "connections:write scope, with Socket Mode on, and restart with it"
                 )
             else:
-                self._failed(f"apps.connections.open failed ({code})")
+                self.failed(f"apps.connections.open failed ({code})")
             raise
         except (aiohttp.ClientError, TimeoutError) as error:
-            self._failed(f"Slack unreachable ({str(error) or type(error).__name__})")
+            self.failed(f"Slack unreachable ({str(error) or type(error).__name__})")
             raise
         return url
 
@@ -74,12 +76,43 @@ class WatchedSocketModeClient(SocketModeClient):
             self.problem = None
         self.down_since = None
 
-    def _failed(self, problem: str) -> None:
+    def failed(self, problem: str) -> None:
         if self.down_since is None:
             self.down_since = self._clock()
         if problem != self.problem:  # once per cause, not at every retry
             log.error("Socket Mode cannot connect: %s; no Slack events arrive until it does", problem)
         self.problem = problem
+
+
+class _OneConnectPerUrl:
+    """The client's aiohttp session, as slack_sdk uses it (`ws_connect`, `closed`, `close`).
+
+    A URL from apps.connections.open is good for one connection: Slack's are single use and
+    expire. slack_sdk's `connect` asks for one only when it has none, and tries a URL that failed
+    to connect again every 10 s, forever: after a proxy's 502 or a network blip the desk never
+    heard from Slack again. A URL that failed is forgotten here, so the next try asks for a new one.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, client: WatchedSocketModeClient) -> None:
+        self._session = session
+        self._client = client
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def ws_connect(self, url: str, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await self._session.ws_connect(url, **kwargs)
+        except Exception as error:
+            self._client.wss_uri = None
+            # Not the error's text: it holds the URL, whose ticket is not for the log.
+            status = f" {error.status}" if isinstance(error, aiohttp.ClientResponseError) else ""
+            self._client.failed(f"the Socket Mode URL did not connect ({type(error).__name__}{status})")
+            raise
 
 
 class WatchedSocketModeHandler(AsyncSocketModeHandler):

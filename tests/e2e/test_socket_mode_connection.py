@@ -102,3 +102,29 @@ def test_email_is_taken_while_socket_mode_cannot_connect_yet(
         assert process.wait(timeout=10) == 0
     finally:
         stop(process)
+
+
+def test_a_socket_url_that_fails_to_connect_is_not_tried_forever(start_service: StartService) -> None:
+    """A URL from apps.connections.open is good for one connection (Slack's are single use, and
+    expire): one that fails to connect (a proxy's 502, a network blip after it was issued, a ticket
+    gone stale) must be replaced by a new one, or the desk never hears from Slack again."""
+    desk = Desk(start_service(socket_mode=True, intake_channels=(CONNECT, HELP)))
+    emulator = desk.emulator
+    state = emulator.hub.state
+
+    class FirstTicketSpoiled(dict[str, bool]):
+        spoil = 1
+
+        def __setitem__(self, ticket: str, used: bool) -> None:
+            if used is False and FirstTicketSpoiled.spoil:
+                FirstTicketSpoiled.spoil = 0
+                used = True  # the next URL handed out is refused when connected to
+            super().__setitem__(ticket, used)
+
+    with state.lock:
+        state.socket_tickets = FirstTicketSpoiled(state.socket_tickets)
+    emulator.socket_disconnect("refresh_requested", close_after=0.2)
+    emulator.wait_for(lambda: FirstTicketSpoiled.spoil == 0 and emulator.socket_connections == 0, timeout=20)
+    emulator.wait_for_socket(timeout=40)  # slack_sdk waits 10 s between tries
+    posted = emulator.user_post(DAN, CONNECT, "Still there?")
+    desk.wait_thread_text(CONNECT, posted, "Ticket #1 opened")
