@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -32,11 +32,15 @@ def build_web_app(
     *,
     signing_secret: str | None = None,
     extra_routes: list[web.RouteDef] | None = None,
+    socket_mode_state: Callable[[], str] | None = None,
 ) -> web.Application:
     """`signing_secret`: every request to /slack/events is verified here, before Bolt. Bolt answers
     an `ssl_check` request 200 before it verifies anything, and a timestamp that is not a number
     makes its verifier raise (a 500); both must be a 401 like any unsigned request. Bolt still
-    verifies too (one HMAC more): a caller that left the secret out here stays safe."""
+    verifies too (one HMAC more): a caller that left the secret out here stays safe.
+
+    `socket_mode_state`: in Socket Mode, how its connection is (`connected`, or since when and why
+    not), said by /healthz: events come over it, not to /slack/events."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
@@ -77,12 +81,18 @@ def build_web_app(
                 "failed_intake": inbound.failed_count(db),
             }
 
+        # Read on the loop, where the Socket Mode client changes it.
+        socket_mode = socket_mode_state() if socket_mode_state is not None else None
         try:
             # On the edge's threads: a node whose worker waits on busy tickets still answers its
             # health check, rather than be taken out of the load balancer for that.
             body = await run_in(EDGE_POOL, probe)
         except StoreUnavailable:
             return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+        if socket_mode is not None:
+            # Still 200 (the database answers, input taken so far is worked), as for a paused
+            # delivery: the body says that no new Slack input arrives, and why.
+            body["socket_mode"] = socket_mode
         return web.Response(text=json.dumps(body), content_type="application/json")
 
     app.router.add_post("/slack/events", slack_events)

@@ -22,12 +22,13 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_errors import REFUSED_TOKEN
+from bot.slack_errors import REFUSED_APP_TOKEN
 from store.context import Desk
 from store.migrate import upgrade
 from store.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from bot.socket_mode import WatchedSocketModeHandler
     from bot.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ STOP_GRACE_SECONDS = 8.0
 # network to PostgreSQL dropping packets, a paused server): such a thread cannot be cancelled, and
 # asyncio's executor shutdown and the interpreter's exit would each wait for it without end.
 EXIT_DEADLINE_SECONDS = 9.5
-# An app token Slack refuses: one refused as a token, or a bot token given as the app token.
-REFUSED_APP_TOKEN = REFUSED_TOKEN | {"not_allowed_token_type"}
 
 
 @dataclass
@@ -76,6 +75,7 @@ async def run_service(
         check_delivery_settings(settings)  # a bad relay URL or template stops here, with one line
     from bot.app import build_bolt_app, slack_client, slack_session
     from bot.assembly import build_worker
+    from bot.socket_mode import WatchedSocketModeHandler
     from mail.intake import start_smtp_intake
 
     desk = Desk.build(settings)
@@ -101,6 +101,7 @@ async def run_service(
                 loop.add_signal_handler(signum, on_stop_signal)
 
     cleanups: list[Callable[[], Awaitable[None]]] = []
+    connecting: list[asyncio.Task[None]] = []  # Socket Mode's first connect, while it lasts
     tasks: list[asyncio.Task[None]] = []
     # One pool of kept-alive connections for every Web API call this process makes (Bolt's and the
     # worker's): without it slack_sdk opens and closes a connection, and on Slack a TLS handshake,
@@ -113,11 +114,16 @@ async def run_service(
             from bot.http import build_web_app
             from bot.web_routes import extra_routes
 
+            # Built before the web app, so that /healthz can say how the connection is.
+            handler = WatchedSocketModeHandler(bolt, settings.slack_app_token or "") if socket_mode else None
+            if handler is not None:  # its client holds a session and a task from the start
+                cleanups.append(_socket_mode_closer(handler, connecting))
             web_app = build_web_app(
                 desk.db,
                 None if socket_mode else bolt,
                 signing_secret=None if socket_mode else settings.slack_signing_secret,
                 extra_routes=extra_routes(desk),
+                socket_mode_state=handler.client.state if handler is not None else None,
             )
             runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS / 2)
             await runner.setup()
@@ -127,19 +133,15 @@ async def run_service(
                 await site.start()
             running.http_port = _bound_port(runner)
             log.info("HTTP listening on %s:%s", settings.http_host, running.http_port)
-            if socket_mode:
-                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
+            if handler is not None:
                 # Slack out of reach: the token check waits out its timeout and the handler keeps
                 # trying; a stop signal must still stop either (before anything else listens).
                 checking = _check_app_token(client, settings.slack_app_token)
                 if not await _unless_stopped(checking, running.stop):
                     return
-                handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
-                cleanups.append(handler.close_async)
-                if not await _unless_stopped(handler.connect_async(), running.stop):
-                    return
-                log.info("Socket Mode connected")
+                # Connecting waits for as long as Slack's link is out of reach (slack_sdk tries again
+                # every 10 s): the SMTP intake and the worker need no Slack events, and start now.
+                connecting.append(asyncio.create_task(_connect_socket_mode(handler)))
         if "smtp" in roles:
             with _listening("SERVICEDESK_SMTP_HOST", "SERVICEDESK_SMTP_PORT", settings.smtp_port):
                 intake = await start_smtp_intake(desk)
@@ -180,6 +182,26 @@ async def run_service(
         if slack_http is not None:
             await slack_http.close()
         desk.db.dispose()
+
+
+async def _connect_socket_mode(handler: WatchedSocketModeHandler) -> None:
+    await handler.connect_async()
+    log.info("Socket Mode connected")
+
+
+def _socket_mode_closer(
+    handler: WatchedSocketModeHandler, connecting: list[asyncio.Task[None]]
+) -> Callable[[], Awaitable[None]]:
+    """Stop connecting (a stop must not wait out slack_sdk's 10 s between tries), then close."""
+
+    async def close() -> None:
+        for task in connecting:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await handler.close_async()
+
+    return close
 
 
 def _exit_after(seconds: float) -> None:

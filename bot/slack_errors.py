@@ -9,6 +9,8 @@ from typing import Any
 REFUSED_TOKEN = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
+# An app token Slack refuses: one refused as a token, or a bot token given as the app token.
+REFUSED_APP_TOKEN = REFUSED_TOKEN | {"not_allowed_token_type"}
 
 
 def retry_after(headers: Mapping[str, Any], default: float) -> float:
