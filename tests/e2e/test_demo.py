@@ -239,6 +239,28 @@ def test_play_by_hand_ends_on_an_interrupt_whose_exception_was_lost(demo):
     assert out.getvalue().rstrip().endswith("demo: stopping")
 
 
+def test_play_by_hand_ends_quietly_when_the_interrupt_broke_a_lock_wait(demo):
+    """Seen in CI: SIGTERM's KeyboardInterrupt landed while `Condition.wait` in the `--keep` loop
+    had let go of its lock, and `with` then raised "cannot release un-acquired lock" in its place:
+    a traceback and exit 1 for a stop. Once interrupted, what the loop raises is the interrupt."""
+    stage, _, _ = demo
+
+    class BrokenByTheInterrupt(Feed):
+        def poll(self, write: Callable[[str], None]) -> None:
+            if not hasattr(self, "started"):  # the first poll, in __init__, reads what the story left
+                self.started = True
+                return
+            stage.interrupted.set()  # the signal handler ran
+            raise RuntimeError("cannot release un-acquired lock")
+
+    out = io.StringIO()
+    try:
+        play_by_hand(stage, BrokenByTheInterrupt(stage), out)
+    finally:
+        stage.interrupted.clear()  # the module's stage serves the other tests
+    assert out.getvalue().rstrip().endswith("demo: stopping")
+
+
 def test_a_step_that_failed_after_ctrl_c_is_a_stop_not_a_product_bug():
     """Seen in CI: Ctrl-C cut smtplib's EHLO short, its QUIT then read the EHLO answer and raised
     an SMTP error in the interrupt's place; the step failed and the demo called it a product bug
