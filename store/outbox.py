@@ -544,7 +544,7 @@ def release(
     call cut off mid-way may still take effect after that look (Slack carries out a request it
     received however the connection ends), which would find nothing and post a second copy: such
     rows are due no sooner than `slack_settles_in` from now, each with its own jitter on top (up to
-    half as long again), so that a stop in the middle of a burst does not bring every row back in
+    a quarter as long again), so that a stop in the middle of a burst does not bring every row back in
     the same instant. Mail is due at once: a message the relay took is a resend under the same
     Message-ID, which the design accepts.
     """
@@ -577,7 +577,7 @@ def release(
             session.execute(
                 update(Outbox),
                 [
-                    {"id": row_id, "next_attempt_at": now + slack_settles_in * jitter.uniform(1.0, 1.5)}
+                    {"id": row_id, "next_attempt_at": now + slack_settles_in * jitter.uniform(1.0, 1.25)}
                     for row_id in settling
                 ],
             )
