@@ -3,10 +3,13 @@ SERVICEDESK_TEST_DATABASE_URL is set, as CI does)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import text
@@ -16,6 +19,35 @@ from store.migrate import upgrade
 from store.models import Base
 
 POSTGRES_URL = os.environ.get("SERVICEDESK_TEST_DATABASE_URL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, only the tests that open the test database run.
+
+    The PostgreSQL run exists for what touches the store. A test that never opens the test
+    database (parsing, rendering, the emulator, the demo on its own SQLite file) would only run
+    again exactly as it ran on SQLite: CI runs both engines at once, and the PostgreSQL run is the
+    longer one. Such tests are deselected here ("N deselected" in pytest's summary)."""
+    if not POSTGRES_URL:
+        return
+    kept = [item for item in items if _opens_the_test_database(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+def _opens_the_test_database(item: pytest.Item) -> bool:
+    if "database_url" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and _names_the_test_database(module)
+
+
+@cache
+def _names_the_test_database(module: ModuleType) -> bool:
+    """A module that reads the PostgreSQL URL itself (its PostgreSQL-only tests, mostly)."""
+    source = inspect.getsource(module)
+    return "SERVICEDESK_TEST_DATABASE_URL" in source or "POSTGRES_URL" in source
 
 
 @pytest.fixture(scope="session")
