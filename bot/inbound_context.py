@@ -161,7 +161,6 @@ PROFILE_LOOKUP_DELAY = timedelta(seconds=5)
 
 def customer_for_profile(session: Session, profile: SlackProfile, home_team: str | None) -> Customer:
     """The customer record of a Slack user: a Slack Connect user's team is their organization."""
-    team_name = profile.email.rpartition("@")[2] if profile.email else None
     customer = customer_for_slack_user(
         session,
         profile.user_id,
@@ -169,7 +168,7 @@ def customer_for_profile(session: Session, profile: SlackProfile, home_team: str
         team_id=profile.team_id,
         email=profile.email,
         home_team_id=home_team,
-        team_name=team_name,
+        team_name=profile.email_domain,
         known=profile.known,
     )
     if profile.unavailable and customer.name == profile.user_id:

@@ -86,6 +86,12 @@ class SlackProfile:
         """For records (a customer's name): real name first."""
         return self.real_name or self.display_name or self.handle or self.user_id
 
+    @property
+    def email_domain(self) -> str | None:
+        """Their email's domain: the name of their organization when it is a Slack team we have no
+        name for."""
+        return self.email.rpartition("@")[2] if self.email else None
+
 
 def profile_from_row(row: SlackUser) -> SlackProfile:
     return SlackProfile(

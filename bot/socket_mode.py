@@ -108,6 +108,8 @@ class _OneConnectPerUrl:
         try:
             return await self._session.ws_connect(url, **kwargs)
         except Exception as error:
+            # Everything, and raised again as it came: whatever stopped this URL from connecting
+            # (a refused handshake, a reset, a bad URL), the next try must ask Slack for a new one.
             self._client.wss_uri = None
             # Not the error's text: it holds the URL, whose ticket is not for the log.
             status = f" {error.status}" if isinstance(error, aiohttp.ClientResponseError) else ""

@@ -294,7 +294,7 @@ class SlackDelivery:
                 team_id=profile.team_id,
                 email=profile.email,
                 home_team_id=home_team,
-                team_name=profile.email.rpartition("@")[2] if profile.email else None,
+                team_name=profile.email_domain,
             )
 
     # ----- the customer's Slack thread -----
