@@ -72,13 +72,15 @@ async def open_from_message(
     if message.channel == ctx.triage_channel:
         await ctx.apply(claim)
         return Outcome(NOT_IN_TRIAGE)
-    if not message.user:
-        await ctx.apply(claim)
-        return Outcome(NOT_FROM_APPS)
+    # Before the app check: what the desk posts in a customer's thread (the acknowledgement, a staff
+    # reply under the staff member's name) belongs to that ticket, and the answer should say which.
     reason = await ctx.read(lambda s: _already(s, message))
     if reason is not None:
         await ctx.apply(claim)
         return Outcome(reason)
+    if not message.user:
+        await ctx.apply(claim)
+        return Outcome(NOT_FROM_APPS)
     author = await ctx.directory.profile_or_standin(message.user)
     if author.is_bot:
         await ctx.apply(claim)
@@ -170,5 +172,3 @@ async def handle_shortcut(
         outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
     if outcome.text and shortcut.response_url:
         await answer_privately(shortcut.response_url, outcome.text)
-
-

@@ -6,7 +6,20 @@ import pytest
 from sqlalchemy import select
 
 from sandbox.faults import RESPONSE_URL_FAULTS, Fault
-from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
+from sandbox.workspace import (
+    ALICE,
+    BOB,
+    BOT_USER,
+    CAROL,
+    CONNECT,
+    DAN,
+    EMPTY,
+    HELP,
+    OTHER_APP_ID,
+    OTHER_BOT_ID,
+    OTHER_BOT_USER,
+    TRIAGE,
+)
 from store import actions
 from store.actions import Actor
 from store.models import Attachment, Customer, Direction, Origin, Ticket
@@ -154,6 +167,28 @@ def test_create_ticket_shortcut_twice_names_the_existing_ticket(intake: Intake) 
     shortcut(intake, ALICE, CONNECT, ts)
     assert len(intake.tickets()) == 1
     assert ephemeral_texts(intake, ALICE) == ["That message is already part of ticket #1."]
+
+
+def test_create_ticket_shortcut_on_an_apps_message_in_a_tickets_thread_names_the_ticket(
+    intake: Intake,
+) -> None:
+    # What the desk posts in a customer's thread (its acknowledgement, a staff reply under the staff
+    # member's name) is part of that ticket: the answer says which, not merely "an app's message".
+    ts = intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    intake.run()
+    intake.emulator.workspace.channels[CONNECT].members.append(OTHER_BOT_USER)
+    apps = intake.emulator.user_post(OTHER_BOT_USER, CONNECT, "Posted by an app", thread_ts=ts)
+    elsewhere = intake.emulator.user_post(OTHER_BOT_USER, CONNECT, "An app's own message")
+    for ts_ in (apps, elsewhere):  # posted through chat.postMessage: an app's, with its bot_id
+        posted = intake.emulator.message(CONNECT, ts_)
+        posted.bot_id, posted.app_id = OTHER_BOT_ID, OTHER_APP_ID
+    shortcut(intake, ALICE, CONNECT, apps)
+    shortcut(intake, ALICE, CONNECT, elsewhere)
+    assert len(intake.tickets()) == 1
+    assert ephemeral_texts(intake, ALICE) == [
+        "That thread already belongs to ticket #1; its messages are added there.",
+        "Messages from apps and bots can't become tickets.",
+    ]
 
 
 def test_create_ticket_shortcut_is_for_staff_only(intake: Intake) -> None:
