@@ -45,6 +45,12 @@ NOT_IN_CHANNEL = (
     "Invite me (`/invite @servicedesk`) and try again."
 )
 MESSAGE_GONE = "I couldn't read that message any more; was it deleted?"
+NOT_IN_DIRECT_MESSAGES = (
+    "I can't answer in a direct message, so that message can't become a ticket. Ask them to write in "
+    "a channel I'm in, or open one for them by email with `/desk new`."
+)
+# Slack's ids of one-to-one direct messages: no app can be invited into one.
+DIRECT_MESSAGE_PREFIX = "D"
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,9 @@ async def handle_shortcut(
         ctx, shortcut.message.channel
     ):
         await ctx.apply(claim)
-        outcome = Outcome(NOT_IN_CHANNEL)
+        # "Invite me" would be no help where no app can be invited.
+        direct = shortcut.message.channel.startswith(DIRECT_MESSAGE_PREFIX)
+        outcome = Outcome(NOT_IN_DIRECT_MESSAGES if direct else NOT_IN_CHANNEL)
     else:
         outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
     if outcome.text and shortcut.response_url:

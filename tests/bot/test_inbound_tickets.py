@@ -208,6 +208,18 @@ def test_create_ticket_shortcut_where_the_bot_is_not_asks_to_invite_it(intake: I
     assert "I'm not a member of this channel" in text and "/invite @servicedesk" in text
 
 
+def test_create_ticket_shortcut_in_a_direct_message_says_the_desk_cannot_answer_there(
+    intake: Intake,
+) -> None:
+    # No app can be invited into a direct message between two people: "invite me" would be no help.
+    intake.emulator.workspace.add_channel("D0ALICEDAN", "directmessage", [ALICE, DAN], is_private=True)
+    ts = intake.emulator.user_post(DAN, "D0ALICEDAN", "Can you look at my invoice?")
+    shortcut(intake, ALICE, "D0ALICEDAN", ts)
+    assert intake.tickets() == []
+    [text] = ephemeral_texts(intake, ALICE)
+    assert "direct message" in text and "/invite" not in text
+
+
 def test_the_shortcut_answer_is_sent_once_when_the_connection_drops_after_it_was_shown(
     intake: Intake,
 ) -> None:
