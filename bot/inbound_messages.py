@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from bot.delivery.texts import files_sent
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -32,7 +33,7 @@ from bot.inbound_context import (
 )
 from bot.inbound_events import PostedMessage, parse_message
 from bot.inbound_triage import handle_triage_message
-from bot.slack_files import CopiedFiles
+from bot.slack_files import CopiedFiles, copied_name
 from bot.slack_users import SlackProfile
 from bot.text.to_slack import markdown_to_mrkdwn
 from store.actions import Actor, open_ticket, ticket_by_slack_thread, ticket_owning_slack_thread
@@ -199,6 +200,11 @@ async def _staff_wrote_to_customer(
     """Staff answered in the customer's thread itself: the triage thread should know."""
     body = await ctx.markdown(message.raw)
     excerpt = body if len(body) <= DIRECT_REPLY_EXCERPT else body[:DIRECT_REPLY_EXCERPT] + "…"
+    if message.files:
+        # The files are not copied (the message is not part of the ticket), but the team must see
+        # what the customer was sent: files alone would otherwise quote nothing at all.
+        sent = files_sent([copied_name(f) for f in message.files])
+        excerpt = f"{excerpt}\n{sent}" if excerpt.strip() else sent
     # As mrkdwn, not raw Markdown: Markdown escapes a typed `<!channel>` with a backslash, which
     # Slack ignores, so it would ping the triage channel (and `<url|label>` would hide a link).
     quoted = "\n".join("> " + line for line in markdown_to_mrkdwn(excerpt).splitlines() or [""])

@@ -45,6 +45,12 @@ NOT_IN_CHANNEL = (
     "Invite me (`/invite @servicedesk`) and try again."
 )
 MESSAGE_GONE = "I couldn't read that message any more; was it deleted?"
+NOT_IN_DIRECT_MESSAGES = (
+    "I can't answer in a direct message, so that message can't become a ticket. Ask them to write in "
+    "a channel I'm in, or open one for them by email with `/desk new`."
+)
+# Slack's ids of one-to-one direct messages: no app can be invited into one.
+DIRECT_MESSAGE_PREFIX = "D"
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,15 @@ async def open_from_message(
     if message.channel == ctx.triage_channel:
         await ctx.apply(claim)
         return Outcome(NOT_IN_TRIAGE)
-    if not message.user:
-        await ctx.apply(claim)
-        return Outcome(NOT_FROM_APPS)
+    # Before the app check: what the desk posts in a customer's thread (the acknowledgement, a staff
+    # reply under the staff member's name) belongs to that ticket, and the answer should say which.
     reason = await ctx.read(lambda s: _already(s, message))
     if reason is not None:
         await ctx.apply(claim)
         return Outcome(reason)
+    if not message.user:
+        await ctx.apply(claim)
+        return Outcome(NOT_FROM_APPS)
     author = await ctx.directory.profile_or_standin(message.user)
     if author.is_bot:
         await ctx.apply(claim)
@@ -165,10 +173,10 @@ async def handle_shortcut(
         ctx, shortcut.message.channel
     ):
         await ctx.apply(claim)
-        outcome = Outcome(NOT_IN_CHANNEL)
+        # "Invite me" would be no help where no app can be invited.
+        direct = shortcut.message.channel.startswith(DIRECT_MESSAGE_PREFIX)
+        outcome = Outcome(NOT_IN_DIRECT_MESSAGES if direct else NOT_IN_CHANNEL)
     else:
         outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
     if outcome.text and shortcut.response_url:
         await answer_privately(shortcut.response_url, outcome.text)
-
-

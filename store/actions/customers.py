@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import Select, bindparam, literal, select
+from sqlalchemy import Select, bindparam, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,16 +96,81 @@ def _organization(session: Session, domain: str, found: Organization | None) -> 
     )
 
 
-def organization_for_team(session: Session, team_id: str, name: str | None = None) -> Organization:
-    query = select(Organization).where(Organization.slack_team_id == team_id)
-    organization = session.scalar(query)
-    if organization is None:
-        organization = _insert_or_get(
-            session, Organization(name=name or team_id, slack_team_id=team_id), lambda: session.scalar(query)
+def _by_team(team_id: str) -> Select[Organization]:
+    return select(Organization).where(Organization.slack_team_id == team_id)
+
+
+def organization_for_team(
+    session: Session, team_id: str, name: str | None = None, *, domain: str | None = None
+) -> Organization:
+    """The organization of a Slack team that is not ours.
+
+    `domain` is a member's mail domain, when Slack shows their email (not a public provider's):
+    the team and the domain are one company, so the desk keeps one organization for both. The
+    domain's organization (known from email) takes the team; a team first met in Slack gets the
+    domain too, so mail from it later joins; and an organization made for the team while only its
+    id was known is folded into the domain's. `name` names an organization made without a domain
+    (else it is the team's id)."""
+    team = session.scalar(_by_team(team_id))
+    by_domain = session.scalar(_by_domain(domain)) if domain else None
+    # The domain's organization is free to take this team unless another team has it (two Slack
+    # teams of one company): then this team's stays its own, without the domain.
+    free = domain if by_domain is None else None
+    if by_domain is not None and by_domain.slack_team_id not in (None, team_id):
+        by_domain = None
+    if team is None:
+        if by_domain is not None:
+            by_domain.slack_team_id = team_id
+            return by_domain
+        shown = free or (name if name and _mail_domain(name) else None) or team_id
+        return _insert_or_get(
+            session,
+            Organization(name=shown, slack_team_id=team_id, email_domain=free),
+            lambda: session.scalar(_by_team(team_id)),
         )
-    elif name and organization.name == team_id:
-        organization.name = name
-    return organization
+    if team.email_domain is not None or by_domain is team:
+        return team
+    if by_domain is not None and team.name == team_id:
+        return _fold_into(session, team, by_domain, team_id)
+    if free is not None:
+        team.email_domain = free
+    named = free or (name if name and _mail_domain(name) else None)
+    if named and team.name == team_id:
+        team.name = named
+        _redraw_cards(session, team)  # they show the organization by its id until then
+    return team
+
+
+def _fold_into(session: Session, placeholder: Organization, kept: Organization, team_id: str) -> Organization:
+    """`placeholder` (a team's organization named by its id) merged into `kept`, which takes the team."""
+    session.execute(
+        update(Customer).where(Customer.organization_id == placeholder.id).values(organization_id=kept.id)
+    )
+    placeholder.slack_team_id = None
+    session.flush()  # the team's unique id is free before `kept` takes it
+    kept.slack_team_id = team_id
+    session.delete(placeholder)
+    session.flush()
+    _redraw_cards(session, kept)  # those of the placeholder's customers show it by the team's id
+    return kept
+
+
+# Most cards one organization's new name redraws: its latest tickets' (older ones take it at their
+# next change), so a large organization does not flood the triage channel's posting allowance.
+REDRAWN_CARDS = 50
+
+
+def _redraw_cards(session: Session, organization: Organization) -> None:
+    """The cards of the organization's latest tickets drawn again: they show its name."""
+    tickets = session.scalars(
+        select(Ticket)
+        .join(Customer, Ticket.requester_id == Customer.id)
+        .where(Customer.organization_id == organization.id)
+        .order_by(Ticket.id.desc())
+        .limit(REDRAWN_CARDS)
+    ).all()
+    for ticket in tickets:
+        update_card(session, ticket)
 
 
 def customer_for_email(session: Session, email: str, name: str = "") -> Customer:
@@ -186,14 +251,16 @@ def customer_for_slack_user(
     customer.slack_team_id = team_id
     if name:
         customer.name = name
-    if customer.organization_id is None:
-        organization: Organization | None = None
-        if team_id and team_id != home_team_id:
-            organization = organization_for_team(session, team_id, team_name)
-        elif email:
-            organization = organization_for_domain(session, email.rpartition("@")[2])
-        if organization is not None:
-            customer.organization_id = organization.id
+    organization: Organization | None = None
+    if team_id and team_id != home_team_id:
+        # Asked on every message, not only a new customer's: what Slack shows of them (their mail
+        # domain) may join their team's organization to the one the desk knows from email.
+        domain = _mail_domain(email.rpartition("@")[2]) if email else None
+        organization = organization_for_team(session, team_id, team_name, domain=domain)
+    elif customer.organization_id is None and email:
+        organization = organization_for_domain(session, email.rpartition("@")[2])
+    if customer.organization_id is None and organization is not None:
+        customer.organization_id = organization.id
     session.flush()
     return customer
 

@@ -110,6 +110,21 @@ def test_staff_answering_in_the_customers_thread_is_pointed_out_in_triage(intake
     assert lines == ["alice wrote in the customer's thread directly:\n> On it!"]
 
 
+def test_staff_sending_files_in_the_customers_thread_names_them_in_triage(intake: Intake) -> None:
+    """Files alone would quote nothing: the team must see what the customer was sent."""
+    ts = open_connect_ticket(intake)
+    intake.emulator.user_post(ALICE, CONNECT, "", thread_ts=ts, files=[("fix_1.pdf", b"%PDF")])
+    intake.emulator.user_post(
+        ALICE, CONNECT, "Both here", thread_ts=ts, files=[("a.txt", b"a"), ("b.txt", b"b")]
+    )
+    intake.run()
+    lines = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
+    assert lines == [
+        "alice wrote in the customer's thread directly:\n> Sent a file: fix_1.pdf",
+        "alice wrote in the customer's thread directly:\n> Both here\n> Sent 2 files: a.txt, b.txt",
+    ]
+
+
 def test_the_quote_of_staff_writing_in_the_customers_thread_pings_no_one(intake: Intake) -> None:
     """Typed brackets reach the desk as text: quoted raw (as Markdown, whose backslash escapes
     Slack ignores) they would be a real @channel and a link disguised as the bank's."""

@@ -6,7 +6,20 @@ import pytest
 from sqlalchemy import select
 
 from sandbox.faults import RESPONSE_URL_FAULTS, Fault
-from sandbox.workspace import ALICE, BOB, BOT_USER, CAROL, CONNECT, DAN, EMPTY, HELP, TRIAGE
+from sandbox.workspace import (
+    ALICE,
+    BOB,
+    BOT_USER,
+    CAROL,
+    CONNECT,
+    DAN,
+    EMPTY,
+    HELP,
+    OTHER_APP_ID,
+    OTHER_BOT_ID,
+    OTHER_BOT_USER,
+    TRIAGE,
+)
 from store import actions
 from store.actions import Actor
 from store.models import Attachment, Customer, Direction, Origin, Ticket
@@ -156,6 +169,28 @@ def test_create_ticket_shortcut_twice_names_the_existing_ticket(intake: Intake) 
     assert ephemeral_texts(intake, ALICE) == ["That message is already part of ticket #1."]
 
 
+def test_create_ticket_shortcut_on_an_apps_message_in_a_tickets_thread_names_the_ticket(
+    intake: Intake,
+) -> None:
+    # What the desk posts in a customer's thread (its acknowledgement, a staff reply under the staff
+    # member's name) is part of that ticket: the answer says which, not merely "an app's message".
+    ts = intake.emulator.user_post(DAN, CONNECT, "Printer broken")
+    intake.run()
+    intake.emulator.workspace.channels[CONNECT].members.append(OTHER_BOT_USER)
+    apps = intake.emulator.user_post(OTHER_BOT_USER, CONNECT, "Posted by an app", thread_ts=ts)
+    elsewhere = intake.emulator.user_post(OTHER_BOT_USER, CONNECT, "An app's own message")
+    for ts_ in (apps, elsewhere):  # posted through chat.postMessage: an app's, with its bot_id
+        posted = intake.emulator.message(CONNECT, ts_)
+        posted.bot_id, posted.app_id = OTHER_BOT_ID, OTHER_APP_ID
+    shortcut(intake, ALICE, CONNECT, apps)
+    shortcut(intake, ALICE, CONNECT, elsewhere)
+    assert len(intake.tickets()) == 1
+    assert ephemeral_texts(intake, ALICE) == [
+        "That thread already belongs to ticket #1; its messages are added there.",
+        "Messages from apps and bots can't become tickets.",
+    ]
+
+
 def test_create_ticket_shortcut_is_for_staff_only(intake: Intake) -> None:
     root = intake.emulator.user_post(ALICE, CONNECT, "We upgraded the servers")
     shortcut(intake, DAN, CONNECT, root)
@@ -171,6 +206,18 @@ def test_create_ticket_shortcut_where_the_bot_is_not_asks_to_invite_it(intake: I
     assert intake.tickets() == []
     [text] = ephemeral_texts(intake, ALICE)
     assert "I'm not a member of this channel" in text and "/invite @servicedesk" in text
+
+
+def test_create_ticket_shortcut_in_a_direct_message_says_the_desk_cannot_answer_there(
+    intake: Intake,
+) -> None:
+    # No app can be invited into a direct message between two people: "invite me" would be no help.
+    intake.emulator.workspace.add_channel("D0ALICEDAN", "directmessage", [ALICE, DAN], is_private=True)
+    ts = intake.emulator.user_post(DAN, "D0ALICEDAN", "Can you look at my invoice?")
+    shortcut(intake, ALICE, "D0ALICEDAN", ts)
+    assert intake.tickets() == []
+    [text] = ephemeral_texts(intake, ALICE)
+    assert "direct message" in text and "/invite" not in text
 
 
 def test_the_shortcut_answer_is_sent_once_when_the_connection_drops_after_it_was_shown(

@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,15 +40,16 @@ from sandbox.workspace import (
     CONNECT,
     DAN,
     EMPTY,
+    ERIN,
     HELP,
     SIGNING_SECRET,
     TRIAGE,
     avatar_url,
 )
 from store.db import Database
-from store.models import Delivery, InboundItem, Message, Outbox, OutboxState, Ticket, Visibility
+from store.models import Customer, Delivery, InboundItem, Message, Outbox, OutboxState, Ticket, Visibility
 from store.outbox import Kind
-from tests.e2e.conftest import RunningDesk, StartService, wait_until
+from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, message_text, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
@@ -230,6 +233,37 @@ def test_staff_and_an_external_user_are_told_apart(desk: Desk) -> None:
     ticket = desk.ticket(1)
     assert ticket is not None and ticket.subject == "Morning! The printer is broken"
     assert desk.ticket_count() == 1
+
+
+def _mail(sender: str, subject: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, SUPPORT, subject
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    message.set_content(f"{subject}.")
+    return message.as_bytes()
+
+
+def test_a_slack_connect_team_and_its_mail_domain_are_one_organization(desk: Desk) -> None:
+    # Dan wrote by email first: his organization is his mail domain. Erin, whose email Globex
+    # hides, is known only by her Slack team, until Dan writes in the shared channel too.
+    dan = "dan@globex.example"
+    assert desk.service.send_mail(_mail(dan, "By mail"), mail_from=dan)[0] == 250
+    desk.card_ts(1)
+    desk.emulator.user_post(ERIN, CONNECT, "Same here")
+    erin_card = desk.card_ts(2)
+    desk.emulator.user_post(DAN, CONNECT, "Now in Slack")
+    desk.card_ts(3)
+    # Erin's card, drawn while her team was all the desk knew, is drawn again with the name.
+    desk.wait(
+        lambda: "· globex.example" in message_text(desk.emulator.message(TRIAGE, erin_card)) or None,
+        "Erin's card naming her organization",
+    )
+    with desk.db.transaction() as session:
+        organizations = {
+            customer.name: (customer.organization_id, customer.organization and customer.organization.name)
+            for customer in session.scalars(select(Customer))
+        }
+    assert organizations["Erin Eames"] == organizations["Dan Dorsey"] == (1, "globex.example")
 
 
 def test_a_note_never_leaves(desk: Desk) -> None:

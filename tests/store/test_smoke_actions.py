@@ -139,6 +139,55 @@ def test_customers_by_address_share_their_domains_organization(db):
         assert s.scalars(select(Organization.email_domain)).all() == ["globex.example"]
 
 
+def test_a_slack_team_known_first_by_its_id_joins_its_mail_domains_organization(db):
+    def in_slack(s, user, email=None):
+        return actions.customer_for_slack_user(
+            s, user, name=user, team_id="T0EXT", email=email, home_team_id="T0HOME", team_name=None
+        )
+
+    with db.transaction() as s:
+        dan = actions.customer_for_email(s, "dan@globex.example", "Dan")
+        erin = in_slack(s, "U0ERIN")  # her email is hidden: her team is all the desk knows
+        assert erin.organization.name == "T0EXT"
+        in_slack(s, "U0DAN", "dan@globex.example")  # Dan, known by email, in Slack: one company
+        assert erin.organization_id == dan.organization_id
+        [organization] = s.scalars(select(Organization)).all()
+        assert (organization.name, organization.slack_team_id) == ("globex.example", "T0EXT")
+        # A team whose first visible address is a public provider's is not named after it.
+        public = actions.customer_for_slack_user(
+            s,
+            "U0GMAIL",
+            name="g",
+            team_id="T0FREE",
+            email="g@gmail.com",
+            home_team_id="T0HOME",
+            team_name="gmail.com",
+        )
+        assert public.organization.name == "T0FREE" and public.organization.email_domain is None
+        # Known from email, then in Slack: the domain's organization takes the team.
+        zed = actions.customer_for_email(s, "zed@umbrella.example", "Zed")
+        actions.customer_for_slack_user(
+            s, "U0ZED", name="Zed", team_id="T0UMB", email="zed@umbrella.example", home_team_id="T0HOME"
+        )
+        assert zed.organization.slack_team_id == "T0UMB"
+        hidden = actions.customer_for_slack_user(
+            s, "U0UMB2", name="Una", team_id="T0UMB", home_team_id="T0HOME"
+        )
+        assert hidden.organization_id == zed.organization_id
+        # A team met first in Slack takes its member's mail domain: mail from it joins later.
+        ivy = actions.customer_for_slack_user(
+            s, "U0IVY", name="Ivy", team_id="T0INI", email="ivy@initech.example", home_team_id="T0HOME"
+        )
+        peter = actions.customer_for_email(s, "peter@initech.example", "Peter")
+        assert peter.organization_id == ivy.organization_id
+        assert ivy.organization.name == "initech.example"
+        # A second Slack team of the same company (its domain is the first team's): its own.
+        other = actions.customer_for_slack_user(
+            s, "U0IVY2", name="Ivy", team_id="T0INI2", email="ivy2@initech.example", home_team_id="T0HOME"
+        )
+        assert other.organization_id != ivy.organization_id and other.organization.name == "T0INI2"
+
+
 def test_start_ticket_hands_back_the_requesters_participant(db):
     with db.transaction() as s:
         customer = actions.customer_for_email(s, "a@b.example", "Ann")
