@@ -18,7 +18,7 @@ from bot.check import run_check
 from bot.cli import main
 from sandbox.faults import Fault
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
-from store.models import Outbox, OutboxState, Participant, Ticket
+from store.models import Message, Outbox, OutboxState, Participant, Ticket
 from tests.e2e.conftest import RunningDesk, StartService
 from tests.e2e.test_triage import Triage
 
@@ -464,3 +464,36 @@ def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receip
     running.wait_worker_idle()
     outbox_drained(running)
     assert not any("Couldn't mark" in text for text in running.thread_texts(1))
+
+
+def test_a_command_typed_in_formatting_is_never_sent_and_its_author_is_shown_how_to_run_it(
+    running: Triage,
+) -> None:
+    """`*!close*`, `_!note_ …` or `` `!priority high` `` in a thread was taken as a public reply
+    and mailed to the customer. Staff meant a command: it is not sent, not run (what the formatting
+    hides is not guessed at), and its author is shown the command to type."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_ts = running.card_ts(1)
+    typed = ["*!close*", "_!note_ the driver is old", "`!priority high`", "~!assign me~"]
+    for text in typed:
+        running.emulator.user_post(ALICE, TRIAGE, text, thread_ts=card_ts)
+
+    def hints() -> list[str] | None:
+        found = [e.text for e in running.emulator.ephemerals(TRIAGE, ALICE) if "formatting" in e.text]
+        return found if len(found) == len(typed) else None
+
+    shown = running.service.wait_for(hints, "a hint for each formatted command")
+    for plain in ["`!close`", "`!note the driver is old`", "`!priority high`", "`!assign me`"]:
+        assert any(plain in hint for hint in shown), (plain, shown)
+    running.wait_worker_idle()
+    ticket = running.ticket(1)
+    assert (ticket.status, ticket.priority, ticket.assignee_slack_id) == ("open", "normal", None)
+    with running.db.read() as session:
+        assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
+    # The thread still works as before: a plain reply goes, a plain command runs.
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=card_ts)
+    [mail] = running.service.wait_for_mails(1)
+    assert "we are on it" in mail.message.get_body(("plain",)).get_content()
+    running.emulator.user_post(ALICE, TRIAGE, "!priority high", thread_ts=card_ts)
+    running.service.wait_for(lambda: running.ticket(1).priority == "high", "priority high")
+    assert len(running.sink.messages) == 1
