@@ -170,5 +170,3 @@ async def handle_shortcut(
         outcome = await open_from_message(ctx, claim, shortcut.message, shortcut.user, home_team)
     if outcome.text and shortcut.response_url:
         await answer_privately(shortcut.response_url, outcome.text)
-
-

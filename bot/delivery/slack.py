@@ -25,6 +25,7 @@ from bot.delivery.attempt import POSTED_DIGEST, Attempt
 from bot.delivery.calls import CHANNEL_REFUSALS, SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
 from bot.delivery.reads import (
+    CardSnapshot,
     FileToSend,
     MessageSnapshot,
     StaffIdentity,
@@ -34,6 +35,7 @@ from bot.delivery.reads import (
     read_card,
     read_message,
     read_threads,
+    record_card_posted_again,
     record_copy,
     record_triage_thread,
 )
@@ -155,7 +157,7 @@ class SlackDelivery:
                 return Done(
                     result={"moved": "to the card's lane"}, apply=card_update_on_its_own(item.ticket_id)
                 )
-            return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
+            return await self._update_card(attempt, snapshot)
         # Not posted yet: it goes to the triage channel configured now, even if the ticket was opened
         # (and its card kept, refused) while another one was; its thread follows it there.
         channel = self.desk.settings.triage_channel or threads.triage_channel
@@ -201,15 +203,27 @@ class SlackDelivery:
         # posting, and the row's deadline does not fail it while the channel is being fixed.
         return Retry(f"{prefix} ({channel}: {outcome.error})", delay=delay, count_attempt=False)
 
-    async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
+    async def _update_card(self, attempt: Attempt, snapshot: CardSnapshot) -> Outcome:
+        """Edit the card in place; one deleted in Slack goes up again in its thread (which stays the
+        ticket's: its ts is the ticket's, deleted or not) and is the one edited from then on.
+        Failing instead left staff with no card to triage from, and a failed row for every change."""
+        threads = snapshot.threads
+        assert threads.triage_channel and threads.triage_ts
+        channel, thread_ts = threads.triage_channel, threads.triage_ts
+        in_thread = snapshot.card_in_thread_ts is not None
+        text, blocks = card_text(snapshot.view), card_blocks(snapshot.view, in_thread=in_thread)
+        ts = snapshot.card_in_thread_ts or thread_ts
         data = await self.calls.call(
             "chat.update",
             lambda: self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
             ok_errors=GONE,
         )
-        if not data.get("ok"):
-            return Fail("the ticket's card was deleted in Slack", tell_thread=False)
-        return Done(result={"ts": ts})
+        if data.get("ok"):
+            return Done(result={"ts": ts})
+        log.info("the card of #%s was deleted in Slack; posting it again in its thread", threads.number)
+        blocks = card_blocks(snapshot.view, in_thread=True)
+        posted = await attempt.post(channel, thread_ts, 0, last_step=True, text=text, blocks=blocks)
+        return Done(result={"ts": posted}, apply=record_card_posted_again(threads.id, channel, posted))
 
     async def thread_post(self, attempt: Attempt) -> Outcome:
         """A customer's message (or a /desk note) copied into the triage thread, files included."""

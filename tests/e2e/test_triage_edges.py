@@ -19,7 +19,7 @@ from bot.cli import main
 from sandbox.faults import Fault
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
 from store.models import Message, Outbox, OutboxState, Participant, Ticket
-from tests.e2e.conftest import RunningDesk, StartService
+from tests.e2e.conftest import RunningDesk, StartService, message_text
 from tests.e2e.test_triage import Triage
 
 pytestmark = pytest.mark.timeout(120)
@@ -497,3 +497,53 @@ def test_a_command_typed_in_formatting_is_never_sent_and_its_author_is_shown_how
     running.emulator.user_post(ALICE, TRIAGE, "!priority high", thread_ts=card_ts)
     running.service.wait_for(lambda: running.ticket(1).priority == "high", "priority high")
     assert len(running.sink.messages) == 1
+
+
+def test_a_card_deleted_in_slack_is_posted_again_in_its_thread_on_the_next_change(
+    running: Triage,
+) -> None:
+    """A card deleted in Slack (by a workspace admin) never came back: every later change added
+    another failed card row, and staff had no card to triage from. The next change posts it again
+    in the ticket's thread, later changes update that copy, and the thread still works."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_ts = running.card_ts(1)
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=card_ts)
+    running.service.wait_for_mails(1)
+    running.wait_worker_idle()
+    with running.emulator.state.lock:
+        running.emulator.state.workspace.users[ALICE].is_admin = True
+    running.emulator.user_delete(ALICE, TRIAGE, card_ts)
+
+    def cards_in_thread() -> list[str]:
+        """The desk's posts in the thread with the card's menus."""
+        return [
+            m.ts
+            for m in running.service.thread(card_ts)
+            if m.bot_id and any(b.get("type") == "actions" for b in m.blocks or [])
+        ]
+
+    assert running.command(ALICE, "priority 1 high").startswith("#1")
+    [again] = running.service.wait_for(cards_in_thread, "the card again, in its thread")
+    running.service.wait_for(
+        lambda: "High" in message_text(running.emulator.message(TRIAGE, again)), "the new priority on it"
+    )
+    # Its menus work, and later changes update that card rather than posting another.
+    running.emulator.user_block_action(ALICE, TRIAGE, again, "ticket_assignee", ALICE).wait(10)
+    assert running.ticket(1).assignee_slack_id == ALICE
+    running.service.wait_for(
+        lambda: "Assignee: <@U0ALICE>" in message_text(running.emulator.message(TRIAGE, again)),
+        "the assignee on the card in the thread",
+    )
+    running.wait_worker_idle()
+    assert cards_in_thread() == [again]
+    # Deleted again, it comes back again; no card row is left failed.
+    running.emulator.user_delete(ALICE, TRIAGE, again)
+    running.command(ALICE, "priority 1 urgent")
+    running.service.wait_for(lambda: len(cards_in_thread()) == 2, "the card once more")
+    running.wait_worker_idle()
+    with running.db.read() as session:
+        failed = session.scalars(select(Outbox.last_error).where(Outbox.state == OutboxState.FAILED)).all()
+    assert failed == []
+    # The thread is still the ticket's: a reply there reaches the customer.
+    running.service.post_as(ALICE, "Fixed now.", thread_ts=card_ts)
+    assert "Fixed now." in running.service.wait_for_mails(2)[1].message.get_body(("plain",)).get_content()
