@@ -408,6 +408,41 @@ def test_a_first_reply_deleted_before_it_was_mailed_does_not_start_the_mail_conv
     assert running.sink.messages == []
 
 
+def test_a_first_reply_refused_for_good_does_not_start_the_mail_conversation(
+    running: Triage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`/desk new` for an address the mail server refuses (5xx): the failed first reply counted as
+    the desk having written, so `close` said "The customer is told." and its notice failed the same
+    way. The conversation starts once a mail does go: after `servicedesk outbox --retry`, say."""
+    running.sink.reject_recipient("dan@globex.example", 550)
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+
+    def failed_mail() -> int | None:
+        with running.db.read() as session:
+            return session.scalar(
+                select(Outbox.id).where(Outbox.kind == "email.send", Outbox.state == OutboxState.FAILED)
+            )
+
+    row_id = running.service.wait_for(failed_mail, "the refused first reply")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    assert running.command(ALICE, "reopen 1") == "Reopened #1."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    with running.db.read() as session:
+        mails = session.scalars(select(Outbox.id).where(Outbox.kind == "email.send")).all()
+    assert mails == [row_id]
+    # Sent after all, it starts the conversation.
+    running.sink.clear_faults()
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", running.service.settings.database_url)
+    assert main(["outbox", "--retry", str(row_id)]) == 0
+    capsys.readouterr()
+    running.service.wait_for_mails(1)
+    assert running.command(ALICE, "close 1") == "#1 is now closed. The customer is told."
+    closed = running.service.wait_for_mails(2)[1]
+    assert closed.rcpt_tos == ["dan@globex.example"]
+
+
 def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_requester(
     running: Triage,
 ) -> None:
