@@ -559,3 +559,24 @@ def test_an_event_arriving_while_slack_hiccups_is_stored_all_the_same(
     assert delivery.status == 200
     with running.db.read() as session:
         assert session.scalar(select(func.count()).select_from(InboundItem)) == 1
+
+
+def test_the_bot_removed_from_an_intake_channel_tells_the_triage_channel_at_once(desk: Desk) -> None:
+    """Someone removed the bot from an intake channel, and nothing was said until a post there
+    failed, by which time customers' new requests had gone unanswered. Slack tells the removed app
+    with `channel_left` (`group_left` for a private channel): the triage channel hears of it once,
+    with who did it and what to do."""
+    open_ticket(desk)
+    desk.emulator.user_leave(BOT_USER, CONNECT, by=ALICE)
+
+    def notices() -> list[str]:
+        return [
+            m.text
+            for m in desk.emulator.messages(TRIAGE)
+            if m.bot_id and not m.is_reply and "removed the desk from" in (m.text or "")
+        ]
+
+    [notice] = desk.wait(notices, "the notice in the triage channel")
+    assert f"<#{CONNECT}>" in notice and f"<@{ALICE}>" in notice and "/invite" in notice
+    desk.idle()
+    assert len(notices()) == 1
