@@ -21,7 +21,7 @@ from bot.cards import card_view
 from store import outbox
 from store.actions.common import update_card
 from store.db import Database
-from store.models import Attachment, Customer, Message, Outbox, OutboxState, Ticket, TicketEvent
+from store.models import Attachment, Customer, Direction, Message, Outbox, OutboxState, Ticket, TicketEvent
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,23 @@ def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[st
             if parts:
                 return parts
     return []
+
+
+def customers_in_channel(db: Database, ticket_ids: Iterable[int], channel: str) -> list[str]:
+    """The Slack users who wrote on these tickets in this (customer) channel: members of it."""
+    with db.read() as session:
+        found = session.scalars(
+            select(Customer.slack_user_id)
+            .join(Message, Message.author_customer_id == Customer.id)
+            .where(
+                Message.ticket_id.in_(list(ticket_ids)),
+                Message.slack_channel == channel,
+                Message.direction == Direction.INBOUND,
+                Customer.slack_user_id.is_not(None),
+            )
+            .distinct()
+        ).all()
+    return [user for user in found if user]
 
 
 # ----- written in the transaction that marks a row done -----

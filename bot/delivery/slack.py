@@ -31,6 +31,7 @@ from bot.delivery.reads import (
     StaffIdentity,
     TicketThreads,
     card_update_on_its_own,
+    customers_in_channel,
     posted_parts,
     read_card,
     read_message,
@@ -52,6 +53,7 @@ from bot.delivery.texts import (
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
+from bot.text.mentions import with_mentions
 from mail.links import raw_message_url
 from store.actions.customers import name_slack_customer
 from store.actions.messages import copy_digest
@@ -364,7 +366,8 @@ class SlackDelivery:
         if not (threads.origin_channel and threads.origin_thread_ts):
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
-        payloads = message_payloads(_shown_markdown(message))
+        people = await self._customers_named(message, threads.id, threads.origin_channel)
+        payloads = with_mentions(message_payloads(_shown_markdown(message)), people)
         digest = copy_digest(message.body_markdown)
         first = await self._post_all(
             attempt,
@@ -402,6 +405,10 @@ class SlackDelivery:
         original = await self._original_url(message)
         header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
         whole = message_payloads(_shown_markdown(message), header=header)
+        if message.direction == Direction.OUTBOUND:
+            # A staff reply's copy in a customer's thread: its customers stay mentioned, as posted.
+            ticket_id = attempt.item.ticket_id or message.threads.id
+            whole = with_mentions(whole, await self._customers_named(message, ticket_id, channel))
         payloads = _fit(whole, len(parts))
         for index, ts in enumerate(parts):
             if index < len(payloads):
@@ -499,6 +506,26 @@ class SlackDelivery:
             )
             first = first or ts
         return first
+
+    async def _customers_named(
+        self, message: MessageSnapshot, ticket_id: int, channel: str
+    ) -> dict[str, str]:
+        """Shown name -> user id of the customers who wrote in this customer channel on the ticket
+        (or the one merged into it): a reply's `@name` of one of them is a mention there. Names
+        from the profile cache, which is what the reply's mentions were resolved with; staff and
+        bots are never mentioned in a customer's channel."""
+        users = await asyncio.to_thread(
+            customers_in_channel, self.desk.db, {ticket_id, message.threads.id}, channel
+        )
+        people: dict[str, str] = {}
+        for user in users:
+            cached = await asyncio.to_thread(cached_profile, self.desk.db, user)
+            profile = cached.fresh or cached.stale
+            if profile is None or profile.is_staff or profile.is_bot or not profile.shown_name:
+                continue
+            # Two people shown alike: neither is mentioned, the name cannot say which one was meant.
+            people[profile.shown_name] = "" if profile.shown_name in people else user
+        return {name: user for name, user in people.items() if user}
 
     async def _staff(self, message: MessageSnapshot) -> StaffIdentity:
         """The reply author's name and avatar: the shared profile cache (the one triage names come
