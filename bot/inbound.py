@@ -8,6 +8,7 @@ work (profiles, file downloads) is allowed. Each input is parsed into a typed ob
 - edits and deletions -> `bot.inbound_edits`
 - the `ticket` reaction and the shortcut -> `bot.inbound_tickets`
 - triage channel membership -> the staff list (`bot.staff`)
+- the app removed from an intake channel -> a notice in the triage channel
 - the App Home tab -> `bot.home.publish_home`
 """
 
@@ -27,6 +28,7 @@ from bot.inbound_events import (
     MessageEdited,
     MessagePosted,
     ReactionAdded,
+    RemovedFromChannel,
     TicketShortcut,
     home_team_of,
     parse_payload,
@@ -38,8 +40,19 @@ from bot.slack_users import SlackDirectory
 from bot.staff import StaffDirectory
 from store import inbound
 from store.context import Desk
+from store.outbox import enqueue_desk_notice
 
 log = logging.getLogger(__name__)
+
+
+def removed_from_intake_notice(channel: str, actor: str | None) -> str:
+    """The triage channel's line when the app was removed from an intake channel (Slack mrkdwn)."""
+    who = f"<@{actor}> removed" if actor else "Someone removed"
+    return (
+        f":warning: {who} the desk from the intake channel <#{channel}>: new requests there no longer "
+        "open tickets, and replies cannot reach its customers' threads. Invite it back with "
+        f"`/invite @servicedesk` in <#{channel}>."
+    )
 
 
 class SlackEventHandler:
@@ -81,6 +94,8 @@ class SlackEventHandler:
                 await handle_shortcut(ctx, claim, parsed, home_team)
             case MembershipChanged():
                 await self._membership(claim, parsed)
+            case RemovedFromChannel():
+                await self._removed(claim, parsed)
             case HomeOpened(user=user):
                 await ctx.apply(claim)
                 await self._publish_home(user)
@@ -100,6 +115,17 @@ class SlackEventHandler:
             # The queue published on their tab while they were staff must not stay there (Slack
             # shows the last published view as the tab opens, before app_home_opened reaches us).
             await publish_home(self.context.desk, self.context.client, change.user)
+
+    async def _removed(self, claim: Claim, removal: RemovedFromChannel) -> None:
+        """Removed from an intake channel, the desk no longer sees new requests there nor can it
+        post in its customers' threads. Said at once in the triage channel: otherwise nobody
+        hears of it until a post there fails, and a customer's request meanwhile gets no answer."""
+        if removal.channel not in self.context.desk.settings.intake_channels:
+            await self.context.apply(claim)
+            return
+        text = removed_from_intake_notice(removal.channel, removal.actor)
+        log.warning("the app was removed from the intake channel %s by %s", removal.channel, removal.actor)
+        await self.context.apply(claim, lambda session: enqueue_desk_notice(session, text))
 
     async def _publish_home(self, user: str) -> None:
         # The view is for staff only and reads the staff list from the cache: make it current, and

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 
 import aiohttp
@@ -25,6 +26,40 @@ log = logging.getLogger(__name__)
 
 PROCESSED_KIND = "slack_command_done"
 COMMAND_PREFIX = "!"
+
+# A command as Slack sends it when its author formatted it (`*!close*`, `_!note_ …`,
+# `` `!priority high` ``, `~!assign me~`): meant as a command, so never a reply to the customer.
+_FORMATTED_COMMAND = re.compile(r"^\s*(?P<open>[*_~`]+)\s*!")
+
+
+def is_command(text: str) -> bool:
+    """Whether a staff message, as typed, is a command: `!` first, formatted or not."""
+    return text.lstrip().startswith(COMMAND_PREFIX) or _FORMATTED_COMMAND.match(text) is not None
+
+
+def unformatted_command(text: str) -> str | None:
+    """The command to type for one sent in formatting (`*!close*` -> `!close`); None when plain.
+
+    The marks close either at the end (`*!label +bug*`) or after the verb (`_!note_ words`)."""
+    found = _FORMATTED_COMMAND.match(text)
+    if found is None:
+        return None
+    shut = found.group("open")[::-1]
+    rest = text[found.end() :].strip()
+    if rest.endswith(shut):
+        rest = rest[: -len(shut)].rstrip()
+    else:
+        verb, space, tail = rest.partition(" ")
+        if verb.endswith(shut):
+            rest = verb[: -len(shut)] + space + tail
+    return COMMAND_PREFIX + rest
+
+
+def formatted_command_hint(plain: str) -> str:
+    return (
+        "That was not sent to the customer, and not run: a command is typed without formatting, "
+        f"so that what runs is plain to see. To run it, send `{plain}`"
+    )
 
 
 def _processed_key(message: PostedMessage) -> str:
@@ -68,6 +103,12 @@ async def tell_command_edited(
 
 
 async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> CommandReply:
+    plain = unformatted_command(message.text)
+    if plain is not None:
+        # Not run: which words the formatting covers is a guess (`*!close* once the fix ships`),
+        # and a command runs once with no undo (a close mails the customer). Its author sees the
+        # answer at once and sends the plain command.
+        return CommandReply(formatted_command_hint(plain), ok=False)
     profile = await ctx.directory.profile_or_standin(message.user)
     # The executor reads names from the profile cache synchronously: look up whom it mentions
     # first, so `!assign @bob` says "Bob Baker", not an id (and refuses someone Slack does not know).

@@ -82,6 +82,14 @@ class MembershipChanged:
 
 
 @dataclass(frozen=True)
+class RemovedFromChannel:
+    """The app removed from a channel (`channel_left` / `group_left`), by `actor` when Slack says."""
+
+    channel: str
+    actor: str | None
+
+
+@dataclass(frozen=True)
 class HomeOpened:
     user: str
 
@@ -101,6 +109,7 @@ SlackInput = (
     | MessageDeleted
     | ReactionAdded
     | MembershipChanged
+    | RemovedFromChannel
     | HomeOpened
     | TicketShortcut
 )
@@ -173,6 +182,9 @@ def _parse_event(event: Mapping[str, Any]) -> SlackInput | None:
     kind = event.get("type")
     if kind == "message":
         return _parse_message_event(event)
+    if kind in ("channel_left", "group_left"):
+        channel = _str(event.get("channel"))
+        return RemovedFromChannel(channel, _str(event.get("actor_id"))) if channel else None
     user = _str(event.get("user"))
     if user is None:
         return None

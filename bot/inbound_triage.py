@@ -2,8 +2,9 @@
 
 Someone the desk does not know as staff writing there (the staff list is re-read first: they may
 just have joined) gets a note, never a reply: nothing reaches a customer unless staff wrote it.
-The text a message is classified by is its text as typed, so formatting around the prefix
-(`*note:*`) makes an ordinary reply.
+The text a message is classified by is its text as typed; formatting around the prefix keeps it what
+it looks like: `*note:*` makes a note, `*!close*` a command (answered with the plain command to
+type, not run).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 
 from sqlalchemy.orm import Session
 
-from bot.inbound_commands import COMMAND_PREFIX, run_command
+from bot.inbound_commands import is_command, run_command
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -46,7 +47,7 @@ def classify_staff_message(text: str) -> StaffMessageKind:
     """What a staff member's message in a triage thread is, from its text as typed."""
     if NOTE_PREFIX.match(text):
         return StaffMessageKind.NOTE
-    if text.lstrip().startswith(COMMAND_PREFIX):
+    if is_command(text):
         return StaffMessageKind.COMMAND
     return StaffMessageKind.REPLY
 

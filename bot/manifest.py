@@ -36,6 +36,8 @@ BOT_EVENTS = (
     "reaction_added",
     "member_joined_channel",
     "member_left_channel",
+    "channel_left",
+    "group_left",
     "app_home_opened",
 )
 

@@ -26,15 +26,30 @@ _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _RETURNED_MESSAGE_TYPES = {"message/rfc822", "message/global"}
 _RETURNED_HEADER_TYPES = {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
 # A server reply quoted in a plain-text bounce: "550 5.1.1 …" anywhere, or "550 …" opening a line
-# (or after qmail's "said:"). A bare three-digit number elsewhere is too often something else.
+# (or after qmail's "said:", or Exim's "host mx.example [192.0.2.7]:"). A bare three-digit number
+# elsewhere is too often something else.
 _SMTP_REPLY_WITH_STATUS = re.compile(r"\b([45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b.*\S)")
-_SMTP_REPLY_LINE = re.compile(r"(?:^|said:)[ \t]*([45]\d\d[ -][ \t]*\S.*\S)", re.MULTILINE | re.IGNORECASE)
+_SMTP_REPLY_LINE = re.compile(
+    r"(?:^|said:|\]:)[ \t]*([45]\d\d[ -][ \t]*\S.*\S)", re.MULTILINE | re.IGNORECASE
+)
 # Where an old-style bounce starts pasting the message back: its own words end there.
 _RETURNED_COPY = re.compile(
     r"^.*(?:copy of the message|original message|message headers follow|returned message|"
     r"below this line).*$",
     re.MULTILINE | re.IGNORECASE,
 )
+
+# An old-style plain-text warning that a mail is late, not lost: Exim's "has not yet been delivered
+# … Delivery attempts will continue", Sendmail's "THIS IS A WARNING MESSAGE ONLY". With no
+# delivery-status part to say `Action: delayed`, its words (or its subject: Exim's "Warning: message
+# … delayed 24 hours", Sendmail's "Warning: could not send message for past 4 hours") must, or it
+# reads as a failure and a live address is marked bounced.
+_DELAY_WORDS = re.compile(
+    r"has not yet been delivered|not been delivered yet|delivery attempts will continue|"
+    r"warning message only|do not need to resend|still undelivered|will keep trying",
+    re.IGNORECASE,
+)
+_DELAY_SUBJECT = re.compile(r"^\s*warning\s*:|\bdelayed\b|\(delay\)|still being retried", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,8 @@ def extract_bounce(message: Message) -> BounceInfo:
                 break
     if diagnostic is None and action is None:
         diagnostic = next((found for found in map(_smtp_reply_in, texts) if found), None)
+    if action is None and _is_delay_warning(str(message.get("Subject", "")), texts):
+        action = "delayed"
     return BounceInfo(tuple(ids), tuple(recipients), action, status, diagnostic)
 
 
@@ -138,3 +155,12 @@ def _smtp_reply_in(text: str) -> str | None:
     own_words = _RETURNED_COPY.split(text[:_MAX_TEXT_SCAN], maxsplit=1)[0]
     found = _SMTP_REPLY_WITH_STATUS.search(own_words) or _SMTP_REPLY_LINE.search(own_words)
     return f"smtp; {found.group(1)[:300]}" if found else None
+
+
+def _is_delay_warning(subject: str, texts: list[str]) -> bool:
+    """Whether a plain-text notice says the mail is still on its way (only its own words are read,
+    not the copy of the message after them)."""
+    if _DELAY_SUBJECT.search(clean_text(unfold(subject))):
+        return True
+    own_words = (_RETURNED_COPY.split(text[:_MAX_TEXT_SCAN], maxsplit=1)[0] for text in texts)
+    return any(_DELAY_WORDS.search(words) for words in own_words)

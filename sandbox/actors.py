@@ -20,6 +20,7 @@ from sandbox.events import (
     app_home_opened_event,
     block_actions_payload,
     build_action,
+    left_event,
     member_event,
     message_action_payload,
     message_changed_event,
@@ -204,7 +205,10 @@ class UserActions:
         )
 
     @locked
-    def user_leave(self, user: str, channel: str) -> None:
+    def user_leave(self, user: str, channel: str, by: str | None = None) -> None:
+        """`user` leaves `channel`, or is removed from it `by` someone. The bot's own removal is also
+        told as Slack tells a removed member, `channel_left` (`group_left` for a private channel),
+        with the remover as `actor_id`."""
         person = self._user(user)
         place = self._channel(channel)
         if person.id not in place.members:
@@ -212,6 +216,8 @@ class UserActions:
         # Built while the person is still a member, so the app (a member) is due the event.
         event = member_event(self.state, "member_left_channel", person.id, place)
         self.dispatcher.emit(event, place.id)
+        if person.id == self.state.workspace.bot_user:
+            self.dispatcher.emit(left_event(self.state, place, by or person.id), place.id)
         place.members.remove(person.id)
         self.state.changed()
 

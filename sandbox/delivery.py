@@ -29,6 +29,8 @@ DEFAULT_SUBSCRIPTIONS = frozenset(
         "reaction_added",
         "member_joined_channel",
         "member_left_channel",
+        "channel_left",
+        "group_left",
         "app_home_opened",
     }
 )

@@ -151,6 +151,17 @@ def member_event(
     return event
 
 
+def left_event(state: SlackState, channel: Channel, actor: str) -> JSON:
+    """What Slack sends the app when it is removed from a channel: `channel_left`, or `group_left`
+    for a private one; `actor_id` is who removed it."""
+    return {
+        "type": "group_left" if channel.is_private else "channel_left",
+        "channel": channel.id,
+        "actor_id": actor,
+        "event_ts": state.next_ts(),
+    }
+
+
 def app_home_opened_event(state: SlackState, user: str, dm_channel: str, view: View | None) -> JSON:
     event: JSON = {
         "type": "app_home_opened",

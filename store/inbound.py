@@ -21,7 +21,7 @@ from store import claiming
 from store.actions.common import literal
 from store.db import Database
 from store.models import MAX_ROW_ID, InboundItem, InboundState, utcnow
-from store.outbox import DESK_NOTICE_LANE, Kind, backoff_delay, enqueue
+from store.outbox import backoff_delay, enqueue_desk_notice
 from store.wakeups import Topic, note, note_arrivals
 
 MAX_ATTEMPTS = 5
@@ -211,7 +211,7 @@ def give_up_or_retry(db: Database, item_id: int, worker_id: str, error: str) -> 
         if item.attempts >= MAX_ATTEMPTS:
             item.state = InboundState.FAILED
             # Kept, not lost: the team hears of it where they work, with what brings it back.
-            enqueue(session, Kind.DESK_NOTICE, lane=DESK_NOTICE_LANE, payload={"text": _failed_notice(item)})
+            enqueue_desk_notice(session, _failed_notice(item))
             return InboundState.FAILED.value
         item.state = InboundState.PENDING
         # Backoff so a failing item (Slack briefly down for a lookup) is not retried in a tight loop;

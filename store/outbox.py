@@ -736,3 +736,9 @@ def undelivered(db: Database, limit: int = 50) -> tuple[list[OutboxRow], dict[st
             for row, number in found
         ]
     return rows, {str(state): int(count) for state, count in counts.items()}
+
+
+def enqueue_desk_notice(session: Session, text: str) -> None:
+    """A line (Slack mrkdwn) at the top of the triage channel, about no ticket: something the team
+    must do, said where they work."""
+    enqueue(session, Kind.DESK_NOTICE, lane=DESK_NOTICE_LANE, payload={"text": text})

@@ -37,6 +37,8 @@ MERGED_BANNER = (
 )
 REPEAT_NOTE = ":repeat: {nth} ticket in 30 days from this requester"
 OPENED_NOTE = "Opened {date}"
+# On a card posted again in its thread, because the one the thread hangs from was deleted in Slack.
+IN_THREAD_NOTE = "The card at the top of this thread was deleted; this one is kept up to date instead"
 ORIGIN_WORDS = {"email": "Email", "slack": "Slack", "web": "Web form", "staff": "Opened by staff"}
 
 _BLOCK_ID = re.compile(r"^ticket:(\d+)(?::|$)")
@@ -241,8 +243,9 @@ def card_title(view: CardView) -> str:
     return truncate(f"#{view.number} {view.subject.strip() or '(no subject)'}", HEADER_LIMIT)
 
 
-def card_blocks(view: CardView) -> list[dict[str, Any]]:
-    """The card's blocks: title, merged banner, facts, context, controls."""
+def card_blocks(view: CardView, *, in_thread: bool = False) -> list[dict[str, Any]]:
+    """The card's blocks: title, merged banner, facts, context, controls. `in_thread`: the card
+    posted again in its thread (the one at the top was deleted), which says so."""
     number = view.number
     version = _state_version(view)
     blocks: list[dict[str, Any]] = [
@@ -277,6 +280,8 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
     context = [OPENED_NOTE.format(date=slack_date(view.created_at))]
     if view.repeat_requests_30d >= 2:
         context.append(REPEAT_NOTE.format(nth=ordinal(view.repeat_requests_30d)))
+    if in_thread:
+        context.append(IN_THREAD_NOTE)
     blocks.append(
         {
             "type": "context",

@@ -21,7 +21,7 @@ from bot.cards import card_view
 from store import outbox
 from store.actions.common import update_card
 from store.db import Database
-from store.models import Attachment, Customer, Message, Outbox, OutboxState, Ticket
+from store.models import Attachment, Customer, Direction, Message, Outbox, OutboxState, Ticket, TicketEvent
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class TicketThreads:
 class CardSnapshot:
     threads: TicketThreads
     view: CardView
+    # The card posted again in the thread, its first one having been deleted in Slack (None: the
+    # card is the message the thread hangs from).
+    card_in_thread_ts: str | None = None
+
+
+# The ticket event recording a card posted again in its thread (its `ts`); the latest one is the
+# card kept up to date. An event, not a column: the trail keeps it, and no schema change is needed.
+CARD_POSTED_AGAIN = "card_posted_again"
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,24 @@ def read_card(db: Database, ticket_id: int) -> CardSnapshot | None:
         ticket = session.get(Ticket, ticket_id)
         if ticket is None:
             return None
-        return CardSnapshot(threads=_threads(ticket), view=card_view(session, ticket))
+        return CardSnapshot(
+            threads=_threads(ticket),
+            view=card_view(session, ticket),
+            card_in_thread_ts=_card_posted_again(session, ticket),
+        )
+
+
+def _card_posted_again(session: Session, ticket: Ticket) -> str | None:
+    data = session.scalar(
+        select(TicketEvent.data)
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == CARD_POSTED_AGAIN)
+        .order_by(TicketEvent.id.desc())
+        .limit(1)
+    )
+    if not data or data.get("channel") != ticket.triage_channel:
+        return None  # never posted again, or posted again in a triage channel left since
+    ts = data.get("ts")
+    return ts if isinstance(ts, str) else None
 
 
 def read_message(db: Database, message_id: int) -> MessageSnapshot | None:
@@ -216,6 +241,23 @@ def posted_parts(db: Database, message_id: int, kinds: Iterable[str]) -> list[st
     return []
 
 
+def customers_in_channel(db: Database, ticket_ids: Iterable[int], channel: str) -> list[str]:
+    """The Slack users who wrote on these tickets in this (customer) channel: members of it."""
+    with db.read() as session:
+        found = session.scalars(
+            select(Customer.slack_user_id)
+            .join(Message, Message.author_customer_id == Customer.id)
+            .where(
+                Message.ticket_id.in_(list(ticket_ids)),
+                Message.slack_channel == channel,
+                Message.direction == Direction.INBOUND,
+                Customer.slack_user_id.is_not(None),
+            )
+            .distinct()
+        ).all()
+    return [user for user in found if user]
+
+
 # ----- written in the transaction that marks a row done -----
 
 
@@ -224,6 +266,17 @@ def record_triage_thread(ticket_id: int, channel: str, ts: str) -> Callable[[Ses
         # The first card's ts stays the thread: an update to a ticket already posted changes nothing.
         session.connection().execute(
             _first_thread_statement(), {"ticket_id": ticket_id, "channel": channel, "ts": ts}
+        )
+
+    return apply
+
+
+def record_card_posted_again(ticket_id: int, channel: str, ts: str) -> Callable[[Session], None]:
+    """The card went up again in its thread: later updates edit that one."""
+
+    def apply(session: Session) -> None:
+        session.add(
+            TicketEvent(ticket_id=ticket_id, kind=CARD_POSTED_AGAIN, data={"channel": channel, "ts": ts})
         )
 
     return apply

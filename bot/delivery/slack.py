@@ -25,15 +25,18 @@ from bot.delivery.attempt import POSTED_DIGEST, Attempt
 from bot.delivery.calls import CHANNEL_REFUSALS, SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
 from bot.delivery.reads import (
+    CardSnapshot,
     FileToSend,
     MessageSnapshot,
     StaffIdentity,
     TicketThreads,
     card_update_on_its_own,
+    customers_in_channel,
     posted_parts,
     read_card,
     read_message,
     read_threads,
+    record_card_posted_again,
     record_copy,
     record_triage_thread,
 )
@@ -50,6 +53,7 @@ from bot.delivery.texts import (
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
+from bot.text.mentions import with_mentions
 from mail.links import raw_message_url
 from store.actions.customers import name_slack_customer
 from store.actions.messages import copy_digest
@@ -155,7 +159,7 @@ class SlackDelivery:
                 return Done(
                     result={"moved": "to the card's lane"}, apply=card_update_on_its_own(item.ticket_id)
                 )
-            return await self._update_card(threads.triage_channel, threads.triage_ts, text, blocks)
+            return await self._update_card(attempt, snapshot)
         # Not posted yet: it goes to the triage channel configured now, even if the ticket was opened
         # (and its card kept, refused) while another one was; its thread follows it there.
         channel = self.desk.settings.triage_channel or threads.triage_channel
@@ -201,15 +205,27 @@ class SlackDelivery:
         # posting, and the row's deadline does not fail it while the channel is being fixed.
         return Retry(f"{prefix} ({channel}: {outcome.error})", delay=delay, count_attempt=False)
 
-    async def _update_card(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> Outcome:
+    async def _update_card(self, attempt: Attempt, snapshot: CardSnapshot) -> Outcome:
+        """Edit the card in place; one deleted in Slack goes up again in its thread (which stays the
+        ticket's: its ts is the ticket's, deleted or not) and is the one edited from then on.
+        Failing instead left staff with no card to triage from, and a failed row for every change."""
+        threads = snapshot.threads
+        assert threads.triage_channel and threads.triage_ts
+        channel, thread_ts = threads.triage_channel, threads.triage_ts
+        in_thread = snapshot.card_in_thread_ts is not None
+        text, blocks = card_text(snapshot.view), card_blocks(snapshot.view, in_thread=in_thread)
+        ts = snapshot.card_in_thread_ts or thread_ts
         data = await self.calls.call(
             "chat.update",
             lambda: self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
             ok_errors=GONE,
         )
-        if not data.get("ok"):
-            return Fail("the ticket's card was deleted in Slack", tell_thread=False)
-        return Done(result={"ts": ts})
+        if data.get("ok"):
+            return Done(result={"ts": ts})
+        log.info("the card of #%s was deleted in Slack; posting it again in its thread", threads.number)
+        blocks = card_blocks(snapshot.view, in_thread=True)
+        posted = await attempt.post(channel, thread_ts, 0, last_step=True, text=text, blocks=blocks)
+        return Done(result={"ts": posted}, apply=record_card_posted_again(threads.id, channel, posted))
 
     async def thread_post(self, attempt: Attempt) -> Outcome:
         """A customer's message (or a /desk note) copied into the triage thread, files included."""
@@ -350,7 +366,8 @@ class SlackDelivery:
         if not (threads.origin_channel and threads.origin_thread_ts):
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
-        payloads = message_payloads(_shown_markdown(message))
+        people = await self._customers_named(message, threads.id, threads.origin_channel)
+        payloads = with_mentions(message_payloads(_shown_markdown(message)), people)
         digest = copy_digest(message.body_markdown)
         first = await self._post_all(
             attempt,
@@ -388,6 +405,10 @@ class SlackDelivery:
         original = await self._original_url(message)
         header = _triage_header(message, original) if message.direction == Direction.INBOUND else None
         whole = message_payloads(_shown_markdown(message), header=header)
+        if message.direction == Direction.OUTBOUND:
+            # A staff reply's copy in a customer's thread: its customers stay mentioned, as posted.
+            ticket_id = attempt.item.ticket_id or message.threads.id
+            whole = with_mentions(whole, await self._customers_named(message, ticket_id, channel))
         payloads = _fit(whole, len(parts))
         for index, ts in enumerate(parts):
             if index < len(payloads):
@@ -485,6 +506,26 @@ class SlackDelivery:
             )
             first = first or ts
         return first
+
+    async def _customers_named(
+        self, message: MessageSnapshot, ticket_id: int, channel: str
+    ) -> dict[str, str]:
+        """Shown name -> user id of the customers who wrote in this customer channel on the ticket
+        (or the one merged into it): a reply's `@name` of one of them is a mention there. Names
+        from the profile cache, which is what the reply's mentions were resolved with; staff and
+        bots are never mentioned in a customer's channel."""
+        users = await asyncio.to_thread(
+            customers_in_channel, self.desk.db, {ticket_id, message.threads.id}, channel
+        )
+        people: dict[str, str] = {}
+        for user in users:
+            cached = await asyncio.to_thread(cached_profile, self.desk.db, user)
+            profile = cached.fresh or cached.stale
+            if profile is None or profile.is_staff or profile.is_bot or not profile.shown_name:
+                continue
+            # Two people shown alike: neither is mentioned, the name cannot say which one was meant.
+            people[profile.shown_name] = "" if profile.shown_name in people else user
+        return {name: user for name, user in people.items() if user}
 
     async def _staff(self, message: MessageSnapshot) -> StaffIdentity:
         """The reply author's name and avatar: the shared profile cache (the one triage names come

@@ -24,6 +24,10 @@ SUBSCRIBED_EVENTS = (
     "reaction_added",
     "member_joined_channel",
     "member_left_channel",
+    # What Slack sends the app itself when it is removed from a public / private channel (it is no
+    # member then, so no member_left_channel of its own reliably reaches it).
+    "channel_left",
+    "group_left",
     "app_home_opened",
 )
 SLACK_EVENT = "slack_event"
@@ -69,6 +73,10 @@ def worth_storing(event: dict[str, Any], desk: Desk) -> bool:
         return bool(event.get("thread_ts")) or event.get("subtype") in ("message_changed", "message_deleted")
     if kind in ("member_joined_channel", "member_left_channel"):
         return event.get("channel") == desk.settings.triage_channel
+    if kind in ("channel_left", "group_left"):
+        # Removed from an intake channel: the triage channel is told. From the triage channel
+        # itself nothing can be posted there; its refusals are kept and reported (`check`, /healthz).
+        return event.get("channel") in desk.settings.intake_channels
     if kind == "reaction_added":
         # Only the ticket emoji does anything; the desk's own receipts (hourglass, tick, lock) come
         # back as reactions too, and Bolt no longer knows our user id to drop them.

@@ -14,6 +14,7 @@ from mail.markdown_escape import escape_markdown
 
 __all__ = ["code_fence", "code_span", "escape_markdown", "link_destination", "markdown_link"]
 
+
 def code_span(text: str) -> str:
     """An inline code span holding ``text`` verbatim, whatever backticks it contains."""
     text = text.replace("\n", " ")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from store import outbox
@@ -17,6 +17,8 @@ from store.limits import ADDRESS_LITERAL, MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHAR
 from store.models import (
     EmailId,
     Origin,
+    Outbox,
+    OutboxState,
     Participant,
     Ticket,
     TicketEvent,
@@ -174,6 +176,10 @@ def _recipients_query() -> Select[Participant]:
     )
 
 
+# An email row's dedupe key: this and the Message-ID it is sent under (`EmailId.message_id`).
+SENT_MAIL_KEY = "email:"
+
+
 @functools.cache
 def _thread_ids_query() -> Select[str, str, str | None]:
     return (
@@ -320,7 +326,7 @@ def _enqueue_email(
             "message_id_header": header_id,
             **payload,
         },
-        dedupe_key=f"email:{header_id}",
+        dedupe_key=f"{SENT_MAIL_KEY}{header_id}",
         due_at=due_at,
     )
 
@@ -349,10 +355,19 @@ def mail_started(session: Session, ticket: Ticket) -> bool:
     written (or a mail received): a notice (resolved, closed) before that would be the first the
     customer hears of it, about a request they never made by email and a reply they never got.
     Any other ticket began with the customer (or a Cc'd participant, who was told on joining).
+    A mail the server refused for good (its row failed) reached no one, so it starts nothing: the
+    notices would be refused the same way. Sent again (`servicedesk outbox --retry`), it counts.
     """
     if ticket.origin != Origin.STAFF:
         return True
-    return session.scalar(select(EmailId.id).where(EmailId.ticket_id == ticket.id).limit(1)) is not None
+    refused = exists().where(
+        Outbox.dedupe_key == SENT_MAIL_KEY + EmailId.message_id,
+        Outbox.state == OutboxState.FAILED,
+    )
+    started = select(EmailId.id).where(
+        EmailId.ticket_id == ticket.id, or_(EmailId.direction == "received", ~refused)
+    )
+    return session.scalar(started.limit(1)) is not None
 
 
 def customer_slack_threads(session: Session, ticket: Ticket) -> list[Ticket]:

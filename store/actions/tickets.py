@@ -441,6 +441,21 @@ def _check_url(url: str) -> str:
     return url
 
 
+def _keep_merge_link(ticket: Ticket, target: Ticket | None) -> None:
+    """Refuse to change the link between a merged ticket and the ticket it went into: it is the
+    merge's record ("#n (duplicated by)" on the target's card), and the merged ticket's banner keeps
+    naming the target whatever is done to it. The merged ticket itself takes no triage; this guards
+    its target's side (`unlink m n`, `link m n relates`)."""
+    if target is None:
+        return
+    for merged, into in ((ticket, target), (target, ticket)):
+        if merged.merged_into_id == into.id:
+            raise InvalidRequest(
+                f"#{merged.number} was merged into #{into.number}, so the link between them is the "
+                "merge's and stays"
+            )
+
+
 def link(
     session: Session,
     ticket: Ticket,
@@ -460,6 +475,7 @@ def link(
         raise InvalidRequest("link needs a ticket number or a URL")
     if url is not None:
         url = _check_url(url)
+    _keep_merge_link(ticket, target)
     existing = session.scalar(
         select(TicketLink).where(
             TicketLink.ticket_id == ticket.id,
@@ -512,6 +528,7 @@ def link(
 def unlink(
     session: Session, ticket: Ticket, actor: Actor, *, target: Ticket | None = None, url: str | None = None
 ) -> bool:
+    _keep_merge_link(ticket, target)
     condition = (
         ((TicketLink.ticket_id == ticket.id) & (TicketLink.target_ticket_id == target.id))
         | ((TicketLink.ticket_id == target.id) & (TicketLink.target_ticket_id == ticket.id))

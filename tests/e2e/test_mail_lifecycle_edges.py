@@ -19,7 +19,7 @@ from sandbox.mail_sink import ReceivedMail
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import ALICE, TRIAGE
 from store.actions.messages import REACTION_PENDING
-from store.models import Participant
+from store.models import InboundItem, InboundState, Participant
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, free_port
 from tests.e2e.test_serve import serve_env, serve_once
 
@@ -238,3 +238,91 @@ def test_someone_removed_while_a_reply_waits_is_not_shown_in_its_cc(start_servic
     )
     assert mails_to(service, CAROL) == []
     assert CAROL not in str(to_bob.message["Cc"] or "")
+
+
+def plain_notice(original: ReceivedMail, subject: str, words: str) -> bytes:
+    """An old-style plain-text notice from MAILER-DAEMON (no delivery-status part) about a mail of ours."""
+    message = EmailMessage()
+    message["From"] = "Mail Delivery System <Mailer-Daemon@relay.acme.test>"
+    message["To"] = original.mail_from
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="relay.acme.test")
+    message["Auto-Submitted"] = "auto-replied"
+    message.set_content(words)
+    return message.as_bytes(policy=SMTP)
+
+
+EXIM_DELAY = f"""This message was created automatically by mail delivery software.
+A message that you sent has not yet been delivered to one or more of its
+recipients after more than 24 hours on the queue on relay.acme.test.
+
+The message identifier is:     1tXyZa-000AbC-7q
+The subject of the message is: Re: Printer on fire [#1]
+
+The address to which the message has not yet been delivered is:
+
+  {CAROL}
+    Delay reason: SMTP error from remote mail server after RCPT TO:<{CAROL}>:
+    host mx.customer.test [192.0.2.7]: 451 Temporary local problem - please try later
+
+No action is required on your part. Delivery attempts will continue for
+some time, and this warning may be repeated at intervals if the message
+remains undelivered. Eventually the mail delivery software will give up,
+and when that happens, the message will be returned to you.
+"""
+
+SENDMAIL_DELAY = f"""    **********************************************
+    **      THIS IS A WARNING MESSAGE ONLY      **
+    **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **
+    **********************************************
+
+The original message was received at Mon, 7 Dec 2026 10:00:00 GMT
+from desk.acme.test [192.0.2.1]
+
+   ----- Transcript of session follows -----
+<{CAROL}>... Deferred: Connection timed out with mx.customer.test.
+Warning: message still undelivered after 4 hours
+Will keep trying until message is 5 days old
+"""
+
+EXIM_FAILURE = f"""This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {CAROL}
+    SMTP error from remote mail server after RCPT TO:<{CAROL}>:
+    host mx.customer.test [192.0.2.7]: 550 no such mailbox
+"""
+
+
+def test_a_plain_text_delay_warning_does_not_mark_the_address_bounced(service: RunningDesk) -> None:
+    """An old Exim (or Sendmail) "message delayed" warning from MAILER-DAEMON, plain text with no
+    delivery-status part, was read as a bounce: the address was marked bounced and mailed no more,
+    though the mail was still on its way. A delay is never a bounce; Exim's failure still is."""
+    card_ts, to_carol = answered_ticket(service)
+    bounce_to = (to_carol.mail_from,)
+    warnings = [
+        plain_notice(to_carol, "Warning: message 1tXyZa-000AbC-7q delayed 24 hours", EXIM_DELAY),
+        plain_notice(to_carol, "Warning: could not send message for past 4 hours", SENDMAIL_DELAY),
+    ]
+    for warning in warnings:
+        assert service.send_mail(warning, mail_from="", rcpt_tos=bounce_to)[0] == 250
+
+    def all_taken() -> bool:
+        with service.db.read() as session:
+            waiting = session.scalars(
+                select(InboundItem.id).where(
+                    InboundItem.state.in_([InboundState.PENDING, InboundState.CLAIMED])
+                )
+            ).all()
+        return not waiting
+
+    service.wait_for(all_taken, "the warnings taken in")
+    assert participants(service)[CAROL].bounced_at is None
+    failure = plain_notice(to_carol, "Mail delivery failed: returning message to sender", EXIM_FAILURE)
+    assert service.send_mail(failure, mail_from="", rcpt_tos=bounce_to)[0] == 250
+    thread = service.wait_for_thread_text(card_ts, f"Mail to {CAROL} bounced")
+    assert thread.count("bounced") == 1, thread
+    assert "550 no such mailbox" in thread
+    assert participants(service)[CAROL].bounced_at is not None

@@ -193,8 +193,17 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     assert [m.ts for m in desk.emulator.messages(TRIAGE)] == [card_ts]
     desk.wait_thread_text(TRIAGE, card_ts, "on fire")
 
-    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Try *turning it off* and on", thread_ts=card_ts)
+    reply_ts = desk.emulator.user_post(
+        ALICE,
+        TRIAGE,
+        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs)",
+        thread_ts=card_ts,
+    )
     posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
+    # Dan, who wrote in this channel, is mentioned for real; Bob (staff) stays a name, and so does
+    # what is quoted as code.
+    [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
+    assert section == f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs)"
     assert posted.username == "alice"
     assert posted.icon_url == avatar_url(ALICE, 192)
     desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
@@ -329,8 +338,10 @@ def test_edits_and_deletions_after_delivery_are_mirrored(desk: Desk) -> None:
     reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Version one", thread_ts=card_ts)
     posted = desk.wait_thread_text(CONNECT, customer_ts, "Version one")
     desk.wait(lambda: reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC))
-    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, "Version two")
+    desk.emulator.user_edit(ALICE, TRIAGE, reply_ts, f"Version two, <@{DAN}>")
     desk.wait(lambda: "Version two" in desk.emulator.message(CONNECT, posted.ts).text or None)
+    edited = desk.emulator.message(CONNECT, posted.ts)
+    assert f"<@{DAN}>" in str(edited.blocks)  # the customer stays mentioned in the edited copy
     desk.emulator.user_delete(ALICE, TRIAGE, reply_ts)
     desk.wait(lambda: desk.emulator.message(CONNECT, posted.ts).deleted or None)
 
@@ -593,3 +604,24 @@ def test_an_event_arriving_while_slack_hiccups_is_stored_all_the_same(
     assert delivery.status == 200
     with running.db.read() as session:
         assert session.scalar(select(func.count()).select_from(InboundItem)) == 1
+
+
+def test_the_bot_removed_from_an_intake_channel_tells_the_triage_channel_at_once(desk: Desk) -> None:
+    """Someone removed the bot from an intake channel, and nothing was said until a post there
+    failed, by which time customers' new requests had gone unanswered. Slack tells the removed app
+    with `channel_left` (`group_left` for a private channel): the triage channel hears of it once,
+    with who did it and what to do."""
+    open_ticket(desk)
+    desk.emulator.user_leave(BOT_USER, CONNECT, by=ALICE)
+
+    def notices() -> list[str]:
+        return [
+            m.text
+            for m in desk.emulator.messages(TRIAGE)
+            if m.bot_id and not m.is_reply and "removed the desk from" in (m.text or "")
+        ]
+
+    [notice] = desk.wait(notices, "the notice in the triage channel")
+    assert f"<#{CONNECT}>" in notice and f"<@{ALICE}>" in notice and "/invite" in notice
+    desk.idle()
+    assert len(notices()) == 1

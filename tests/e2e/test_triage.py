@@ -20,7 +20,7 @@ from sandbox.faults import Fault
 from sandbox.workspace import ALICE, BOB, CAROL, SIGNING_SECRET, TRIAGE
 from store import actions, queries
 from store.db import Database
-from store.models import InboundItem, InboundState, Label, Message, Outbox, Participant, Ticket
+from store.models import InboundItem, InboundState, Label, Message, Outbox, Participant, Ticket, TicketLink
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import WAIT_SECONDS, RunningDesk, StartService, message_text
 from tests.faults.tcp_proxy import TcpProxy
@@ -331,6 +331,16 @@ def test_merge_makes_a_link_from_the_other_side_a_duplicate_link(running: Triage
     running.wait_card(1, "#2 (duplicated by)")
     running.wait_card(2, "#1 (duplicates)")
     assert "blocks" not in running.card_text(1)
+    # The merge's link stays while #2's banner names #1: neither removed nor turned into another
+    # kind from #1's side (it was, leaving "Merged into #1" with no link to #1).
+    refusal = "#2 was merged into #1, so the link between them is the merge's and stays."
+    assert running.command(ALICE, "unlink 1 2") == refusal
+    assert running.command(ALICE, "link 1 2 relates") == refusal
+    assert running.command(ALICE, "link 1 #2") == refusal
+    with running.db.read() as session:
+        assert [(link.kind, link.ticket_id) for link in session.scalars(select(TicketLink))] == [
+            ("duplicates", running.ticket(2).id)
+        ]
 
 
 def test_a_slack_customer_merged_away_still_hears_replies_and_notices(start_service) -> None:

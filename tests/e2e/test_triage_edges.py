@@ -18,8 +18,8 @@ from bot.check import run_check
 from bot.cli import main
 from sandbox.faults import Fault
 from sandbox.workspace import ALICE, CONNECT, DAN, ERIN, TRIAGE
-from store.models import Outbox, OutboxState, Participant, Ticket
-from tests.e2e.conftest import RunningDesk, StartService
+from store.models import Message, Outbox, OutboxState, Participant, Ticket
+from tests.e2e.conftest import RunningDesk, StartService, message_text
 from tests.e2e.test_triage import Triage
 
 pytestmark = pytest.mark.timeout(120)
@@ -408,6 +408,41 @@ def test_a_first_reply_deleted_before_it_was_mailed_does_not_start_the_mail_conv
     assert running.sink.messages == []
 
 
+def test_a_first_reply_refused_for_good_does_not_start_the_mail_conversation(
+    running: Triage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`/desk new` for an address the mail server refuses (5xx): the failed first reply counted as
+    the desk having written, so `close` said "The customer is told." and its notice failed the same
+    way. The conversation starts once a mail does go: after `servicedesk outbox --retry`, say."""
+    running.sink.reject_recipient("dan@globex.example", 550)
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
+
+    def failed_mail() -> int | None:
+        with running.db.read() as session:
+            return session.scalar(
+                select(Outbox.id).where(Outbox.kind == "email.send", Outbox.state == OutboxState.FAILED)
+            )
+
+    row_id = running.service.wait_for(failed_mail, "the refused first reply")
+    assert running.command(ALICE, "close 1") == "#1 is now closed."
+    assert running.command(ALICE, "reopen 1") == "Reopened #1."
+    running.wait_worker_idle()
+    outbox_drained(running)
+    with running.db.read() as session:
+        mails = session.scalars(select(Outbox.id).where(Outbox.kind == "email.send")).all()
+    assert mails == [row_id]
+    # Sent after all, it starts the conversation.
+    running.sink.clear_faults()
+    monkeypatch.setenv("SERVICEDESK_DATABASE_URL", running.service.settings.database_url)
+    assert main(["outbox", "--retry", str(row_id)]) == 0
+    capsys.readouterr()
+    running.service.wait_for_mails(1)
+    assert running.command(ALICE, "close 1") == "#1 is now closed. The customer is told."
+    closed = running.service.wait_for_mails(2)[1]
+    assert closed.rcpt_tos == ["dan@globex.example"]
+
+
 def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_requester(
     running: Triage,
 ) -> None:
@@ -464,3 +499,86 @@ def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receip
     running.wait_worker_idle()
     outbox_drained(running)
     assert not any("Couldn't mark" in text for text in running.thread_texts(1))
+
+
+def test_a_command_typed_in_formatting_is_never_sent_and_its_author_is_shown_how_to_run_it(
+    running: Triage,
+) -> None:
+    """`*!close*`, `_!note_ …` or `` `!priority high` `` in a thread was taken as a public reply
+    and mailed to the customer. Staff meant a command: it is not sent, not run (what the formatting
+    hides is not guessed at), and its author is shown the command to type."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_ts = running.card_ts(1)
+    typed = ["*!close*", "_!note_ the driver is old", "`!priority high`", "~!assign me~"]
+    for text in typed:
+        running.emulator.user_post(ALICE, TRIAGE, text, thread_ts=card_ts)
+
+    def hints() -> list[str] | None:
+        found = [e.text for e in running.emulator.ephemerals(TRIAGE, ALICE) if "formatting" in e.text]
+        return found if len(found) == len(typed) else None
+
+    shown = running.service.wait_for(hints, "a hint for each formatted command")
+    for plain in ["`!close`", "`!note the driver is old`", "`!priority high`", "`!assign me`"]:
+        assert any(plain in hint for hint in shown), (plain, shown)
+    running.wait_worker_idle()
+    ticket = running.ticket(1)
+    assert (ticket.status, ticket.priority, ticket.assignee_slack_id) == ("open", "normal", None)
+    with running.db.read() as session:
+        assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
+    # The thread still works as before: a plain reply goes, a plain command runs.
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=card_ts)
+    [mail] = running.service.wait_for_mails(1)
+    assert "we are on it" in mail.message.get_body(("plain",)).get_content()
+    running.emulator.user_post(ALICE, TRIAGE, "!priority high", thread_ts=card_ts)
+    running.service.wait_for(lambda: running.ticket(1).priority == "high", "priority high")
+    assert len(running.sink.messages) == 1
+
+
+def test_a_card_deleted_in_slack_is_posted_again_in_its_thread_on_the_next_change(
+    running: Triage,
+) -> None:
+    """A card deleted in Slack (by a workspace admin) never came back: every later change added
+    another failed card row, and staff had no card to triage from. The next change posts it again
+    in the ticket's thread, later changes update that copy, and the thread still works."""
+    assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
+    card_ts = running.card_ts(1)
+    running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=card_ts)
+    running.service.wait_for_mails(1)
+    running.wait_worker_idle()
+    with running.emulator.state.lock:
+        running.emulator.state.workspace.users[ALICE].is_admin = True
+    running.emulator.user_delete(ALICE, TRIAGE, card_ts)
+
+    def cards_in_thread() -> list[str]:
+        """The desk's posts in the thread with the card's menus."""
+        return [
+            m.ts
+            for m in running.service.thread(card_ts)
+            if m.bot_id and any(b.get("type") == "actions" for b in m.blocks or [])
+        ]
+
+    assert running.command(ALICE, "priority 1 high").startswith("#1")
+    [again] = running.service.wait_for(cards_in_thread, "the card again, in its thread")
+    running.service.wait_for(
+        lambda: "High" in message_text(running.emulator.message(TRIAGE, again)), "the new priority on it"
+    )
+    # Its menus work, and later changes update that card rather than posting another.
+    running.emulator.user_block_action(ALICE, TRIAGE, again, "ticket_assignee", ALICE).wait(10)
+    assert running.ticket(1).assignee_slack_id == ALICE
+    running.service.wait_for(
+        lambda: "Assignee: <@U0ALICE>" in message_text(running.emulator.message(TRIAGE, again)),
+        "the assignee on the card in the thread",
+    )
+    running.wait_worker_idle()
+    assert cards_in_thread() == [again]
+    # Deleted again, it comes back again; no card row is left failed.
+    running.emulator.user_delete(ALICE, TRIAGE, again)
+    running.command(ALICE, "priority 1 urgent")
+    running.service.wait_for(lambda: len(cards_in_thread()) == 2, "the card once more")
+    running.wait_worker_idle()
+    with running.db.read() as session:
+        failed = session.scalars(select(Outbox.last_error).where(Outbox.state == OutboxState.FAILED)).all()
+    assert failed == []
+    # The thread is still the ticket's: a reply there reaches the customer.
+    running.service.post_as(ALICE, "Fixed now.", thread_ts=card_ts)
+    assert "Fixed now." in running.service.wait_for_mails(2)[1].message.get_body(("plain",)).get_content()

@@ -136,6 +136,13 @@ def test_reactions_and_membership(emulator: SlackEmulator) -> None:
     emulator.user_leave(BOB, HELP)
     assert last_event(emulator)["type"] == "member_left_channel"
     assert BOB not in emulator.workspace.channels[HELP].members
+    # The app removed from a channel is told so, with who removed it.
+    emulator.user_leave(BOT_USER, HELP, by=ALICE)
+    assert {key: last_event(emulator)[key] for key in ("type", "channel", "actor_id")} == {
+        "type": "channel_left",
+        "channel": HELP,
+        "actor_id": ALICE,
+    }
 
 
 def test_nothing_from_channels_the_bot_is_not_in(emulator: SlackEmulator) -> None:

@@ -1,0 +1,56 @@
+"""People named in a staff reply, mentioned for real where that reply is posted.
+
+The stored body names people (`@dan`), as the email needs. In a customer's Slack thread a name can
+be a mention again (`<@U…>`, which notifies them), but only for someone known to be in that
+channel and not staff: the customers who wrote there. Anyone else stays a name: a mention of a
+person who is not in the channel would ask to invite them, or show staff to the customer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from bot.text.split import SECTION_LIMIT
+from bot.text.to_slack import SlackMessagePayload
+
+# Code in mrkdwn: a fenced block, or an inline span. A mention inside code shows as its raw syntax.
+_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+
+
+def _mention_in(text: str, pattern: re.Pattern[str], people: Mapping[str, str]) -> str:
+    def outside_code(part: str) -> str:
+        return pattern.sub(lambda found: f"<@{people[found.group(1)]}>", part)
+
+    pieces: list[str] = []
+    last = 0
+    for code in _CODE.finditer(text):
+        pieces.append(outside_code(text[last : code.start()]))
+        pieces.append(code.group(0))
+        last = code.end()
+    pieces.append(outside_code(text[last:]))
+    return "".join(pieces)
+
+
+def with_mentions(
+    payloads: list[SlackMessagePayload], people: Mapping[str, str]
+) -> list[SlackMessagePayload]:
+    """`@name` in the payloads' sections as a mention of its person (`people`: shown name to user
+    id), outside code. The fallback `text` keeps the name (it is what a notification shows); a
+    section that would grow past Slack's limit keeps its names."""
+    names = sorted((name for name in people if name.strip()), key=len, reverse=True)
+    if not names:
+        return payloads
+    pattern = re.compile(r"(?<![\w@])@(" + "|".join(map(re.escape, names)) + r")(?![\w])")
+    changed: list[SlackMessagePayload] = []
+    for payload in payloads:
+        blocks = []
+        for block in payload["blocks"]:
+            text = block.get("text") if block.get("type") == "section" else None
+            if isinstance(text, dict) and isinstance(text.get("text"), str):
+                mentioned = _mention_in(text["text"], pattern, people)
+                if len(mentioned) <= SECTION_LIMIT:
+                    block = {**block, "text": {**text, "text": mentioned}}
+            blocks.append(block)
+        changed.append(SlackMessagePayload(text=payload["text"], blocks=blocks))
+    return changed
