@@ -218,8 +218,11 @@ class _ParameterFolded:
 
 def _write_filename(part: Message, filename: str) -> None:
     """The attachment's name in its Content-Type and Content-Disposition. A plain ASCII name stays as
-    the package writes it (quoted); any other is written in RFC 2231 sections (see _ParameterFolded)."""
-    if filename.isascii():
+    the package writes it (quoted); any other is written in RFC 2231 sections (see _ParameterFolded).
+    So is an ASCII name holding what reads as an RFC 2047 encoded word: quoted, mail clients decode it
+    (against RFC 2047 section 5, but commonly) and show another name; percent-encoded, it reads as
+    written."""
+    if filename.isascii() and not ENCODED_WORD_RE.search(filename):
         return
     part.replace_header("Content-Type", _ParameterFolded(part.get_content_type(), "name", filename))  # type: ignore[arg-type]
     disposition = part.get_content_disposition() or "attachment"
