@@ -136,6 +136,12 @@ class _Message(emails.Message):
         for part in root.walk():
             if part is not root:
                 del part["MIME-Version"]  # RFC 2045 §4: only the top-level header needs it
+        subject = root["Subject"]
+        if isinstance(subject, str) and subject.strip() and subject.isascii():
+            # The stdlib folds a first word that does not fit (a URL as a subject) onto a line of its
+            # own, right after "Subject:": readers that do not trim the unfolded value show it with a
+            # leading space. A non-ASCII subject is left to it: it is encoded, in words that fit.
+            root.replace_header("Subject", _ItemFolded("Subject", subject.split(" ")))  # type: ignore[arg-type]
         for name in FOLDED_BETWEEN_ITEMS:
             value = root[name]
             if value:
