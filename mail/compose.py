@@ -17,10 +17,12 @@ What ``emails`` (1.1) does and does not do, and so what this module adds:
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
+from email.message import Message
 from email.utils import format_datetime
 
 import emails
@@ -46,6 +48,8 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9-]+$")
 CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 # Headers of ours whose items must not be split, folded between items (see _ItemFolded).
 FOLDED_BETWEEN_ITEMS = ("References", "List-Unsubscribe")
+# Longest piece of an RFC 2231 parameter value on one header line (see _ParameterFolded).
+PARAMETER_SECTION_CHARS = 60
 URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
 # Characters an address never has here, outside a domain literal: separators, quotes, comments, brackets.
 NOT_IN_ADDRESS = frozenset(' <>,;"()\\[]')
@@ -126,9 +130,18 @@ class _Message(emails.Message):
             root = self._build_root_message(message_cls, _subtype="alternative")
             for body in bodies:
                 root.attach(body)
+        for attachment in self.attachments:
+            if attachment.mime is not None:
+                _write_filename(attachment.mime, attachment.filename)
         for part in root.walk():
             if part is not root:
                 del part["MIME-Version"]  # RFC 2045 §4: only the top-level header needs it
+        subject = root["Subject"]
+        if isinstance(subject, str) and subject.strip() and subject.isascii():
+            # The stdlib folds a first word that does not fit (a URL as a subject) onto a line of its
+            # own, right after "Subject:": readers that do not trim the unfolded value show it with a
+            # leading space. A non-ASCII subject is left to it: it is encoded, in words that fit.
+            root.replace_header("Subject", _ItemFolded("Subject", subject.split(" ")))  # type: ignore[arg-type]
         for name in FOLDED_BETWEEN_ITEMS:
             value = root[name]
             if value:
@@ -176,6 +189,50 @@ class _Utf8ItemFolded(_ItemFolded):
     def encode(self, linesep: str = "\n", maxlinelen: int | None = 78, **_ignored: object) -> str:
         text = super().encode(linesep=linesep, maxlinelen=maxlinelen)
         return text.encode("utf-8").decode("ascii", errors="surrogateescape")
+
+
+class _ParameterFolded:
+    """A MIME header value with one file-name parameter in RFC 2231's encoded form, in numbered sections
+    on lines of their own (RFC 2231 section 3), so no line grows with the name. In one piece, as the
+    stdlib writes it, a name of 150 CJK characters made a line of 1,300, past RFC 5322's 998: relays
+    refuse such mail ("500 Line too long") or cut the line."""
+
+    def __init__(self, value: str, parameter: str, filename: str) -> None:
+        self._value = value
+        self._parameter = parameter
+        self._filename = filename
+
+    def sections(self) -> list[str]:
+        # Cut between characters, never inside one's UTF-8 bytes: some readers decode each section
+        # on its own.
+        pieces = ["utf-8''"]
+        for char in self._filename:
+            quoted = urllib.parse.quote(char, safe="")
+            if len(pieces[-1]) + len(quoted) > PARAMETER_SECTION_CHARS:
+                pieces.append("")
+            pieces[-1] += quoted
+        if len(pieces) == 1:
+            return [f"{self._parameter}*={pieces[0]}"]
+        return [f"{self._parameter}*{index}*={piece}" for index, piece in enumerate(pieces)]
+
+    def encode(self, linesep: str = "\n", **_ignored: object) -> str:
+        return (";" + linesep + " ").join([self._value, *self.sections()])
+
+    def __str__(self) -> str:
+        return "; ".join([self._value, *self.sections()])
+
+
+def _write_filename(part: Message, filename: str) -> None:
+    """The attachment's name in its Content-Type and Content-Disposition. A plain ASCII name stays as
+    the package writes it (quoted); any other is written in RFC 2231 sections (see _ParameterFolded).
+    So is an ASCII name holding what reads as an RFC 2047 encoded word: quoted, mail clients decode it
+    (against RFC 2047 section 5, but commonly) and show another name; percent-encoded, it reads as
+    written."""
+    if filename.isascii() and not ENCODED_WORD_RE.search(filename):
+        return
+    part.replace_header("Content-Type", _ParameterFolded(part.get_content_type(), "name", filename))  # type: ignore[arg-type]
+    disposition = part.get_content_disposition() or "attachment"
+    part.replace_header("Content-Disposition", _ParameterFolded(disposition, "filename", filename))  # type: ignore[arg-type]
 
 
 def compose(mail: OutboundMail, *, now: datetime | None = None) -> bytes:

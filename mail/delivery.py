@@ -346,12 +346,26 @@ def read_facts(session: Session, item: OutboxItem) -> MailFacts | str:
         subject=subject,
         reply_key=reply_key,
         recipient=recipient.email,
-        recipient_name=recipient.name or str(payload.get("to_name") or ""),
+        recipient_name=given_name(recipient.name or str(payload.get("to_name") or ""), recipient.email),
         participant_key=recipient.unsubscribe_key,
         reply_markdown=reply_markdown,
         files=files,
         cc=cc,
     )
+
+
+def given_name(name: str, address: str) -> str:
+    """The recipient's name as they gave it, or "" when they gave none.
+
+    A customer first seen without a display name (a bare From address, `/desk new`) is named after
+    their address's local part (store.actions.customers.customer_for_email), so the triage side has
+    something to show. Mail must not use that stand-in: "To: info <info@acme.example>" and "Hello info,"
+    address a person by a name they never gave. So does a "name" that is the address itself, which
+    Outlook writes for an address not in its contacts (`"'bob@acme.example'" <bob@acme.example>`).
+    Empty, the greeting line is left out (mail.templates)."""
+    if name == address.partition("@")[0] or name.strip("'\" ").lower() == address.lower():
+        return ""
+    return name
 
 
 @functools.cache

@@ -11,6 +11,7 @@ was sent, so it cannot duplicate anything.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import ipaddress
 import logging
 import re
@@ -20,7 +21,11 @@ import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,36 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # while the operator fixes the relay, and the worker can report one outage instead of one error per mail.
 SESSION_STAGES = frozenset({"connect", "ehlo", "starttls", "auth"})
 RESERVED_ENVELOPE_CHARS = frozenset(" <>\t\r\n\x00")
+
+
+class _Utf8Text(str):
+    """Text that encodes to UTF-8 whatever codec is asked for (see _Utf8AuthSMTP)."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, "utf-8", errors)
+
+
+class _Utf8AuthSMTP(smtplib.SMTP):
+    """smtplib (3.11) encodes what it sends for AUTH as ASCII, so a user name or password with any other
+    character ("Grüße-2026€") raised UnicodeEncodeError out of the login instead of logging in, and no
+    mail left. PLAIN carries UTF-8 (RFC 4616), and LOGIN and CRAM-MD5 servers take the same bytes:
+    each response is handed to smtplib as text that encodes to UTF-8 even when it asks for ASCII."""
+
+    def auth_plain(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8Text(super().auth_plain(challenge))
+
+    def auth_login(self, challenge: ReadableBuffer | None = None) -> str:
+        return _Utf8Text(super().auth_login(challenge))
+
+    def auth_cram_md5(self, challenge: ReadableBuffer | None = None) -> str | None:  # type: ignore[override]
+        if challenge is None:
+            return None  # CRAM-MD5 has no initial response (as smtplib's own)
+        digest = hmac.new(str(self.password).encode("utf-8"), challenge, "md5").hexdigest()
+        return _Utf8Text(f"{self.user} {digest}")
+
+
+class _Utf8AuthSMTPSSL(_Utf8AuthSMTP, smtplib.SMTP_SSL):
+    """smtps://: TLS from the first byte, with the same AUTH as _Utf8AuthSMTP."""
 
 
 class DeliveryStatus(StrEnum):
@@ -229,11 +264,11 @@ class RelayConnection:
             # Made without a host, so the constructor does not connect: while it waited for the greeting its
             # socket would be out of abort()'s reach.
             if config.implicit_tls:
-                smtp = smtplib.SMTP_SSL(
+                smtp = _Utf8AuthSMTPSSL(
                     local_hostname=config.helo_name, timeout=config.timeout, context=self._tls_context()
                 )
             else:
-                smtp = smtplib.SMTP(local_hostname=config.helo_name, timeout=config.timeout)
+                smtp = _Utf8AuthSMTP(local_hostname=config.helo_name, timeout=config.timeout)
             # smtplib checks the TLS certificate (smtps:// and STARTTLS alike) against this name, which only
             # its constructor sets.
             smtp._host = config.host  # type: ignore[attr-defined]

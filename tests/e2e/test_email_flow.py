@@ -294,3 +294,33 @@ def test_a_plain_text_mail_shows_in_slack_as_typed(start_service: StartService) 
     card = service.wait_for(service.card, "the card")
     shown = service.wait_for_thread_text(card.ts, "Total")
     assert escape_mrkdwn(typed) in shown
+
+
+def test_a_customer_who_gave_no_name_is_not_greeted_by_their_address(service: RunningDesk) -> None:
+    """A mail from a bare address (no display name) made the desk keep the address's local part as
+    the customer's name, for the Slack side; mail then addressed them by it: "To: info <info@…>" and
+    "Hello info,". Outlook names an address not in its contacts by the address itself, and the
+    colleague in Cc was greeted "Hello 'carol@customer.test',". A name the customer never gave is not
+    used: no greeting line, the bare address."""
+    raw = (
+        b"From: info@customer.test\r\nTo: support@acme.test\r\nSubject: Invoice copy\r\n"
+        b"Cc: \"'carol@customer.test'\" <carol@customer.test>\r\n"
+        b"Message-ID: <noname@customer.test>\r\n\r\nPlease send the invoice again.\r\n"
+    )
+    assert service.send_mail(raw, mail_from="info@customer.test")[0] == 250
+    [ack] = service.wait_for_mails(1)
+    assert ack.message["To"] == "info@customer.test"
+    assert "Thank you for writing to us" in plain_text(ack)
+    service.emulator.user_command(ALICE, TRIAGE, "/desk", "close 1").wait(10)
+    closed = service.wait_for(lambda: notices(service, "carol@customer.test"), "the notice to the Cc")
+    closed += service.wait_for(lambda: notices(service, "info@customer.test"), "the notice to the requester")
+    assert [mail.message["To"] for mail in closed] == ["carol@customer.test", "info@customer.test"]
+    for mail in [ack, *closed]:
+        html = mail.message.get_body(("html",))
+        assert html is not None and "Hello" not in html.get_content()
+        assert "Hello" not in plain_text(mail)
+
+
+def plain_text(mail: ReceivedMail) -> str:
+    body = mail.message.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""

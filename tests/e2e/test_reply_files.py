@@ -127,3 +127,25 @@ def test_a_slack_reply_whose_only_file_is_deleted_inside_the_delay_is_withdrawn(
     desk.emulator.user_post(ALICE, TRIAGE, "Marker reply", thread_ts=card_ts)
     desk.wait_thread_text(CONNECT, customer_ts, "Marker reply")
     assert not [m for m in desk.thread(CONNECT, customer_ts) if m.files]
+
+
+def test_file_names_in_any_script_reach_the_customer_as_written(service: RunningDesk) -> None:
+    """A long non-ASCII file name (150 CJK characters fit the name limit) was written as one RFC 2231
+    parameter on a single line of 1,300 characters, past RFC 5322's 998: relays may cut or refuse such a
+    line. A name that reads as an RFC 2047 encoded word was written raw in a quoted `filename=`, which
+    mail clients (and Python) decode into another name ("=?utf-8?q?invoice?=.pdf" showed as "invoice.pdf").
+    Each name now arrives intact, on header lines within the limit."""
+    card_ts = email_ticket(service, cc=None)
+    japanese = "議事録" * 48 + ".pdf"  # 148 characters, within the 150 a name keeps
+    look_alike = "=?utf-8?q?invoice?=.pdf"
+    files = [(japanese, b"%PDF minutes"), ("Grüße 😀.txt", b"hello"), (look_alike, b"%PDF invoice")]
+    service.post_as(ALICE, "The files you asked for.", thread_ts=card_ts, files=files)
+    [mail] = service.wait_for(lambda: mails_to(service, BOB)[1:], "the reply")
+    assert max(len(line) for line in mail.raw.split(b"\r\n")) <= 998
+    attached = mail.message.iter_attachments()
+    received = [(file.get_filename(), file.get_payload(decode=True)) for file in attached]
+    assert received == [
+        (japanese, b"%PDF minutes"),
+        ("Grüße 😀.txt", b"hello"),
+        (look_alike, b"%PDF invoice"),
+    ]

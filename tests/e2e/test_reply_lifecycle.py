@@ -462,3 +462,17 @@ def test_a_refused_mail_names_a_fix_that_works_for_the_requester_and_for_a_cc(de
     [carol_line] = [line for line in text.splitlines() if f"Couldn't deliver to {CAROL}" in line]
     assert "remove" not in bob_line and "who opened the ticket" in bob_line
     assert f"`/desk cc 1 remove {CAROL}`" in carol_line
+
+
+def test_a_subject_of_one_long_word_starts_on_the_subject_line(service: RunningDesk) -> None:
+    """A ticket titled by a URL (no `Re:` before it on the first mail of `/desk new`) was folded right
+    after "Subject:", so readers that do not trim the unfolded value (Python's own among them) showed
+    it with a leading space. Such a value now starts on the header's line, as References does."""
+    url = "https://status.acme.test/incidents/2026-12-07-printer-fleet-outage-in-building-seven"
+    answer = desk_command(service, f"new <mailto:dan@globex.example|dan@globex.example> {url}")
+    assert answer.startswith("Opened #1"), answer
+    card = service.wait_for(service.card, "the card")
+    service.post_as(ALICE, "We are on it.", thread_ts=card.ts)
+    [mail] = service.wait_for_mails(1)
+    assert mail.message["Subject"] == f"{url} [#1]"
+    assert f"\r\nSubject: {url}".encode() in mail.raw

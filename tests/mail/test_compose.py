@@ -210,8 +210,11 @@ def test_long_list_unsubscribe_and_references_fold_between_items_only():
     key = "4y67rmnohmzgsxp5mqa6wqd4nzva"
     references = tuple(f"long.message.id.{n}.0123456789@mail.example.test" for n in range(4))
     raw = compose(
-        outbound(list_unsubscribe_url=f"https://desk.acme.test/unsubscribe/{key}",
-                 list_unsubscribe_mailto=f"support+unsub-{key}@acme.test", references=references),
+        outbound(
+            list_unsubscribe_url=f"https://desk.acme.test/unsubscribe/{key}",
+            list_unsubscribe_mailto=f"support+unsub-{key}@acme.test",
+            references=references,
+        ),
         now=NOW,
     )
     head = raw.split(b"\r\n\r\n", 1)[0]
@@ -286,8 +289,12 @@ def test_names_with_address_syntax_stay_one_address():
 
 def test_non_ascii_names_and_subject_are_rfc2047_encoded():
     raw = compose(
-        outbound(sender_name="Zoë at Ünïcorn", to="Jürgen Müller <jm@customer.test>", cc=("Ösa <o@c.test>",),
-                 subject="Drucker brennt – bitte helfen [#42]"),
+        outbound(
+            sender_name="Zoë at Ünïcorn",
+            to="Jürgen Müller <jm@customer.test>",
+            cc=("Ösa <o@c.test>",),
+            subject="Drucker brennt – bitte helfen [#42]",
+        ),
         now=NOW,
     )
     head = raw.split(b"\r\n\r\n", 1)[0]
@@ -382,6 +389,8 @@ def test_long_names_and_subjects_fold_without_breaking():
     (sender,) = message["From"].addresses
     assert sender.display_name == long_name.strip()
     assert sender.addr_spec == "support@acme.test"
+    # Nothing left of a subject once cleaned: an empty header, as before, not a failed mail.
+    assert parse(compose(outbound(subject="\r\n"), now=NOW))["Subject"] == ""
 
 
 def test_cc_repeating_the_recipient_is_dropped():
@@ -429,10 +438,12 @@ def test_extra_headers_cannot_replace_ours_or_be_malformed(name: str):
 def test_attachments_make_multipart_mixed():
     pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
     raw = compose(
-        outbound(attachments=(
-            OutboundAttachment("report.pdf", "application/pdf", pdf),
-            OutboundAttachment("Größe ✓.txt", "text/plain; charset=utf-8", "ü\n".encode()),
-        )),
+        outbound(
+            attachments=(
+                OutboundAttachment("report.pdf", "application/pdf", pdf),
+                OutboundAttachment("Größe ✓.txt", "text/plain; charset=utf-8", "ü\n".encode()),
+            )
+        ),
         now=NOW,
     )
     message = parse(raw)
@@ -511,16 +522,20 @@ def test_safe_filename_bounds_length_and_keeps_the_extension():
 
 
 def test_attachments_within_the_limit_are_attached_in_order():
-    files = [OutboundAttachment(f"{n}.bin", "application/octet-stream", b"x" * size)
-             for n, size in enumerate([4, 5, 3, 2])]
+    files = [
+        OutboundAttachment(f"{n}.bin", "application/octet-stream", b"x" * size)
+        for n, size in enumerate([4, 5, 3, 2])
+    ]
     attached, too_large = compose_attachments_within(files, limit_bytes=10)
     assert [a.filename for a in attached] == ["0.bin", "1.bin"]
     assert [a.filename for a in too_large] == ["2.bin", "3.bin"]
 
 
 def test_one_large_file_does_not_stop_smaller_ones():
-    files = [OutboundAttachment(name, "application/octet-stream", b"x" * size)
-             for name, size in [("huge", 11), ("small", 3), ("exact", 7)]]
+    files = [
+        OutboundAttachment(name, "application/octet-stream", b"x" * size)
+        for name, size in [("huge", 11), ("small", 3), ("exact", 7)]
+    ]
     attached, too_large = compose_attachments_within(files, limit_bytes=10)
     assert [a.filename for a in attached] == ["small", "exact"]
     assert [a.filename for a in too_large] == ["huge"]

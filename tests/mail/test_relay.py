@@ -4,6 +4,7 @@ sockets for relays that misbehave below SMTP."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import shutil
 import socket
 import ssl
@@ -426,12 +427,13 @@ def test_connection_lost_after_the_message_was_sent_is_never_resent(
 @dataclass
 class Authenticator:
     mechanisms: list[str] = field(default_factory=list)
+    credentials: tuple[bytes, bytes] = (b"desk", b"p@ss:w/rd")
 
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
         self.mechanisms.append(mechanism)
-        ok = isinstance(auth_data, LoginPassword) and auth_data == (b"desk", b"p@ss:w/rd")
+        ok = isinstance(auth_data, LoginPassword) and auth_data == self.credentials
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
@@ -458,6 +460,76 @@ def test_auth(serve: Any, handler: Handler, excluded: list[str], expected: str):
         result = relay.send(SENDER, "bob@customer.test", MESSAGE)
     assert result.status is DeliveryStatus.DELIVERED
     assert authenticator.mechanisms == [expected]
+    assert len(handler.received) == 1
+
+
+@no_tls_warning
+@pytest.mark.parametrize(("excluded", "expected"), [([], "PLAIN"), (["PLAIN"], "LOGIN")])
+def test_auth_with_a_non_ascii_user_name_and_password(
+    serve: Any, handler: Handler, excluded: list[str], expected: str
+):
+    """smtplib sends AUTH credentials as ASCII: a password such as "Grüße-2026€" raised
+    UnicodeEncodeError out of the relay client, so no mail left at all. RFC 4616 (PLAIN) and
+    common practice for LOGIN carry them as UTF-8."""
+    authenticator = Authenticator(credentials=("jörg".encode(), "Grüße-2026€".encode()))
+    controller = serve(
+        handler,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=excluded,
+    )
+    config = RelayConfig.from_url(
+        f"smtp://j%C3%B6rg:Gr%C3%BC%C3%9Fe-2026%E2%82%AC@127.0.0.1:{controller.port}?timeout={TIMEOUT}"
+    )
+    with RelayConnection(config) as relay:
+        result = relay.send(SENDER, "bob@customer.test", MESSAGE)
+    assert result.status is DeliveryStatus.DELIVERED, result
+    assert authenticator.mechanisms == [expected]
+    assert len(handler.received) == 1
+
+
+CRAM_CHALLENGE = b"<1896.697170952@relay.test>"
+
+
+class CramMd5SMTP(SMTP):
+    """aiosmtpd with CRAM-MD5 (RFC 2195) too, which smtplib prefers to PLAIN and LOGIN when offered."""
+
+    async def auth_CRAM__MD5(self, _server: SMTP, _args: list[str]) -> AuthResult:
+        answer = await self.challenge_auth(CRAM_CHALLENGE)
+        if not isinstance(answer, bytes):
+            return AuthResult(success=False)
+        user, _, digest = answer.rpartition(b" ")
+        expected = hmac.new("Grüße-2026€".encode(), CRAM_CHALLENGE, "md5").hexdigest().encode()
+        ok = user == "jörg".encode() and hmac.compare_digest(digest, expected)
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user, b""))
+
+
+class CramMd5Controller(EphemeralController):
+    def factory(self) -> SMTP:
+        return CramMd5SMTP(self.handler, **self.SMTP_kwargs)
+
+
+@no_tls_warning
+def test_cram_md5_with_a_non_ascii_user_name_and_password(handler: Handler):
+    controller = CramMd5Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=0,
+        authenticator=Authenticator(),
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        config = RelayConfig.from_url(
+            f"smtp://j%C3%B6rg:Gr%C3%BC%C3%9Fe-2026%E2%82%AC@127.0.0.1:{controller.port}?timeout={TIMEOUT}"
+        )
+        with RelayConnection(config) as relay:
+            result = relay.send(SENDER, "bob@customer.test", MESSAGE)
+    finally:
+        controller.stop()
+    assert result.status is DeliveryStatus.DELIVERED, result
     assert len(handler.received) == 1
 
 
