@@ -99,10 +99,23 @@ class _Converter(MarkdownConverter):
             return f"\n\n{text.strip()}\n\n{link}\n\n"
         return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
 
+    def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        # A `|` in a cell's words (code spans and link addresses included) would end the cell:
+        # the row would gain a column and every cell after it would be dropped. Escaped, it is
+        # the cell's text, as GFM tables define it.
+        return str(super().convert_td(el, _escape_cell_pipes(text), parent_tags))  # type: ignore[misc]
+
+    def convert_th(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return str(super().convert_th(el, _escape_cell_pipes(text), parent_tags))  # type: ignore[misc]
+
     def convert_details(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return f"\n\n{text.strip()}\n\n"
 
     convert_summary = convert_details
+
+
+def _escape_cell_pipes(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _is_layout_table(table: Tag) -> bool:

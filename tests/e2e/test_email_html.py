@@ -29,3 +29,21 @@ def test_a_link_around_paragraphs_shows_words_and_link_not_markdown_syntax(servi
     assert "Heater for the bath" in text and "Dries towels fast" in text
     assert "](http" not in text and "[Heater" not in text, text
     assert "http://shop.test/item" in text  # the link itself is not lost
+
+
+def test_a_pipe_in_a_table_cell_is_text_and_no_cell_is_lost(service: RunningDesk) -> None:
+    """A `|` typed in a data table's cell is the cell's text, not a column break: the cells after
+    it were dropped from the triage thread."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Plans"
+    message["Message-ID"] = "<table-pipes@customer.test>"
+    message.set_content(
+        "<table><tr><th>Plan</th><th>Price</th><th>Seats</th></tr>"
+        "<tr><td>Pro | yearly</td><td><code>a|b</code> 120 EUR</td><td>5 seats</td></tr></table>"
+        "<p>Bye</p>",
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert "Pro | yearly | `a|b` 120 EUR | 5 seats" in text, text
