@@ -152,13 +152,11 @@ def _inline(node: SyntaxTreeNode, *, in_bold: bool = False) -> str:
                 parts.append(f"`{escape_mrkdwn(child.content)}`")
             case "strong":
                 inner = _inline(child, in_bold=True)
-                parts.append(inner if in_bold or not inner.strip() else f"*{inner}*")
+                parts.append(inner if in_bold else _emphasis(inner, "*"))
             case "em":
-                inner = _inline(child, in_bold=in_bold)
-                parts.append(f"_{inner}_" if inner.strip() else inner)
+                parts.append(_emphasis(_inline(child, in_bold=in_bold), "_"))
             case "s":
-                inner = _inline(child, in_bold=in_bold)
-                parts.append(f"~{inner}~" if inner.strip() else inner)
+                parts.append(_emphasis(_inline(child, in_bold=in_bold), "~"))
             case "link":
                 parts.append(slack_link(str(child.attrs.get("href", "")), _plain_words(child)))
             case "image":
@@ -166,6 +164,19 @@ def _inline(node: SyntaxTreeNode, *, in_bold: bool = False) -> str:
             case _:
                 parts.append(_inline(child, in_bold=in_bold))
     return "".join(parts)
+
+
+def _emphasis(inner: str, marker: str) -> str:
+    """``inner`` between ``marker``s, line by line: Slack formats a pair only within one line, so
+    `*a` and `b*` on two lines would show their asterisks. Markers hug the words, as Slack needs."""
+    lines = []
+    for line in inner.split("\n"):
+        words = line.strip()
+        if words:
+            start = line.index(words)
+            line = f"{line[:start]}{marker}{words}{marker}{line[start + len(words) :]}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _code_lines(content: str) -> list[str]:
