@@ -20,6 +20,7 @@ from markdownify import MarkdownConverter
 
 from mail.inbound_html_limit import limit_html
 from mail.inbound_html_quotes import remove_quoted_history
+from mail.markdown_escape import escape_markdown, link_destination
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt",
@@ -42,6 +43,7 @@ _HAS_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)  # nh3 keeps only the sch
 _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class _Converter(MarkdownConverter):
         self._layout_tables: dict[int, bool] = {}
 
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        src = str(el.get("src") or "")
+        src = browser_url(str(el.get("src") or ""))
         alt = str(el.get("alt") or "").strip()
         if src.lower().startswith("cid:"):
             name = self.cid_names.get(unquote(src[4:]).strip("<>").lower())  # RFC 2392 URL-encodes
@@ -83,10 +85,10 @@ class _Converter(MarkdownConverter):
             return ""  # a tracking pixel
         if not _HAS_SCHEME.match(src):
             return alt  # no image, or a relative address: a mail has no base to resolve it against
-        return f"![{alt or 'image'}]({src})"
+        return f"![{escape_markdown(alt) or 'image'}]({link_destination(src)})"
 
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        href = str(el.get("href") or "")
+        href = browser_url(str(el.get("href") or ""))
         if not _HAS_SCHEME.match(href):
             return text  # a relative href (`#top`, `!channel`) leads nowhere from a mail: the words stay
         if href.lower().startswith("mailto:") and href[7:].strip() == text.strip():
@@ -95,9 +97,22 @@ class _Converter(MarkdownConverter):
             # A link around whole paragraphs (newsletters wrap blocks in one <a>): Markdown link text
             # cannot span a blank line, so `[...](url)` would show as raw syntax. The words stay
             # blocks, and the link follows them on its own.
-            link = str(super().convert_a(el, href, parent_tags))  # type: ignore[misc]
-            return f"\n\n{text.strip()}\n\n{link}\n\n"
-        return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
+            return f"\n\n{text.strip()}\n\n{self._link(el, href, href, parent_tags)}\n\n"
+        return self._link(el, text, href, parent_tags)
+
+    def _link(self, el: Tag, text: str, href: str, parent_tags: set[str]) -> str:
+        """markdownify's link, to ``href`` written as a Markdown destination (`<…>` around an
+        address with spaces or parentheses, which would otherwise end or break the link)."""
+        original = el.get("href")
+        el["href"] = link_destination(href) if text.strip() != href else href
+        try:
+            return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
+        finally:
+            # The soup is converted again for the reply's text: leave the element as it was.
+            if original is None:
+                del el["href"]
+            else:
+                el["href"] = original
 
     def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         # A `|` in a cell's words (code spans and link addresses included) would end the cell:
@@ -112,6 +127,12 @@ class _Converter(MarkdownConverter):
         return f"\n\n{text.strip()}\n\n"
 
     convert_summary = convert_details
+
+
+def browser_url(url: str) -> str:
+    """``url`` as a browser reads an ``href``: spaces and control characters around it trimmed,
+    tabs and line breaks inside it dropped (WHATWG URL parsing), spaces inside it as ``%20``."""
+    return re.sub(r"[\t\n\r]", "", url.strip(_C0_AND_SPACE)).replace(" ", "%20")
 
 
 def _escape_cell_pipes(text: str) -> str:

@@ -48,6 +48,13 @@ def escape_markdown(text: str, *, line_start: bool = False) -> str:
     return _ORDERED_MARKER.sub(r"\1\\\2", escaped, count=1)
 
 
+def link_destination(url: str) -> str:
+    """``url`` as a link destination: angle brackets when it has spaces or parentheses."""
+    if re.search(r"[\s()<>]", url):
+        return "<" + url.replace("<", "%3C").replace(">", "%3E").replace("\n", "") + ">"
+    return url
+
+
 # A table's delimiter row (`--|--`, `| :-- | --: |`): the pipes that would make the lines above a table.
 _TABLE_DELIMITER = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?$")
 

@@ -134,7 +134,8 @@ def _plain_words(node: SyntaxTreeNode) -> str:
     if node.type in ("softbreak", "hardbreak"):
         return " "
     if node.type == "image":
-        return node.content or ""
+        # The alt text parsed (its escapes undone), as a link's words are; the source if it has none.
+        return "".join(_plain_words(child) for child in node.children) or node.content or ""
     return "".join(_plain_words(child) for child in node.children)
 
 

@@ -63,3 +63,25 @@ def test_bold_and_italics_across_a_line_break_show_as_formatting(service: Runnin
     card = service.wait_for(service.card, "the card")
     text = service.wait_for_thread_text(card.ts, "Please help.")
     assert "*Jane Doe*\n*Head of Ops*\n_Acme_\n_Berlin_ ~old~\n~new~" in text, text
+
+
+def test_links_with_spaces_in_their_address_stay_links(service: RunningDesk) -> None:
+    """A browser trims the spaces around an `href` and reads spaces inside it (a SharePoint
+    document's address) as `%20`. Here the first link vanished, leaving only its words, and the
+    second reached the triage thread as raw `[label](address)` syntax."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Plan"
+    message["Message-ID"] = "<spaced-links@customer.test>"
+    message.set_content(
+        '<p>See <a href=" https://status.example/incident/7\n">the status page</a> and '
+        '<a href="https://contoso.sharepoint.com/Shared Documents/Q3 plan.docx">Q3 plan</a> and '
+        '<img src="https://cdn.example/a b.png" alt="chart ] 2">. Bye</p>',
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert "<https://status.example/incident/7|the status page>" in text, text
+    assert "<https://contoso.sharepoint.com/Shared%20Documents/Q3%20plan.docx|Q3 plan>" in text, text
+    assert "<https://cdn.example/a%20b.png|chart ] 2>" in text, text
+    assert "](" not in text, text
