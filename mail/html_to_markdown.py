@@ -43,6 +43,7 @@ _HAS_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)  # nh3 keeps only the sch
 _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
+_FENCE = "```"
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
@@ -113,6 +114,19 @@ class _Converter(MarkdownConverter):
                 del el["href"]
             else:
                 el["href"] = original
+
+    def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        block = str(super().convert_pre(el, text, parent_tags))  # type: ignore[misc]
+        # markdownify always fences with three backticks, so a line of three backticks inside
+        # (quoted Markdown) ended the block early. CommonMark closes a fence only with one at
+        # least as long: make it longer than any run inside.
+        longest = max((len(run) for run in re.findall(r"^ {0,3}(`{3,})", text, flags=re.M)), default=0)
+        if longest < len(_FENCE) or _FENCE not in block:
+            return block
+        fence = "`" * (longest + 1)
+        head, body = block.split(_FENCE, 1)
+        body, tail = body.rsplit(_FENCE, 1)
+        return f"{head}{fence}{body}{fence}{tail}"
 
     def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         # A `|` in a cell's words (code spans and link addresses included) would end the cell:

@@ -180,8 +180,14 @@ def _emphasis(inner: str, marker: str) -> str:
     return "\n".join(lines)
 
 
+# Three backticks end a Slack code block wherever they stand, and mrkdwn has no escape: inside a
+# block, a zero-width space between backticks keeps them showing as typed.
+_BACKTICK_RUN = re.compile(r"`{3,}")
+
+
 def _code_lines(content: str) -> list[str]:
-    return ["```", *escape_mrkdwn(content.removesuffix("\n")).split("\n"), "```"]
+    code = _BACKTICK_RUN.sub(lambda run: "\u200b".join(run.group(0)), content.removesuffix("\n"))
+    return ["```", *escape_mrkdwn(code).split("\n"), "```"]
 
 
 def _list_lines(node: SyntaxTreeNode, depth: int) -> list[str]:

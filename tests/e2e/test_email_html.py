@@ -85,3 +85,21 @@ def test_links_with_spaces_in_their_address_stay_links(service: RunningDesk) -> 
     assert "<https://contoso.sharepoint.com/Shared%20Documents/Q3%20plan.docx|Q3 plan>" in text, text
     assert "<https://cdn.example/a%20b.png|chart ] 2>" in text, text
     assert "](" not in text, text
+
+
+def test_a_code_block_holding_three_backticks_stays_one_block(service: RunningDesk) -> None:
+    """A customer's `<pre>` quoting Markdown (a line of three backticks inside) closed early: the
+    rest of the code showed as text and the words after it as code."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "README"
+    message["Message-ID"] = "<pre-fence@customer.test>"
+    message.set_content(
+        "<p>Our README renders wrong:</p><pre>## Setup\n```\npip install *x*\n```</pre><p>Bye</p>",
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    # Slack mrkdwn has no escape: a zero-width space keeps the inner fence from closing the block.
+    fence = "`\u200b`\u200b`"
+    assert f"```\n## Setup\n{fence}\npip install *x*\n{fence}\n```\n\nBye" in text, text
