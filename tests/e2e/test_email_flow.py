@@ -11,6 +11,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from typing import Any
 
 from sqlalchemy import select
 
@@ -294,3 +295,44 @@ def test_a_plain_text_mail_shows_in_slack_as_typed(start_service: StartService) 
     card = service.wait_for(service.card, "the card")
     shown = service.wait_for_thread_text(card.ts, "Total")
     assert escape_mrkdwn(typed) in shown
+
+
+def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(service: RunningDesk) -> None:
+    """Slack sends a numbered list that resumes under a later bullet with an `offset` (items 3 and
+    4 under the second bullet). It reached the customer's email as words run into the bullet's
+    line ("Printer 3. Open the tray"), in the HTML and the text part alike."""
+    raw, _ = customer_mail("Which steps?")
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "Which steps?")
+
+    def items(style: str, indent: int, *words: str, offset: int = 0) -> dict[str, Any]:
+        sections = [{"type": "rich_text_section", "elements": [{"type": "text", "text": w}]} for w in words]
+        return {
+            "type": "rich_text_list",
+            "style": style,
+            "indent": indent,
+            "offset": offset,
+            "elements": sections,
+        }
+
+    blocks = [
+        {
+            "type": "rich_text",
+            "elements": [
+                items("bullet", 0, "Laptop"),
+                items("ordered", 1, "Restart it", "Update it"),
+                items("bullet", 0, "Printer"),
+                items("ordered", 1, "Open the tray", "Clear the jam", offset=2),
+            ],
+        }
+    ]
+    service.emulator.user_post(ALICE, TRIAGE, "Laptop", thread_ts=card.ts, blocks=blocks)
+    [reply] = service.wait_for(lambda: mails_to(service, "bob@customer.test")[1:], "the reply")
+    html = reply.message.get_body(("html",))
+    text = reply.message.get_body(("plain",))
+    assert html is not None and text is not None
+    content = re.sub(r"<p>|</p>|\s+", "", html.get_content())  # a loose list wraps items in <p>
+    assert '<li>Printer<olstart="3"><li>Openthetray</li><li>Clearthejam</li></ol></li>' in content, content
+    lines = [line.strip() for line in text.get_content().splitlines()]
+    assert "3. Open the tray" in lines and "4. Clear the jam" in lines, lines
