@@ -76,6 +76,11 @@ class _Converter(MarkdownConverter):
         self.cid_names = cid_names
         self._layout_tables: dict[int, bool] = {}
 
+    def escape(self, text: str, parent_tags: set[str]) -> str:
+        # A backslash is Markdown's escape character, so `\\fs01\share` (a Windows share) would
+        # lose one. Doubled first, it stays as typed; markdownify then escapes `*` and `_`.
+        return str(super().escape(text.replace("\\", "\\\\"), parent_tags))  # type: ignore[misc]
+
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         src = browser_url(str(el.get("src") or ""))
         alt = str(el.get("alt") or "").strip()

@@ -103,3 +103,18 @@ def test_a_code_block_holding_three_backticks_stays_one_block(service: RunningDe
     # Slack mrkdwn has no escape: a zero-width space keeps the inner fence from closing the block.
     fence = "`\u200b`\u200b`"
     assert f"```\n## Setup\n{fence}\npip install *x*\n{fence}\n```\n\nBye" in text, text
+
+
+def test_backslashes_in_an_html_mail_arrive_as_typed(service: RunningDesk) -> None:
+    """A Windows share (`\\\\fs01\\finance`) lost a backslash on the way into the triage thread:
+    Markdown reads `\\\\` as one escaped backslash."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Share"
+    message["Message-ID"] = "<backslashes@customer.test>"
+    message.set_content(
+        r"<p>Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). Bye</p>", subtype="html"
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert r"Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). Bye" in text, text
