@@ -89,7 +89,12 @@ def _runs(elements: Iterable[Element], resolver: MentionResolver) -> Iterator[Ru
         if kind != "text":
             # Names and characters are literal text too: a name with "_" must not italicise.
             words = text.replace("\n", " ")
-            yield Run(words, styles, markdown=code_span(words) if code else escape_markdown(words))
+            if code:
+                # Part of the code span around it: two spans side by side would fuse into one
+                # showing stray backticks.
+                yield Run(words, styles, code=True)
+            else:
+                yield Run(words, styles, markdown=escape_markdown(words))
             continue
         for index, piece in enumerate(text.split("\n")):
             if index:

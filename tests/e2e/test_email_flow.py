@@ -300,7 +300,8 @@ def test_a_plain_text_mail_shows_in_slack_as_typed(start_service: StartService) 
 def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(service: RunningDesk) -> None:
     """Slack sends a numbered list that resumes under a later bullet with an `offset` (items 3 and
     4 under the second bullet). It reached the customer's email as words run into the bullet's
-    line ("Printer 3. Open the tray"), in the HTML and the text part alike."""
+    line ("Printer 3. Open the tray"), in the HTML and the text part alike. A mention styled as
+    code inside a code span showed stray backticks."""
     raw, _ = customer_mail("Which steps?")
     assert service.send_mail(raw)[0] == 250
     card = service.wait_for(service.card, "the card")
@@ -316,6 +317,13 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
             "elements": sections,
         }
 
+    code = {"code": True}
+    code_with_a_mention = [
+        {"type": "text", "text": "Or ask ", "style": {}},
+        {"type": "text", "text": "ping ", "style": code},
+        {"type": "user", "user_id": ALICE, "style": code},
+        {"type": "emoji", "name": "wave", "unicode": "1f44b", "style": code},
+    ]
     blocks = [
         {
             "type": "rich_text",
@@ -324,6 +332,7 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
                 items("ordered", 1, "Restart it", "Update it"),
                 items("bullet", 0, "Printer"),
                 items("ordered", 1, "Open the tray", "Clear the jam", offset=2),
+                {"type": "rich_text_section", "elements": [*code_with_a_mention]},
             ],
         }
     ]
@@ -336,3 +345,7 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
     assert '<li>Printer<olstart="3"><li>Openthetray</li><li>Clearthejam</li></ol></li>' in content, content
     lines = [line.strip() for line in text.get_content().splitlines()]
     assert "3. Open the tray" in lines and "4. Clear the jam" in lines, lines
+    # A mention or emoji styled as code is part of the code span around it, not a span of its own
+    # (two spans side by side fuse into one that shows stray backticks).
+    assert "Or ask `ping @alice👋`" in lines, "\n".join(lines)
+    assert "ping@alice👋</code>" in content and "``" not in content, content
