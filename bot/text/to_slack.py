@@ -210,8 +210,12 @@ def _table_lines(node: SyntaxTreeNode) -> list[str]:
     lines = []
     for section in node.children:
         for row in section.children:
-            cells = [_inline(cell.children[0]) if cell.children else "" for cell in row.children]
-            line = " | ".join(cell.strip() for cell in cells)
+            cells = [_inline(cell.children[0]).strip() if cell.children else "" for cell in row.children]
+            if not any(cells):
+                # An empty row, above all the header an HTML table without header cells gets
+                # (Markdown tables must have one): it would show as a bare `* | *` line.
+                continue
+            line = " | ".join(cells)
             lines.append(f"*{line}*" if section.type == "thead" and line.strip() else line)
     return lines
 

@@ -33,13 +33,15 @@ def test_a_link_around_paragraphs_shows_words_and_link_not_markdown_syntax(servi
 
 def test_a_pipe_in_a_table_cell_is_text_and_no_cell_is_lost(service: RunningDesk) -> None:
     """A `|` typed in a data table's cell is the cell's text, not a column break: the cells after
-    it were dropped from the triage thread."""
+    it were dropped from the triage thread. A table without header cells showed an empty header
+    row as a line of bare `* | *`."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Plans"
     message["Message-ID"] = "<table-pipes@customer.test>"
     message.set_content(
         "<table><tr><th>Plan</th><th>Price</th><th>Seats</th></tr>"
         "<tr><td>Pro | yearly</td><td><code>a|b</code> 120 EUR</td><td>5 seats</td></tr></table>"
+        "<table><tr><td>Order</td><td>42</td></tr><tr><td>Status</td><td>shipped</td></tr></table>"
         "<p>Bye</p>",
         subtype="html",
     )
@@ -47,6 +49,8 @@ def test_a_pipe_in_a_table_cell_is_text_and_no_cell_is_lost(service: RunningDesk
     card = service.wait_for(service.card, "the card")
     text = service.wait_for_thread_text(card.ts, "Bye")
     assert "Pro | yearly | `a|b` 120 EUR | 5 seats" in text, text
+    # A table without a header row (the usual key/value table) shows no empty, starred first line.
+    assert "5 seats\n\nOrder | 42\nStatus | shipped\n\nBye" in text, text
 
 
 def test_bold_and_italics_across_a_line_break_show_as_formatting(service: RunningDesk) -> None:
