@@ -301,7 +301,8 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
     """Slack sends a numbered list that resumes under a later bullet with an `offset` (items 3 and
     4 under the second bullet). It reached the customer's email as words run into the bullet's
     line ("Printer 3. Open the tray"), in the HTML and the text part alike. A mention styled as
-    code inside a code span showed stray backticks."""
+    code inside a code span showed stray backticks, and bold "Note:" typed against the next word
+    showed as `**Note:**unplug`."""
     raw, _ = customer_mail("Which steps?")
     assert service.send_mail(raw)[0] == 250
     card = service.wait_for(service.card, "the card")
@@ -324,6 +325,10 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
         {"type": "user", "user_id": ALICE, "style": code},
         {"type": "emoji", "name": "wave", "unicode": "1f44b", "style": code},
     ]
+    bold_before_a_word = [
+        {"type": "text", "text": "Note:", "style": {"bold": True}},
+        {"type": "text", "text": "unplug it first."},
+    ]
     blocks = [
         {
             "type": "rich_text",
@@ -333,6 +338,7 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
                 items("bullet", 0, "Printer"),
                 items("ordered", 1, "Open the tray", "Clear the jam", offset=2),
                 {"type": "rich_text_section", "elements": [*code_with_a_mention]},
+                {"type": "rich_text_section", "elements": [*bold_before_a_word]},
             ],
         }
     ]
@@ -349,3 +355,6 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
     # (two spans side by side fuse into one that shows stray backticks).
     assert "Or ask `ping @alice👋`" in lines, "\n".join(lines)
     assert "ping@alice👋</code>" in content and "``" not in content, content
+    # Bold ending in punctuation right before a word cannot close in Markdown, which showed its
+    # asterisks: the punctuation goes outside the bold instead.
+    assert "<strong>Note</strong>:unplugitfirst." in content and "**" not in content, content
