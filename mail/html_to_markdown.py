@@ -44,6 +44,8 @@ _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "templa
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
 _FENCE = "```"
+# Punctuation that may end a styled run and be moved after it (never a link's `)` or a code `` ` ``).
+_TRAILING_PUNCTUATION = re.compile(r"[.,:;!?\"']+$")
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
@@ -80,6 +82,34 @@ class _Converter(MarkdownConverter):
         # A backslash is Markdown's escape character, so `\\fs01\share` (a Windows share) would
         # lose one. Doubled first, it stays as typed; markdownify then escapes `*` and `_`.
         return str(super().escape(text.replace("\\", "\\\\"), parent_tags))  # type: ignore[misc]
+
+    def _styled(self, markup: str, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """markdownify's bold, italics or strike, with trailing punctuation moved out when a word
+        follows at once: CommonMark cannot close `**Note:**the`, whose asterisks would show."""
+        if "_noformat" in parent_tags:
+            return text
+        # As markdownify does: a space just inside the tag goes outside the delimiters.
+        prefix, suffix, words = " " * text.startswith(" "), " " * text.endswith(" "), text.strip()
+        if not words:
+            return ""
+        moved = ""
+        run = _TRAILING_PUNCTUATION.search(words)
+        if run and run.start() > 0 and not suffix and _next_char(el).isalnum():
+            words, moved = words[: run.start()], run.group(0)
+        return f"{prefix}{markup}{words}{markup}{moved}{suffix}"
+
+    def convert_b(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("**", el, text, parent_tags)
+
+    def convert_em(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("*", el, text, parent_tags)
+
+    def convert_del(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("~~", el, text, parent_tags)
+
+    convert_strong = convert_b
+    convert_i = convert_em
+    convert_s = convert_del
 
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         src = browser_url(str(el.get("src") or ""))
@@ -146,6 +176,17 @@ class _Converter(MarkdownConverter):
         return f"\n\n{text.strip()}\n\n"
 
     convert_summary = convert_details
+
+
+def _next_char(el: Tag) -> str:
+    """The first character of the text right after ``el`` among its siblings, or ""."""
+    node = el.next_sibling
+    while node is not None:
+        text = node.get_text() if isinstance(node, Tag) else str(node)
+        if text:
+            return text[0]
+        node = node.next_sibling
+    return ""
 
 
 def browser_url(url: str) -> str:

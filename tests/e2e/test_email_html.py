@@ -55,18 +55,23 @@ def test_a_pipe_in_a_table_cell_is_text_and_no_cell_is_lost(service: RunningDesk
 
 def test_bold_and_italics_across_a_line_break_show_as_formatting(service: RunningDesk) -> None:
     """Slack formats `*bold*` only within one line: a customer's bold signature block
-    (`<b>Jane Doe<br>Head of Ops</b>`) showed its asterisks around two plain lines."""
+    (`<b>Jane Doe<br>Head of Ops</b>`) showed its asterisks around two plain lines. Bold `Note:`
+    set against the next word (`<b>Note:</b>the`) showed as `**Note:**the`."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "Jane <jane@customer.test>", SUPPORT, "Access"
     message["Message-ID"] = "<bold-lines@customer.test>"
     message.set_content(
-        "<p>Please help.</p><p><b>Jane Doe<br>Head of Ops</b><br><i>Acme<br>Berlin</i> <s>old<br>new</s></p>",
+        "<p>Please help.</p><p><b>Jane Doe<br>Head of Ops</b><br><i>Acme<br>Berlin</i> <s>old<br>new</s></p>"
+        "<p><b>Note:</b>the VPN is down, <i>really!</i>Bye</p>",
         subtype="html",
     )
     assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
     card = service.wait_for(service.card, "the card")
     text = service.wait_for_thread_text(card.ts, "Please help.")
     assert "*Jane Doe*\n*Head of Ops*\n_Acme_\n_Berlin_ ~old~\n~new~" in text, text
+    # Bold ending in punctuation right before a word cannot close in Markdown and showed its
+    # asterisks: the punctuation goes outside the bold.
+    assert "*Note*:the VPN is down, _really_!Bye" in text, text
 
 
 def test_links_with_spaces_in_their_address_stay_links(service: RunningDesk) -> None:
