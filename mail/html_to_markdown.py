@@ -88,10 +88,13 @@ class _Converter(MarkdownConverter):
         follows at once: CommonMark cannot close `**Note:**the`, whose asterisks would show."""
         if "_noformat" in parent_tags:
             return text
-        # As markdownify does: a space just inside the tag goes outside the delimiters.
-        prefix, suffix, words = " " * text.startswith(" "), " " * text.endswith(" "), text.strip()
+        # As markdownify does, a space just inside the tag goes outside the delimiters; so does a
+        # line break (`<b>Name:<br></b>Jane`), which markdownify dropped, gluing the words.
+        words = text.strip()
         if not words:
             return ""
+        start, end = len(text) - len(text.lstrip()), len(text.rstrip())
+        prefix, suffix = _edge_space(text[:start]), _edge_space(text[end:])
         moved = ""
         run = _TRAILING_PUNCTUATION.search(words)
         if run and run.start() > 0 and not suffix and _next_char(el).isalnum():
@@ -176,6 +179,13 @@ class _Converter(MarkdownConverter):
         return f"\n\n{text.strip()}\n\n"
 
     convert_summary = convert_details
+
+
+def _edge_space(space: str) -> str:
+    """The whitespace at the edge of a styled run, as kept outside its delimiters."""
+    if "\n" in space:
+        return "  \n"  # a hard line break, as markdownify writes `<br>`
+    return " " if space else ""  # one space, also for a no-break space or a tab
 
 
 def _next_char(el: Tag) -> str:

@@ -62,7 +62,7 @@ def test_bold_and_italics_across_a_line_break_show_as_formatting(service: Runnin
     message["Message-ID"] = "<bold-lines@customer.test>"
     message.set_content(
         "<p>Please help.</p><p><b>Jane Doe<br>Head of Ops</b><br><i>Acme<br>Berlin</i> <s>old<br>new</s></p>"
-        "<p><b>Note:</b>the VPN is down, <i>really!</i>Bye</p>",
+        "<p><b>Name:<br></b>Jane <i><br>Ops</i></p><p><b>Note:</b>the VPN is down, <i>really!</i>Bye</p>",
         subtype="html",
     )
     assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
@@ -72,6 +72,8 @@ def test_bold_and_italics_across_a_line_break_show_as_formatting(service: Runnin
     # Bold ending in punctuation right before a word cannot close in Markdown and showed its
     # asterisks: the punctuation goes outside the bold.
     assert "*Note*:the VPN is down, _really_!Bye" in text, text
+    # A line break at the edge of the bold is kept (the words were glued: `Name:Jane`).
+    assert "*Name:*\nJane\n_Ops_" in text, text
 
 
 def test_links_with_spaces_in_their_address_stay_links(service: RunningDesk) -> None:
