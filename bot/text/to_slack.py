@@ -25,7 +25,9 @@ LIST_INDENT = "    "
 # The schemes a link may have in Slack (the HTML intake keeps these and cid:, which Slack cannot open).
 LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-_DOMAIN = re.compile(r"^(?:[a-z0-9-]+\.)+[a-z]{2,63}\.?(?:[:/?#]|$)", re.I)
+# Letters of any script: an international domain (`münchen.de`, or a look-alike `pаypal.com` with a
+# Cyrillic `а`) names a place as much as an ASCII one.
+_DOMAIN = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,63}\.?(?:[:/?#]|$)")
 _EMAIL_ADDRESS = re.compile(r"^[^\s@/:<>]+@[^\s@/:<>]+\.[^\s@/:<>]+$")
 # A label such as `report.docx` is a file's name, not a domain (though some of these are TLDs too).
 _FILE_NAME = re.compile(
@@ -69,12 +71,21 @@ def is_link_url(url: str) -> bool:
     return bool(parts.hostname) if scheme in ("http", "https") else True
 
 
+def _host(host: str) -> str:
+    """A host as one spelling: an international domain in its `xn--` form, as links carry it."""
+    host = host.rstrip(".").removeprefix("www.")
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:  # not a valid domain name: compared as written
+        return host
+
+
 def _destination(url: str) -> str:
     """Where a link (:func:`is_link_url`) goes, as :func:`_named_place` names places."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        return (parts.hostname or "").rstrip(".").removeprefix("www.")
+        return _host(parts.hostname or "")
     return f"{scheme}:{unquote(parts.path).lower()}"
 
 
@@ -96,7 +107,7 @@ def _named_place(label: str) -> str | None:
         host = urlsplit(words).hostname
     except ValueError:  # a broken [IPv6] host: it names no place a link could go
         return words
-    return host.rstrip(".").removeprefix("www.") if host else words
+    return _host(host) if host else words
 
 
 def slack_link(url: str, label: str = "", *, ours: bool = False) -> str:

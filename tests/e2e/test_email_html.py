@@ -129,3 +129,28 @@ def test_backslashes_in_an_html_mail_arrive_as_typed(service: RunningDesk) -> No
     card = service.wait_for(service.card, "the card")
     text = service.wait_for_thread_text(card.ts, "Bye")
     assert r"Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). Bye" in text, text
+
+
+def test_a_link_to_an_international_domain_is_not_flagged_as_leading_elsewhere(
+    service: RunningDesk,
+) -> None:
+    """A link whose words are its own address with an international domain (`münchen.de`, which
+    the link itself carries as `xn--mnchen-3ya.de`) was shown as leading somewhere else than it
+    says: its address repeated after it, as for a phishing link. And a look-alike domain in
+    another script (`pаypal.com`, Cyrillic `а`) on a link elsewhere was not flagged at all."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Portal"
+    message["Message-ID"] = "<idn-link@customer.test>"
+    message.set_content(
+        '<p>Our portal <a href="https://xn--mnchen-3ya.de/portal">https://münchen.de/portal</a> '
+        '(also <a href="https://www.xn--mnchen-3ya.de/">münchen.de</a>) is down. '
+        'Log in at <a href="https://evil.example/">p\u0430ypal.com</a>. Bye</p>',
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert "<https://xn--mnchen-3ya.de/portal|https://münchen.de/portal>" in text, text
+    assert "<https://www.xn--mnchen-3ya.de/|münchen.de>" in text, text
+    # A look-alike with a Cyrillic letter names another place than its link: flagged as before.
+    assert "p\u0430ypal.com (<https://evil.example/>)" in text, text
