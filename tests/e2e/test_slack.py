@@ -46,7 +46,7 @@ from sandbox.workspace import (
 from store.db import Database
 from store.models import Delivery, InboundItem, Message, Outbox, OutboxState, Ticket, Visibility
 from store.outbox import Kind
-from tests.e2e.conftest import RunningDesk, StartService, wait_until
+from tests.e2e.conftest import RunningDesk, StartService, message_text, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
@@ -190,8 +190,11 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     assert [m.ts for m in desk.emulator.messages(TRIAGE)] == [card_ts]
     desk.wait_thread_text(TRIAGE, card_ts, "on fire")
 
-    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Try *turning it off* and on", thread_ts=card_ts)
+    typed_table = "Setting | Value\n--- | ---\nPower | off"  # typed as text: no table, no line lost
+    reply = f"Try *turning it off* and on\n{typed_table}"
+    reply_ts = desk.emulator.user_post(ALICE, TRIAGE, reply, thread_ts=card_ts)
     posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
+    assert f"Try *turning it off* and on\n{typed_table}" in message_text(posted)
     assert posted.username == "alice"
     assert posted.icon_url == avatar_url(ALICE, 192)
     desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
