@@ -44,6 +44,7 @@ _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "templa
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
 _FENCE = "```"
+_LINK_SYNTAX = re.compile(r"[\[\]]|<(?=\S)")  # a `<` before a space starts no link
 # Punctuation that may end a styled run and be moved after it (never a link's `)` or a code `` ` ``).
 _TRAILING_PUNCTUATION = re.compile(r"[.,:;!?\"']+$")
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
@@ -81,7 +82,10 @@ class _Converter(MarkdownConverter):
     def escape(self, text: str, parent_tags: set[str]) -> str:
         # A backslash is Markdown's escape character, so `\\fs01\share` (a Windows share) would
         # lose one. Doubled first, it stays as typed; markdownify then escapes `*` and `_`.
-        return str(super().escape(text.replace("\\", "\\\\"), parent_tags))  # type: ignore[misc]
+        # Brackets and `<` are words too: a `]` in a link's words would break the link into raw
+        # syntax, and `[words](address)` or `<address>` typed as text would become links.
+        literal = _LINK_SYNTAX.sub(r"\\\g<0>", text.replace("\\", "\\\\"))
+        return str(super().escape(literal, parent_tags))  # type: ignore[misc]
 
     def _styled(self, markup: str, el: Tag, text: str, parent_tags: set[str]) -> str:
         """markdownify's bold, italics or strike, with trailing punctuation moved out when a word

@@ -118,17 +118,24 @@ def test_a_code_block_holding_three_backticks_stays_one_block(service: RunningDe
 
 def test_backslashes_in_an_html_mail_arrive_as_typed(service: RunningDesk) -> None:
     """A Windows share (`\\\\fs01\\finance`) lost a backslash on the way into the triage thread:
-    Markdown reads `\\\\` as one escaped backslash."""
+    Markdown reads `\\\\` as one escaped backslash. Likewise a `]` in a link's words broke the
+    link into raw syntax, and `[words](address)` or `<address|words>` typed as text became links."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Share"
     message["Message-ID"] = "<backslashes@customer.test>"
     message.set_content(
-        r"<p>Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). Bye</p>", subtype="html"
+        r"<p>Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). "
+        '<a href="https://jira.example/browse/IT-7">[IT-7] see ] here</a>, not '
+        "[this](https://evil.example) nor &lt;https://evil.example|bank&gt;. Bye</p>",
+        subtype="html",
     )
     assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
     card = service.wait_for(service.card, "the card")
     text = service.wait_for_thread_text(card.ts, "Bye")
-    assert r"Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). Bye" in text, text
+    assert r"Please map \\fs01\finance\_old (not C:\Temp\*.tmp, nor a\\b). " in text, text
+    # Brackets and `<` typed in the text are words too: no raw link syntax, no link made of them.
+    assert "<https://jira.example/browse/IT-7|[IT-7] see ] here>, not [this](https://evil.example) " in text
+    assert "nor &lt;https://evil.example|bank&gt;. Bye" in text, text
 
 
 def test_a_link_to_an_international_domain_is_not_flagged_as_leading_elsewhere(
