@@ -20,6 +20,7 @@ from markdownify import MarkdownConverter
 
 from mail.inbound_html_limit import limit_html
 from mail.inbound_html_quotes import remove_quoted_history
+from mail.markdown_escape import escape_markdown, link_destination
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt",
@@ -42,6 +43,11 @@ _HAS_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)  # nh3 keeps only the sch
 _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template"}
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
+_FENCE = "```"
+_LINK_SYNTAX = re.compile(r"[\[\]]|<(?=\S)")  # a `<` before a space starts no link
+# Punctuation that may end a styled run and be moved after it (never a link's `)` or a code `` ` ``).
+_TRAILING_PUNCTUATION = re.compile(r"[.,:;!?\"']+$")
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,47 @@ class _Converter(MarkdownConverter):
         self.cid_names = cid_names
         self._layout_tables: dict[int, bool] = {}
 
+    def escape(self, text: str, parent_tags: set[str]) -> str:
+        # A backslash is Markdown's escape character, so `\\fs01\share` (a Windows share) would
+        # lose one. Doubled first, it stays as typed; markdownify then escapes `*` and `_`.
+        # Brackets and `<` are words too: a `]` in a link's words would break the link into raw
+        # syntax, and `[words](address)` or `<address>` typed as text would become links.
+        literal = _LINK_SYNTAX.sub(r"\\\g<0>", text.replace("\\", "\\\\"))
+        return str(super().escape(literal, parent_tags))  # type: ignore[misc]
+
+    def _styled(self, markup: str, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """markdownify's bold, italics or strike, with trailing punctuation moved out when a word
+        follows at once: CommonMark cannot close `**Note:**the`, whose asterisks would show."""
+        if "_noformat" in parent_tags:
+            return text
+        # As markdownify does, a space just inside the tag goes outside the delimiters; so does a
+        # line break (`<b>Name:<br></b>Jane`), which markdownify dropped, gluing the words.
+        words = text.strip()
+        if not words:
+            return ""
+        start, end = len(text) - len(text.lstrip()), len(text.rstrip())
+        prefix, suffix = _edge_space(text[:start]), _edge_space(text[end:])
+        moved = ""
+        run = _TRAILING_PUNCTUATION.search(words)
+        if run and run.start() > 0 and not suffix and _next_char(el).isalnum():
+            words, moved = words[: run.start()], run.group(0)
+        return f"{prefix}{markup}{words}{markup}{moved}{suffix}"
+
+    def convert_b(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("**", el, text, parent_tags)
+
+    def convert_em(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("*", el, text, parent_tags)
+
+    def convert_del(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._styled("~~", el, text, parent_tags)
+
+    convert_strong = convert_b
+    convert_i = convert_em
+    convert_s = convert_del
+
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        src = str(el.get("src") or "")
+        src = browser_url(str(el.get("src") or ""))
         alt = str(el.get("alt") or "").strip()
         if src.lower().startswith("cid:"):
             name = self.cid_names.get(unquote(src[4:]).strip("<>").lower())  # RFC 2392 URL-encodes
@@ -83,10 +128,10 @@ class _Converter(MarkdownConverter):
             return ""  # a tracking pixel
         if not _HAS_SCHEME.match(src):
             return alt  # no image, or a relative address: a mail has no base to resolve it against
-        return f"![{alt or 'image'}]({src})"
+        return f"![{escape_markdown(alt) or 'image'}]({link_destination(src)})"
 
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        href = str(el.get("href") or "")
+        href = browser_url(str(el.get("href") or ""))
         if not _HAS_SCHEME.match(href):
             return text  # a relative href (`#top`, `!channel`) leads nowhere from a mail: the words stay
         if href.lower().startswith("mailto:") and href[7:].strip() == text.strip():
@@ -95,14 +140,77 @@ class _Converter(MarkdownConverter):
             # A link around whole paragraphs (newsletters wrap blocks in one <a>): Markdown link text
             # cannot span a blank line, so `[...](url)` would show as raw syntax. The words stay
             # blocks, and the link follows them on its own.
-            link = str(super().convert_a(el, href, parent_tags))  # type: ignore[misc]
-            return f"\n\n{text.strip()}\n\n{link}\n\n"
-        return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
+            return f"\n\n{text.strip()}\n\n{self._link(el, href, href, parent_tags)}\n\n"
+        return self._link(el, text, href, parent_tags)
+
+    def _link(self, el: Tag, text: str, href: str, parent_tags: set[str]) -> str:
+        """markdownify's link, to ``href`` written as a Markdown destination (`<…>` around an
+        address with spaces or parentheses, which would otherwise end or break the link)."""
+        original = el.get("href")
+        el["href"] = link_destination(href) if text.strip() != href else href
+        try:
+            return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
+        finally:
+            # The soup is converted again for the reply's text: leave the element as it was.
+            if original is None:
+                del el["href"]
+            else:
+                el["href"] = original
+
+    def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        block = str(super().convert_pre(el, text, parent_tags))  # type: ignore[misc]
+        # markdownify always fences with three backticks, so a line of three backticks inside
+        # (quoted Markdown) ended the block early. CommonMark closes a fence only with one at
+        # least as long: make it longer than any run inside.
+        longest = max((len(run) for run in re.findall(r"^ {0,3}(`{3,})", text, flags=re.M)), default=0)
+        if longest < len(_FENCE) or _FENCE not in block:
+            return block
+        fence = "`" * (longest + 1)
+        head, body = block.split(_FENCE, 1)
+        body, tail = body.rsplit(_FENCE, 1)
+        return f"{head}{fence}{body}{fence}{tail}"
+
+    def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        # A `|` in a cell's words (code spans and link addresses included) would end the cell:
+        # the row would gain a column and every cell after it would be dropped. Escaped, it is
+        # the cell's text, as GFM tables define it.
+        return str(super().convert_td(el, _escape_cell_pipes(text), parent_tags))  # type: ignore[misc]
+
+    def convert_th(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return str(super().convert_th(el, _escape_cell_pipes(text), parent_tags))  # type: ignore[misc]
 
     def convert_details(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return f"\n\n{text.strip()}\n\n"
 
     convert_summary = convert_details
+
+
+def _edge_space(space: str) -> str:
+    """The whitespace at the edge of a styled run, as kept outside its delimiters."""
+    if "\n" in space:
+        return "  \n"  # a hard line break, as markdownify writes `<br>`
+    return " " if space else ""  # one space, also for a no-break space or a tab
+
+
+def _next_char(el: Tag) -> str:
+    """The first character of the text right after ``el`` among its siblings, or ""."""
+    node = el.next_sibling
+    while node is not None:
+        text = node.get_text() if isinstance(node, Tag) else str(node)
+        if text:
+            return text[0]
+        node = node.next_sibling
+    return ""
+
+
+def browser_url(url: str) -> str:
+    """``url`` as a browser reads an ``href``: spaces and control characters around it trimmed,
+    tabs and line breaks inside it dropped (WHATWG URL parsing), spaces inside it as ``%20``."""
+    return re.sub(r"[\t\n\r]", "", url.strip(_C0_AND_SPACE)).replace(" ", "%20")
+
+
+def _escape_cell_pipes(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _is_layout_table(table: Tag) -> bool:

@@ -15,6 +15,8 @@ _ORDERED_MARKER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
 _HEADING = re.compile(r"^#{1,6}(?=\s|$)")
 _BULLET_MARKER = re.compile(r"^[-+](?=\s|$)")
 _RULE_LINE = re.compile(r"^[-=_*+\s\\]+$")
+# A table's delimiter row (`--|--`, `| :-- | --: |`): the pipes that would make the lines above a table.
+_TABLE_DELIMITER = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?$")
 
 
 def _escape_inline(text: str) -> str:
@@ -36,11 +38,13 @@ def escape_markdown(text: str, *, line_start: bool = False) -> str:
     """``text`` as literal CommonMark inline content.
 
     With ``line_start`` the text begins a line, so block syntax (``# ``, ``> ``, ``- ``, ``1. ``,
-    ``---``, ``===``) is neutralised as well.
+    ``---``, ``===``, a table's ``--- | ---`` row) is neutralised as well.
     """
     escaped = _escape_inline(text)
     if not line_start or not escaped:
         return escaped
+    if _TABLE_DELIMITER.match(escaped):
+        return escaped.replace("|", "\\|")
     if escaped[0] == ">" or _HEADING.match(escaped) or (escaped[0] in "-=+" and _RULE_LINE.match(escaped)):
         return "\\" + escaped
     if _BULLET_MARKER.match(escaped):
@@ -48,8 +52,11 @@ def escape_markdown(text: str, *, line_start: bool = False) -> str:
     return _ORDERED_MARKER.sub(r"\1\\\2", escaped, count=1)
 
 
-# A table's delimiter row (`--|--`, `| :-- | --: |`): the pipes that would make the lines above a table.
-_TABLE_DELIMITER = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?$")
+def link_destination(url: str) -> str:
+    """``url`` as a link destination: angle brackets when it has spaces or parentheses."""
+    if re.search(r"[\s()<>]", url):
+        return "<" + url.replace("<", "%3C").replace(">", "%3E").replace("\n", "") + ">"
+    return url
 
 
 def plain_text_markdown(text: str) -> str:
@@ -74,10 +81,7 @@ def plain_text_markdown(text: str) -> str:
             lines.append(line)
             in_code = True
         else:
-            escaped = escape_markdown(rest, line_start=True)
-            if _TABLE_DELIMITER.match(escaped):
-                escaped = escaped.replace("|", "\\|")
-            lines.append(indent + escaped)
+            lines.append(indent + escape_markdown(rest, line_start=True))
             in_code = False
         after_blank = False
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 Slack gives a line as a flat sequence of elements each carrying its own style flags; Markdown
 needs properly nested delimiters. Styles are opened outer-to-inner (strike, bold, italic) and a
 change closes only what must close, so ``bold``+``bold italic`` becomes ``**a*b***`` rather than
-``**a*****b***``. Delimiters always hug non-space text: surrounding spaces go outside them.
+``**a*****b***``. Delimiters always hug non-space text: surrounding spaces go outside them, and
+punctuation too where a delimiter would not parse otherwise (checked with the parser).
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from markdown_it import MarkdownIt
+
 from bot.text.markdown import code_span, escape_markdown
 
 STYLE_ORDER = ("strike", "bold", "italic")
 _MARKERS = {"strike": "~~", "bold": "**"}
 _SPACES = re.compile(r"^(\s*)(.*?)(\s*)$", re.S)
+# The email side's parser family and features, to check that a line's delimiters parse.
+_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough"])
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Run:
 class _Token:
     kind: str  # "text" | "open" | "close"
     value: str  # the text, or the style name
+    plain: bool = False  # escaped literal text (not a link, code span or mention's Markdown)
 
 
 def _merge_code(runs: list[Run]) -> list[Run]:
@@ -77,11 +83,50 @@ def _tokens(runs: list[Run]) -> list[_Token]:
             if style in styles and style not in open_stack:
                 open_stack.append(style)
                 tokens.append(_Token("open", style))
-        tokens.append(_Token("text", core))
+        tokens.append(_Token("text", core, plain=run.markdown is None and not run.code))
         pending_space = trail
         at_line_start = False
     tokens.extend(_Token("close", style) for style in reversed(open_stack))
     return tokens
+
+
+def _punctuation_run(text: str, *, trailing: bool) -> str:
+    """The ASCII punctuation at the end (or start) of ``text``; escapes (``\\*``) come whole."""
+    match = re.search(r"[!-/:-@\[-`{-~]+$" if trailing else r"^[!-/:-@\[-`{-~]+", text)
+    return match.group(0) if match else ""
+
+
+def _hug_words(tokens: list[_Token]) -> list[_Token]:
+    """Delimiters moved inside punctuation that stands between them and a word.
+
+    CommonMark closes ``**`` after punctuation only before a space or more punctuation, and opens
+    it before punctuation only after one: bold ``Note:`` typed against ``text`` would show as
+    ``**Note:**text``. The punctuation goes outside the style instead (``**Note**:text``).
+    """
+    out = list(tokens)
+    index = 0
+    while index < len(out):
+        group_end = index
+        while group_end < len(out) and out[group_end].kind == out[index].kind != "text":
+            group_end += 1
+        if group_end == index:
+            index += 1
+            continue
+        if out[index].kind == "close" and index > 0 and out[index - 1].plain:
+            before = out[index - 1]
+            run = _punctuation_run(before.value, trailing=True)
+            if run and run != before.value and _neighbour_char(out, group_end - 1, 1).isalnum():
+                out[index - 1] = _Token("text", before.value[: -len(run)], plain=True)
+                out.insert(group_end, _Token("text", run, plain=True))
+        elif out[index].kind == "open" and group_end < len(out) and out[group_end].plain:
+            after = out[group_end]
+            run = _punctuation_run(after.value, trailing=False)
+            if run and run != after.value and _neighbour_char(out, index, -1).isalnum():
+                out[group_end] = _Token("text", after.value[len(run) :], plain=True)
+                out.insert(index, _Token("text", run, plain=True))
+                group_end += 1
+        index = group_end
+    return out
 
 
 def _neighbour_char(tokens: list[_Token], index: int, step: int) -> str:
@@ -118,12 +163,34 @@ def _italic_markers(tokens: list[_Token]) -> dict[int, str]:
     return chosen
 
 
-def render_line(runs: list[Run]) -> str:
-    """One line of styled runs as CommonMark inline text (no newline inside)."""
-    tokens = _tokens(runs)
+def _joined(tokens: list[_Token]) -> str:
     italics = _italic_markers(tokens)
     parts = [
         token.value if token.kind == "text" else italics.get(index) or _MARKERS.get(token.value, "*")
         for index, token in enumerate(tokens)
     ]
     return "".join(parts)
+
+
+def _words(markdown: str) -> str:
+    """What a reader sees of an inline Markdown line, delimiters included if they did not parse."""
+    shown = []
+    for token in _PARSER.parseInline(markdown)[0].children or []:
+        if token.type in ("text", "code_inline"):
+            shown.append(token.content)
+    return "".join(shown).replace(" ", "")
+
+
+def render_line(runs: list[Run]) -> str:
+    """One line of styled runs as CommonMark inline text (no newline inside)."""
+    tokens = _tokens(runs)
+    line = _joined(tokens)
+    if not any(token.kind != "text" for token in tokens):
+        return line
+    unstyled = _words(_joined([token for token in tokens if token.kind == "text"]))
+    if _words(line) == unstyled:
+        return line
+    # Some delimiter did not parse and would show as an asterisk: try it with punctuation moved
+    # outside the styles, and keep that if it reads as the words alone.
+    hugged = _joined(_hug_words(tokens))
+    return hugged if _words(hugged) == unstyled else line

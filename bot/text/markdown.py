@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from mail.markdown_escape import escape_markdown
+from mail.markdown_escape import escape_markdown, link_destination
 
 __all__ = ["code_fence", "code_span", "escape_markdown", "link_destination", "markdown_link"]
 
@@ -37,13 +37,6 @@ def code_fence(text: str, language: str = "") -> str:
 
 
 _AUTOLINK_OK = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
-
-
-def link_destination(url: str) -> str:
-    """``url`` as a link destination: angle brackets when it has spaces or parentheses."""
-    if re.search(r"[\s()<>]", url):
-        return "<" + url.replace("<", "%3C").replace(">", "%3E").replace("\n", "") + ">"
-    return url
 
 
 def markdown_link(label_markdown: str, url: str) -> str:

@@ -89,7 +89,12 @@ def _runs(elements: Iterable[Element], resolver: MentionResolver) -> Iterator[Ru
         if kind != "text":
             # Names and characters are literal text too: a name with "_" must not italicise.
             words = text.replace("\n", " ")
-            yield Run(words, styles, markdown=code_span(words) if code else escape_markdown(words))
+            if code:
+                # Part of the code span around it: two spans side by side would fuse into one
+                # showing stray backticks.
+                yield Run(words, styles, code=True)
+            else:
+                yield Run(words, styles, markdown=escape_markdown(words))
             continue
         for index, piece in enumerate(text.split("\n")):
             if index:
@@ -150,6 +155,11 @@ def _lists(lists: list[Element], resolver: MentionResolver) -> str:
         level = min(int(rich_list.get("indent") or 0), len(widths))
         ordered = rich_list.get("style") == "ordered"
         first_number = int(rich_list.get("offset") or 0) + 1
+        if ordered and first_number != 1 and level > 0 and lines:
+            # CommonMark lets only a list starting at 1 interrupt the parent item's line: any other
+            # number would read as words run into that line. After a blank line it nests at any
+            # number (the enclosing list becomes a loose one, spaced a little wider).
+            lines.append("")
         for position, item in enumerate(rich_list.get("elements", [])):
             del widths[level:]
             indent = " " * sum(widths)

@@ -25,7 +25,9 @@ LIST_INDENT = "    "
 # The schemes a link may have in Slack (the HTML intake keeps these and cid:, which Slack cannot open).
 LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-_DOMAIN = re.compile(r"^(?:[a-z0-9-]+\.)+[a-z]{2,63}\.?(?:[:/?#]|$)", re.I)
+# Letters of any script: an international domain (`münchen.de`, or a look-alike `pаypal.com` with a
+# Cyrillic `а`) names a place as much as an ASCII one.
+_DOMAIN = re.compile(r"^(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,63}\.?(?:[:/?#]|$)")
 _EMAIL_ADDRESS = re.compile(r"^[^\s@/:<>]+@[^\s@/:<>]+\.[^\s@/:<>]+$")
 # A label such as `report.docx` is a file's name, not a domain (though some of these are TLDs too).
 _FILE_NAME = re.compile(
@@ -69,12 +71,21 @@ def is_link_url(url: str) -> bool:
     return bool(parts.hostname) if scheme in ("http", "https") else True
 
 
+def _host(host: str) -> str:
+    """A host as one spelling: an international domain in its `xn--` form, as links carry it."""
+    host = host.rstrip(".").removeprefix("www.")
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:  # not a valid domain name: compared as written
+        return host
+
+
 def _destination(url: str) -> str:
     """Where a link (:func:`is_link_url`) goes, as :func:`_named_place` names places."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        return (parts.hostname or "").rstrip(".").removeprefix("www.")
+        return _host(parts.hostname or "")
     return f"{scheme}:{unquote(parts.path).lower()}"
 
 
@@ -96,7 +107,7 @@ def _named_place(label: str) -> str | None:
         host = urlsplit(words).hostname
     except ValueError:  # a broken [IPv6] host: it names no place a link could go
         return words
-    return host.rstrip(".").removeprefix("www.") if host else words
+    return _host(host) if host else words
 
 
 def slack_link(url: str, label: str = "", *, ours: bool = False) -> str:
@@ -134,7 +145,8 @@ def _plain_words(node: SyntaxTreeNode) -> str:
     if node.type in ("softbreak", "hardbreak"):
         return " "
     if node.type == "image":
-        return node.content or ""
+        # The alt text parsed (its escapes undone), as a link's words are; the source if it has none.
+        return "".join(_plain_words(child) for child in node.children) or node.content or ""
     return "".join(_plain_words(child) for child in node.children)
 
 
@@ -152,13 +164,11 @@ def _inline(node: SyntaxTreeNode, *, in_bold: bool = False) -> str:
                 parts.append(f"`{escape_mrkdwn(child.content)}`")
             case "strong":
                 inner = _inline(child, in_bold=True)
-                parts.append(inner if in_bold or not inner.strip() else f"*{inner}*")
+                parts.append(inner if in_bold else _emphasis(inner, "*"))
             case "em":
-                inner = _inline(child, in_bold=in_bold)
-                parts.append(f"_{inner}_" if inner.strip() else inner)
+                parts.append(_emphasis(_inline(child, in_bold=in_bold), "_"))
             case "s":
-                inner = _inline(child, in_bold=in_bold)
-                parts.append(f"~{inner}~" if inner.strip() else inner)
+                parts.append(_emphasis(_inline(child, in_bold=in_bold), "~"))
             case "link":
                 parts.append(slack_link(str(child.attrs.get("href", "")), _plain_words(child)))
             case "image":
@@ -168,8 +178,27 @@ def _inline(node: SyntaxTreeNode, *, in_bold: bool = False) -> str:
     return "".join(parts)
 
 
+def _emphasis(inner: str, marker: str) -> str:
+    """``inner`` between ``marker``s, line by line: Slack formats a pair only within one line, so
+    `*a` and `b*` on two lines would show their asterisks. Markers hug the words, as Slack needs."""
+    lines = []
+    for line in inner.split("\n"):
+        words = line.strip()
+        if words:
+            start = line.index(words)
+            line = f"{line[:start]}{marker}{words}{marker}{line[start + len(words) :]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# Three backticks end a Slack code block wherever they stand, and mrkdwn has no escape: inside a
+# block, a zero-width space between backticks keeps them showing as typed.
+_BACKTICK_RUN = re.compile(r"`{3,}")
+
+
 def _code_lines(content: str) -> list[str]:
-    return ["```", *escape_mrkdwn(content.removesuffix("\n")).split("\n"), "```"]
+    code = _BACKTICK_RUN.sub(lambda run: "\u200b".join(run.group(0)), content.removesuffix("\n"))
+    return ["```", *escape_mrkdwn(code).split("\n"), "```"]
 
 
 def _list_lines(node: SyntaxTreeNode, depth: int) -> list[str]:
@@ -192,8 +221,12 @@ def _table_lines(node: SyntaxTreeNode) -> list[str]:
     lines = []
     for section in node.children:
         for row in section.children:
-            cells = [_inline(cell.children[0]) if cell.children else "" for cell in row.children]
-            line = " | ".join(cell.strip() for cell in cells)
+            cells = [_inline(cell.children[0]).strip() if cell.children else "" for cell in row.children]
+            if not any(cells):
+                # An empty row, above all the header an HTML table without header cells gets
+                # (Markdown tables must have one): it would show as a bare `* | *` line.
+                continue
+            line = " | ".join(cells)
             lines.append(f"*{line}*" if section.type == "thead" and line.strip() else line)
     return lines
 

@@ -11,6 +11,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
+from typing import Any
 
 from sqlalchemy import select
 
@@ -324,3 +325,66 @@ def test_a_customer_who_gave_no_name_is_not_greeted_by_their_address(service: Ru
 def plain_text(mail: ReceivedMail) -> str:
     body = mail.message.get_body(("plain",))
     return str(body.get_content()) if body is not None else ""
+
+
+def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(service: RunningDesk) -> None:
+    """Slack sends a numbered list that resumes under a later bullet with an `offset` (items 3 and
+    4 under the second bullet). It reached the customer's email as words run into the bullet's
+    line ("Printer 3. Open the tray"), in the HTML and the text part alike. A mention styled as
+    code inside a code span showed stray backticks, and bold "Note:" typed against the next word
+    showed as `**Note:**unplug`."""
+    raw, _ = customer_mail("Which steps?")
+    assert service.send_mail(raw)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "Which steps?")
+
+    def items(style: str, indent: int, *words: str, offset: int = 0) -> dict[str, Any]:
+        sections = [{"type": "rich_text_section", "elements": [{"type": "text", "text": w}]} for w in words]
+        return {
+            "type": "rich_text_list",
+            "style": style,
+            "indent": indent,
+            "offset": offset,
+            "elements": sections,
+        }
+
+    code = {"code": True}
+    code_with_a_mention = [
+        {"type": "text", "text": "Or ask ", "style": {}},
+        {"type": "text", "text": "ping ", "style": code},
+        {"type": "user", "user_id": ALICE, "style": code},
+        {"type": "emoji", "name": "wave", "unicode": "1f44b", "style": code},
+    ]
+    bold_before_a_word = [
+        {"type": "text", "text": "Note:", "style": {"bold": True}},
+        {"type": "text", "text": "unplug it first."},
+    ]
+    blocks = [
+        {
+            "type": "rich_text",
+            "elements": [
+                items("bullet", 0, "Laptop"),
+                items("ordered", 1, "Restart it", "Update it"),
+                items("bullet", 0, "Printer"),
+                items("ordered", 1, "Open the tray", "Clear the jam", offset=2),
+                {"type": "rich_text_section", "elements": [*code_with_a_mention]},
+                {"type": "rich_text_section", "elements": [*bold_before_a_word]},
+            ],
+        }
+    ]
+    service.emulator.user_post(ALICE, TRIAGE, "Laptop", thread_ts=card.ts, blocks=blocks)
+    [reply] = service.wait_for(lambda: mails_to(service, "bob@customer.test")[1:], "the reply")
+    html = reply.message.get_body(("html",))
+    text = reply.message.get_body(("plain",))
+    assert html is not None and text is not None
+    content = re.sub(r"<p>|</p>|\s+", "", html.get_content())  # a loose list wraps items in <p>
+    assert '<li>Printer<olstart="3"><li>Openthetray</li><li>Clearthejam</li></ol></li>' in content, content
+    lines = [line.strip() for line in text.get_content().splitlines()]
+    assert "3. Open the tray" in lines and "4. Clear the jam" in lines, lines
+    # A mention or emoji styled as code is part of the code span around it, not a span of its own
+    # (two spans side by side fuse into one that shows stray backticks).
+    assert "Or ask `ping @alice👋`" in lines, "\n".join(lines)
+    assert "ping@alice👋</code>" in content and "``" not in content, content
+    # Bold ending in punctuation right before a word cannot close in Markdown, which showed its
+    # asterisks: the punctuation goes outside the bold instead.
+    assert "<strong>Note</strong>:unplugitfirst." in content and "**" not in content, content

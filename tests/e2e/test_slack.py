@@ -193,17 +193,19 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     assert [m.ts for m in desk.emulator.messages(TRIAGE)] == [card_ts]
     desk.wait_thread_text(TRIAGE, card_ts, "on fire")
 
+    typed_table = "Setting | Value\n--- | ---\nPower | off"  # typed as text: no table, no line lost
     reply_ts = desk.emulator.user_post(
         ALICE,
         TRIAGE,
-        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs)",
+        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs)\n{typed_table}",
         thread_ts=card_ts,
     )
     posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
     # Dan, who wrote in this channel, is mentioned for real; Bob (staff) stays a name, and so does
     # what is quoted as code.
     [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
-    assert section == f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs)"
+    expected = f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs)\n{typed_table}"
+    assert section == expected
     assert posted.username == "alice"
     assert posted.icon_url == avatar_url(ALICE, 192)
     desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
