@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import statistics
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -97,18 +97,19 @@ def _like_pattern(word: str) -> str:
 
 def search_tickets(
     session: Session,
-    text: str,
+    terms: Sequence[str],
     *,
     body_spelling: Callable[[str], str] | None = None,
     limit: int = 20,
     offset: int = 0,
 ) -> Page[Ticket]:
-    """Tickets whose subject or any message body holds every word of `text` (any case).
+    """Tickets whose subject or any message body holds every term (a word, or a phrase with its
+    words in that order), in any case.
 
     Bodies are Markdown, where a word typed as `[E42]` may be kept as `\\[E42\\]`: `body_spelling`
-    gives a word as a body keeps it, and either form matches.
+    gives a term as a body keeps it, and either form matches.
     """
-    words = text.split()
+    words = [term for term in terms if term.strip()]
     if not words:
         return Page(items=[], total=0, offset=offset)
     conditions: list[ColumnElement[bool]] = []

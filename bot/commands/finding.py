@@ -21,6 +21,10 @@ PAGE_SIZE = 20
 HISTORY_SIZE = 10
 SEARCH_WORDS = 30
 _PAGE = re.compile(r"^page:(\d{1,6})$")
+# Quotes as typed, and as keyboards and Slack's editor curl them (“…”, „…“, «…», ‘…’); a phrase
+# is quoted with double ones (a single one is also an apostrophe: "don't").
+_QUOTES = '"“”„«»‘’'
+_SEARCH_TERM = re.compile(r'["“”„«»]([^"“”„«»]*)["“”„«»]|(\S+)')
 
 
 def _page_offset(inv: Invocation) -> tuple[list[Token], int]:
@@ -100,17 +104,36 @@ def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
         return _listing(ctx, inv, args, page, title)
 
 
+def search_terms(text: str) -> list[str]:
+    """What to look for: each word, and each quoted phrase as one term (its words in that order).
+
+    People quote what they search for, with straight quotes or the curly ones their keyboard or
+    Slack puts in; quotes are never part of what they mean, so a quoted word is the word alone.
+    """
+    terms: list[str] = []
+    for match in _SEARCH_TERM.finditer(text):
+        phrase, word = match.group(1), match.group(2)
+        if phrase is not None:
+            terms.append(" ".join(phrase.split()))
+        else:
+            terms.append(word.strip(_QUOTES))
+    return [term for term in terms if term]
+
+
 def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
     args, offset = _page_offset(inv)
     if not args:
         raise UsageError("Search for what?")
     text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
-    if len(text.split()) > SEARCH_WORDS:
-        # Each word is a condition of its own: a pasted paragraph would run past Slack's 3 s.
+    terms = search_terms(text)
+    if not terms:
+        raise UsageError("Search for what?")
+    if len(terms) > SEARCH_WORDS:
+        # Each term is a condition of its own: a pasted paragraph would run past Slack's 3 s.
         raise UsageError(f"Search for at most {SEARCH_WORDS} words.")
     with ctx.desk.db.read() as session:
         page = queries.search_tickets(
-            session, text, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset
+            session, terms, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset
         )
         return _listing(ctx, inv, args, page, f"*Tickets matching* “{escape_mrkdwn(text[:100])}”")
 

@@ -464,3 +464,18 @@ def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receip
     running.wait_worker_idle()
     outbox_drained(running)
     assert not any("Couldn't mark" in text for text in running.thread_texts(1))
+
+
+def test_a_quoted_search_finds_the_phrase_whatever_the_quotes(running: Triage) -> None:
+    """People quote what they search for, and Slack's editor or their keyboard may curl the quotes:
+    `search "printer on"` (or “printer on”) answered "No tickets match" for a ticket named "Printer
+    on fire", the quotes being searched for as part of the words."""
+    running.command(ALICE, "new dan@globex.example Printer on fire")
+    running.command(ALICE, "new erin@globex.example Fire on the printer")
+    for words in ('"printer on"', "“printer on”", "„Printer ON“", "“printer”   fire", "‘printer’ on"):
+        answer = running.command(ALICE, f"search {words}")
+        assert "Showing 1–" in answer, (words, answer)
+    # A phrase keeps its words in order: only #1 says "printer on".
+    assert "Showing 1–1 of 1" in running.command(ALICE, 'search "printer  on"')
+    assert "Showing 1–2 of 2" in running.command(ALICE, "search printer on")
+    assert running.command(ALICE, 'search ""').startswith("Search for what?")
