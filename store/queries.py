@@ -33,6 +33,7 @@ from store.models import (
     Visibility,
     utcnow,
 )
+from store.sqlite import text_lower
 
 T = TypeVar("T")
 
@@ -119,9 +120,9 @@ def search_tickets(
         in_body = exists().where(
             Message.ticket_id == Ticket.id,
             Message.deleted_at.is_(None),
-            or_(*(func.lower(Message.body_markdown).like(like, escape="\\") for like in sorted(spellings))),
+            or_(*(text_lower(Message.body_markdown).like(like, escape="\\") for like in sorted(spellings))),
         )
-        conditions.append(or_(func.lower(Ticket.subject).like(pattern, escape="\\"), in_body))
+        conditions.append(or_(text_lower(Ticket.subject).like(pattern, escape="\\"), in_body))
     query = select(Ticket).where(and_(*conditions)).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
     return _page(session, query, limit, offset)
 
@@ -216,7 +217,7 @@ def slack_user_by_name(session: Session, name: str) -> SlackUser | None:
     return session.scalar(
         select(SlackUser)
         .where(
-            or_(func.lower(SlackUser.name) == name, func.lower(SlackUser.display_name) == name),
+            or_(text_lower(SlackUser.name) == name, text_lower(SlackUser.display_name) == name),
             SlackUser.is_bot.is_(False),
         )
         .order_by(SlackUser.is_staff.desc(), SlackUser.user_id)

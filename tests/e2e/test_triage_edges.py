@@ -479,3 +479,12 @@ def test_a_quoted_search_finds_the_phrase_whatever_the_quotes(running: Triage) -
     assert "Showing 1–1 of 1" in running.command(ALICE, 'search "printer  on"')
     assert "Showing 1–2 of 2" in running.command(ALICE, "search printer on")
     assert running.command(ALICE, 'search ""').startswith("Search for what?")
+
+
+def test_search_is_blind_to_case_beyond_a_to_z(running: Triage) -> None:
+    """`search münchen` did not find "DRUCKER IN MÜNCHEN" on SQLite, whose lower() changes only
+    A-Z (PostgreSQL found it): the docs promise any case."""
+    running.command(ALICE, "new dan@globex.example DRUCKER IN MÜNCHEN")
+    running.command(ALICE, "new erin@globex.example Printer in Berlin")
+    for words in ("münchen", "MÜNCHEN", "München drucker", '"in münchen"'):
+        assert "Showing 1–1 of 1" in running.command(ALICE, f"search {words}"), words

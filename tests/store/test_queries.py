@@ -88,6 +88,11 @@ def test_search_matches_every_word_in_subject_or_body_any_case(db):
         assert numbers(queries.search_tickets(s, ["100%"]).items) == [percent]
         assert queries.search_tickets(s, ["%"]).total == 1
         assert queries.search_tickets(s, ["   "]).total == 0
+    # Any case in any script, on SQLite too (whose own lower() knows only A-Z).
+    umlaut = new_ticket(db, "d@acme.example", "STÖRUNG IM BÜRO", body="Ärger mit ΣΥΣΤΗΜΑ")
+    with db.transaction() as s:
+        for term in ("störung", "büro", "ärger", "ÄRGER", "συστημα"):
+            assert numbers(queries.search_tickets(s, [term]).items) == [umlaut], term
 
 
 def test_customer_history_and_organization(db):
