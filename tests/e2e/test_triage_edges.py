@@ -488,3 +488,23 @@ def test_search_is_blind_to_case_beyond_a_to_z(running: Triage) -> None:
     running.command(ALICE, "new erin@globex.example Printer in Berlin")
     for words in ("münchen", "MÜNCHEN", "München drucker", '"in münchen"'):
         assert "Showing 1–1 of 1" in running.command(ALICE, f"search {words}"), words
+
+
+def test_cc_takes_addresses_pasted_as_a_list(running: Triage) -> None:
+    """Addresses pasted from a mail's Cc line come with commas, each one auto-linked by Slack:
+    `cc 1 add <mailto:a@…|a@…>, <mailto:b@…|b@…>` was refused as "`,` is not an email address"."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    a, b, c = "ann@globex.example", "ben@globex.example", "cy@globex.example"
+    answer = running.command(ALICE, f"cc 1 add <mailto:{a}|{a}>, <mailto:{b}|{b}>;{c}")
+    assert answer.startswith(f"Added {a}, {b}, {c} to #1"), answer
+    card_ts = running.card_ts(1)
+    running.service.post_as(ALICE, f"!cc remove {a},{b} ;", thread_ts=card_ts)
+    removed = f"Removed {a}, {b} from #1"
+    running.service.wait_for(
+        lambda: any(removed in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE)),
+        "the removal, privately",
+    )
+    assert running.command(ALICE, "cc 1 add ,").startswith("Which address?")
+    with running.db.read() as session:
+        emails = session.scalars(select(Participant.email)).all()
+    assert sorted(emails) == [c, "dan@globex.example"]
