@@ -140,8 +140,14 @@ def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
 
 def _find_customer(session: Session, token: Token) -> tuple[Customer | None, str]:
     mention = user_mention(token)
-    if mention is not None:
-        user_id = mention[0]
+    user_id = mention[0] if mention is not None else None
+    if user_id is None and token.word.startswith("@"):
+        # A typed @handle Slack did not turn into a mention: looked up by name, as `assign` does.
+        profile = queries.slack_user_by_name(session, str(token))
+        if profile is None:
+            raise UsageError(f"I don't know who `{str(token)[:40]}` is: mention them with @.")
+        user_id = profile.user_id
+    if user_id is not None:
         customer = queries.customer_by_slack_user(session, user_id)
         if customer is None:
             # Someone first known by email may be the same person in Slack.

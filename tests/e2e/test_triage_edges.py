@@ -56,6 +56,11 @@ def test_a_slack_connect_customer_first_known_by_email_cannot_own_a_ticket(
         # The same customer: the Slack ticket's requester is the one the email ticket has.
         requesters = set(session.scalars(select(Ticket.requester_id)))
     assert len(requesters) == 1
+    # His record, asked for by mention, or by a typed @handle as `assign` takes one.
+    for who in (f"<@{DAN}>", "@dan", "@Dan"):
+        record = running.command(ALICE, f"customer {who}")
+        assert record.startswith("*Dan Dorsey* (dan@globex.example") and "*Tickets* (2)" in record, record
+    assert running.command(ALICE, "customer @nobody").startswith("I don't know who `@nobody` is")
 
     answer = running.command(ALICE, f"assign 2 <@{DAN}>")
     assert answer == "A customer cannot own a ticket.", answer
