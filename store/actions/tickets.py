@@ -302,8 +302,12 @@ def assign(
     touch(ticket)
     update_card(session, ticket)
     if assignee_slack_id:
-        # Without a name the line mentions them: Slack shows the name (and tells them).
-        who = literal(assignee_name) if assignee_name else f"<@{assignee_slack_id}>"
+        # The new owner is mentioned: Slack shows their name and tells them the ticket is theirs
+        # (the card's update tells no one). Someone who took it themselves needs no telling.
+        if assignee_name and assignee_slack_id == actor.slack_id:
+            who = literal(assignee_name)
+        else:
+            who = f"<@{assignee_slack_id}>"
         thread_line(session, ticket, f"{actor.shown} assigned the ticket to {who}")
     else:
         thread_line(session, ticket, f"{actor.shown} unassigned the ticket")

@@ -57,11 +57,15 @@ def test_a_thread_command_names_the_people_it_mentions(intake: Intake) -> None:
     open_connect_ticket(intake)
     card = triage_thread(intake)
     intake.emulator.user_post(ALICE, TRIAGE, "!assign <@U0BOB>", thread_ts=card)
+    intake.emulator.user_post(ALICE, TRIAGE, "!note ask <@U0BOB> about the fuser", thread_ts=card)
     intake.run()
     [ticket] = intake.tickets()
     assert ticket.assignee_slack_id == "U0BOB"
+    # The new owner is mentioned in the thread (Slack shows his name and tells him); the note,
+    # kept as words, names him.
     lines = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
-    assert any("Bob Baker" in line for line in lines), lines
+    assert "alice assigned the ticket to <@U0BOB>" in lines, lines
+    assert any("ask @Bob Baker about the fuser" in message.body_markdown for message in intake.messages())
 
 
 def test_a_command_in_a_merged_tickets_thread_is_refused_and_changes_neither_ticket(intake: Intake) -> None:

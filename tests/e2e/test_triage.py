@@ -120,9 +120,13 @@ def test_desk_new_then_triage_commands_update_card_thread_and_customer(running: 
 
     assert running.command(ALICE, "priority 1 high") == "#1 now has high priority."
     assert running.command(BOB, "assign 1 <@U0ALICE|alice>") == "Assigned #1 to <@U0ALICE>."
-    # Names as Slack shows them: the display name, the real name when that is empty (Bob's).
-    running.wait_line(1, "Bob Baker assigned the ticket to alice")
-    assert running.thread_texts(1) == ["alice set priority to high", "Bob Baker assigned the ticket to alice"]
+    # Names as Slack shows them: the display name, the real name when that is empty (Bob's). The
+    # new owner is mentioned, so Slack tells Alice the ticket is hers.
+    running.wait_line(1, "Bob Baker assigned the ticket to <@U0ALICE>")
+    assert running.thread_texts(1) == [
+        "alice set priority to high",
+        "Bob Baker assigned the ticket to <@U0ALICE>",
+    ]
     running.wait_card(1, "Priority: High")
     assert "Assignee: <@U0ALICE>" in running.card_text(1)
     # Updated in place: one card message, edited.
