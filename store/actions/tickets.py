@@ -804,5 +804,6 @@ def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, 
     touch(target)
     update_card(session, source)
     update_card(session, target)
-    thread_line(session, source, f"{actor.shown} merged this ticket into #{target.number}")
-    thread_line(session, target, f"{actor.shown} merged #{source.number} into this ticket")
+    # Each line links the other thread: someone reading one goes on in the other with a click.
+    thread_line(session, source, f"{actor.shown} merged this ticket into #{target.number}", about=target)
+    thread_line(session, target, f"{actor.shown} merged #{source.number} into this ticket", about=source)

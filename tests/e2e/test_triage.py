@@ -316,8 +316,13 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     running.service.wait_for_mails(1)
     answer = running.command(ALICE, "merge 2 into 1")
     assert answer.startswith("Merged #2 into #1")
-    running.wait_line(2, "alice merged this ticket into #1")
-    running.wait_line(1, "alice merged #2 into this ticket")
+
+    # Each line links the other ticket's thread.
+    def thread_url(number: int) -> str:
+        return f"https://acme.slack.com/archives/{TRIAGE}/p{running.card_ts(number).replace('.', '')}"
+
+    running.wait_line(2, f"alice merged this ticket into <{thread_url(1)}|#1>")
+    running.wait_line(1, f"alice merged <{thread_url(2)}|#2> into this ticket")
     mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
