@@ -504,11 +504,14 @@ def link(
     record_event(session, ticket, "linked", actor, target=what, link_kind=link_kind.value)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.shown} linked {literal(what)} ({link_kind.value})")
+    thread_line(session, ticket, f"{actor.shown} linked {literal(what)} ({link_kind.value})", about=target)
     if target is not None:
         update_card(session, target)
         thread_line(
-            session, target, f"{actor.shown} linked #{ticket.number} to this ticket ({link_kind.value})"
+            session,
+            target,
+            f"{actor.shown} linked #{ticket.number} to this ticket ({link_kind.value})",
+            about=ticket,
         )
     return True
 
@@ -529,10 +532,10 @@ def unlink(
     record_event(session, ticket, "unlinked", actor, target=what)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}")
+    thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}", about=target)
     if target is not None:
         update_card(session, target)
-        thread_line(session, target, f"{actor.shown} removed the link to #{ticket.number}")
+        thread_line(session, target, f"{actor.shown} removed the link to #{ticket.number}", about=ticket)
     return True
 
 

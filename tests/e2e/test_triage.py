@@ -59,6 +59,10 @@ class Triage:
     def card_ts(self, number: int) -> str:
         return self.service.wait_for(lambda: self.ticket(number).triage_ts, f"the card of #{number}")
 
+    def thread_url(self, number: int) -> str:
+        """Ticket #number's triage thread, as Slack links it."""
+        return f"https://acme.slack.com/archives/{TRIAGE}/p{self.card_ts(number).replace('.', '')}"
+
     def card_text(self, number: int) -> str:
         message = self.emulator.message(TRIAGE, self.card_ts(number))
         return message_text(message) if message is not None else ""
@@ -318,11 +322,8 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     assert answer.startswith("Merged #2 into #1")
 
     # Each line links the other ticket's thread.
-    def thread_url(number: int) -> str:
-        return f"https://acme.slack.com/archives/{TRIAGE}/p{running.card_ts(number).replace('.', '')}"
-
-    running.wait_line(2, f"alice merged this ticket into <{thread_url(1)}|#1>")
-    running.wait_line(1, f"alice merged <{thread_url(2)}|#2> into this ticket")
+    running.wait_line(2, f"alice merged this ticket into <{running.thread_url(1)}|#1>")
+    running.wait_line(1, f"alice merged <{running.thread_url(2)}|#2> into this ticket")
     mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
@@ -336,6 +337,9 @@ def test_merge_makes_a_link_from_the_other_side_a_duplicate_link(running: Triage
     running.card_ts(2)
     assert running.command(ALICE, "link 1 2 blocks") == "Linked #1 to #2 (blocks)."
     running.wait_card(1, "#2 (blocks)")
+    # Each thread's line links the other ticket's thread.
+    running.wait_line(1, f"alice linked <{running.thread_url(2)}|#2> (blocks)")
+    running.wait_line(2, f"alice linked <{running.thread_url(1)}|#1> to this ticket (blocks)")
     assert running.command(ALICE, "merge 2 into 1").startswith("Merged #2 into #1")
     running.wait_card(1, "#2 (duplicated by)")
     running.wait_card(2, "#1 (duplicates)")
