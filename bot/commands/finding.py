@@ -57,7 +57,10 @@ def _listing(
 
 
 def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.TicketFilter, str]:
-    statuses: tuple[str, ...] = queries.ACTIVE
+    # Filters combine: each one narrows the list, and `status:` words add up (`status:open
+    # status:resolved`). Two that no ticket can meet at once are refused rather than answered
+    # with an empty list, and so is a second label, which would otherwise replace the first.
+    wanted_statuses: list[str] = []
     assignee: str | None = None
     unassigned = False
     label: str | None = None
@@ -71,20 +74,29 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
             unassigned = True
             words.append("unassigned")
         elif word.startswith("label:") and len(word) > len("label:"):
-            label = word.removeprefix("label:")
-            words.append(f"labelled {escape_mrkdwn(label)}")
+            named = word.removeprefix("label:")
+            if label is not None and named != label:
+                raise UsageError("One `label:` at a time.")
+            if label is None:
+                words.append(f"labelled {escape_mrkdwn(named)}")
+            label = named
         elif word.startswith("status:"):
             wanted = word.removeprefix("status:")
-            if wanted == "all":
-                statuses = ()
-            elif wanted in {status.value for status in Status}:
-                statuses = (wanted,)
-            else:
+            if wanted != "all" and wanted not in {status.value for status in Status}:
                 raise UsageError(
                     f"`{str(token)[:40]}`: the statuses are open, pending, resolved, closed, all."
                 )
+            if wanted not in wanted_statuses:
+                wanted_statuses.append(wanted)
         else:
             raise UsageError(f"I can't filter by `{str(token)[:40]}`.")
+    if assignee is not None and unassigned:
+        raise UsageError("A ticket cannot be both `mine` and `unassigned`: give one of them.")
+    statuses: tuple[str, ...] = queries.ACTIVE
+    if "all" in wanted_statuses:
+        statuses = ()
+    elif wanted_statuses:
+        statuses = tuple(wanted_statuses)
     which = " and ".join(statuses) if statuses else "All"
     title = f"*{which.capitalize()} tickets*" + (f", {', '.join(words)}" if words else "")
     where = queries.TicketFilter(

@@ -513,3 +513,21 @@ def test_cc_takes_addresses_pasted_as_a_list(running: Triage) -> None:
     with running.db.read() as session:
         emails = session.scalars(select(Participant.email)).all()
     assert sorted(emails) == [c, "dan@globex.example"]
+
+
+def test_list_filters_combine_or_say_why_they_cannot(running: Triage) -> None:
+    """`list status:open status:closed` listed only the closed tickets (the last `status:` replaced
+    the others), `list label:bug label:hw` only those labelled hw, and `list mine unassigned`
+    answered "No tickets match" for a filter no ticket can meet."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Laptop")
+    running.command(ALICE, "label-create bug")
+    running.command(ALICE, "label-create hw")
+    running.command(ALICE, "label 1 +bug")
+    running.command(ALICE, "close 2")
+    running.command(ALICE, "assign 1 me")
+    both = running.command(ALICE, "list status:open status:closed")
+    assert both.startswith("*Open and closed tickets*") and "Showing 1–2 of 2" in both, both
+    assert "Showing 1–1 of 1" in running.command(ALICE, "list mine label:bug label:bug status:all")
+    assert running.command(ALICE, "list label:bug label:hw").startswith("One `label:` at a time.")
+    assert running.command(ALICE, "list mine unassigned").startswith("A ticket cannot be both")
