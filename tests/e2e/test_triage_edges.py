@@ -99,6 +99,18 @@ def test_a_subject_typed_over_several_lines_is_kept_as_one_line(running: Triage)
     subject = running.ticket(2).subject
     assert subject == "Line one Bcc: evil@attacker.example", subject
     running.wait_card(2, "#2 Line one Bcc: evil@attacker.example")
+    # A subject typed in quotes (straight or curly) is the words inside them: the quotes showed in
+    # the customer's Subject line. Quotes inside a subject stay.
+    typed = {
+        '"Can\'t log in"': "Can't log in",
+        "“VPN down”": "VPN down",
+        "„Drucker kaputt“": "Drucker kaputt",
+        '"A" or "B"': '"A" or "B"',
+        'The "new" portal': 'The "new" portal',
+    }
+    for number, (words, subject) in enumerate(typed.items(), start=3):
+        assert running.command(ALICE, f"new gus@globex.example {words}").startswith(f"Opened #{number}")
+        assert running.ticket(number).subject == subject, (words, running.ticket(number).subject)
 
 
 def test_a_search_of_many_words_is_refused_with_the_limit(running: Triage) -> None:
