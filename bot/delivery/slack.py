@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -46,6 +45,7 @@ from bot.delivery.texts import (
     empty_files_line,
     files_refused_line,
     files_sent,
+    link_ticket_number,
     note_header,
     origin_notice,
 )
@@ -273,9 +273,7 @@ class SlackDelivery:
         base = await workspace_url(self.client)
         if base is None:
             return text
-        link = thread_link(base, other.triage_channel, other.triage_ts)
-        # `#1` and not the start of `#12`.
-        return re.sub(rf"#{number}(?!\d)", lambda _: f"<{link}|#{number}>", text, count=1)
+        return link_ticket_number(text, number, thread_link(base, other.triage_channel, other.triage_ts))
 
     async def desk_notice(self, attempt: Attempt) -> Outcome:
         """A line from the desk at the top of the triage channel, about no ticket."""
