@@ -347,8 +347,12 @@ def _is_outside_customer(session: Session, slack_user_id: str) -> bool:
     return bool(staff_teams) and team not in staff_teams
 
 
+# Quotes typed around a name, straight or as keyboards curl them: never part of a one-word label.
+LABEL_QUOTES = "\"'“”„«»‘’"
+
+
 def normalise_label(name: str) -> str:
-    cleaned = name.strip().lstrip("+-").strip().lower()
+    cleaned = name.strip().strip(LABEL_QUOTES).lstrip("+-").strip().strip(LABEL_QUOTES).lower()
     if not cleaned or len(cleaned) > 64 or any(c.isspace() or c in ",<>&*`" for c in cleaned):
         raise InvalidRequest(f"{name!r} is not a label name: one word, up to 64 characters")
     return cleaned

@@ -543,3 +543,15 @@ def test_list_filters_combine_or_say_why_they_cannot(running: Triage) -> None:
     assert "Showing 1–1 of 1" in running.command(ALICE, "list mine label:bug label:bug status:all")
     assert running.command(ALICE, "list label:bug label:hw").startswith("One `label:` at a time.")
     assert running.command(ALICE, "list mine unassigned").startswith("A ticket cannot be both")
+
+
+def test_a_label_name_typed_in_quotes_is_the_name_inside_them(running: Triage) -> None:
+    """`label-create “needs-info”` made a label named with its quotes, which `+needs-info` then did
+    not find; quotes, straight or curly, are now never part of a label's name."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    assert running.command(ALICE, "label-create “needs-info” red").startswith(
+        "Created the label needs-info (red)"
+    )
+    assert running.command(ALICE, 'label 1 +"needs-info"') == "#1's labels: needs-info."
+    assert running.command(ALICE, 'label 1 "-needs-info"') == "#1's labels: none."
+    assert running.command(ALICE, "label-create 'needs-info'").startswith("Label needs-info exists already")
