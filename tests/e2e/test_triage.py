@@ -276,8 +276,21 @@ def test_thread_commands_act_on_the_threads_ticket(running: Triage) -> None:
         ),
         "the usage line, privately",
     )
+    # At the top of the channel, outside any thread, a verb runs nothing and its author is told
+    # where it works; other talk that starts with `!` is the team's own.
+    running.emulator.user_post(ALICE, TRIAGE, "!!! heads up: the vendor has an outage")
+    running.emulator.user_post(ALICE, TRIAGE, "!Close 1")
+    running.service.wait_for(
+        lambda: any(
+            "`!close` was not run: commands typed with `!` work in a ticket's thread" in e.text
+            for e in running.emulator.ephemerals(TRIAGE, ALICE)
+        ),
+        "where `!` commands work, privately",
+    )
     # Never delivered to the customer.
     running.wait_worker_idle()
+    assert running.ticket(1).status == "open"
+    assert not any("heads up" in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE))
     with running.db.transaction() as session:
         assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
 
