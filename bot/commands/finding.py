@@ -27,14 +27,19 @@ _QUOTES = '"“”„«»‘’'
 _SEARCH_TERM = re.compile(r'["“”„«»]([^"“”„«»]*)["“”„«»]|(\S+)')
 
 
-def _page_offset(inv: Invocation) -> tuple[list[Token], int]:
-    """The arguments without a trailing `page:N`, and the offset it means."""
+def _page_offset(inv: Invocation, *, anywhere: bool = False) -> tuple[list[Token], int]:
+    """The arguments without their `page:N`, and the offset it means. A search's text runs up to
+    it, so there it comes last; `list` filters are words in any order, and so is its page."""
     args = list(inv.args)
-    if args and (match := _PAGE.match(args[-1].word)):
+    places = range(len(args)) if anywhere else range(len(args) - 1, len(args))
+    for index in places:
+        match = _PAGE.match(args[index].word)
+        if match is None:
+            continue
         page = int(match.group(1))
         if page < 1:
             raise UsageError("Pages count from 1.")
-        return args[:-1], (page - 1) * PAGE_SIZE
+        return args[:index] + args[index + 1 :], (page - 1) * PAGE_SIZE
     return args, 0
 
 
@@ -106,7 +111,7 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
 
 
 def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
-    args, offset = _page_offset(inv)
+    args, offset = _page_offset(inv, anywhere=True)
     where, title = _list_filter(ctx, args)
     with ctx.desk.db.read() as session:
         if where.label and session.scalar(select(Label.id).where(Label.name == where.label)) is None:

@@ -543,6 +543,8 @@ def test_list_filters_combine_or_say_why_they_cannot(running: Triage) -> None:
     assert "Showing 1–1 of 1" in running.command(ALICE, "list mine label:bug label:bug status:all")
     assert running.command(ALICE, "list label:bug label:hw").startswith("One `label:` at a time.")
     assert running.command(ALICE, "list mine unassigned").startswith("A ticket cannot be both")
+    # The page is a word like the filters, wherever it is typed.
+    assert "No tickets on this page: 1 in all" in running.command(ALICE, "list page:2 mine")
 
 
 def test_a_label_name_typed_in_quotes_is_the_name_inside_them(running: Triage) -> None:
