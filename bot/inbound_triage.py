@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.messages import top_level_command
 from bot.commands.registry import find_verb
-from bot.inbound_commands import COMMAND_PREFIX, run_command
+from bot.inbound_commands import command_words, run_command
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 # `note:` as typed, and as Slack sends it when the word is formatted (*note:*, _note_:, `note:`, ~note:~):
 # a note that looks like one in the thread must never go to the customer as a reply.
 _MARKS = r"[*_~`\\]*"  # formatting, and the Markdown escapes the stored body gives them
+# The colon as typed, or full width (as a Chinese or Japanese input method types it).
 NOTE_PREFIX = re.compile(
-    rf"^\s*(?P<open>{_MARKS})\s*note(?P<shut>{_MARKS}):(?P<after>{_MARKS})\s*", re.IGNORECASE
+    rf"^\s*(?P<open>{_MARKS})\s*note(?P<shut>{_MARKS})[:：](?P<after>{_MARKS})\s*", re.IGNORECASE
 )
 
 
@@ -50,7 +51,7 @@ def classify_staff_message(text: str) -> StaffMessageKind:
     """What a staff member's message in a triage thread is, from its text as typed."""
     if NOTE_PREFIX.match(text):
         return StaffMessageKind.NOTE
-    if text.lstrip().startswith(COMMAND_PREFIX):
+    if command_words(text) is not None:
         return StaffMessageKind.COMMAND
     return StaffMessageKind.REPLY
 
@@ -72,10 +73,7 @@ async def _point_command_to_a_thread(ctx: InboundContext, message: PostedMessage
     """`!close 42` typed at the top of the triage channel runs nothing (no thread says which
     ticket), and without a word its author would take it as done: staff who typed a verb are told
     where it works. Other talk that starts with `!` ("!! heads up") is the team's own."""
-    text = message.text.strip()
-    if not text.startswith(COMMAND_PREFIX):
-        return
-    words = text.removeprefix(COMMAND_PREFIX).split()
+    words = (command_words(message.text) or "").split()
     if not words or find_verb(words[0]) is None:
         return
     if not await ctx.staff.recheck(message.user):

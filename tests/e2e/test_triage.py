@@ -287,12 +287,18 @@ def test_thread_commands_act_on_the_threads_ticket(running: Triage) -> None:
         ),
         "where `!` commands work, privately",
     )
+    # A command or note typed with a Chinese or Japanese input method (full-width `！` and `：`)
+    # is one too: it was delivered to the customer as a reply.
+    running.emulator.user_post(ALICE, TRIAGE, "！priority low", thread_ts=card_ts)
+    running.emulator.user_post(ALICE, TRIAGE, "Note： the fuser is on order", thread_ts=card_ts)
+    running.service.wait_for(lambda: running.ticket(1).priority == "low", "priority low")
     # Never delivered to the customer.
     running.wait_worker_idle()
     assert running.ticket(1).status == "open"
     assert not any("heads up" in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE))
     with running.db.transaction() as session:
-        assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
+        written = session.execute(select(Message.visibility, Message.body_markdown)).all()
+    assert [(visibility, body) for visibility, body in written] == [("internal", "the fuser is on order")]
 
 
 def test_home_tab_shows_the_queue_with_thread_links(running: Triage) -> None:
