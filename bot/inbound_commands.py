@@ -26,15 +26,28 @@ log = logging.getLogger(__name__)
 
 PROCESSED_KIND = "slack_command_done"
 COMMAND_PREFIX = "!"
+# As typed, and as a Chinese or Japanese input method types it (full width): a command typed
+# either way must never reach the customer as a reply.
+COMMAND_PREFIXES = (COMMAND_PREFIX, "！")
+
+
+def command_words(text: str) -> str | None:
+    """The words after a command's `!`, or None when the text is not a command."""
+    stripped = text.strip()
+    for prefix in COMMAND_PREFIXES:
+        if stripped.startswith(prefix):
+            return stripped.removeprefix(prefix).strip()
+    return None
+
 
 # A command as Slack sends it when its author formatted it (`*!close*`, `_!note_ …`,
 # `` `!priority high` ``, `~!assign me~`): meant as a command, so never a reply to the customer.
-_FORMATTED_COMMAND = re.compile(r"^\s*(?P<open>[*_~`]+)\s*!")
+_FORMATTED_COMMAND = re.compile(r"^\s*(?P<open>[*_~`]+)\s*[!！]")
 
 
 def is_command(text: str) -> bool:
-    """Whether a staff message, as typed, is a command: `!` first, formatted or not."""
-    return text.lstrip().startswith(COMMAND_PREFIX) or _FORMATTED_COMMAND.match(text) is not None
+    """Whether a staff message, as typed, is a command: `!` (or `！`) first, formatted or not."""
+    return command_words(text) is not None or _FORMATTED_COMMAND.match(text) is not None
 
 
 def unformatted_command(text: str) -> str | None:
@@ -123,7 +136,7 @@ async def _execute(ctx: InboundContext, message: PostedMessage, number: int) -> 
         unknown_users=unknown,
     )
     # The executor takes the words after the `!`; mentions stay `<@U…>` as Slack sent them.
-    words = message.text.strip().removeprefix(COMMAND_PREFIX).strip()
+    words = command_words(message.text) or ""
     # Synchronous, one store transaction per verb: off the event loop.
     return await asyncio.to_thread(run_thread_command, command_ctx, number, words)
 

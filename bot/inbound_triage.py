@@ -13,9 +13,13 @@ import enum
 import logging
 import re
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot.inbound_commands import is_command, run_command
+from bot.blocks.messages import top_level_command
+from bot.commands.registry import find_verb
+from bot.inbound_commands import command_words, is_command, run_command
 from bot.inbound_context import (
     Claim,
     InboundContext,
@@ -32,8 +36,9 @@ log = logging.getLogger(__name__)
 # `note:` as typed, and as Slack sends it when the word is formatted (*note:*, _note_:, `note:`, ~note:~):
 # a note that looks like one in the thread must never go to the customer as a reply.
 _MARKS = r"[*_~`\\]*"  # formatting, and the Markdown escapes the stored body gives them
+# The colon as typed, or full width (as a Chinese or Japanese input method types it).
 NOTE_PREFIX = re.compile(
-    rf"^\s*(?P<open>{_MARKS})\s*note(?P<shut>{_MARKS}):(?P<after>{_MARKS})\s*", re.IGNORECASE
+    rf"^\s*(?P<open>{_MARKS})\s*note(?P<shut>{_MARKS})[:：](?P<after>{_MARKS})\s*", re.IGNORECASE
 )
 
 
@@ -65,9 +70,27 @@ def without_note_prefix(markdown: str) -> str:
     return rest
 
 
+async def _point_command_to_a_thread(ctx: InboundContext, message: PostedMessage) -> None:
+    """`!close 42` typed at the top of the triage channel runs nothing (no thread says which
+    ticket), and without a word its author would take it as done: staff who typed a verb are told
+    where it works. Other talk that starts with `!` ("!! heads up") is the team's own."""
+    words = (command_words(message.text) or "").split()
+    if not words or find_verb(words[0]) is None:
+        return
+    if not await ctx.staff.recheck(message.user):
+        return
+    try:
+        await ctx.client.chat_postEphemeral(
+            channel=message.channel, user=message.user, text=top_level_command(words[0].lower())
+        )
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+        log.warning("could not tell %s where `!` commands work: %s", message.user, error)
+
+
 async def handle_triage_message(ctx: InboundContext, claim: Claim, message: PostedMessage) -> None:
     if not message.is_reply:
         await ctx.apply(claim)  # top-level talk in the triage channel is the team's own
+        await _point_command_to_a_thread(ctx, message)
         return
     assert message.thread_ts is not None
     thread_ts = message.thread_ts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import statistics
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -33,6 +33,7 @@ from store.models import (
     Visibility,
     utcnow,
 )
+from store.sqlite import text_lower
 
 T = TypeVar("T")
 
@@ -97,18 +98,19 @@ def _like_pattern(word: str) -> str:
 
 def search_tickets(
     session: Session,
-    text: str,
+    terms: Sequence[str],
     *,
     body_spelling: Callable[[str], str] | None = None,
     limit: int = 20,
     offset: int = 0,
 ) -> Page[Ticket]:
-    """Tickets whose subject or any message body holds every word of `text` (any case).
+    """Tickets whose subject or any message body holds every term (a word, or a phrase with its
+    words in that order), in any case.
 
     Bodies are Markdown, where a word typed as `[E42]` may be kept as `\\[E42\\]`: `body_spelling`
-    gives a word as a body keeps it, and either form matches.
+    gives a term as a body keeps it, and either form matches.
     """
-    words = text.split()
+    words = [term for term in terms if term.strip()]
     if not words:
         return Page(items=[], total=0, offset=offset)
     conditions: list[ColumnElement[bool]] = []
@@ -118,9 +120,9 @@ def search_tickets(
         in_body = exists().where(
             Message.ticket_id == Ticket.id,
             Message.deleted_at.is_(None),
-            or_(*(func.lower(Message.body_markdown).like(like, escape="\\") for like in sorted(spellings))),
+            or_(*(text_lower(Message.body_markdown).like(like, escape="\\") for like in sorted(spellings))),
         )
-        conditions.append(or_(func.lower(Ticket.subject).like(pattern, escape="\\"), in_body))
+        conditions.append(or_(text_lower(Ticket.subject).like(pattern, escape="\\"), in_body))
     query = select(Ticket).where(and_(*conditions)).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
     return _page(session, query, limit, offset)
 
@@ -215,7 +217,7 @@ def slack_user_by_name(session: Session, name: str) -> SlackUser | None:
     return session.scalar(
         select(SlackUser)
         .where(
-            or_(func.lower(SlackUser.name) == name, func.lower(SlackUser.display_name) == name),
+            or_(text_lower(SlackUser.name) == name, text_lower(SlackUser.display_name) == name),
             SlackUser.is_bot.is_(False),
         )
         .order_by(SlackUser.is_staff.desc(), SlackUser.user_id)

@@ -24,7 +24,11 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.types import String
 
 from store.deadline import time_left
 from store.write_queue import WriteQueue
@@ -67,6 +71,32 @@ def make_sqlite_engine(url: str, **kwargs: Any) -> Engine:
     path = None if memory else engine.url.database
     _configure(engine, os.path.abspath(path) if path else None)
     return engine
+
+
+# SQLite's own lower() changes only A-Z: "MÜLLER" stays "mÜller", so a search for "müller" (lowered
+# in Python) missed it, where PostgreSQL finds it. Each connection gets Python's lower() as this.
+UNICODE_LOWER = "servicedesk_lower"
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class text_lower(GenericFunction[str]):  # a SQL function, named as func.lower is
+    """lower() for text in any script, on either engine: for case-blind searches."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(text_lower)
+def _text_lower(element: text_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(text_lower, "sqlite")
+def _text_lower_sqlite(element: text_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
 
 
 _queues: dict[str, WriteQueue] = {}
@@ -144,6 +174,7 @@ def _configure(engine: Engine, path: str | None) -> None:
         # BEGIN: a deferred transaction that later writes can fail with SQLITE_BUSY without
         # waiting, while IMMEDIATE waits for the write lock under busy_timeout.
         dbapi_connection.isolation_level = None
+        dbapi_connection.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed ticket survives a power loss, since SMTP 250 promises exactly that.

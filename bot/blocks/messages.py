@@ -24,6 +24,10 @@ REQUESTER_DELIVERY_FAILED = (
 SLACK_DELIVERY_FAILED = ":warning: Couldn't post in the customer's Slack thread: {reason}."
 COMMAND_USAGE = "Unknown command `!{verb}`. In a ticket thread: {examples}. All commands: `/desk help`."
 DESK_USAGE = "Unknown command `/desk {verb}`. Try `/desk help` for the list of commands."
+TOP_LEVEL_COMMAND = (
+    "`!{verb}` was not run: commands typed with `!` work in a ticket's thread, on that ticket. "
+    "Here, use `/desk {verb}` (with the ticket's number when it takes one)."
+)
 THREAD_COMMAND_EXAMPLES = (
     "`!close`",
     "`!status pending`",
@@ -59,6 +63,11 @@ def delivery_failed(number: int, recipient: str, reason: str, *, requester: bool
 
 def slack_delivery_failed(reason: str) -> str:
     return SLACK_DELIVERY_FAILED.format(reason=escape_mrkdwn(reason))
+
+
+def top_level_command(verb: str) -> str:
+    """The answer to a ``!`` command typed at the top of the triage channel, outside any thread."""
+    return TOP_LEVEL_COMMAND.format(verb=_shown_verb(verb))
 
 
 def not_staff() -> str:

@@ -21,16 +21,25 @@ PAGE_SIZE = 20
 HISTORY_SIZE = 10
 SEARCH_WORDS = 30
 _PAGE = re.compile(r"^page:(\d{1,6})$")
+# Quotes as typed, and as keyboards and Slack's editor curl them (“…”, „…“, «…», ‘…’); a phrase
+# is quoted with double ones (a single one is also an apostrophe: "don't").
+_QUOTES = '"“”„«»‘’'
+_SEARCH_TERM = re.compile(r'["“”„«»]([^"“”„«»]*)["“”„«»]|(\S+)')
 
 
-def _page_offset(inv: Invocation) -> tuple[list[Token], int]:
-    """The arguments without a trailing `page:N`, and the offset it means."""
+def _page_offset(inv: Invocation, *, anywhere: bool = False) -> tuple[list[Token], int]:
+    """The arguments without their `page:N`, and the offset it means. A search's text runs up to
+    it, so there it comes last; `list` filters are words in any order, and so is its page."""
     args = list(inv.args)
-    if args and (match := _PAGE.match(args[-1].word)):
+    places = range(len(args)) if anywhere else range(len(args) - 1, len(args))
+    for index in places:
+        match = _PAGE.match(args[index].word)
+        if match is None:
+            continue
         page = int(match.group(1))
         if page < 1:
             raise UsageError("Pages count from 1.")
-        return args[:-1], (page - 1) * PAGE_SIZE
+        return args[:index] + args[index + 1 :], (page - 1) * PAGE_SIZE
     return args, 0
 
 
@@ -53,7 +62,10 @@ def _listing(
 
 
 def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.TicketFilter, str]:
-    statuses: tuple[str, ...] = queries.ACTIVE
+    # Filters combine: each one narrows the list, and `status:` words add up (`status:open
+    # status:resolved`). Two that no ticket can meet at once are refused rather than answered
+    # with an empty list, and so is a second label, which would otherwise replace the first.
+    wanted_statuses: list[str] = []
     assignee: str | None = None
     unassigned = False
     label: str | None = None
@@ -67,20 +79,29 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
             unassigned = True
             words.append("unassigned")
         elif word.startswith("label:") and len(word) > len("label:"):
-            label = word.removeprefix("label:")
-            words.append(f"labelled {escape_mrkdwn(label)}")
+            named = word.removeprefix("label:")
+            if label is not None and named != label:
+                raise UsageError("One `label:` at a time.")
+            if label is None:
+                words.append(f"labelled {escape_mrkdwn(named)}")
+            label = named
         elif word.startswith("status:"):
             wanted = word.removeprefix("status:")
-            if wanted == "all":
-                statuses = ()
-            elif wanted in {status.value for status in Status}:
-                statuses = (wanted,)
-            else:
+            if wanted != "all" and wanted not in {status.value for status in Status}:
                 raise UsageError(
                     f"`{str(token)[:40]}`: the statuses are open, pending, resolved, closed, all."
                 )
+            if wanted not in wanted_statuses:
+                wanted_statuses.append(wanted)
         else:
             raise UsageError(f"I can't filter by `{str(token)[:40]}`.")
+    if assignee is not None and unassigned:
+        raise UsageError("A ticket cannot be both `mine` and `unassigned`: give one of them.")
+    statuses: tuple[str, ...] = queries.ACTIVE
+    if "all" in wanted_statuses:
+        statuses = ()
+    elif wanted_statuses:
+        statuses = tuple(wanted_statuses)
     which = " and ".join(statuses) if statuses else "All"
     title = f"*{which.capitalize()} tickets*" + (f", {', '.join(words)}" if words else "")
     where = queries.TicketFilter(
@@ -90,7 +111,7 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
 
 
 def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
-    args, offset = _page_offset(inv)
+    args, offset = _page_offset(inv, anywhere=True)
     where, title = _list_filter(ctx, args)
     with ctx.desk.db.read() as session:
         if where.label and session.scalar(select(Label.id).where(Label.name == where.label)) is None:
@@ -100,25 +121,50 @@ def run_list(ctx: CommandContext, inv: Invocation) -> CommandReply:
         return _listing(ctx, inv, args, page, title)
 
 
+def search_terms(text: str) -> list[str]:
+    """What to look for: each word, and each quoted phrase as one term (its words in that order).
+
+    People quote what they search for, with straight quotes or the curly ones their keyboard or
+    Slack puts in; quotes are never part of what they mean, so a quoted word is the word alone.
+    """
+    terms: list[str] = []
+    for match in _SEARCH_TERM.finditer(text):
+        phrase, word = match.group(1), match.group(2)
+        if phrase is not None:
+            terms.append(" ".join(phrase.split()))
+        else:
+            terms.append(word.strip(_QUOTES))
+    return [term for term in terms if term]
+
+
 def run_search(ctx: CommandContext, inv: Invocation) -> CommandReply:
     args, offset = _page_offset(inv)
     if not args:
         raise UsageError("Search for what?")
     text = plain_words(inv.text[args[0].start : args[-1].start + len(args[-1].raw)]).strip()
-    if len(text.split()) > SEARCH_WORDS:
-        # Each word is a condition of its own: a pasted paragraph would run past Slack's 3 s.
+    terms = search_terms(text)
+    if not terms:
+        raise UsageError("Search for what?")
+    if len(terms) > SEARCH_WORDS:
+        # Each term is a condition of its own: a pasted paragraph would run past Slack's 3 s.
         raise UsageError(f"Search for at most {SEARCH_WORDS} words.")
     with ctx.desk.db.read() as session:
         page = queries.search_tickets(
-            session, text, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset
+            session, terms, body_spelling=escape_markdown, limit=PAGE_SIZE, offset=offset
         )
         return _listing(ctx, inv, args, page, f"*Tickets matching* “{escape_mrkdwn(text[:100])}”")
 
 
 def _find_customer(session: Session, token: Token) -> tuple[Customer | None, str]:
     mention = user_mention(token)
-    if mention is not None:
-        user_id = mention[0]
+    user_id = mention[0] if mention is not None else None
+    if user_id is None and token.word.startswith("@"):
+        # A typed @handle Slack did not turn into a mention: looked up by name, as `assign` does.
+        profile = queries.slack_user_by_name(session, str(token))
+        if profile is None:
+            raise UsageError(f"I don't know who `{str(token)[:40]}` is: mention them with @.")
+        user_id = profile.user_id
+    if user_id is not None:
         customer = queries.customer_by_slack_user(session, user_id)
         if customer is None:
             # Someone first known by email may be the same person in Slack.

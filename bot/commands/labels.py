@@ -10,6 +10,7 @@ from bot.commands.base import CommandContext, CommandReply, Invocation, UsageErr
 from bot.text import escape_mrkdwn
 from store import queries
 from store.actions import change_labels, create_label
+from store.actions.tickets import LABEL_QUOTES
 
 
 def _label_changes(inv: Invocation) -> tuple[list[str], list[str]]:
@@ -18,7 +19,8 @@ def _label_changes(inv: Invocation) -> tuple[list[str], list[str]]:
     remove: list[str] = []
     for token in inv.args:
         for part in str(token).split(","):
-            part = part.strip()
+            # `"-bug"` removes, as `-bug` does: quotes around a name are not part of it.
+            part = part.strip().strip(LABEL_QUOTES)
             if not part:
                 continue
             if part.startswith("-"):

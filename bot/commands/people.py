@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb, ticket_transaction
-from bot.commands.tokens import Token, email_address, user_mention
+from bot.commands.tokens import Token, email_address, list_items, user_mention
 from bot.text import escape_mrkdwn
 from store import queries
 from store.actions import add_participant, assign, remove_participant
@@ -60,7 +60,10 @@ def run_cc(ctx: CommandContext, inv: Invocation) -> CommandReply:
     if mode not in ("add", "remove"):
         raise UsageError("Say `add` or `remove`.")
     addresses = []
-    for token in inv.args[1:]:
+    items = list_items(list(inv.args[1:]))
+    if not items:
+        raise UsageError("Which address?")
+    for token in items:
         address = email_address(token)
         if address is None:
             raise UsageError(f"`{str(token)[:60]}` is not an email address.")

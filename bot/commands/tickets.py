@@ -20,6 +20,21 @@ from store.models import Direction, Message, Origin, Participant, Ticket, Visibi
 SUBJECT_LIMIT = 500
 
 
+# A subject typed in quotes, straight or as keyboards curl them: the quotes mark where it starts
+# and ends, and are not part of it (they would show in the customer's Subject line).
+_QUOTE_PAIRS = {'"': '"', "“": "”", "„": "“", "«": "»", "”": "”"}
+
+
+def _unquoted(subject: str) -> str:
+    closing = _QUOTE_PAIRS.get(subject[:1])
+    inner = subject[1:-1]
+    if closing is None or len(subject) < 2 or not subject.endswith(closing):
+        return subject
+    if any(mark in inner for mark in (subject[0], closing)):
+        return subject  # `"a" and "b"`: quotes inside it, not around it
+    return inner.strip()
+
+
 def run_new(ctx: CommandContext, inv: Invocation) -> CommandReply:
     """A ticket for a customer who wrote some other way; staff's first thread message emails them."""
     inv.expect(1)
@@ -31,7 +46,7 @@ def run_new(ctx: CommandContext, inv: Invocation) -> CommandReply:
         raise InvalidRequest(f"{address} is the desk's own address")
     with ctx.desk.db.transaction() as session:
         # One line, as a subject is everywhere (a `!new` message may hold line breaks).
-        subject = " ".join(plain_words(inv.rest(1), StoreMentionResolver(session)).split())
+        subject = _unquoted(" ".join(plain_words(inv.rest(1), StoreMentionResolver(session)).split()))
         if not subject:
             raise UsageError("Give the ticket a subject.")
         customer = customer_for_email(session, address)

@@ -24,6 +24,7 @@ _ANGLE = re.compile(r"<([^<>]+)>")
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
 _NUMBER = re.compile(r"^#?(\d{1,15})$")
+_SEPARATED = re.compile(r"[^,;]+")
 
 
 def unescape(text: str) -> str:
@@ -49,6 +50,20 @@ class Token:
 
 def tokenize(text: str) -> list[Token]:
     return [Token(match.group(0), match.start()) for match in _TOKEN.finditer(text)]
+
+
+def list_items(tokens: list[Token]) -> list[Token]:
+    """The items of a list typed as words, with commas or semicolons between them or not
+    (`a@x.example, b@x.example;c@x.example`, as addresses are pasted from a mail's Cc line). A
+    `<…>` item is one item whole: a separator after it is a word of its own."""
+    items: list[Token] = []
+    for token in tokens:
+        if token.raw.startswith("<"):
+            items.append(token)
+            continue
+        for part in _SEPARATED.finditer(token.raw):
+            items.append(Token(part.group(0), token.start + part.start()))
+    return items
 
 
 def ticket_number(token: Token) -> int | None:

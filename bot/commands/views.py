@@ -17,8 +17,13 @@ def thread_permalink(workspace_url: str | None, ticket: Ticket) -> str | None:
     (a home tab or a list shows dozens; Slack's rate limits are the desk's hard ceiling)."""
     if not (workspace_url and ticket.triage_channel and ticket.triage_ts):
         return None
+    return thread_link(workspace_url, ticket.triage_channel, ticket.triage_ts)
+
+
+def thread_link(workspace_url: str, channel: str, thread_ts: str) -> str:
+    """A thread's link, as chat.getPermalink gives it, from the workspace's base URL."""
     base = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
-    return f"{base}archives/{ticket.triage_channel}/p{ticket.triage_ts.replace('.', '')}"
+    return f"{base}archives/{channel}/p{thread_ts.replace('.', '')}"
 
 
 def ticket_summary(

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.card import card_blocks, card_text
 from bot.blocks.format import context_line
 from bot.blocks.messages import customer_ack
+from bot.commands.views import thread_link
 from bot.delivery.attempt import POSTED_DIGEST, Attempt
 from bot.delivery.calls import CHANNEL_REFUSALS, SlackCalls, Stop
 from bot.delivery.rate_gate import RateGate
@@ -47,9 +48,11 @@ from bot.delivery.texts import (
     empty_files_line,
     files_refused_line,
     files_sent,
+    link_ticket_number,
     note_header,
     origin_notice,
 )
+from bot.home import workspace_url
 from bot.outcomes import Done, Fail, Outcome, Retry
 from bot.slack_users import SlackProfile, cached_profile, profile_from_api, store_profile
 from bot.text import SlackMessagePayload, message_payloads
@@ -265,9 +268,28 @@ class SlackDelivery:
             return NO_TICKET
         if not (threads.triage_channel and threads.triage_ts):
             return NO_TRIAGE_THREAD
-        text = str(attempt.item.payload.get("text") or "")
+        text = await self._link_other_thread(
+            str(attempt.item.payload.get("text") or ""), attempt.item.payload.get("about")
+        )
         ts = await attempt.post(threads.triage_channel, threads.triage_ts, 0, last_step=True, text=text)
         return Done(result={"ts": ts})
+
+    async def _link_other_thread(self, text: str, about: object) -> str:
+        """The line with the other ticket it names (`#17`) as a link to that ticket's thread. The
+        link is built from the workspace URL (auth.test, asked once); without it, or before the
+        other ticket has a thread, the number stays plain text: the line is never held up."""
+        if not isinstance(about, dict):
+            return text
+        ticket_id, number = about.get("ticket_id"), about.get("number")
+        if not isinstance(ticket_id, int) or not isinstance(number, int):
+            return text
+        other = await asyncio.to_thread(read_threads, self.desk.db, ticket_id)
+        if other is None or not (other.triage_channel and other.triage_ts):
+            return text
+        base = await workspace_url(self.client)
+        if base is None:
+            return text
+        return link_ticket_number(text, number, thread_link(base, other.triage_channel, other.triage_ts))
 
     async def desk_notice(self, attempt: Attempt) -> Outcome:
         """A line from the desk at the top of the triage channel, about no ticket."""

@@ -4,6 +4,8 @@ names from people are escaped here."""
 
 from __future__ import annotations
 
+import re
+
 from bot.blocks.messages import NOTE_MARKER
 from bot.text import escape_mrkdwn
 from bot.text.markdown import escape_markdown
@@ -62,3 +64,15 @@ def customer_header(name: str, email: str | None, source: str, original_url: str
 
 def note_header(name: str) -> str:
     return NOTE_HEADER.format(marker=NOTE_MARKER, name=escape_mrkdwn(name or "Someone"))
+
+
+def link_ticket_number(text: str, number: int, url: str) -> str:
+    """A desk line with the ticket it names (`#17`, not the start of `#170`) as a link to `url`.
+
+    The line begins with the name of whoever acted, which may hold a `#17` of its own; the ticket
+    the line is about comes after it, so the last `#17` is the one linked."""
+    found = list(re.finditer(rf"#{number}(?!\d)", text))
+    if not found:
+        return text
+    last = found[-1]
+    return f"{text[: last.start()]}<{url}|#{number}>{text[last.end() :]}"

@@ -143,15 +143,19 @@ def literal(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def thread_line(session: Session, ticket: Ticket, text: str) -> None:
+def thread_line(session: Session, ticket: Ticket, text: str, *, about: Ticket | None = None) -> None:
     """A short line from the desk in the ticket's triage thread, in Slack mrkdwn: values people
-    chose go through `literal`."""
+    chose go through `literal`. `about`: another ticket the line names as `#<number>`, which is
+    posted as a link to that ticket's thread (once it has one)."""
+    payload: dict[str, object] = {"text": text}
+    if about is not None:
+        payload["about"] = {"ticket_id": about.id, "number": about.number}
     outbox.enqueue(
         session,
         Kind.THREAD_LINE,
         ticket_id=ticket.id,
         lane=outbox.triage_lane(ticket.id),
-        payload={"text": text},
+        payload=payload,
     )
 
 

@@ -302,8 +302,12 @@ def assign(
     touch(ticket)
     update_card(session, ticket)
     if assignee_slack_id:
-        # Without a name the line mentions them: Slack shows the name (and tells them).
-        who = literal(assignee_name) if assignee_name else f"<@{assignee_slack_id}>"
+        # The new owner is mentioned: Slack shows their name and tells them the ticket is theirs
+        # (the card's update tells no one). Someone who took it themselves needs no telling.
+        if assignee_name and assignee_slack_id == actor.slack_id:
+            who = literal(assignee_name)
+        else:
+            who = f"<@{assignee_slack_id}>"
         thread_line(session, ticket, f"{actor.shown} assigned the ticket to {who}")
     else:
         thread_line(session, ticket, f"{actor.shown} unassigned the ticket")
@@ -343,8 +347,12 @@ def _is_outside_customer(session: Session, slack_user_id: str) -> bool:
     return bool(staff_teams) and team not in staff_teams
 
 
+# Quotes typed around a name, straight or as keyboards curl them: never part of a one-word label.
+LABEL_QUOTES = "\"'“”„«»‘’"
+
+
 def normalise_label(name: str) -> str:
-    cleaned = name.strip().lstrip("+-").strip().lower()
+    cleaned = name.strip().strip(LABEL_QUOTES).lstrip("+-").strip().strip(LABEL_QUOTES).lower()
     if not cleaned or len(cleaned) > 64 or any(c.isspace() or c in ",<>&*`" for c in cleaned):
         raise InvalidRequest(f"{name!r} is not a label name: one word, up to 64 characters")
     return cleaned
@@ -516,11 +524,14 @@ def link(
     record_event(session, ticket, "linked", actor, target=what, link_kind=link_kind.value)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.shown} linked {literal(what)} ({link_kind.value})")
+    thread_line(session, ticket, f"{actor.shown} linked {literal(what)} ({link_kind.value})", about=target)
     if target is not None:
         update_card(session, target)
         thread_line(
-            session, target, f"{actor.shown} linked #{ticket.number} to this ticket ({link_kind.value})"
+            session,
+            target,
+            f"{actor.shown} linked #{ticket.number} to this ticket ({link_kind.value})",
+            about=ticket,
         )
     return True
 
@@ -542,10 +553,10 @@ def unlink(
     record_event(session, ticket, "unlinked", actor, target=what)
     touch(ticket)
     update_card(session, ticket)
-    thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}")
+    thread_line(session, ticket, f"{actor.shown} removed the link to {literal(what)}", about=target)
     if target is not None:
         update_card(session, target)
-        thread_line(session, target, f"{actor.shown} removed the link to #{ticket.number}")
+        thread_line(session, target, f"{actor.shown} removed the link to #{ticket.number}", about=ticket)
     return True
 
 
@@ -817,5 +828,6 @@ def merge(session: Session, policy: DeskPolicy, source: Ticket, target: Ticket, 
     touch(target)
     update_card(session, source)
     update_card(session, target)
-    thread_line(session, source, f"{actor.shown} merged this ticket into #{target.number}")
-    thread_line(session, target, f"{actor.shown} merged #{source.number} into this ticket")
+    # Each line links the other thread: someone reading one goes on in the other with a click.
+    thread_line(session, source, f"{actor.shown} merged this ticket into #{target.number}", about=target)
+    thread_line(session, target, f"{actor.shown} merged #{source.number} into this ticket", about=source)

@@ -91,7 +91,7 @@ def test_assign_by_mention_handle_and_me_then_unassign(desk):
     assert desk_cmd(desk, "unassign 1").text == "#1 is unassigned."
     assert desk_cmd(desk, "unassign 1").text == "#1 has no assignee: nothing changed."
     assert thread_lines(desk) == [
-        "Alice assigned the ticket to Bob",
+        "Alice assigned the ticket to <@U0BOB>",
         "Alice assigned the ticket to Alice",
         "Alice unassigned the ticket",
     ]
@@ -100,13 +100,13 @@ def test_assign_by_mention_handle_and_me_then_unassign(desk):
     assert len(kinds) == 3
 
 
-def test_assign_someone_not_yet_known_uses_the_name_in_the_mention(desk):
+def test_a_new_owner_is_mentioned_whether_or_not_their_name_is_known(desk):
     email_ticket(desk)
     assert desk_cmd(desk, "assign 1 <@U0NEW|newbie>").ok
-    # Without any name the line mentions them, which Slack shows as their name.
+    # The line mentions them, which Slack shows as their name (and tells them of).
     assert thread_cmd(desk, 1, "assign <@U0NOBODY>").ok
     assert thread_lines(desk) == [
-        "Alice assigned the ticket to newbie",
+        "Alice assigned the ticket to <@U0NEW>",
         "Alice assigned the ticket to <@U0NOBODY>",
     ]
 

@@ -790,3 +790,17 @@ def test_a_reply_deleted_before_it_went_out_is_no_first_response(
         assert message is not None and message.delivery == Delivery.CANCELLED
     triage = thread(emulator, TRIAGE, str(ticket(desk, ticket_id).triage_ts))
     assert not [m for m in triage if "Not delivered" in m.text]
+
+
+def test_a_desk_line_links_the_ticket_it_names_not_a_number_in_a_name() -> None:
+    from bot.delivery.texts import link_ticket_number
+
+    url = "https://acme.slack.com/archives/C0TRIAGE/p1"
+    assert link_ticket_number("Team #1 merged this ticket into #1", 1, url) == (
+        f"Team #1 merged this ticket into <{url}|#1>"
+    )
+    assert link_ticket_number("alice merged #1 into this ticket", 1, url) == (
+        f"alice merged <{url}|#1> into this ticket"
+    )
+    # `#1` is not the start of `#12`; a line without the number stays as it is.
+    assert link_ticket_number("alice linked #12 (blocks)", 1, url) == "alice linked #12 (blocks)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 from bot.commands import CommandContext, run_desk_command
+from bot.inbound_commands import is_command, unformatted_command
+from bot.inbound_triage import StaffMessageKind, classify_staff_message
 from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
 from tests.bot.inbound_harness import (  # noqa: F401 (fixtures)
     Intake,
@@ -57,11 +59,15 @@ def test_a_thread_command_names_the_people_it_mentions(intake: Intake) -> None:
     open_connect_ticket(intake)
     card = triage_thread(intake)
     intake.emulator.user_post(ALICE, TRIAGE, "!assign <@U0BOB>", thread_ts=card)
+    intake.emulator.user_post(ALICE, TRIAGE, "!note ask <@U0BOB> about the fuser", thread_ts=card)
     intake.run()
     [ticket] = intake.tickets()
     assert ticket.assignee_slack_id == "U0BOB"
+    # The new owner is mentioned in the thread (Slack shows his name and tells him); the note,
+    # kept as words, names him.
     lines = [row.payload["text"] for row in intake.outbox("slack.thread_line")]
-    assert any("Bob Baker" in line for line in lines), lines
+    assert "alice assigned the ticket to <@U0BOB>" in lines, lines
+    assert any("ask @Bob Baker about the fuser" in message.body_markdown for message in intake.messages())
 
 
 def test_a_command_in_a_merged_tickets_thread_is_refused_and_changes_neither_ticket(intake: Intake) -> None:
@@ -77,3 +83,16 @@ def test_a_command_in_a_merged_tickets_thread_is_refused_and_changes_neither_tic
     assert "#1 was merged into #2" in answer.text
     assert [ticket.priority for ticket in intake.tickets()] == ["normal", "normal"]
     assert all_done(intake)
+
+
+def test_a_message_is_a_command_however_its_mark_is_typed_or_formatted() -> None:
+    """What decides that a staff message is never delivered: `!` or the full-width `！` an input
+    method types, bare or inside formatting; the hint names the plain command either way."""
+    for text in ["!close", " ！close", "*!close*", "*！close*", "_!note_ the driver", "`！priority high`"]:
+        assert is_command(text), text
+        assert classify_staff_message(text) is StaffMessageKind.COMMAND, text
+    assert unformatted_command("*！close*") == "!close"
+    assert unformatted_command("_!note_ the driver") == "!note the driver"
+    for text in ["*Important!*", "hello *!close*", "> !close", "Thanks!"]:
+        assert not is_command(text), text
+        assert classify_staff_message(text) is StaffMessageKind.REPLY, text

@@ -59,6 +59,10 @@ class Triage:
     def card_ts(self, number: int) -> str:
         return self.service.wait_for(lambda: self.ticket(number).triage_ts, f"the card of #{number}")
 
+    def thread_url(self, number: int) -> str:
+        """Ticket #number's triage thread, as Slack links it."""
+        return f"https://acme.slack.com/archives/{TRIAGE}/p{self.card_ts(number).replace('.', '')}"
+
     def card_text(self, number: int) -> str:
         message = self.emulator.message(TRIAGE, self.card_ts(number))
         return message_text(message) if message is not None else ""
@@ -120,9 +124,13 @@ def test_desk_new_then_triage_commands_update_card_thread_and_customer(running: 
 
     assert running.command(ALICE, "priority 1 high") == "#1 now has high priority."
     assert running.command(BOB, "assign 1 <@U0ALICE|alice>") == "Assigned #1 to <@U0ALICE>."
-    # Names as Slack shows them: the display name, the real name when that is empty (Bob's).
-    running.wait_line(1, "Bob Baker assigned the ticket to alice")
-    assert running.thread_texts(1) == ["alice set priority to high", "Bob Baker assigned the ticket to alice"]
+    # Names as Slack shows them: the display name, the real name when that is empty (Bob's). The
+    # new owner is mentioned, so Slack tells Alice the ticket is hers.
+    running.wait_line(1, "Bob Baker assigned the ticket to <@U0ALICE>")
+    assert running.thread_texts(1) == [
+        "alice set priority to high",
+        "Bob Baker assigned the ticket to <@U0ALICE>",
+    ]
     running.wait_card(1, "Priority: High")
     assert "Assignee: <@U0ALICE>" in running.card_text(1)
     # Updated in place: one card message, edited.
@@ -268,10 +276,29 @@ def test_thread_commands_act_on_the_threads_ticket(running: Triage) -> None:
         ),
         "the usage line, privately",
     )
+    # At the top of the channel, outside any thread, a verb runs nothing and its author is told
+    # where it works; other talk that starts with `!` is the team's own.
+    running.emulator.user_post(ALICE, TRIAGE, "!!! heads up: the vendor has an outage")
+    running.emulator.user_post(ALICE, TRIAGE, "!Close 1")
+    running.service.wait_for(
+        lambda: any(
+            "`!close` was not run: commands typed with `!` work in a ticket's thread" in e.text
+            for e in running.emulator.ephemerals(TRIAGE, ALICE)
+        ),
+        "where `!` commands work, privately",
+    )
+    # A command or note typed with a Chinese or Japanese input method (full-width `！` and `：`)
+    # is one too: it was delivered to the customer as a reply.
+    running.emulator.user_post(ALICE, TRIAGE, "！priority low", thread_ts=card_ts)
+    running.emulator.user_post(ALICE, TRIAGE, "Note： the fuser is on order", thread_ts=card_ts)
+    running.service.wait_for(lambda: running.ticket(1).priority == "low", "priority low")
     # Never delivered to the customer.
     running.wait_worker_idle()
+    assert running.ticket(1).status == "open"
+    assert not any("heads up" in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE))
     with running.db.transaction() as session:
-        assert session.scalars(select(Message).where(Message.direction == "outbound")).all() == []
+        written = session.execute(select(Message.visibility, Message.body_markdown)).all()
+    assert [(visibility, body) for visibility, body in written] == [("internal", "the fuser is on order")]
 
 
 def test_home_tab_shows_the_queue_with_thread_links(running: Triage) -> None:
@@ -312,8 +339,10 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     running.service.wait_for_mails(1)
     answer = running.command(ALICE, "merge 2 into 1")
     assert answer.startswith("Merged #2 into #1")
-    running.wait_line(2, "alice merged this ticket into #1")
-    running.wait_line(1, "alice merged #2 into this ticket")
+
+    # Each line links the other ticket's thread.
+    running.wait_line(2, f"alice merged this ticket into <{running.thread_url(1)}|#1>")
+    running.wait_line(1, f"alice merged <{running.thread_url(2)}|#2> into this ticket")
     mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
@@ -327,6 +356,9 @@ def test_merge_makes_a_link_from_the_other_side_a_duplicate_link(running: Triage
     running.card_ts(2)
     assert running.command(ALICE, "link 1 2 blocks") == "Linked #1 to #2 (blocks)."
     running.wait_card(1, "#2 (blocks)")
+    # Each thread's line links the other ticket's thread.
+    running.wait_line(1, f"alice linked <{running.thread_url(2)}|#2> (blocks)")
+    running.wait_line(2, f"alice linked <{running.thread_url(1)}|#1> to this ticket (blocks)")
     assert running.command(ALICE, "merge 2 into 1").startswith("Merged #2 into #1")
     running.wait_card(1, "#2 (duplicated by)")
     running.wait_card(2, "#1 (duplicates)")

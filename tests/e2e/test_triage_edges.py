@@ -56,6 +56,11 @@ def test_a_slack_connect_customer_first_known_by_email_cannot_own_a_ticket(
         # The same customer: the Slack ticket's requester is the one the email ticket has.
         requesters = set(session.scalars(select(Ticket.requester_id)))
     assert len(requesters) == 1
+    # His record, asked for by mention, or by a typed @handle as `assign` takes one.
+    for who in (f"<@{DAN}>", "@dan", "@Dan"):
+        record = running.command(ALICE, f"customer {who}")
+        assert record.startswith("*Dan Dorsey* (dan@globex.example") and "*Tickets* (2)" in record, record
+    assert running.command(ALICE, "customer @nobody").startswith("I don't know who `@nobody` is")
 
     answer = running.command(ALICE, f"assign 2 <@{DAN}>")
     assert answer == "A customer cannot own a ticket.", answer
@@ -94,6 +99,18 @@ def test_a_subject_typed_over_several_lines_is_kept_as_one_line(running: Triage)
     subject = running.ticket(2).subject
     assert subject == "Line one Bcc: evil@attacker.example", subject
     running.wait_card(2, "#2 Line one Bcc: evil@attacker.example")
+    # A subject typed in quotes (straight or curly) is the words inside them: the quotes showed in
+    # the customer's Subject line. Quotes inside a subject stay.
+    typed = {
+        '"Can\'t log in"': "Can't log in",
+        "“VPN down”": "VPN down",
+        "„Drucker kaputt“": "Drucker kaputt",
+        '"A" or "B"': '"A" or "B"',
+        'The "new" portal': 'The "new" portal',
+    }
+    for number, (words, subject) in enumerate(typed.items(), start=3):
+        assert running.command(ALICE, f"new gus@globex.example {words}").startswith(f"Opened #{number}")
+        assert running.ticket(number).subject == subject, (words, running.ticket(number).subject)
 
 
 def test_a_search_of_many_words_is_refused_with_the_limit(running: Triage) -> None:
@@ -582,3 +599,79 @@ def test_a_card_deleted_in_slack_is_posted_again_in_its_thread_on_the_next_chang
     # The thread is still the ticket's: a reply there reaches the customer.
     running.service.post_as(ALICE, "Fixed now.", thread_ts=card_ts)
     assert "Fixed now." in running.service.wait_for_mails(2)[1].message.get_body(("plain",)).get_content()
+
+
+def test_a_quoted_search_finds_the_phrase_whatever_the_quotes(running: Triage) -> None:
+    """People quote what they search for, and Slack's editor or their keyboard may curl the quotes:
+    `search "printer on"` (or “printer on”) answered "No tickets match" for a ticket named "Printer
+    on fire", the quotes being searched for as part of the words."""
+    running.command(ALICE, "new dan@globex.example Printer on fire")
+    running.command(ALICE, "new erin@globex.example Fire on the printer")
+    for words in ('"printer on"', "“printer on”", "„Printer ON“", "“printer”   fire", "‘printer’ on"):
+        answer = running.command(ALICE, f"search {words}")
+        assert "Showing 1–" in answer, (words, answer)
+    # A phrase keeps its words in order: only #1 says "printer on".
+    assert "Showing 1–1 of 1" in running.command(ALICE, 'search "printer  on"')
+    assert "Showing 1–2 of 2" in running.command(ALICE, "search printer on")
+    assert running.command(ALICE, 'search ""').startswith("Search for what?")
+
+
+def test_search_is_blind_to_case_beyond_a_to_z(running: Triage) -> None:
+    """`search münchen` did not find "DRUCKER IN MÜNCHEN" on SQLite, whose lower() changes only
+    A-Z (PostgreSQL found it): the docs promise any case."""
+    running.command(ALICE, "new dan@globex.example DRUCKER IN MÜNCHEN")
+    running.command(ALICE, "new erin@globex.example Printer in Berlin")
+    for words in ("münchen", "MÜNCHEN", "München drucker", '"in münchen"'):
+        assert "Showing 1–1 of 1" in running.command(ALICE, f"search {words}"), words
+
+
+def test_cc_takes_addresses_pasted_as_a_list(running: Triage) -> None:
+    """Addresses pasted from a mail's Cc line come with commas, each one auto-linked by Slack:
+    `cc 1 add <mailto:a@…|a@…>, <mailto:b@…|b@…>` was refused as "`,` is not an email address"."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    a, b, c = "ann@globex.example", "ben@globex.example", "cy@globex.example"
+    answer = running.command(ALICE, f"cc 1 add <mailto:{a}|{a}>, <mailto:{b}|{b}>;{c}")
+    assert answer.startswith(f"Added {a}, {b}, {c} to #1"), answer
+    card_ts = running.card_ts(1)
+    running.service.post_as(ALICE, f"!cc remove {a},{b} ;", thread_ts=card_ts)
+    removed = f"Removed {a}, {b} from #1"
+    running.service.wait_for(
+        lambda: any(removed in e.text for e in running.emulator.ephemerals(TRIAGE, ALICE)),
+        "the removal, privately",
+    )
+    assert running.command(ALICE, "cc 1 add ,").startswith("Which address?")
+    with running.db.read() as session:
+        emails = session.scalars(select(Participant.email)).all()
+    assert sorted(emails) == [c, "dan@globex.example"]
+
+
+def test_list_filters_combine_or_say_why_they_cannot(running: Triage) -> None:
+    """`list status:open status:closed` listed only the closed tickets (the last `status:` replaced
+    the others), `list label:bug label:hw` only those labelled hw, and `list mine unassigned`
+    answered "No tickets match" for a filter no ticket can meet."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    running.command(ALICE, "new erin@globex.example Laptop")
+    running.command(ALICE, "label-create bug")
+    running.command(ALICE, "label-create hw")
+    running.command(ALICE, "label 1 +bug")
+    running.command(ALICE, "close 2")
+    running.command(ALICE, "assign 1 me")
+    both = running.command(ALICE, "list status:open status:closed")
+    assert both.startswith("*Open and closed tickets*") and "Showing 1–2 of 2" in both, both
+    assert "Showing 1–1 of 1" in running.command(ALICE, "list mine label:bug label:bug status:all")
+    assert running.command(ALICE, "list label:bug label:hw").startswith("One `label:` at a time.")
+    assert running.command(ALICE, "list mine unassigned").startswith("A ticket cannot be both")
+    # The page is a word like the filters, wherever it is typed.
+    assert "No tickets on this page: 1 in all" in running.command(ALICE, "list page:2 mine")
+
+
+def test_a_label_name_typed_in_quotes_is_the_name_inside_them(running: Triage) -> None:
+    """`label-create “needs-info”` made a label named with its quotes, which `+needs-info` then did
+    not find; quotes, straight or curly, are now never part of a label's name."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    assert running.command(ALICE, "label-create “needs-info” red").startswith(
+        "Created the label needs-info (red)"
+    )
+    assert running.command(ALICE, 'label 1 +"needs-info"') == "#1's labels: needs-info."
+    assert running.command(ALICE, 'label 1 "-needs-info"') == "#1's labels: none."
+    assert running.command(ALICE, "label-create 'needs-info'").startswith("Label needs-info exists already")

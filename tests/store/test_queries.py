@@ -78,13 +78,21 @@ def test_search_matches_every_word_in_subject_or_body_any_case(db):
     new_ticket(db, "b@acme.example", "Laptop", body="battery")
     percent = new_ticket(db, "c@acme.example", "Disk 100% full")
     with db.transaction() as s:
-        assert numbers(queries.search_tickets(s, "printer").items) == [printer]
-        assert numbers(queries.search_tickets(s, "fire toner").items) == [printer]
-        assert queries.search_tickets(s, "fire battery").total == 0
+        assert numbers(queries.search_tickets(s, ["printer"]).items) == [printer]
+        assert numbers(queries.search_tickets(s, ["fire", "toner"]).items) == [printer]
+        assert queries.search_tickets(s, ["fire", "battery"]).total == 0
+        # A phrase: its words together and in that order.
+        assert numbers(queries.search_tickets(s, ["on fire"]).items) == [printer]
+        assert queries.search_tickets(s, ["fire on"]).total == 0
         # LIKE wildcards in the text are literal characters.
-        assert numbers(queries.search_tickets(s, "100%").items) == [percent]
-        assert queries.search_tickets(s, "%").total == 1
-        assert queries.search_tickets(s, "   ").total == 0
+        assert numbers(queries.search_tickets(s, ["100%"]).items) == [percent]
+        assert queries.search_tickets(s, ["%"]).total == 1
+        assert queries.search_tickets(s, ["   "]).total == 0
+    # Any case in any script, on SQLite too (whose own lower() knows only A-Z).
+    umlaut = new_ticket(db, "d@acme.example", "STÖRUNG IM BÜRO", body="Ärger mit ΣΥΣΤΗΜΑ")
+    with db.transaction() as s:
+        for term in ("störung", "büro", "ärger", "ÄRGER", "συστημα"):
+            assert numbers(queries.search_tickets(s, [term]).items) == [umlaut], term
 
 
 def test_customer_history_and_organization(db):

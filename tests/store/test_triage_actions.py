@@ -137,14 +137,17 @@ def test_a_customer_chosen_name_in_a_thread_line_cannot_notify_the_channel_or_hi
     ]
 
 
-def test_an_assignee_without_a_known_name_is_mentioned_and_a_known_name_is_literal(db):
+def test_a_new_owner_is_mentioned_and_one_who_took_the_ticket_is_named(db):
     with db.transaction() as s:
         ticket = email_ticket(s)
         actions.assign(s, ticket, "U0NOBODY", ALICE)
+        # Mentioned (so Slack tells them), whatever their name is.
         actions.assign(s, ticket, "U0BOB", ALICE, assignee_name="<b>Bob</b>")
+        actions.assign(s, ticket, "U0ALICE", ALICE, assignee_name="<b>alice</b>")
     assert [row.payload["text"] for row in rows(db, "slack.thread_line")] == [
         "alice assigned the ticket to <@U0NOBODY>",
-        "alice assigned the ticket to &lt;b&gt;Bob&lt;/b&gt;",
+        "alice assigned the ticket to <@U0BOB>",
+        "alice assigned the ticket to &lt;b&gt;alice&lt;/b&gt;",
     ]
 
 
