@@ -109,6 +109,27 @@ def test_failed_intake_is_listed_and_tried_again_with_retry_intake(
     assert "intake item" in capsys.readouterr().err
 
 
+def test_intake_still_being_retried_is_listed_not_called_nothing(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mail accepted at SMTP whose ticket could not be built yet (retrying with backoff) and one
+    not yet picked up: the outbox is empty, yet the listing must not say nothing is waiting."""
+    inbound.accept(db, "email", "email:retrying@x", payload={"mail_from": "bob@customer.test"}, raw=b"x")
+    [work] = inbound.claim(db, "w")
+    assert inbound.give_up_or_retry(db, work.id, "w", "OperationalError: database is locked") == "pending"
+    inbound.accept(db, "email", "email:queued@x", payload={"mail_from": "eve@customer.test"}, raw=b"y")
+    assert main(["outbox"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "Nothing is waiting or failed." not in out
+    start = lines.index("Intake: 2 waiting to become tickets (1 retrying after an error), 0 failed")
+    assert lines[start + 1].split() == ["ID", "KIND", "RECEIVED", "TRIES", "NEXT", "ATTEMPT", "LAST", "ERROR"]
+    row = lines[start + 2]
+    assert row.split()[:2] == [str(work.id), "email"] and " 1 " in row and " in " in row
+    assert row.endswith("OperationalError: database is locked")
+    assert len(lines) == start + 3  # the mail not tried yet is counted, not listed
+
+
 def test_an_empty_outbox_says_so(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["outbox"]) == 0
     assert "Nothing is waiting or failed." in capsys.readouterr().out
