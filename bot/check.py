@@ -95,14 +95,23 @@ def _check_event_receiving(settings: Settings, report: Report, socket_mode: bool
 
 
 def check_delivery(settings: Settings, report: Report) -> None:
-    """What stops the delivery worker at start: the relay URL and the email templates."""
-    from mail.delivery import delivery_settings_problems
+    """What stops the delivery worker at start (the relay URL, the email templates), and whether the
+    relay takes our session: one that is unreachable or refuses the login fails every email."""
+    from mail.delivery import delivery_settings_problems, relay_problem
+    from mail.relay import RelayConfig
 
     problems = delivery_settings_problems(settings)
     for problem in problems:
         report.problem(problem)
-    if not problems:
-        report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+    if problems:
+        return
+    report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+    unusable = relay_problem(settings)
+    if unusable is not None:
+        report.problem(unusable)
+    else:
+        relay = RelayConfig.from_url(settings.smtp_relay_url).redacted_url()
+        report.ok(f"the SMTP relay {relay} takes our connection")
 
 
 def check_files(settings: Settings, report: Report) -> None:

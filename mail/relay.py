@@ -189,6 +189,13 @@ class RelayConnection:
                     # the thread using it.
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
+    def probe(self) -> SendResult | None:
+        """Open the session a send would (greeting, EHLO, STARTTLS, AUTH) and send nothing: None when the
+        relay takes it, else why not (the same result a send would have had at that stage)."""
+        if self._smtp is not None:
+            return None
+        return self._connect()
+
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
         """One SMTP transaction: MAIL FROM ``envelope_from`` (the bounce address), RCPT TO ``recipient``,
         DATA ``message`` (bytes with CRLF line ends, as mail.compose makes them)."""

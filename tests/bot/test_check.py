@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from sqlalchemy import text
 from bot.check import run_check
 from bot.cli import main
 from bot.manifest import BOT_SCOPES
+from sandbox.mail_sink import MailSink
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import APP_TOKEN, BOT_TOKEN, CONNECT, EMPTY, HELP, TRIAGE
 from store.db import Database
@@ -28,10 +31,19 @@ def emulator() -> Iterator[SlackEmulator]:
     emu.stop()
 
 
+@pytest.fixture(autouse=True)
+def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[MailSink]:
+    """A relay that takes connections, as a ready desk has one; `settings_for` and `main` use it."""
+    with MailSink() as sink:
+        monkeypatch.setenv("SERVICEDESK_SMTP_RELAY_URL", sink.url)
+        yield sink
+
+
 def settings_for(emulator: SlackEmulator, database_url: str, **overrides: Any) -> Settings:
-    """A desk that is ready (the emulator, a migrated database) but for `overrides`."""
+    """A desk that is ready (the emulator, a migrated database, a relay) but for `overrides`."""
     values: dict[str, Any] = {
         "database_url": database_url,
+        "smtp_relay_url": os.environ["SERVICEDESK_SMTP_RELAY_URL"],
         "slack_bot_token": BOT_TOKEN,
         "slack_signing_secret": "secret",
         "slack_api_url": emulator.api_url,
@@ -302,3 +314,37 @@ def test_a_relay_helo_with_a_line_break_is_a_problem(
     assert main(["check", "--role", "worker"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: helo='a\\r\\nQUIT' is not a host name" in out
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_relay_that_cannot_be_reached_or_refuses_the_login_is_a_problem(
+    emulator: SlackEmulator, database_url: str, relay: MailSink
+) -> None:
+    """Every email (acknowledgements, replies) goes through the relay: a desk that cannot reach it, or
+    whose login it refuses, is not ready, whatever the URL's form."""
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0, text
+    assert f"ok       the SMTP relay {relay.url} takes our connection" in text
+
+    unreachable = f"smtp://127.0.0.1:{closed_port()}"
+    code, text = check(settings_for(emulator, database_url, smtp_relay_url=unreachable))
+    assert code == 1, text
+    [line] = [line for line in text.splitlines() if "SMTP relay" in line]
+    said = f"PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay {unreachable} cannot be used"
+    assert line.startswith(said)
+    assert "(at CONNECT)" in line and "Connection refused" in line
+
+    with MailSink(auth=("desk", "right-password")) as guarded:
+        wrong = guarded.url.replace("right-password", "wr0ng-secret")
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=wrong))
+        assert code == 1, text
+        assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay smtp://desk:***@" in text
+        assert "(at AUTH)" in text and "wr0ng-secret" not in text
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=guarded.url))
+        assert code == 0, text
+        assert guarded.messages == []  # looked at, nothing sent
