@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.limits import MAX_ADDRESS_CHARS
@@ -356,4 +357,28 @@ def _read_env_file(env_file: Path) -> dict[str, str]:
         raise SettingsError(
             f"{env_file}: line {line} is not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"
         ) from None
+    _refuse_unparsed_line(env_file, text)
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+# The name a line that is not NAME=VALUE starts with, to say which setting it meant (never its value,
+# which may be a token).
+_LEADING_NAME = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def _refuse_unparsed_line(env_file: Path, text: str) -> None:
+    """python-dotenv skips a line it cannot parse with a warning of its own: the setting on it would
+    silently take its default (the local relay, acknowledgements on). A SettingsError naming the line."""
+    for binding in parse_stream(io.StringIO(text)):
+        if not binding.error:
+            continue
+        statement = binding.original.string
+        # A statement starts with the blank lines before it: the line meant is the first with text.
+        body = statement.lstrip()
+        line = binding.original.line + statement[: len(statement) - len(body)].count("\n")
+        name = _LEADING_NAME.match(body)
+        which = f"line {line} ({name.group(1)})" if name else f"line {line}"
+        written = f"{name.group(1)}=VALUE" if name else "NAME=VALUE"
+        raise SettingsError(
+            f"{env_file}: {which} is not NAME=VALUE; write it as {written}, closing any quote it opens"
+        )

@@ -72,6 +72,20 @@ def test_dotenv_in_working_folder_is_read(tmp_path):
     assert result.returncode == 2 and "SERVICEDESK_HTTP_PORT" in result.stderr
 
 
+def test_a_dotenv_line_that_is_not_name_equals_value_is_one_line_not_a_default(tmp_path):
+    """Before: python-dotenv skipped the line with a warning of its own (naming the wrong line) and
+    the desk ran on the default relay: `check` said All good. (Other forms: tests/store/test_settings.py)"""
+    lines = ["# the desk", "SERVICEDESK_SMTP_PORT=0", "", "SERVICEDESK_SMTP_RELAY_URL smtp://relay.acme.test"]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\nSERVICEDESK_SENDER_NAME=Acme\n")
+    result = run_cli("check", "--role", "smtp", "--role", "worker", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: .env: line 4 (SERVICEDESK_SMTP_RELAY_URL) is not NAME=VALUE; "
+        "write it as SERVICEDESK_SMTP_RELAY_URL=VALUE, closing any quote it opens"
+    ]
+    assert "relay.acme.test" not in result.stderr  # values are never shown: a line may hold a token
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
