@@ -192,12 +192,31 @@ def _list_failed_intake(db: Database, limit: int, out: TextIO) -> None:
     print("Try one again with: servicedesk outbox --retry-intake ID", file=out)
 
 
+# Why a row or item that is not failed needs no retry, by its state: one answer for all of them left an
+# operator guessing whether the ID was wrong or the delivery had gone out.
+_NOT_FAILED: dict[str | None, str] = {
+    None: "there is no such row",
+    "done": "it was delivered already",
+    "cancelled": "it was cancelled (a reply deleted or made a note before it went out)",
+    "pending": "it is pending, and the worker tries it by itself",
+    "claimed": "a worker is trying it now",
+}
+_INTAKE_NOT_FAILED: dict[str | None, str] = {
+    None: "there is no such item",
+    "done": "it was turned into a ticket already",
+    "pending": "it is waiting, and the worker tries it by itself",
+    "claimed": "a worker is trying it now",
+}
+
+
 def retry_intake(settings: Settings, item_id: int, *, out: TextIO | None = None) -> int:
     return _retry(
         settings,
         inbound.retry_failed_item,
+        inbound.item_state,
         item_id,
         refused=f"intake item {item_id} is not a failed one",
+        reasons=_INTAKE_NOT_FAILED,
         done=f"Intake item {item_id} will be tried again now",
         out=out,
     )
@@ -207,8 +226,10 @@ def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) 
     return _retry(
         settings,
         outbox.retry_failed,
+        outbox.row_state,
         row_id,
         refused=f"row {row_id} is not a failed delivery",
+        reasons=_NOT_FAILED,
         done=f"Row {row_id} will be delivered again now",
         out=out,
     )
@@ -217,9 +238,11 @@ def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) 
 def _retry(
     settings: Settings,
     retry: Callable[[Database, int], bool],
+    state_of: Callable[[Database, int], str | None],
     number: int,
     *,
     refused: str,
+    reasons: dict[str | None, str],
     done: str,
     out: TextIO | None,
 ) -> int:
@@ -227,10 +250,12 @@ def _retry(
     db = open_migrated(settings.database_url)
     try:
         retried = retry(db, number)
+        state = None if retried else state_of(db, number)
     finally:
         db.dispose()
     if not retried:
-        print(f"servicedesk: {refused}; nothing to retry", file=sys.stderr)
+        reason = reasons.get(state, f"it is {state}")
+        print(f"servicedesk: {refused}: {reason}; nothing to retry", file=sys.stderr)
         return EXIT_CANNOT_RETRY
     print(f"{done} (a running worker picks it up).", file=out)
     return 0

@@ -335,6 +335,14 @@ def backlog(db: Database, limit: int) -> IntakeBacklog:
     return IntakeBacklog(int(waiting or 0), [RetryingItem(*row) for row in found], int(retrying_total or 0))
 
 
+def item_state(db: Database, item_id: int) -> str | None:
+    """The state of intake item `item_id`, None when there is no such item."""
+    if not 1 <= item_id <= MAX_ROW_ID:
+        return None
+    with db.read() as session:
+        return session.scalar(select(InboundItem.state).where(InboundItem.id == item_id))
+
+
 def retry_failed_item(db: Database, item_id: int) -> bool:
     """Operator's retry of a failed intake item: due now, with its attempts counted afresh. False
     when there is no such failed item."""
