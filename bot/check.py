@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -271,11 +271,16 @@ def run_check(
     socket_mode: bool | None = None,
     out: TextIO | None = None,
     client_factory: Callable[[Settings], WebClient] | None = None,
+    unrecognised: Sequence[str] = (),
 ) -> int:
-    """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need."""
+    """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need.
+    `unrecognised`: variables that look meant for the desk but are no setting (notes: another
+    program's may share the prefix)."""
     out = out or sys.stdout
     report = Report()
     triage_ok: bool | None = None  # not looked at in Slack
+    for line in unrecognised:
+        report.note(line)
     check_settings(settings, report, roles, socket_mode)
     if "worker" in roles:
         check_delivery(settings, report)

@@ -112,13 +112,15 @@ def _configure_logging() -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import event_loop
     from bot.service import ROLES, required_settings, run_service
+    from store.settings import unrecognised_settings
 
     roles = set(args.role or ROLES)
     settings.require(*required_settings(roles, args.socket_mode))
     _configure_logging()
-    logging.getLogger("servicedesk").info(
-        "starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name()
-    )
+    log = logging.getLogger("servicedesk")
+    for line in unrecognised_settings():
+        log.warning("%s", line)
+    log.info("starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name())
     event_loop.run(run_service(settings, roles, socket_mode=args.socket_mode))
     return 0
 
@@ -162,9 +164,15 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from bot.check import ALL_ROLES, run_check
+    from store.settings import unrecognised_settings
 
     roles = frozenset(args.role) if args.role else ALL_ROLES
-    return run_check(settings, roles=roles, socket_mode=True if args.socket_mode else None)
+    return run_check(
+        settings,
+        roles=roles,
+        socket_mode=True if args.socket_mode else None,
+        unrecognised=unrecognised_settings(),
+    )
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:

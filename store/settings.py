@@ -6,6 +6,7 @@ result is passed down. Tests build `Settings(...)` directly with field names.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
@@ -332,6 +333,30 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         secret = name in _SECRET_SETTINGS or _has_userinfo(value)
         shown = "hidden" if secret else repr(value)
         raise SettingsError(f"{name}: {message} (got {shown})") from None
+
+
+def unrecognised_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """One line per variable that looks meant for this program but is none of its settings (a typo
+    leaves the real one at its default, with nothing said), naming the closest setting. Considered:
+    `SERVICEDESK_*` in the environment, and `SERVICEDESK_*` and `SLACK_*` in `.env`, which is ours;
+    `SLACK_*` in the environment may well be another tool's. Never a value."""
+    known = [field.alias for field in Settings.model_fields.values() if field.alias]
+    source = os.environ if environ is None else environ
+    found: dict[str, str] = {name: "" for name in source if name.startswith("SERVICEDESK_")}
+    if env_file is not None and env_file.is_file():
+        for name in _read_env_file(env_file):
+            if name.startswith(("SERVICEDESK_", "SLACK_")):
+                found.setdefault(name, f" (in {env_file})")
+    lines = []
+    for name, where in sorted(found.items(), key=lambda item: (bool(item[1]), item[0])):
+        if name in known:
+            continue
+        meant = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {meant[0]}?)" if meant else ""
+        lines.append(f"{name}{where} is not a setting{hint}: ignored")
+    return lines
 
 
 def _has_userinfo(value: str) -> bool:

@@ -348,3 +348,28 @@ def test_a_relay_that_cannot_be_reached_or_refuses_the_login_is_a_problem(
         code, text = check(settings_for(emulator, database_url, smtp_relay_url=guarded.url))
         assert code == 0, text
         assert guarded.messages == []  # looked at, nothing sent
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A typo leaves the real setting at its default (acknowledgements on, no signing secret) with
+    nothing said; `check` names it, and the one it probably meant."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SERVICEDESK_TEST_DATABASE_URL", raising=False)  # the suite's own, on PostgreSQL
+    set_environment(monkeypatch, emulator, database_url, SERVICEDESK_ACKNOWLEGE="false")
+    (tmp_path / ".env").write_text("SLACK_SIGNING_SECRETS=s3cret\nSERVICEDESK_COLOUR=blue\nOTHER_TOOL=1\n")
+    assert main(["check", "--role", "smtp"]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "is not a setting" in line]
+    assert notes == [
+        "note     SERVICEDESK_ACKNOWLEGE is not a setting (did you mean SERVICEDESK_ACKNOWLEDGE?): ignored",
+        "note     SERVICEDESK_COLOUR (in .env) is not a setting: ignored",
+        "note     SLACK_SIGNING_SECRETS (in .env) is not a setting "
+        "(did you mean SLACK_SIGNING_SECRET?): ignored",
+    ]
+    assert "s3cret" not in out
