@@ -281,6 +281,27 @@ def check_database_url(value: str) -> None:
         raise ValueError(
             f"query options ({', '.join(sorted(url.query))}) are not used for SQLite; write sqlite:///PATH"
         )
+    if backend == "sqlite":
+        _check_sqlite_path(Path(url.database or ""))
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """The SQLite file exists, or can be made where it is named: else SQLite's "unable to open database
+    file" from `db upgrade` and `serve`, which names nothing, after `check` said all was well."""
+    try:
+        if path.is_dir():
+            raise ValueError(
+                f"{path} is a folder, not a SQLite file; name a file in it, such as sqlite:///PATH/servicedesk.db"
+            )
+        folder = path.absolute().parent
+        if path.exists() or folder.is_dir():
+            return
+        state = "is not a folder" if folder.exists() else "does not exist"
+    except OSError as error:  # a name too long, a folder on the way we may not look into
+        raise ValueError(f"{path} cannot be used as a file ({error.strerror or error})") from None
+    raise ValueError(
+        f"the folder {folder}, where the SQLite file would be, {state}; create it or give another path"
+    )
 
 
 def _is_in_memory_sqlite(url: URL) -> bool:

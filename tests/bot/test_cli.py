@@ -86,6 +86,26 @@ def test_a_dotenv_line_that_is_not_name_equals_value_is_one_line_not_a_default(t
     assert "relay.acme.test" not in result.stderr  # values are never shown: a line may hold a token
 
 
+@pytest.mark.parametrize("command", [("check", "--role", "smtp"), ("db", "upgrade")])
+def test_a_sqlite_file_in_a_missing_folder_or_a_folder_itself_is_one_line(tmp_path, command):
+    """Before: `check` said All good (the file was only "to be created"), then `db upgrade` and
+    `serve` stopped on SQLite's own "unable to open database file", which names nothing."""
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/missing/desk.db", "SERVICEDESK_SMTP_PORT": "0"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        f"servicedesk: SERVICEDESK_DATABASE_URL: the folder {tmp_path}/missing, where the SQLite file "
+        "would be, does not exist; create it or give another path (got hidden)"
+    ]
+    env["SERVICEDESK_DATABASE_URL"] = f"sqlite:///{tmp_path}"
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"servicedesk: SERVICEDESK_DATABASE_URL: {tmp_path} is a folder, not a SQLite file; "
+        "name a file in it, such as sqlite:///PATH/servicedesk.db (got hidden)"
+    ]
+    assert not (tmp_path / "missing").exists()
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
