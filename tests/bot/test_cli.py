@@ -106,6 +106,29 @@ def test_a_sqlite_file_in_a_missing_folder_or_a_folder_itself_is_one_line(tmp_pa
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("check", "--role", "smtp"), ("outbox",)])
+def test_another_programs_database_is_not_called_newer_than_this_release(tmp_path, command):
+    """A database another Alembic-managed program set up (a shared PostgreSQL database, a wrong file)
+    carries a revision this release does not know: before, "newer than this release knows; upgrade
+    servicedesk", sending the operator to upgrade instead of to SERVICEDESK_DATABASE_URL."""
+    path = tmp_path / "crm.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('3f9a1c2b7d4e')"))
+        connection.execute(text("CREATE TABLE contacts (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{path}"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    said = (
+        "the database holds another program's schema (revision 3f9a1c2b7d4e, none of servicedesk's "
+        "tables): give SERVICEDESK_DATABASE_URL a database of the desk's own"
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert said in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "newer" not in result.stdout + result.stderr
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
