@@ -146,6 +146,14 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
+def _answered_as_slack(error: SlackApiError) -> bool:
+    """Whether the error is Slack's own answer (JSON with `ok`, even on a 429 or 5xx), not a web page
+    from a server that is no Slack Web API (a wrong path: slack_sdk makes up the error text then)."""
+    if error.response.status_code == 404:
+        return False
+    return not str(error.response.get("error") or "").startswith("Received a response in a non-JSON format")
+
+
 def check_token(client: WebClient, report: Report) -> bool:
     """auth.test and the granted scopes; False when Slack cannot be used at all."""
     try:
@@ -154,6 +162,11 @@ def check_token(client: WebClient, report: Report) -> bool:
         code = error.response.get("error")
         if code in REFUSED_TOKEN:
             report.problem(f"Slack refused the bot token ({code}): reinstall the app and copy the new token")
+        elif not _answered_as_slack(error):
+            report.problem(
+                f"SLACK_API_URL: {client.base_url} did not answer auth.test as Slack's Web API does "
+                f"(HTTP {error.response.status_code}); Slack's is https://slack.com/api/ (with /api/)"
+            )
         else:
             report.problem(f"auth.test failed ({code})")
         return False

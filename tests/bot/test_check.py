@@ -373,3 +373,18 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(
         "(did you mean SLACK_SIGNING_SECRET?): ignored",
     ]
     assert "s3cret" not in out
+
+
+def test_a_slack_api_url_that_is_not_slacks_web_api_names_the_setting(
+    emulator: SlackEmulator, database_url: str
+) -> None:
+    """The emulator's (or Slack's) host without /api/ answers 404 with a page: before, "auth.test
+    failed (Received a response in a non-JSON format: 404: Not Found)", which names no setting."""
+    wrong = emulator.api_url.removesuffix("api/")
+    code, text = check(settings_for(emulator, database_url, slack_api_url=wrong))
+    assert code == 1
+    [line] = [line for line in text.splitlines() if line.startswith("PROBLEM")]
+    assert line == (
+        f"PROBLEM  SLACK_API_URL: {wrong} did not answer auth.test as Slack's Web API does (HTTP 404); "
+        "Slack's is https://slack.com/api/ (with /api/)"
+    )
