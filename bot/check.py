@@ -111,7 +111,7 @@ def check_delivery(settings: Settings, report: Report) -> None:
         report.problem(unusable)
     else:
         relay = RelayConfig.from_url(settings.smtp_relay_url).redacted_url()
-        report.ok(f"the SMTP relay {relay} takes our connection")
+        report.ok(f"the SMTP relay {relay} takes our connection and {settings.support_address} as sender")
 
 
 def check_files(settings: Settings, report: Report) -> None:

@@ -94,13 +94,14 @@ RELAY_PROBE_TIMEOUT_SECONDS = 10.0
 
 
 def relay_problem(settings: Settings) -> str | None:
-    """Whether the relay takes our session as a delivery would open it (connect, EHLO, STARTTLS, AUTH),
-    sending nothing: None, or one line naming the setting and the stage that failed. The URL must
+    """Whether the relay takes our session as a delivery would open it (connect, EHLO, STARTTLS, AUTH)
+    and the support address as sender (MAIL FROM, then RSET), sending nothing: None, or one line
+    naming the setting and the stage that failed. The URL must
     be well-formed (`delivery_settings_problems` first); its password is never shown."""
     config = RelayConfig.from_url(settings.smtp_relay_url)
     config = replace(config, timeout=min(config.timeout, RELAY_PROBE_TIMEOUT_SECONDS))
     with RelayConnection(config) as relay:
-        failure = relay.probe()
+        failure = relay.probe(settings.support_address)
     if failure is None:
         return None
     return (

@@ -189,12 +189,27 @@ class RelayConnection:
                     # the thread using it.
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
-    def probe(self) -> SendResult | None:
-        """Open the session a send would (greeting, EHLO, STARTTLS, AUTH) and send nothing: None when the
-        relay takes it, else why not (the same result a send would have had at that stage)."""
-        if self._smtp is not None:
-            return None
-        return self._connect()
+    def probe(self, envelope_from: str) -> SendResult | None:
+        """Open the session a send would (greeting, EHLO, STARTTLS, AUTH), say MAIL FROM
+        `envelope_from` and take it back (RSET): nothing is sent. None when the relay takes all of it,
+        else why not, as a send would have had it: a relay that wants a login says so only at MAIL
+        FROM (530), as does one that refuses the sender."""
+        failure = self._connect() if self._smtp is None else None
+        if failure is not None:
+            return failure
+        smtp = self._smtp_or_fail()
+        try:
+            code, reply = smtp.mail(envelope_from)
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            return SendResult(DeliveryStatus.TEMPORARY, None, _describe_error(error), "mail")
+        if code == 530:  # RFC 4954 §6, as in _transact
+            return self._refused(code, reply, "auth")
+        if code != 250:
+            return self._refused(code, reply, "mail")
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.rset()
+        return None
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
         """One SMTP transaction: MAIL FROM ``envelope_from`` (the bounce address), RCPT TO ``recipient``,

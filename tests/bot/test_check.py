@@ -329,7 +329,7 @@ def test_a_relay_that_cannot_be_reached_or_refuses_the_login_is_a_problem(
     whose login it refuses, is not ready, whatever the URL's form."""
     code, text = check(settings_for(emulator, database_url))
     assert code == 0, text
-    assert f"ok       the SMTP relay {relay.url} takes our connection" in text
+    assert f"ok       the SMTP relay {relay.url} takes our connection and support@localhost as sender" in text
 
     unreachable = f"smtp://127.0.0.1:{closed_port()}"
     code, text = check(settings_for(emulator, database_url, smtp_relay_url=unreachable))
@@ -345,6 +345,12 @@ def test_a_relay_that_cannot_be_reached_or_refuses_the_login_is_a_problem(
         assert code == 1, text
         assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay smtp://desk:***@" in text
         assert "(at AUTH)" in text and "wr0ng-secret" not in text
+        # Without credentials the session opens, and the relay says so at MAIL FROM, as to every mail.
+        anonymous = f"smtp://127.0.0.1:{guarded.port}"
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=anonymous))
+        assert code == 1, text
+        assert f"PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay {anonymous} cannot be used: 530 " in text
+        assert "(at AUTH)" in text
         code, text = check(settings_for(emulator, database_url, smtp_relay_url=guarded.url))
         assert code == 0, text
         assert guarded.messages == []  # looked at, nothing sent
