@@ -20,9 +20,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.manifest import BOT_SCOPES
 from bot.service import ROLES, required_settings
 from bot.slack_errors import REFUSED_TOKEN
-from store import outbox
+from store import inbound, outbox
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
+from store.models import OutboxState
 from store.outbox import TRIAGE_RECHECK_MAX
 from store.settings import Settings
 
@@ -249,6 +250,31 @@ def check_channel(client: WebClient, channel: str, role: str, report: Report) ->
     report.ok(f"the bot is in the {role} channel {name}")
 
 
+def check_failed_work(settings: Settings, report: Report) -> None:
+    """Deliveries and intake that failed for good are kept for a person to retry: a note, so that a
+    check after an outage says there is work left (the setup itself may be fine)."""
+    try:
+        db = open_migrated(settings.database_url)
+    except StoreError:
+        return  # check_database has said why
+    try:
+        _rows, counts = outbox.undelivered(db, limit=1)
+        intake = inbound.failed_count(db)
+    except StoreError:
+        return
+    finally:
+        db.dispose()
+    deliveries = counts.get(OutboxState.FAILED, 0)
+    if not deliveries and not intake:
+        return
+    said = []
+    if deliveries:
+        said.append(f"{deliveries} {'delivery' if deliveries == 1 else 'deliveries'}")
+    if intake:
+        said.append(f"{intake} intake {'item' if intake == 1 else 'items'}")
+    report.note(f"failed and kept: {', '.join(said)}; `servicedesk outbox` lists them and how to retry one")
+
+
 def check_triage_waiting(settings: Settings, report: Report, triage_ok: bool | None) -> None:
     """New tickets' cards and thread posts the triage channel refused, kept in the outbox until it
     is fixed: a problem while the channel is not seen to be fixed (staff cannot see those tickets),
@@ -315,6 +341,8 @@ def run_check(
         check_app_token(settings, report)
     if roles & {"web", "worker"}:  # the Slack side's state, as the Slack checks above
         check_triage_waiting(settings, report, triage_ok)
+    if "worker" in roles:  # what the worker gave up on
+        check_failed_work(settings, report)
     for line in report.lines:
         print(line, file=out)
     if report.problems:

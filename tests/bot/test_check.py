@@ -394,3 +394,21 @@ def test_a_slack_api_url_that_is_not_slacks_web_api_names_the_setting(
         f"PROBLEM  SLACK_API_URL: {wrong} did not answer auth.test as Slack's Web API does (HTTP 404); "
         "Slack's is https://slack.com/api/ (with /api/)"
     )
+
+
+def test_failed_deliveries_and_intake_are_noted_with_where_to_see_them(
+    emulator: SlackEmulator, db: Database, database_url: str
+) -> None:
+    """A desk set up right may still hold mail and posts that failed for good: `check` said only "All
+    good", and an operator looking after an outage learnt nothing of them."""
+    from tests.bot.test_delivery_operator import fail_first_row, open_ticket, park_failed_mail
+
+    open_ticket(db)
+    fail_first_row(db, "channel_not_found")
+    park_failed_mail(db)
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0, text
+    assert (
+        "note     failed and kept: 1 delivery, 1 intake item; `servicedesk outbox` lists them "
+        "and how to retry one" in text
+    )
