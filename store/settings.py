@@ -252,6 +252,10 @@ def check_database_url(value: str) -> None:
         url = make_url(value)
     except ArgumentError as exc:
         raise ValueError("expected an SQLAlchemy URL such as sqlite:///servicedesk.db") from exc
+    if "@" in (url.host or ""):
+        # SQLAlchemy ends the password at its first "@": the rest became the host, and the driver's
+        # "cannot resolve host" error would print it, a piece of the password.
+        raise ValueError("the host name holds an '@': one in the user name or password must be written %40")
     backend = url.get_backend_name()
     if backend == "postgres":
         raise ValueError(f"postgres:// is not a URL SQLAlchemy reads; write {POSTGRESQL_URL_HINT}")

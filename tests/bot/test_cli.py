@@ -129,6 +129,20 @@ def test_another_programs_database_is_not_called_newer_than_this_release(tmp_pat
     assert "newer" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("check", "--role", "smtp")])
+def test_a_database_password_with_a_bare_at_sign_is_never_shown(tmp_path, command):
+    """SQLAlchemy ends the password at its first "@" and takes the rest for the host: before, the
+    driver's "failed to resolve host 't-tail@127.0.0.1'" printed the password's tail."""
+    env = {"SERVICEDESK_DATABASE_URL": "postgresql+psycopg://desk:s3cr@t-tail@127.0.0.1:1/desk"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: SERVICEDESK_DATABASE_URL: the host name holds an '@': one in the user name or "
+        "password must be written %40 (got hidden)"
+    ]
+    assert "t-tail" not in result.stdout + result.stderr
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
