@@ -119,6 +119,10 @@ class Settings(BaseModel):
             or any(c.isspace() or not c.isprintable() for c in value)
         ):
             raise ValueError(expected)
+        if _has_userinfo(value):
+            # slack_sdk sends no credentials from the URL (it fails on the host "user:password@…"),
+            # and an error naming the URL would show the password.
+            raise ValueError("expected a URL without user:password@ (Slack takes the token, not these)")
         # slack_sdk joins the method name straight onto the base URL.
         return value if value.endswith("/") else value + "/"
 

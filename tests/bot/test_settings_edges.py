@@ -126,3 +126,12 @@ def test_a_relay_option_given_twice_is_refused_not_the_last_one_taken(tmp_path: 
     relay = f"smtp://127.0.0.1:{free_port()}?starttls=1&starttls=0"
     code, _, err = run(["serve"], serve_env(tmp_path, SERVICEDESK_SMTP_RELAY_URL=relay), tmp_path)
     assert_one_line_naming("SERVICEDESK_SMTP_RELAY_URL", code, err)
+
+
+def test_a_slack_api_url_with_a_password_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """slack_sdk sends no user:password@ from the URL (the host is taken to be "desk:s3cret@…"), and
+    before, `check` printed the URL whole: "could not reach Slack at http://desk:s3cret@…"."""
+    env = serve_env(tmp_path, SLACK_API_URL="https://desk:s3cret@proxy.acme.test/api/")
+    code, out, err = run(["check", "--role", "worker"], env, tmp_path)
+    assert_one_line_naming("SLACK_API_URL", code, err)
+    assert "s3cret" not in out + err
