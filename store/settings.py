@@ -117,8 +117,15 @@ class Settings(BaseModel):
             or not parts.hostname
             or not port_ok
             or any(c.isspace() or not c.isprintable() for c in value)
+            # slack_sdk adds the method name after the URL: after a query or fragment it reaches none.
+            or "?" in value
+            or "#" in value
         ):
             raise ValueError(expected)
+        try:
+            parts.hostname.encode("idna")  # as the resolver will, else a UnicodeError at the first call
+        except UnicodeError:  # an empty label, one too long
+            raise ValueError(expected) from None
         if _has_userinfo(value):
             # slack_sdk sends no credentials from the URL (it fails on the host "user:password@…"),
             # and an error naming the URL would show the password.
