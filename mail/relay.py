@@ -96,6 +96,12 @@ class RelayConfig:
             raise ValueError(f"unknown scheme {parts.scheme + '://' if parts.scheme else 'missing'}")
         if not parts.hostname:
             raise ValueError("no host")
+        try:
+            parts.hostname.encode("idna")  # as socket.getaddrinfo will: a UnicodeError there is no OSError
+        except UnicodeError:
+            raise ValueError(
+                "the host is no name a resolver takes (an empty label, or one over 63 characters)"
+            ) from None
         if parts.path not in ("", "/") or parts.fragment:
             raise ValueError("unexpected path after the host")
         port = parts.port  # raises ValueError when not a number

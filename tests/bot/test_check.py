@@ -412,3 +412,14 @@ def test_failed_deliveries_and_intake_are_noted_with_where_to_see_them(
         "note     failed and kept: 1 delivery, 1 intake item; `servicedesk outbox` lists them "
         "and how to retry one" in text
     )
+
+
+@pytest.mark.parametrize("host", ["relay..acme.test", f"{'a' * 64}.acme.test"])
+def test_a_relay_host_the_resolver_cannot_take_is_a_problem_not_a_crash(
+    emulator: SlackEmulator, database_url: str, host: str
+) -> None:
+    """An empty label, or one over 63 characters: socket.getaddrinfo raises UnicodeError (no OSError),
+    which killed `check` with a traceback and failed the worker's every mail."""
+    code, text = check(settings_for(emulator, database_url, smtp_relay_url=f"smtp://{host}:25"))
+    assert code == 1
+    assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the host is no name a resolver takes" in text
