@@ -133,6 +133,17 @@ class Settings(BaseModel):
         # slack_sdk joins the method name straight onto the base URL.
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("http_host", "smtp_host")
+    @classmethod
+    def _listen_host(cls, value: str) -> str:
+        try:
+            value.encode("idna")  # as getaddrinfo will, where a UnicodeError is no OSError: a traceback
+        except UnicodeError:
+            raise ValueError(
+                "expected a host name or IP address to listen on, such as 127.0.0.1 or 0.0.0.0"
+            ) from None
+        return value
+
     @field_validator("support_address")
     @classmethod
     def _address(cls, value: str) -> str:

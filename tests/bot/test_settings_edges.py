@@ -148,3 +148,11 @@ def test_a_slack_api_url_with_a_password_is_refused_without_showing_it(tmp_path:
     code, out, err = run(["check", "--role", "worker"], env, tmp_path)
     assert_one_line_naming("SLACK_API_URL", code, err)
     assert "s3cret" not in out + err
+
+
+@pytest.mark.parametrize("variable", ["SERVICEDESK_SMTP_HOST", "SERVICEDESK_HTTP_HOST"])
+def test_a_listen_host_the_resolver_cannot_take_is_one_line(tmp_path: Path, variable: str) -> None:
+    """An empty label: the event loop's getaddrinfo raises UnicodeError, no OSError, and serve died
+    with a traceback instead of the one line a port taken gets."""
+    code, _, err = run(["serve"], serve_env(tmp_path, **{variable: "desk..acme.test"}), tmp_path)
+    assert_one_line_naming(variable, code, err)
