@@ -278,6 +278,12 @@ def check_database_url(value: str) -> None:
         # SQLAlchemy ends the password at its first "@": the rest became the host, and the driver's
         # "cannot resolve host" error would print it, a piece of the password.
         raise ValueError("the host name holds an '@': one in the user name or password must be written %40")
+    try:
+        (url.host or "").encode("idna")  # as the driver's resolver will: a UnicodeError is no database error
+    except UnicodeError:
+        raise ValueError(
+            "the host is no name a resolver takes (an empty label, or one over 63 characters)"
+        ) from None
     backend = url.get_backend_name()
     if backend == "postgres":
         raise ValueError(f"postgres:// is not a URL SQLAlchemy reads; write {POSTGRESQL_URL_HINT}")

@@ -143,6 +143,19 @@ def test_a_database_password_with_a_bare_at_sign_is_never_shown(tmp_path, comman
     assert "t-tail" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("outbox",)])
+def test_a_database_host_the_resolver_cannot_take_is_one_line(tmp_path, command):
+    """An empty label: psycopg's resolver raised UnicodeError, no database error, and every command
+    died with a traceback."""
+    env = {"SERVICEDESK_DATABASE_URL": "postgresql+psycopg://desk@db..acme.test/desk"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: SERVICEDESK_DATABASE_URL: the host is no name a resolver takes "
+        "(an empty label, or one over 63 characters) (got hidden)"
+    ]
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
