@@ -169,7 +169,30 @@ def downgrade(db: Database, revision: str = "base") -> None:
         raise StoreError(
             f"no schema revision {revision!r}: this release knows base to {scripts.get_current_head()}"
         )
-    _migrate(db, revision, command.downgrade)
+    missing = missing_sqlite_file(db.url)
+    if missing is not None:  # connecting would make an empty one, to undo nothing in it
+        raise SchemaNotReady(f"the database file {missing} does not exist: nothing to undo")
+    _migrate(db, revision, _downgrade_to(scripts))
+
+
+def _downgrade_to(scripts: ScriptDirectory) -> Callable[[Config, str], None]:
+    """Alembic's downgrade, saying in the desk's words a target above where the database is (Alembic:
+    "Destination 0005 is not a valid downgrade target from current head(s)")."""
+
+    def step(config: Config, revision: str) -> None:
+        connection = config.attributes["connection"]
+        current = MigrationContext.configure(connection).get_current_revision()
+        below = (
+            {script.revision for script in scripts.iterate_revisions(current, "base")} if current else set()
+        )
+        if revision != "base" and revision not in below:
+            raise StoreError(
+                f"the database is at schema revision {current or 'base'}, below {revision}: "
+                "`servicedesk db upgrade` goes forward"
+            )
+        command.downgrade(config, revision)
+
+    return step
 
 
 def _migrate(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:

@@ -176,10 +176,21 @@ def test_db_downgrade_goes_back_to_a_revision_and_refuses_one_it_does_not_know(t
     ]
     above = run_cli("db", "downgrade", "0005", env=env, cwd=tmp_path)
     assert above.returncode == 2 and "Traceback" not in above.stderr, above.stderr
-    assert above.stderr.startswith("servicedesk: cannot migrate the database: Destination 0005 is not")
+    # Before: Alembic's "Destination 0005 is not a valid downgrade target from current head(s)".
+    assert above.stderr.splitlines() == [
+        "servicedesk: the database is at schema revision 0004, below 0005: "
+        "`servicedesk db upgrade` goes forward"
+    ]
     result = run_cli("db", "downgrade", "base", env=env, cwd=tmp_path)
     assert result.stdout == "database is at schema revision base (no tables)\n", result.stderr
     assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    # A database file that is not there has nothing to undo; before, one was made, empty.
+    missing = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/typo.db"}
+    result = run_cli("db", "downgrade", "base", env=missing, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"servicedesk: the database file {tmp_path}/typo.db does not exist: nothing to undo"
+    ]
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_unreachable_database_is_one_line(tmp_path):
