@@ -47,11 +47,32 @@ def _add_role_options(parser: argparse.ArgumentParser, *, role: str, socket_mode
     parser.add_argument("--socket-mode", action="store_true", help=socket_mode)
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the release and the schema revision it migrates to, which is what an operator
+    compares with "the database is at schema revision …". Worked out only when asked (it imports
+    Alembic)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the release and its database schema")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from importlib.metadata import version
+
+        from alembic.script import ScriptDirectory
+
+        from store.migrate import alembic_config
+
+        head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+        print(f"servicedesk {version('servicedesk')} (database schema {head})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servicedesk",
         description="A Slack-first service desk: email and Slack requests become tickets in Slack threads.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(

@@ -38,6 +38,21 @@ def test_help_lists_every_subcommand():
         assert name in result.stdout
 
 
+def test_version_names_the_release_and_the_schema_it_migrates_to():
+    """What an operator compares with "the database is at schema revision 0006, newer than this
+    release knows": before, `--version` was "unrecognized arguments"."""
+    from importlib.metadata import version
+
+    from alembic.script import ScriptDirectory
+
+    from store.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite:///unused.db")).get_current_head()
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"servicedesk {version('servicedesk')} (database schema {head})\n"
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
