@@ -45,6 +45,7 @@ class Report:
 
 
 ALL_ROLES = frozenset(ROLES)
+DEFAULT_SUPPORT_ADDRESS = Settings.model_fields["support_address"].default
 
 
 def check_settings(
@@ -72,6 +73,11 @@ def check_settings(
         report.ok("SLACK_APP_TOKEN is set (Socket Mode)")
     if "web" in roles:
         _check_event_receiving(settings, report, socket_mode)
+    if roles & {"smtp", "worker"} and settings.support_address == DEFAULT_SUPPORT_ADDRESS:
+        report.note(
+            f"SERVICEDESK_SUPPORT_ADDRESS is {DEFAULT_SUPPORT_ADDRESS} (the default): fine for a trial, "
+            "but customers' replies to a ticket go to an address on localhost; set the address they write to"
+        )
     if not roles & {"web", "worker"}:
         return  # intake channels matter to the roles that read Slack
     if settings.triage_channel and settings.triage_channel in settings.intake_channels:

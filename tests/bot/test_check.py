@@ -423,3 +423,15 @@ def test_a_relay_host_the_resolver_cannot_take_is_a_problem_not_a_crash(
     code, text = check(settings_for(emulator, database_url, smtp_relay_url=f"smtp://{host}:25"))
     assert code == 1
     assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the host is no name a resolver takes" in text
+
+
+def test_the_default_support_address_is_noted_where_mail_is_handled(
+    emulator: SlackEmulator, database_url: str
+) -> None:
+    """support@localhost is for trials: acknowledgements and replies would carry reply addresses on
+    localhost, which no customer's mail reaches. Before, `check` did not mention it."""
+    default = "note     SERVICEDESK_SUPPORT_ADDRESS is support@localhost (the default)"
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0 and default in text
+    code, text = check(settings_for(emulator, database_url, support_address="help@acme.test"))
+    assert code == 0 and "SERVICEDESK_SUPPORT_ADDRESS" not in text
