@@ -393,8 +393,9 @@ def unrecognised_settings(
 ) -> list[str]:
     """One line per variable that looks meant for this program but is none of its settings (a typo
     leaves the real one at its default, with nothing said), naming the closest setting. Considered:
-    `SERVICEDESK_*` in the environment, and `SERVICEDESK_*` and `SLACK_*` in `.env`, which is ours;
-    `SLACK_*` in the environment may well be another tool's. Never a value."""
+    `SERVICEDESK_*` in the environment, and in `.env` (which is ours) `SERVICEDESK_*` and the `SLACK_*`
+    close to one of ours (SLACK_CLIENT_SECRET from Slack's samples is no typo); `SLACK_*` in the
+    environment may well be another tool's. Never a value."""
     known = [field.alias for field in Settings.model_fields.values() if field.alias]
     source = os.environ if environ is None else environ
     found: dict[str, str] = {name: "" for name in source if name.startswith("SERVICEDESK_")}
@@ -407,6 +408,8 @@ def unrecognised_settings(
         if name in known:
             continue
         meant = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if not meant and not name.startswith("SERVICEDESK_"):
+            continue  # SLACK_CLIENT_SECRET and the like from Slack's own samples: another tool's
         hint = f" (did you mean {meant[0]}?)" if meant else ""
         lines.append(f"{name}{where} is not a setting{hint}: ignored")
     return lines

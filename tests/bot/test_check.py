@@ -368,7 +368,9 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SERVICEDESK_TEST_DATABASE_URL", raising=False)  # the suite's own, on PostgreSQL
     set_environment(monkeypatch, emulator, database_url, SERVICEDESK_ACKNOWLEGE="false")
-    (tmp_path / ".env").write_text("SLACK_SIGNING_SECRETS=s3cret\nSERVICEDESK_COLOUR=blue\nOTHER_TOOL=1\n")
+    (tmp_path / ".env").write_text(
+        "SLACK_SIGNING_SECRETS=s3cret\nSERVICEDESK_COLOUR=blue\nOTHER_TOOL=1\nSLACK_CLIENT_SECRET=x\n"
+    )
     assert main(["check", "--role", "smtp"]) == 0
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if "is not a setting" in line]
