@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -80,6 +81,12 @@ def check_settings(
         )
     if not roles & {"web", "worker"}:
         return  # intake channels matter to the roles that read Slack
+    host = urlsplit(settings.slack_api_url).hostname or ""
+    if not settings.slack_pacing and (host == "slack.com" or host.endswith((".slack.com", ".slack-gov.com"))):
+        report.note(
+            "SERVICEDESK_SLACK_PACING is off while SLACK_API_URL is Slack's own: bursts will be refused "
+            "with 429s (honoured, but slower); leave it on"
+        )
     if settings.triage_channel and settings.triage_channel in settings.intake_channels:
         report.problem(
             f"{settings.triage_channel} is both the triage channel and an intake channel: "

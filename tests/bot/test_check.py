@@ -437,3 +437,18 @@ def test_the_default_support_address_is_noted_where_mail_is_handled(
     assert code == 0 and default in text
     code, text = check(settings_for(emulator, database_url, support_address="help@acme.test"))
     assert code == 0 and "SERVICEDESK_SUPPORT_ADDRESS" not in text
+
+
+def test_pacing_turned_off_against_slack_itself_is_noted(emulator: SlackEmulator, database_url: str) -> None:
+    """SERVICEDESK_SLACK_PACING=false is for an endpoint without Slack's limits; against Slack's own
+    API every burst then collects 429s. The emulator's URL (no limits) says nothing."""
+    settings = settings_for(emulator, database_url, slack_pacing=False)
+    code, text = check(settings)
+    assert code == 0 and "SERVICEDESK_SLACK_PACING" not in text
+    slack = settings.model_copy(update={"slack_api_url": "https://slack.com/api/", "slack_bot_token": None})
+    out = io.StringIO()
+    run_check(slack, roles=frozenset({"worker"}), out=out)
+    assert (
+        "note     SERVICEDESK_SLACK_PACING is off while SLACK_API_URL is Slack's own: "
+        "bursts will be refused with 429s (honoured, but slower); leave it on" in out.getvalue()
+    )
