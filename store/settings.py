@@ -388,6 +388,13 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         raise SettingsError(f"{name}: {message} (got {shown})") from None
 
 
+# What Kubernetes sets in every pod of a namespace with a Service named "servicedesk" (its service
+# links): not settings, and not typos either.
+_KUBERNETES_SERVICE_LINK = re.compile(
+    r"^SERVICEDESK_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
+)
+
+
 def unrecognised_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> list[str]:
@@ -405,7 +412,7 @@ def unrecognised_settings(
                 found.setdefault(name, f" (in {env_file})")
     lines = []
     for name, where in sorted(found.items(), key=lambda item: (bool(item[1]), item[0])):
-        if name in known:
+        if name in known or _KUBERNETES_SERVICE_LINK.match(name):
             continue
         meant = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         if not meant and not name.startswith("SERVICEDESK_"):

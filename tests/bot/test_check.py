@@ -367,7 +367,16 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(
     nothing said; `check` names it, and the one it probably meant."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SERVICEDESK_TEST_DATABASE_URL", raising=False)  # the suite's own, on PostgreSQL
-    set_environment(monkeypatch, emulator, database_url, SERVICEDESK_ACKNOWLEGE="false")
+    set_environment(
+        monkeypatch,
+        emulator,
+        database_url,
+        SERVICEDESK_ACKNOWLEGE="false",
+        # Kubernetes' links to a Service named servicedesk: no settings, no typos.
+        SERVICEDESK_PORT="tcp://10.0.0.7:3000",
+        SERVICEDESK_SERVICE_HOST="10.0.0.7",
+        SERVICEDESK_PORT_3000_TCP_ADDR="10.0.0.7",
+    )
     (tmp_path / ".env").write_text(
         "SLACK_SIGNING_SECRETS=s3cret\nSERVICEDESK_COLOUR=blue\nOTHER_TOOL=1\nSLACK_CLIENT_SECRET=x\n"
     )
