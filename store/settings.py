@@ -382,17 +382,25 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         name = location if isinstance(location, str) and location.isupper() else _field_alias(str(location))
         message = str(error["msg"]).removeprefix("Value error, ")
         value = str(values.get(name, ""))
+        if _KUBERNETES_LINK_VALUE.match(value):
+            message += (
+                "; this value is a Kubernetes service link (a Service named like the variable):"
+                " set the variable in the pod, or enableServiceLinks: false"
+            )
         # A password put in a URL that should hold none (SERVICEDESK_PUBLIC_URL) is not echoed either.
         secret = name in _SECRET_SETTINGS or _has_userinfo(value)
         shown = "hidden" if secret else repr(value)
         raise SettingsError(f"{name}: {message} (got {shown})") from None
 
 
-# What Kubernetes sets in every pod of a namespace with a Service named "servicedesk" (its service
-# links): not settings, and not typos either.
+# What Kubernetes sets in every pod of a namespace with a Service named "servicedesk" or
+# "servicedesk-…" (its service links): not settings, and not typos either.
 _KUBERNETES_SERVICE_LINK = re.compile(
-    r"^SERVICEDESK_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
+    r"^SERVICEDESK(_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
 )
+# The value of such a link, SERVICEDESK_HTTP_PORT=tcp://10.0.0.7:3000 for a Service named
+# "servicedesk-http": it lands on our own setting.
+_KUBERNETES_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:\d+$")
 
 
 def unrecognised_settings(

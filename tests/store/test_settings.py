@@ -350,3 +350,13 @@ def test_sqlite_url_options_are_refused_rather_than_ignored(url, options):
         f"SERVICEDESK_DATABASE_URL: query options ({options}) are not used for SQLite; "
         "write sqlite:///PATH (got hidden)"
     )
+
+
+def test_a_kubernetes_service_link_on_a_port_setting_is_named_as_such():
+    """A Service named servicedesk-http makes Kubernetes set SERVICEDESK_HTTP_PORT=tcp://IP:PORT in
+    every pod of the namespace: "Input should be a valid integer" alone sent operators hunting."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_HTTP_PORT": "tcp://10.0.0.7:3000"}, env_file=None)
+    said = str(caught.value)
+    assert said.startswith("SERVICEDESK_HTTP_PORT: Input should be a valid integer")
+    assert "Kubernetes service link" in said and "enableServiceLinks: false" in said
