@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -20,9 +21,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.manifest import BOT_SCOPES
 from bot.service import ROLES, required_settings
 from bot.slack_errors import REFUSED_TOKEN
-from store import outbox
+from store import inbound, outbox
 from store.db import StoreError
 from store.migrate import SchemaNotReady, open_migrated
+from store.models import OutboxState
 from store.outbox import TRIAGE_RECHECK_MAX
 from store.settings import Settings
 
@@ -44,6 +46,7 @@ class Report:
 
 
 ALL_ROLES = frozenset(ROLES)
+DEFAULT_SUPPORT_ADDRESS = Settings.model_fields["support_address"].default
 
 
 def check_settings(
@@ -71,8 +74,19 @@ def check_settings(
         report.ok("SLACK_APP_TOKEN is set (Socket Mode)")
     if "web" in roles:
         _check_event_receiving(settings, report, socket_mode)
+    if roles & {"smtp", "worker"} and settings.support_address == DEFAULT_SUPPORT_ADDRESS:
+        report.note(
+            f"SERVICEDESK_SUPPORT_ADDRESS is {DEFAULT_SUPPORT_ADDRESS} (the default): fine for a trial, "
+            "but customers' replies to a ticket go to an address on localhost; set the address they write to"
+        )
     if not roles & {"web", "worker"}:
         return  # intake channels matter to the roles that read Slack
+    host = urlsplit(settings.slack_api_url).hostname or ""
+    if not settings.slack_pacing and (host == "slack.com" or host.endswith((".slack.com", ".slack-gov.com"))):
+        report.note(
+            "SERVICEDESK_SLACK_PACING is off while SLACK_API_URL is Slack's own: bursts will be refused "
+            "with 429s (honoured, but slower); leave it on"
+        )
     if settings.triage_channel and settings.triage_channel in settings.intake_channels:
         report.problem(
             f"{settings.triage_channel} is both the triage channel and an intake channel: "
@@ -95,14 +109,23 @@ def _check_event_receiving(settings: Settings, report: Report, socket_mode: bool
 
 
 def check_delivery(settings: Settings, report: Report) -> None:
-    """What stops the delivery worker at start: the relay URL and the email templates."""
-    from mail.delivery import delivery_settings_problems
+    """What stops the delivery worker at start (the relay URL, the email templates), and whether the
+    relay takes our session: one that is unreachable or refuses the login fails every email."""
+    from mail.delivery import delivery_settings_problems, relay_problem
+    from mail.relay import RelayConfig
 
     problems = delivery_settings_problems(settings)
     for problem in problems:
         report.problem(problem)
-    if not problems:
-        report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+    if problems:
+        return
+    report.ok("SERVICEDESK_SMTP_RELAY_URL and the email templates are usable")
+    unusable = relay_problem(settings)
+    if unusable is not None:
+        report.problem(unusable)
+    else:
+        relay = RelayConfig.from_url(settings.smtp_relay_url).redacted_url()
+        report.ok(f"the SMTP relay {relay} takes our connection and {settings.support_address} as sender")
 
 
 def check_files(settings: Settings, report: Report) -> None:
@@ -137,6 +160,14 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
+def _answered_as_slack(error: SlackApiError) -> bool:
+    """Whether the error is Slack's own answer (JSON with `ok`, even on a 429 or 5xx), not a web page
+    from a server that is no Slack Web API (a wrong path: slack_sdk makes up the error text then)."""
+    if error.response.status_code == 404:
+        return False
+    return not str(error.response.get("error") or "").startswith("Received a response in a non-JSON format")
+
+
 def check_token(client: WebClient, report: Report) -> bool:
     """auth.test and the granted scopes; False when Slack cannot be used at all."""
     try:
@@ -145,6 +176,11 @@ def check_token(client: WebClient, report: Report) -> bool:
         code = error.response.get("error")
         if code in REFUSED_TOKEN:
             report.problem(f"Slack refused the bot token ({code}): reinstall the app and copy the new token")
+        elif not _answered_as_slack(error):
+            report.problem(
+                f"SLACK_API_URL: {client.base_url} did not answer auth.test as Slack's Web API does "
+                f"(HTTP {error.response.status_code}); Slack's is https://slack.com/api/ (with /api/)"
+            )
         else:
             report.problem(f"auth.test failed ({code})")
         return False
@@ -227,6 +263,31 @@ def check_channel(client: WebClient, channel: str, role: str, report: Report) ->
     report.ok(f"the bot is in the {role} channel {name}")
 
 
+def check_failed_work(settings: Settings, report: Report) -> None:
+    """Deliveries and intake that failed for good are kept for a person to retry: a note, so that a
+    check after an outage says there is work left (the setup itself may be fine)."""
+    try:
+        db = open_migrated(settings.database_url)
+    except StoreError:
+        return  # check_database has said why
+    try:
+        _rows, counts = outbox.undelivered(db, limit=1)
+        intake = inbound.failed_count(db)
+    except StoreError:
+        return
+    finally:
+        db.dispose()
+    deliveries = counts.get(OutboxState.FAILED, 0)
+    if not deliveries and not intake:
+        return
+    said = []
+    if deliveries:
+        said.append(f"{deliveries} {'delivery' if deliveries == 1 else 'deliveries'}")
+    if intake:
+        said.append(f"{intake} intake {'item' if intake == 1 else 'items'}")
+    report.note(f"failed and kept: {', '.join(said)}; `servicedesk outbox` lists them and how to retry one")
+
+
 def check_triage_waiting(settings: Settings, report: Report, triage_ok: bool | None) -> None:
     """New tickets' cards and thread posts the triage channel refused, kept in the outbox until it
     is fixed: a problem while the channel is not seen to be fixed (staff cannot see those tickets),
@@ -262,11 +323,16 @@ def run_check(
     socket_mode: bool | None = None,
     out: TextIO | None = None,
     client_factory: Callable[[Settings], WebClient] | None = None,
+    unrecognised: Sequence[str] = (),
 ) -> int:
-    """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need."""
+    """`servicedesk check [--role R …] [--socket-mode]`: what the roles to be run need.
+    `unrecognised`: variables that look meant for the desk but are no setting (notes: another
+    program's may share the prefix)."""
     out = out or sys.stdout
     report = Report()
     triage_ok: bool | None = None  # not looked at in Slack
+    for line in unrecognised:
+        report.note(line)
     check_settings(settings, report, roles, socket_mode)
     if "worker" in roles:
         check_delivery(settings, report)
@@ -288,6 +354,8 @@ def run_check(
         check_app_token(settings, report)
     if roles & {"web", "worker"}:  # the Slack side's state, as the Slack checks above
         check_triage_waiting(settings, report, triage_ok)
+    if "worker" in roles:  # what the worker gave up on
+        check_failed_work(settings, report)
     for line in report.lines:
         print(line, file=out)
     if report.problems:

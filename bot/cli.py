@@ -47,11 +47,32 @@ def _add_role_options(parser: argparse.ArgumentParser, *, role: str, socket_mode
     parser.add_argument("--socket-mode", action="store_true", help=socket_mode)
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the release and the schema revision it migrates to, which is what an operator
+    compares with "the database is at schema revision …". Worked out only when asked (it imports
+    Alembic)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the release and its database schema")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from importlib.metadata import version
+
+        from alembic.script import ScriptDirectory
+
+        from store.migrate import alembic_config
+
+        head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+        print(f"servicedesk {version('servicedesk')} (database schema {head})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servicedesk",
         description="A Slack-first service desk: email and Slack requests become tickets in Slack threads.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -112,13 +133,15 @@ def _configure_logging() -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import event_loop
     from bot.service import ROLES, required_settings, run_service
+    from store.settings import unrecognised_settings
 
     roles = set(args.role or ROLES)
     settings.require(*required_settings(roles, args.socket_mode))
     _configure_logging()
-    logging.getLogger("servicedesk").info(
-        "starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name()
-    )
+    log = logging.getLogger("servicedesk")
+    for line in unrecognised_settings():
+        log.warning("%s", line)
+    log.info("starting: %s, on %s's event loop", ", ".join(sorted(roles)), event_loop.loop_name())
     event_loop.run(run_service(settings, roles, socket_mode=args.socket_mode))
     return 0
 
@@ -162,9 +185,15 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from bot.check import ALL_ROLES, run_check
+    from store.settings import unrecognised_settings
 
     roles = frozenset(args.role) if args.role else ALL_ROLES
-    return run_check(settings, roles=roles, socket_mode=True if args.socket_mode else None)
+    return run_check(
+        settings,
+        roles=roles,
+        socket_mode=True if args.socket_mode else None,
+        unrecognised=unrecognised_settings(),
+    )
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:

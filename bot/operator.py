@@ -25,6 +25,7 @@ EXIT_USAGE = 2
 ERROR_WIDTH = 70
 COLUMNS = ("ID", "KIND", "TICKET", "STATE", "TRIES", "NEXT ATTEMPT", "LAST ERROR")
 INTAKE_COLUMNS = ("ID", "KIND", "RECEIVED", "TRIES", "LAST ERROR")
+RETRYING_COLUMNS = ("ID", "KIND", "RECEIVED", "TRIES", "NEXT ATTEMPT", "LAST ERROR")
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
@@ -84,8 +85,14 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
     db = open_migrated(settings.database_url)
     try:
         rows, counts = outbox.undelivered(db, limit=limit)
-        _list_deliveries(rows, counts, slack_paused(db), out)
+        intake = inbound.backlog(db, limit)
+        failed_intake = inbound.failed_count(db)
+        # "Nothing is waiting" only when the intake has nothing either: mail accepted at SMTP whose
+        # ticket keeps failing to be built is waiting too, before any outbox row exists for it.
+        idle = not intake.waiting and not failed_intake
+        _list_deliveries(rows, counts, slack_paused(db), out, idle=idle)
         _list_triage_waiting(db, out)
+        _list_intake_backlog(intake, failed_intake, out)
         _list_failed_intake(db, limit, out)
     finally:
         db.dispose()
@@ -93,7 +100,7 @@ def list_outbox(settings: Settings, limit: int = 50, *, out: TextIO | None = Non
 
 
 def _list_deliveries(
-    rows: list[outbox.OutboxRow], counts: dict[str, int], paused: str | None, out: TextIO
+    rows: list[outbox.OutboxRow], counts: dict[str, int], paused: str | None, out: TextIO, *, idle: bool
 ) -> None:
     summary = ", ".join(f"{counts.get(state, 0)} {state}" for state in ("pending", "claimed", "failed"))
     print(f"Outbox: {summary}", file=out)
@@ -106,7 +113,8 @@ def _list_deliveries(
             file=out,
         )
     if not rows:
-        print("Nothing is waiting or failed.", file=out)
+        if idle:
+            print("Nothing is waiting or failed.", file=out)
         return
     for line in format_rows(rows, utcnow()):
         print(line, file=out)
@@ -128,6 +136,36 @@ def _list_triage_waiting(db: Database, out: TextIO) -> None:
         "(servicedesk check says which); they then go up by themselves.",
         file=out,
     )
+
+
+def _list_intake_backlog(intake: inbound.IntakeBacklog, failed: int, out: TextIO) -> None:
+    """Intake accepted and not yet a ticket: counted, and the items retrying after an error listed
+    with their next attempt and error (the rest are simply queued for the worker)."""
+    if not intake.waiting:
+        return
+    print(
+        f"Intake: {intake.waiting} waiting to become tickets "
+        f"({intake.retrying_total} retrying after an error), {failed} failed",
+        file=out,
+    )
+    if not intake.retrying:
+        return
+    now = utcnow()
+    table = [RETRYING_COLUMNS] + [
+        (
+            str(item.id),
+            item.kind,
+            _ago(item.received_at, now),
+            str(item.attempts),
+            "running now" if item.state == "claimed" else _when(item.not_before or now, now),
+            _error(item.last_error),
+        )
+        for item in intake.retrying
+    ]
+    for line in _columns(table):
+        print(line, file=out)
+    if intake.retrying_total > len(intake.retrying):
+        print(f"(first {len(intake.retrying)} shown; --limit N for more)", file=out)
 
 
 def _list_failed_intake(db: Database, limit: int, out: TextIO) -> None:
@@ -154,12 +192,31 @@ def _list_failed_intake(db: Database, limit: int, out: TextIO) -> None:
     print("Try one again with: servicedesk outbox --retry-intake ID", file=out)
 
 
+# Why a row or item that is not failed needs no retry, by its state: one answer for all of them left an
+# operator guessing whether the ID was wrong or the delivery had gone out.
+_NOT_FAILED: dict[str | None, str] = {
+    None: "there is no such row",
+    "done": "it was delivered already",
+    "cancelled": "it was cancelled (a reply deleted or made a note before it went out)",
+    "pending": "it is pending, and the worker tries it by itself",
+    "claimed": "a worker is trying it now",
+}
+_INTAKE_NOT_FAILED: dict[str | None, str] = {
+    None: "there is no such item",
+    "done": "it was turned into a ticket already",
+    "pending": "it is waiting, and the worker tries it by itself",
+    "claimed": "a worker is trying it now",
+}
+
+
 def retry_intake(settings: Settings, item_id: int, *, out: TextIO | None = None) -> int:
     return _retry(
         settings,
         inbound.retry_failed_item,
+        inbound.item_state,
         item_id,
         refused=f"intake item {item_id} is not a failed one",
+        reasons=_INTAKE_NOT_FAILED,
         done=f"Intake item {item_id} will be tried again now",
         out=out,
     )
@@ -169,8 +226,10 @@ def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) 
     return _retry(
         settings,
         outbox.retry_failed,
+        outbox.row_state,
         row_id,
         refused=f"row {row_id} is not a failed delivery",
+        reasons=_NOT_FAILED,
         done=f"Row {row_id} will be delivered again now",
         out=out,
     )
@@ -179,9 +238,11 @@ def retry_outbox(settings: Settings, row_id: int, *, out: TextIO | None = None) 
 def _retry(
     settings: Settings,
     retry: Callable[[Database, int], bool],
+    state_of: Callable[[Database, int], str | None],
     number: int,
     *,
     refused: str,
+    reasons: dict[str | None, str],
     done: str,
     out: TextIO | None,
 ) -> int:
@@ -189,10 +250,12 @@ def _retry(
     db = open_migrated(settings.database_url)
     try:
         retried = retry(db, number)
+        state = None if retried else state_of(db, number)
     finally:
         db.dispose()
     if not retried:
-        print(f"servicedesk: {refused}; nothing to retry", file=sys.stderr)
+        reason = reasons.get(state, f"it is {state}")
+        print(f"servicedesk: {refused}: {reason}; nothing to retry", file=sys.stderr)
         return EXIT_CANNOT_RETRY
     print(f"{done} (a running worker picks it up).", file=out)
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Row, Select, String, and_, bindparam, select
@@ -35,7 +35,8 @@ from mail.compose import (
     safe_filename,
 )
 from mail.links import attachment_url, unsubscribe_url
-from mail.relay import DeliveryStatus, RelayConfig, SendResult
+from mail.relay import SETTING as RELAY_SETTING
+from mail.relay import DeliveryStatus, RelayConfig, RelayConnection, SendResult
 from mail.relay_pool import RelayPool
 from mail.render import render_markdown
 from mail.templates import (
@@ -85,6 +86,28 @@ def delivery_settings_problems(settings: Settings) -> list[str]:
     except TemplateError as exc:
         problems.append(f"{TEMPLATES_SETTING}: {exc}")
     return problems
+
+
+# How long `servicedesk check` waits on the relay at each step: a relay that answers at all answers in
+# seconds, and the relay URL's own timeout (a minute by default) is too long for a person waiting.
+RELAY_PROBE_TIMEOUT_SECONDS = 10.0
+
+
+def relay_problem(settings: Settings) -> str | None:
+    """Whether the relay takes our session as a delivery would open it (connect, EHLO, STARTTLS, AUTH)
+    and the support address as sender (MAIL FROM, then RSET), sending nothing: None, or one line
+    naming the setting and the stage that failed. The URL must
+    be well-formed (`delivery_settings_problems` first); its password is never shown."""
+    config = RelayConfig.from_url(settings.smtp_relay_url)
+    config = replace(config, timeout=min(config.timeout, RELAY_PROBE_TIMEOUT_SECONDS))
+    with RelayConnection(config) as relay:
+        failure = relay.probe(settings.support_address)
+    if failure is None:
+        return None
+    return (
+        f"{RELAY_SETTING}: the SMTP relay {config.redacted_url()} cannot be used: {failure.describe()}; "
+        "every email waits in the outbox until it can"
+    )
 
 
 def check_delivery_settings(settings: Settings) -> None:

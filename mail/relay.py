@@ -131,6 +131,12 @@ class RelayConfig:
             raise ValueError(f"unknown scheme {parts.scheme + '://' if parts.scheme else 'missing'}")
         if not parts.hostname:
             raise ValueError("no host")
+        try:
+            parts.hostname.encode("idna")  # as socket.getaddrinfo will: a UnicodeError there is no OSError
+        except UnicodeError:
+            raise ValueError(
+                "the host is no name a resolver takes (an empty label, or one over 63 characters)"
+            ) from None
         if parts.path not in ("", "/") or parts.fragment:
             raise ValueError("unexpected path after the host")
         port = parts.port  # raises ValueError when not a number
@@ -223,6 +229,28 @@ class RelayConnection:
                     # The TCP socket's own shutdown, below TLS: SSLSocket's would also unwrap it under
                     # the thread using it.
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def probe(self, envelope_from: str) -> SendResult | None:
+        """Open the session a send would (greeting, EHLO, STARTTLS, AUTH), say MAIL FROM
+        `envelope_from` and take it back (RSET): nothing is sent. None when the relay takes all of it,
+        else why not, as a send would have had it: a relay that wants a login says so only at MAIL
+        FROM (530), as does one that refuses the sender."""
+        failure = self._connect() if self._smtp is None else None
+        if failure is not None:
+            return failure
+        smtp = self._smtp_or_fail()
+        try:
+            code, reply = smtp.mail(envelope_from)
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            return SendResult(DeliveryStatus.TEMPORARY, None, _describe_error(error), "mail")
+        if code == 530:  # RFC 4954 §6, as in _transact
+            return self._refused(code, reply, "auth")
+        if code != 250:
+            return self._refused(code, reply, "mail")
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.rset()
+        return None
 
     def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
         """One SMTP transaction: MAIL FROM ``envelope_from`` (the bounce address), RCPT TO ``recipient``,

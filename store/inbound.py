@@ -284,6 +284,65 @@ def failed_items(db: Database, limit: int) -> tuple[list[FailedItem], int]:
     return [FailedItem(*row) for row in found], total
 
 
+@dataclass(frozen=True)
+class RetryingItem:
+    """An intake item that failed at least once and will be tried again by itself."""
+
+    id: int
+    kind: str
+    state: str
+    received_at: datetime
+    attempts: int
+    not_before: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class IntakeBacklog:
+    """Accepted input not yet turned into tickets and not parked as failed: `waiting` counts all of
+    it, `retrying` lists (up to a limit) those that already failed an attempt, `retrying_total` counts
+    them."""
+
+    waiting: int
+    retrying: list[RetryingItem]
+    retrying_total: int
+
+
+def backlog(db: Database, limit: int) -> IntakeBacklog:
+    """What the worker still has to turn into tickets, for `servicedesk outbox`: an empty outbox
+    says nothing of mail that is accepted but whose ticket keeps failing to be built."""
+    open_states = (InboundState.PENDING, InboundState.CLAIMED)
+    erred = and_(InboundItem.state.in_(open_states), InboundItem.last_error.is_not(None))
+    with db.read() as session:
+        waiting = session.scalar(
+            select(func.count()).select_from(InboundItem).where(InboundItem.state.in_(open_states))
+        )
+        retrying_total = session.scalar(select(func.count()).select_from(InboundItem).where(erred))
+        found = session.execute(
+            select(
+                InboundItem.id,
+                InboundItem.kind,
+                InboundItem.state,
+                InboundItem.received_at,
+                InboundItem.attempts,
+                InboundItem.not_before,
+                InboundItem.last_error,
+            )
+            .where(erred)
+            .order_by(InboundItem.id)
+            .limit(min(limit, MAX_ROW_ID))
+        ).all()
+    return IntakeBacklog(int(waiting or 0), [RetryingItem(*row) for row in found], int(retrying_total or 0))
+
+
+def item_state(db: Database, item_id: int) -> str | None:
+    """The state of intake item `item_id`, None when there is no such item."""
+    if not 1 <= item_id <= MAX_ROW_ID:
+        return None
+    with db.read() as session:
+        return session.scalar(select(InboundItem.state).where(InboundItem.id == item_id))
+
+
 def retry_failed_item(db: Database, item_id: int) -> bool:
     """Operator's retry of a failed intake item: due now, with its attempts counted afresh. False
     when there is no such failed item."""

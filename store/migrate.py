@@ -13,11 +13,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy import Connection, make_url, text
+from sqlalchemy import Connection, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 import migrations
 from store.db import Database, StoreError, StoreUnavailable
+from store.models import Ticket
 from store.sqlite import is_memory_url
 
 # An arbitrary fixed key for pg_advisory_lock: "servicedesk migrate".
@@ -36,9 +37,25 @@ class SchemaNotReady(StoreError):
     what to do."""
 
 
+class ForeignSchema(StoreError):
+    """The database carries another program's Alembic revision and none of the desk's tables."""
+
+
 def _too_new(revision: str) -> str:
     return (
         f"the database is at schema revision {revision}, newer than this release knows; upgrade servicedesk"
+    )
+
+
+def _unknown_revision(connection: Connection, revision: str) -> StoreError:
+    """A revision this release does not know: a newer release's, when the desk's tables are there;
+    else another Alembic-managed program's database (a shared PostgreSQL database, the wrong file),
+    which no upgrade of servicedesk mends."""
+    if inspect(connection).has_table(Ticket.__tablename__):
+        return SchemaTooNew(_too_new(revision))
+    return ForeignSchema(
+        f"the database holds another program's schema (revision {revision}, none of servicedesk's "
+        "tables): give SERVICEDESK_DATABASE_URL a database of the desk's own"
     )
 
 
@@ -107,15 +124,16 @@ def schema_problem(db: Database) -> str | None:
     scripts = ScriptDirectory.from_config(alembic_config(db.url))
     try:
         with db.read() as session:
-            current = MigrationContext.configure(session.connection()).get_current_revision()
+            connection = session.connection()
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is not None and not _known(scripts, current):
+                raise _unknown_revision(connection, current)
     except DBAPIError as exc:  # not a database at all ("file is not a database"), and the like
         raise StoreUnavailable(f"database unavailable: {_first_line(exc)}") from exc
     if current == scripts.get_current_head():
         return None
     if current is None:
         return f"the database has no schema yet: {UPGRADE_HINT}"
-    if not _known(scripts, current):
-        raise SchemaTooNew(_too_new(current))
     return f"the database schema is older than this release: {UPGRADE_HINT}"
 
 
@@ -151,7 +169,30 @@ def downgrade(db: Database, revision: str = "base") -> None:
         raise StoreError(
             f"no schema revision {revision!r}: this release knows base to {scripts.get_current_head()}"
         )
-    _migrate(db, revision, command.downgrade)
+    missing = missing_sqlite_file(db.url)
+    if missing is not None:  # connecting would make an empty one, to undo nothing in it
+        raise SchemaNotReady(f"the database file {missing} does not exist: nothing to undo")
+    _migrate(db, revision, _downgrade_to(scripts))
+
+
+def _downgrade_to(scripts: ScriptDirectory) -> Callable[[Config, str], None]:
+    """Alembic's downgrade, saying in the desk's words a target above where the database is (Alembic:
+    "Destination 0005 is not a valid downgrade target from current head(s)")."""
+
+    def step(config: Config, revision: str) -> None:
+        connection = config.attributes["connection"]
+        current = MigrationContext.configure(connection).get_current_revision()
+        below = (
+            {script.revision for script in scripts.iterate_revisions(current, "base")} if current else set()
+        )
+        if revision != "base" and revision not in below:
+            raise StoreError(
+                f"the database is at schema revision {current or 'base'}, below {revision}: "
+                "`servicedesk db upgrade` goes forward"
+            )
+        command.downgrade(config, revision)
+
+    return step
 
 
 def _migrate(db: Database, revision: str, step: Callable[[Config, str], None]) -> None:
@@ -173,7 +214,7 @@ def _migrate_locked(db: Database, revision: str, step: Callable[[Config, str], N
     with db.engine.connect() as connection, _migration_lock(connection), _sqlite_tables_rebuilt(connection):
         current = MigrationContext.configure(connection).get_current_revision()
         if current is not None and not _known(scripts, current):
-            raise SchemaTooNew(_too_new(current))
+            raise _unknown_revision(connection, current)
         connection.commit()
         config.attributes["connection"] = connection
         step(config, revision)

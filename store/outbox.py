@@ -627,6 +627,15 @@ def retry_failed(db: Database, row_id: int) -> bool:
         return True
 
 
+def row_state(db: Database, row_id: int) -> str | None:
+    """The state of outbox row `row_id`, None when there is no such row: what an operator is told
+    when a retry is refused."""
+    if not 1 <= row_id <= MAX_ROW_ID:
+        return None
+    with db.read() as session:
+        return session.scalar(select(Outbox.state).where(Outbox.id == row_id))
+
+
 def oldest_due_age(db: Database) -> float | None:
     """Seconds the oldest due, undelivered row has waited; None when nothing is due."""
     now = utcnow()

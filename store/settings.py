@@ -6,6 +6,7 @@ result is passed down. Tests build `Settings(...)` directly with field names.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.limits import MAX_ADDRESS_CHARS
@@ -115,10 +117,32 @@ class Settings(BaseModel):
             or not parts.hostname
             or not port_ok
             or any(c.isspace() or not c.isprintable() for c in value)
+            # slack_sdk adds the method name after the URL: after a query or fragment it reaches none.
+            or "?" in value
+            or "#" in value
         ):
             raise ValueError(expected)
+        try:
+            parts.hostname.encode("idna")  # as the resolver will, else a UnicodeError at the first call
+        except UnicodeError:  # an empty label, one too long
+            raise ValueError(expected) from None
+        if _has_userinfo(value):
+            # slack_sdk sends no credentials from the URL (it fails on the host "user:password@…"),
+            # and an error naming the URL would show the password.
+            raise ValueError("expected a URL without user:password@ (Slack takes the token, not these)")
         # slack_sdk joins the method name straight onto the base URL.
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("http_host", "smtp_host")
+    @classmethod
+    def _listen_host(cls, value: str) -> str:
+        try:
+            value.encode("idna")  # as getaddrinfo will, where a UnicodeError is no OSError: a traceback
+        except UnicodeError:
+            raise ValueError(
+                "expected a host name or IP address to listen on, such as 127.0.0.1 or 0.0.0.0"
+            ) from None
+        return value
 
     @field_validator("support_address")
     @classmethod
@@ -250,6 +274,16 @@ def check_database_url(value: str) -> None:
         url = make_url(value)
     except ArgumentError as exc:
         raise ValueError("expected an SQLAlchemy URL such as sqlite:///servicedesk.db") from exc
+    if "@" in (url.host or ""):
+        # SQLAlchemy ends the password at its first "@": the rest became the host, and the driver's
+        # "cannot resolve host" error would print it, a piece of the password.
+        raise ValueError("the host name holds an '@': one in the user name or password must be written %40")
+    try:
+        (url.host or "").encode("idna")  # as the driver's resolver will: a UnicodeError is no database error
+    except UnicodeError:
+        raise ValueError(
+            "the host is no name a resolver takes (an empty label, or one over 63 characters)"
+        ) from None
     backend = url.get_backend_name()
     if backend == "postgres":
         raise ValueError(f"postgres:// is not a URL SQLAlchemy reads; write {POSTGRESQL_URL_HINT}")
@@ -279,6 +313,27 @@ def check_database_url(value: str) -> None:
         raise ValueError(
             f"query options ({', '.join(sorted(url.query))}) are not used for SQLite; write sqlite:///PATH"
         )
+    if backend == "sqlite":
+        _check_sqlite_path(Path(url.database or ""))
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """The SQLite file exists, or can be made where it is named: else SQLite's "unable to open database
+    file" from `db upgrade` and `serve`, which names nothing, after `check` said all was well."""
+    try:
+        if path.is_dir():
+            raise ValueError(
+                f"{path} is a folder, not a SQLite file; name a file in it, such as sqlite:///PATH/servicedesk.db"
+            )
+        folder = path.absolute().parent
+        if path.exists() or folder.is_dir():
+            return
+        state = "is not a folder" if folder.exists() else "does not exist"
+    except OSError as error:  # a name too long, a folder on the way we may not look into
+        raise ValueError(f"{path} cannot be used as a file ({error.strerror or error})") from None
+    raise ValueError(
+        f"the folder {folder}, where the SQLite file would be, {state}; create it or give another path"
+    )
 
 
 def _is_in_memory_sqlite(url: URL) -> bool:
@@ -327,10 +382,52 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         name = location if isinstance(location, str) and location.isupper() else _field_alias(str(location))
         message = str(error["msg"]).removeprefix("Value error, ")
         value = str(values.get(name, ""))
+        if _KUBERNETES_LINK_VALUE.match(value):
+            message += (
+                "; this value is a Kubernetes service link (a Service named like the variable):"
+                " set the variable in the pod, or enableServiceLinks: false"
+            )
         # A password put in a URL that should hold none (SERVICEDESK_PUBLIC_URL) is not echoed either.
         secret = name in _SECRET_SETTINGS or _has_userinfo(value)
         shown = "hidden" if secret else repr(value)
         raise SettingsError(f"{name}: {message} (got {shown})") from None
+
+
+# What Kubernetes sets in every pod of a namespace with a Service named "servicedesk" or
+# "servicedesk-…" (its service links): not settings, and not typos either.
+_KUBERNETES_SERVICE_LINK = re.compile(
+    r"^SERVICEDESK(_[A-Z0-9_]+?)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
+)
+# The value of such a link, SERVICEDESK_HTTP_PORT=tcp://10.0.0.7:3000 for a Service named
+# "servicedesk-http": it lands on our own setting.
+_KUBERNETES_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:\d+$")
+
+
+def unrecognised_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """One line per variable that looks meant for this program but is none of its settings (a typo
+    leaves the real one at its default, with nothing said), naming the closest setting. Considered:
+    `SERVICEDESK_*` in the environment, and in `.env` (which is ours) `SERVICEDESK_*` and the `SLACK_*`
+    close to one of ours (SLACK_CLIENT_SECRET from Slack's samples is no typo); `SLACK_*` in the
+    environment may well be another tool's. Never a value."""
+    known = [field.alias for field in Settings.model_fields.values() if field.alias]
+    source = os.environ if environ is None else environ
+    found: dict[str, str] = {name: "" for name in source if name.startswith("SERVICEDESK_")}
+    if env_file is not None and env_file.is_file():
+        for name in _read_env_file(env_file):
+            if name.startswith(("SERVICEDESK_", "SLACK_")):
+                found.setdefault(name, f" (in {env_file})")
+    lines = []
+    for name, where in sorted(found.items(), key=lambda item: (bool(item[1]), item[0])):
+        if name in known or _KUBERNETES_SERVICE_LINK.match(name):
+            continue
+        meant = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if not meant and not name.startswith("SERVICEDESK_"):
+            continue  # SLACK_CLIENT_SECRET and the like from Slack's own samples: another tool's
+        hint = f" (did you mean {meant[0]}?)" if meant else ""
+        lines.append(f"{name}{where} is not a setting{hint}: ignored")
+    return lines
 
 
 def _has_userinfo(value: str) -> bool:
@@ -356,4 +453,28 @@ def _read_env_file(env_file: Path) -> dict[str, str]:
         raise SettingsError(
             f"{env_file}: line {line} is not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"
         ) from None
+    _refuse_unparsed_line(env_file, text)
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+# The name a line that is not NAME=VALUE starts with, to say which setting it meant (never its value,
+# which may be a token).
+_LEADING_NAME = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def _refuse_unparsed_line(env_file: Path, text: str) -> None:
+    """python-dotenv skips a line it cannot parse with a warning of its own: the setting on it would
+    silently take its default (the local relay, acknowledgements on). A SettingsError naming the line."""
+    for binding in parse_stream(io.StringIO(text)):
+        if not binding.error:
+            continue
+        statement = binding.original.string
+        # A statement starts with the blank lines before it: the line meant is the first with text.
+        body = statement.lstrip()
+        line = binding.original.line + statement[: len(statement) - len(body)].count("\n")
+        name = _LEADING_NAME.match(body)
+        which = f"line {line} ({name.group(1)})" if name else f"line {line}"
+        written = f"{name.group(1)}=VALUE" if name else "NAME=VALUE"
+        raise SettingsError(
+            f"{env_file}: {which} is not NAME=VALUE; write it as {written}, closing any quote it opens"
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from sqlalchemy import text
 from bot.check import run_check
 from bot.cli import main
 from bot.manifest import BOT_SCOPES
+from sandbox.mail_sink import MailSink
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.workspace import APP_TOKEN, BOT_TOKEN, CONNECT, EMPTY, HELP, TRIAGE
 from store.db import Database
@@ -28,10 +31,19 @@ def emulator() -> Iterator[SlackEmulator]:
     emu.stop()
 
 
+@pytest.fixture(autouse=True)
+def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[MailSink]:
+    """A relay that takes connections, as a ready desk has one; `settings_for` and `main` use it."""
+    with MailSink() as sink:
+        monkeypatch.setenv("SERVICEDESK_SMTP_RELAY_URL", sink.url)
+        yield sink
+
+
 def settings_for(emulator: SlackEmulator, database_url: str, **overrides: Any) -> Settings:
-    """A desk that is ready (the emulator, a migrated database) but for `overrides`."""
+    """A desk that is ready (the emulator, a migrated database, a relay) but for `overrides`."""
     values: dict[str, Any] = {
         "database_url": database_url,
+        "smtp_relay_url": os.environ["SERVICEDESK_SMTP_RELAY_URL"],
         "slack_bot_token": BOT_TOKEN,
         "slack_signing_secret": "secret",
         "slack_api_url": emulator.api_url,
@@ -302,3 +314,150 @@ def test_a_relay_helo_with_a_line_break_is_a_problem(
     assert main(["check", "--role", "worker"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: helo='a\\r\\nQUIT' is not a host name" in out
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_relay_that_cannot_be_reached_or_refuses_the_login_is_a_problem(
+    emulator: SlackEmulator, database_url: str, relay: MailSink
+) -> None:
+    """Every email (acknowledgements, replies) goes through the relay: a desk that cannot reach it, or
+    whose login it refuses, is not ready, whatever the URL's form."""
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0, text
+    assert f"ok       the SMTP relay {relay.url} takes our connection and support@localhost as sender" in text
+
+    unreachable = f"smtp://127.0.0.1:{closed_port()}"
+    code, text = check(settings_for(emulator, database_url, smtp_relay_url=unreachable))
+    assert code == 1, text
+    [line] = [line for line in text.splitlines() if "SMTP relay" in line]
+    said = f"PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay {unreachable} cannot be used"
+    assert line.startswith(said)
+    assert "(at CONNECT)" in line and "Connection refused" in line
+
+    with MailSink(auth=("desk", "right-password")) as guarded:
+        wrong = guarded.url.replace("right-password", "wr0ng-secret")
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=wrong))
+        assert code == 1, text
+        assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay smtp://desk:***@" in text
+        assert "(at AUTH)" in text and "wr0ng-secret" not in text
+        # Without credentials the session opens, and the relay says so at MAIL FROM, as to every mail.
+        anonymous = f"smtp://127.0.0.1:{guarded.port}"
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=anonymous))
+        assert code == 1, text
+        assert f"PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the SMTP relay {anonymous} cannot be used: 530 " in text
+        assert "(at AUTH)" in text
+        code, text = check(settings_for(emulator, database_url, smtp_relay_url=guarded.url))
+        assert code == 0, text
+        assert guarded.messages == []  # looked at, nothing sent
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant(
+    emulator: SlackEmulator,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A typo leaves the real setting at its default (acknowledgements on, no signing secret) with
+    nothing said; `check` names it, and the one it probably meant."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SERVICEDESK_TEST_DATABASE_URL", raising=False)  # the suite's own, on PostgreSQL
+    set_environment(
+        monkeypatch,
+        emulator,
+        database_url,
+        SERVICEDESK_ACKNOWLEGE="false",
+        # Kubernetes' links to a Service named servicedesk: no settings, no typos.
+        SERVICEDESK_PORT="tcp://10.0.0.7:3000",
+        SERVICEDESK_SERVICE_HOST="10.0.0.7",
+        SERVICEDESK_PORT_3000_TCP_ADDR="10.0.0.7",
+    )
+    (tmp_path / ".env").write_text(
+        "SLACK_SIGNING_SECRETS=s3cret\nSERVICEDESK_COLOUR=blue\nOTHER_TOOL=1\nSLACK_CLIENT_SECRET=x\n"
+    )
+    assert main(["check", "--role", "smtp"]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "is not a setting" in line]
+    assert notes == [
+        "note     SERVICEDESK_ACKNOWLEGE is not a setting (did you mean SERVICEDESK_ACKNOWLEDGE?): ignored",
+        "note     SERVICEDESK_COLOUR (in .env) is not a setting: ignored",
+        "note     SLACK_SIGNING_SECRETS (in .env) is not a setting "
+        "(did you mean SLACK_SIGNING_SECRET?): ignored",
+    ]
+    assert "s3cret" not in out
+
+
+def test_a_slack_api_url_that_is_not_slacks_web_api_names_the_setting(
+    emulator: SlackEmulator, database_url: str
+) -> None:
+    """The emulator's (or Slack's) host without /api/ answers 404 with a page: before, "auth.test
+    failed (Received a response in a non-JSON format: 404: Not Found)", which names no setting."""
+    wrong = emulator.api_url.removesuffix("api/")
+    code, text = check(settings_for(emulator, database_url, slack_api_url=wrong))
+    assert code == 1
+    [line] = [line for line in text.splitlines() if line.startswith("PROBLEM")]
+    assert line == (
+        f"PROBLEM  SLACK_API_URL: {wrong} did not answer auth.test as Slack's Web API does (HTTP 404); "
+        "Slack's is https://slack.com/api/ (with /api/)"
+    )
+
+
+def test_failed_deliveries_and_intake_are_noted_with_where_to_see_them(
+    emulator: SlackEmulator, db: Database, database_url: str
+) -> None:
+    """A desk set up right may still hold mail and posts that failed for good: `check` said only "All
+    good", and an operator looking after an outage learnt nothing of them."""
+    from tests.bot.test_delivery_operator import fail_first_row, open_ticket, park_failed_mail
+
+    open_ticket(db)
+    fail_first_row(db, "channel_not_found")
+    park_failed_mail(db)
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0, text
+    assert (
+        "note     failed and kept: 1 delivery, 1 intake item; `servicedesk outbox` lists them "
+        "and how to retry one" in text
+    )
+
+
+@pytest.mark.parametrize("host", ["relay..acme.test", f"{'a' * 64}.acme.test"])
+def test_a_relay_host_the_resolver_cannot_take_is_a_problem_not_a_crash(
+    emulator: SlackEmulator, database_url: str, host: str
+) -> None:
+    """An empty label, or one over 63 characters: socket.getaddrinfo raises UnicodeError (no OSError),
+    which killed `check` with a traceback and failed the worker's every mail."""
+    code, text = check(settings_for(emulator, database_url, smtp_relay_url=f"smtp://{host}:25"))
+    assert code == 1
+    assert "PROBLEM  SERVICEDESK_SMTP_RELAY_URL: the host is no name a resolver takes" in text
+
+
+def test_the_default_support_address_is_noted_where_mail_is_handled(
+    emulator: SlackEmulator, database_url: str
+) -> None:
+    """support@localhost is for trials: acknowledgements and replies would carry reply addresses on
+    localhost, which no customer's mail reaches. Before, `check` did not mention it."""
+    default = "note     SERVICEDESK_SUPPORT_ADDRESS is support@localhost (the default)"
+    code, text = check(settings_for(emulator, database_url))
+    assert code == 0 and default in text
+    code, text = check(settings_for(emulator, database_url, support_address="help@acme.test"))
+    assert code == 0 and "SERVICEDESK_SUPPORT_ADDRESS" not in text
+
+
+def test_pacing_turned_off_against_slack_itself_is_noted(emulator: SlackEmulator, database_url: str) -> None:
+    """SERVICEDESK_SLACK_PACING=false is for an endpoint without Slack's limits; against Slack's own
+    API every burst then collects 429s. The emulator's URL (no limits) says nothing."""
+    settings = settings_for(emulator, database_url, slack_pacing=False)
+    code, text = check(settings)
+    assert code == 0 and "SERVICEDESK_SLACK_PACING" not in text
+    slack = settings.model_copy(update={"slack_api_url": "https://slack.com/api/", "slack_bot_token": None})
+    out = io.StringIO()
+    run_check(slack, roles=frozenset({"worker"}), out=out)
+    assert (
+        "note     SERVICEDESK_SLACK_PACING is off while SLACK_API_URL is Slack's own: "
+        "bursts will be refused with 429s (honoured, but slower); leave it on" in out.getvalue()
+    )

@@ -38,6 +38,21 @@ def test_help_lists_every_subcommand():
         assert name in result.stdout
 
 
+def test_version_names_the_release_and_the_schema_it_migrates_to():
+    """What an operator compares with "the database is at schema revision 0006, newer than this
+    release knows": before, `--version` was "unrecognized arguments"."""
+    from importlib.metadata import version
+
+    from alembic.script import ScriptDirectory
+
+    from store.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite:///unused.db")).get_current_head()
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"servicedesk {version('servicedesk')} (database schema {head})\n"
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -72,6 +87,90 @@ def test_dotenv_in_working_folder_is_read(tmp_path):
     assert result.returncode == 2 and "SERVICEDESK_HTTP_PORT" in result.stderr
 
 
+def test_a_dotenv_line_that_is_not_name_equals_value_is_one_line_not_a_default(tmp_path):
+    """Before: python-dotenv skipped the line with a warning of its own (naming the wrong line) and
+    the desk ran on the default relay: `check` said All good. (Other forms: tests/store/test_settings.py)"""
+    lines = ["# the desk", "SERVICEDESK_SMTP_PORT=0", "", "SERVICEDESK_SMTP_RELAY_URL smtp://relay.acme.test"]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\nSERVICEDESK_SENDER_NAME=Acme\n")
+    result = run_cli("check", "--role", "smtp", "--role", "worker", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: .env: line 4 (SERVICEDESK_SMTP_RELAY_URL) is not NAME=VALUE; "
+        "write it as SERVICEDESK_SMTP_RELAY_URL=VALUE, closing any quote it opens"
+    ]
+    assert "relay.acme.test" not in result.stderr  # values are never shown: a line may hold a token
+
+
+@pytest.mark.parametrize("command", [("check", "--role", "smtp"), ("db", "upgrade")])
+def test_a_sqlite_file_in_a_missing_folder_or_a_folder_itself_is_one_line(tmp_path, command):
+    """Before: `check` said All good (the file was only "to be created"), then `db upgrade` and
+    `serve` stopped on SQLite's own "unable to open database file", which names nothing."""
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/missing/desk.db", "SERVICEDESK_SMTP_PORT": "0"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        f"servicedesk: SERVICEDESK_DATABASE_URL: the folder {tmp_path}/missing, where the SQLite file "
+        "would be, does not exist; create it or give another path (got hidden)"
+    ]
+    env["SERVICEDESK_DATABASE_URL"] = f"sqlite:///{tmp_path}"
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"servicedesk: SERVICEDESK_DATABASE_URL: {tmp_path} is a folder, not a SQLite file; "
+        "name a file in it, such as sqlite:///PATH/servicedesk.db (got hidden)"
+    ]
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("check", "--role", "smtp"), ("outbox",)])
+def test_another_programs_database_is_not_called_newer_than_this_release(tmp_path, command):
+    """A database another Alembic-managed program set up (a shared PostgreSQL database, a wrong file)
+    carries a revision this release does not know: before, "newer than this release knows; upgrade
+    servicedesk", sending the operator to upgrade instead of to SERVICEDESK_DATABASE_URL."""
+    path = tmp_path / "crm.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('3f9a1c2b7d4e')"))
+        connection.execute(text("CREATE TABLE contacts (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    env = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{path}"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    said = (
+        "the database holds another program's schema (revision 3f9a1c2b7d4e, none of servicedesk's "
+        "tables): give SERVICEDESK_DATABASE_URL a database of the desk's own"
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert said in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "newer" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("check", "--role", "smtp")])
+def test_a_database_password_with_a_bare_at_sign_is_never_shown(tmp_path, command):
+    """SQLAlchemy ends the password at its first "@" and takes the rest for the host: before, the
+    driver's "failed to resolve host 't-tail@127.0.0.1'" printed the password's tail."""
+    env = {"SERVICEDESK_DATABASE_URL": "postgresql+psycopg://desk:s3cr@t-tail@127.0.0.1:1/desk"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: SERVICEDESK_DATABASE_URL: the host name holds an '@': one in the user name or "
+        "password must be written %40 (got hidden)"
+    ]
+    assert "t-tail" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("outbox",)])
+def test_a_database_host_the_resolver_cannot_take_is_one_line(tmp_path, command):
+    """An empty label: psycopg's resolver raised UnicodeError, no database error, and every command
+    died with a traceback."""
+    env = {"SERVICEDESK_DATABASE_URL": "postgresql+psycopg://desk@db..acme.test/desk"}
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "servicedesk: SERVICEDESK_DATABASE_URL: the host is no name a resolver takes "
+        "(an empty label, or one over 63 characters) (got hidden)"
+    ]
+
+
 def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli(
         "db", "upgrade", env={"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}, cwd=tmp_path
@@ -92,10 +191,21 @@ def test_db_downgrade_goes_back_to_a_revision_and_refuses_one_it_does_not_know(t
     ]
     above = run_cli("db", "downgrade", "0005", env=env, cwd=tmp_path)
     assert above.returncode == 2 and "Traceback" not in above.stderr, above.stderr
-    assert above.stderr.startswith("servicedesk: cannot migrate the database: Destination 0005 is not")
+    # Before: Alembic's "Destination 0005 is not a valid downgrade target from current head(s)".
+    assert above.stderr.splitlines() == [
+        "servicedesk: the database is at schema revision 0004, below 0005: "
+        "`servicedesk db upgrade` goes forward"
+    ]
     result = run_cli("db", "downgrade", "base", env=env, cwd=tmp_path)
     assert result.stdout == "database is at schema revision base (no tables)\n", result.stderr
     assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    # A database file that is not there has nothing to undo; before, one was made, empty.
+    missing = {"SERVICEDESK_DATABASE_URL": f"sqlite:///{tmp_path}/typo.db"}
+    result = run_cli("db", "downgrade", "base", env=missing, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"servicedesk: the database file {tmp_path}/typo.db does not exist: nothing to undo"
+    ]
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_unreachable_database_is_one_line(tmp_path):

@@ -80,6 +80,33 @@ def test_retry_of_a_row_that_did_not_fail_is_refused(
     assert capsys.readouterr().err.count("is not a failed delivery") == 2
 
 
+def test_a_refused_retry_says_what_the_row_is_instead(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator retrying the wrong ID learns whether it went out, was cancelled, is still being
+    tried, or does not exist, instead of one answer for all four."""
+    open_ticket(db)  # rows 1 (card) and 2 (thread post), pending
+    with db.transaction() as session:
+        session.execute(update(Outbox).where(Outbox.id == 1).values(state=OutboxState.DONE))
+        session.execute(update(Outbox).where(Outbox.id == 2).values(state=OutboxState.CANCELLED))
+    open_ticket(db)  # row 3 onwards, pending
+    said = {}
+    for row in ("1", "2", "3", "999"):
+        assert main(["outbox", "--retry", row]) == 1
+        [said[row]] = capsys.readouterr().err.splitlines()
+    not_failed = "servicedesk: row {} is not a failed delivery: {}; nothing to retry"
+    assert said["1"] == not_failed.format(1, "it was delivered already")
+    assert said["2"] == (
+        "servicedesk: row 2 is not a failed delivery: it was cancelled (a reply deleted or made a note "
+        "before it went out); nothing to retry"
+    )
+    assert said["3"] == (
+        "servicedesk: row 3 is not a failed delivery: it is pending, and the worker tries it by itself; "
+        "nothing to retry"
+    )
+    assert said["999"] == not_failed.format(999, "there is no such row")
+
+
 def park_failed_mail(db: Database) -> int:
     """A mail accepted at SMTP that the worker could not turn into a ticket, attempt after attempt."""
     inbound.accept(db, "email", "email:broken@x", payload={"mail_from": "bob@customer.test"}, raw=b"x")
@@ -106,7 +133,33 @@ def test_failed_intake_is_listed_and_tried_again_with_retry_intake(
     assert f"Intake item {item_id} will be tried again now" in capsys.readouterr().out
     assert [work.id for work in inbound.claim(db, "w2")] == [item_id]
     assert main(["outbox", "--retry-intake", str(item_id)]) == 1  # claimed again, not failed
-    assert "intake item" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"servicedesk: intake item {item_id} is not a failed one: a worker is trying it now; "
+        "nothing to retry\n"
+    )
+    assert main(["outbox", "--retry-intake", "99"]) == 1
+    assert "intake item 99 is not a failed one: there is no such item" in capsys.readouterr().err
+
+
+def test_intake_still_being_retried_is_listed_not_called_nothing(
+    db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mail accepted at SMTP whose ticket could not be built yet (retrying with backoff) and one
+    not yet picked up: the outbox is empty, yet the listing must not say nothing is waiting."""
+    inbound.accept(db, "email", "email:retrying@x", payload={"mail_from": "bob@customer.test"}, raw=b"x")
+    [work] = inbound.claim(db, "w")
+    assert inbound.give_up_or_retry(db, work.id, "w", "OperationalError: database is locked") == "pending"
+    inbound.accept(db, "email", "email:queued@x", payload={"mail_from": "eve@customer.test"}, raw=b"y")
+    assert main(["outbox"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "Nothing is waiting or failed." not in out
+    start = lines.index("Intake: 2 waiting to become tickets (1 retrying after an error), 0 failed")
+    assert lines[start + 1].split() == ["ID", "KIND", "RECEIVED", "TRIES", "NEXT", "ATTEMPT", "LAST", "ERROR"]
+    row = lines[start + 2]
+    assert row.split()[:2] == [str(work.id), "email"] and " 1 " in row and " in " in row
+    assert row.endswith("OperationalError: database is locked")
+    assert len(lines) == start + 3  # the mail not tried yet is counted, not listed
 
 
 def test_an_empty_outbox_says_so(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:

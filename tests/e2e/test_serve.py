@@ -47,8 +47,11 @@ def emulator() -> Iterator[SlackEmulator]:
 def serve_env(
     tmp_path: Path, emulator: SlackEmulator, database_url: str, http_port: int, smtp_port: int
 ) -> dict[str, str]:
+    # Not the suite's own SERVICEDESK_TEST_DATABASE_URL: serve warns about a SERVICEDESK_ name that
+    # is no setting.
+    inherited = {k: v for k, v in os.environ.items() if k != "SERVICEDESK_TEST_DATABASE_URL"}
     return {
-        **os.environ,
+        **inherited,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": emulator.api_url,
@@ -183,6 +186,24 @@ def test_serve_runs_on_uvloop_and_starts_without_a_warning(served):
     # A warning at every start (Bolt's about a token it will not use) would teach operators to
     # ignore the ones that matter.
     assert [line for line in output.splitlines() if " WARNING " in line] == []
+
+
+def test_serve_warns_of_a_misspelt_setting_at_start(tmp_path, emulator, database_url):
+    """A typo leaves the real setting at its default (here: acknowledgements on) with nothing said."""
+    env = serve_env(tmp_path, emulator, database_url, free_port(), free_port())
+    process = launch_serve(tmp_path, {**env, "SERVICEDESK_ACKNOWLEGE": "false"}, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if " WARNING " in line or "starting:" in line:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert line.rstrip().endswith(
+        "WARNING servicedesk: SERVICEDESK_ACKNOWLEGE is not a setting "
+        "(did you mean SERVICEDESK_ACKNOWLEDGE?): ignored"
+    ), line
 
 
 def test_healthz_says_503_while_the_database_is_unreachable(tmp_path, emulator):

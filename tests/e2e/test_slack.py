@@ -565,7 +565,7 @@ def test_opening_the_app_home_publishes_it(desk: Desk) -> None:
 
 
 def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
-    tmp_path: Path, emulator: SlackEmulator, database_url: str
+    tmp_path: Path, emulator: SlackEmulator, database_url: str, mail_sink: MailSink
 ) -> None:
     emulator.scopes = [scope for scope in BOT_SCOPES if scope != "chat:write.customize"]
     env = {
@@ -576,6 +576,7 @@ def test_servicedesk_check_names_a_missing_scope_and_a_channel_without_the_bot(
         "SERVICEDESK_TRIAGE_CHANNEL": TRIAGE,
         "SERVICEDESK_INTAKE_CHANNELS": f"{CONNECT},{EMPTY}",
         "SERVICEDESK_DATABASE_URL": database_url,
+        "SERVICEDESK_SMTP_RELAY_URL": mail_sink.url,
     }
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "check"],

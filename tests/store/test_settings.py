@@ -140,6 +140,24 @@ def test_an_empty_required_setting_is_named_as_missing():
         settings.require("triage_channel")
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("export SERVICEDESK_ACKNOWLEDGE: false", "line 3 (SERVICEDESK_ACKNOWLEDGE)"),
+        ('SLACK_BOT_TOKEN="xoxb-unterminated', "line 3 (SLACK_BOT_TOKEN)"),
+        ("  = orphan value", "line 3"),
+    ],
+)
+def test_an_env_file_line_that_is_not_name_equals_value_is_refused_naming_it(tmp_path, line, said):
+    """Skipped, the setting on it would take its default (acknowledgements on, no token)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"SERVICEDESK_HTTP_PORT=4000\r\n\r\n{line}\r\nSERVICEDESK_SENDER_NAME=Acme\r\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, env_file=env_file)
+    assert str(caught.value).startswith(f"{env_file}: {said} is not NAME=VALUE; write it as ")
+    assert "xoxb" not in str(caught.value) and "orphan" not in str(caught.value)
+
+
 def test_an_env_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_bytes(b"SERVICEDESK_HTTP_PORT=4000\nSERVICEDESK_SENDER_NAME=Caf\xe9\n")
@@ -332,3 +350,13 @@ def test_sqlite_url_options_are_refused_rather_than_ignored(url, options):
         f"SERVICEDESK_DATABASE_URL: query options ({options}) are not used for SQLite; "
         "write sqlite:///PATH (got hidden)"
     )
+
+
+def test_a_kubernetes_service_link_on_a_port_setting_is_named_as_such():
+    """A Service named servicedesk-http makes Kubernetes set SERVICEDESK_HTTP_PORT=tcp://IP:PORT in
+    every pod of the namespace: "Input should be a valid integer" alone sent operators hunting."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"SERVICEDESK_HTTP_PORT": "tcp://10.0.0.7:3000"}, env_file=None)
+    said = str(caught.value)
+    assert said.startswith("SERVICEDESK_HTTP_PORT: Input should be a valid integer")
+    assert "Kubernetes service link" in said and "enableServiceLinks: false" in said
