@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -188,9 +188,11 @@ def add_slack_customer_message(
     message: PostedMessage,
     body: str,
     copied: CopiedFiles,
+    *,
+    now: datetime | None = None,
 ) -> None:
     """A customer's Slack message on its ticket, with its files; the triage thread names any file
-    that could not be copied."""
+    that could not be copied. `now`: when it arrived, for the message that opens its ticket."""
     add_customer_message(
         session,
         policy,
@@ -201,6 +203,7 @@ def add_slack_customer_message(
         slack_channel=message.channel,
         slack_ts=message.ts,
         attachments=copied.attachments,
+        now=now,
     )
     if copied.skipped:
         thread_line(session, ticket, skipped_files_line(copied.skipped))

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from sandbox.workspace import ALICE, BOB, CAROL, CONNECT, ERIN, HELP, TRIAGE
-from store.models import Message, Ticket, TicketEvent
+from store.models import InboundItem, Message, Ticket, TicketEvent, utcnow
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
 from tests.e2e.test_triage import Triage
 
@@ -228,3 +228,27 @@ def test_staff_answering_in_the_customers_own_thread_is_a_first_response(start_s
     [(_, actor, _)] = events(desk, 1, "first_response")
     assert actor == ALICE and desk.ticket(1).first_response_at is not None
     assert "The export button" not in home_section(desk, ALICE, "Waiting longest for a reply")
+
+
+def test_a_slack_request_is_opened_when_it_arrived_not_when_a_worker_got_to_it(
+    start_service: StartService,
+) -> None:
+    """Erin posts while no worker runs (a deploy, a backlog): the web role stores her message and
+    answers Slack. A worker takes it in later. Her ticket, its first message and every time measured
+    from them (first response, resolution, "waiting since") start when her message arrived, as an
+    email's start when it was answered `250`."""
+    web = start_service(roles={"web"}, intake_channels=(CONNECT,))
+    desk = Triage(web)
+    desk.emulator.user_post(ERIN, CONNECT, "The export button does nothing")
+    desk.emulator.wait_idle(10)
+    with desk.db.transaction() as session:
+        [arrived] = session.scalars(select(InboundItem.received_at)).all()
+    worker = start_service(roles={"worker"}, intake_channels=(CONNECT,))
+    started = utcnow()
+    card_ts(Triage(worker), 1)
+    ticket = desk.ticket(1)
+    with desk.db.transaction() as session:
+        created = session.scalar(select(TicketEvent.created_at).where(TicketEvent.kind == "created"))
+        written = session.scalar(select(Message.created_at).where(Message.direction == "inbound"))
+    assert arrived < started
+    assert (ticket.created_at, created, written) == (arrived, arrived, arrived), started
