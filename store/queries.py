@@ -24,6 +24,7 @@ from store.models import (
     Direction,
     Label,
     Message,
+    Origin,
     Priority,
     SlackUser,
     Status,
@@ -344,6 +345,19 @@ def _median(durations: list[timedelta]) -> timedelta | None:
     return timedelta(seconds=statistics.median(d.total_seconds() for d in durations))
 
 
+def _first_asked(session: Session, ticket_ids: list[int]) -> dict[int, datetime]:
+    """When the customer first wrote on each of these `/desk new` tickets. Staff's opening asked
+    the customer nothing, so it is no first response (`store.actions.messages`), nor the start of
+    one: the desk's time to answer runs from the customer's first message, however long they took
+    to write it."""
+    rows = session.execute(
+        select(Message.ticket_id, func.min(Message.created_at))
+        .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.INBOUND.value)
+        .group_by(Message.ticket_id)
+    ).all()
+    return {ticket_id: at for ticket_id, at in rows if at is not None}
+
+
 def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
     """Volume, first response and resolution of the tickets opened in [since, until)."""
     until = until or utcnow()
@@ -360,6 +374,7 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         )
     ).all()
     opened_at = {ticket_id: at for ticket_id, at, _data in created}
+    staff_opened = [t for t, _at, data in created if (data or {}).get("origin") == Origin.STAFF.value]
     origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
     first_response: dict[int, datetime] = {}
     resolved: dict[int, datetime] = {}
@@ -381,6 +396,7 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
                 reopened.add(ticket_id)
             elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
                 resolved.setdefault(ticket_id, at)
+    asked_at = _first_asked(session, [t for t in staff_opened if t in first_response])
     # An empty IN is simply false on every engine: no special case for a quiet period.
     opened = list(opened_at)
     labels = Tally(
@@ -409,7 +425,9 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         created_by_origin=dict(origins.most_common()),
         created_by_label=dict(labels.most_common()),
         responded=len(first_response),
-        first_response_median=_median([at - opened_at[t] for t, at in first_response.items()]),
+        first_response_median=_median(
+            [at - asked_at.get(t, opened_at[t]) for t, at in first_response.items()]
+        ),
         resolved=len(resolved),
         resolution_median=_median([at - opened_at[t] for t, at in resolved.items()]),
         reopened=len(reopened),

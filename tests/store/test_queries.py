@@ -223,3 +223,34 @@ def test_label_usage_counts_open_tickets(db):
         actions.set_status(s, POLICY, actions.ticket_by_number(s, two), "closed", ALICE)
     with db.transaction() as s:
         assert [(label.name, count) for label, count in queries.label_usage(s)] == [("bug", 1), ("idea", 0)]
+
+
+def test_a_desk_new_tickets_first_response_is_timed_from_when_the_customer_wrote(db):
+    """`/desk new` on Monday: staff's opening email asks Dan a question; Dan answers on Wednesday,
+    and is answered ten minutes later. The desk answered him in ten minutes, not in two days: its
+    opening answered nothing (it is no first response), so it is no start of one either. An email
+    ticket opened the same day is still timed from its creation."""
+    with freeze_time(START), db.transaction() as s:
+        dan = actions.customer_for_email(s, "dan@globex.example")
+        ticket = actions.open_ticket(
+            s, POLICY, subject="Printer", requester=dan, origin=Origin.STAFF, actor=ALICE
+        )
+        staff_opened = ticket.number
+    with freeze_time(START + timedelta(minutes=1)), db.transaction() as s:
+        reply_reaches_the_customer(s, staff_opened, "1.1")  # the opening email
+        assert actions.ticket_by_number(s, staff_opened).first_response_at is None
+    with freeze_time(START + timedelta(days=2)), db.transaction() as s:
+        ticket = actions.ticket_by_number(s, staff_opened)
+        actions.add_customer_message(
+            s, POLICY, ticket, customer=dan, body_markdown="A LaserJet", source="email"
+        )
+    with freeze_time(START + timedelta(days=2)):
+        mailed = new_ticket(db, "erin@acme.example", "Export")
+    with freeze_time(START + timedelta(days=2, minutes=10)), db.transaction() as s:
+        reply_reaches_the_customer(s, staff_opened, "1.2")
+    with freeze_time(START + timedelta(days=2, minutes=30)), db.transaction() as s:
+        reply_reaches_the_customer(s, mailed, "1.3")
+    with freeze_time(START + timedelta(days=3)), db.transaction() as s:
+        stats = queries.desk_stats(s, START)
+    # The median of 10 and 30 minutes.
+    assert stats.responded == 2 and stats.first_response_median == timedelta(minutes=20)
