@@ -345,24 +345,63 @@ def _median(durations: list[timedelta]) -> timedelta | None:
     return timedelta(seconds=statistics.median(d.total_seconds() for d in durations))
 
 
-def _first_asked(session: Session, ticket_ids: list[int]) -> dict[int, datetime]:
-    """When the customer first wrote on each of these `/desk new` tickets. Staff's opening asked
-    the customer nothing, so it is no first response (`store.actions.messages`), nor the start of
-    one: the desk's time to answer runs from the customer's first message, however long they took
-    to write it."""
+def _duplicates(session: Session, tickets: list[int]) -> dict[int, int]:
+    """Every ticket merged into one of `tickets`, directly or through another duplicate (one that
+    had taken in duplicates of its own before it went): which of `tickets` it went into."""
+    went_into: dict[int, int] = {}
+    frontier = {ticket_id: ticket_id for ticket_id in tickets}
+    while frontier:
+        rows = session.execute(
+            select(Ticket.id, Ticket.merged_into_id).where(Ticket.merged_into_id.in_(list(frontier)))
+        ).all()
+        frontier = {t: frontier[into] for t, into in rows if into is not None and t not in went_into}
+        went_into.update(frontier)
+    return went_into
+
+
+def _first_asked(session: Session, tickets: list[int]) -> dict[int, datetime]:
+    """When the customer first wrote on each ticket, its merged duplicates' messages included (a
+    merge moves them into it)."""
     rows = session.execute(
         select(Message.ticket_id, func.min(Message.created_at))
-        .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.INBOUND.value)
+        .where(Message.ticket_id.in_(tickets), Message.direction == Direction.INBOUND.value)
         .group_by(Message.ticket_id)
     ).all()
     return {ticket_id: at for ticket_id, at in rows if at is not None}
+
+
+@dataclass(frozen=True)
+class _Starts:
+    """When each ticket's request began, which its resolution is timed from; and when its customer
+    was waiting from, which its first response is timed from."""
+
+    began: dict[int, datetime]
+    waiting: dict[int, datetime]
+
+
+def _request_starts(session: Session, opened_at: dict[int, datetime], staff_opened: set[int]) -> _Starts:
+    """A request began when its ticket was opened, or earlier when a duplicate opened before it was
+    merged into it (the customer has waited since then: their first message moved in with the
+    merge). A `/desk new` ticket's opening asked the customer nothing, so it is no first response
+    (`store.actions.messages`) nor the start of one: its customer waits from their first message,
+    however long they took to answer the opening."""
+    asked = _first_asked(session, list(opened_at))
+    began = {t: min(opened, asked.get(t, opened)) for t, opened in opened_at.items()}
+    waiting = {t: asked.get(t, at) if t in staff_opened else at for t, at in began.items()}
+    return _Starts(began, waiting)
+
+
+def _since(start: dict[int, datetime], ends: dict[int, datetime]) -> list[timedelta]:
+    # Never below zero: an answer given in a duplicate's own Slack thread, before the customer of a
+    # `/desk new` ticket it went into wrote, was still an answer at once.
+    return [max(at - start[t], timedelta(0)) for t, at in ends.items()]
 
 
 def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
     """Volume, first response and resolution of the tickets opened in [since, until)."""
     until = until or utcnow()
     # A duplicate merged away is the same request as the ticket it went into: counted there, not
-    # as a second request opened and never resolved.
+    # as a second request opened and never resolved; an answer it had is that request's answer.
     created = session.execute(
         select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data)
         .join(Ticket, Ticket.id == TicketEvent.ticket_id)
@@ -374,29 +413,34 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         )
     ).all()
     opened_at = {ticket_id: at for ticket_id, at, _data in created}
-    staff_opened = [t for t, _at, data in created if (data or {}).get("origin") == Origin.STAFF.value]
+    staff_opened = {t for t, _at, data in created if (data or {}).get("origin") == Origin.STAFF.value}
     origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
     first_response: dict[int, datetime] = {}
     resolved: dict[int, datetime] = {}
     reopened: set[int] = set()
     if opened_at:
+        went_into = _duplicates(session, list(opened_at))
         trail = session.execute(
             select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
             .where(
-                TicketEvent.ticket_id.in_(list(opened_at)),
+                TicketEvent.ticket_id.in_([*opened_at, *went_into]),
                 TicketEvent.kind.in_(["first_response", "status", "reopened"]),
                 TicketEvent.created_at < until,
             )
             .order_by(TicketEvent.created_at, TicketEvent.id)
         ).all()
         for ticket_id, kind, at, data in trail:
-            if kind == "first_response":
+            if ticket_id in went_into:
+                # A duplicate's answer answered the request; its own resolution ended before the merge.
+                if kind == "first_response":
+                    first_response.setdefault(went_into[ticket_id], at)
+            elif kind == "first_response":
                 first_response.setdefault(ticket_id, at)
             elif kind == "reopened":
                 reopened.add(ticket_id)
             elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
                 resolved.setdefault(ticket_id, at)
-    asked_at = _first_asked(session, [t for t in staff_opened if t in first_response])
+    started = _request_starts(session, opened_at, staff_opened)
     # An empty IN is simply false on every engine: no special case for a quiet period.
     opened = list(opened_at)
     labels = Tally(
@@ -425,11 +469,9 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         created_by_origin=dict(origins.most_common()),
         created_by_label=dict(labels.most_common()),
         responded=len(first_response),
-        first_response_median=_median(
-            [at - asked_at.get(t, opened_at[t]) for t, at in first_response.items()]
-        ),
+        first_response_median=_median(_since(started.waiting, first_response)),
         resolved=len(resolved),
-        resolution_median=_median([at - opened_at[t] for t, at in resolved.items()]),
+        resolution_median=_median(_since(started.began, resolved)),
         reopened=len(reopened),
         repeat_requesters=sum(1 for count in requesters.values() if count > 1),
         open_now=int(open_now or 0),

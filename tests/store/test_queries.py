@@ -254,3 +254,27 @@ def test_a_desk_new_tickets_first_response_is_timed_from_when_the_customer_wrote
         stats = queries.desk_stats(s, START)
     # The median of 10 and 30 minutes.
     assert stats.responded == 2 and stats.first_response_median == timedelta(minutes=20)
+
+
+def test_a_request_merged_into_a_later_ticket_keeps_its_answer_and_its_start(db):
+    """Dan mails on Monday (#1) and is answered an hour later; on Tuesday he mails again (#2) and
+    staff merge #1 into #2, the newer one, which they resolve on Wednesday. It is one request: opened
+    on Monday, answered in an hour, resolved in two days. The stats counted #2 alone: opened on
+    Tuesday, never answered, resolved in a day."""
+    with freeze_time(START):
+        first = new_ticket(db, "dan@globex.example", "Printer", "It is on fire")
+    with freeze_time(START + timedelta(hours=1)), db.transaction() as s:
+        reply_reaches_the_customer(s, first, "1.1")
+    with freeze_time(START + timedelta(days=1)):
+        second = new_ticket(db, "dan@globex.example", "Printer again", "Still on fire")
+    with freeze_time(START + timedelta(days=1, minutes=5)), db.transaction() as s:
+        actions.merge(
+            s, POLICY, actions.ticket_by_number(s, first), actions.ticket_by_number(s, second), ALICE
+        )
+    with freeze_time(START + timedelta(days=2)), db.transaction() as s:
+        actions.set_status(s, POLICY, actions.ticket_by_number(s, second), "resolved", ALICE)
+    with freeze_time(START + timedelta(days=3)), db.transaction() as s:
+        stats = queries.desk_stats(s, START)
+    assert stats.created == 1 and stats.repeat_requesters == 0
+    assert stats.responded == 1 and stats.first_response_median == timedelta(hours=1)
+    assert stats.resolved == 1 and stats.resolution_median == timedelta(days=2)
