@@ -226,7 +226,11 @@ async def _staff_wrote_to_customer(
             name = literal(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
             record_direct_reply(
-                session, ticket, Actor(profile.shown_name, slack_id=message.user), slack_ts=message.ts
+                session,
+                ticket,
+                Actor(profile.shown_name, slack_id=message.user),
+                slack_ts=message.ts,
+                at=claim.work.received_at,
             )
 
     await ctx.apply(claim, change)

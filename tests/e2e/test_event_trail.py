@@ -230,19 +230,23 @@ def test_staff_answering_in_the_customers_own_thread_is_a_first_response(start_s
     assert "The export button" not in home_section(desk, ALICE, "Waiting longest for a reply")
 
 
-def test_a_slack_request_is_opened_when_it_arrived_not_when_a_worker_got_to_it(
+def test_a_slack_request_and_its_answer_count_from_when_they_arrived_not_from_a_worker(
     start_service: StartService,
 ) -> None:
-    """Erin posts while no worker runs (a deploy, a backlog): the web role stores her message and
-    answers Slack. A worker takes it in later. Her ticket, its first message and every time measured
-    from them (first response, resolution, "waiting since") start when her message arrived, as an
-    email's start when it was answered `250`."""
+    """Erin posts while no worker runs (a deploy, a backlog), and Alice answers her in her thread:
+    the web role stores both and answers Slack; a worker takes them in later. Her ticket, its first
+    message and every time measured from them (first response, resolution, "waiting since") start
+    when her message arrived, as an email's start when it was answered `250`; Alice's answer is the
+    first response from when it arrived."""
     web = start_service(roles={"web"}, intake_channels=(CONNECT,))
     desk = Triage(web)
-    desk.emulator.user_post(ERIN, CONNECT, "The export button does nothing")
+    erin_ts = desk.emulator.user_post(ERIN, CONNECT, "The export button does nothing")
+    desk.emulator.wait_idle(10)
+    # Alice answers her right in her thread, still before any worker runs.
+    desk.emulator.user_post(ALICE, CONNECT, "Looking at it now, Erin!", thread_ts=erin_ts)
     desk.emulator.wait_idle(10)
     with desk.db.transaction() as session:
-        [arrived] = session.scalars(select(InboundItem.received_at)).all()
+        arrived, answered = session.scalars(select(InboundItem.received_at).order_by(InboundItem.id)).all()
     worker = start_service(roles={"worker"}, intake_channels=(CONNECT,))
     started = utcnow()
     card_ts(Triage(worker), 1)
@@ -252,3 +256,10 @@ def test_a_slack_request_is_opened_when_it_arrived_not_when_a_worker_got_to_it(
         written = session.scalar(select(Message.created_at).where(Message.direction == "inbound"))
     assert arrived < started
     assert (ticket.created_at, created, written) == (arrived, arrived, arrived), started
+    # The first response is timed from when her answer arrived too, not when a worker got to it.
+    Triage(worker).wait_worker_idle()
+    with desk.db.transaction() as session:
+        responded = session.scalars(
+            select(TicketEvent.created_at).where(TicketEvent.kind.in_(["direct_reply", "first_response"]))
+        ).all()
+    assert (desk.ticket(1).first_response_at, *responded) == (answered, answered, answered), started
