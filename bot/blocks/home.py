@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.data import HomeView, Metric, TicketSummary
-from bot.blocks.format import age, context_line, truncate
+from bot.blocks.format import age, context_line, count, truncate
 from bot.blocks.lists import NOTHING_HERE, lines_to_sections, ticket_line
 
 HOME_TITLE = "Service desk"
@@ -46,7 +46,7 @@ def _ticket_section(
         lines.append(line)
     total = max(total or 0, len(tickets))
     if total > len(shown):
-        lines.append(f"…and {total - len(shown)} more: `/desk list`")
+        lines.append(f"…and {count(total - len(shown))} more: `/desk list`")
     blocks.extend(lines_to_sections(lines))
     return blocks
 
