@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 from bot.blocks import Metric
-from bot.blocks.format import count
+from bot.blocks.format import count, slack_date
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb
 from bot.text import escape_mrkdwn
 from store import queries
@@ -44,7 +44,8 @@ def _tally(counts: dict[str, int]) -> str:
 def stats_lines(stats: queries.DeskStats, days: int) -> list[str]:
     period = "1 day" if days == 1 else f"{days} days"
     lines = [
-        f"*Last {period}* (tickets opened since {stats.since:%Y-%m-%d %H:%M} UTC)",
+        # In each reader's own time zone (UTC where Slack cannot show it), as the card's times are.
+        f"*Last {period}* (tickets opened since {slack_date(stats.since)})",
         f"• Opened: {count(stats.created)}"
         + (f" ({_tally(stats.created_by_origin)})" if stats.created else ""),
         f"• First response: {count(stats.responded)} answered, "

@@ -157,7 +157,13 @@ def test_stats_over_seven_and_thirty_days(desk):
         week = desk_cmd(desk, "stats").text.split("\n")
         month = desk_cmd(desk, "stats 30d").text
         day = desk_cmd(desk, "stats 1d").text
-    assert week[0].startswith("*Last 7 days*")
+    # The period's start in each reader's own time zone (Slack renders the token), as the card's
+    # "Opened" time is: a team spread over time zones should not convert from UTC in their heads.
+    since = START + timedelta(days=2) - timedelta(days=7)
+    assert week[0] == (
+        f"*Last 7 days* (tickets opened since <!date^{int(since.timestamp())}^"
+        "{date_short_pretty} at {time}|2024-05-01 09:00 UTC>)"
+    )
     assert day.startswith("*Last 1 day*")
     assert week[1:] == [
         "• Opened: 2 (email 2)",
