@@ -62,6 +62,10 @@ def run_note(ctx: CommandContext, inv: Invocation) -> CommandReply:
     return CommandReply(f":lock: Internal note added to #{inv.number}; the customer never sees it.")
 
 
+def _counted(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
 def _detail_lines(session: Session, ticket: Ticket, workspace_url: str | None) -> list[str]:
     """What the card leaves out: who gets the emails, how much was said, where the thread is."""
     people = session.execute(
@@ -87,7 +91,8 @@ def _detail_lines(session: Session, ticket: Ticket, workspace_url: str | None) -
     notes_count = counts.get((Direction.OUTBOUND.value, Visibility.INTERNAL.value), 0)
     lines = [
         f"Participants: {', '.join(shown) if shown else 'none by email'}",
-        f"Messages: {from_customer} from the customer, {replies} replies, {notes_count} notes · "
+        f"Messages: {from_customer} from the customer, {_counted(replies, 'reply', 'replies')}, "
+        f"{_counted(notes_count, 'note', 'notes')} · "
         f"last change {age(ticket.updated_at, utcnow())} ago",
     ]
     permalink = thread_permalink(workspace_url, ticket)
