@@ -14,7 +14,7 @@ from store.models import utcnow
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
-_PERIOD = re.compile(r"^(\d{1,3})d$")
+_PERIOD = re.compile(r"^(\d{1,9})d$")
 
 
 def duration_words(value: timedelta | None) -> str:
@@ -74,14 +74,23 @@ def home_metrics(stats: queries.DeskStats, days: int) -> tuple[Metric, ...]:
     )
 
 
+def _period_days(word: str, shown: str) -> int:
+    """`30d` as 30; one out of range is named as such (`367d` is a period, just not one counted)."""
+    match = _PERIOD.match(word)
+    if match is None:
+        raise UsageError(f"`{shown}` is not a period: say 7d or 30d.")
+    days = int(match.group(1))
+    if not 1 <= days <= MAX_DAYS:
+        size = "short" if days < 1 else "long"
+        raise UsageError(f"`{shown}` is too {size}: a period is 1 to {MAX_DAYS} days (1d to {MAX_DAYS}d).")
+    return days
+
+
 def run_stats(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(0, 1)
     days = DEFAULT_DAYS
     if inv.args:
-        match = _PERIOD.match(inv.args[0].word)
-        if match is None or not 1 <= int(match.group(1)) <= MAX_DAYS:
-            raise UsageError(f"`{str(inv.args[0])[:20]}` is not a period: say 7d or 30d.")
-        days = int(match.group(1))
+        days = _period_days(inv.args[0].word, str(inv.args[0])[:20])
     now = utcnow()
     with ctx.desk.db.read() as session:
         stats = queries.desk_stats(session, now - timedelta(days=days), now)
