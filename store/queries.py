@@ -345,26 +345,48 @@ def _median(durations: list[timedelta]) -> timedelta | None:
     return timedelta(seconds=statistics.median(d.total_seconds() for d in durations))
 
 
-def _duplicates(session: Session, tickets: list[int]) -> dict[int, int]:
-    """Every ticket merged into one of `tickets`, directly or through another duplicate (one that
-    had taken in duplicates of its own before it went): which of `tickets` it went into."""
-    went_into: dict[int, int] = {}
-    frontier = {ticket_id: ticket_id for ticket_id in tickets}
-    while frontier:
-        rows = session.execute(
-            select(Ticket.id, Ticket.merged_into_id).where(Ticket.merged_into_id.in_(list(frontier)))
-        ).all()
-        frontier = {t: frontier[into] for t, into in rows if into is not None and t not in went_into}
-        went_into.update(frontier)
-    return went_into
+def _opened_in(since: datetime, until: datetime) -> Select[int]:
+    """The tickets opened in [since, until) and not merged away, as a subquery: a statement naming
+    each ticket id as a parameter of its own would stop at the engine's limit (32 766 on SQLite,
+    65 535 on PostgreSQL), which a busy desk's year of tickets passes."""
+    return (
+        select(TicketEvent.ticket_id)
+        .join(Ticket, Ticket.id == TicketEvent.ticket_id)
+        .where(
+            TicketEvent.kind == "created",
+            TicketEvent.created_at >= since,
+            TicketEvent.created_at < until,
+            Ticket.merged_into_id.is_(None),
+        )
+    )
 
 
-def _first_asked(session: Session, tickets: list[int]) -> dict[int, datetime]:
+def _duplicates_answered(session: Session, opened: Select[int], until: datetime) -> dict[int, datetime]:
+    """For each ticket of `opened`, the first answer one of its duplicates had before it was merged
+    into it (directly, or through a duplicate that had taken in duplicates of its own)."""
+    went_into = (
+        select(Ticket.id.label("id"), Ticket.merged_into_id.label("into"))
+        .where(Ticket.merged_into_id.in_(opened))
+        .cte("went_into", recursive=True)
+    )
+    went_into = went_into.union_all(
+        select(Ticket.id, went_into.c.into).join(went_into, Ticket.merged_into_id == went_into.c.id)
+    )
+    rows = session.execute(
+        select(went_into.c.into, func.min(TicketEvent.created_at))
+        .join(TicketEvent, TicketEvent.ticket_id == went_into.c.id)
+        .where(TicketEvent.kind == "first_response", TicketEvent.created_at < until)
+        .group_by(went_into.c.into)
+    ).all()
+    return {ticket_id: at for ticket_id, at in rows if at is not None}
+
+
+def _first_asked(session: Session, opened: Select[int]) -> dict[int, datetime]:
     """When the customer first wrote on each ticket, its merged duplicates' messages included (a
     merge moves them into it)."""
     rows = session.execute(
         select(Message.ticket_id, func.min(Message.created_at))
-        .where(Message.ticket_id.in_(tickets), Message.direction == Direction.INBOUND.value)
+        .where(Message.ticket_id.in_(opened), Message.direction == Direction.INBOUND.value)
         .group_by(Message.ticket_id)
     ).all()
     return {ticket_id: at for ticket_id, at in rows if at is not None}
@@ -379,14 +401,16 @@ class _Starts:
     waiting: dict[int, datetime]
 
 
-def _request_starts(session: Session, opened_at: dict[int, datetime], staff_opened: set[int]) -> _Starts:
+def _request_starts(
+    session: Session, opened: Select[int], opened_at: dict[int, datetime], staff_opened: set[int]
+) -> _Starts:
     """A request began when its ticket was opened, or earlier when a duplicate opened before it was
     merged into it (the customer has waited since then: their first message moved in with the
     merge). A `/desk new` ticket's opening asked the customer nothing, so it is no first response
     (`store.actions.messages`) nor the start of one: its customer waits from their first message,
     however long they took to answer the opening."""
-    asked = _first_asked(session, list(opened_at))
-    began = {t: min(opened, asked.get(t, opened)) for t, opened in opened_at.items()}
+    asked = _first_asked(session, opened)
+    began = {t: min(at, asked.get(t, at)) for t, at in opened_at.items()}
     waiting = {t: asked.get(t, at) if t in staff_opened else at for t, at in began.items()}
     return _Starts(began, waiting)
 
@@ -402,47 +426,35 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
     until = until or utcnow()
     # A duplicate merged away is the same request as the ticket it went into: counted there, not
     # as a second request opened and never resolved; an answer it had is that request's answer.
+    opened = _opened_in(since, until)
     created = session.execute(
-        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data)
-        .join(Ticket, Ticket.id == TicketEvent.ticket_id)
-        .where(
-            TicketEvent.kind == "created",
-            TicketEvent.created_at >= since,
-            TicketEvent.created_at < until,
-            Ticket.merged_into_id.is_(None),
+        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data).where(
+            TicketEvent.kind == "created", TicketEvent.ticket_id.in_(opened)
         )
     ).all()
     opened_at = {ticket_id: at for ticket_id, at, _data in created}
     staff_opened = {t for t, _at, data in created if (data or {}).get("origin") == Origin.STAFF.value}
     origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
-    first_response: dict[int, datetime] = {}
+    first_response = _duplicates_answered(session, opened, until)
     resolved: dict[int, datetime] = {}
     reopened: set[int] = set()
-    if opened_at:
-        went_into = _duplicates(session, list(opened_at))
-        trail = session.execute(
-            select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
-            .where(
-                TicketEvent.ticket_id.in_([*opened_at, *went_into]),
-                TicketEvent.kind.in_(["first_response", "status", "reopened"]),
-                TicketEvent.created_at < until,
-            )
-            .order_by(TicketEvent.created_at, TicketEvent.id)
-        ).all()
-        for ticket_id, kind, at, data in trail:
-            if ticket_id in went_into:
-                # A duplicate's answer answered the request; its own resolution ended before the merge.
-                if kind == "first_response":
-                    first_response.setdefault(went_into[ticket_id], at)
-            elif kind == "first_response":
-                first_response.setdefault(ticket_id, at)
-            elif kind == "reopened":
-                reopened.add(ticket_id)
-            elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
-                resolved.setdefault(ticket_id, at)
-    started = _request_starts(session, opened_at, staff_opened)
-    # An empty IN is simply false on every engine: no special case for a quiet period.
-    opened = list(opened_at)
+    trail = session.execute(
+        select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
+        .where(
+            TicketEvent.ticket_id.in_(opened),
+            TicketEvent.kind.in_(["first_response", "status", "reopened"]),
+            TicketEvent.created_at < until,
+        )
+        .order_by(TicketEvent.created_at, TicketEvent.id)
+    ).all()
+    for ticket_id, kind, at, data in trail:
+        if kind == "first_response":
+            first_response[ticket_id] = min(at, first_response.get(ticket_id, at))
+        elif kind == "reopened":
+            reopened.add(ticket_id)
+        elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
+            resolved.setdefault(ticket_id, at)
+    started = _request_starts(session, opened, opened_at, staff_opened)
     labels = Tally(
         session.scalars(
             select(Label.name)
@@ -451,11 +463,7 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         ).all()
     )
     # A duplicate merged away is the same request, not a repeat one (as the card counts them).
-    requesters = Tally(
-        session.scalars(
-            select(Ticket.requester_id).where(Ticket.id.in_(opened), Ticket.merged_into_id.is_(None))
-        ).all()
-    )
+    requesters = Tally(session.scalars(select(Ticket.requester_id).where(Ticket.id.in_(opened))).all())
     open_now = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status.in_(ACTIVE)))
     unassigned_now = session.scalar(
         select(func.count())
