@@ -53,6 +53,19 @@ def test_show_answers_with_the_card_and_details(desk):
     assert counts(desk) == before
 
 
+def test_show_of_a_ticket_merged_away_says_where_its_messages_went(desk):
+    """#2 merged into #1: its messages and people moved to #1. `show 2` said "Participants: none
+    by email" and "Messages: 0 from the customer, 0 replies, 0 notes", as if Erin had never written;
+    it now says they are on #1."""
+    email_ticket(desk, body="It jams")
+    email_ticket(desk, "erin@globex.example", body="Mine jams too")
+    desk_cmd(desk, "merge 2 into 1")
+    shown = block_text(desk_cmd(desk, "show 2").blocks)
+    assert "none by email" not in shown and "0 from the customer" not in shown
+    assert "Participants and messages: moved to #1 with the merge" in shown
+    assert "2 from the customer" in block_text(desk_cmd(desk, "show 1").blocks)
+
+
 def test_list_filters_and_pages(desk):
     for i in range(23):
         email_ticket(desk, subject=f"Ticket {i}")
