@@ -27,6 +27,7 @@ from bot.inbound_context import (
     deleted_key,
     fresh,
     holds_message,
+    posted_at,
     record_once,
     seen_before,
     subject_from,
@@ -88,9 +89,11 @@ def _open_request(
     session: Session, ctx: InboundContext, request: Request, home_team: str | None, arrived: datetime | None
 ) -> Ticket | None:
     """`arrived`: when the event that brought the request was stored. The ticket and every time
-    measured from it (first response, resolution, waiting) start then, not when a worker got to it
-    after a deploy or a backlog, as a mail's start when it was answered 250."""
+    measured from it (first response, resolution, waiting) start when the message was written
+    (`posted_at`), not when a worker got to it after a deploy or a backlog, as a mail's start when
+    it was answered 250."""
     message = request.message
+    written = posted_at(message.ts, arrived)
     # Checked inside the transaction: another delivery of this message may have won.
     if holds_message(session, message.channel, message.ts) or ticket_by_slack_thread(
         session, message.channel, message.ts
@@ -106,10 +109,10 @@ def _open_request(
         actor=Actor(customer.name, slack_id=message.user, email=customer.email),
         origin_channel=message.channel,
         origin_thread_ts=message.ts,
-        now=arrived,
+        now=written,
     )
     add_slack_customer_message(
-        session, ctx.desk.policy, ticket, customer, message, request.body, request.copied, now=arrived
+        session, ctx.desk.policy, ticket, customer, message, request.body, request.copied, now=written
     )
     log.info("ticket #%s opened from Slack message %s/%s", ticket.number, message.channel, message.ts)
     return ticket
@@ -230,7 +233,7 @@ async def _staff_wrote_to_customer(
                 ticket,
                 Actor(profile.shown_name, slack_id=message.user),
                 slack_ts=message.ts,
-                at=claim.work.received_at,
+                at=posted_at(message.ts, claim.work.received_at),
             )
 
     await ctx.apply(claim, change)
