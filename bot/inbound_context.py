@@ -192,7 +192,7 @@ def add_slack_customer_message(
     now: datetime | None = None,
 ) -> None:
     """A customer's Slack message on its ticket, with its files; the triage thread names any file
-    that could not be copied. `now`: when it arrived, for the message that opens its ticket."""
+    that could not be copied. `now`: when it was written, for the message that opens its ticket."""
     add_customer_message(
         session,
         policy,

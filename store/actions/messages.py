@@ -769,8 +769,8 @@ def record_direct_reply(
     session: Session, ticket: Ticket, author: Actor, *, slack_ts: str, at: datetime | None = None
 ) -> None:
     """Staff answered in the customer's own Slack thread, outside the desk: the customer has a
-    public answer from them since `at` (when Slack's event arrived; their first response, if it is
-    the first), however long it then waited for a worker."""
+    public answer from them since `at` (when they wrote it; their first response, if it is the
+    first), however long its event then waited for a worker."""
     record_event(session, ticket, DIRECT_REPLY, author, at=at, slack_ts=slack_ts)
     if ticket.first_response_at is None:
         _first_response(session, ticket, author, at=at, slack_ts=slack_ts)
