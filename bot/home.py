@@ -81,6 +81,7 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
             unassigned_total=queries.list_tickets(
                 session, queries.TicketFilter(unassigned=True), limit=0
             ).total,
+            waiting_total=queries.waiting_count(session),
         )
 
 

@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from store.models import (
@@ -260,7 +272,32 @@ def unassigned_tickets(session: Session, *, limit: int = 20) -> list[Ticket]:
 
 
 def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, datetime]]:
-    """Open tickets whose customer wrote last, with when they started waiting: longest first.
+    """Open tickets whose customer wrote last, with when they started waiting: longest first."""
+    waiting_since = _waiting_since()
+    query = (
+        select(Ticket, waiting_since.c.at)
+        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value)
+        .order_by(waiting_since.c.at, Ticket.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def waiting_count(session: Session) -> int:
+    """How many tickets `waiting_tickets` holds in all, however few it is asked for."""
+    waiting_since = _waiting_since()
+    count = session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value)
+    )
+    return int(count or 0)
+
+
+def _waiting_since() -> Subquery:
+    """(ticket_id, at): each ticket whose customer wrote last, from when.
 
     They wait from their first message since the last answer (a second "Hello?" does not restart
     their clock); an answer is a public reply not taken back and not failed (one that never
@@ -287,7 +324,7 @@ def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, 
         .group_by(answers.c.ticket_id)
         .subquery()
     )
-    waiting_since = (
+    return (
         select(inbound.ticket_id, func.min(inbound.created_at).label("at"))
         .outerjoin(last_out, last_out.c.ticket_id == inbound.ticket_id)
         .where(
@@ -298,14 +335,6 @@ def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, 
         .group_by(inbound.ticket_id)
         .subquery()
     )
-    query = (
-        select(Ticket, waiting_since.c.at)
-        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
-        .where(Ticket.status == Status.OPEN.value)
-        .order_by(waiting_since.c.at, Ticket.id)
-        .limit(limit)
-    )
-    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def recently_changed(session: Session, *, limit: int = 10) -> list[Ticket]:

@@ -1,6 +1,7 @@
 """Thread lines, help, App Home and ticket lists as data."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from slack_sdk.models.blocks import Block
@@ -98,6 +99,12 @@ def test_home_view_with_tickets_and_metrics():
     assert "*#1* <https://acme.slack.com/archives/C1/p1|Subject 1> · Open · Urgent · <@U0ALICE> · 3d" in text
     assert "…and 8 more" in text
     assert "waiting 5h" in text
+    # The waiting section counts what it does not show too; `/desk list` has no such list.
+    blocks = home_view(replace(view, oldest_waiting=view.unassigned[:10], waiting_total=25))["blocks"]
+    headers = [i for i, block in enumerate(blocks) if block["type"] == "header"]
+    start = next(i for i in headers if blocks[i]["text"]["text"] == "Waiting longest for a reply")
+    section = str(blocks[start : headers[headers.index(start) + 1]])
+    assert "…and 15 more waiting" in section and "/desk list" not in section
     assert "Nothing here." in text
     assert "Median first response" in text
 
