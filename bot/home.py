@@ -13,8 +13,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import HomeView, Metric, home_view, outsider_home_view
-from bot.commands.stats import duration_words, percent
+from bot.blocks import HomeView, home_view, outsider_home_view
+from bot.commands.stats import home_metrics
 from bot.commands.views import ticket_summary
 from bot.slack_errors import retry_after
 from store import queries
@@ -72,14 +72,7 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
             recently_changed=tuple(
                 ticket_summary(t, workspace) for t in queries.recently_changed(session, limit=SECTION_SIZE)
             ),
-            metrics=(
-                Metric("Open or pending", str(stats.open_now)),
-                Metric("Unassigned", str(stats.unassigned_now)),
-                Metric(f"Opened, last {METRICS_DAYS} days", str(stats.created)),
-                Metric("Median first response", duration_words(stats.first_response_median)),
-                Metric("Median time to resolution", duration_words(stats.resolution_median)),
-                Metric("Reopen rate", percent(stats.reopen_rate)),
-            ),
+            metrics=home_metrics(stats, METRICS_DAYS),
             now=now,
             # The sections read at most QUEUE_LIMIT tickets: their "…and N more" counts them all.
             my_open_total=queries.list_tickets(
@@ -88,6 +81,7 @@ def home_data(desk: Desk, user_id: str, workspace: str | None) -> HomeView | Non
             unassigned_total=queries.list_tickets(
                 session, queries.TicketFilter(unassigned=True), limit=0
             ).total,
+            waiting_total=queries.waiting_count(session),
         )
 
 

@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -188,9 +188,11 @@ def add_slack_customer_message(
     message: PostedMessage,
     body: str,
     copied: CopiedFiles,
+    *,
+    now: datetime | None = None,
 ) -> None:
     """A customer's Slack message on its ticket, with its files; the triage thread names any file
-    that could not be copied."""
+    that could not be copied. `now`: when it was written, for the message that opens its ticket."""
     add_customer_message(
         session,
         policy,
@@ -201,6 +203,7 @@ def add_slack_customer_message(
         slack_channel=message.channel,
         slack_ts=message.ts,
         attachments=copied.attachments,
+        now=now,
     )
     if copied.skipped:
         thread_line(session, ticket, skipped_files_line(copied.skipped))
@@ -245,6 +248,22 @@ def ticket_number_for_thread(
 def deleted_key(channel: str, ts: str) -> str:
     """The record of a message deleted before its own event reached us."""
     return f"slack-deleted:{channel}:{ts}"
+
+
+_TS = re.compile(r"^(\d{1,12})\.(\d{1,6})$")
+
+
+def posted_at(message_ts: str, arrived: datetime | None) -> datetime | None:
+    """When a Slack message was written: its ts, which is Slack's clock at posting; but never later
+    than its event reached the desk (`arrived`), as two clocks may disagree a little. A message
+    whose event came late (Slack retries one the desk did not answer, for minutes) was still
+    written when it was: the customer has waited since then."""
+    match = _TS.match(message_ts)
+    if match is None:
+        return arrived
+    seconds, fraction = match.groups()
+    written = datetime.fromtimestamp(int(seconds), UTC) + timedelta(microseconds=int(fraction.ljust(6, "0")))
+    return written if arrived is None else min(written, arrived)
 
 
 def fresh(message_ts: str, event_ts: str | None) -> bool:

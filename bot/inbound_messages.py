@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from bot.inbound_context import (
     deleted_key,
     fresh,
     holds_message,
+    posted_at,
     record_once,
     seen_before,
     subject_from,
@@ -84,9 +86,14 @@ async def _request_from(ctx: InboundContext, message: PostedMessage) -> Request 
 
 
 def _open_request(
-    session: Session, ctx: InboundContext, request: Request, home_team: str | None
+    session: Session, ctx: InboundContext, request: Request, home_team: str | None, arrived: datetime | None
 ) -> Ticket | None:
+    """`arrived`: when the event that brought the request was stored. The ticket and every time
+    measured from it (first response, resolution, waiting) start when the message was written
+    (`posted_at`), not when a worker got to it after a deploy or a backlog, as a mail's start when
+    it was answered 250."""
     message = request.message
+    written = posted_at(message.ts, arrived)
     # Checked inside the transaction: another delivery of this message may have won.
     if holds_message(session, message.channel, message.ts) or ticket_by_slack_thread(
         session, message.channel, message.ts
@@ -102,9 +109,10 @@ def _open_request(
         actor=Actor(customer.name, slack_id=message.user, email=customer.email),
         origin_channel=message.channel,
         origin_thread_ts=message.ts,
+        now=written,
     )
     add_slack_customer_message(
-        session, ctx.desk.policy, ticket, customer, message, request.body, request.copied
+        session, ctx.desk.policy, ticket, customer, message, request.body, request.copied, now=written
     )
     log.info("ticket #%s opened from Slack message %s/%s", ticket.number, message.channel, message.ts)
     return ticket
@@ -123,7 +131,9 @@ async def _new_request(
     if request is None:
         await ctx.apply(claim)
         return
-    await ctx.apply(claim, lambda session: _open_request(session, ctx, request, home_team))
+    await ctx.apply(
+        claim, lambda session: _open_request(session, ctx, request, home_team, claim.work.received_at)
+    )
 
 
 async def _unseen_request(ctx: InboundContext, reply: PostedMessage) -> Request | None:
@@ -169,7 +179,8 @@ async def _customer_thread_reply(
     def ticket_of_thread(session: Session) -> Ticket | None:
         ticket = ticket_by_slack_thread(session, message.channel, thread_ts)
         if ticket is None and root is not None:
-            ticket = _open_request(session, ctx, root, home_team)
+            # The request arrived no later than the reply that brought it in.
+            ticket = _open_request(session, ctx, root, home_team, claim.work.received_at)
         return ticket
 
     if await ctx.staff.is_staff(message.user) and not await ctx.read(
@@ -218,7 +229,11 @@ async def _staff_wrote_to_customer(
             name = literal(profile.shown_name)
             thread_line(session, ticket, f"{name} wrote in the customer's thread directly:\n{quoted}")
             record_direct_reply(
-                session, ticket, Actor(profile.shown_name, slack_id=message.user), slack_ts=message.ts
+                session,
+                ticket,
+                Actor(profile.shown_name, slack_id=message.user),
+                slack_ts=message.ts,
+                at=posted_at(message.ts, claim.work.received_at),
             )
 
     await ctx.apply(claim, change)

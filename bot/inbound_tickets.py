@@ -109,8 +109,11 @@ async def open_from_message(
             actor=Actor(requester_of_change.shown_name, slack_id=requested_by),
             origin_channel=message.channel,
             origin_thread_ts=message.thread_root,
+            now=claim.work.received_at,  # when it was asked for, not when a worker got to it
         )
-        add_slack_customer_message(session, ctx.desk.policy, ticket, customer, message, body, copied)
+        add_slack_customer_message(
+            session, ctx.desk.policy, ticket, customer, message, body, copied, now=claim.work.received_at
+        )
         return Outcome(f"Opened ticket #{ticket.number}.", ticket.number)
 
     outcome = await ctx.apply(claim, change)

@@ -34,6 +34,9 @@ class InboundWork:
     payload: dict[str, Any]
     raw: bytes | None
     attempts: int
+    # When the edge stored it (answered Slack's 200, SMTP's 250): when the input arrived, however
+    # long it then waited for a worker.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,10 @@ def claim(
             session.connection(), InboundItem, query, parameters, worker_id=worker_id, until=now + lease
         )
         # Attempts as the claim counted them.
-        return [InboundWork(row.id, row.kind, dict(row.payload), row.raw, row.attempts + 1) for row in rows]
+        return [
+            InboundWork(row.id, row.kind, dict(row.payload), row.raw, row.attempts + 1, row.received_at)
+            for row in rows
+        ]
 
 
 def finish(session: Session, item_id: int, worker_id: str) -> bool:

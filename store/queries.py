@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from store.models import (
@@ -24,6 +36,7 @@ from store.models import (
     Direction,
     Label,
     Message,
+    Origin,
     Priority,
     SlackUser,
     Status,
@@ -261,7 +274,32 @@ def unassigned_tickets(session: Session, *, limit: int = 20) -> list[Ticket]:
 
 
 def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, datetime]]:
-    """Open tickets whose customer wrote last, with when they started waiting: longest first.
+    """Open tickets whose customer wrote last, with when they started waiting: longest first."""
+    waiting_since = _waiting_since()
+    query = (
+        select(Ticket, waiting_since.c.at)
+        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value)
+        .order_by(waiting_since.c.at, Ticket.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def waiting_count(session: Session) -> int:
+    """How many tickets `waiting_tickets` holds in all, however few it is asked for."""
+    waiting_since = _waiting_since()
+    count = session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
+        .where(Ticket.status == Status.OPEN.value)
+    )
+    return int(count or 0)
+
+
+def _waiting_since() -> Subquery:
+    """(ticket_id, at): each ticket whose customer wrote last, from when.
 
     They wait from their first message since the last answer (a second "Hello?" does not restart
     their clock); an answer is a public reply not taken back and not failed (one that never
@@ -288,7 +326,7 @@ def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, 
         .group_by(answers.c.ticket_id)
         .subquery()
     )
-    waiting_since = (
+    return (
         select(inbound.ticket_id, func.min(inbound.created_at).label("at"))
         .outerjoin(last_out, last_out.c.ticket_id == inbound.ticket_id)
         .where(
@@ -299,14 +337,6 @@ def waiting_tickets(session: Session, *, limit: int = 20) -> list[tuple[Ticket, 
         .group_by(inbound.ticket_id)
         .subquery()
     )
-    query = (
-        select(Ticket, waiting_since.c.at)
-        .join(waiting_since, waiting_since.c.ticket_id == Ticket.id)
-        .where(Ticket.status == Status.OPEN.value)
-        .order_by(waiting_since.c.at, Ticket.id)
-        .limit(limit)
-    )
-    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def recently_changed(session: Session, *, limit: int = 10) -> list[Ticket]:
@@ -346,13 +376,12 @@ def _median(durations: list[timedelta]) -> timedelta | None:
     return timedelta(seconds=statistics.median(d.total_seconds() for d in durations))
 
 
-def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
-    """Volume, first response and resolution of the tickets opened in [since, until)."""
-    until = until or utcnow()
-    # A duplicate merged away is the same request as the ticket it went into: counted there, not
-    # as a second request opened and never resolved.
-    created = session.execute(
-        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data)
+def _opened_in(since: datetime, until: datetime) -> Select[int]:
+    """The tickets opened in [since, until) and not merged away, as a subquery: a statement naming
+    each ticket id as a parameter of its own would stop at the engine's limit (32 766 on SQLite,
+    65 535 on PostgreSQL), which a busy desk's year of tickets passes."""
+    return (
+        select(TicketEvent.ticket_id)
         .join(Ticket, Ticket.id == TicketEvent.ticket_id)
         .where(
             TicketEvent.kind == "created",
@@ -360,31 +389,103 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
             TicketEvent.created_at < until,
             Ticket.merged_into_id.is_(None),
         )
+    )
+
+
+def _duplicates_answered(session: Session, opened: Select[int], until: datetime) -> dict[int, datetime]:
+    """For each ticket of `opened`, the first answer one of its duplicates had before it was merged
+    into it (directly, or through a duplicate that had taken in duplicates of its own)."""
+    went_into = (
+        select(Ticket.id.label("id"), Ticket.merged_into_id.label("into"))
+        .where(Ticket.merged_into_id.in_(opened))
+        .cte("went_into", recursive=True)
+    )
+    went_into = went_into.union_all(
+        select(Ticket.id, went_into.c.into).join(went_into, Ticket.merged_into_id == went_into.c.id)
+    )
+    rows = session.execute(
+        select(went_into.c.into, func.min(TicketEvent.created_at))
+        .join(TicketEvent, TicketEvent.ticket_id == went_into.c.id)
+        .where(TicketEvent.kind == "first_response", TicketEvent.created_at < until)
+        .group_by(went_into.c.into)
+    ).all()
+    return {ticket_id: at for ticket_id, at in rows if at is not None}
+
+
+def _first_asked(session: Session, opened: Select[int]) -> dict[int, datetime]:
+    """When the customer first wrote on each ticket, its merged duplicates' messages included (a
+    merge moves them into it)."""
+    rows = session.execute(
+        select(Message.ticket_id, func.min(Message.created_at))
+        .where(Message.ticket_id.in_(opened), Message.direction == Direction.INBOUND.value)
+        .group_by(Message.ticket_id)
+    ).all()
+    return {ticket_id: at for ticket_id, at in rows if at is not None}
+
+
+@dataclass(frozen=True)
+class _Starts:
+    """When each ticket's request began, which its resolution is timed from; and when its customer
+    was waiting from, which its first response is timed from."""
+
+    began: dict[int, datetime]
+    waiting: dict[int, datetime]
+
+
+def _request_starts(
+    session: Session, opened: Select[int], opened_at: dict[int, datetime], staff_opened: set[int]
+) -> _Starts:
+    """A request began when its ticket was opened, or earlier when a duplicate opened before it was
+    merged into it (the customer has waited since then: their first message moved in with the
+    merge). A `/desk new` ticket's opening asked the customer nothing, so it is no first response
+    (`store.actions.messages`) nor the start of one: its customer waits from their first message,
+    however long they took to answer the opening."""
+    asked = _first_asked(session, opened)
+    began = {t: min(at, asked.get(t, at)) for t, at in opened_at.items()}
+    waiting = {t: asked.get(t, at) if t in staff_opened else at for t, at in began.items()}
+    return _Starts(began, waiting)
+
+
+def _since(start: dict[int, datetime], ends: dict[int, datetime]) -> list[timedelta]:
+    # Never below zero: an answer given in a duplicate's own Slack thread, before the customer of a
+    # `/desk new` ticket it went into wrote, was still an answer at once.
+    return [max(at - start[t], timedelta(0)) for t, at in ends.items()]
+
+
+def desk_stats(session: Session, since: datetime, until: datetime | None = None) -> DeskStats:
+    """Volume, first response and resolution of the tickets opened in [since, until)."""
+    until = until or utcnow()
+    # A duplicate merged away is the same request as the ticket it went into: counted there, not
+    # as a second request opened and never resolved; an answer it had is that request's answer.
+    opened = _opened_in(since, until)
+    created = session.execute(
+        select(TicketEvent.ticket_id, TicketEvent.created_at, TicketEvent.data).where(
+            TicketEvent.kind == "created", TicketEvent.ticket_id.in_(opened)
+        )
     ).all()
     opened_at = {ticket_id: at for ticket_id, at, _data in created}
+    staff_opened = {t for t, _at, data in created if (data or {}).get("origin") == Origin.STAFF.value}
     origins = Tally(str((data or {}).get("origin", "unknown")) for _id, _at, data in created)
-    first_response: dict[int, datetime] = {}
+    first_response = _duplicates_answered(session, opened, until)
     resolved: dict[int, datetime] = {}
     reopened: set[int] = set()
-    if opened_at:
-        trail = session.execute(
-            select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
-            .where(
-                TicketEvent.ticket_id.in_(list(opened_at)),
-                TicketEvent.kind.in_(["first_response", "status", "reopened"]),
-                TicketEvent.created_at < until,
-            )
-            .order_by(TicketEvent.created_at, TicketEvent.id)
-        ).all()
-        for ticket_id, kind, at, data in trail:
-            if kind == "first_response":
-                first_response.setdefault(ticket_id, at)
-            elif kind == "reopened":
-                reopened.add(ticket_id)
-            elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
-                resolved.setdefault(ticket_id, at)
-    # An empty IN is simply false on every engine: no special case for a quiet period.
-    opened = list(opened_at)
+    trail = session.execute(
+        select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.created_at, TicketEvent.data)
+        .where(
+            TicketEvent.ticket_id.in_(opened),
+            TicketEvent.kind.in_(["first_response", "status", "reopened"]),
+            TicketEvent.created_at < until,
+        )
+        .order_by(TicketEvent.created_at, TicketEvent.id)
+    ).all()
+    for ticket_id, kind, at, data in trail:
+        if kind == "first_response":
+            first_response[ticket_id] = min(at, first_response.get(ticket_id, at))
+        elif kind == "reopened":
+            reopened.add(ticket_id)
+        elif (data or {}).get("new") in (Status.RESOLVED.value, Status.CLOSED.value):
+            resolved.setdefault(ticket_id, at)
+    started = _request_starts(session, opened, opened_at, staff_opened)
     labels = Tally(
         session.scalars(
             select(Label.name)
@@ -393,11 +494,7 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         ).all()
     )
     # A duplicate merged away is the same request, not a repeat one (as the card counts them).
-    requesters = Tally(
-        session.scalars(
-            select(Ticket.requester_id).where(Ticket.id.in_(opened), Ticket.merged_into_id.is_(None))
-        ).all()
-    )
+    requesters = Tally(session.scalars(select(Ticket.requester_id).where(Ticket.id.in_(opened))).all())
     open_now = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status.in_(ACTIVE)))
     unassigned_now = session.scalar(
         select(func.count())
@@ -411,9 +508,9 @@ def desk_stats(session: Session, since: datetime, until: datetime | None = None)
         created_by_origin=dict(origins.most_common()),
         created_by_label=dict(labels.most_common()),
         responded=len(first_response),
-        first_response_median=_median([at - opened_at[t] for t, at in first_response.items()]),
+        first_response_median=_median(_since(started.waiting, first_response)),
         resolved=len(resolved),
-        resolution_median=_median([at - opened_at[t] for t, at in resolved.items()]),
+        resolution_median=_median(_since(started.began, resolved)),
         reopened=len(reopened),
         repeat_requesters=sum(1 for count in requesters.values() if count > 1),
         open_now=int(open_now or 0),

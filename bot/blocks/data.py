@@ -72,3 +72,4 @@ class HomeView:
     # How many tickets each queue holds, when more were left unread than the section shows.
     my_open_total: int | None = None
     unassigned_total: int | None = None
+    waiting_total: int | None = None

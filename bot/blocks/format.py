@@ -26,6 +26,16 @@ def word(value: str) -> str:
     return value.replace("_", " ").capitalize()
 
 
+# A narrow no-break space: a large count stays one number, on one line, even in a list of counts
+# separated by commas ("email 12 000, slack 345"), as the desk writes `25 %`.
+THOUSANDS = "\u202f"
+
+
+def count(number: int) -> str:
+    """``12 345``: a count with its thousands grouped."""
+    return f"{number:,}".replace(",", THOUSANDS)
+
+
 def ordinal(number: int) -> str:
     teens = 10 <= number % 100 <= 20
     suffix = "th" if teens else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")

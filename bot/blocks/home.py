@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.data import HomeView, Metric, TicketSummary
-from bot.blocks.format import age, context_line, truncate
+from bot.blocks.format import age, context_line, count, truncate
 from bot.blocks.lists import NOTHING_HERE, lines_to_sections, ticket_line
 
 HOME_TITLE = "Service desk"
@@ -30,6 +30,7 @@ def _ticket_section(
     *,
     waiting: bool = False,
     total: int | None = None,
+    more: str = "more: `/desk list`",
 ) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
@@ -46,7 +47,7 @@ def _ticket_section(
         lines.append(line)
     total = max(total or 0, len(tickets))
     if total > len(shown):
-        lines.append(f"…and {total - len(shown)} more: `/desk list`")
+        lines.append(f"…and {count(total - len(shown))} {more}")
     blocks.extend(lines_to_sections(lines))
     return blocks
 
@@ -75,7 +76,15 @@ def home_view(view: HomeView) -> dict[str, Any]:
     ]
     blocks += _ticket_section(SECTION_MINE, view.my_open, view, total=view.my_open_total)
     blocks += _ticket_section(SECTION_UNASSIGNED, view.unassigned, view, total=view.unassigned_total)
-    blocks += _ticket_section(SECTION_WAITING, view.oldest_waiting, view, waiting=True)
+    # No list command shows who waits: the count alone tells how long the line is.
+    blocks += _ticket_section(
+        SECTION_WAITING,
+        view.oldest_waiting,
+        view,
+        waiting=True,
+        total=view.waiting_total,
+        more="more waiting",
+    )
     blocks += _ticket_section(SECTION_RECENT, view.recently_changed, view)
     blocks += _metrics(view.metrics)
     return {"type": "home", "blocks": blocks[:100]}

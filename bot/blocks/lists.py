@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.blocks.data import TicketSummary
-from bot.blocks.format import age, truncate, user_mention, word
+from bot.blocks.format import age, count, truncate, user_mention, word
 from bot.text import slack_link
 
 SECTION_LIMIT = 3000
@@ -50,10 +50,10 @@ def page_note(offset: int, shown: int, total: int) -> str:
         return NO_RESULTS
     if shown == 0:
         # A page past the last one: tickets do match, so "no match" would read as an empty queue.
-        return PAGE_PAST_END.format(total=total)
+        return PAGE_PAST_END.format(total=count(total))
     first, last = offset + 1, offset + shown
     template = PAGE_NOTE_MORE if last < total else PAGE_NOTE
-    return template.format(first=first, last=last, total=total)
+    return template.format(first=count(first), last=count(last), total=count(total))
 
 
 def ticket_list_blocks(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from bot.blocks import Metric
+from bot.blocks.format import count, slack_date
 from bot.commands.base import CommandContext, CommandReply, Invocation, UsageError, Verb
 from bot.text import escape_mrkdwn
 from store import queries
@@ -12,7 +14,7 @@ from store.models import utcnow
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
-_PERIOD = re.compile(r"^(\d{1,3})d$")
+_PERIOD = re.compile(r"^(\d{1,9})d$")
 
 
 def duration_words(value: timedelta | None) -> str:
@@ -36,33 +38,59 @@ def percent(share: float | None) -> str:
 
 
 def _tally(counts: dict[str, int]) -> str:
-    return ", ".join(f"{escape_mrkdwn(name)} {count}" for name, count in counts.items())
+    return ", ".join(f"{escape_mrkdwn(name)} {count(number)}" for name, number in counts.items())
 
 
 def stats_lines(stats: queries.DeskStats, days: int) -> list[str]:
     period = "1 day" if days == 1 else f"{days} days"
     lines = [
-        f"*Last {period}* (tickets opened since {stats.since:%Y-%m-%d %H:%M} UTC)",
-        f"• Opened: {stats.created}" + (f" ({_tally(stats.created_by_origin)})" if stats.created else ""),
-        f"• First response: {stats.responded} answered, median {duration_words(stats.first_response_median)}",
-        f"• Resolved: {stats.resolved}, median time to resolution {duration_words(stats.resolution_median)}",
-        f"• Reopened: {stats.reopened} of {stats.resolved} resolved ({percent(stats.reopen_rate)})",
-        f"• Repeat requesters: {stats.repeat_requesters}",
+        # In each reader's own time zone (UTC where Slack cannot show it), as the card's times are.
+        f"*Last {period}* (tickets opened since {slack_date(stats.since)})",
+        f"• Opened: {count(stats.created)}"
+        + (f" ({_tally(stats.created_by_origin)})" if stats.created else ""),
+        f"• First response: {count(stats.responded)} answered, "
+        f"median {duration_words(stats.first_response_median)}",
+        f"• Resolved: {count(stats.resolved)}, "
+        f"median time to resolution {duration_words(stats.resolution_median)}",
+        f"• Reopened: {count(stats.reopened)} of {count(stats.resolved)} resolved "
+        f"({percent(stats.reopen_rate)})",
+        f"• Repeat requesters: {count(stats.repeat_requesters)}",
     ]
     if stats.created_by_label:
         lines.append(f"• By label: {_tally(stats.created_by_label)}")
-    lines.append(f"• Now: {stats.open_now} open or pending, {stats.unassigned_now} unassigned")
+    lines.append(f"• Now: {count(stats.open_now)} open or pending, {count(stats.unassigned_now)} unassigned")
     return lines
+
+
+def home_metrics(stats: queries.DeskStats, days: int) -> tuple[Metric, ...]:
+    """The App Home's figures: the queue now, and the period's volume and times."""
+    return (
+        Metric("Open or pending", count(stats.open_now)),
+        Metric("Unassigned", count(stats.unassigned_now)),
+        Metric(f"Opened, last {days} days", count(stats.created)),
+        Metric("Median first response", duration_words(stats.first_response_median)),
+        Metric("Median time to resolution", duration_words(stats.resolution_median)),
+        Metric("Reopen rate", percent(stats.reopen_rate)),
+    )
+
+
+def _period_days(word: str, shown: str) -> int:
+    """`30d` as 30; one out of range is named as such (`367d` is a period, just not one counted)."""
+    match = _PERIOD.match(word)
+    if match is None:
+        raise UsageError(f"`{shown}` is not a period: say 7d or 30d.")
+    days = int(match.group(1))
+    if not 1 <= days <= MAX_DAYS:
+        size = "short" if days < 1 else "long"
+        raise UsageError(f"`{shown}` is too {size}: a period is 1 to {MAX_DAYS} days (1d to {MAX_DAYS}d).")
+    return days
 
 
 def run_stats(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(0, 1)
     days = DEFAULT_DAYS
     if inv.args:
-        match = _PERIOD.match(inv.args[0].word)
-        if match is None or not 1 <= int(match.group(1)) <= MAX_DAYS:
-            raise UsageError(f"`{str(inv.args[0])[:20]}` is not a period: say 7d or 30d.")
-        days = int(match.group(1))
+        days = _period_days(inv.args[0].word, str(inv.args[0])[:20])
     now = utcnow()
     with ctx.desk.db.read() as session:
         stats = queries.desk_stats(session, now - timedelta(days=days), now)

@@ -77,8 +77,24 @@ def run_note(ctx: CommandContext, inv: Invocation) -> CommandReply:
     return CommandReply(f":lock: Internal note added to #{inv.number}; the customer never sees it.")
 
 
-def _detail_lines(session: Session, ticket: Ticket, workspace_url: str | None) -> list[str]:
+def _counted(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _detail_lines(
+    session: Session, ticket: Ticket, workspace_url: str | None, *, merged_into: int | None = None
+) -> list[str]:
     """What the card leaves out: who gets the emails, how much was said, where the thread is."""
+    if merged_into is not None:
+        # The merge moved them: counting what is left would read as a customer who never wrote.
+        return _thread_link(
+            [
+                f"Participants and messages: moved to #{merged_into} with the merge · last change "
+                f"{age(ticket.updated_at, utcnow())} ago"
+            ],
+            workspace_url,
+            ticket,
+        )
     people = session.execute(
         select(Participant.email, Participant.role, Participant.unsubscribed_at, Participant.bounced_at)
         .where(Participant.ticket_id == ticket.id)
@@ -102,20 +118,23 @@ def _detail_lines(session: Session, ticket: Ticket, workspace_url: str | None) -
     notes_count = counts.get((Direction.OUTBOUND.value, Visibility.INTERNAL.value), 0)
     lines = [
         f"Participants: {', '.join(shown) if shown else 'none by email'}",
-        f"Messages: {from_customer} from the customer, {replies} replies, {notes_count} notes · "
+        f"Messages: {from_customer} from the customer, {_counted(replies, 'reply', 'replies')}, "
+        f"{_counted(notes_count, 'note', 'notes')} · "
         f"last change {age(ticket.updated_at, utcnow())} ago",
     ]
+    return _thread_link(lines, workspace_url, ticket)
+
+
+def _thread_link(lines: list[str], workspace_url: str | None, ticket: Ticket) -> list[str]:
     permalink = thread_permalink(workspace_url, ticket)
-    if permalink:
-        lines.append(f"<{permalink}|Open the thread>")
-    return lines
+    return [*lines, f"<{permalink}|Open the thread>"] if permalink else lines
 
 
 def run_show(ctx: CommandContext, inv: Invocation) -> CommandReply:
     inv.expect(0, 0)
     with ticket_transaction(ctx, inv.number, live=False) as (session, ticket):
         view = card_view(session, ticket)
-        details = _detail_lines(session, ticket, ctx.workspace_url)
+        details = _detail_lines(session, ticket, ctx.workspace_url, merged_into=view.merged_into)
     return CommandReply(
         f"#{view.number} {escape_mrkdwn(view.subject)}", blocks=card_blocks(view) + lines_to_sections(details)
     )

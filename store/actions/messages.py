@@ -742,10 +742,12 @@ def _author(message: Message) -> Actor:
     return Actor(message.author_name or "", slack_id=message.author_slack_id)
 
 
-def _first_response(session: Session, ticket: Ticket, author: Actor, **data: Any) -> None:
+def _first_response(
+    session: Session, ticket: Ticket, author: Actor, *, at: datetime | None = None, **data: Any
+) -> None:
     """Counted when a reply reached them: one deleted or made a note inside its undo window, or
-    that nobody could receive, answered no one."""
-    now = utcnow()
+    that nobody could receive, answered no one. `at`: when, if not now."""
+    now = at or utcnow()
     # Conditional, so two replies of one ticket reaching customers at once (settled by two workers)
     # count once: the second waits for the first's row lock, then matches nothing.
     first = session.execute(
@@ -757,18 +759,21 @@ def _first_response(session: Session, ticket: Ticket, author: Actor, **data: Any
     if not first.rowcount:  # type: ignore[attr-defined]
         return
     set_committed_value(ticket, "first_response_at", now)
-    record_event(session, ticket, "first_response", author, **data)
+    record_event(session, ticket, "first_response", author, at=now, **data)
 
 
 DIRECT_REPLY = "direct_reply"
 
 
-def record_direct_reply(session: Session, ticket: Ticket, author: Actor, *, slack_ts: str) -> None:
+def record_direct_reply(
+    session: Session, ticket: Ticket, author: Actor, *, slack_ts: str, at: datetime | None = None
+) -> None:
     """Staff answered in the customer's own Slack thread, outside the desk: the customer has a
-    public answer from them now (their first response, if it is the first)."""
-    record_event(session, ticket, DIRECT_REPLY, author, slack_ts=slack_ts)
+    public answer from them since `at` (when they wrote it; their first response, if it is the
+    first), however long its event then waited for a worker."""
+    record_event(session, ticket, DIRECT_REPLY, author, at=at, slack_ts=slack_ts)
     if ticket.first_response_at is None:
-        _first_response(session, ticket, author, slack_ts=slack_ts)
+        _first_response(session, ticket, author, at=at, slack_ts=slack_ts)
 
 
 def _has_delivery_in(session: Session, message_id: int, states: tuple[OutboxState, ...]) -> bool:

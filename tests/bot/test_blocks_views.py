@@ -1,5 +1,7 @@
 """Thread lines, help, App Home and ticket lists as data."""
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from slack_sdk.models.blocks import Block
@@ -17,6 +19,8 @@ from bot.blocks import (
 )
 from bot.blocks.format import age, link_words, ordinal
 from bot.blocks.help import DESK_COMMANDS
+from bot.commands.stats import home_metrics, stats_lines
+from store.queries import DeskStats
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -95,6 +99,12 @@ def test_home_view_with_tickets_and_metrics():
     assert "*#1* <https://acme.slack.com/archives/C1/p1|Subject 1> · Open · Urgent · <@U0ALICE> · 3d" in text
     assert "…and 8 more" in text
     assert "waiting 5h" in text
+    # The waiting section counts what it does not show too; `/desk list` has no such list.
+    blocks = home_view(replace(view, oldest_waiting=view.unassigned[:10], waiting_total=25))["blocks"]
+    headers = [i for i, block in enumerate(blocks) if block["type"] == "header"]
+    start = next(i for i in headers if blocks[i]["text"]["text"] == "Waiting longest for a reply")
+    section = str(blocks[start : headers[headers.index(start) + 1]])
+    assert "…and 15 more waiting" in section and "/desk list" not in section
     assert "Nothing here." in text
     assert "Median first response" in text
 
@@ -148,3 +158,55 @@ def test_format_helpers():
     assert link_words("https://acme.atlassian.net/browse/PROJ-12") == "acme.atlassian.net PROJ-12"
     assert link_words("https://bugzilla.example.org/show_bug.cgi?id=123") == "bugzilla.example.org #123"
     assert link_words("https://www.example.com/docs/page") == "example.com/docs/page"
+
+
+def test_large_counts_are_grouped_by_thousands_and_read_as_one_number():
+    """A busy desk: 12345 tickets opened, 12000 of them by email. "Opened: 12345 (email 12000,
+    slack 345)" is hard to read, and grouping with commas would read as more numbers than there are
+    ("email 12,000, slack 345"). Counts are grouped with a narrow no-break space (as `25 %` is
+    written): in /desk stats, the Home tab's sections and figures, and a list's page note."""
+    since = NOW - timedelta(days=7)
+    stats = DeskStats(
+        since=since,
+        until=NOW,
+        created=12345,
+        created_by_origin={"email": 12000, "slack": 345},
+        created_by_label={"billing": 1500},
+        responded=12000,
+        first_response_median=timedelta(minutes=5),
+        resolved=11000,
+        resolution_median=timedelta(days=400, hours=3),
+        reopened=1100,
+        repeat_requesters=2500,
+        open_now=1345,
+        unassigned_now=1001,
+    )
+    lines = stats_lines(stats, 7)
+    assert lines[1:] == [
+        "• Opened: 12\u202f345 (email 12\u202f000, slack 345)",
+        "• First response: 12\u202f000 answered, median 5m",
+        "• Resolved: 11\u202f000, median time to resolution 400d 3h",
+        "• Reopened: 1\u202f100 of 11\u202f000 resolved (10 %)",
+        "• Repeat requesters: 2\u202f500",
+        "• By label: billing 1\u202f500",
+        "• Now: 1\u202f345 open or pending, 1\u202f001 unassigned",
+    ]
+    view = HomeView(
+        user_id="U0ALICE",
+        my_open=(),
+        unassigned=tuple(summary(n) for n in range(1, 101)),
+        oldest_waiting=(),
+        recently_changed=(),
+        metrics=home_metrics(stats, 7),
+        now=NOW,
+        unassigned_total=12345,
+    )
+    home = home_view(view)
+    View(**home).validate_json()
+    text = json.dumps(home, ensure_ascii=False)
+    assert "…and 12\u202f335 more" in text
+    assert "*Open or pending*\\n1\u202f345" in text and "*Opened, last 7 days*\\n12\u202f345" in text
+    blocks = ticket_list_blocks([summary(1)], title="*Open tickets*", total=12345, now=NOW)
+    assert blocks[-1]["elements"][0]["text"] == (
+        "Showing 1–1 of 12\u202f345: narrow the list to see the rest."
+    )

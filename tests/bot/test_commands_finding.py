@@ -46,10 +46,24 @@ def test_show_answers_with_the_card_and_details(desk):
     shown = block_text(reply.blocks)
     assert "#1 Printer" in shown and "ticket_status" in shown
     assert "dan@globex.example (requester), erin@globex.example" in shown
-    assert "1 from the customer, 0 replies, 1 notes" in shown
+    # One of each reads as one: "1 note", not "1 notes".
+    assert "1 from the customer, 0 replies, 1 note " in shown
     assert "https://acme.slack.com/archives/C0TRIAGE/p1700000000000100" in shown
     assert thread_cmd(desk, 1, "show").blocks
     assert counts(desk) == before
+
+
+def test_show_of_a_ticket_merged_away_says_where_its_messages_went(desk):
+    """#2 merged into #1: its messages and people moved to #1. `show 2` said "Participants: none
+    by email" and "Messages: 0 from the customer, 0 replies, 0 notes", as if Erin had never written;
+    it now says they are on #1."""
+    email_ticket(desk, body="It jams")
+    email_ticket(desk, "erin@globex.example", body="Mine jams too")
+    desk_cmd(desk, "merge 2 into 1")
+    shown = block_text(desk_cmd(desk, "show 2").blocks)
+    assert "none by email" not in shown and "0 from the customer" not in shown
+    assert "Participants and messages: moved to #1 with the merge" in shown
+    assert "2 from the customer" in block_text(desk_cmd(desk, "show 1").blocks)
 
 
 def test_list_filters_and_pages(desk):
@@ -157,7 +171,13 @@ def test_stats_over_seven_and_thirty_days(desk):
         week = desk_cmd(desk, "stats").text.split("\n")
         month = desk_cmd(desk, "stats 30d").text
         day = desk_cmd(desk, "stats 1d").text
-    assert week[0].startswith("*Last 7 days*")
+    # The period's start in each reader's own time zone (Slack renders the token), as the card's
+    # "Opened" time is: a team spread over time zones should not convert from UTC in their heads.
+    since = START + timedelta(days=2) - timedelta(days=7)
+    assert week[0] == (
+        f"*Last 7 days* (tickets opened since <!date^{int(since.timestamp())}^"
+        "{date_short_pretty} at {time}|2024-05-01 09:00 UTC>)"
+    )
     assert day.startswith("*Last 1 day*")
     assert week[1:] == [
         "• Opened: 2 (email 2)",

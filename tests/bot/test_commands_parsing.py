@@ -159,6 +159,10 @@ def test_empty_command_is_help(desk):
         ("customer", "Something is missing. Usage: `/desk customer <email|@user>`"),
         ("customer dan", "`dan` is neither an email address nor a @mention."),
         ("stats 3w", "`3w` is not a period: say 7d or 30d."),
+        # A period, but not one the desk counts over: the answer says which ones it does.
+        ("stats 367d", "`367d` is too long: a period is 1 to 366 days (1d to 366d)."),
+        ("stats 0d", "`0d` is too short: a period is 1 to 366 days (1d to 366d)."),
+        ("stats 1000d", "`1000d` is too long: a period is 1 to 366 days (1d to 366d)."),
         ("help nothing", "There is no command `nothing`."),
         ("show 1 2", "I don't understand `2` here. Usage: `/desk show <n>`"),
     ],

@@ -5,13 +5,14 @@ and the mail sink), read back from `ticket_events` and the tickets' time columns
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select
 
-from sandbox.workspace import ALICE, BOB, CAROL, CONNECT, ERIN, HELP, TRIAGE
-from store.models import Message, Ticket, TicketEvent
+from sandbox.workspace import ALICE, BOB, CAROL, CONNECT, ERIN, HELP, SIGNING_SECRET, TRIAGE
+from store.models import InboundItem, Message, Ticket, TicketEvent, utcnow
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService
 from tests.e2e.test_triage import Triage
 
@@ -228,3 +229,49 @@ def test_staff_answering_in_the_customers_own_thread_is_a_first_response(start_s
     [(_, actor, _)] = events(desk, 1, "first_response")
     assert actor == ALICE and desk.ticket(1).first_response_at is not None
     assert "The export button" not in home_section(desk, ALICE, "Waiting longest for a reply")
+
+
+def written_at(slack_ts: str) -> datetime:
+    """A Slack ts as the moment it names (to the microsecond, without a float's rounding)."""
+    seconds, _, fraction = slack_ts.partition(".")
+    return datetime.fromtimestamp(int(seconds), UTC) + timedelta(microseconds=int(fraction.ljust(6, "0")))
+
+
+def test_a_slack_request_and_its_answer_count_from_when_they_were_written(
+    start_service: StartService,
+) -> None:
+    """Erin posts while the desk cannot take it in: Slack's first delivery fails and its retry
+    comes later, and no worker runs (a deploy, a backlog) when it does. Alice answers her in her
+    thread. Her ticket, its first message and every time measured from them (first response,
+    resolution, "waiting since") start when she wrote (her message's ts), not when Slack's retry
+    got in nor when a worker got to it; Alice's answer is the first response from when she wrote
+    it."""
+    web = start_service(roles={"web"}, intake_channels=(CONNECT,))
+    desk = Triage(web)
+    desk.emulator.deliver_events_to(None)
+    erin_ts = desk.emulator.user_post(ERIN, CONNECT, "The export button does nothing")
+    held_back = desk.emulator.events[-1]["event_id"]
+    desk.emulator.deliver_events_to(f"{web.http_url}/slack/events", SIGNING_SECRET)
+    desk.emulator.redeliver(held_back)
+    desk.emulator.wait_idle(10)
+    alice_ts = desk.emulator.user_post(ALICE, CONNECT, "Looking at it now, Erin!", thread_ts=erin_ts)
+    desk.emulator.wait_idle(10)
+    with desk.db.transaction() as session:
+        arrived, answered = session.scalars(select(InboundItem.received_at).order_by(InboundItem.id)).all()
+    worker = start_service(roles={"worker"}, intake_channels=(CONNECT,))
+    started = utcnow()
+    card_ts(Triage(worker), 1)
+    Triage(worker).wait_worker_idle()
+    ticket = desk.ticket(1)
+    with desk.db.transaction() as session:
+        created = session.scalar(select(TicketEvent.created_at).where(TicketEvent.kind == "created"))
+        first_message = session.scalar(select(Message.created_at).where(Message.direction == "inbound"))
+        responded = session.scalars(
+            select(TicketEvent.created_at).where(TicketEvent.kind.in_(["direct_reply", "first_response"]))
+        ).all()
+    posted = written_at(erin_ts)
+    assert posted < arrived < started
+    assert (ticket.created_at, created, first_message) == (posted, posted, posted), (arrived, started)
+    # Never later than it reached the desk: the two clocks may disagree a little.
+    answer = min(written_at(alice_ts), answered)
+    assert (ticket.first_response_at, *responded) == (answer, answer, answer), (answered, started)

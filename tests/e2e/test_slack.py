@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -47,7 +48,17 @@ from sandbox.workspace import (
     avatar_url,
 )
 from store.db import Database
-from store.models import Customer, Delivery, InboundItem, Message, Outbox, OutboxState, Ticket, Visibility
+from store.models import (
+    Customer,
+    Delivery,
+    InboundItem,
+    Message,
+    Outbox,
+    OutboxState,
+    Ticket,
+    Visibility,
+    utcnow,
+)
 from store.outbox import Kind
 from tests.e2e.conftest import SUPPORT, RunningDesk, StartService, message_text, wait_until
 
@@ -363,17 +374,27 @@ def retry_the_failed_customer_thread_post(desk: Desk) -> int:
     return row_id
 
 
+def first_response_at(desk: Desk) -> datetime | None:
+    with desk.db.read() as session:
+        return session.scalar(select(Ticket.first_response_at))
+
+
 def test_a_failed_reply_sent_again_by_the_operator_is_marked_delivered(desk: Desk) -> None:
     """The bot was out of the customer's channel, so the reply failed (❌); invited back, the
     operator sends it again (`servicedesk outbox --retry`): the customer has it, once, so the
-    receipt and the stored state must say delivered."""
+    receipt and the stored state must say delivered. Only then is it the ticket's first response:
+    while it had failed, the customer had no answer."""
     customer_ts, card_ts = open_ticket(desk)
     desk.idle()
     desk.emulator.user_leave(BOT_USER, CONNECT)
     reply_ts = desk.emulator.user_post(ALICE, TRIAGE, "Reply while the bot is out", thread_ts=card_ts)
     desk.wait(lambda: "x" in desk.reactions(TRIAGE, reply_ts), "the failed receipt")
+    assert first_response_at(desk) is None
+    retried_at = utcnow()
     retry_the_failed_customer_thread_post(desk)
     desk.wait(lambda: "white_check_mark" in desk.reactions(TRIAGE, reply_ts), "the delivered receipt")
+    answered = first_response_at(desk)
+    assert answered is not None and answered >= retried_at
     desk.wait(lambda: "x" not in desk.reactions(TRIAGE, reply_ts), "the failed mark taken off")
     assert reply_state(desk, reply_ts) == (Delivery.DELIVERED, Visibility.PUBLIC)
     assert [text for text in customer_sees(desk, customer_ts) if "bot is out" in text] == [
