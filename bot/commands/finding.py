@@ -31,7 +31,7 @@ def _page_offset(inv: Invocation, *, anywhere: bool = False) -> tuple[list[Token
     """The arguments without their `page:N`, and the offset it means. A search's text runs up to
     it, so there it comes last; `list` filters are words in any order, and so is its page."""
     args = list(inv.args)
-    places = range(len(args)) if anywhere else range(len(args) - 1, len(args))
+    places = range(len(args)) if anywhere else range(max(len(args) - 1, 0), len(args))
     for index in places:
         match = _PAGE.match(args[index].word)
         if match is None:
