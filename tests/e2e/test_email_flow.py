@@ -19,7 +19,7 @@ from bot.text.to_slack import escape_mrkdwn
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.actions.messages import REACTION_PENDING
-from store.models import Outbox, Ticket
+from store.models import Outbox, Participant, Ticket
 from tests.e2e.conftest import SUPPORT, TRIAGE, RunningDesk, StartService, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -388,3 +388,38 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
     # Bold ending in punctuation right before a word cannot close in Markdown, which showed its
     # asterisks: the punctuation goes outside the bold instead.
     assert "<strong>Note</strong>:unplugitfirst." in content and "**" not in content, content
+
+
+def test_a_support_address_on_an_international_domain_is_ours_in_either_form(
+    start_service: StartService,
+) -> None:
+    """An SMTPUTF8 client may write the domain in Unicode (bücher.example) rather than in the ASCII
+    form the desk is configured with (xn--bcher-kva.example): the same mailbox (RFC 5890)."""
+    service = start_service(support_address="help@xn--bcher-kva.example")
+    first = (
+        "From: Bob <bob@customer.test>\r\nTo: help@bücher.example\r\n"
+        "Cc: Help <HELP@BÜCHER.example>, Carol <carol@customer.test>\r\nSubject: Printer on fire\r\n"
+        "Message-ID: <idn-1@customer.test>\r\n\r\nThe printer is on fire.\r\n"
+    ).encode()
+    with service.smtp() as client:
+        assert client.mail("bob@customer.test", ["SMTPUTF8"])[0] == 250
+        assert client.rcpt("help@BÜCHER.example")[0] == 250
+        assert client.data(first)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    key = ticket_row(service).reply_key
+
+    # A reply whose envelope names only the bare address: the key in To, in Unicode form, finds the ticket.
+    reply = (
+        f"From: Bob <bob@customer.test>\r\nTo: help+{key}@bücher.example\r\nSubject: Re: Printer on fire\r\n"
+        "Message-ID: <idn-2@customer.test>\r\n\r\nStill burning.\r\n"
+    ).encode()
+    with service.smtp() as client:
+        assert client.mail("bob@customer.test", ["SMTPUTF8"])[0] == 250
+        assert client.rcpt(f"help+{key}@bücher.example")[0] == 250
+        assert client.rcpt("help@xn--bcher-kva.example")[0] == 250
+        assert client.data(reply)[0] == 250
+    service.wait_for_thread_text(card.ts, "Still burning.")
+    assert len(service.cards()) == 1
+    with service.db.read() as session:
+        people = set(session.scalars(select(Participant.email)))
+    assert people == {"bob@customer.test", "carol@customer.test"}, "our own address became a participant"
