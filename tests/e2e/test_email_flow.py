@@ -423,3 +423,27 @@ def test_a_support_address_on_an_international_domain_is_ours_in_either_form(
     with service.db.read() as session:
         people = set(session.scalars(select(Participant.email)))
     assert people == {"bob@customer.test", "carol@customer.test"}, "our own address became a participant"
+
+
+def test_the_customer_is_whom_the_mail_asks_replies_to_go_to(service: RunningDesk) -> None:
+    """A web form mails from its own no-reply address and names the person in Reply-To (RFC 5322
+    3.6.2): the acknowledgement and the answers go to that person, who is the ticket's requester."""
+    form = (
+        "From: ACME Website <noreply@shop.test>\r\nReply-To: Jane Roe <Jane@Customer.test>\r\n"
+        f"To: {SUPPORT}\r\nSubject: Contact form: order 1234\r\nMessage-ID: <form-1@shop.test>\r\n\r\n"
+        "Where is my order?\r\n"
+    ).encode()
+    assert service.send_mail(form, mail_from="bounces@shop.test")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for(lambda: mails_to(service, "jane@customer.test"), "the acknowledgement to Jane")
+    assert "#1" in str(ack.message["Subject"]) and mails_to(service, "noreply@shop.test") == []
+
+    # Jane answers the acknowledgement from her own mailbox: the same ticket, and nobody new on it.
+    answer, _ = customer_mail("It is order 1234.", in_reply_to=str(ack.message["Message-ID"]))
+    answer = answer.replace(b"Bob Customer <bob@customer.test>", b"Jane Roe <jane@customer.test>")
+    answer = answer.replace(b"Cc: Carol <carol@customer.test>\r\n", b"")
+    assert service.send_mail(answer, mail_from="jane@customer.test")[0] == 250
+    service.wait_for_thread_text(card.ts, "It is order 1234.")
+    assert "Jane Roe" in service.thread_text(card.ts)
+    with service.db.read() as session:
+        assert set(session.scalars(select(Participant.email))) == {"jane@customer.test"}
