@@ -341,7 +341,7 @@ class EmailIngest:
                     ticket,
                     address,
                     actor,
-                    name=email.name_of(address),
+                    name=participant_name(email, address),
                     notify=False,
                     known=known,
                     now=now,
@@ -363,6 +363,12 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
+
+
+def participant_name(email: InboundEmail, address: str) -> str:
+    """The name `address` goes by in this mail: its display name in To, Cc or Reply-To, or in From
+    for the sender who joins by writing in (they are answered by it)."""
+    return email.name_of(address) or (email.from_name if address == email.from_address else "")
 
 
 def answer_address(email: InboundEmail, support_address: str) -> str | None:

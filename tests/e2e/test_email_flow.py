@@ -447,3 +447,23 @@ def test_the_customer_is_whom_the_mail_asks_replies_to_go_to(service: RunningDes
     assert "Jane Roe" in service.thread_text(card.ts)
     with service.db.read() as session:
         assert set(session.scalars(select(Participant.email))) == {"jane@customer.test"}
+
+
+def test_a_colleague_who_writes_in_is_answered_by_the_name_they_gave(service: RunningDesk) -> None:
+    raw, _ = customer_mail("The printer is on fire.")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for(lambda: mails_to(service, "bob@customer.test"), "the acknowledgement")
+
+    # Eve, Bob's colleague, answers from her own mailbox: she joins the ticket by writing in.
+    eve = EmailMessage()
+    eve["From"], eve["To"] = "Eve Example <eve@customer.test>", str(ack.message["Reply-To"])
+    eve["Subject"], eve["Message-ID"] = "Re: Printer on fire [#1]", make_msgid(domain="customer.test")
+    eve["In-Reply-To"] = str(ack.message["Message-ID"])
+    eve.set_content("It is the one on the second floor.")
+    service.send_mail(eve.as_bytes(policy=SMTP), mail_from="eve@customer.test")
+    service.wait_for_thread_text(card.ts, "second floor")
+
+    service.post_as(ALICE, "We are sending someone up.", thread_ts=card.ts)
+    [answer] = service.wait_for(lambda: mails_to(service, "eve@customer.test"), "the answer to Eve")
+    assert str(answer.message["To"]) == "Eve Example <eve@customer.test>"
