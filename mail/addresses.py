@@ -137,6 +137,18 @@ def support_address_parts(address: str) -> tuple[str, str]:
     return local, domain
 
 
+def ascii_domain(domain: str) -> str | None:
+    """`domain` (lowercased) in its ASCII form: an internationalised domain's Unicode labels as the
+    `xn--` labels naming the same host (RFC 5890). An SMTPUTF8 client may write either form, so
+    `bücher.example` and `xn--bcher-kva.example` are one domain. None when it has no ASCII form."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+
+
 def split_support_address(address: str, support_address: str) -> tuple[bool, str | None]:
     """Whether `address` is the support mailbox (in any case), and the `+detail` it carries (RFC 5233
     subaddress; None for the bare address)."""
@@ -145,7 +157,7 @@ def split_support_address(address: str, support_address: str) -> tuple[bool, str
         return False, None
     local, domain = support_address_parts(support_address)
     their_local, _, their_domain = normalized.rpartition("@")
-    if their_domain != domain:
+    if ascii_domain(their_domain) != ascii_domain(domain):
         return False, None
     if their_local == local:
         return True, None

@@ -197,6 +197,9 @@ class EmailIngest:
     # ----- applying -----
 
     def customer(self, session: Session, email: InboundEmail, envelope: Envelope) -> Customer:
+        address = answer_address(email, self.desk.settings.support_address)
+        if address is not None and address != email.from_address:
+            return customer_for_email(session, address, email.name_of(address))
         if email.from_address is not None:
             return customer_for_email(session, email.from_address, email.from_name)
         # RFC 5322 requires a From; without a readable one the envelope sender is the only way back.
@@ -308,17 +311,18 @@ class EmailIngest:
         is the alias, which mailed would loop) or as a Bcc (its To is whom the sender wrote to).
         """
         support = self.desk.settings.support_address
+        sender = answer_address(email, support)
         visible = any(is_own_address(address, support) for address in (*email.to, *email.cc))
         candidates = [*email.to, *email.cc] if visible else [*email.cc]
-        if include_sender and email.from_address is not None:
-            candidates.insert(0, email.from_address)
+        if include_sender and sender is not None:
+            candidates.insert(0, sender)
         if known is None:
             # Read once for all addresses: who is on the ticket already, and how many Cc's it has.
             known = participants_of(session, ticket)
-        if include_sender and email.from_address in known.bounced:
-            clear_bounce(session, ticket, email.from_address)
-        if include_sender and email.from_address in known.emails:
-            resubscribe_sender(session, ticket, email.from_address)
+        if include_sender and sender in known.bounced:
+            clear_bounce(session, ticket, sender)
+        if include_sender and sender in known.emails:
+            resubscribe_sender(session, ticket, sender)
         new = [
             address
             for address in dict.fromkeys(candidates)
@@ -337,7 +341,7 @@ class EmailIngest:
                     ticket,
                     address,
                     actor,
-                    name=email.name_of(address),
+                    name=participant_name(email, address),
                     notify=False,
                     known=known,
                     now=now,
@@ -359,6 +363,31 @@ class EmailIngest:
             f"Not added as participants (limit of {limit} reached), so not mailed: "
             f"{named}{f' and {more} more' if more > 0 else ''}.",
         )
+
+
+def participant_name(email: InboundEmail, address: str) -> str:
+    """The name `address` goes by in this mail: its display name in To, Cc or Reply-To, or in From
+    for the sender who joins by writing in (they are answered by it)."""
+    return email.name_of(address) or (email.from_name if address == email.from_address else "")
+
+
+def answer_address(email: InboundEmail, support_address: str) -> str | None:
+    """Where the sender wants answers: the one `Reply-To` address (RFC 5322 3.6.2), else `From`.
+
+    A web form or a mailing service sends from its own no-reply address and names the person in
+    Reply-To; answering From would send the acknowledgement and every reply to nobody. Several
+    Reply-To addresses name no one person, and our own address there is a loop: `From` then. So
+    is a mailing list's Reply-To pointing at the list itself (a recipient of the mail), whose
+    members would all get what was meant for the writer; a list that names the writer there (as
+    lists rewriting From for DMARC do) is followed.
+    """
+    if len(email.reply_to) != 1:
+        return email.from_address
+    address = email.reply_to[0]
+    to_the_list = email.mailing_list and address in (*email.to, *email.cc)
+    if is_own_address(address, support_address) or to_the_list:
+        return email.from_address
+    return address
 
 
 def is_final_failure(action: str | None, status: str | None) -> bool:

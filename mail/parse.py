@@ -114,8 +114,11 @@ class InboundEmail:
     truncated: bool  # a depth or size limit cut the structure; the rest is shown as text
     guard_rule: str = ""  # the loop-guard rule that classified it ("" for a request)
     auto_reply_suppressed: bool = False  # the sender asked for no auto-responses (no acknowledgement)
-    # Display names given to To and Cc addresses, so participants are greeted by name.
+    # Display names given to To, Cc and Reply-To addresses, so participants are greeted by name.
     names: tuple[tuple[str, str], ...] = ()
+    # Sent through a mailing list (RFC 2919 List-Id, RFC 2369 List-Post), which may point Reply-To
+    # at itself.
+    mailing_list: bool = False
 
     def name_of(self, address: str) -> str:
         return next((name for known, name in self.names if known == address), "")
@@ -256,12 +259,14 @@ def _parse(raw: bytes, parse_policy: Policy, max_depth: int, envelope_from: str 
         guard_rule=verdict.rule,
         auto_reply_suppressed=verdict.suppress_auto_reply,
         names=_display_names(message),
+        mailing_list=any(first_header(message, name) is not None for name in ("List-Id", "List-Post")),
     )
 
 
 def _display_names(message: Message) -> tuple[tuple[str, str], ...]:
     named: dict[str, str] = {}
-    for mailbox in parse_mailboxes(raw_header_values(message, "To") + raw_header_values(message, "Cc")):
+    headers = raw_header_values(message, "To") + raw_header_values(message, "Cc")
+    for mailbox in parse_mailboxes(headers + raw_header_values(message, "Reply-To")):
         if mailbox.address is not None and mailbox.name and mailbox.name != mailbox.address:
             named.setdefault(mailbox.address, mailbox.name[:200])
     return tuple(named.items())

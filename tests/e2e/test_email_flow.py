@@ -19,7 +19,7 @@ from bot.text.to_slack import escape_mrkdwn
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.actions.messages import REACTION_PENDING
-from store.models import Outbox, Ticket
+from store.models import Outbox, Participant, Ticket
 from tests.e2e.conftest import SUPPORT, TRIAGE, RunningDesk, StartService, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -388,3 +388,82 @@ def test_a_numbered_list_continued_under_a_bullet_reaches_the_email_as_a_list(se
     # Bold ending in punctuation right before a word cannot close in Markdown, which showed its
     # asterisks: the punctuation goes outside the bold instead.
     assert "<strong>Note</strong>:unplugitfirst." in content and "**" not in content, content
+
+
+def test_a_support_address_on_an_international_domain_is_ours_in_either_form(
+    start_service: StartService,
+) -> None:
+    """An SMTPUTF8 client may write the domain in Unicode (bücher.example) rather than in the ASCII
+    form the desk is configured with (xn--bcher-kva.example): the same mailbox (RFC 5890)."""
+    service = start_service(support_address="help@xn--bcher-kva.example")
+    first = (
+        "From: Bob <bob@customer.test>\r\nTo: help@bücher.example\r\n"
+        "Cc: Help <HELP@BÜCHER.example>, Carol <carol@customer.test>\r\nSubject: Printer on fire\r\n"
+        "Message-ID: <idn-1@customer.test>\r\n\r\nThe printer is on fire.\r\n"
+    ).encode()
+    with service.smtp() as client:
+        assert client.mail("bob@customer.test", ["SMTPUTF8"])[0] == 250
+        assert client.rcpt("help@BÜCHER.example")[0] == 250
+        assert client.data(first)[0] == 250
+    card = service.wait_for(service.card, "the card")
+    key = ticket_row(service).reply_key
+
+    # A reply whose envelope names only the bare address: the key in To, in Unicode form, finds the ticket.
+    reply = (
+        f"From: Bob <bob@customer.test>\r\nTo: help+{key}@bücher.example\r\nSubject: Re: Printer on fire\r\n"
+        "Message-ID: <idn-2@customer.test>\r\n\r\nStill burning.\r\n"
+    ).encode()
+    with service.smtp() as client:
+        assert client.mail("bob@customer.test", ["SMTPUTF8"])[0] == 250
+        assert client.rcpt(f"help+{key}@bücher.example")[0] == 250
+        assert client.rcpt("help@xn--bcher-kva.example")[0] == 250
+        assert client.data(reply)[0] == 250
+    service.wait_for_thread_text(card.ts, "Still burning.")
+    assert len(service.cards()) == 1
+    with service.db.read() as session:
+        people = set(session.scalars(select(Participant.email)))
+    assert people == {"bob@customer.test", "carol@customer.test"}, "our own address became a participant"
+
+
+def test_the_customer_is_whom_the_mail_asks_replies_to_go_to(service: RunningDesk) -> None:
+    """A web form mails from its own no-reply address and names the person in Reply-To (RFC 5322
+    3.6.2): the acknowledgement and the answers go to that person, who is the ticket's requester."""
+    form = (
+        "From: ACME Website <noreply@shop.test>\r\nReply-To: Jane Roe <Jane@Customer.test>\r\n"
+        f"To: {SUPPORT}\r\nSubject: Contact form: order 1234\r\nMessage-ID: <form-1@shop.test>\r\n\r\n"
+        "Where is my order?\r\n"
+    ).encode()
+    assert service.send_mail(form, mail_from="bounces@shop.test")[0] == 250
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for(lambda: mails_to(service, "jane@customer.test"), "the acknowledgement to Jane")
+    assert "#1" in str(ack.message["Subject"]) and mails_to(service, "noreply@shop.test") == []
+
+    # Jane answers the acknowledgement from her own mailbox: the same ticket, and nobody new on it.
+    answer, _ = customer_mail("It is order 1234.", in_reply_to=str(ack.message["Message-ID"]))
+    answer = answer.replace(b"Bob Customer <bob@customer.test>", b"Jane Roe <jane@customer.test>")
+    answer = answer.replace(b"Cc: Carol <carol@customer.test>\r\n", b"")
+    assert service.send_mail(answer, mail_from="jane@customer.test")[0] == 250
+    service.wait_for_thread_text(card.ts, "It is order 1234.")
+    assert "Jane Roe" in service.thread_text(card.ts)
+    with service.db.read() as session:
+        assert set(session.scalars(select(Participant.email))) == {"jane@customer.test"}
+
+
+def test_a_colleague_who_writes_in_is_answered_by_the_name_they_gave(service: RunningDesk) -> None:
+    raw, _ = customer_mail("The printer is on fire.")
+    service.send_mail(raw)
+    card = service.wait_for(service.card, "the card")
+    [ack] = service.wait_for(lambda: mails_to(service, "bob@customer.test"), "the acknowledgement")
+
+    # Eve, Bob's colleague, answers from her own mailbox: she joins the ticket by writing in.
+    eve = EmailMessage()
+    eve["From"], eve["To"] = "Eve Example <eve@customer.test>", str(ack.message["Reply-To"])
+    eve["Subject"], eve["Message-ID"] = "Re: Printer on fire [#1]", make_msgid(domain="customer.test")
+    eve["In-Reply-To"] = str(ack.message["Message-ID"])
+    eve.set_content("It is the one on the second floor.")
+    service.send_mail(eve.as_bytes(policy=SMTP), mail_from="eve@customer.test")
+    service.wait_for_thread_text(card.ts, "second floor")
+
+    service.post_as(ALICE, "We are sending someone up.", thread_ts=card.ts)
+    [answer] = service.wait_for(lambda: mails_to(service, "eve@customer.test"), "the answer to Eve")
+    assert str(answer.message["To"]) == "Eve Example <eve@customer.test>"

@@ -614,3 +614,25 @@ def test_a_mail_without_readable_text_says_so_instead_of_an_empty_message(desk: 
     ingest(desk, mail(""))
     [message] = rows(desk, Message)
     assert message.body_markdown == NO_TEXT
+
+
+@pytest.mark.parametrize(
+    ("to", "reply_to", "list_id", "requester"),
+    [
+        (SUPPORT, "Jane <jane@customer.test>", None, "jane@customer.test"),
+        (f"{SUPPORT}, jane@customer.test", "jane@customer.test", None, "jane@customer.test"),  # a copy
+        (SUPPORT, "jane@customer.test, joe@customer.test", None, "bob@customer.test"),  # no one person
+        (SUPPORT, "support+x@ACME.test", None, "bob@customer.test"),  # ours: a loop
+        (f"team@lists.test, {SUPPORT}", "team@lists.test", "<team.lists.test>", "bob@customer.test"),
+        (f"team@lists.test, {SUPPORT}", "jane@customer.test", "<team.lists.test>", "jane@customer.test"),
+    ],
+)
+def test_the_requester_is_the_one_reply_to_address_that_is_a_person(
+    desk: Desk, to: str, reply_to: str, list_id: str | None, requester: str
+) -> None:
+    ingest(desk, mail(to=to, Reply_To=reply_to, **({"List_Id": list_id} if list_id else {})))
+    with desk.db.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert session.get(Customer, ticket.requester_id).email == requester  # type: ignore[union-attr]
+        [ack] = session.scalars(select(Outbox).where(Outbox.kind == "email.send")).all()
+        assert ack.payload["to"] == requester
