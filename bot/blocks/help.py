@@ -35,7 +35,7 @@ DESK_COMMANDS: tuple[tuple[str, str], ...] = (
     ("search <text> [page:N]", "find tickets"),
     ("customer <email|@user>", "a customer's record, organization and ticket history"),
     ("stats [7d|30d]", "metrics for the last 7 days (or any number: 30d)"),
-    ("help", "this help"),
+    ("help [verb]", "this help, or one verb's usage (`/desk help merge`)"),
 )
 
 THREAD_FORMS: tuple[str, ...] = (
