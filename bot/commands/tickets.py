@@ -87,7 +87,8 @@ def _detail_lines(session: Session, ticket: Ticket, workspace_url: str | None) -
     notes_count = counts.get((Direction.OUTBOUND.value, Visibility.INTERNAL.value), 0)
     lines = [
         f"Participants: {', '.join(shown) if shown else 'none by email'}",
-        f"Messages: {from_customer} from the customer, {replies} replies, {notes_count} notes · "
+        f"Messages: {from_customer} from the customer, {_counted(replies, 'reply', 'replies')}, "
+        f"{_counted(notes_count, 'note', 'notes')} · "
         f"last change {age(ticket.updated_at, utcnow())} ago",
     ]
     permalink = thread_permalink(workspace_url, ticket)
@@ -104,6 +105,11 @@ def run_show(ctx: CommandContext, inv: Invocation) -> CommandReply:
     return CommandReply(
         f"#{view.number} {escape_mrkdwn(view.subject)}", blocks=card_blocks(view) + lines_to_sections(details)
     )
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    """`1 reply`, `2 replies`: the words staff read in /desk show."""
+    return f"{count} {one if count == 1 else many}"
 
 
 VERBS = (

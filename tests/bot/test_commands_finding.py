@@ -46,7 +46,7 @@ def test_show_answers_with_the_card_and_details(desk):
     shown = block_text(reply.blocks)
     assert "#1 Printer" in shown and "ticket_status" in shown
     assert "dan@globex.example (requester), erin@globex.example" in shown
-    assert "1 from the customer, 0 replies, 1 notes" in shown
+    assert "1 from the customer, 0 replies, 1 note " in shown
     assert "https://acme.slack.com/archives/C0TRIAGE/p1700000000000100" in shown
     assert thread_cmd(desk, 1, "show").blocks
     assert counts(desk) == before
