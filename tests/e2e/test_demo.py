@@ -218,6 +218,12 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
         assert ran.returncode == 0, ran.stdout + ran.stderr
         lines.wait_for(r"^\[only alice sees\] ")
         lines.wait_for(r"#3\W.*The export is empty")
+        # The mail had no Message-ID: the acknowledgement answers a long stand-in id, which the
+        # relay received folded onto a second line; it is shown unfolded, as mail clients show it.
+        seen = "\n".join(lines.seen)
+        assert re.search(r"^ +In-Reply-To: <sha256-", seen, re.M) and not re.search(
+            r"^ +[\w-]+:  ", seen, re.M
+        )
 
         process.send_signal(signal.SIGINT)
         # Generous: a loaded CI machine may take a while to wind the service down; no timing asserted.
