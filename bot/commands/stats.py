@@ -61,7 +61,11 @@ def run_stats(ctx: CommandContext, inv: Invocation) -> CommandReply:
     if inv.args:
         match = _PERIOD.match(inv.args[0].word)
         if match is None or not 1 <= int(match.group(1)) <= MAX_DAYS:
-            raise UsageError(f"`{str(inv.args[0])[:20]}` is not a period: say 7d or 30d.")
+            # Any number of days up to MAX_DAYS works: say so, or `400d` reads as if only 7d and 30d did.
+            raise UsageError(
+                f"`{str(inv.args[0])[:20]}` is not a period: say a number of days from 1 to {MAX_DAYS}, "
+                "such as 7d or 30d."
+            )
         days = int(match.group(1))
     now = utcnow()
     with ctx.desk.db.read() as session:
