@@ -1,7 +1,8 @@
 """`servicedesk demo --keep`: the desk stays up, says how to play with it, and shows what happens.
 
 Someone playing by hand cannot see the emulator's channels or the mail sink, so every new or
-changed Slack message and every email the relay receives is printed here as it arrives.
+changed Slack message, every answer only one person sees (what `/desk` says back) and every email
+the relay receives is printed here as it arrives.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from bot.demo_stage import SUPPORT_ADDRESS, Stage
-from bot.demo_transcript import email_lines, message_lines, rule
+from bot.demo_transcript import block_lines, email_lines, message_lines, plain_text, rule
 from sandbox.workspace import ALICE, CONNECT, DAN, TRIAGE
 
 Writer = Callable[[str], None]
@@ -26,6 +27,7 @@ class Feed:
         self.stage = stage
         self.seen: dict[tuple[str, str], tuple[object, ...]] = {}
         self.mails = 0
+        self.ephemerals = 0
         self.poll(lambda _line: None)  # what the story produced was printed already
 
     def _state(self, channel: str, ts: str) -> tuple[object, ...]:
@@ -52,6 +54,19 @@ class Feed:
                     write(f"[{where}{' changed' if before is not None else ''}] {lines[0]}  ts={message.ts}")
                     for line in lines[1:]:
                         write(line)
+        # `/desk` answers are ephemeral: in no channel's history, so without this a command run by
+        # hand would show nothing at all.
+        ephemerals = emulator.ephemerals()
+        for ephemeral in ephemerals[self.ephemerals :]:
+            person = workspace.users.get(ephemeral.user)
+            name = person.name if person else ephemeral.user
+            # Slack shows the blocks when there are any; the text is then only the notification.
+            raw = "\n".join(block_lines(ephemeral.blocks)) if ephemeral.blocks else ephemeral.text
+            lines = plain_text(raw, workspace).splitlines() or ["(empty)"]
+            write(f"[only {name} sees] {lines[0]}")
+            for line in lines[1:]:
+                write("    " + line)
+        self.ephemerals = len(ephemerals)
         mails = self.stage.mails()
         for mail in mails[self.mails :]:
             write(f"[email to {', '.join(mail.rcpt_tos)}]")
@@ -79,7 +94,7 @@ def instructions(stage: Stage) -> list[str]:
         f"                staff alice {ALICE}, Slack Connect customer dan {DAN})",
         f"SMTP intake     127.0.0.1:{port}, for mail to {SUPPORT_ADDRESS}",
         f"Database        {stage.folder / 'servicedesk.db'} (sqlite3 can read it)",
-        "Every new Slack message and every email the desk sends is printed below.",
+        "Every new Slack message, /desk answer and email the desk sends is printed below.",
         "",
         "Email the desk (any SMTP client; swaks, or Python):",
         f"  swaks --server 127.0.0.1:{port} --to {SUPPORT_ADDRESS} --from you@example.com \\",

@@ -149,7 +149,12 @@ def text_part(message: EmailMessage) -> str:
 def email_lines(mail: ReceivedMail) -> list[str]:
     """One email as received by the relay: the headers that matter, attachments, the text part."""
     message = mail.message
-    lines = [f"{name}: {message[name]}" for name in EMAIL_HEADERS if message[name] is not None]
+    # A long header arrives folded; read back, it keeps the fold's leading space ("In-Reply-To:  <…>").
+    lines = [
+        f"{name}: {' '.join(str(message[name]).split())}"
+        for name in EMAIL_HEADERS
+        if message[name] is not None
+    ]
     lines.append(f"(envelope: from {mail.mail_from or '<>'} to {', '.join(mail.rcpt_tos)})")
     for part in message.iter_attachments():
         payload = part.get_payload(decode=True)

@@ -31,7 +31,8 @@ ORIGIN_LIMIT = 600
 
 PLACEHOLDER_ASSIGNEE = "Assign to…"
 PLACEHOLDER_LABELS = "Add labels…"
-NO_LABELS_HINT = "No labels defined yet: create one with `/desk label-create <name>`."
+# Slack mrkdwn: `<name>` unescaped would be taken for a link and shown as "name".
+NO_LABELS_HINT = "No labels defined yet: create one with `/desk label-create &lt;name&gt;`."
 MERGED_BANNER = (
     ":twisted_rightwards_arrows: *Merged into #{target}*: this ticket is closed; continue in #{target}."
 )

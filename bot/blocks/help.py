@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.format import context_line
+from bot.text import escape_mrkdwn
 
 # (syntax, what it does), in the order of the design's Triage table.
 DESK_COMMANDS: tuple[tuple[str, str], ...] = (
@@ -34,7 +35,7 @@ DESK_COMMANDS: tuple[tuple[str, str], ...] = (
     ("search <text> [page:N]", "find tickets"),
     ("customer <email|@user>", "a customer's record, organization and ticket history"),
     ("stats [7d|30d]", "metrics for the last 7 days (or any number: 30d)"),
-    ("help", "this help"),
+    ("help [verb]", "this help, or one verb's usage (`/desk help merge`)"),
 )
 
 THREAD_FORMS: tuple[str, ...] = (
@@ -60,15 +61,21 @@ HELP_REPLIES = (
 )
 
 
+def _verb_lines() -> str:
+    # The syntax's `<n>` and `<email>` escaped: unescaped, Slack takes them for links and shows
+    # `/desk new email subject`, or `customer <email|@user>` as a link labelled "@user".
+    return "\n".join(f"`/desk {escape_mrkdwn(syntax)}` — {meaning}" for syntax, meaning in DESK_COMMANDS)
+
+
 def help_text() -> str:
     """The whole help as one mrkdwn text (also the ephemeral message's fallback)."""
-    verbs = "\n".join(f"`/desk {syntax}` — {meaning}" for syntax, meaning in DESK_COMMANDS)
+    verbs = _verb_lines()
     thread = "\n".join(f"• {forms}" for forms in THREAD_FORMS)
     return f"{HELP_INTRO}\n{verbs}\n\n{HELP_THREAD}\n{thread}\n\n{HELP_REPLIES}"
 
 
 def help_blocks() -> list[dict[str, Any]]:
-    verbs = "\n".join(f"`/desk {syntax}` — {meaning}" for syntax, meaning in DESK_COMMANDS)
+    verbs = _verb_lines()
     thread = "\n".join(f"• {forms}" for forms in THREAD_FORMS)
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{HELP_INTRO}\n{verbs}"}},

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.commands.tokens import Token
+from bot.text import escape_mrkdwn
 from store.actions import Actor, ticket_by_number
 from store.actions.tickets import TICKET_LOCK
 from store.context import Desk
@@ -97,7 +98,8 @@ class Verb:
             words.append("<n>")
         if self.syntax:
             words.append(self.syntax)
-        return f"`{' '.join(words)}`"
+        # `<n>` unescaped is Slack syntax (a link to "n"): Slack would show "n" and drop the brackets.
+        return f"`{escape_mrkdwn(' '.join(words))}`"
 
 
 @contextmanager

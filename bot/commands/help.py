@@ -19,4 +19,4 @@ def run_help(ctx: CommandContext, inv: Invocation) -> CommandReply:
     return CommandReply(help_text(), blocks=help_blocks())
 
 
-VERBS = (Verb("help", run_help, "[command]", takes_ticket=False),)
+VERBS = (Verb("help", run_help, "[verb]", takes_ticket=False),)

@@ -69,7 +69,7 @@ def run_labels(ctx: CommandContext, inv: Invocation) -> CommandReply:
     with ctx.desk.db.read() as session:
         usage = [(label.name, label.color, count) for label, count in queries.label_usage(session)]
     if not usage:
-        return CommandReply("No labels yet: define one with `/desk label-create <name> [color]`.")
+        return CommandReply("No labels yet: define one with `/desk label-create &lt;name&gt; [color]`.")
     lines = [
         f"• {escape_mrkdwn(name)}" + (f" ({escape_mrkdwn(color)})" if color else "") + f" — {count} open"
         for name, color, count in usage
@@ -86,7 +86,7 @@ def run_label_create(ctx: CommandContext, inv: Invocation) -> CommandReply:
     # The color is said back: a second word typed as part of the name ("two words") is taken as
     # the color, and the answer is where the person sees that.
     shown = escape_mrkdwn(name) + (f" ({escape_mrkdwn(color)})" if color else "")
-    return CommandReply(f"Created the label {shown}: add it with `/desk label <n> +{name}`.")
+    return CommandReply(f"Created the label {shown}: add it with `/desk label &lt;n&gt; +{name}`.")
 
 
 VERBS = (

@@ -78,7 +78,9 @@ def _period_days(word: str, shown: str) -> int:
     """`30d` as 30; one out of range is named as such (`367d` is a period, just not one counted)."""
     match = _PERIOD.match(word)
     if match is None:
-        raise UsageError(f"`{shown}` is not a period: say 7d or 30d.")
+        raise UsageError(
+            f"`{shown}` is not a period: say a number of days from 1 to {MAX_DAYS}, such as 7d or 30d."
+        )
     days = int(match.group(1))
     if not 1 <= days <= MAX_DAYS:
         size = "short" if days < 1 else "long"

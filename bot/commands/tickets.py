@@ -78,6 +78,7 @@ def run_note(ctx: CommandContext, inv: Invocation) -> CommandReply:
 
 
 def _counted(number: int, one: str, many: str) -> str:
+    """`1 reply`, `2 replies`: the words staff read in /desk show."""
     return f"{number} {one if number == 1 else many}"
 
 

@@ -102,40 +102,49 @@ def test_unknown_verb_gets_the_usage_line_and_changes_nothing(desk):
 
 def test_empty_command_is_help(desk):
     reply = desk_cmd(desk, "   ")
-    assert reply.ok and reply.blocks and "/desk new <email> <subject>" in reply.text
+    assert reply.ok and reply.blocks and "/desk new &lt;email&gt; &lt;subject&gt;" in reply.text
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("close", "Which ticket? Give its number. Usage: `/desk close <n>`"),
-        ("close abc", "`abc` is not a ticket number. Usage: `/desk close <n>`"),
+        ("close", "Which ticket? Give its number. Usage: `/desk close &lt;n&gt;`"),
+        ("close abc", "`abc` is not a ticket number. Usage: `/desk close &lt;n&gt;`"),
         ("close 99", "There is no ticket #99."),
-        ("close 1 now", "I don't understand `now` here. Usage: `/desk close <n>`"),
-        ("priority 1", "Something is missing. Usage: `/desk priority <n> low|normal|high|urgent`"),
+        ("close 1 now", "I don't understand `now` here. Usage: `/desk close &lt;n&gt;`"),
+        ("priority 1", "Something is missing. Usage: `/desk priority &lt;n&gt; low|normal|high|urgent`"),
         (
             "priority 1 whenever",
-            "`whenever` is not a priority. Usage: `/desk priority <n> low|normal|high|urgent`",
+            "`whenever` is not a priority. Usage: `/desk priority &lt;n&gt; low|normal|high|urgent`",
         ),
-        ("status 1 done", "`done` is not a status. Usage: `/desk status <n> open|pending|resolved|closed`"),
-        ("assign 1", "Something is missing. Usage: `/desk assign <n> @user|me`"),
+        (
+            "status 1 done",
+            "`done` is not a status. Usage: `/desk status &lt;n&gt; open|pending|resolved|closed`",
+        ),
+        ("assign 1", "Something is missing. Usage: `/desk assign &lt;n&gt; @user|me`"),
         (
             "assign 1 @nobody",
-            "I don't know who `@nobody` is: mention them with @. Usage: `/desk assign <n> @user|me`",
+            "I don't know who `@nobody` is: mention them with @. Usage: `/desk assign &lt;n&gt; @user|me`",
         ),
         ("assign 1 <@U0ROBOT>", "A bot cannot own a ticket."),
-        ("label 1", "Which labels? `+name` adds one, `-name` removes one. Usage: `/desk label <n> +a -b`"),
+        (
+            "label 1",
+            "Which labels? `+name` adds one, `-name` removes one. Usage: `/desk label &lt;n&gt; +a -b`",
+        ),
         ("label 1 +nope", "No label named nope; create it with `/desk label-create nope`"),
-        ("label-create", "Something is missing. Usage: `/desk label-create <name> [color]`"),
-        ("link 1", "Something is missing. Usage: `/desk link <n> <m|url> [relates|duplicates|blocks]`"),
+        ("label-create", "Something is missing. Usage: `/desk label-create &lt;name&gt; [color]`"),
+        (
+            "link 1",
+            "Something is missing. Usage: `/desk link &lt;n&gt; &lt;m|url&gt; [relates|duplicates|blocks]`",
+        ),
         ("link 1 nowhere", "`nowhere` is neither a ticket number nor an http(s) link."),
         ("link 1 1", "A ticket cannot be linked to itself."),
         ("link 1 7", "There is no ticket #7."),
         ("link 1 <https://x.example/1> causes", "`causes` is not a kind of link."),
-        ("merge 1", "Merge into which ticket? Usage: `/desk merge <n> into <m>`"),
+        ("merge 1", "Merge into which ticket? Usage: `/desk merge &lt;n&gt; into &lt;m&gt;`"),
         ("merge 1 into 1", "A ticket cannot be merged into itself."),
         ("merge 1 into soon", "`soon` is not a ticket number."),
-        ("cc 1 add", "Something is missing. Usage: `/desk cc <n> add|remove <email>`"),
+        ("cc 1 add", "Something is missing. Usage: `/desk cc &lt;n&gt; add|remove &lt;email&gt;`"),
         ("cc 1 invite bob@example.com", "Say `add` or `remove`."),
         ("cc 1 add bob", "`bob` is not an email address."),
         ("cc 1 remove erin@example.com", "erin@example.com is not a participant of #1."),
@@ -143,8 +152,8 @@ def test_empty_command_is_help(desk):
             "cc 1 remove dan@globex.example",
             "dan@globex.example is the requester of #1 and cannot be removed.",
         ),
-        ("note 1", "Write the note after the ticket number. Usage: `/desk note <n> <text>`"),
-        ("new", "Something is missing. Usage: `/desk new <email> <subject>`"),
+        ("note 1", "Write the note after the ticket number. Usage: `/desk note &lt;n&gt; &lt;text&gt;`"),
+        ("new", "Something is missing. Usage: `/desk new &lt;email&gt; &lt;subject&gt;`"),
         ("new dan", "`dan` is not an email address."),
         ("new dan@globex.example", "Give the ticket a subject."),
         ("new support@example.com Help", "support@example.com is the desk's own address."),
@@ -155,16 +164,16 @@ def test_empty_command_is_help(desk):
         ("list everything", "I can't filter by `everything`."),
         ("list status:done", "`status:done`: the statuses are open, pending, resolved, closed, all."),
         ("list page:0", "Pages count from 1."),
-        ("search", "Search for what? Usage: `/desk search <text> [page:N]`"),
-        ("customer", "Something is missing. Usage: `/desk customer <email|@user>`"),
+        ("search", "Search for what? Usage: `/desk search &lt;text&gt; [page:N]`"),
+        ("customer", "Something is missing. Usage: `/desk customer &lt;email|@user&gt;`"),
         ("customer dan", "`dan` is neither an email address nor a @mention."),
-        ("stats 3w", "`3w` is not a period: say 7d or 30d."),
+        ("stats 3w", "`3w` is not a period: say a number of days from 1 to 366, such as 7d or 30d."),
         # A period, but not one the desk counts over: the answer says which ones it does.
         ("stats 367d", "`367d` is too long: a period is 1 to 366 days (1d to 366d)."),
         ("stats 0d", "`0d` is too short: a period is 1 to 366 days (1d to 366d)."),
         ("stats 1000d", "`1000d` is too long: a period is 1 to 366 days (1d to 366d)."),
         ("help nothing", "There is no command `nothing`."),
-        ("show 1 2", "I don't understand `2` here. Usage: `/desk show <n>`"),
+        ("show 1 2", "I don't understand `2` here. Usage: `/desk show &lt;n&gt;`"),
     ],
 )
 def test_bad_arguments_get_a_clear_answer_and_change_nothing(desk, text, expected):

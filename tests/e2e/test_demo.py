@@ -201,6 +201,7 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
         lines.wait_for(r"Ctrl-C")
         send = lines.wait_for(r"-c .*smtplib")
         post = lines.wait_for(r"sandbox\.act .* post --user U0EXTDAN")
+        desk = lines.wait_for(r"sandbox\.act .* command --user U0ALICE /desk 'list'")
         lines.wait_for(r"^Read a thread")
         story = "\n".join(lines.seen)
         assert re.search(r"Reply-To: support\+[a-z0-9]{26,}@acme\.example", story)
@@ -212,6 +213,17 @@ def test_keep_prints_commands_that_work_and_stops_on_ctrl_c(tmp_path):
         sent = subprocess.run(shlex.split(send), capture_output=True, text=True, timeout=30)
         assert sent.returncode == 0, sent.stderr
         lines.wait_for(r"^\[email to you@example\.com\]")
+        # `/desk` answers only the person who ran it: the feed shows it, or they would see nothing.
+        ran = subprocess.run(shlex.split(desk), capture_output=True, text=True, timeout=30)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        lines.wait_for(r"^\[only alice sees\] ")
+        lines.wait_for(r"#3\W.*The export is empty")
+        # The mail had no Message-ID: the acknowledgement answers a long stand-in id, which the
+        # relay received folded onto a second line; it is shown unfolded, as mail clients show it.
+        seen = "\n".join(lines.seen)
+        assert re.search(r"^ +In-Reply-To: <sha256-", seen, re.M) and not re.search(
+            r"^ +[\w-]+:  ", seen, re.M
+        )
 
         process.send_signal(signal.SIGINT)
         # Generous: a loaded CI machine may take a while to wind the service down; no timing asserted.

@@ -8,6 +8,7 @@ place with chat.update, the short lines in the ticket's thread, and the customer
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, replace
 
@@ -154,8 +155,17 @@ def test_errors_and_refusals_change_nothing(running: Triage) -> None:
     assert running.command(ALICE, "close 42") == "There is no ticket #42."
     assert running.command(ALICE, "frobnicate 1").startswith("Unknown command `/desk frobnicate`")
     assert running.command(ALICE, "priority 1 whenever").endswith(
-        "Usage: `/desk priority <n> low|normal|high|urgent`"
+        "Usage: `/desk priority &lt;n&gt; low|normal|high|urgent`"
     )
+    # Placeholders reach Slack escaped: a bare `<n>` or `<email|@user>` is Slack's link syntax, shown
+    # as "n" or as a link labelled "@user". Every `<` left is a mention or a real link.
+    interaction = running.emulator.user_command(ALICE, TRIAGE, "/desk", "help").wait(10)
+    answer = interaction.ack_payload or {}
+    shown = [str(answer.get("text"))] + [json.dumps(block) for block in answer.get("blocks") or []]
+    assert "`/desk new &lt;email&gt; &lt;subject&gt;`" in shown[0]
+    assert "`/desk customer &lt;email|@user&gt;`" in shown[0]
+    assert not [text for text in shown if re.search(r"<(?![@#!]|https?:|mailto:)", text)]
+    assert running.command(ALICE, "help merge") == "Usage: `/desk merge &lt;n&gt; into &lt;m&gt;`"
     # Carol is not in the triage channel: not staff.
     assert (
         running.command(CAROL, "close 1", channel="C0HELP")
