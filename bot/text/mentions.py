@@ -14,8 +14,11 @@ from collections.abc import Mapping
 from bot.text.split import SECTION_LIMIT
 from bot.text.to_slack import SlackMessagePayload
 
-# Code in mrkdwn: a fenced block, or an inline span. A mention inside code shows as its raw syntax.
-_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+# What a name in it must not become a mention in: code (a fenced block, an inline span), where a
+# mention shows as its raw syntax; Slack's own `<…>` (a link, its label, a mention or channel),
+# which a `<@…>` inside would break; and a bare URL, whose path may hold `@name` (a profile page:
+# `https://www.youtube.com/@dan`), which Slack links as typed.
+_KEPT = re.compile(r"```.*?```|`[^`\n]+`|<[^<>\n]*>|\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>]+", re.DOTALL)
 
 
 def _mention_in(text: str, pattern: re.Pattern[str], people: Mapping[str, str]) -> str:
@@ -24,7 +27,7 @@ def _mention_in(text: str, pattern: re.Pattern[str], people: Mapping[str, str]) 
 
     pieces: list[str] = []
     last = 0
-    for code in _CODE.finditer(text):
+    for code in _KEPT.finditer(text):
         pieces.append(outside_code(text[last : code.start()]))
         pieces.append(code.group(0))
         last = code.end()
@@ -36,7 +39,7 @@ def with_mentions(
     payloads: list[SlackMessagePayload], people: Mapping[str, str]
 ) -> list[SlackMessagePayload]:
     """`@name` in the payloads' sections as a mention of its person (`people`: shown name to user
-    id), outside code. The fallback `text` keeps the name (it is what a notification shows); a
+    id), outside code and links. The fallback `text` keeps the name (it is what a notification shows); a
     section that would grow past Slack's limit keeps its names."""
     names = sorted((name for name in people if name.strip()), key=len, reverse=True)
     if not names:

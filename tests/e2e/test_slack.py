@@ -208,14 +208,18 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     reply_ts = desk.emulator.user_post(
         ALICE,
         TRIAGE,
-        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs)\n{typed_table}",
+        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs, as in "
+        f"<https://www.youtube.com/@dan> and <https://videos.acme.test/@dan|this one>)\n{typed_table}",
         thread_ts=card_ts,
     )
     posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
     # Dan, who wrote in this channel, is mentioned for real; Bob (staff) stays a name, and so does
-    # what is quoted as code.
+    # what is quoted as code, or part of a link (a mention there broke the link).
     [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
-    expected = f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs)\n{typed_table}"
+    expected = (
+        f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs, as in "
+        f"<https://www.youtube.com/@dan> and <https://videos.acme.test/@dan|this one>)\n{typed_table}"
+    )
     assert section == expected
     assert posted.username == "alice"
     assert posted.icon_url == avatar_url(ALICE, 192)
