@@ -234,6 +234,18 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     assert desk.ticket_count() == 1
 
 
+def test_a_staff_name_that_begins_with_a_customers_name_is_no_mention_of_the_customer(desk: Desk) -> None:
+    """Dan goes by "Bob" in Slack; staff's reply names him and Bob Baker (staff). In Dan's thread
+    `@Bob Baker` became a mention of Dan followed by "Baker": Dan was notified of a line about
+    someone else. Only `@Bob` is Dan now."""
+    desk.emulator.workspace.users[DAN].display_name = "Bob"
+    customer_ts, card_ts = open_ticket(desk)
+    desk.emulator.user_post(ALICE, TRIAGE, f"<@{DAN}>, <@{BOB}> is on it.", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "is on it")
+    [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
+    assert section == f"<@{DAN}>, @Bob Baker is on it."
+
+
 def test_a_slack_connect_file_reaches_the_triage_thread_through_a_rate_limit(desk: Desk) -> None:
     # Dan's organization is not ours: his file arrives as a stub that files.info fills in.
     customer_ts, card_ts = open_ticket(desk)
