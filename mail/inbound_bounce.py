@@ -50,6 +50,13 @@ _DELAY_WORDS = re.compile(
     re.IGNORECASE,
 )
 _DELAY_SUBJECT = re.compile(r"^\s*warning\s*:|\bdelayed\b|\(delay\)|still being retried", re.IGNORECASE)
+# A subject that names a failure: what follows it may be the returned mail's own subject.
+# ("still undelivered", a delay warning's words, is none).
+_FAILURE_SUBJECT = re.compile(
+    r"undeliverable|\bfail(?:ed|ure)\b|returned mail|returning message|could not be delivered", re.IGNORECASE
+)
+# A permanent refusal as _smtp_reply_in gives it ("smtp; 550 …").
+_PERMANENT_REPLY = re.compile(r"^smtp; 5\d\d\b")
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ def extract_bounce(message: Message) -> BounceInfo:
                 break
     if diagnostic is None and action is None:
         diagnostic = next((found for found in map(_smtp_reply_in, texts) if found), None)
-    if action is None and _is_delay_warning(str(message.get("Subject", "")), texts):
+    if action is None and not _permanent(diagnostic) and _is_delay_warning(message, texts):
         action = "delayed"
     return BounceInfo(tuple(ids), tuple(recipients), action, status, diagnostic)
 
@@ -157,10 +164,17 @@ def _smtp_reply_in(text: str) -> str | None:
     return f"smtp; {found.group(1)[:300]}" if found else None
 
 
-def _is_delay_warning(subject: str, texts: list[str]) -> bool:
+def _permanent(diagnostic: str | None) -> bool:
+    """Whether the notice quotes a server's permanent refusal (5xx): a failure, whatever else it says."""
+    return diagnostic is not None and _PERMANENT_REPLY.match(diagnostic) is not None
+
+
+def _is_delay_warning(message: Message, texts: list[str]) -> bool:
     """Whether a plain-text notice says the mail is still on its way (only its own words are read,
-    not the copy of the message after them)."""
-    if _DELAY_SUBJECT.search(clean_text(unfold(subject))):
+    not the copy of the message after them). Its subject counts unless it also says the mail
+    failed: "Undeliverable: Re: Order delayed" repeats the subject of the mail it returns."""
+    subject = clean_text(unfold(str(message.get("Subject", ""))))
+    if _DELAY_SUBJECT.search(subject) and not _FAILURE_SUBJECT.search(subject):
         return True
     own_words = (_RETURNED_COPY.split(text[:_MAX_TEXT_SCAN], maxsplit=1)[0] for text in texts)
     return any(_DELAY_WORDS.search(words) for words in own_words)

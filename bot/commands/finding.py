@@ -15,6 +15,7 @@ from bot.commands.views import ticket_summary
 from bot.text import escape_mrkdwn
 from bot.text.markdown import escape_markdown
 from store import queries
+from store.actions.tickets import LABEL_QUOTES
 from store.models import Customer, Label, Status, Ticket, utcnow
 
 PAGE_SIZE = 20
@@ -78,8 +79,9 @@ def _list_filter(ctx: CommandContext, args: list[Token]) -> tuple[queries.Ticket
         elif word == "unassigned":
             unassigned = True
             words.append("unassigned")
-        elif word.startswith("label:") and len(word) > len("label:"):
-            named = word.removeprefix("label:")
+        elif word.startswith("label:") and word.removeprefix("label:").strip(LABEL_QUOTES):
+            # `label:"bug"` is the label bug, as `label 1 +"bug"` adds it: quotes are no part of a name.
+            named = word.removeprefix("label:").strip(LABEL_QUOTES)
             if label is not None and named != label:
                 raise UsageError("One `label:` at a time.")
             if label is None:

@@ -18,10 +18,21 @@ from sqlalchemy.orm import Session
 
 from bot.blocks.data import CardView
 from bot.cards import card_view
+from bot.slack_users import profile_from_row
 from store import outbox
 from store.actions.common import update_card
 from store.db import Database
-from store.models import Attachment, Customer, Direction, Message, Outbox, OutboxState, Ticket, TicketEvent
+from store.models import (
+    Attachment,
+    Customer,
+    Direction,
+    Message,
+    Outbox,
+    OutboxState,
+    SlackUser,
+    Ticket,
+    TicketEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -256,6 +267,23 @@ def customers_in_channel(db: Database, ticket_ids: Iterable[int], channel: str) 
             .distinct()
         ).all()
     return [user for user in found if user]
+
+
+def longer_names(db: Database, names: Iterable[str]) -> list[str]:
+    """The shown names of other people that begin with one of `names` and go on after a space
+    (`Bob Baker` for `Bob`): a reply naming `@Bob Baker` names that person, not `Bob`."""
+    wanted = [name for name in names if name.strip()]
+    if not wanted:
+        return []
+    starts = [
+        column.startswith(f"{name} ", autoescape=True)
+        for name in wanted
+        for column in (SlackUser.display_name, SlackUser.real_name)
+    ]
+    with db.read() as session:
+        rows = session.scalars(select(SlackUser).where(or_(*starts))).all()
+        shown = {profile_from_row(row).shown_name for row in rows}
+    return sorted(name for name in shown if any(name.startswith(f"{short} ") for short in wanted))
 
 
 # ----- written in the transaction that marks a row done -----

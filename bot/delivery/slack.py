@@ -33,6 +33,7 @@ from bot.delivery.reads import (
     TicketThreads,
     card_update_on_its_own,
     customers_in_channel,
+    longer_names,
     posted_parts,
     read_card,
     read_message,
@@ -389,7 +390,7 @@ class SlackDelivery:
             return NO_ORIGIN_THREAD
         who = await self._staff(message)
         people = await self._customers_named(message, threads.id, threads.origin_channel)
-        payloads = with_mentions(message_payloads(_shown_markdown(message)), people)
+        payloads = with_mentions(message_payloads(_shown_markdown(message)), *people)
         digest = copy_digest(message.body_markdown)
         first = await self._post_all(
             attempt,
@@ -430,7 +431,7 @@ class SlackDelivery:
         if message.direction == Direction.OUTBOUND:
             # A staff reply's copy in a customer's thread: its customers stay mentioned, as posted.
             ticket_id = attempt.item.ticket_id or message.threads.id
-            whole = with_mentions(whole, await self._customers_named(message, ticket_id, channel))
+            whole = with_mentions(whole, *await self._customers_named(message, ticket_id, channel))
         payloads = _fit(whole, len(parts))
         for index, ts in enumerate(parts):
             if index < len(payloads):
@@ -531,11 +532,12 @@ class SlackDelivery:
 
     async def _customers_named(
         self, message: MessageSnapshot, ticket_id: int, channel: str
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], list[str]]:
         """Shown name -> user id of the customers who wrote in this customer channel on the ticket
         (or the one merged into it): a reply's `@name` of one of them is a mention there. Names
         from the profile cache, which is what the reply's mentions were resolved with; staff and
-        bots are never mentioned in a customer's channel."""
+        bots are never mentioned in a customer's channel. With them, the longer names of other
+        people that begin with theirs (`@Bob Baker`, staff, is no mention of a customer `Bob`)."""
         users = await asyncio.to_thread(
             customers_in_channel, self.desk.db, {ticket_id, message.threads.id}, channel
         )
@@ -547,7 +549,8 @@ class SlackDelivery:
                 continue
             # Two people shown alike: neither is mentioned, the name cannot say which one was meant.
             people[profile.shown_name] = "" if profile.shown_name in people else user
-        return {name: user for name, user in people.items() if user}
+        named = {name: user for name, user in people.items() if user}
+        return named, await asyncio.to_thread(longer_names, self.desk.db, named)
 
     async def _staff(self, message: MessageSnapshot) -> StaffIdentity:
         """The reply author's name and avatar: the shared profile cache (the one triage names come

@@ -9,22 +9,29 @@ person who is not in the channel would ask to invite them, or show staff to the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from bot.text.split import SECTION_LIMIT
 from bot.text.to_slack import SlackMessagePayload
 
-# Code in mrkdwn: a fenced block, or an inline span. A mention inside code shows as its raw syntax.
-_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+# What a name in it must not become a mention in: code (a fenced block, an inline span), where a
+# mention shows as its raw syntax; Slack's own `<…>` (a link, its label, a mention or channel),
+# which a `<@…>` inside would break; and a bare URL, whose path may hold `@name` (a profile page:
+# `https://www.youtube.com/@dan`), which Slack links as typed.
+_KEPT = re.compile(r"```.*?```|`[^`\n]+`|<[^<>\n]*>|\b[A-Za-z][A-Za-z0-9+.-]*://[^\s<>]+", re.DOTALL)
 
 
 def _mention_in(text: str, pattern: re.Pattern[str], people: Mapping[str, str]) -> str:
     def outside_code(part: str) -> str:
-        return pattern.sub(lambda found: f"<@{people[found.group(1)]}>", part)
+        # The longest name matches first; one of `others` is left as written.
+        return pattern.sub(
+            lambda found: f"<@{people[found.group(1)]}>" if found.group(1) in people else found.group(0),
+            part,
+        )
 
     pieces: list[str] = []
     last = 0
-    for code in _CODE.finditer(text):
+    for code in _KEPT.finditer(text):
         pieces.append(outside_code(text[last : code.start()]))
         pieces.append(code.group(0))
         last = code.end()
@@ -33,14 +40,16 @@ def _mention_in(text: str, pattern: re.Pattern[str], people: Mapping[str, str]) 
 
 
 def with_mentions(
-    payloads: list[SlackMessagePayload], people: Mapping[str, str]
+    payloads: list[SlackMessagePayload], people: Mapping[str, str], others: Iterable[str] = ()
 ) -> list[SlackMessagePayload]:
     """`@name` in the payloads' sections as a mention of its person (`people`: shown name to user
-    id), outside code. The fallback `text` keeps the name (it is what a notification shows); a
-    section that would grow past Slack's limit keeps its names."""
-    names = sorted((name for name in people if name.strip()), key=len, reverse=True)
-    if not names:
+    id), outside code and links. `others`: names of other people that begin with one of theirs
+    (`Bob Baker` for a customer shown as `Bob`), which stay names: `@Bob Baker` is not Bob. The
+    fallback `text` keeps the name (it is what a notification shows); a section that would grow
+    past Slack's limit keeps its names."""
+    if not any(name.strip() for name in people):
         return payloads
+    names = sorted({name for name in (*people, *others) if name.strip()}, key=len, reverse=True)
     pattern = re.compile(r"(?<![\w@])@(" + "|".join(map(re.escape, names)) + r")(?![\w])")
     changed: list[SlackMessagePayload] = []
     for payload in payloads:

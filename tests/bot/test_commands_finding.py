@@ -90,6 +90,10 @@ def test_list_filters_and_pages(desk):
     vip = desk_cmd(desk, "list label:vip unassigned")
     assert vip.text.startswith("*Open and pending tickets*, labelled vip, unassigned") and "of 1." in vip.text
     assert thread_cmd(desk, 1, "list label:nothing").text.startswith("There is no label named `nothing`")
+    # Quoted, as `label 5 +"vip"` takes it (straight or curly): the name is the same.
+    for quoted in ('label:"vip"', "label:“vip”", "label:'vip'"):
+        assert "of 1." in desk_cmd(desk, f"list {quoted}").text, quoted
+    assert desk_cmd(desk, 'list label:""').text.startswith("I can't filter by")
     assert counts(desk) == before
 
 

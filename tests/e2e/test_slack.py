@@ -208,14 +208,18 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     reply_ts = desk.emulator.user_post(
         ALICE,
         TRIAGE,
-        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs)\n{typed_table}",
+        f"<@{DAN}> try *turning it off* and on (<@{BOB}> saw `@dan` in the logs, as in "
+        f"<https://www.youtube.com/@dan> and <https://videos.acme.test/@dan|this one>)\n{typed_table}",
         thread_ts=card_ts,
     )
     posted = desk.wait_thread_text(CONNECT, customer_ts, "turning it off")
     # Dan, who wrote in this channel, is mentioned for real; Bob (staff) stays a name, and so does
-    # what is quoted as code.
+    # what is quoted as code, or part of a link (a mention there broke the link).
     [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
-    expected = f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs)\n{typed_table}"
+    expected = (
+        f"<@{DAN}> try *turning it off* and on (@Bob Baker saw `@dan` in the logs, as in "
+        f"<https://www.youtube.com/@dan> and <https://videos.acme.test/@dan|this one>)\n{typed_table}"
+    )
     assert section == expected
     assert posted.username == "alice"
     assert posted.icon_url == avatar_url(ALICE, 192)
@@ -228,6 +232,18 @@ def test_slack_connect_request_to_staff_reply_in_the_customers_thread(desk: Desk
     desk.idle()
     # Our own posts (card, acknowledgement, mirrors, the reply) opened nothing.
     assert desk.ticket_count() == 1
+
+
+def test_a_staff_name_that_begins_with_a_customers_name_is_no_mention_of_the_customer(desk: Desk) -> None:
+    """Dan goes by "Bob" in Slack; staff's reply names him and Bob Baker (staff). In Dan's thread
+    `@Bob Baker` became a mention of Dan followed by "Baker": Dan was notified of a line about
+    someone else. Only `@Bob` is Dan now."""
+    desk.emulator.workspace.users[DAN].display_name = "Bob"
+    customer_ts, card_ts = open_ticket(desk)
+    desk.emulator.user_post(ALICE, TRIAGE, f"<@{DAN}>, <@{BOB}> is on it.", thread_ts=card_ts)
+    posted = desk.wait_thread_text(CONNECT, customer_ts, "is on it")
+    [section] = [block["text"]["text"] for block in posted.blocks or [] if block["type"] == "section"]
+    assert section == f"<@{DAN}>, @Bob Baker is on it."
 
 
 def test_a_slack_connect_file_reaches_the_triage_thread_through_a_rate_limit(desk: Desk) -> None:
