@@ -27,7 +27,7 @@ from bot.slack_files import CopiedFiles, SlackFileCopier
 from bot.slack_users import SlackDirectory, SlackProfile, is_transient
 from bot.staff import StaffDirectory
 from bot.text import message_markdown
-from store import inbound
+from store import inbound, outbox
 from store.actions import (
     DeskPolicy,
     add_customer_message,
@@ -41,6 +41,7 @@ from store.actions.common import literal, thread_line
 from store.actions.customers import look_up_slack_customer_later
 from store.context import Desk
 from store.models import Customer, InboundItem, InboundState, Ticket, utcnow
+from store.outbox import Kind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -207,6 +208,17 @@ def add_slack_customer_message(
     )
     if copied.skipped:
         thread_line(session, ticket, skipped_files_line(copied.skipped))
+    if copied.refused:
+        # Staff see why in the triage thread; the sender, who believes we have the files, is told in
+        # the thread they wrote in (their own ticket's, merged away or not).
+        origin = ticket_owning_slack_thread(session, message.channel, message.thread_root) or ticket
+        outbox.enqueue(
+            session,
+            Kind.ORIGIN_LINE,
+            ticket_id=origin.id,
+            lane=outbox.origin_lane(origin.id),
+            payload={"template": "files_refused", "number": origin.number, "files": copied.refused},
+        )
 
 
 def subject_from(markdown: str, file_names: Sequence[str] = ()) -> str:

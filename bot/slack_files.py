@@ -46,6 +46,8 @@ class CopiedFiles:
     skipped: list[str] = field(default_factory=list)
     # Every file's name, copied or not, in the message's order (a Slack Connect event names none).
     names: list[str] = field(default_factory=list)
+    # The files the sender must send another way (too large, too many): they are told in their thread.
+    refused: list[str] = field(default_factory=list)
 
 
 class FileNotCopied(Exception):
@@ -53,6 +55,10 @@ class FileNotCopied(Exception):
     Slack has told it (a Slack Connect event names none)."""
 
     name: str | None = None
+
+
+class FileRefused(FileNotCopied):
+    """A file the desk does not take (too large): only the sender can send it another way."""
 
 
 def safe_filename(name: str, fallback: str = "file") -> str:
@@ -98,6 +104,7 @@ class SlackFileCopier:
             label = safe_filename(str(slack_file.get("name") or slack_file.get("title") or ""), "a file")
             if index >= MAX_FILES_PER_MESSAGE:
                 result.skipped.append(f"{label}: more than {MAX_FILES_PER_MESSAGE} files in one message")
+                result.refused.append(label)
                 continue
             try:
                 attachment = await self._copy_one(slack_file)
@@ -106,6 +113,8 @@ class SlackFileCopier:
                 label = reason.name or label
                 result.skipped.append(f"{label}: {reason}")
                 result.names.append(label)
+                if isinstance(reason, FileRefused):
+                    result.refused.append(label)
             else:
                 result.attachments.append(attachment)
                 result.names.append(attachment.filename)
@@ -132,7 +141,7 @@ class SlackFileCopier:
             raise FileNotCopied(f"it is a link to an outside service, not an upload: {link}")
         declared = info.get("size")
         if isinstance(declared, int) and declared > self.max_bytes:
-            raise FileNotCopied(
+            raise FileRefused(
                 f"{size_words(declared)} is more than the {size_words(self.max_bytes)} a file may have here"
             )
         url = str(info.get("url_private_download") or info.get("url_private") or "")
@@ -217,7 +226,7 @@ class SlackFileCopier:
             if response.content_type == "text/html" and "html" not in mimetype:
                 raise FileNotCopied("Slack sent a web page instead of the file (is files:read granted?)")
             if response.content_length is not None and response.content_length > self.max_bytes:
-                raise FileNotCopied(
+                raise FileRefused(
                     f"{size_words(response.content_length)} is more than the "
                     f"{size_words(self.max_bytes)} a file may have here"
                 )
@@ -226,7 +235,7 @@ class SlackFileCopier:
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 total += len(chunk)
                 if total > self.max_bytes:
-                    raise FileNotCopied(
+                    raise FileRefused(
                         f"it is more than the {size_words(self.max_bytes)} a file may have here"
                     )
                 chunks.append(chunk)

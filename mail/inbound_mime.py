@@ -28,6 +28,7 @@ from typing import Literal
 from mail.inbound_charset import decode_text
 from mail.inbound_data_images import MAX_DATA_IMAGES, take_data_images
 from mail.inbound_headers import clean_text, decode_header_text, first_header
+from mail.inbound_tnef import is_tnef, tnef_files
 
 MAX_PARTS = 1_000
 MAX_TEXT_CHARS = 1_000_000
@@ -161,16 +162,27 @@ class _Walker:
     def _attach(self, part: Message, content_type: str, data: bytes | None = None) -> None:
         if content_type in _SIGNATURE_TYPES:
             return
+        payload = _decoded_payload(part) if data is None else data
+        if is_tnef(content_type, part.get_filename()) and self._attach_tnef(payload):
+            return
         content_id = clean_text(first_header(part, "Content-ID") or "").strip("<>").strip()
         index = len(self.result.attachments) + 1
         self.result.attachments.append(
             RawAttachment(
                 filename=sanitize_filename(part.get_filename(), index, content_type),
                 content_type=content_type,
-                data=_decoded_payload(part) if data is None else data,
+                data=payload,
                 content_id=content_id or None,
             )
         )
+
+    def _attach_tnef(self, data: bytes) -> bool:
+        """Keep the files of an Outlook winmail.dat instead of the winmail.dat (mail.inbound_tnef)."""
+        files = tnef_files(data)
+        for name, content in files or ():
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            self._attach_named(name, content_type, content)
+        return files is not None
 
     def _take_data_images(self, html: str) -> str:
         def add(filename: str, content_type: str, data: bytes, content_id: str) -> None:

@@ -7,6 +7,7 @@ reads are kept where they are cheap, so code written against the emulator sees w
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from sandbox.state import JSON, File, Message, SlackState, View
@@ -31,13 +32,25 @@ def bot_profile(state: SlackState, bot_id: str) -> JSON:
     }
 
 
+_URL_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+def url_name(name: str) -> str:
+    """A file's name as the last segment of its URLs. Slack writes a lower-case slug there (spaces and
+    other characters as `_`), never the name itself: a name such as `../../etc/passwd` written raw
+    made the URL point somewhere else (clients resolve `..`), and the file could not be downloaded."""
+    slug = _URL_UNSAFE.sub("_", name.lower())
+    return slug if slug.strip(".") else "file"
+
+
 def file_urls(state: SlackState, file: File) -> JSON:
     base = state.base_url
     team = state.workspace.home.id
+    name = url_name(file.name)
     return {
-        "url_private": f"{base}files-pri/{team}-{file.id}/{file.name}",
-        "url_private_download": f"{base}files-pri/{team}-{file.id}/download/{file.name}",
-        "permalink": f"{base}files/{file.user}/{file.id}/{file.name}",
+        "url_private": f"{base}files-pri/{team}-{file.id}/{name}",
+        "url_private_download": f"{base}files-pri/{team}-{file.id}/download/{name}",
+        "permalink": f"{base}files/{file.user}/{file.id}/{name}",
     }
 
 

@@ -353,7 +353,10 @@ class SlackDelivery:
         # A notice about a ticket this one was merged into names that ticket.
         number = int(payload.get("number") or threads.number)
         text = origin_notice(
-            str(payload.get("template") or ""), number, int(target) if target is not None else None
+            str(payload.get("template") or ""),
+            number,
+            int(target) if target is not None else None,
+            [str(name) for name in payload.get("files") or ()],
         )
         return await self._origin_notice(attempt, threads, text)
 

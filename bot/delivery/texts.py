@@ -5,6 +5,7 @@ names from people are escaped here."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from bot.blocks.messages import NOTE_MARKER
 from bot.text import escape_mrkdwn
@@ -15,6 +16,9 @@ ORIGIN_NOTICES = {
     "closed": "Ticket #{number} is closed. Reply here if you need more help.",
     "reopened": "Ticket #{number} is open again — we'll reply here.",
     "merged": "Ticket #{number} was merged into #{target}; we'll continue there.",
+    # Files the desk did not take (too large, too many in one message): the sender thinks we have them.
+    "files_refused": "We could not receive {files} (too large, or too many in one message). "
+    "Please send {them} another way, or as a link.",
 }
 GENERIC_NOTICE = "Ticket #{number} was updated: {template}."
 SOURCE_WORDS = {"email": "by email", "slack": "in Slack", "web": "on the web form"}
@@ -44,11 +48,16 @@ def empty_files_line(names: list[str]) -> str:
     return f"_{what}, not uploaded: " + ", ".join(escape_markdown(name) for name in names) + "_"
 
 
-def origin_notice(template: str, number: int, target: int | None = None) -> str:
+def origin_notice(template: str, number: int, target: int | None = None, files: Sequence[str] = ()) -> str:
     text = ORIGIN_NOTICES.get(template)
     if text is None:
         return GENERIC_NOTICE.format(number=number, template=escape_mrkdwn(template))
-    return text.format(number=number, target=target if target is not None else "another ticket")
+    return text.format(
+        number=number,
+        target=target if target is not None else "another ticket",
+        files=", ".join(escape_mrkdwn(name) for name in files) or "a file",
+        them="them" if len(files) > 1 else "it",
+    )
 
 
 def customer_header(name: str, email: str | None, source: str, original_url: str = "") -> str:

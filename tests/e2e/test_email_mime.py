@@ -10,6 +10,8 @@ is "shown as well as it can be" -- an attachment whose part is plainly delimited
 from __future__ import annotations
 
 import base64
+import struct
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,43 @@ def test_the_corpus_iphone_mail_with_a_reused_boundary_keeps_its_zip(service: Ru
         "the zip uploaded into the thread",
     )
     assert uploaded[0].name == "20160523_916527.jpg_.zip"
+
+
+def _tnef_record(level: int, attribute: int, kind: int, data: bytes) -> bytes:
+    checksum = struct.pack("<H", sum(data) & 0xFFFF)
+    return bytes([level]) + struct.pack("<HHI", attribute, kind, len(data)) + data + checksum
+
+
+def winmail_dat(files: list[tuple[bytes, bytes]]) -> bytes:
+    """A TNEF blob as Outlook writes it: version, code page, then per file its rendering, title, data."""
+    blob = b"\x78\x9f\x3e\x22\x01\x00"
+    blob += _tnef_record(1, 0x9006, 0x0008, struct.pack("<I", 0x10000))
+    blob += _tnef_record(1, 0x9007, 0x0006, struct.pack("<II", 1252, 0))
+    for name, data in files:
+        blob += _tnef_record(2, 0x9002, 0x0006, bytes(14))
+        blob += _tnef_record(2, 0x8010, 0x0001, name + b"\0")
+        blob += _tnef_record(2, 0x800F, 0x0006, data)
+    return blob
+
+
+def test_the_files_inside_an_outlook_winmail_dat_reach_the_thread(service: RunningDesk) -> None:
+    mail = EmailMessage()
+    mail["From"] = "Bob <bob@customer.test>"
+    mail["To"] = SUPPORT
+    mail["Subject"] = "From Outlook"
+    mail["Message-ID"] = "<tnef@customer.test>"
+    mail.set_content("The report is attached.")
+    tnef = winmail_dat([(b"report.pdf", PDF), (b"../notes.txt", b"hello")])
+    mail.add_attachment(tnef, maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    # Not TNEF at all, only named so: kept as it is.
+    mail.add_attachment(b"not tnef", maintype="application", subtype="octet-stream", filename="winmail.dat")
+    assert service.send_mail(mail.as_bytes())[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The report is attached.")
+
+    def uploaded() -> dict[str, bytes] | None:
+        files = {f.name: f.content for f in service.emulator.files.values() if f.completed}
+        return files if len(files) >= 3 else None
+
+    files = service.wait_for(uploaded, "the files uploaded into the thread")
+    assert files == {"report.pdf": PDF, "notes.txt": b"hello", "winmail.dat": b"not tnef"}

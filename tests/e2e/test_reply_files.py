@@ -10,11 +10,11 @@ import pytest
 
 from sandbox.events import message_changed_event
 from sandbox.render import message_json
-from sandbox.workspace import ALICE, CONNECT, HELP, TRIAGE
+from sandbox.workspace import ALICE, CONNECT, DAN, HELP, TRIAGE
 from store.models import Delivery
 from tests.e2e.conftest import RunningDesk, StartService
 from tests.e2e.test_reply_lifecycle import BOB, email_ticket, mails_to, message_at, plain
-from tests.e2e.test_slack import Desk, open_ticket, reply_state
+from tests.e2e.test_slack import Desk, customer_sees, open_ticket, reply_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,3 +149,27 @@ def test_file_names_in_any_script_reach_the_customer_as_written(service: Running
         ("Grüße 😀.txt", b"hello"),
         (look_alike, b"%PDF invoice"),
     ]
+
+
+def test_a_slack_customer_is_told_which_files_the_desk_could_not_take(start_service: StartService) -> None:
+    """Staff see in the triage thread why a file was not copied; the customer, who believes support
+    has it, is told in their own thread to send it another way, in a follow-up and in a message that
+    opens a ticket."""
+    desk = Desk(
+        start_service(intake_channels=(CONNECT, HELP), reply_delay_seconds=0.5, max_message_bytes=LIMIT)
+    )
+    customer_ts, card_ts = open_ticket(desk)
+    files = [("big <!channel>.bin", os.urandom(10_000)), ("ok.txt", b"fine")]
+    desk.emulator.user_post(DAN, CONNECT, "Logs attached", thread_ts=customer_ts, files=files)
+    notice = desk.wait_thread_text(CONNECT, customer_ts, "We could not receive")
+    assert "big &lt;!channel&gt;.bin" in notice.text and "ok.txt" not in notice.text, notice.text
+    assert "send it another way" in notice.text
+    desk.wait_thread_text(TRIAGE, card_ts, "is more than the")
+
+    second_ts = desk.emulator.user_post(DAN, CONNECT, "Crash dump", files=[("dump.bin", os.urandom(10_000))])
+    notice = desk.wait_thread_text(CONNECT, second_ts, "We could not receive")
+    assert "dump.bin" in notice.text
+    texts = [m.text for m in desk.thread(CONNECT, second_ts)]
+    assert "Ticket #2 opened" in texts[0], texts
+    # Told once, in the thread they wrote in, not in every thread of theirs.
+    assert len([t for t in customer_sees(desk, customer_ts) if "could not receive" in t]) == 1

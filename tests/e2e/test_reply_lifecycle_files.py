@@ -62,6 +62,9 @@ def test_hostile_and_international_file_names_never_break_headers(start_service:
         ("evil\r\nBcc: victim@evil.test\r\n.txt", b"one"),
         ("Résumé 日本語 \u202eexe.pdf", b"two"),
         ('quote" and; semi=colon.txt', b"three"),
+        # Characters that mean something in a URL: the copy from Slack's url_private still works.
+        ("100% done #2 why?.txt", b"four"),
+        ("../../etc/passwd", b"five"),
     ]
     service.post_as(ALICE, "Files", thread_ts=card_ts, files=files)
     mail = reply_mail(service, "Files")
@@ -70,7 +73,14 @@ def test_hostile_and_international_file_names_never_break_headers(start_service:
     assert b"\r\nBcc:" not in mail.raw
     names = [part.get_filename() for part in mail.message.iter_attachments()]
     contents = [part.get_content() for part in mail.message.iter_attachments()]
-    assert len(names) == 3, names
+    assert len(names) == 5, names
     assert all("\r" not in n and "\n" not in n for n in names), names
     assert "Résumé 日本語" in names[1], names
-    assert [c if isinstance(c, bytes) else c.encode() for c in contents] == [b"one", b"two", b"three"]
+    assert names[3:] == ["100% done #2 why?.txt", "passwd"], names
+    assert [c if isinstance(c, bytes) else c.encode() for c in contents] == [
+        b"one",
+        b"two",
+        b"three",
+        b"four",
+        b"five",
+    ]

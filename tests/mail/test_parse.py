@@ -446,3 +446,20 @@ def test_what_a_data_url_cannot_be_is_not_made_a_file() -> None:
     )
     assert [a.filename for a in email.attachments] == [f"image-{n}.gif" for n in range(1, 21)]  # at most 20
     assert "svg" not in " ".join(a.content_type for a in email.attachments)
+
+
+def test_a_winmail_dat_that_cannot_be_read_cheaply_is_kept_whole() -> None:
+    from mail.inbound_tnef import tnef_files
+    from tests.e2e.test_email_mime import winmail_dat
+
+    good = winmail_dat([(b"a.txt", b"one"), (b"b.pdf", b"two")])
+    assert tnef_files(good) == [("a.txt", b"one"), ("b.pdf", b"two")]
+    assert tnef_files(good[:40]) is None  # truncated
+    assert tnef_files(winmail_dat([])) is None  # holds no file
+    assert tnef_files(b"PK\x03\x04 not tnef") is None
+    # Outlook writes the title in the sender's code page: "Résumé.pdf" keeps its name.
+    assert tnef_files(winmail_dat([(b"R\xe9sum\xe9.pdf", b"cv")])) == [("Résumé.pdf", b"cv")]
+    # The decoder drops a last record of one byte: rather than lose that file, all is kept whole.
+    assert tnef_files(winmail_dat([(b"a.txt", b"one"), (b"b.txt", b"2")])) is None
+    # Many tiny records: decoding would cost time quadratic in the size; kept whole instead.
+    assert tnef_files(winmail_dat([(b"f", b"")] * 1_000)) is None
