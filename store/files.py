@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
+
+# Files are created readable and writable by their owner and group, less what the umask takes away.
+# Roles on other machines (web serving a download, a worker uploading to Slack) may run as other users
+# of one group on the shared folder; `mkstemp`'s 0600 would lock them out. Others never get access.
+FILE_MODE = 0o660
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 class FileStore:
@@ -47,7 +54,8 @@ class FileStore:
             _sync_folder(folder.parent)
             _sync_folder(self.root)
             self._made.add(folder)
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        temporary = str(folder / f".incoming-{secrets.token_hex(8)}")
+        fd = os.open(temporary, CREATE_FLAGS, FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

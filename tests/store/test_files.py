@@ -47,3 +47,20 @@ def test_a_folder_removed_while_running_is_made_again(tmp_path: Path) -> None:
     # The same content goes to the same folder, which the store remembers having made.
     assert files.put(b"one") == first
     assert files.get(first) == b"one"
+
+
+def test_files_are_readable_by_the_group_the_umask_allows_and_never_by_others(tmp_path: Path) -> None:
+    # Roles on other machines (a web role serving a download, a worker uploading to Slack) may run as
+    # other users of one group on the shared folder: a file readable by its writer alone is lost to
+    # them. The operator's umask still has the last word, and others never read customers' files.
+    files = FileStore(tmp_path / "files")
+    previous = os.umask(0o022)
+    try:
+        shared = files.put(b"attachment for every role")
+        os.umask(0o077)
+        private = files.put(b"kept to its owner")
+    finally:
+        os.umask(previous)
+    assert files.path_for(shared).stat().st_mode & 0o777 == 0o640
+    assert files.path_for(private).stat().st_mode & 0o777 == 0o600
+    assert files.get(shared) == b"attachment for every role"
