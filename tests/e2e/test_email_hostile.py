@@ -282,3 +282,19 @@ def test_text_that_reads_as_an_encoded_word_reaches_the_customer_as_written(serv
     # address parser keeps it, so the header is read here without that parser).
     encoded_name, address = parseaddr(str(email.message_from_bytes(ack.raw)["To"]))
     assert (str(make_header(decode_header(encoded_name))), address) == (literal, "bob@customer.test")
+
+
+def test_bare_message_ids_of_several_words_keep_different_mails_apart(service: RunningDesk) -> None:
+    """A Message-ID without <> and with spaces was keyed by its last word: `111 shared@c.test` and
+    `222 shared@c.test` collided, and the second mail was answered 250 and dropped as a
+    redelivery. Such a value is keyed by the whole mail; a true redelivery still counts once."""
+    first = head(Message_ID="111 shared@c.test", Subject="Printer") + b"\r\nThe printer is on fire.\r\n"
+    second = head(Message_ID="222 shared@c.test", Subject="Scanner") + b"\r\nThe scanner is gone.\r\n"
+    assert service.send_mail(first)[0] == 250
+    assert service.send_mail(second)[0] == 250
+    assert service.send_mail(b"Received: from relay.c.test\r\n" + first)[0] == 250
+    service.wait_for(lambda: len(tickets(service)) == 2 or None, "both tickets")
+    handled(service)
+    assert sorted(ticket.subject for ticket in tickets(service)) == ["Printer", "Scanner"]
+    with service.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 2
