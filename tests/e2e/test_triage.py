@@ -356,6 +356,11 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
+    # Her replies land on #1, so the footer names #1 (it said "Ticket #2. Reply to this email").
+    text, html = mail.message.get_body(("plain",)), mail.message.get_body(("html",))
+    assert text is not None and "Ticket #1. Reply to this email to add to it." in text.get_content()
+    assert html is not None and "Ticket #1 &middot; reply to this email" in html.get_content()
+    assert "Ticket #2 &middot;" not in html.get_content()
     running.wait_card(2, "Merged into #1")
     running.wait_card(1, "#2 (duplicated by)")
 
