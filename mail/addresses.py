@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mail.inbound_charset import decode_surrogates
 from mail.inbound_headers import clean_text, decode_encoded_words, unfold
+from store.domains import ascii_domain, with_ascii_domain
 from store.limits import MAX_ADDRESS_CHARS
 
 # A pragmatic addr-spec shape (RFC 5322 section 3.4.1 dot-atom; internationalised per RFC 6531):
@@ -32,11 +33,14 @@ class Mailbox:
 
 
 def normalize_address(value: str) -> str | None:
-    """A lowercased addr-spec when `value` has the shape of one, else None."""
+    """A lowercased addr-spec when `value` has the shape of one, else None. An internationalised
+    domain is given in its ASCII form (`bücher.example` as `xn--bcher-kva.example`): a customer
+    writing it either way is one customer."""
     address = clean_text(value).strip("<>").strip().lower()
     if not address or len(address) > MAX_ADDRESS_CHARS or not _ADDR_SPEC.match(address):
         return None
-    return address
+    converted = with_ascii_domain(address)
+    return converted if len(converted) <= MAX_ADDRESS_CHARS else address
 
 
 def _split_elements(value: str) -> list[str]:
@@ -137,21 +141,10 @@ def support_address_parts(address: str) -> tuple[str, str]:
     return local, domain
 
 
-def ascii_domain(domain: str) -> str | None:
-    """`domain` (lowercased) in its ASCII form: an internationalised domain's Unicode labels as the
-    `xn--` labels naming the same host (RFC 5890). An SMTPUTF8 client may write either form, so
-    `bücher.example` and `xn--bcher-kva.example` are one domain. None when it has no ASCII form."""
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
-
-
 def split_support_address(address: str, support_address: str) -> tuple[bool, str | None]:
     """Whether `address` is the support mailbox (in any case), and the `+detail` it carries (RFC 5233
-    subaddress; None for the bare address)."""
+    subaddress; None for the bare address). An empty detail (`support+@…`) names no key: mail
+    systems deliver it to the bare mailbox, and so does the desk (it was refused with 550)."""
     normalized = normalize_address(address)
     if normalized is None:
         return False, None
@@ -162,7 +155,7 @@ def split_support_address(address: str, support_address: str) -> tuple[bool, str
     if their_local == local:
         return True, None
     if their_local.startswith(local + "+"):
-        return True, their_local[len(local) + 1 :]
+        return True, their_local[len(local) + 1 :] or None
     return False, None
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Row, Select, String, and_, bindparam, select
@@ -55,7 +55,7 @@ from store.context import Desk
 from store.files import size_words
 from store.intake_keys import bounce_address, link_secret, reply_address, unsubscribe_address
 from store.models import Delivery, Message, Participant, Ticket, Visibility
-from store.outbox import OutboxItem
+from store.outbox import FILES_NOT_ATTACHED, OutboxItem
 from store.outcomes import Apply, Done, Fail, Outcome, Retry
 from store.settings import Settings, SettingsError
 
@@ -148,6 +148,8 @@ class PreparedMail:
     recipient: str
     data: bytes
     attached: int = 0  # files attached to it (the rest are links or named)
+    # The reply's files the customer gets only as links or by name, for the staff's thread line.
+    not_attached: dict[str, list[str]] = field(default_factory=dict)
 
 
 class EmailDelivery:
@@ -175,7 +177,12 @@ class EmailDelivery:
             if not isinstance(smaller, PreparedMail):
                 return smaller
             result = await self.pool.send(smaller.envelope_from, smaller.recipient, smaller.data)
-        return outcome_for(result)
+            prepared = smaller
+        outcome = outcome_for(result)
+        if isinstance(outcome, Done) and prepared.not_attached:
+            # Recorded on the row; the reply's receipt tells staff once, when all its rows ended.
+            outcome = replace(outcome, result={**outcome.result, FILES_NOT_ATTACHED: prepared.not_attached})
+        return outcome
 
     async def close(self) -> None:
         await self.pool.close()
@@ -189,16 +196,19 @@ class EmailDelivery:
             log.info("email %s not sent: %s", item.id, facts, extra={"row_id": item.id})
             return Done(result={"skipped": facts}, apply=_not_sent(item))
         try:
-            data, attached = self.compose(item, facts, attach=attach)
+            data, attached, not_attached = self.compose(item, facts, attach=attach)
         except ValueError as exc:
             # An address or header that can never be sent (compose validates every header it writes).
             return Fail(f"the email could not be composed: {exc}")
         # RFC 5321 4.5.5: bounces come back to an address of ours that names the participant.
         envelope_from = bounce_address(self.desk.settings.support_address, facts.participant_key)
-        return PreparedMail(envelope_from, facts.recipient, data, attached)
+        return PreparedMail(envelope_from, facts.recipient, data, attached, not_attached)
 
-    def compose(self, item: OutboxItem, facts: MailFacts, *, attach: bool = True) -> tuple[bytes, int]:
-        """The mail's bytes, and how many files it attaches (none when not `attach`)."""
+    def compose(
+        self, item: OutboxItem, facts: MailFacts, *, attach: bool = True
+    ) -> tuple[bytes, int, dict[str, list[str]]]:
+        """The mail's bytes, how many files it attaches (none when not `attach`), and the names of
+        those it does not attach: "linked" (too large) and "missing" (not in the file store)."""
         settings = self.desk.settings
         payload = item.payload
         template = str(payload["template"])
@@ -238,7 +248,12 @@ class EmailDelivery:
             list_unsubscribe_mailto=unsubscribe_address(settings.support_address, facts.participant_key),
             attachments=attached,
         )
-        return compose(mail), len(attached)
+        not_attached = {
+            key: [file.filename for file in group]
+            for key, group in (("linked", too_large), ("missing", missing))
+            if group
+        }
+        return compose(mail), len(attached), not_attached
 
     def _attachments(
         self, files: tuple[FileFacts, ...], budget: int

@@ -20,7 +20,7 @@ from markdownify import MarkdownConverter
 
 from mail.inbound_html_limit import limit_html
 from mail.inbound_html_quotes import remove_quoted_history
-from mail.markdown_escape import escape_markdown, link_destination
+from mail.markdown_escape import escape_line_start, escape_markdown, link_destination
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt",
@@ -44,6 +44,7 @@ _DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "templa
 _BLOCK_IN_CELL = ["p", "div", "table", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
 _MAX_TABLE_COLUMNS = 12
 _FENCE = "```"
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,})")
 _LINK_SYNTAX = re.compile(r"[\[\]]|<(?=\S)")  # a `<` before a space starts no link
 # Punctuation that may end a styled run and be moved after it (never a link's `)` or a code `` ` ``).
 _TRAILING_PUNCTUATION = re.compile(r"[.,:;!?\"']+$")
@@ -85,7 +86,13 @@ class _Converter(MarkdownConverter):
         # Brackets and `<` are words too: a `]` in a link's words would break the link into raw
         # syntax, and `[words](address)` or `<address>` typed as text would become links.
         literal = _LINK_SYNTAX.sub(r"\\\g<0>", text.replace("\\", "\\\\"))
-        return str(super().escape(literal, parent_tags))  # type: ignore[misc]
+        # Backticks typed as words would make code; escaped, they show as typed.
+        escaped = str(super().escape(literal.replace("`", "\\`"), parent_tags))  # type: ignore[misc]
+        # A text node may begin a line (after a paragraph, a <br>, a block): its `# `, `- `, `1) `
+        # or `> ` would turn the customer's words into a heading, list or quote. Escaped there
+        # (the node cannot tell whether it is mid-line: an escape mid-line shows the same).
+        rest = escaped.lstrip()
+        return escaped[: len(escaped) - len(rest)] + escape_line_start(rest)
 
     def _styled(self, markup: str, el: Tag, text: str, parent_tags: set[str]) -> str:
         """markdownify's bold, italics or strike, with trailing punctuation moved out when a word
@@ -243,9 +250,25 @@ def _flatten_layout_tables(soup: BeautifulSoup) -> None:
 
 
 def tidy_markdown(markdown: str) -> str:
-    """No trailing spaces, at most one blank line in a row, no blank edges."""
-    lines = [line.rstrip() for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    """No trailing spaces, at most one blank line in a row, no blank edges; except inside a fenced
+    code block (a customer's `<pre>`), whose blank lines and spaces are the customer's layout."""
+    out: list[str] = []
+    fence: str | None = None  # the opening fence while inside a code block
+    blanks = 0
+    for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        opening = _FENCE_LINE.match(line)
+        if fence is not None:
+            out.append(line)
+            if opening and opening.group(1).startswith(fence) and not line.strip().strip("`"):
+                fence = None
+            continue
+        line = line.rstrip()
+        if opening:
+            fence = opening.group(1)
+        blanks = blanks + 1 if not line else 0
+        if blanks < 2:
+            out.append(line)
+    return "\n".join(out).strip("\n")
 
 
 def _convert(soup: BeautifulSoup, cid_names: Mapping[str, str]) -> str:

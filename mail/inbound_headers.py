@@ -210,7 +210,20 @@ def header_message_id(raw: bytes) -> str:
     head, _ = _split_head(raw)
     match = _MESSAGE_ID_FIELD.search(_FOLDED_BYTES.sub(b"", head))
     if match is not None:
-        ids = parse_message_ids([match.group(1).decode("ascii", errors="surrogateescape")])
+        value = match.group(1).decode("ascii", errors="surrogateescape")
+        if _is_ambiguous_bare_id(value):
+            return hashed_message_id(raw)
+        ids = parse_message_ids([value])
         if ids:
             return ids[0]
     return hashed_message_id(raw)
+
+
+def _is_ambiguous_bare_id(value: str) -> bool:
+    """A Message-ID without <> that has several words (`111 shared@x`).
+
+    Picking the word with an "@" would key `111 shared@x` and `222 shared@x` alike, and the
+    second mail would be dropped as a redelivery; the hash of the mail keeps them apart while a
+    true redelivery (same bytes but for trace fields) still gets the same key.
+    """
+    return not _BRACKETED_ID.search(value) and len(_BARE_ID_SEPARATORS.split(value.strip())) > 1

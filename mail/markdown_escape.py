@@ -41,7 +41,13 @@ def escape_markdown(text: str, *, line_start: bool = False) -> str:
     ``---``, ``===``, a table's ``--- | ---`` row) is neutralised as well.
     """
     escaped = _escape_inline(text)
-    if not line_start or not escaped:
+    return escape_line_start(escaped) if line_start else escaped
+
+
+def escape_line_start(escaped: str) -> str:
+    """Text already escaped inline, beginning a line: its block syntax (``# ``, ``> ``, ``- ``,
+    ``1. ``, ``1) ``, ``---``, ``===``, a table's ``--- | ---`` row) neutralised."""
+    if not escaped:
         return escaped
     if _TABLE_DELIMITER.match(escaped):
         return escaped.replace("|", "\\|")

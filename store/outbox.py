@@ -46,6 +46,10 @@ class Kind(enum.StrEnum):
 
 SLACK_KINDS = frozenset(kind for kind in Kind if kind.value.startswith("slack."))
 
+# In a delivered email row's result: the reply's files the customer got only as links ("linked",
+# too large to attach) or by name ("missing" from the file store), for the staff's thread line.
+FILES_NOT_ATTACHED = "files_not_attached"
+
 # How long a delivery keeps trying before it fails for good and the thread is told.
 DEFAULT_DEADLINE = timedelta(days=2)
 # A triage-thread post whose ticket's card Slack refused has no thread to go in: it waits (this

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from store import outbox
 from store.db import InvalidRequest
+from store.domains import with_ascii_domain
 from store.keys import new_message_id
 from store.limits import ADDRESS_LITERAL, MAX_ADDRESS_CHARS, MAX_LOCAL_PART_CHARS
 from store.models import (
@@ -89,7 +90,9 @@ def check_address(email: str) -> str:
         or _has_stray_brackets(local, domain)
     ):
         raise InvalidRequest(f"{email[:60]!r} is not an email address")
-    return email
+    # One form of an internationalised domain, as the intake writes it: one mailbox, one customer.
+    converted = with_ascii_domain(email)
+    return converted if len(converted) <= MAX_ADDRESS_CHARS else email
 
 
 def _has_stray_brackets(local: str, domain: str) -> bool:

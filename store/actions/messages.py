@@ -695,6 +695,7 @@ def settle_delivery(
         message.delivery = Delivery.DELIVERED
         _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_PENDING)
         record_event(session, ticket, "delivered", None, message_id=message.id)
+        _tell_files_not_attached(session, ticket, message.id)
         return
     if message.deleted_at is not None or message.visibility != Visibility.PUBLIC:
         # Deleted (or made a note) after its window closed, before any delivery went out.
@@ -718,6 +719,7 @@ def _delivered_after_all(session: Session, ticket: Ticket, message: Message) -> 
     _react(session, ticket, message, REACTION_DELIVERED, remove=REACTION_FAILED)
     record_event(session, ticket, "delivered", None, message_id=message.id)
     thread_line(session, ticket, "Delivered after all: the reply went out when it was sent again.")
+    _tell_files_not_attached(session, ticket, message.id)
 
 
 def _answers_the_customer(session: Session, ticket: Ticket, message: Message) -> bool:
@@ -786,6 +788,37 @@ def _has_delivery_in(session: Session, message_id: int, states: tuple[OutboxStat
         )
     )
     return found is not None
+
+
+def _tell_files_not_attached(session: Session, ticket: Ticket, message_id: int) -> None:
+    """One line for the reply's files its emails did not attach, however many people it went to:
+    the ✅ alone read as if the customer had the files, while they got links or just the names.
+    Called once per reply, when its receipt turns delivered; each email row recorded its own."""
+    linked: dict[str, None] = {}
+    missing: dict[str, None] = {}
+    results = session.scalars(
+        select(Outbox.result).where(
+            Outbox.message_id == message_id, Outbox.kind == Kind.EMAIL, Outbox.state == OutboxState.DONE
+        )
+    )
+    for result in results:
+        found = (result or {}).get(outbox.FILES_NOT_ATTACHED) or {}
+        linked.update(dict.fromkeys(str(name) for name in found.get("linked") or ()))
+        missing.update(dict.fromkeys(str(name) for name in found.get("missing") or ()))
+    missing_names = [name for name in missing if name not in linked]
+    parts = []
+    if linked:
+        parts.append(f"{_file_names(list(linked))} (too large: sent as links)")
+    if missing_names:
+        parts.append(f"{_file_names(missing_names)} (missing from the file store: only named)")
+    if parts:
+        thread_line(session, ticket, f"Files not attached to the email: {'; '.join(parts)}.")
+
+
+def _file_names(names: list[str], shown: int = 10) -> str:
+    """File names as literal Slack text, the first `shown` of them and a count of the rest."""
+    text = ", ".join(literal(name[:200]) for name in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _reached_anyone(session: Session, message_id: int) -> bool:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from sqlalchemy import Select, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import ColumnElement
 
 from store import outbox
 from store.actions.common import (
@@ -449,6 +450,36 @@ def _check_url(url: str) -> str:
     return url
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _url_key(url: str) -> tuple[str, str, str]:
+    """What makes two links the same link: the scheme and host in any case, the default port
+    written or not, and an empty path as `/` (RFC 3986 6.2.2-6.2.3). The rest (path, query,
+    fragment) as written: a tracker's paths may be case-sensitive."""
+    parsed = urlparse(url)
+    host = (parsed.hostname or "").lower()
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, _DEFAULT_PORTS.get(parsed.scheme.lower())) else f"{host}:{port}"
+    if parsed.username is not None or parsed.password is not None:
+        netloc = f"{parsed.netloc.rpartition('@')[0]}@{netloc}"
+    rest = (parsed.path or "/") + (f";{parsed.params}" if parsed.params else "")
+    rest += (f"?{parsed.query}" if parsed.query else "") + (f"#{parsed.fragment}" if parsed.fragment else "")
+    return parsed.scheme.lower(), netloc, rest
+
+
+def _url_links(session: Session, ticket: Ticket, url: str) -> list[TicketLink]:
+    """The ticket's links to `url`, however the stored ones wrote its scheme, host and port."""
+    key = _url_key(url)
+    stored = session.scalars(
+        select(TicketLink).where(TicketLink.ticket_id == ticket.id, TicketLink.url.is_not(None))
+    )
+    return [row for row in stored if row.url is not None and _url_key(row.url) == key]
+
+
 def _keep_merge_link(ticket: Ticket, target: Ticket | None) -> None:
     """Refuse to change the link between a merged ticket and the ticket it went into: it is the
     merge's record ("#n (duplicated by)" on the target's card), and the merged ticket's banner keeps
@@ -484,12 +515,14 @@ def link(
     if url is not None:
         url = _check_url(url)
     _keep_merge_link(ticket, target)
-    existing = session.scalar(
-        select(TicketLink).where(
-            TicketLink.ticket_id == ticket.id,
-            TicketLink.target_ticket_id == target.id if target is not None else TicketLink.url == url,
+    if target is not None:
+        existing = session.scalar(
+            select(TicketLink).where(
+                TicketLink.ticket_id == ticket.id, TicketLink.target_ticket_id == target.id
+            )
         )
-    )
+    else:
+        existing = next(iter(_url_links(session, ticket, str(url))), None)
     reverse = (
         session.scalar(
             select(TicketLink).where(
@@ -540,12 +573,14 @@ def unlink(
     session: Session, ticket: Ticket, actor: Actor, *, target: Ticket | None = None, url: str | None = None
 ) -> bool:
     _keep_merge_link(ticket, target)
-    condition = (
-        ((TicketLink.ticket_id == ticket.id) & (TicketLink.target_ticket_id == target.id))
-        | ((TicketLink.ticket_id == target.id) & (TicketLink.target_ticket_id == ticket.id))
-        if target is not None
-        else (TicketLink.ticket_id == ticket.id) & (TicketLink.url == url)
-    )
+    condition: ColumnElement[bool]
+    if target is not None:
+        condition = ((TicketLink.ticket_id == ticket.id) & (TicketLink.target_ticket_id == target.id)) | (
+            (TicketLink.ticket_id == target.id) & (TicketLink.target_ticket_id == ticket.id)
+        )
+    else:
+        ids = [row.id for row in _url_links(session, ticket, str(url or ""))]
+        condition = TicketLink.id.in_(ids)
     result = session.execute(delete(TicketLink).where(condition))
     if not result.rowcount:  # type: ignore[attr-defined]
         return False

@@ -19,7 +19,7 @@ from bot.text.to_slack import escape_mrkdwn
 from sandbox.mail_sink import ReceivedMail
 from sandbox.workspace import ALICE
 from store.actions.messages import REACTION_PENDING
-from store.models import Outbox, Participant, Ticket
+from store.models import Customer, Outbox, Participant, Ticket
 from tests.e2e.conftest import SUPPORT, TRIAGE, RunningDesk, StartService, message_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -423,6 +423,27 @@ def test_a_support_address_on_an_international_domain_is_ours_in_either_form(
     with service.db.read() as session:
         people = set(session.scalars(select(Participant.email)))
     assert people == {"bob@customer.test", "carol@customer.test"}, "our own address became a participant"
+
+
+def test_a_customer_on_an_international_domain_is_one_customer_in_either_form(service: RunningDesk) -> None:
+    """bob@bücher.example and bob@xn--bcher-kva.example are one mailbox (RFC 5890): written one way
+    and then the other (or as the Cc of another mail), they made two customers."""
+    forms = ["Bob <bob@BÜCHER.example>", "Bob <bob@xn--bcher-kva.example>"]
+    for number, sender in enumerate(forms, 1):
+        raw = (
+            f"From: {sender}\r\nTo: {SUPPORT}\r\nCc: Carol <carol@customer.test>, {forms[-number]}\r\n"
+            f"Subject: Order {number}\r\nMessage-ID: <idn-customer-{number}@customer.test>\r\n\r\nWhere?\r\n"
+        ).encode()
+        with service.smtp() as client:
+            assert client.mail("bob@xn--bcher-kva.example", ["SMTPUTF8"])[0] == 250
+            assert client.rcpt(SUPPORT)[0] == 250
+            assert client.data(raw)[0] == 250
+    service.wait_for(lambda: len(service.cards()) == 2 or None, "both cards")
+    with service.db.read() as session:
+        customers = set(session.scalars(select(Customer.email)))
+        people = sorted(session.scalars(select(Participant.email)))
+    assert customers == {"bob@xn--bcher-kva.example"}
+    assert people == ["bob@xn--bcher-kva.example"] * 2 + ["carol@customer.test"] * 2
 
 
 def test_the_customer_is_whom_the_mail_asks_replies_to_go_to(service: RunningDesk) -> None:

@@ -151,6 +151,19 @@ def test_a_forged_or_guessed_reply_key_selects_no_ticket(service: RunningDesk) -
     assert [m.body_markdown for m in messages] == ["my private ticket"]
 
 
+def test_the_support_address_with_an_empty_plus_part_is_the_support_address(service: RunningDesk) -> None:
+    """`support+@acme.test` names no key: mail systems (RFC 5233, Postfix, Sieve's empty :detail)
+    deliver it to the bare mailbox. It was refused with 550 and the customer's mail bounced;
+    it opens a ticket as the bare address would."""
+    raw = head(To="support+@acme.test", Message_ID="<empty-plus@c.test>") + b"\r\nThe printer is on fire.\r\n"
+    assert service.send_mail(raw, rcpt_tos=("Support+@ACME.test",))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    service.wait_for_thread_text(card.ts, "The printer is on fire.")
+    [ack] = service.wait_for_mails(1)
+    assert ack.rcpt_tos == ["bob@customer.test"]
+    assert [ticket.number for ticket in tickets(service)] == [1]
+
+
 def test_a_display_name_that_looks_like_another_address_is_not_the_requester(service: RunningDesk) -> None:
     raw = head(From='"ceo@acme.test" <mallory@evil.test>', Message_ID="<spoof@evil.test>") + b"\r\nPay it\r\n"
     service.send_mail(raw, mail_from="mallory@evil.test")
@@ -282,3 +295,19 @@ def test_text_that_reads_as_an_encoded_word_reaches_the_customer_as_written(serv
     # address parser keeps it, so the header is read here without that parser).
     encoded_name, address = parseaddr(str(email.message_from_bytes(ack.raw)["To"]))
     assert (str(make_header(decode_header(encoded_name))), address) == (literal, "bob@customer.test")
+
+
+def test_bare_message_ids_of_several_words_keep_different_mails_apart(service: RunningDesk) -> None:
+    """A Message-ID without <> and with spaces was keyed by its last word: `111 shared@c.test` and
+    `222 shared@c.test` collided, and the second mail was answered 250 and dropped as a
+    redelivery. Such a value is keyed by the whole mail; a true redelivery still counts once."""
+    first = head(Message_ID="111 shared@c.test", Subject="Printer") + b"\r\nThe printer is on fire.\r\n"
+    second = head(Message_ID="222 shared@c.test", Subject="Scanner") + b"\r\nThe scanner is gone.\r\n"
+    assert service.send_mail(first)[0] == 250
+    assert service.send_mail(second)[0] == 250
+    assert service.send_mail(b"Received: from relay.c.test\r\n" + first)[0] == 250
+    service.wait_for(lambda: len(tickets(service)) == 2 or None, "both tickets")
+    handled(service)
+    assert sorted(ticket.subject for ticket in tickets(service)) == ["Printer", "Scanner"]
+    with service.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 2

@@ -8,9 +8,13 @@ Markdown, and the Slack view shows the words (and the link), never markup.
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from sqlalchemy import select
+
+from store.models import Message
 from tests.e2e.conftest import SUPPORT, RunningDesk
 
 
@@ -161,3 +165,25 @@ def test_a_link_to_an_international_domain_is_not_flagged_as_leading_elsewhere(
     assert "<https://www.xn--mnchen-3ya.de/|münchen.de>" in text, text
     # A look-alike with a Cyrillic letter names another place than its link: flagged as before.
     assert "p\u0430ypal.com (<https://evil.example/>)" in text, text
+
+
+def test_markdown_typed_in_an_html_mail_shows_as_typed(service: RunningDesk) -> None:
+    """Words of a customer's HTML mail that read as Markdown at a line start (`# 3 printers`,
+    `- not a list`, `1) first`) or in backticks showed as a heading, a list or code in the triage
+    thread; and a `<pre>` block lost its blank lines."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "Bob <bob@customer.test>", SUPPORT, "Typed"
+    message["Message-ID"] = "<typed-markdown@customer.test>"
+    message.set_content(
+        "<p># 3 printers are down</p><div>- not a list<br>+ nor this<br>1) first</div>"
+        "<p>Run `make all` now</p><pre>line one  \n\n\nline four</pre><p>Bye</p>",
+        subtype="html",
+    )
+    assert service.send_mail(message.as_bytes(policy=SMTP))[0] == 250
+    card = service.wait_for(service.card, "the card")
+    text = service.wait_for_thread_text(card.ts, "Bye")
+    assert "# 3 printers are down\n\n- not a list\n+ nor this\n1) first\n\nRun `make all` now" in text, text
+    assert re.search(r"```\nline one *\n\n\nline four\n```", text), text  # its blank lines kept
+    with service.db.read() as session:
+        [body] = session.scalars(select(Message.body_markdown)).all()
+    assert "Run \\`make all\\` now" in body and "line one\n\n\nline four" in body, body

@@ -28,15 +28,20 @@ def mail_sink() -> Iterator[MailSink]:
 
 def test_a_small_file_sent_as_a_link_does_not_say_it_is_0_0_mb(start_service: StartService) -> None:
     """The relay refuses the mail for its big file, so every file goes as a link: each is shown
-    with its size, and a 2 kB file is not "0.0 MB" (nothing)."""
+    with its size, and a 2 kB file is not "0.0 MB" (nothing). Staff are told once, though the
+    reply went to two people: it was ticked as delivered as if the files had been attached."""
     service = start_service(reply_delay_seconds=0.5)
-    card_ts = email_ticket(service, cc=None)
+    card_ts = email_ticket(service)  # Bob, and Carol in Cc: two mails, one reply
     files = [("notes.txt", b"n" * 2_000), ("big.bin", os.urandom(320_000))]
-    service.post_as(ALICE, "Two files", thread_ts=card_ts, files=files)
+    reply_ts = service.post_as(ALICE, "Two files", thread_ts=card_ts, files=files)
     text = plain(reply_mail(service, "Two files"))
     [line] = [line for line in text.splitlines() if "notes.txt" in line or "notes\\.txt" in line]
     assert re.search(r"/files/\d+/", line), line
     assert "0.0 MB" not in line, line
+    service.wait_for(lambda: "white_check_mark" in reactions(service, reply_ts), "the reply delivered")
+    told = "Files not attached to the email: notes.txt, big.bin (too large: sent as links)."
+    service.wait_for_thread_text(card_ts, told)
+    assert service.thread_text(card_ts).count("not attached") == 1
 
 
 def test_deleting_a_delivered_reply_stops_its_file_links(start_service: StartService) -> None:

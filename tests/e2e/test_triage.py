@@ -356,8 +356,36 @@ def test_merge_cross_links_both_threads_and_tells_the_customer_once(running: Tri
     mail = running.service.wait_for_mails(2)[1]
     assert mail.rcpt_tos == ["erin@globex.example"]
     assert mail.message["Auto-Submitted"] == "auto-generated"
+    # Her replies land on #1, so the footer names #1 (it said "Ticket #2. Reply to this email").
+    text, html = mail.message.get_body(("plain",)), mail.message.get_body(("html",))
+    assert text is not None and "Ticket #1. Reply to this email to add to it." in text.get_content()
+    assert html is not None and "Ticket #1 &middot; reply to this email" in html.get_content()
+    assert "Ticket #2 &middot;" not in html.get_content()
     running.wait_card(2, "Merged into #1")
     running.wait_card(1, "#2 (duplicated by)")
+
+
+def test_a_tracker_link_is_the_same_link_whatever_the_case_of_its_host(running: Triage) -> None:
+    """Host names are case-insensitive (RFC 3986 6.2.2.1), and `https://x` is `https://x/`: a link
+    written one way could not be removed (nor was it found to be linked already) written another."""
+    running.command(ALICE, "new dan@globex.example Printer")
+    written = "https://Jira.Example.com/browse/OPS-7"
+    assert running.command(ALICE, f"link 1 {written}") == f"Linked #1 to {written} (relates)."
+    again = running.command(ALICE, "link 1 HTTPS://jira.example.com:443/browse/OPS-7")
+    assert again.endswith(
+        "already linked to HTTPS://jira.example.com:443/browse/OPS-7 (relates): nothing changed."
+    )
+    assert running.command(ALICE, "link 1 https://status.example.com") == (
+        "Linked #1 to https://status.example.com (relates)."
+    )
+    assert running.command(ALICE, "unlink 1 https://jira.example.com/browse/OPS-7").startswith(
+        "Removed the link"
+    )
+    assert running.command(ALICE, "unlink 1 https://STATUS.example.com/").startswith("Removed the link")
+    # The path is not folded: it may be case-sensitive on the tracker.
+    assert running.command(ALICE, "link 1 https://jira.example.com/browse/ops-7").startswith("Linked #1")
+    running.wait_card(1, "ops-7")
+    assert "OPS-7" not in running.card_text(1) and "status.example.com" not in running.card_text(1)
 
 
 def test_merge_makes_a_link_from_the_other_side_a_duplicate_link(running: Triage) -> None:

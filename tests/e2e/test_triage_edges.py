@@ -645,6 +645,20 @@ def test_cc_takes_addresses_pasted_as_a_list(running: Triage) -> None:
     assert sorted(emails) == [c, "dan@globex.example"]
 
 
+def test_an_international_domain_names_one_person_in_either_form(running: Triage) -> None:
+    """`bücher.example` is `xn--bcher-kva.example` (RFC 5890): a customer or participant written
+    one way was not found, nor removed, written the other."""
+    assert running.command(ALICE, "new bob@BÜCHER.example Printer").startswith("Opened #1")
+    assert running.command(ALICE, "cc 1 add ann@xn--bcher-kva.example").startswith("Added")
+    assert "already there" in running.command(ALICE, "cc 1 add ann@bücher.example")
+    record = running.command(ALICE, "customer bob@bücher.example")
+    assert "*Tickets* (1)" in record, record
+    assert running.command(ALICE, "cc 1 remove ann@bücher.example").startswith("Removed")
+    with running.db.read() as session:
+        emails = session.scalars(select(Participant.email)).all()
+    assert emails == ["bob@xn--bcher-kva.example"]
+
+
 def test_list_filters_combine_or_say_why_they_cannot(running: Triage) -> None:
     """`list status:open status:closed` listed only the closed tickets (the last `status:` replaced
     the others), `list label:bug label:hw` only those labelled hw, and `list mine unassigned`
