@@ -66,4 +66,3 @@ class GroupCommit:
             raise
         finally:
             self._committer = None
-

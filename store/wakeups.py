@@ -133,4 +133,3 @@ def on_loop(loop: asyncio.AbstractEventLoop, subscriber: Subscriber) -> Subscrib
             loop.call_soon_threadsafe(subscriber, notice)
 
     return call
-

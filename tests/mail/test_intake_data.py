@@ -397,9 +397,10 @@ def test_the_cases_are_what_they_say(pairs: dict[str, Pair]) -> None:
     assert ours(bare, "a too-long line, then too much")[0] == [b"500 Line too long (see RFC5321 4.5.3.1.6)"]
     # 1001 bytes with the CRLF are a line within it; past that, whether the reader's limit or the
     # loop's own check finds it, too long.
-    assert ours(bare, "lines around the line limit")[0] == [b"250 OK: recorded"] * 2 + [
-        b"500 Line too long (see RFC5321 4.5.3.1.6)"
-    ] * 4
+    assert (
+        ours(bare, "lines around the line limit")[0]
+        == [b"250 OK: recorded"] * 2 + [b"500 Line too long (see RFC5321 4.5.3.1.6)"] * 4
+    )
     assert ours(decoded, "a line just over the reader's limit ending in a dot")[0] == [
         b"500 Line too long (see RFC5321 4.5.3.1.6)",
         b"250 OK: recorded",

@@ -86,9 +86,7 @@ def test_the_command_auth_and_hook_tables_are_aiosmtpds(protocols: tuple[SMTP, B
 
 
 @pytest.mark.parametrize("argument", ADDRESS_ARGUMENTS)
-def test_addresses_parse_as_aiosmtpd_parses_them(
-    protocols: tuple[SMTP, BoundedSMTP], argument: str
-) -> None:
+def test_addresses_parse_as_aiosmtpd_parses_them(protocols: tuple[SMTP, BoundedSMTP], argument: str) -> None:
     theirs, ours = protocols
     assert ours._getaddr(argument) == theirs._getaddr(argument)
 

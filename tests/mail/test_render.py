@@ -156,14 +156,7 @@ def test_blockquote():
 
 def test_quote_containing_a_list():
     markdown = "> Steps:\n> 1. restart\n> 2. retry\n>\n> > nested quote"
-    assert text_of(markdown) == (
-        "> Steps:\n"
-        ">\n"
-        "> 1. restart\n"
-        "> 2. retry\n"
-        ">\n"
-        "> > nested quote\n"
-    )
+    assert text_of(markdown) == ("> Steps:\n>\n> 1. restart\n> 2. retry\n>\n> > nested quote\n")
     fragment = fragment_of(markdown)
     assert fragment.index("<blockquote") < fragment.index("<ol>") < fragment.index("</blockquote>")
 
