@@ -143,8 +143,7 @@ def support_address_parts(address: str) -> tuple[str, str]:
 
 def split_support_address(address: str, support_address: str) -> tuple[bool, str | None]:
     """Whether `address` is the support mailbox (in any case), and the `+detail` it carries (RFC 5233
-    subaddress; None for the bare address). An empty detail (`support+@…`) names no key: mail
-    systems deliver it to the bare mailbox, and so does the desk (it was refused with 550)."""
+    subaddress; None for the bare address)."""
     normalized = normalize_address(address)
     if normalized is None:
         return False, None
@@ -155,7 +154,7 @@ def split_support_address(address: str, support_address: str) -> tuple[bool, str
     if their_local == local:
         return True, None
     if their_local.startswith(local + "+"):
-        return True, their_local[len(local) + 1 :] or None
+        return True, their_local[len(local) + 1 :]
     return False, None
 
 

@@ -151,19 +151,6 @@ def test_a_forged_or_guessed_reply_key_selects_no_ticket(service: RunningDesk) -
     assert [m.body_markdown for m in messages] == ["my private ticket"]
 
 
-def test_the_support_address_with_an_empty_plus_part_is_the_support_address(service: RunningDesk) -> None:
-    """`support+@acme.test` names no key: mail systems (RFC 5233, Postfix, Sieve's empty :detail)
-    deliver it to the bare mailbox. It was refused with 550 and the customer's mail bounced;
-    it opens a ticket as the bare address would."""
-    raw = head(To="support+@acme.test", Message_ID="<empty-plus@c.test>") + b"\r\nThe printer is on fire.\r\n"
-    assert service.send_mail(raw, rcpt_tos=("Support+@ACME.test",))[0] == 250
-    card = service.wait_for(service.card, "the card")
-    service.wait_for_thread_text(card.ts, "The printer is on fire.")
-    [ack] = service.wait_for_mails(1)
-    assert ack.rcpt_tos == ["bob@customer.test"]
-    assert [ticket.number for ticket in tickets(service)] == [1]
-
-
 def test_a_display_name_that_looks_like_another_address_is_not_the_requester(service: RunningDesk) -> None:
     raw = head(From='"ceo@acme.test" <mallory@evil.test>', Message_ID="<spoof@evil.test>") + b"\r\nPay it\r\n"
     service.send_mail(raw, mail_from="mallory@evil.test")

@@ -97,7 +97,7 @@ def test_extract_reply_key(address: str, key: str | None) -> None:
         ("<Support@DESK.example>", (True, None)),
         (f"support+{KEY}@desk.example", (True, KEY)),
         ("SUPPORT+Unsub-ABC@desk.example", (True, "unsub-abc")),
-        ("support+@desk.example", (True, None)),  # an empty detail is the bare address
+        ("support+@desk.example", (True, "")),
         ("support@other.example", (False, None)),
         ("supporter@desk.example", (False, None)),
         ("sales+support@desk.example", (False, None)),
