@@ -485,12 +485,15 @@ def test_a_colleague_added_before_the_desk_wrote_hears_nothing_before_the_reques
 
 
 def test_a_reply_delivered_while_the_triage_channel_is_archived_shows_its_receipt_once_it_is_back(
-    running: Triage,
+    start_service: StartService,
 ) -> None:
     """A staff reply went out by email while the triage channel was archived: Slack refuses
     reactions there too (`is_archived`), so its receipt failed, the warning line about that waited
     for the channel, and once it was back the reply showed as still on its way (⏳, never ✅) with
     a line saying a mark could not be set. The receipt now waits for the channel like posts do."""
+    # The channel is archived while the reply waits out its delay: a delay long enough that the
+    # pending mark is seen before delivery replaces it, however busy the machine.
+    running = Triage(start_service(reply_delay_seconds=3))
     assert running.command(ALICE, "new dan@globex.example Printer").startswith("Opened #1")
     reply_ts = running.service.post_as(ALICE, "Hello Dan, we are on it.", thread_ts=running.card_ts(1))
     running.service.wait_for(
